@@ -1,0 +1,54 @@
+"""Shared fixtures. Tests that need ../shared (demo photos, offline weights) ask for `shared`.
+
+On a fresh clone without ../shared they skip and say why; CI sets WILDVISION_REQUIRE_SHARED=1,
+which turns that skip into a failure so the integration tests always run there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED = Path(os.environ.get("WILDVISION_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+SQUEEZENET_WEIGHTS = SHARED / "weights" / "squeezenet1_0-imagenet-deepcompression.pth"
+DEMO = SHARED / "demo-data"
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not (DEMO / "train").is_dir() or not SQUEEZENET_WEIGHTS.is_file():
+        message = f"needs the demo data and offline weights in {SHARED} (absent on a fresh clone; set WILDVISION_SHARED to point elsewhere)"
+        if os.environ.get("WILDVISION_REQUIRE_SHARED") == "1":
+            pytest.fail(message + "; WILDVISION_REQUIRE_SHARED=1 forbids skipping")
+        pytest.skip(message)
+    return SHARED
+
+
+def write_image(path: Path, seed: int, size: tuple[int, int] = (64, 48), mode: str = "RGB") -> Path:
+    """A small random-noise image; different seeds give different content (and hashes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).convert(mode).save(path)
+    return path
+
+
+def make_class_folder(root: Path, counts: dict[str, int], seed: int = 0) -> Path:
+    """root/<class>/img<i>.png with counts[class] generated images each."""
+    for offset, (class_name, count) in enumerate(counts.items()):
+        for index in range(count):
+            write_image(root / class_name / f"img{index}.png", seed=seed * 10_000 + offset * 1000 + index)
+    return root
+
+
+def demo_subset(tmp_path: Path, per_class: dict[str, int], source: str = "train") -> Path:
+    """A folder of symlinks to the first images of each demo-data class (people link their datasets too)."""
+    root = tmp_path / source
+    for class_name, count in per_class.items():
+        (root / class_name).mkdir(parents=True)
+        for image in sorted((DEMO / source / class_name).iterdir())[:count]:
+            (root / class_name / image.name).symlink_to(image)
+    return root

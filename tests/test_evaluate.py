@@ -1,0 +1,27 @@
+import pytest
+
+from wildvision.evaluate import compute_metrics
+
+
+def test_metrics_are_weighted_over_both_classes_as_in_the_paper():
+    # 4 positives, 6 negatives; predictions at 0.5: TP=3, FN=1, FP=2, TN=4
+    labels = [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]
+    probabilities = [0.9, 0.8, 0.7, 0.2, 0.6, 0.55, 0.1, 0.2, 0.3, 0.4]
+    m = compute_metrics(labels, probabilities)
+    assert m["accuracy"] == pytest.approx(0.7)
+    precision_pos, precision_neg = 3 / 5, 4 / 5
+    recall_pos, recall_neg = 3 / 4, 4 / 6
+    f_pos = 2 * precision_pos * recall_pos / (precision_pos + recall_pos)
+    f_neg = 2 * precision_neg * recall_neg / (precision_neg + recall_neg)
+    assert m["precision"] == pytest.approx(0.4 * precision_pos + 0.6 * precision_neg)
+    assert m["recall"] == pytest.approx(0.4 * recall_pos + 0.6 * recall_neg)
+    assert m["f_score"] == pytest.approx(0.4 * f_pos + 0.6 * f_neg)
+    assert m["positive_precision"] == pytest.approx(0.6)
+    assert m["confusion_matrix"] == [[4, 2], [1, 3]]
+    assert m["n_images"] == 10
+
+
+def test_threshold_moves_the_decision():
+    labels = [1, 0]
+    assert compute_metrics(labels, [0.7, 0.6], threshold=0.5)["positive_precision"] == 0.5
+    assert compute_metrics(labels, [0.7, 0.6], threshold=0.65)["positive_precision"] == 1.0

@@ -1,0 +1,5 @@
+import sys
+
+from wildvision.cli import main
+
+sys.exit(main())

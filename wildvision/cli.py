@@ -1,0 +1,307 @@
+"""The command line: `python -m wildvision SUBCOMMAND --help` explains each subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import fnmatch
+import logging
+import sys
+import tomllib
+from pathlib import Path
+
+from wildvision import runs
+from wildvision.data import DataFolderError
+from wildvision.images import ImageError
+from wildvision.models import ARCHITECTURES, PAPER_ARCHITECTURES, WeightsError
+from wildvision.predict import CheckpointError
+from wildvision.train import REGIMES, TrainConfig
+
+USER_ERRORS = (DataFolderError, WeightsError, runs.RunError, CheckpointError, ImageError, ValueError, FileNotFoundError)
+
+
+def _named_folder(text: str) -> tuple[str, str]:
+    name, sep, folder = text.partition("=")
+    if not sep or not name or not folder:
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR (e.g. test_out_pet=data/test_out_pet), got {text!r}")
+    return name, folder
+
+
+def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs-dir", default="runs", help="folder that holds the run folders (default: runs)")
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `train` and `grid`: data, test sets and hyperparameter overrides."""
+    parser.add_argument("--data", required=True, help="training folder: one sub-folder per class (captive/, wild/, optional background/)")
+    parser.add_argument("--positive", default="captive", help="name of the positive class folder; every other folder is negative (default: captive)")
+    parser.add_argument("--test", action="append", type=_named_folder, default=[], metavar="NAME=DIR",
+                        help="an extra test set, laid out like the training folder; repeat for more (e.g. test_out_pet=DIR)")
+    parser.add_argument("--epochs", type=int, default=200, help="most epochs to train; early stopping usually ends sooner (default: 200)")
+    parser.add_argument("--patience", type=int, help="early-stopping patience in epochs (default: Table S5, 15 head-only, 35 all layers)")
+    parser.add_argument("--batch-size", type=int, help="batch size (default: Table S5, 75 head-only, 15 all layers)")
+    parser.add_argument("--lr", type=float, help="SGD learning rate (default: Table S5, 0.001 head-only, 0.0005 all layers)")
+    parser.add_argument("--head-epochs", type=int, default=10, help="combi regime: epochs of head-only training before all layers train (default: 10)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed for the split, initialisation and augmentation (default: 0)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--workers", type=int, default=TrainConfig.num_workers, help=f"image-loading worker processes (default: {TrainConfig.num_workers})")
+    _add_runs_dir(parser)
+
+
+def _config_from(args: argparse.Namespace, arch: str, regime: str, background: bool, weights: str) -> TrainConfig:
+    return TrainConfig(
+        arch=arch, regime=regime, data=str(Path(args.data).resolve()), with_background=background, positive=args.positive,
+        weights=weights, tests={name: str(Path(folder).resolve()) for name, folder in args.test}, epochs=args.epochs,
+        patience=args.patience, batch_size=args.batch_size, lr=args.lr, head_epochs=args.head_epochs, seed=args.seed,
+        device=args.device, num_workers=args.workers, split=getattr(args, "split", None),
+    )
+
+
+def _resolve_weights(weights: str) -> str:
+    return weights if weights in ("imagenet", "none") else str(Path(weights).resolve())
+
+
+def _print_results(run_dir: Path) -> None:
+    results = runs.read_json(run_dir / runs.RESULTS)
+    print(f"run folder: {run_dir}")
+    print(f"best epoch {results['best_epoch']} of {results['epochs_run']}")
+    print(f"{'test set':<16}{'images':>8}{'accuracy':>10}{'F':>8}{'precision':>11}{'recall':>8}{'pos. prec.':>12}")
+    for name, m in sorted(results["test_sets"].items(), key=lambda item: item[0] != "test_in"):
+        print(f"{name:<16}{m['n_images']:>8}{m['accuracy']:>10.4f}{m['f_score']:>8.4f}{m['precision']:>11.4f}{m['recall']:>8.4f}{m['positive_precision']:>12.4f}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from wildvision.train import execute_run, start_run
+
+    weights = "none" if args.regime == "scratch" and args.weights is None else _resolve_weights(args.weights or "imagenet")
+    config = _config_from(args, args.arch, args.regime, args.with_background, weights)
+    run_dir = start_run(config, args.runs_dir, args.name)
+    print(f"run folder: {run_dir}", flush=True)
+    execute_run(run_dir)
+    _print_results(run_dir)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from wildvision.train import execute_run
+
+    run_dir = runs.resolve_run(args.run, args.runs_dir)
+    run = runs.read_run(run_dir)
+    if run.state == "completed":
+        print(f"run {run_dir} has already completed; nothing to resume")
+        return 0
+    if run.state == "running":
+        raise runs.RunError(f"run {run_dir} is still running (pid {run.status.get('pid')}); cancel it before resuming")
+    execute_run(run_dir)
+    _print_results(run_dir)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from wildvision.evaluate import resolve_device
+    from wildvision.predict import load_model
+    from wildvision.train import evaluate_run_model, load_config, prepare_tests
+
+    run_dir = runs.resolve_run(args.run, args.runs_dir)
+    config = load_config(run_dir)
+    config.tests = {name: str(Path(folder).resolve()) for name, folder in args.test}
+    loaded = load_model(run_dir, args.runs_dir, args.device)
+    results = evaluate_run_model(loaded.model, config, prepare_tests(config), resolve_device(args.device), loaded.threshold)
+    stored = runs.read_json(run_dir / runs.RESULTS)
+    stored["test_sets"].update(results)
+    runs.write_json_atomic(run_dir / runs.RESULTS, stored)
+    _print_results(run_dir)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from wildvision.predict import expand_paths, load_model, predict_paths
+
+    loaded = load_model(args.model, args.runs_dir, args.device)
+    paths = expand_paths(args.paths)
+    if not paths:
+        raise ValueError(f"no image files in {', '.join(args.paths)}")
+    predictions = predict_paths(loaded, paths, args.batch_size)
+    out = open(args.csv, "w", newline="", encoding="utf-8") if args.csv else sys.stdout
+    try:
+        writer = csv.writer(out)
+        writer.writerow(["path", "probability", "label"])
+        for p in predictions:
+            if p.error is None:
+                writer.writerow([p.path, f"{p.probability:.6f}", p.label])
+    finally:
+        if args.csv:
+            out.close()
+    failed = [p for p in predictions if p.error is not None]
+    for p in failed:
+        print(f"could not predict {p.path}: {p.error}", file=sys.stderr)
+    if args.csv:
+        print(f"wrote {len(predictions) - len(failed)} predictions to {args.csv}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def load_grid(path: str | Path) -> list[dict]:
+    """The [[run]] tables of a grid file, each with arch, regime and background."""
+    try:
+        entries = tomllib.loads(Path(path).read_text(encoding="utf-8")).get("run", [])
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ValueError(f"cannot read grid file {path}: {error}") from None
+    for entry in entries:
+        missing = {"arch", "regime", "background"} - set(entry)
+        if missing:
+            raise ValueError(f"grid file {path}: entry {entry} lacks {', '.join(sorted(missing))}")
+    return entries
+
+
+def _grid_weights(values: list[str]) -> dict[str, str]:
+    """--weights imagenet | none | ARCH=PATH ... as a mapping arch -> weights (default imagenet)."""
+    mapping: dict[str, str] = {}
+    for value in values:
+        arch, sep, path = value.partition("=")
+        if sep:
+            mapping[arch] = _resolve_weights(path)
+        else:
+            mapping["*"] = value
+    return mapping
+
+
+def cmd_grid(args: argparse.Namespace) -> int:
+    from wildvision.train import execute_run, start_run
+
+    weights = _grid_weights(args.weights)
+    entries = load_grid(args.gridfile)
+    chosen = []
+    for entry in entries:
+        name = f"{entry['arch']}-{entry['regime']}-{'bg' if entry['background'] else 'no_bg'}"
+        if not args.only or any(fnmatch.fnmatch(name, pattern) for pattern in args.only):
+            chosen.append((name, entry))
+    if not chosen:
+        raise ValueError(f"--only {' '.join(args.only)} matches none of the {len(entries)} configurations in {args.gridfile}")
+    print(f"{len(chosen)} of {len(entries)} configurations to run", flush=True)
+    failures = []
+    for position, (name, entry) in enumerate(chosen, 1):
+        arch_weights = "none" if entry["regime"] == "scratch" else weights.get(entry["arch"], weights.get("*", "imagenet"))
+        print(f"[{position}/{len(chosen)}] {name}", flush=True)
+        try:
+            run_dir = start_run(_config_from(args, entry["arch"], entry["regime"], entry["background"], arch_weights), args.runs_dir)
+            print(f"run folder: {run_dir}", flush=True)
+            execute_run(run_dir)
+        except USER_ERRORS as error:
+            print(f"{name} failed: {error}", file=sys.stderr)
+            failures.append(name)
+    print(f"{len(chosen) - len(failures)} completed, {len(failures)} failed{': ' + ', '.join(failures) if failures else ''}")
+    return 1 if failures else 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    summaries = runs.list_runs(args.runs_dir)
+    if not summaries:
+        print(f"no runs in {args.runs_dir}")
+        return 0
+    print(f"{'run':<52}{'state':<12}{'epoch':>6}  {'test_in F':>9}")
+    for run in summaries:
+        f_score = ""
+        if (run.path / runs.RESULTS).exists():
+            f_score = f"{runs.read_json(run.path / runs.RESULTS)['test_sets']['test_in']['f_score']:.4f}"
+        print(f"{run.name:<52}{run.state:<12}{run.epoch or 0:>6}  {f_score:>9}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from wildvision.models import count_parameters
+
+    print(f"{'architecture':<16}{'trainable parameters':>22}  origin")
+    for arch in ARCHITECTURES:
+        origin = "paper (Table S4)" if arch in PAPER_ARCHITECTURES else "extension"
+        print(f"{arch:<16}{count_parameters(arch):>22,}  {origin}")
+    return 0
+
+
+def cmd_gain(args: argparse.Namespace) -> int:
+    from wildvision import paper
+
+    if args.source == "paper":
+        table = paper.paper_gain(args.test, args.dataset, args.regime)
+    else:
+        from wildvision.models import count_parameters
+
+        counts = {arch: count_parameters(arch) for arch in ARCHITECTURES}
+        table = paper.gain_from_results(runs.results_frame(args.runs_dir), args.test, args.dataset, args.regime, counts, f"runs in {args.runs_dir}")
+    print(f"efficiency gain over squeezenet1_0 ({args.source}: {args.test}, {args.dataset}, {args.regime})")
+    print(f"{'rank':<6}{'architecture':<16}{'F':>8}{'parameters':>14}{'gain per parameter':>22}")
+    for rank, row in enumerate(table.itertuples(), 1):
+        print(f"{rank:<6}{row.model:<16}{row.f_score:>8.3f}{row.params:>14,}{row.gain:>22.3e}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m wildvision", description="Train, evaluate and use image classifiers that flag online wildlife trade (Kulkarni & Di Minin, 2022).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train one model and write a run folder", description="Train one model in one of the paper's regimes and write a run folder.")
+    p.add_argument("--arch", required=True, choices=ARCHITECTURES, help="architecture")
+    p.add_argument("--regime", required=True, choices=REGIMES, help="transfer: head only; scratch: all layers from random init; combi: head, then all layers")
+    p.add_argument("--with-background", action="store_true", help="include the background/ folder as extra negatives (the paper's data_bg)")
+    p.add_argument("--weights", help="imagenet (torchvision's, downloaded when online), none (random init), or PATH to a state dict (default: imagenet; none for scratch)")
+    p.add_argument("--split", help="reuse the train/test_in split of an earlier run (its split.json)")
+    p.add_argument("--name", help="run name prefix (default: ARCH-REGIME-DATASET)")
+    _add_training_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("resume", help="continue a killed, failed, cancelled or queued run", description="Continue a run after its last completed epoch.")
+    p.add_argument("run", help="run folder, or its name under --runs-dir")
+    _add_runs_dir(p)
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("evaluate", help="evaluate a run's best model on more test sets", description="Evaluate a run's best model on test sets and add them to its results.json.")
+    p.add_argument("run", help="run folder, or its name under --runs-dir")
+    p.add_argument("--test", action="append", type=_named_folder, required=True, metavar="NAME=DIR", help="a test set; repeat for more")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    _add_runs_dir(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predict images with a trained model", description="Print path, probability of the positive class and label for each image.")
+    p.add_argument("--model", required=True, help="a run folder, a run name under --runs-dir, or a checkpoint.pt")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
+    p.add_argument("--csv", help="write the predictions to this CSV file instead of standard output")
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: 32)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    _add_runs_dir(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("grid", help="run a grid of configurations one after another (e.g. the paper's 24)", description="Run every configuration of a grid file (see experiments/paper_grid.toml) one after another.")
+    p.add_argument("gridfile", help="TOML file with [[run]] tables holding arch, regime and background")
+    p.add_argument("--only", nargs="+", default=[], metavar="PATTERN", help="run only configurations whose name (ARCH-REGIME-bg|no_bg) matches one of these shell patterns, e.g. 'densenet*-combi-*'")
+    p.add_argument("--weights", action="append", default=[], metavar="imagenet|ARCH=PATH",
+                   help="pretrained weights: imagenet (default) for all, or ARCH=PATH for one architecture; repeat for more")
+    _add_training_options(p)
+    p.set_defaults(func=cmd_grid)
+
+    p = sub.add_parser("runs", help="list runs and their states", description="List the runs under --runs-dir, newest first.")
+    _add_runs_dir(p)
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("models", help="list architectures and their trainable parameter counts", description="List the architectures with a 2-class head and their trainable parameter counts (Table S4).")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("gain", help="rank architectures by efficiency gain over SqueezeNet", description="Efficiency gain (Section 3.3): (F - F_squeezenet) / (parameters - parameters_squeezenet), highest first.")
+    p.add_argument("--source", choices=("paper", "runs"), default="paper", help="the paper's reported F-scores, or own completed runs (default: paper)")
+    p.add_argument("--test", default="test_in", help="test set: test_in, test_out_pet, test_out_nopet, or any name your runs used (default: test_in)")
+    p.add_argument("--dataset", choices=("bg", "no_bg"), default="bg", help="trained with or without background images (default: bg)")
+    p.add_argument("--regime", choices=REGIMES, default="transfer", help="training regime (default: transfer)")
+    _add_runs_dir(p)
+    p.set_defaults(func=cmd_gain)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,187 @@
+"""Datasets as the paper lays them out: one sub-folder per class, a stratified 80/20 split, Table S6 augmentation.
+
+A training folder holds the positive class (default `captive/`), one or more negative classes
+(`wild/`, ...) and optionally `background/`, which joins the negatives only when asked for (the
+paper's data_bg). A test folder has the same layout: the positive folder plus any negative folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from wildvision.images import ImageError, is_image_file, open_image
+from wildvision.models import IMAGENET_MEAN, IMAGENET_STD
+
+log = logging.getLogger(__name__)
+
+BACKGROUND = "background"
+INPUT_SIZE = 224
+
+
+class DataFolderError(ValueError):
+    """A data folder whose layout cannot be used; the message says what is wrong and what is expected."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    class_name: str
+    label: int  # 1 = positive (captive / for sale), 0 = negative
+
+
+def scan_folder(root: str | Path, positive: str = "captive", with_background: bool = True) -> list[Sample]:
+    """Every image under `root`, labelled by its class sub-folder; `background/` only if `with_background`."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataFolderError(f"data folder {root} does not exist or is not a folder")
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not with_background:
+        class_dirs = [d for d in class_dirs if d.name != BACKGROUND]
+    names = [d.name for d in class_dirs]
+    expected = f"expected {root}/{positive}/ (positive) and at least one negative folder such as {root}/wild/"
+    if positive not in names:
+        raise DataFolderError(f"{root} has no positive class folder '{positive}/' (found: {names or 'no folders'}); {expected}")
+    if len(names) < 2:
+        raise DataFolderError(f"{root} has only the class '{positive}/'; {expected}")
+    samples = []
+    for class_dir in class_dirs:
+        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and is_image_file(p))
+        if not files:
+            raise DataFolderError(f"class folder {class_dir} holds no images (.jpg, .png, .webp, ...)")
+        label = int(class_dir.name == positive)
+        samples.extend(Sample(path, class_dir.name, label) for path in files)
+    return samples
+
+
+def file_list_hash(samples: Sequence[Sample], root: str | Path) -> str:
+    """A fingerprint of which files a run saw: relative paths and sizes, so a changed dataset is noticed."""
+    digest = hashlib.sha256()
+    for sample in sorted(samples, key=lambda s: str(s.path)):
+        digest.update(f"{sample.path.relative_to(root)}\t{sample.path.stat().st_size}\n".encode())
+    return digest.hexdigest()
+
+
+def stratified_split(samples: Sequence[Sample], test_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """The paper's 80/20 split into train and test_in, stratified by class folder (so background too)."""
+    train, test = train_test_split(
+        list(samples), test_size=test_fraction, random_state=seed, stratify=[s.class_name for s in samples]
+    )
+    key = lambda s: str(s.path)  # noqa: E731
+    return sorted(train, key=key), sorted(test, key=key)
+
+
+class CenterCropFraction(torch.nn.Module):
+    """Keep the central `fraction` of each side (Table S6: 0.85 on positives, to cut off watermark text)."""
+
+    def __init__(self, fraction: float):
+        super().__init__()
+        self.fraction = fraction
+
+    def forward(self, image):
+        height, width = F.get_size(image)
+        return F.center_crop(image, [round(height * self.fraction), round(width * self.fraction)])
+
+
+class RandomCropFraction(torch.nn.Module):
+    """A crop of `fraction` of each side at a random place (Table S6: 0.8, to cut off stray text)."""
+
+    def __init__(self, fraction: float):
+        super().__init__()
+        self.fraction = fraction
+
+    def forward(self, image):
+        height, width = F.get_size(image)
+        crop_h, crop_w = round(height * self.fraction), round(width * self.fraction)
+        top = int(torch.randint(0, height - crop_h + 1, ()).item())
+        left = int(torch.randint(0, width - crop_w + 1, ()).item())
+        return F.crop(image, top, left, crop_h, crop_w)
+
+
+def _to_normalised_tensor() -> list:
+    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+
+
+def train_transform(positive: bool) -> v2.Compose:
+    """Table S6, in its order: the centre crop applies to the positive class only."""
+    steps = [v2.Resize((INPUT_SIZE, INPUT_SIZE))]
+    if positive:
+        steps.append(CenterCropFraction(0.85))
+    steps += [
+        RandomCropFraction(0.8),
+        v2.RandomApply([RandomCropFraction(0.8)], p=0.3),
+        v2.RandomHorizontalFlip(p=0.5),
+        v2.RandomApply([v2.RandomRotation((180, 180))], p=0.5),
+        v2.Resize((INPUT_SIZE, INPUT_SIZE)),
+    ]
+    return v2.Compose(steps + _to_normalised_tensor())
+
+
+def eval_transform() -> v2.Compose:
+    """Table S6: at prediction time only Resize and Normalise."""
+    return v2.Compose([v2.Resize((INPUT_SIZE, INPUT_SIZE))] + _to_normalised_tensor())
+
+
+class ImageDataset(Dataset):
+    """Samples as (tensor, label, index); an unreadable image yields None, is logged once and is skipped."""
+
+    def __init__(self, samples: Sequence[Sample], transform_for_label: Callable[[int], Callable]):
+        self.samples = list(samples)
+        self.transforms = {label: transform_for_label(label) for label in (0, 1)}
+        self._reported: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        sample = self.samples[index]
+        try:
+            image = open_image(sample.path)
+        except ImageError as error:
+            if error.path not in self._reported:
+                self._reported.add(error.path)
+                log.warning("skipping unreadable image %s", error)
+            return None
+        return self.transforms[sample.label](image), sample.label, index
+
+
+def collate_readable(batch: list):
+    """Stack the readable items of a batch; returns (images, labels, indices) or None if none was readable."""
+    batch = [item for item in batch if item is not None]
+    if not batch:
+        return None
+    images, labels, indices = zip(*batch)
+    return torch.stack(images), torch.tensor(labels), torch.tensor(indices)
+
+
+def make_loader(
+    samples: Sequence[Sample],
+    train: bool,
+    batch_size: int,
+    num_workers: int,
+    seed: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A DataLoader with Table S6 augmentation when `train`, else evaluation transforms; seeded for repeatability."""
+    transform_for_label = (lambda label: train_transform(positive=label == 1)) if train else (lambda label: eval_transform())
+    dataset = ImageDataset(samples, transform_for_label)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train,
+        num_workers=num_workers,
+        collate_fn=collate_readable,
+        generator=torch.Generator().manual_seed(seed),
+        pin_memory=pin_memory,
+        persistent_workers=False,
+    )
+

@@ -1,0 +1,113 @@
+"""Metrics as the paper reports them, and inference over a set of images.
+
+The paper's accuracy, f-score, precision and recall (Tables S1-S3) are weighted over both classes;
+Table 1 adds the precision of the positive class alone. All are computed at a decision threshold on
+the positive-class probability (0.5 unless a checkpoint says otherwise).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, precision_score
+from torch import nn
+
+from wildvision.data import Sample, make_loader
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but no CUDA GPU is available here; use --device cpu")
+    return device
+
+
+def compute_metrics(labels: Sequence[int], probabilities: Sequence[float], threshold: float = 0.5) -> dict:
+    """accuracy, f_score, precision, recall (weighted, as in Tables S1-S3), positive_precision (Table 1), confusion."""
+    labels = np.asarray(labels, dtype=int)
+    predicted = (np.asarray(probabilities) >= threshold).astype(int)
+    precision, recall, f_score, _ = precision_recall_fscore_support(
+        labels, predicted, labels=[0, 1], average="weighted", zero_division=0
+    )
+    return {
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "f_score": float(f_score),
+        "precision": float(precision),
+        "recall": float(recall),
+        "positive_precision": float(precision_score(labels, predicted, pos_label=1, zero_division=0)),
+        "positive_recall": float(np.mean(predicted[labels == 1])) if (labels == 1).any() else 0.0,
+        # rows: true negative, true positive; columns: predicted negative, predicted positive
+        "confusion_matrix": confusion_matrix(labels, predicted, labels=[0, 1]).tolist(),
+        "threshold": threshold,
+        "n_images": int(len(labels)),
+    }
+
+
+@dataclass
+class Inference:
+    """What a model said about the readable images of a loader, in loader order."""
+
+    labels: torch.Tensor
+    logits: torch.Tensor
+    indices: torch.Tensor
+
+    @property
+    def probabilities(self) -> torch.Tensor:
+        return torch.softmax(self.logits.float(), dim=1)[:, 1]
+
+    def loss(self) -> float:
+        return float(nn.functional.cross_entropy(self.logits.float(), self.labels)) if len(self.labels) else float("nan")
+
+
+@torch.inference_mode()
+def infer(model: nn.Module, loader, device: torch.device) -> Inference:
+    """Logits for every readable image of `loader` (batches of (images, labels, indices))."""
+    model.eval()
+    labels, logits, indices = [], [], []
+    channels_last = device.type == "cuda"
+    for batch in loader:
+        if batch is None:
+            continue
+        images, batch_labels, batch_indices = batch
+        images = images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+            logits.append(model(images).float().cpu())
+        labels.append(batch_labels)
+        indices.append(batch_indices)
+    if not logits:
+        empty = torch.empty(0, dtype=torch.long)
+        return Inference(empty, torch.empty(0, 2), empty)
+    return Inference(torch.cat(labels), torch.cat(logits), torch.cat(indices))
+
+
+def evaluate_samples(
+    model: nn.Module,
+    samples: Sequence[Sample],
+    device: torch.device,
+    threshold: float = 0.5,
+    batch_size: int = 64,
+    num_workers: int = 0,
+) -> dict:
+    """The paper's metrics on `samples`, plus loss, evaluation time and the images that could not be read."""
+    started = time.perf_counter()
+    loader = make_loader(samples, train=False, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
+    result = infer(model, loader, device)
+    if len(result.labels) == 0:
+        raise ValueError("none of the images could be read, so nothing could be evaluated")
+    metrics = compute_metrics(result.labels.tolist(), result.probabilities.tolist(), threshold)
+    seen = set(result.indices.tolist())
+    metrics.update(
+        loss=result.loss(),
+        eval_time_s=time.perf_counter() - started,
+        skipped=[str(samples[i].path) for i in range(len(samples)) if i not in seen],
+    )
+    return metrics

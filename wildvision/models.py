@@ -1,0 +1,140 @@
+"""Model registry: the paper's eight torchvision architectures (plus extensions) with a 2-class head.
+
+Each architecture is the stock torchvision model whose last layer is replaced by a new layer with
+two outputs (negative, positive). With that head, the parameter counts equal the paper's Table S4.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torchvision
+from torch import nn
+
+PAPER_ARCHITECTURES = (
+    "alexnet",
+    "densenet121",
+    "densenet201",
+    "resnet18",
+    "resnet152",
+    "squeezenet1_0",
+    "vgg11_bn",
+    "vgg19_bn",
+)
+EXTENSION_ARCHITECTURES = ("mobilenet_v2",)
+ARCHITECTURES = PAPER_ARCHITECTURES + EXTENSION_ARCHITECTURES
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class WeightsError(RuntimeError):
+    """Pretrained weights cannot be had or do not fit the architecture; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class HeadSlot:
+    """Where an architecture keeps its last layer, and how to build a 2-class replacement."""
+
+    parent: Callable[[nn.Module], nn.Module]
+    name: str
+    make: Callable[[nn.Module, int], nn.Module]
+
+
+def _linear_like(old: nn.Module, num_classes: int) -> nn.Module:
+    return nn.Linear(old.in_features, num_classes)
+
+
+def _conv_like(old: nn.Module, num_classes: int) -> nn.Module:
+    return nn.Conv2d(old.in_channels, num_classes, kernel_size=old.kernel_size)
+
+
+_HEADS: dict[str, HeadSlot] = {
+    "alexnet": HeadSlot(lambda m: m.classifier, "6", _linear_like),
+    "densenet121": HeadSlot(lambda m: m, "classifier", _linear_like),
+    "densenet201": HeadSlot(lambda m: m, "classifier", _linear_like),
+    "resnet18": HeadSlot(lambda m: m, "fc", _linear_like),
+    "resnet152": HeadSlot(lambda m: m, "fc", _linear_like),
+    "squeezenet1_0": HeadSlot(lambda m: m.classifier, "1", _conv_like),
+    "vgg11_bn": HeadSlot(lambda m: m.classifier, "6", _linear_like),
+    "vgg19_bn": HeadSlot(lambda m: m.classifier, "6", _linear_like),
+    "mobilenet_v2": HeadSlot(lambda m: m.classifier, "1", _linear_like),
+}
+
+
+def check_architecture(arch: str) -> None:
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHITECTURES)}")
+
+
+def head(model: nn.Module, arch: str) -> nn.Module:
+    """The new last layer: the only part that trains in the transfer regime."""
+    slot = _HEADS[arch]
+    return getattr(slot.parent(model), slot.name)
+
+
+def _replace_head(model: nn.Module, arch: str, num_classes: int) -> None:
+    slot = _HEADS[arch]
+    parent = slot.parent(model)
+    setattr(parent, slot.name, slot.make(getattr(parent, slot.name), num_classes))
+
+
+def _imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet weights, from the torch cache or downloaded into it."""
+    weights = torchvision.models.get_model_weights(arch).DEFAULT
+    try:
+        return weights.get_state_dict(progress=False, check_hash=True)
+    except (OSError, RuntimeError) as error:  # URLError is an OSError; no network gives one of these
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        raise WeightsError(
+            f"ImageNet weights for {arch} are not in {cache} and could not be downloaded ({error}); "
+            f"on a machine without internet pass a local state dict with --weights PATH "
+            f"(e.g. ../shared/weights/*.pth) or train from random init with --weights none."
+        ) from error
+
+
+def _file_state_dict(path: Path, arch: str) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle errors, truncated zip, non-tensor payloads
+        raise WeightsError(f"{path} is not a plain state dict that loads safely: {error}") from error
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path} does not hold a state dict for {arch}")
+    return state
+
+
+def build_model(arch: str, weights: str | Path | None = None, num_classes: int = 2) -> nn.Module:
+    """Build `arch` with a fresh `num_classes` head on top of the chosen backbone weights.
+
+    weights: None or "none" for random init; "imagenet" for torchvision's pretrained weights
+    (downloaded into the torch cache when there is internet); or a path to a state dict of the
+    stock 1000-class torchvision model, e.g. ../shared/weights/squeezenet1_0-*.pth.
+    """
+    check_architecture(arch)
+    model = torchvision.models.get_model(arch, weights=None)
+    if weights is not None and str(weights) != "none":
+        state = _imagenet_state_dict(arch) if str(weights) == "imagenet" else _file_state_dict(Path(weights), arch)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            missing = sorted(set(model.state_dict()) - set(state))[:3]
+            raise WeightsError(
+                f"weights {weights} do not fit the stock torchvision {arch} "
+                f"(e.g. missing {missing or 'none'}; shapes or keys differ): are they for another architecture?"
+            ) from error
+    _replace_head(model, arch, num_classes)
+    return model
+
+
+def count_parameters(arch: str, num_classes: int = 2) -> int:
+    """Parameters of `arch` with a `num_classes` head, counted without allocating them (Table S4)."""
+    with torch.device("meta"):
+        model = build_model(arch, weights=None, num_classes=num_classes)
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,115 @@
+"""Load a trained model and predict images: the code path shared by the CLI, evaluation and the dashboard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from wildvision import runs
+from wildvision.data import eval_transform
+from wildvision.evaluate import resolve_device
+from wildvision.images import ImageError, is_image_file, open_image
+from wildvision.models import build_model, check_architecture
+
+REQUIRED_KEYS = ("arch", "state_dict", "class_names", "threshold")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded safely or does not fit its architecture."""
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    arch: str
+    class_names: list[str]
+    threshold: float
+    source: str
+    device: torch.device
+
+    @property
+    def positive_class(self) -> str:
+        return self.class_names[1]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: str
+    probability: float | None  # of the positive class; None when the image could not be read
+    label: str | None
+    error: str | None = None
+
+
+def checkpoint_path(model: str | Path, runs_dir: str | Path = "runs") -> Path:
+    """A checkpoint file, a run folder, or a run name under `runs_dir`, as a checkpoint path."""
+    path = Path(model)
+    if path.is_file():
+        return path
+    try:
+        run_dir = runs.resolve_run(model, runs_dir)
+    except runs.RunError:
+        raise CheckpointError(f"{model} is neither a checkpoint file nor a run folder") from None
+    if not (run_dir / runs.CHECKPOINT).is_file():
+        raise CheckpointError(f"run {run_dir} has no {runs.CHECKPOINT} yet (state: {runs.read_run(run_dir).state})")
+    return run_dir / runs.CHECKPOINT
+
+
+def load_model(model: str | Path, runs_dir: str | Path = "runs", device: str = "cpu") -> LoadedModel:
+    """Rebuild a trained model from its checkpoint. Only plain tensors and containers are unpickled."""
+    path = checkpoint_path(model, runs_dir)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"{path} cannot be loaded safely (only plain tensors and containers are accepted): {error}") from error
+    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED_KEYS):
+        raise CheckpointError(f"{path} is not a wildvision checkpoint (it needs {', '.join(REQUIRED_KEYS)})")
+    arch = checkpoint["arch"]
+    try:
+        check_architecture(arch)
+    except ValueError as error:
+        raise CheckpointError(f"{path}: {error}") from None
+    network = build_model(arch, weights=None, num_classes=len(checkpoint["class_names"]))
+    try:
+        network.load_state_dict(checkpoint["state_dict"], strict=True)
+    except RuntimeError:
+        raise CheckpointError(
+            f"{path} says it is a {arch} with {len(checkpoint['class_names'])} classes, but its tensors do not fit that model"
+        ) from None
+    target = resolve_device(device)
+    return LoadedModel(network.to(target).eval(), arch, list(checkpoint["class_names"]), float(checkpoint["threshold"]), str(path), target)
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given, and the image files inside any folder (recursively), in a stable order."""
+    expanded: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            expanded.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p)))
+        else:
+            expanded.append(path)
+    return expanded
+
+
+@torch.inference_mode()
+def predict_paths(loaded: LoadedModel, paths: Sequence[str | Path], batch_size: int = 32) -> list[Prediction]:
+    """A prediction per path, in order; an unreadable image gets its error instead of a probability."""
+    transform = eval_transform()
+    predictions: list[Prediction | None] = [None] * len(paths)
+    for start in range(0, len(paths), batch_size):
+        tensors, readable = [], []
+        for index in range(start, min(start + batch_size, len(paths))):
+            try:
+                tensors.append(transform(open_image(paths[index])))
+                readable.append(index)
+            except ImageError as error:
+                predictions[index] = Prediction(str(paths[index]), None, None, error.reason)
+        if tensors:
+            probabilities = torch.softmax(loaded.model(torch.stack(tensors).to(loaded.device)).float(), dim=1)[:, 1].cpu()
+            for index, probability in zip(readable, probabilities.tolist()):
+                label = loaded.positive_class if probability >= loaded.threshold else loaded.class_names[0]
+                predictions[index] = Prediction(str(paths[index]), probability, label)
+    return predictions

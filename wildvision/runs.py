@@ -1,0 +1,228 @@
+"""The run folder: the contract between a training process and everything that reads it.
+
+runs/<run-id>/
+  config.json     all that is needed to re-run it (TrainConfig, data fingerprint, code version)
+  status.json     state (queued, running, completed, failed, cancelled), epoch, message, timestamps, pid, host
+  split.json      which files went to train and to test_in, so the split can be audited and reused
+  metrics.jsonl   one JSON object per epoch
+  results.json    metrics per test set
+  checkpoint.pt   the best model and what is needed to rebuild it (loads with weights_only=True)
+  last.pt         the latest epoch's full training state, for `resume`
+  train.log       the process's log
+
+Every file is written to a temporary name in the same folder and renamed into place, so a reader
+never sees half a file. A run whose status says running but whose process is gone reads as
+'interrupted'.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+CONFIG, STATUS, SPLIT, METRICS, RESULTS = "config.json", "status.json", "split.json", "metrics.jsonl", "results.json"
+CHECKPOINT, LAST, LOG = "checkpoint.pt", "last.pt", "train.log"
+
+STATES = ("queued", "running", "completed", "failed", "cancelled")
+INTERRUPTED = "interrupted"  # derived, never written: running, but the process is gone
+
+
+class RunError(ValueError):
+    """A run folder that is missing or does not follow the contract."""
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    _write_atomic(path, write)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def save_torch_atomic(path: Path, data: Any) -> None:
+    _write_atomic(path, lambda tmp: torch.save(data, tmp))
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"{path} does not exist") from None
+    except json.JSONDecodeError as error:
+        raise RunError(f"{path} is not valid JSON ({error})") from None
+
+
+def safe_name(name: str) -> str:
+    """A run name reduced to characters that cannot leave the runs folder or confuse a shell."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip(".-")
+    return cleaned[:80] or "run"
+
+
+def create_run_dir(runs_dir: str | Path, name: str) -> Path:
+    """A new, unique run folder: name, UTC time and a random suffix, created exclusively."""
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    while True:
+        run_dir = runs_dir / f"{safe_name(name)}-{stamp}-{secrets.token_hex(2)}"
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+
+
+def write_status(run_dir: Path, state: str, **fields: Any) -> dict:
+    """Replace status.json, keeping earlier fields (started_at, ...) that this update does not name."""
+    if state not in STATES:
+        raise ValueError(f"unknown state {state!r}")
+    path = Path(run_dir) / STATUS
+    status = read_json(path) if path.exists() else {"created_at": now()}
+    status.update(fields, state=state, updated_at=now())
+    if state == "running":
+        status.update(pid=os.getpid(), host=socket.gethostname())
+        status.setdefault("started_at", now())
+    if state in ("completed", "failed", "cancelled"):
+        status["finished_at"] = now()
+    write_json_atomic(path, status)
+    return status
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def effective_state(status: dict) -> str:
+    """The stored state, except that 'running' with a dead process on this host is 'interrupted'."""
+    state = status.get("state", "queued")
+    if state == "running" and status.get("host") == socket.gethostname() and not _process_alive(int(status.get("pid", -1))):
+        return INTERRUPTED
+    return state
+
+
+def append_metrics(run_dir: Path, row: dict) -> None:
+    """Add one epoch's metrics; the whole file is rewritten atomically (it stays small)."""
+    path = Path(run_dir) / METRICS
+    existing = path.read_text(encoding="utf-8") if path.exists() else ""
+    write_text_atomic(path, existing + json.dumps(row, sort_keys=True) + "\n")
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def truncate_metrics(run_dir: Path, last_epoch: int) -> None:
+    """Drop epochs after `last_epoch` (written before a kill but not covered by last.pt)."""
+    rows = [row for row in read_metrics(run_dir) if row["epoch"] <= last_epoch]
+    write_text_atomic(Path(run_dir) / METRICS, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    path: Path
+    name: str
+    state: str
+    epoch: int | None
+    config: dict
+    status: dict
+
+
+def resolve_run(run: str | Path, runs_dir: str | Path = "runs") -> Path:
+    """A run given as a folder path or as a name inside `runs_dir`."""
+    for candidate in (Path(run), Path(runs_dir) / str(run)):
+        if (candidate / CONFIG).is_file():
+            return candidate
+    raise RunError(f"no run folder {run!r} (looked for {run}/{CONFIG} and {runs_dir}/{run}/{CONFIG})")
+
+
+def read_run(run_dir: Path) -> RunSummary:
+    config = read_json(run_dir / CONFIG)
+    status = read_json(run_dir / STATUS) if (run_dir / STATUS).exists() else {"state": "queued"}
+    return RunSummary(run_dir, run_dir.name, effective_state(status), status.get("epoch"), config, status)
+
+
+def list_runs(runs_dir: str | Path) -> list[RunSummary]:
+    """Every readable run under `runs_dir`, newest first; folders that are not runs are passed over."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    summaries = []
+    for run_dir in runs_dir.iterdir():
+        if (run_dir / CONFIG).is_file():
+            try:
+                summaries.append(read_run(run_dir))
+            except RunError:
+                continue
+    return sorted(summaries, key=lambda s: s.status.get("created_at", ""), reverse=True)
+
+
+def wait_for_state(run_dir: Path, states: Iterable[str], timeout_s: float) -> str:
+    """Poll status.json until the run reaches one of `states`; for launchers and tests."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = read_run(run_dir).state
+        if state in states or time.monotonic() > deadline:
+            return state
+        time.sleep(0.5)
+
+
+RESULT_METRICS = ("accuracy", "f_score", "precision", "recall", "positive_precision")
+
+
+def results_frame(runs_dir: str | Path):
+    """Own completed runs' test metrics as one tidy table shaped like `paper.reference_results()`.
+
+    Columns: model, regime, dataset, test_set, metric, value, source (the run name), newest run first.
+    """
+    import pandas as pd
+
+    rows = []
+    for run in list_runs(runs_dir):
+        if run.state != "completed" or not (run.path / RESULTS).exists():
+            continue
+        train = run.config["train"]
+        dataset = "bg" if train["with_background"] else "no_bg"
+        for test_set, metrics in read_json(run.path / RESULTS)["test_sets"].items():
+            rows.extend(
+                (train["arch"], train["regime"], dataset, test_set, metric, float(metrics[metric]), run.name)
+                for metric in RESULT_METRICS
+            )
+    return pd.DataFrame(rows, columns=["model", "regime", "dataset", "test_set", "metric", "value", "source"])

@@ -1,0 +1,365 @@
+"""The paper's three training regimes (Table S5) as one loop that writes a run folder as it goes.
+
+transfer: only the new head trains (batch 75, lr 0.001, early-stopping patience 15).
+scratch:  all layers from random init (batch 15, lr 0.0005, patience 35).
+combi:    10 epochs as transfer, then all layers as scratch, starting from the trained head.
+
+As in the paper, test_in (the 20% split) is also the validation set: the epoch with the lowest
+test_in cross-entropy is kept, so test_in scores are optimistic; the out-of-distribution test sets
+are never seen during training.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from wildvision import runs
+from wildvision.data import Sample, file_list_hash, make_loader, scan_folder, stratified_split
+from wildvision.evaluate import compute_metrics, evaluate_samples, infer, resolve_device
+from wildvision.models import IMAGENET_MEAN, IMAGENET_STD, build_model, check_architecture, count_parameters, head
+
+log = logging.getLogger(__name__)
+
+REGIMES = ("transfer", "scratch", "combi")
+CHECKPOINT_FORMAT = "wildvision-checkpoint-1"
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of epochs with one set of trainable layers and hyperparameters."""
+
+    train_all_layers: bool
+    batch_size: int
+    lr: float
+    patience: int | None  # None: no early stopping in this phase
+    epochs: int | None  # None: until early stopping or the run's last epoch
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved as config.json so that `resume` and re-runs need nothing else."""
+
+    arch: str
+    regime: str
+    data: str
+    with_background: bool = False
+    positive: str = "captive"
+    weights: str = "imagenet"
+    tests: dict[str, str] = field(default_factory=dict)
+    epochs: int = 200
+    patience: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    momentum: float = 0.9
+    head_epochs: int = 10
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = min(4, os.cpu_count() or 1)
+    test_fraction: float = 0.2
+    split: str | None = None
+
+    def __post_init__(self) -> None:
+        check_architecture(self.arch)
+        if self.regime not in REGIMES:
+            raise ValueError(f"unknown regime {self.regime!r}; choose one of: {', '.join(REGIMES)}")
+        if self.regime == "scratch" and self.weights not in ("none", None):
+            raise ValueError("the scratch regime trains from random init; leave out --weights (or pass --weights none)")
+        if self.regime == "scratch":
+            self.weights = "none"
+        if self.regime != "scratch" and self.weights == "none":
+            raise ValueError(f"the {self.regime} regime needs pretrained weights: --weights imagenet or --weights PATH")
+        for name, value in (("epochs", self.epochs), ("batch size", self.batch_size), ("patience", self.patience)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value}")
+        if self.lr is not None and self.lr <= 0:
+            raise ValueError(f"learning rate must be positive, not {self.lr}")
+
+    @property
+    def dataset(self) -> str:
+        return "bg" if self.with_background else "no_bg"
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}-{self.regime}-{self.dataset}"
+
+    def phases(self) -> list[Phase]:
+        """Table S5, with any overrides applied to every phase."""
+        head_phase = Phase(False, self.batch_size or 75, self.lr or 0.001, self.patience or 15, None)
+        all_phase = Phase(True, self.batch_size or 15, self.lr or 0.0005, self.patience or 35, None)
+        if self.regime == "transfer":
+            return [head_phase]
+        if self.regime == "scratch":
+            return [all_phase]
+        return [Phase(False, head_phase.batch_size, head_phase.lr, None, self.head_epochs), all_phase]
+
+
+class Cancelled(Exception):
+    """Raised in the training process when it receives SIGTERM (the dashboard's cancel)."""
+
+
+def _raise_cancelled(signum, frame):
+    raise Cancelled()
+
+
+def code_version() -> str:
+    try:
+        return subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        ).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def set_trainable(model: nn.Module, arch: str, train_all_layers: bool) -> list[nn.Parameter]:
+    """Freeze everything but the head unless `train_all_layers`; return the parameters to optimise."""
+    for parameter in model.parameters():
+        parameter.requires_grad = train_all_layers
+    for parameter in head(model, arch).parameters():
+        parameter.requires_grad = True
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _load_split(config: TrainConfig, samples: list[Sample]) -> tuple[list[Sample], list[Sample]]:
+    """Reuse a saved split.json: the same files in train and test_in, looked up in the current folder."""
+    saved = runs.read_json(Path(config.split))
+    by_path = {str(s.path.relative_to(config.data)): s for s in samples}
+    parts = []
+    for part in ("train", "test_in"):
+        missing = [p for p in saved[part] if p not in by_path]
+        if missing:
+            raise ValueError(f"split {config.split} names {len(missing)} files not in {config.data}, e.g. {missing[0]}")
+        parts.append([by_path[p] for p in saved[part]])
+    return parts[0], parts[1]
+
+
+def prepare_data(config: TrainConfig) -> tuple[list[Sample], list[Sample], dict[str, list[Sample]]]:
+    """Scan and split the training folder and scan every test folder; raise before any training if one is unusable."""
+    samples = scan_folder(config.data, config.positive, config.with_background)
+    train, test_in = _load_split(config, samples) if config.split else stratified_split(samples, config.test_fraction, config.seed)
+    return train, test_in, prepare_tests(config)
+
+
+def _split_record(config: TrainConfig, train: list[Sample], test_in: list[Sample]) -> dict:
+    relative = lambda part: [str(s.path.relative_to(config.data)) for s in part]  # noqa: E731
+    return {"data": config.data, "seed": config.seed, "train": relative(train), "test_in": relative(test_in)}
+
+
+def start_run(config: TrainConfig, runs_dir: str | Path = "runs", name: str | None = None) -> Path:
+    """Check the data, create the run folder with config, split and a queued status, and return it."""
+    train, test_in, tests = prepare_data(config)
+    run_dir = runs.create_run_dir(runs_dir, name or config.name)
+    all_samples = train + test_in
+    runs.write_json_atomic(
+        run_dir / runs.CONFIG,
+        {
+            "train": asdict(config),
+            "dataset": config.dataset,
+            "data_hash": file_list_hash(all_samples, config.data),
+            "test_hashes": {n: file_list_hash(s, config.tests[n]) for n, s in tests.items()},
+            "n_images": {"train": len(train), "test_in": len(test_in)} | {n: len(s) for n, s in tests.items()},
+            "n_parameters": count_parameters(config.arch),
+            "code_version": code_version(),
+            "created_at": runs.now(),
+        },
+    )
+    runs.write_json_atomic(run_dir / runs.SPLIT, _split_record(config, train, test_in))
+    runs.write_status(run_dir, "queued", epoch=0, max_epochs=config.epochs)
+    return run_dir
+
+
+def load_config(run_dir: Path) -> TrainConfig:
+    return TrainConfig(**runs.read_json(run_dir / runs.CONFIG)["train"])
+
+
+def _train_one_epoch(model, loader, optimizer, scaler, device, run_dir, epoch) -> tuple[float, int]:
+    loss_sum, seen, last_report = 0.0, 0, time.monotonic()
+    channels_last = device.type == "cuda"
+    for batch_index, batch in enumerate(loader):
+        if batch is None:
+            continue
+        images, labels, _ = batch
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+            loss = nn.functional.cross_entropy(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        loss_sum += float(loss.detach()) * len(labels)
+        seen += len(labels)
+        if time.monotonic() - last_report > 5:
+            runs.write_status(run_dir, "running", epoch=epoch, batch=batch_index + 1, batches=len(loader))
+            last_report = time.monotonic()
+    return loss_sum / max(seen, 1), seen
+
+
+def _checkpoint(config: TrainConfig, model: nn.Module, epoch: int, val_loss: float, threshold: float) -> dict:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "arch": config.arch,
+        "class_names": [f"not_{config.positive}", config.positive],
+        "positive_class": config.positive,
+        "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "input_size": 224},
+        "threshold": threshold,
+        "epoch": epoch,
+        "val_loss": val_loss,
+        "config": asdict(config),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+
+
+def _phase_at(phases: list[Phase], epoch: int) -> tuple[int, Phase]:
+    """Which phase a (1-based) epoch belongs to."""
+    start = 0
+    for index, phase in enumerate(phases):
+        if phase.epochs is None or epoch <= start + phase.epochs:
+            return index, phase
+        start += phase.epochs
+    return len(phases) - 1, phases[-1]
+
+
+def execute_run(run_dir: Path) -> dict:
+    """Train (or continue training) the run in `run_dir`, evaluate its best epoch and write results.json.
+
+    Safe to call again on a run that was killed: it continues after the last completed epoch.
+    """
+    run_dir = Path(run_dir)
+    handler = logging.FileHandler(run_dir / runs.LOG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("wildvision").addHandler(handler)
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_cancelled)
+    try:
+        runs.write_status(run_dir, "running", message=None)
+        results = _train_and_evaluate(run_dir)
+        runs.write_status(run_dir, "completed", message=None)
+        return results
+    except Cancelled:
+        log.warning("cancelled")
+        runs.write_status(run_dir, "cancelled", message="cancelled by the user; `resume` continues it")
+        raise
+    except Exception as error:
+        log.exception("run failed")
+        runs.write_status(run_dir, "failed", message=f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
+        logging.getLogger("wildvision").removeHandler(handler)
+        handler.close()
+
+
+def _train_and_evaluate(run_dir: Path) -> dict:
+    config = load_config(run_dir)
+    split = runs.read_json(run_dir / runs.SPLIT)
+    samples = {str(s.path.relative_to(config.data)): s for s in scan_folder(config.data, config.positive, config.with_background)}
+    missing = [p for p in split["train"] + split["test_in"] if p not in samples]
+    if missing:
+        raise ValueError(f"{len(missing)} files of this run's split are gone from {config.data}, e.g. {missing[0]}")
+    train, test_in = [samples[p] for p in split["train"]], [samples[p] for p in split["test_in"]]
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    log.info("run %s: %s on %s, %d train / %d test_in images", run_dir.name, config.name, device, len(train), len(test_in))
+
+    torch.manual_seed(config.seed)
+    model = build_model(config.arch, config.weights).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    phases = config.phases()
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+    state = {"epoch": 0, "best_val_loss": float("inf"), "best_epoch": 0, "epochs_since_best": 0, "done": False}
+
+    last_path = run_dir / runs.LAST
+    optimizer, phase_index = None, None
+    if last_path.exists():
+        last = torch.load(last_path, map_location=device, weights_only=True)
+        model.load_state_dict(last["model"])
+        state.update(last["state"])
+        phase_index, phase = _phase_at(phases, state["epoch"])
+        optimizer = torch.optim.SGD(set_trainable(model, config.arch, phase.train_all_layers), lr=phase.lr, momentum=config.momentum)
+        optimizer.load_state_dict(last["optimizer"])
+        scaler.load_state_dict(last["scaler"])
+        log.info("resuming after epoch %d", state["epoch"])
+    runs.truncate_metrics(run_dir, state["epoch"])
+
+    while not state["done"] and state["epoch"] < config.epochs:
+        epoch = state["epoch"] + 1
+        index, phase = _phase_at(phases, epoch)
+        if index != phase_index:
+            phase_index = index
+            optimizer = torch.optim.SGD(set_trainable(model, config.arch, phase.train_all_layers), lr=phase.lr, momentum=config.momentum)
+            state["epochs_since_best"] = 0
+            log.info("epoch %d: %s, batch %d, lr %g", epoch, "all layers" if phase.train_all_layers else "head only", phase.batch_size, phase.lr)
+        started = time.perf_counter()
+        torch.manual_seed(config.seed * 1000 + epoch)  # augmentation in this process; workers get seeds from the loader
+        loader = make_loader(train, True, phase.batch_size, config.num_workers, seed=config.seed * 1000 + epoch, pin_memory=device.type == "cuda")
+        # Head-only: frozen layers stay in eval mode, so BatchNorm statistics and dropout do not change them.
+        model.train(phase.train_all_layers)
+        train_loss, n_trained = _train_one_epoch(model, loader, optimizer, scaler, device, run_dir, epoch)
+        train_time = time.perf_counter() - started
+        val_loader = make_loader(test_in, False, 64, config.num_workers, pin_memory=device.type == "cuda")
+        val = infer(model, val_loader, device)
+        val_loss = val.loss()
+        val_metrics = compute_metrics(val.labels.tolist(), val.probabilities.tolist())
+        improved = val_loss < state["best_val_loss"]
+        if improved:
+            state.update(best_val_loss=val_loss, best_epoch=epoch, epochs_since_best=0)
+            runs.save_torch_atomic(run_dir / runs.CHECKPOINT, _checkpoint(config, model, epoch, val_loss, 0.5))
+        else:
+            state["epochs_since_best"] += 1
+        if phase.patience is not None and state["epochs_since_best"] >= phase.patience:
+            state["done"] = True
+            log.info("early stop: no lower validation loss for %d epochs", phase.patience)
+        state["epoch"] = epoch
+        row = {
+            "epoch": epoch,
+            "phase": "all_layers" if phase.train_all_layers else "head",
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            **{f"val_{k}": val_metrics[k] for k in ("accuracy", "f_score", "precision", "recall", "positive_precision")},
+            "train_images": n_trained,
+            "epoch_time_s": time.perf_counter() - started,
+            "train_time_s": train_time,
+            "best": improved,
+        }
+        runs.append_metrics(run_dir, row)
+        runs.save_torch_atomic(
+            last_path,
+            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "state": state},
+        )
+        runs.write_status(run_dir, "running", epoch=epoch, best_epoch=state["best_epoch"], batch=None, batches=None)
+        log.info("epoch %d: train loss %.4f, val loss %.4f, val F %.3f, %.1f s", epoch, train_loss, val_loss, val_metrics["f_score"], row["epoch_time_s"])
+
+    best = torch.load(run_dir / runs.CHECKPOINT, map_location=device, weights_only=True)
+    model.load_state_dict(best["state_dict"])
+    results = evaluate_run_model(model, config, {"test_in": test_in} | prepare_tests(config), device, best["threshold"])
+    runs.write_json_atomic(run_dir / runs.RESULTS, {"best_epoch": best["epoch"], "epochs_run": state["epoch"], "test_sets": results})
+    last_path.unlink(missing_ok=True)  # the best model is in checkpoint.pt; the resume state is no longer needed
+    return results
+
+
+def prepare_tests(config: TrainConfig) -> dict[str, list[Sample]]:
+    """Every --test folder, scanned: all of its non-positive folders are negatives."""
+    return {name: scan_folder(folder, config.positive, with_background=True) for name, folder in config.tests.items()}
+
+
+def evaluate_run_model(model: nn.Module, config: TrainConfig, test_sets: dict[str, list[Sample]], device: torch.device, threshold: float) -> dict:
+    """The paper's metrics for each named test set."""
+    results = {}
+    for name, samples in test_sets.items():
+        metrics = evaluate_samples(model, samples, device, threshold, num_workers=config.num_workers)
+        for path in metrics["skipped"]:
+            log.warning("%s: skipped unreadable image %s", name, path)
+        log.info("%s: accuracy %.4f, F %.4f (%d images, %.1f s)", name, metrics["accuracy"], metrics["f_score"], metrics["n_images"], metrics["eval_time_s"])
+        results[name] = metrics
+    return results
