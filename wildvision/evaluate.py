@@ -71,14 +71,12 @@ def infer(model: nn.Module, loader, device: torch.device) -> Inference:
     """Logits for every readable image of `loader` (batches of (images, labels, indices))."""
     model.eval()
     labels, logits, indices = [], [], []
-    channels_last = device.type == "cuda"
     for batch in loader:
         if batch is None:
             continue
         images, batch_labels, batch_indices = batch
         images = images.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
             logits.append(model(images).float().cpu())
         labels.append(batch_labels)

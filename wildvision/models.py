@@ -49,7 +49,12 @@ def _linear_like(old: nn.Module, num_classes: int) -> nn.Module:
 
 
 def _conv_like(old: nn.Module, num_classes: int) -> nn.Module:
-    return nn.Conv2d(old.in_channels, num_classes, kernel_size=old.kernel_size)
+    # SqueezeNet's classifier ends in ReLU: torchvision starts this conv near zero (std 0.01) so that
+    # both logits do not begin, and stay, clamped at 0 by large activations (a dead head).
+    conv = nn.Conv2d(old.in_channels, num_classes, kernel_size=old.kernel_size)
+    nn.init.normal_(conv.weight, mean=0.0, std=0.01)
+    nn.init.zeros_(conv.bias)
+    return conv
 
 
 _HEADS: dict[str, HeadSlot] = {

@@ -80,7 +80,8 @@ def load_model(model: str | Path, runs_dir: str | Path = "runs", device: str = "
             f"{path} says it is a {arch} with {len(checkpoint['class_names'])} classes, but its tensors do not fit that model"
         ) from None
     target = resolve_device(device)
-    return LoadedModel(network.to(target).eval(), arch, list(checkpoint["class_names"]), float(checkpoint["threshold"]), str(path), target)
+    network = network.to(target, memory_format=torch.channels_last).eval()
+    return LoadedModel(network, arch, list(checkpoint["class_names"]), float(checkpoint["threshold"]), str(path), target)
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
@@ -108,7 +109,7 @@ def predict_paths(loaded: LoadedModel, paths: Sequence[str | Path], batch_size: 
             except ImageError as error:
                 predictions[index] = Prediction(str(paths[index]), None, None, error.reason)
         if tensors:
-            probabilities = torch.softmax(loaded.model(torch.stack(tensors).to(loaded.device)).float(), dim=1)[:, 1].cpu()
+            probabilities = torch.softmax(loaded.model(torch.stack(tensors).to(loaded.device, memory_format=torch.channels_last)).float(), dim=1)[:, 1].cpu()
             for index, probability in zip(readable, probabilities.tolist()):
                 label = loaded.positive_class if probability >= loaded.threshold else loaded.class_names[0]
                 predictions[index] = Prediction(str(paths[index]), probability, label)

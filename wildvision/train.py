@@ -182,14 +182,12 @@ def load_config(run_dir: Path) -> TrainConfig:
 
 def _train_one_epoch(model, loader, optimizer, scaler, device, run_dir, epoch) -> tuple[float, int]:
     loss_sum, seen, last_report = 0.0, 0, time.monotonic()
-    channels_last = device.type == "cuda"
     for batch_index, batch in enumerate(loader):
         if batch is None:
             continue
         images, labels, _ = batch
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
             loss = nn.functional.cross_entropy(model(images), labels)
         optimizer.zero_grad(set_to_none=True)
@@ -272,9 +270,8 @@ def _train_and_evaluate(run_dir: Path) -> dict:
     log.info("run %s: %s on %s, %d train / %d test_in images", run_dir.name, config.name, device, len(train), len(test_in))
 
     torch.manual_seed(config.seed)
-    model = build_model(config.arch, config.weights).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    # channels_last speeds up convolutions on both CPU (oneDNN) and GPU (tensor cores).
+    model = build_model(config.arch, config.weights).to(device, memory_format=torch.channels_last)
     phases = config.phases()
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
     state = {"epoch": 0, "best_val_loss": float("inf"), "best_epoch": 0, "epochs_since_best": 0, "done": False}
@@ -311,6 +308,13 @@ def _train_and_evaluate(run_dir: Path) -> dict:
         val = infer(model, val_loader, device)
         val_loss = val.loss()
         val_metrics = compute_metrics(val.labels.tolist(), val.probabilities.tolist())
+        clamped = float((val.logits == 0).any(dim=1).float().mean()) if len(val.logits) else 0.0
+        if clamped > 0.5:
+            log.warning(
+                "epoch %d: for %.0f%% of test_in images a logit is exactly 0: the head's final ReLU (SqueezeNet) has "
+                "clamped it, so those outputs no longer learn; the learning rate is too high for these weights' "
+                "activation scale (try --lr 0.0001)", epoch, 100 * clamped,
+            )
         improved = val_loss < state["best_val_loss"]
         if improved:
             state.update(best_val_loss=val_loss, best_epoch=epoch, epochs_since_best=0)

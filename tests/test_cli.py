@@ -1,0 +1,59 @@
+import subprocess
+import sys
+
+import pytest
+
+from wildvision.cli import build_parser, main
+
+
+def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wildvision", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def _subcommands():
+    parser = build_parser()
+    return parser._subparsers._group_actions[0].choices
+
+
+@pytest.mark.parametrize("name", sorted(_subcommands()))
+def test_every_option_of_every_subcommand_is_explained(name, capsys):
+    subparser = _subcommands()[name]
+    with pytest.raises(SystemExit) as exit_info:
+        main([name, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for action in subparser._actions:
+        for option in action.option_strings:
+            assert option in text
+        if action.option_strings and action.help is None:
+            pytest.fail(f"{name} {action.option_strings} has no help text")
+
+
+def test_gain_on_the_papers_numbers_ranks_densenet121_first():
+    result = run_cli("gain", "--source", "paper", "--test", "test_out_pet", "--dataset", "bg", "--regime", "transfer")
+    assert result.returncode == 0, result.stderr
+    ranked = [line.split()[1] for line in result.stdout.splitlines()[2:]]
+    assert ranked[0] == "densenet121" and len(ranked) == 7 and "squeezenet1_0" not in ranked
+
+
+def test_gain_without_a_baseline_is_a_clear_error():
+    result = run_cli("gain", "--regime", "scratch")
+    assert result.returncode == 2
+    assert "squeezenet1_0" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_models_prints_table_s4_counts():
+    result = run_cli("models")
+    assert "736,450" in result.stdout and "139,589,442" in result.stdout and "mobilenet_v2" in result.stdout
+
+
+def test_training_on_a_wrong_folder_explains_without_a_traceback(tmp_path):
+    (tmp_path / "data" / "wild").mkdir(parents=True)
+    result = run_cli("train", "--arch", "resnet18", "--regime", "transfer", "--data", str(tmp_path / "data"), "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2
+    assert "no positive class folder 'captive/'" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_runs_on_an_empty_folder(tmp_path):
+    assert "no runs" in run_cli("runs", "--runs-dir", str(tmp_path)).stdout

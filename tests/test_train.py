@@ -1,0 +1,143 @@
+"""Integration tests: real training runs on a subset of ../shared/demo-data with the offline SqueezeNet weights."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from wildvision import runs
+from wildvision.data import scan_folder
+from wildvision.evaluate import compute_metrics
+from wildvision.predict import load_model, predict_paths
+from wildvision.train import TrainConfig
+from conftest import SQUEEZENET_WEIGHTS, demo_subset
+from test_cli import run_cli
+
+TRAIN_COUNTS = {"captive": 60, "wild": 60, "background": 20}
+TEST_COUNTS = {"captive": 20, "other": 40}
+RUN_FILES = (runs.CONFIG, runs.STATUS, runs.SPLIT, runs.METRICS, runs.RESULTS, runs.CHECKPOINT, runs.LOG)
+
+
+def train_args(data, runs_dir, *extra):
+    return ("train", "--arch", "squeezenet1_0", "--regime", "transfer", "--data", str(data), "--with-background",
+            "--weights", str(SQUEEZENET_WEIGHTS), "--lr", "0.0001", "--batch-size", "16",
+            "--runs-dir", str(runs_dir), "--workers", "1", *extra)
+
+
+@pytest.fixture(scope="module")
+def trained_run(shared, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("trained")
+    data = demo_subset(tmp, TRAIN_COUNTS)
+    test = demo_subset(tmp, TEST_COUNTS, source="test_out_pet")
+    result = run_cli(*train_args(data, tmp / "runs", "--epochs", "3", "--test", f"test_out_pet={test}"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (tmp / "runs").iterdir()
+    return run_dir, data, test
+
+
+def test_run_folder_holds_every_file_of_the_contract(trained_run):
+    run_dir, _, _ = trained_run
+    assert all((run_dir / name).is_file() for name in RUN_FILES)
+    assert not (run_dir / runs.LAST).exists()
+    status = runs.read_json(run_dir / runs.STATUS)
+    assert status["state"] == "completed" and status["epoch"] == 3 and status["finished_at"]
+    config = runs.read_json(run_dir / runs.CONFIG)
+    assert len(config["data_hash"]) == 64 and config["n_parameters"] == 736_450
+    TrainConfig(**config["train"])  # enough to re-run it
+    assert [row["epoch"] for row in runs.read_metrics(run_dir)] == [1, 2, 3]
+    assert {"train_loss", "val_loss", "val_f_score", "epoch_time_s"} <= set(runs.read_metrics(run_dir)[0])
+
+
+def test_split_is_stratified_80_20_and_disjoint(trained_run):
+    run_dir, _, _ = trained_run
+    split = runs.read_json(run_dir / runs.SPLIT)
+    assert len(split["test_in"]) == 28 and len(split["train"]) == 112
+    assert not set(split["train"]) & set(split["test_in"])
+    assert sum(p.startswith("background/") for p in split["test_in"]) == 4
+
+
+def test_transfer_learning_beats_chance_on_test_in(trained_run):
+    run_dir, _, _ = trained_run
+    results = runs.read_json(run_dir / runs.RESULTS)["test_sets"]
+    assert results["test_in"]["accuracy"] >= 0.8
+    assert results["test_in"]["n_images"] == 28 and results["test_out_pet"]["n_images"] == 60
+
+
+def test_checkpoint_loads_safely_and_carries_what_rebuilds_it(trained_run):
+    run_dir, _, _ = trained_run
+    checkpoint = torch.load(run_dir / runs.CHECKPOINT, weights_only=True)
+    assert checkpoint["arch"] == "squeezenet1_0" and checkpoint["class_names"] == ["not_captive", "captive"]
+    assert checkpoint["threshold"] == 0.5 and checkpoint["normalisation"]["input_size"] == 224
+
+
+def test_predict_agrees_with_the_stored_test_in_results(trained_run):
+    run_dir, data, _ = trained_run
+    split = runs.read_json(run_dir / runs.SPLIT)
+    by_path = {str(s.path.relative_to(data)): s for s in scan_folder(data)}
+    samples = [by_path[p] for p in split["test_in"]]
+    predictions = predict_paths(load_model(run_dir), [s.path for s in samples])
+    metrics = compute_metrics([s.label for s in samples], [p.probability for p in predictions])
+    stored = runs.read_json(run_dir / runs.RESULTS)["test_sets"]["test_in"]
+    assert metrics["confusion_matrix"] == stored["confusion_matrix"]
+    assert metrics["f_score"] == pytest.approx(stored["f_score"])
+
+
+def test_predict_cli_writes_csv_and_reports_unreadable_images(trained_run, tmp_path):
+    run_dir, _, test = trained_run
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for image in sorted((test / "captive").iterdir())[:3]:
+        (folder / image.name).symlink_to(image.resolve())
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    result = run_cli("predict", "--model", str(run_dir), str(folder), "--csv", str(tmp_path / "out.csv"))
+    assert result.returncode == 1  # some images failed
+    assert "broken.jpg" in result.stderr and "Traceback" not in result.stderr
+    lines = (tmp_path / "out.csv").read_text().splitlines()
+    assert lines[0] == "path,probability,label" and len(lines) == 4
+    assert all(0 <= float(line.split(",")[1]) <= 1 for line in lines[1:])
+
+
+def test_evaluate_reproduces_the_stored_out_of_distribution_results(trained_run):
+    run_dir, _, test = trained_run
+    before = runs.read_json(run_dir / runs.RESULTS)["test_sets"]["test_out_pet"]
+    result = run_cli("evaluate", str(run_dir), "--test", f"again={test}", "--device", "cpu")
+    assert result.returncode == 0, result.stderr[-2000:]
+    after = runs.read_json(run_dir / runs.RESULTS)["test_sets"]
+    assert after["again"]["confusion_matrix"] == before["confusion_matrix"]
+    assert after["again"]["f_score"] == pytest.approx(before["f_score"])
+    assert after["test_out_pet"] == before
+
+
+def test_a_run_killed_mid_epoch_resumes_and_finishes(shared, tmp_path):
+    data = demo_subset(tmp_path, TRAIN_COUNTS)
+    runs_dir = tmp_path / "runs"
+    process = subprocess.Popen([sys.executable, "-m", "wildvision", *train_args(data, runs_dir, "--epochs", "4")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    run_dir = None
+    while time.monotonic() < deadline:
+        folders = list(runs_dir.glob("*")) if runs_dir.exists() else []
+        if folders and len(runs.read_metrics(folders[0])) >= 1:
+            run_dir = folders[0]
+            break
+        time.sleep(0.2)
+    assert run_dir is not None, "the run did not finish its first epoch in time"
+    time.sleep(1.0)  # well inside epoch 2
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert runs.read_run(run_dir).state == runs.INTERRUPTED
+    epochs_done = len(runs.read_metrics(run_dir))
+    assert epochs_done < 4
+
+    result = run_cli("resume", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert runs.read_run(run_dir).state == "completed"
+    assert [row["epoch"] for row in runs.read_metrics(run_dir)] == [1, 2, 3, 4]
+    for path in run_dir.glob("*.json"):
+        json.loads(path.read_text())
+    assert "resuming after epoch" in (run_dir / runs.LOG).read_text()
