@@ -141,3 +141,70 @@ def test_a_run_killed_mid_epoch_resumes_and_finishes(shared, tmp_path):
     for path in run_dir.glob("*.json"):
         json.loads(path.read_text())
     assert "resuming after epoch" in (run_dir / runs.LOG).read_text()
+
+
+def _random_backbone(path, arch="squeezenet1_0"):
+    import torchvision
+
+    torch.manual_seed(0)
+    torch.save(torchvision.models.get_model(arch, weights=None).state_dict(), path)
+    return path
+
+
+def test_combi_trains_the_head_first_then_all_layers(tmp_path):
+    from conftest import make_class_folder
+    from wildvision.train import execute_run, start_run
+
+    data = make_class_folder(tmp_path / "train", {"captive": 10, "wild": 10})
+    weights = _random_backbone(tmp_path / "backbone.pth")
+    config = TrainConfig(arch="squeezenet1_0", regime="combi", data=str(data), weights=str(weights), epochs=3,
+                         head_epochs=2, batch_size=8, num_workers=0, device="cpu")
+    run_dir = start_run(config, tmp_path / "runs")
+    execute_run(run_dir)
+    assert [row["phase"] for row in runs.read_metrics(run_dir)] == ["head", "head", "all_layers"]
+    first_conv = torch.load(run_dir / runs.CHECKPOINT, weights_only=True)["state_dict"]["features.0.weight"]
+    frozen = torch.load(weights, weights_only=True)["features.0.weight"]
+    best_epoch = runs.read_json(run_dir / runs.RESULTS)["best_epoch"]
+    assert torch.equal(first_conv, frozen) == (best_epoch <= 2)  # backbone untouched while only the head trains
+
+
+def test_scratch_runs_repeat_exactly_with_the_same_seed(tmp_path):
+    from conftest import make_class_folder
+    from wildvision.train import execute_run, start_run
+
+    data = make_class_folder(tmp_path / "train", {"captive": 8, "wild": 8})
+    losses = []
+    for attempt in range(2):
+        config = TrainConfig(arch="squeezenet1_0", regime="scratch", data=str(data), epochs=2, batch_size=4,
+                             num_workers=1, device="cpu", seed=7)
+        run_dir = start_run(config, tmp_path / f"runs{attempt}")
+        execute_run(run_dir)
+        losses.append([(row["train_loss"], row["val_loss"]) for row in runs.read_metrics(run_dir)])
+    assert losses[0] == losses[1]
+
+
+def test_scratch_refuses_pretrained_weights():
+    with pytest.raises(ValueError, match="random init"):
+        TrainConfig(arch="resnet18", regime="scratch", data="x", weights="imagenet")
+
+
+def test_grid_runs_the_chosen_configurations_and_reports_failures(shared, tmp_path):
+    data = demo_subset(tmp_path, {"captive": 12, "wild": 12, "background": 6})
+    grid = tmp_path / "grid.toml"
+    grid.write_text(
+        '[[run]]\narch = "squeezenet1_0"\nregime = "transfer"\nbackground = true\n\n'
+        '[[run]]\narch = "resnet18"\nregime = "transfer"\nbackground = true\n\n'
+        '[[run]]\narch = "vgg11_bn"\nregime = "transfer"\nbackground = false\n'
+    )
+    env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch"), https_proxy="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9")
+    result = subprocess.run(
+        [sys.executable, "-m", "wildvision", "grid", str(grid), "--data", str(data), "--only", "*-bg",
+         "--weights", f"squeezenet1_0={SQUEEZENET_WEIGHTS}", "--epochs", "1", "--workers", "0", "--runs-dir", str(tmp_path / "runs")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert result.returncode == 1  # resnet18 has no offline ImageNet weights here
+    assert "2 of 3 configurations" in result.stdout and "1 completed, 1 failed: resnet18-transfer-bg" in result.stdout
+    assert "--weights PATH" in result.stderr and "Traceback" not in result.stderr
+    by_arch = {run.config["train"]["arch"]: run for run in runs.list_runs(tmp_path / "runs")}
+    assert {arch: run.state for arch, run in by_arch.items()} == {"squeezenet1_0": "completed", "resnet18": "failed"}
+    assert "--weights PATH" in by_arch["resnet18"].status["message"]

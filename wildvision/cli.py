@@ -48,7 +48,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     _add_runs_dir(parser)
 
 
-def _config_from(args: argparse.Namespace, arch: str, regime: str, background: bool, weights: str) -> TrainConfig:
+def _config_from(args: argparse.Namespace, arch: str, regime: str, background: bool, weights: str | None) -> TrainConfig:
     return TrainConfig(
         arch=arch, regime=regime, data=str(Path(args.data).resolve()), with_background=background, positive=args.positive,
         weights=weights, tests={name: str(Path(folder).resolve()) for name, folder in args.test}, epochs=args.epochs,
@@ -73,7 +73,7 @@ def _print_results(run_dir: Path) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from wildvision.train import execute_run, start_run
 
-    weights = "none" if args.regime == "scratch" and args.weights is None else _resolve_weights(args.weights or "imagenet")
+    weights = _resolve_weights(args.weights) if args.weights else None
     config = _config_from(args, args.arch, args.regime, args.with_background, weights)
     run_dir = start_run(config, args.runs_dir, args.name)
     print(f"run folder: {run_dir}", flush=True)
@@ -180,7 +180,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     print(f"{len(chosen)} of {len(entries)} configurations to run", flush=True)
     failures = []
     for position, (name, entry) in enumerate(chosen, 1):
-        arch_weights = "none" if entry["regime"] == "scratch" else weights.get(entry["arch"], weights.get("*", "imagenet"))
+        arch_weights = None if entry["regime"] == "scratch" else weights.get(entry["arch"], weights.get("*"))
         print(f"[{position}/{len(chosen)}] {name}", flush=True)
         try:
             run_dir = start_run(_config_from(args, entry["arch"], entry["regime"], entry["background"], arch_weights), args.runs_dir)

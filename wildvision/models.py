@@ -96,8 +96,8 @@ def _imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
         cache = Path(torch.hub.get_dir()) / "checkpoints"
         raise WeightsError(
             f"ImageNet weights for {arch} are not in {cache} and could not be downloaded ({error}); "
-            f"on a machine without internet pass a local state dict with --weights PATH "
-            f"(e.g. ../shared/weights/*.pth) or train from random init with --weights none."
+            f"on a machine without internet pass a local ImageNet state dict with --weights PATH "
+            f"(e.g. ../shared/weights/*.pth)."
         ) from error
 
 

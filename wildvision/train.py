@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,7 +54,7 @@ class TrainConfig:
     data: str
     with_background: bool = False
     positive: str = "captive"
-    weights: str = "imagenet"
+    weights: str | None = None  # imagenet, none or a path; None: imagenet, or none for scratch
     tests: dict[str, str] = field(default_factory=dict)
     epochs: int = 200
     patience: int | None = None
@@ -73,8 +74,8 @@ class TrainConfig:
             raise ValueError(f"unknown regime {self.regime!r}; choose one of: {', '.join(REGIMES)}")
         if self.regime == "scratch" and self.weights not in ("none", None):
             raise ValueError("the scratch regime trains from random init; leave out --weights (or pass --weights none)")
-        if self.regime == "scratch":
-            self.weights = "none"
+        if self.weights is None:
+            self.weights = "none" if self.regime == "scratch" else "imagenet"
         if self.regime != "scratch" and self.weights == "none":
             raise ValueError(f"the {self.regime} regime needs pretrained weights: --weights imagenet or --weights PATH")
         for name, value in (("epochs", self.epochs), ("batch size", self.batch_size), ("patience", self.patience)):
@@ -247,7 +248,8 @@ def execute_run(run_dir: Path) -> dict:
         runs.write_status(run_dir, "cancelled", message="cancelled by the user; `resume` continues it")
         raise
     except Exception as error:
-        log.exception("run failed")
+        # The traceback goes to train.log only; the user's terminal gets the one-line message from the CLI.
+        handler.emit(log.makeRecord(log.name, logging.ERROR, __file__, 0, "run failed", None, sys.exc_info()))
         runs.write_status(run_dir, "failed", message=f"{type(error).__name__}: {error}")
         raise
     finally:
