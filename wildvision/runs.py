@@ -33,6 +33,8 @@ import torch
 CONFIG, STATUS, SPLIT, METRICS, RESULTS = "config.json", "status.json", "split.json", "metrics.jsonl", "results.json"
 CHECKPOINT, LAST, LOG = "checkpoint.pt", "last.pt", "train.log"
 
+DEFAULT_RUNS_DIR = Path(os.environ.get("WILDVISION_RUNS_DIR", "runs"))  # the dashboard's runs; tests point it elsewhere
+
 STATES = ("queued", "running", "completed", "failed", "cancelled")
 INTERRUPTED = "interrupted"  # derived, never written: running, but the process is gone
 
