@@ -1,19 +1,52 @@
-"""wildvision dashboard (placeholder until the dashboard pages land): what is on this machine."""
+"""wildvision dashboard: `streamlit run Home.py`. Navigation over the pages in pages/, and the home page."""
+
+from collections import Counter
 
 import streamlit as st
-import torch
 
 from wildvision import runs
+from wildvision.launch import accelerator
 
-st.set_page_config(page_title="wildvision", layout="wide")
-st.title("wildvision")
-st.write(
-    "Image classifiers that flag photos of live wild animals kept captive or offered for sale, "
-    "after Kulkarni & Di Minin (2022). Train models with `python -m wildvision train`; "
-    "the full dashboard is under construction."
-)
-summaries = runs.list_runs("runs")
-st.metric("Runs on this machine", len(summaries))
-st.write("GPU available:" if torch.cuda.is_available() else "No GPU: training runs on the CPU.")
-for run in summaries:
-    st.write(f"{run.name}: {run.state}")
+st.set_page_config(page_title="wildvision", page_icon=":mag:", layout="wide")
+
+PAGES = {
+    "train": st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    "results": st.Page("pages/results.py", title="Results grid", icon=":material/table_chart:"),
+    "efficiency": st.Page("pages/efficiency.py", title="Efficiency", icon=":material/speed:"),
+    "generalisation": st.Page("pages/generalisation.py", title="Generalisation", icon=":material/travel_explore:"),
+    "predict": st.Page("pages/predict.py", title="Predict", icon=":material/image_search:"),
+}
+
+
+def home() -> None:
+    st.title("wildvision")
+    st.write(
+        "wildvision flags photos of live wild animals kept captive or offered for sale, to help find online "
+        "wildlife trade. It trains and compares the image classifiers of Kulkarni & Di Minin (2022) and "
+        "explains each prediction with a saliency map."
+    )
+    summaries = runs.list_runs(runs.DEFAULT_RUNS_DIR)
+    states = Counter(run.state for run in summaries)
+    columns = st.columns(4)
+    columns[0].metric("Completed runs", states.get("completed", 0))
+    columns[1].metric("Running or queued", states.get("running", 0) + states.get("queued", 0))
+    columns[2].metric("Failed, cancelled or interrupted", states.get("failed", 0) + states.get("cancelled", 0) + states.get(runs.INTERRUPTED, 0))
+    gpu = accelerator()
+    columns[3].metric("Training device", "GPU" if gpu else "CPU")
+    st.caption(f"GPU: {gpu}." if gpu else "No GPU on this machine: training runs on the CPU, which is slow for the larger models.")
+    if not summaries:
+        st.info(f"No training runs in `{runs.DEFAULT_RUNS_DIR}` yet. Start one on the Train page; the analysis pages already show the paper's results.")
+
+    st.subheader("Where to go")
+    links = {
+        "predict": "Upload photos and see how likely each shows an animal captive or for sale, with what the model looked at.",
+        "train": "Launch one training run or the paper's 24-model grid, and follow runs live.",
+        "results": "The paper's results and your runs side by side, exportable as CSV and LaTeX.",
+        "efficiency": "How much each extra parameter buys over SqueezeNet.",
+        "generalisation": "How performance drops out of distribution, and the positive-class precision.",
+    }
+    for key, text in links.items():
+        st.page_link(PAGES[key], label=f"**{PAGES[key].title}**: {text}", icon=PAGES[key].icon)
+
+
+st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True), *PAGES.values()]).run()

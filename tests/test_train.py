@@ -30,14 +30,9 @@ def train_args(data, runs_dir, *extra):
 
 
 @pytest.fixture(scope="module")
-def trained_run(shared, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("trained")
-    data = demo_subset(tmp, TRAIN_COUNTS)
-    test = demo_subset(tmp, TEST_COUNTS, source="test_out_pet")
-    result = run_cli(*train_args(data, tmp / "runs", "--epochs", "3", "--test", f"test_out_pet={test}"))
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = (tmp / "runs").iterdir()
-    return run_dir, data, test
+def trained_run(completed_run):
+    data, test = (completed_run.parents[1] / name for name in ("train", "test_out_pet"))
+    return completed_run, data, test
 
 
 def test_run_folder_holds_every_file_of_the_contract(trained_run):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import fnmatch
 import logging
+import os
+import socket
 import sys
-import tomllib
 from pathlib import Path
 
 from wildvision import runs
@@ -83,17 +83,27 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from wildvision.train import execute_run
+    from wildvision.train import Cancelled, execute_run
 
-    run_dir = runs.resolve_run(args.run, args.runs_dir)
-    run = runs.read_run(run_dir)
-    if run.state == "completed":
-        print(f"run {run_dir} has already completed; nothing to resume")
-        return 0
-    if run.state == "running":
-        raise runs.RunError(f"run {run_dir} is still running (pid {run.status.get('pid')}); cancel it before resuming")
-    execute_run(run_dir)
-    _print_results(run_dir)
+    run_dirs = [runs.resolve_run(run, args.runs_dir) for run in args.run]
+    for run_dir in run_dirs:
+        run = runs.read_run(run_dir)
+        if run.state == "running":
+            raise runs.RunError(f"run {run_dir} is still running (pid {run.status.get('pid')}); cancel it before resuming")
+    queue = [d for d in run_dirs if runs.read_run(d).state != "completed" and not (len(run_dirs) > 1 and runs.read_run(d).state == "cancelled")]
+    for run_dir in queue:  # claim the queue: a reader can tell that this process will train them
+        runs.write_status(run_dir, "queued", pid=os.getpid(), host=socket.gethostname())
+    for position, run_dir in enumerate(queue):
+        try:
+            execute_run(run_dir)
+        except Cancelled:
+            for later in queue[position + 1 :]:
+                runs.write_status(later, "cancelled", message="the queue was cancelled before this run started; resume starts it")
+            print(f"cancelled {run_dir}", file=sys.stderr)
+            return 130
+        _print_results(run_dir)
+    if not queue:
+        print("nothing to resume: " + ", ".join(f"{d.name} is {runs.read_run(d).state}" for d in run_dirs))
     return 0
 
 
@@ -140,19 +150,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def load_grid(path: str | Path) -> list[dict]:
-    """The [[run]] tables of a grid file, each with arch, regime and background."""
-    try:
-        entries = tomllib.loads(Path(path).read_text(encoding="utf-8")).get("run", [])
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise ValueError(f"cannot read grid file {path}: {error}") from None
-    for entry in entries:
-        missing = {"arch", "regime", "background"} - set(entry)
-        if missing:
-            raise ValueError(f"grid file {path}: entry {entry} lacks {', '.join(sorted(missing))}")
-    return entries
-
-
 def _grid_weights(values: list[str]) -> dict[str, str]:
     """--weights imagenet | none | ARCH=PATH ... as a mapping arch -> weights (default imagenet)."""
     mapping: dict[str, str] = {}
@@ -168,18 +165,15 @@ def _grid_weights(values: list[str]) -> dict[str, str]:
 def cmd_grid(args: argparse.Namespace) -> int:
     from wildvision.train import execute_run, start_run
 
+    from wildvision.launch import grid_name, load_grid, select_grid
+
     weights = _grid_weights(args.weights)
     entries = load_grid(args.gridfile)
-    chosen = []
-    for entry in entries:
-        name = f"{entry['arch']}-{entry['regime']}-{'bg' if entry['background'] else 'no_bg'}"
-        if not args.only or any(fnmatch.fnmatch(name, pattern) for pattern in args.only):
-            chosen.append((name, entry))
-    if not chosen:
-        raise ValueError(f"--only {' '.join(args.only)} matches none of the {len(entries)} configurations in {args.gridfile}")
+    chosen = select_grid(entries, args.only)
     print(f"{len(chosen)} of {len(entries)} configurations to run", flush=True)
     failures = []
-    for position, (name, entry) in enumerate(chosen, 1):
+    for position, entry in enumerate(chosen, 1):
+        name = grid_name(entry)
         arch_weights = None if entry["regime"] == "scratch" else weights.get(entry["arch"], weights.get("*"))
         print(f"[{position}/{len(chosen)}] {name}", flush=True)
         try:
@@ -249,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("resume", help="continue a killed, failed, cancelled or queued run", description="Continue a run after its last completed epoch.")
-    p.add_argument("run", help="run folder, or its name under --runs-dir")
+    p.add_argument("run", nargs="+", help="run folders (or names under --runs-dir), trained one after another; completed runs are skipped, and so are cancelled ones when several are given")
     _add_runs_dir(p)
     p.set_defaults(func=cmd_resume)
 

@@ -130,9 +130,9 @@ def _process_alive(pid: int) -> bool:
 
 
 def effective_state(status: dict) -> str:
-    """The stored state, except that 'running' with a dead process on this host is 'interrupted'."""
+    """The stored state, except that running or queued with a dead process on this host is 'interrupted'."""
     state = status.get("state", "queued")
-    if state == "running" and status.get("host") == socket.gethostname() and not _process_alive(int(status.get("pid", -1))):
+    if state in ("running", "queued") and "pid" in status and status.get("host") == socket.gethostname() and not _process_alive(int(status["pid"])):
         return INTERRUPTED
     return state
 

@@ -1,0 +1,140 @@
+"""End to end: `streamlit run Home.py` on a local port, every page opened in headless Chromium.
+
+Needs Debian's chromium (`.ci/run` installs it) and the playwright package (driving it, no browser
+download). Screenshots are saved under artifacts/screenshots/ for people to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from wildvision import runs
+
+ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+PAGES = {  # url path: what the page's title says
+    "": "wildvision",
+    "train": "Train",
+    "results": "Results",
+    "efficiency": "Efficiency",
+    "generalisation": "Generalisation",
+    "predict": "Predict",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        message = "needs Debian's chromium (apt-get install chromium)"
+        if os.environ.get("WILDVISION_REQUIRE_SHARED") == "1":
+            pytest.fail(message + "; CI installs it")
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def dashboard(completed_run, tmp_path_factory):
+    """A dashboard whose runs folder holds one real completed run."""
+    runs_dir = tmp_path_factory.mktemp("dashboard_runs")
+    shutil.copytree(completed_run, runs_dir / completed_run.name)
+    port = _free_port()
+    env = dict(os.environ, WILDVISION_RUNS_DIR=str(runs_dir))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.5)
+    yield f"http://127.0.0.1:{port}", runs_dir
+    server.terminate()
+    server.wait(timeout=20)
+
+
+def open_page(browser, url: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    started = time.monotonic()
+    page.goto(url)
+    page.wait_for_selector("h1", timeout=60_000)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"]')"
+                           " && !document.querySelector('[data-testid=\"stStatusWidget\"] [data-testid=\"stStatusWidgetRunningIcon\"]')",
+                           timeout=60_000)
+    return page, time.monotonic() - started
+
+
+@pytest.mark.parametrize("path", list(PAGES))
+def test_every_page_renders_in_chromium_without_an_exception(browser, dashboard, path):
+    url, _ = dashboard
+    page, seconds = open_page(browser, f"{url}/{path}")
+    try:
+        page.wait_for_timeout(1500)  # let late elements (charts, fragments) arrive
+        assert PAGES[path] in page.locator("h1").first.inner_text()
+        assert page.locator("[data-testid='stException']").count() == 0
+        assert "Traceback" not in page.content()
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=SCREENSHOTS / f"{path or 'home'}.png", full_page=True)
+        print(f"{path or 'home'} rendered in {seconds:.1f} s")
+    finally:
+        page.close()
+
+
+def test_a_run_launched_from_the_train_page_completes_while_the_tab_is_closed(browser, dashboard, shared, tmp_path):
+    from conftest import SQUEEZENET_WEIGHTS, demo_subset
+
+    url, runs_dir = dashboard
+    data = demo_subset(tmp_path, {"captive": 12, "wild": 12, "background": 4})
+    before = {run.name for run in runs.list_runs(runs_dir)}
+    page, _ = open_page(browser, f"{url}/train")
+    page.get_by_label("Training folder", exact=False).first.fill(str(data))
+    page.get_by_label("Out-of-distribution test sets", exact=False).first.fill("")
+    page.get_by_label("Local weights file").fill(str(SQUEEZENET_WEIGHTS))
+    page.get_by_text("A local state dict file").click()
+    page.get_by_label("Most epochs").first.fill("2")
+    page.get_by_label("Learning rate").first.fill("0.0001")
+    page.get_by_label("Batch size").first.fill("8")
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("Started 1 run(s)").wait_for(timeout=60_000)
+    page.close()  # the tab goes away; the run must not
+
+    deadline = time.monotonic() + 300
+    new = []
+    while time.monotonic() < deadline:
+        new = [run for run in runs.list_runs(runs_dir) if run.name not in before]
+        if new and new[0].state not in ("queued", "running"):
+            break
+        time.sleep(1)
+    assert len(new) == 1 and new[0].state == "completed", new and new[0].status
+
+    page, _ = open_page(browser, f"{url}/train")
+    try:
+        page.get_by_text(new[0].name).first.wait_for(timeout=30_000)
+        page.screenshot(path=SCREENSHOTS / "train-after-run.png", full_page=True)
+    finally:
+        page.close()

@@ -1,0 +1,689 @@
+"""The paper's reported numbers and our own runs, side by side: the tables behind the analysis pages.
+
+Why this module exists: the dashboard's Results, Efficiency and Generalisation pages must show the
+paper's Tables S1-S4 / Table 1 and our own runs in one layout, and every number must say where it
+came from. Doing the reshaping here, in plain pandas without Streamlit, keeps the pages down to
+widgets and charts and lets the tests check the tables themselves (a grid with the paper's 24
+configurations, the drop from test_in to the out-of-distribution sets, the gain ranking, the
+LaTeX export) without rendering anything.
+
+Vocabulary (shared with ``wildvision.paper`` and ``wildvision.runs``):
+
+* tidy frame: one row per number, columns ``model, regime, dataset, test_set, metric, value,
+  source`` plus ``origin`` (``"paper"`` or ``"run"``) and ``data`` (what the model was trained on).
+* ``source``: ``"paper (Table S2)"`` for a paper number, the run folder's name for an own run.
+* row label: in the grid a paper row spans several tables (test_in from S1, test_out_pet from S2,
+  ...), so its row is labelled with all of them, ``"paper (Tables S1, S2, S3)"``; a run's row is
+  labelled with the run's name.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from wildvision import paper, runs
+
+PAPER, RUN = "paper", "run"
+ORIGINS = (PAPER, RUN)
+TIDY_COLUMNS = ("model", "regime", "dataset", "test_set", "metric", "value", "source", "origin", "data")
+ROW_LEVELS = ("model", "regime", "origin", "source")
+COLUMN_LEVELS = ("dataset", "test_set")
+IN_DISTRIBUTION = "test_in"
+
+#: Metrics the grid can show, with the names the paper uses for them.
+METRIC_LABELS: dict[str, str] = {
+    "f_score": "F-score (weighted)",
+    "accuracy": "Accuracy",
+    "precision": "Precision (weighted)",
+    "recall": "Recall (weighted)",
+    "positive_precision": "Positive-class precision (Table 1)",
+}
+DATASET_LABELS = {"bg": "with background images (data_bg)", "no_bg": "no background images (data_no_bg)"}
+REGIME_LABELS = {"transfer": "transfer (fine-tune head)", "scratch": "scratch", "combi": "combi (head, then all)"}
+PAPER_DATA = "the paper's data (Kulkarni & Di Minin 2022)"
+DEMO_DATA_MARK = "demo-data"
+
+
+# --------------------------------------------------------------------------------------------
+# Where the runs are
+# --------------------------------------------------------------------------------------------
+
+
+def runs_dir() -> Path:
+    """The dashboard's runs folder, read from the environment at call time.
+
+    ``runs.DEFAULT_RUNS_DIR`` is fixed when ``wildvision.runs`` is first imported; Streamlit (and
+    its AppTest) re-runs page scripts in a process where that import happened long ago, so a page
+    that wants to honour a changed ``WILDVISION_RUNS_DIR`` must look again each run.
+    """
+    configured = os.environ.get("WILDVISION_RUNS_DIR")
+    return Path(configured) if configured else Path(runs.DEFAULT_RUNS_DIR)
+
+
+def runs_fingerprint(folder: str | Path) -> tuple[tuple[str, int, int, int], ...]:
+    """A cheap summary of the runs folder that changes whenever a run starts, progresses or ends.
+
+    Used as a cache key: stat calls only, no reading, so a page can call it on every rerun and
+    reload the tables exactly when something on disk changed (files are replaced atomically, which
+    gives them a new modification time).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return ()
+    stamps = []
+    for run_dir in sorted(folder.iterdir()):
+        if not (run_dir / runs.CONFIG).is_file():
+            continue
+        stamp = [run_dir.name]
+        for name in (runs.STATUS, runs.METRICS, runs.RESULTS):
+            try:
+                stamp.append((run_dir / name).stat().st_mtime_ns)
+            except OSError:
+                stamp.append(0)
+        stamps.append(tuple(stamp))
+    return tuple(stamps)
+
+
+# --------------------------------------------------------------------------------------------
+# One tidy table: the paper and own runs
+# --------------------------------------------------------------------------------------------
+
+
+def paper_source_label(table: str) -> str:
+    """``"Table S1"`` -> ``"paper (Table S1)"``: a paper number names its table."""
+    return f"{PAPER} ({table})"
+
+
+def is_demo_data(data: str) -> bool:
+    """Whether a data path is (or links into) the shipped demo data: a cats-and-dogs proxy, never the paper's."""
+    return DEMO_DATA_MARK in str(data)
+
+
+def _run_data(run: runs.RunSummary) -> str:
+    """The folder a run trained on, followed through a symlink of one of its images when it links
+    into the demo data, so a subset of symlinks to the demo photos is still flagged as demo data."""
+    data = str(run.config.get("train", {}).get("data", ""))
+    if is_demo_data(data):
+        return data
+    try:
+        first = runs.read_json(run.path / runs.SPLIT)["train"][0]
+        resolved = (Path(data) / first).resolve()
+    except (runs.RunError, KeyError, IndexError, TypeError, OSError):
+        return data
+    return f"{data} (links into {resolved.parent.parent})" if is_demo_data(resolved) else data
+
+
+def combined_results(runs_dir_: str | Path) -> pd.DataFrame:
+    """The paper's reported results and own completed runs' test metrics in one tidy frame.
+
+    Columns: model, regime, dataset, test_set, metric, value, source, origin, data. Paper rows come
+    first (``source`` "paper (Table S1)" ...; Table S4's parameter counts are left out because they
+    describe architectures, not results: see ``paper.paper_parameter_counts``), then runs newest
+    first (``source`` = run name, ``data`` = the folder it was trained on).
+    """
+    reference = paper.reference_results()
+    reference = reference[reference["metric"] != "params"].copy()
+    reference["source"] = reference["source"].map(paper_source_label)
+    reference["origin"] = PAPER
+    reference["data"] = PAPER_DATA
+
+    own = runs.results_frame(runs_dir_)
+    own["origin"] = RUN
+    data = {run.name: _run_data(run) for run in runs.list_runs(runs_dir_)} if not own.empty else {}
+    own["data"] = own["source"].map(data).fillna("") if not own.empty else pd.Series(dtype="str")
+
+    frames = [frame for frame in (reference, own) if not frame.empty]
+    combined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+    combined["value"] = combined["value"].astype("float64")
+    return combined[list(TIDY_COLUMNS)]
+
+
+def own_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a tidy frame that come from own runs."""
+    return frame[frame["origin"] == RUN]
+
+
+def has_own_runs(frame: pd.DataFrame) -> bool:
+    return bool((frame["origin"] == RUN).any())
+
+
+def run_data_notes(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per own run in ``frame``: source, model, regime, dataset, the data it was trained on,
+    and whether that is the demo data; for the caption that says own numbers are not the paper's."""
+    own = own_runs(frame)
+    notes = own.drop_duplicates("source")[["source", "model", "regime", "dataset", "data"]].reset_index(drop=True)
+    notes["demo_data"] = notes["data"].map(is_demo_data).astype(bool)
+    return notes
+
+
+# --------------------------------------------------------------------------------------------
+# Ordering shared by every table
+# --------------------------------------------------------------------------------------------
+
+
+def _model_rank(model: str) -> tuple[int, str]:
+    from_registry = _architectures()
+    return (from_registry.index(model), "") if model in from_registry else (len(from_registry), str(model))
+
+
+@functools.lru_cache(maxsize=1)
+def _architectures() -> tuple[str, ...]:
+    """The registry order (models.ARCHITECTURES) without importing torch for it when avoidable."""
+    try:
+        from wildvision.models import ARCHITECTURES
+    except Exception:  # torch missing or broken: the paper's order still applies
+        return tuple(sorted(paper.paper_parameter_counts()))
+    return tuple(ARCHITECTURES)
+
+
+def _regime_rank(regime: str) -> tuple[int, str]:
+    return (paper.REGIMES.index(regime), "") if regime in paper.REGIMES else (len(paper.REGIMES), str(regime))
+
+
+def test_set_order(test_sets: Iterable[str]) -> list[str]:
+    """The paper's three test sets first (test_in, test_out_pet, test_out_nopet), then others by name."""
+    present = set(test_sets)
+    return [t for t in paper.TEST_SETS if t in present] + sorted(present - set(paper.TEST_SETS))
+
+
+def dataset_order(datasets: Iterable[str]) -> list[str]:
+    present = set(datasets)
+    return [d for d in paper.DATASETS if d in present] + sorted(present - set(paper.DATASETS))
+
+
+def row_labels(frame: pd.DataFrame) -> pd.Series:
+    """The label each number's row carries in a grid: all paper tables the rows draw on, or the run name.
+
+    A paper row in the grid combines Tables S1-S3 (one per test set), so the row is labelled with
+    every table present in ``frame`` for it, e.g. "paper (Tables S1, S2, S3)"; own runs keep their name.
+    """
+    labels = frame["source"].copy()
+    is_paper = frame["origin"] == PAPER
+    if is_paper.any():
+        tables = sorted({s.removeprefix(f"{PAPER} (").removesuffix(")") for s in frame.loc[is_paper, "source"]})
+        labels[is_paper] = _paper_tables_label(tables)
+    return labels
+
+
+def _paper_tables_label(tables: Sequence[str]) -> str:
+    """["Table S1", "Table S2"] -> "paper (Tables S1, S2)"; one table keeps its own name."""
+    if len(tables) == 1:
+        return paper_source_label(tables[0])
+    if all(t.startswith("Table ") for t in tables):
+        return f"{PAPER} (Tables {', '.join(t.removeprefix('Table ') for t in tables)})"
+    return f"{PAPER} ({', '.join(tables)})"
+
+
+def _row_sort_key(model: str, regime: str, origin: str, position: int) -> tuple:
+    # Table S1's order: regime first (all transfer rows, then scratch, then combi), architectures in
+    # registry order within a regime; the paper's row before own runs, runs in the frame's order.
+    return (_regime_rank(regime), _model_rank(model), 0 if origin == PAPER else 1, position)
+
+
+# --------------------------------------------------------------------------------------------
+# The results grid (Tables S1-S3 laid side by side)
+# --------------------------------------------------------------------------------------------
+
+
+def results_grid(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One metric laid out like the paper: a row per (model, regime, origin, source), a column per
+    (dataset, test_set).
+
+    Rows follow Table S1 (transfer, scratch, combi; architectures in registry order; an own run under
+    the paper's row of the same configuration). Columns: bg then no_bg, each with test_in,
+    test_out_pet, test_out_nopet and then any other test sets own runs were evaluated on; columns
+    with no value at all are dropped (Table 1 only has bg x test_out_*). Cells without a number are NaN.
+    """
+    if metric not in frame["metric"].unique():
+        raise ValueError(f"no {metric!r} values; metrics present: {sorted(frame['metric'].unique())}")
+    selected = frame[frame["metric"] == metric].copy()
+    selected["row_source"] = row_labels(selected)
+    keys = ["model", "regime", "origin", "row_source"]
+    grid = selected.groupby(keys + ["dataset", "test_set"], sort=False)["value"].first().unstack(["dataset", "test_set"])
+    grid.index = grid.index.set_names(list(ROW_LEVELS))
+
+    columns = pd.MultiIndex.from_product(
+        [dataset_order(selected["dataset"]), test_set_order(selected["test_set"])], names=list(COLUMN_LEVELS)
+    )
+    grid = grid.reindex(columns=columns).dropna(axis=1, how="all")
+
+    first_seen = {key: position for position, key in enumerate(dict.fromkeys(grid.index))}
+    order = sorted(grid.index, key=lambda key: _row_sort_key(key[0], key[1], key[2], first_seen[key]))
+    return grid.loc[order].astype("float64")
+
+
+def filter_grid(
+    grid: pd.DataFrame,
+    models: Iterable[str] | None = None,
+    regimes: Iterable[str] | None = None,
+    sources: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Rows of a grid whose model, regime and source are among those given (None keeps all)."""
+    keep = pd.Series(True, index=grid.index)
+    for level, allowed in (("model", models), ("regime", regimes), ("source", sources)):
+        if allowed is not None:
+            keep &= grid.index.get_level_values(level).isin(list(allowed))
+    return grid[keep.to_numpy()]
+
+
+def sort_grid(grid: pd.DataFrame, column: tuple[str, str] | None = None, descending: bool = True) -> pd.DataFrame:
+    """The grid sorted by one (dataset, test_set) column, empty cells last; None keeps Table S1's order."""
+    if column is None:
+        return grid
+    if column not in grid.columns:
+        raise ValueError(f"no column {column!r}; columns are {list(grid.columns)}")
+    return grid.sort_values(column, ascending=not descending, na_position="last", kind="stable")
+
+
+def pin_row(grid: pd.DataFrame, row: tuple) -> pd.DataFrame:
+    """The grid with ``row`` moved to the top, so a chosen baseline stays in view whatever the sort."""
+    if row not in grid.index:
+        raise ValueError(f"row {row!r} is not in the table")
+    return pd.concat([grid.loc[[row]], grid.drop(index=[row])])
+
+
+def difference_to(grid: pd.DataFrame, row: tuple) -> pd.DataFrame:
+    """Every cell minus the same column's value in the baseline ``row`` (positive: better than it).
+
+    A cell is NaN where either it or the baseline has no number; the baseline row itself becomes 0.
+    """
+    if row not in grid.index:
+        raise ValueError(f"row {row!r} is not in the table")
+    return grid - grid.loc[row]
+
+
+def row_label(row: tuple) -> str:
+    """A grid row key as one readable string, for selectors: "densenet121 · transfer · paper (Tables S1, S2, S3)"."""
+    model, regime, _origin, source = row
+    return f"{model} · {regime} · {source}"
+
+
+# --------------------------------------------------------------------------------------------
+# Generalisation: test_in against the out-of-distribution sets (Figs 1, 2)
+# --------------------------------------------------------------------------------------------
+
+
+def generalisation_drop(frame: pd.DataFrame, metric: str = "f_score") -> pd.DataFrame:
+    """Per (model, regime, dataset, origin, source): the test_in value, each out-of-distribution value
+    and the drop ``test_in - OOD`` (positive: worse out of distribution).
+
+    The paper's point (Section 3.1) is that all models look alike on test_in but differ, and drop a
+    lot, on images from outside the training distribution; this table makes that drop explicit.
+    Columns: model, regime, dataset, origin, source, test_in, <each OOD set>, drop_<each OOD set>;
+    rows in Table S1's order, bg before no_bg.
+    """
+    selected = frame[frame["metric"] == metric].copy()
+    if selected.empty:
+        raise ValueError(f"no {metric!r} values; metrics present: {sorted(frame['metric'].unique())}")
+    selected["row_source"] = row_labels(selected)
+    keys = ["model", "regime", "dataset", "origin", "row_source"]
+    wide = selected.groupby(keys + ["test_set"], sort=False)["value"].first().unstack("test_set")
+    ood_sets = [t for t in test_set_order(selected["test_set"]) if t != IN_DISTRIBUTION]
+    wide = wide.reindex(columns=[IN_DISTRIBUTION] + ood_sets)
+    for ood in ood_sets:
+        wide[f"drop_{ood}"] = wide[IN_DISTRIBUTION] - wide[ood]
+    table = wide.reset_index().rename(columns={"row_source": "source"})
+    table.columns.name = None
+
+    datasets = dataset_order(table["dataset"])
+    position = {key: i for i, key in enumerate(zip(table["model"], table["regime"], table["dataset"], table["origin"], table["source"]))}
+    table["_key"] = [
+        (_regime_rank(r), _model_rank(m), datasets.index(d), 0 if o == PAPER else 1, position[(m, r, d, o, s)])
+        for m, r, d, o, s in zip(table["model"], table["regime"], table["dataset"], table["origin"], table["source"])
+    ]
+    return table.sort_values("_key").drop(columns="_key").reset_index(drop=True)
+
+
+def drop_long(drops: pd.DataFrame) -> pd.DataFrame:
+    """``generalisation_drop``'s table with one row per (row, OOD set): columns model, regime, dataset,
+    origin, source, ood_set, test_in, ood_value, drop. For charts of the drop per model."""
+    ood_sets = [c.removeprefix("drop_") for c in drops.columns if c.startswith("drop_")]
+    keys = ["model", "regime", "dataset", "origin", "source"]
+    parts = []
+    for ood in ood_sets:
+        part = drops[keys + [IN_DISTRIBUTION]].copy()
+        part["ood_set"] = ood
+        part["ood_value"] = drops[ood]
+        part["drop"] = drops[f"drop_{ood}"]
+        parts.append(part)
+    columns = keys + ["ood_set", IN_DISTRIBUTION, "ood_value", "drop"]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True)[columns].dropna(subset=["drop"]).reset_index(drop=True)
+
+
+def bar_label(frame: pd.DataFrame) -> pd.Series:
+    """What a bar is called on a chart's axis: the model for the paper, "model (run NAME)" for a run,
+    so an own run never passes for the paper's number."""
+    return frame["model"].where(frame["origin"] == PAPER, frame["model"] + " (run " + frame["source"] + ")")
+
+
+def figure_data(
+    frame: pd.DataFrame,
+    metrics: Sequence[str] = ("f_score", "accuracy"),
+    regimes: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """The tidy rows behind Figs 1 and 2: chosen metrics, regimes, datasets and models, with a
+    ``label`` for the bar (see ``bar_label``) and rows in Table S1's order."""
+    keep = frame["metric"].isin(list(metrics))
+    for column, allowed in (("regime", regimes), ("dataset", datasets), ("model", models)):
+        if allowed is not None:
+            keep &= frame[column].isin(list(allowed))
+    selected = frame[keep].copy()
+    selected["label"] = bar_label(selected)
+    selected["_key"] = [
+        (_regime_rank(r), _model_rank(m), 0 if o == PAPER else 1, i)
+        for i, (m, r, o) in enumerate(zip(selected["model"], selected["regime"], selected["origin"]))
+    ]
+    return selected.sort_values("_key").drop(columns="_key").reset_index(drop=True)
+
+
+def positive_precision_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Table 1: positive-class precision on the out-of-distribution sets for models trained on data_bg,
+    with own runs (trained with background images) alongside; rows in Table 1's order."""
+    selected = frame[(frame["metric"] == "positive_precision") & (frame["dataset"] == "bg") & (frame["test_set"] != IN_DISTRIBUTION)]
+    if selected.empty:
+        raise ValueError("no positive-class precision on an out-of-distribution set for a model trained with background images")
+    grid = results_grid(selected, "positive_precision")
+    return grid["bg"]
+
+
+# --------------------------------------------------------------------------------------------
+# Efficiency (Section 3.3, Fig 3)
+# --------------------------------------------------------------------------------------------
+
+
+class EfficiencyUnavailable(ValueError):
+    """The gain cannot be computed for a selection; the message says why in plain words."""
+
+
+@functools.lru_cache(maxsize=None)
+def _counted_parameters(arch: str) -> int:
+    from wildvision.models import count_parameters
+
+    return count_parameters(arch)
+
+
+def parameter_counts(origin: str, models: Iterable[str]) -> dict[str, int]:
+    """Parameter counts to weigh F against: the paper's Table S4 for the paper's numbers, our own
+    registry's count (``models.count_parameters``, same 2-class head) for own runs."""
+    if origin == PAPER:
+        return paper.paper_parameter_counts()
+    return {model: _counted_parameters(model) for model in set(models)}
+
+
+def _check_origin(origin: str) -> None:
+    if origin not in ORIGINS:
+        raise ValueError(f"origin={origin!r} is not one of {list(ORIGINS)}")
+
+
+def efficiency_points(frame: pd.DataFrame, origin: str, test_set: str, dataset: str, regime: str) -> pd.DataFrame:
+    """F-score and parameter count per model for one selection, baseline included (for the scatter).
+
+    Columns: model, f_score, params, source. Where a model has several own runs, the first in the
+    frame is used (runs are newest first), as in ``paper.gain_from_results``; ``source`` names it.
+    """
+    _check_origin(origin)
+    rows = frame[
+        (frame["origin"] == origin)
+        & (frame["metric"] == "f_score")
+        & (frame["test_set"] == test_set)
+        & (frame["dataset"] == dataset)
+        & (frame["regime"] == regime)
+    ].drop_duplicates("model")
+    counts = parameter_counts(origin, rows["model"]) if not rows.empty else {}
+    points = pd.DataFrame(
+        {
+            "model": rows["model"].to_numpy(),
+            "f_score": rows["value"].to_numpy(dtype="float64"),
+            "params": [counts.get(m) for m in rows["model"]],
+            "source": rows["source"].to_numpy(),
+        }
+    )
+    points["_rank"] = [_model_rank(m) for m in points["model"]]
+    return points.sort_values("_rank").drop(columns="_rank").reset_index(drop=True)
+
+
+def efficiency_table(
+    frame: pd.DataFrame,
+    origin: str,
+    test_set: str,
+    dataset: str,
+    regime: str,
+    baseline: str = paper.BASELINE,
+) -> pd.DataFrame:
+    """Section 3.3's gain over SqueezeNet for one selection of the paper's numbers or own runs.
+
+    Wraps ``paper.gain_from_results`` with the right parameter counts (Table S4 for the paper, the
+    registry's count for runs). Columns: rank, model, f_score, params, extra_params, gain (F per
+    extra parameter), gain_per_million, source; highest gain first, baseline left out.
+
+    Raises ``EfficiencyUnavailable`` (a ValueError) with a plain message when the selection has no
+    F-scores or no SqueezeNet baseline (the paper ran scratch and combi without SqueezeNet), so a
+    page can show the message instead of a traceback.
+    """
+    points = efficiency_points(frame, origin, test_set, dataset, regime)
+    who = "the paper reports" if origin == PAPER else "your completed runs have"
+    what = f"test set {test_set}, dataset {dataset}, regime {regime}"
+    if points.empty:
+        raise EfficiencyUnavailable(f"No F-scores for {what}: {who} none for this combination.")
+    if baseline not in set(points["model"]):
+        with_baseline = _regimes_with(frame, origin, baseline, test_set, dataset)
+        raise EfficiencyUnavailable(
+            f"No {baseline} (SqueezeNet) baseline for {what}, so the gain over it is undefined: "
+            f"{who} SqueezeNet F-scores here only for "
+            f"{'the ' + with_baseline + ' regime' if with_baseline else 'no regime'}. "
+            f"Models in this selection: {', '.join(points['model'])}."
+        )
+    selection = frame[frame["origin"] == origin]
+    counts = parameter_counts(origin, points["model"])
+    label = "the paper" if origin == PAPER else "own runs"
+    try:
+        gains = paper.gain_from_results(selection, test_set, dataset, regime, counts, label, baseline)
+    except ValueError as error:  # e.g. two architectures with equal parameter counts
+        raise EfficiencyUnavailable(str(error)) from error
+    base_params = counts[baseline]
+    gains["extra_params"] = gains["params"] - base_params
+    gains["gain_per_million"] = gains["gain"] * 1e6
+    gains["source"] = gains["model"].map(dict(zip(points["model"], points["source"])))
+    gains.insert(0, "rank", range(1, len(gains) + 1))
+    return gains[["rank", "model", "f_score", "params", "extra_params", "gain", "gain_per_million", "source"]]
+
+
+def _regimes_with(frame: pd.DataFrame, origin: str, model: str, test_set: str, dataset: str) -> str:
+    rows = frame[
+        (frame["origin"] == origin) & (frame["metric"] == "f_score") & (frame["model"] == model)
+        & (frame["test_set"] == test_set) & (frame["dataset"] == dataset)
+    ]
+    return ", ".join(r for r in paper.REGIMES if r in set(rows["regime"]))
+
+
+def inference_times(runs_dir_: str | Path) -> pd.DataFrame:
+    """Measured evaluation time per image of own completed runs, with the F-score on the same set.
+
+    results.json records, per test set, the wall time of the whole evaluation (``eval_time_s``,
+    loading and decoding the images included) and the number of images; their ratio is what a
+    user waits per photo on that machine. Columns: source, model, regime, dataset, test_set,
+    n_images, eval_time_s, seconds_per_image, images_per_second, f_score. Runs newest first.
+    """
+    rows = []
+    for run in runs.list_runs(runs_dir_):
+        if run.state != "completed" or not (run.path / runs.RESULTS).is_file():
+            continue
+        try:
+            results = runs.read_json(run.path / runs.RESULTS)
+        except runs.RunError:
+            continue
+        train = run.config.get("train", {})
+        for test_set, metrics in results.get("test_sets", {}).items():
+            n_images, seconds = metrics.get("n_images"), metrics.get("eval_time_s")
+            if not n_images or seconds is None:
+                continue
+            rows.append(
+                {
+                    "source": run.name,
+                    "model": train.get("arch"),
+                    "regime": train.get("regime"),
+                    "dataset": "bg" if train.get("with_background") else "no_bg",
+                    "test_set": test_set,
+                    "n_images": int(n_images),
+                    "eval_time_s": float(seconds),
+                    "seconds_per_image": float(seconds) / int(n_images),
+                    "images_per_second": int(n_images) / float(seconds) if seconds else math.inf,
+                    "f_score": float(metrics.get("f_score", math.nan)),
+                }
+            )
+    columns = ["source", "model", "regime", "dataset", "test_set", "n_images", "eval_time_s", "seconds_per_image", "images_per_second", "f_score"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+# --------------------------------------------------------------------------------------------
+# One run in detail
+# --------------------------------------------------------------------------------------------
+
+
+def learning_curves(run_dir: str | Path) -> pd.DataFrame:
+    """Per-epoch curves of a run in long form: epoch, phase, series, kind, value.
+
+    ``series`` is "training loss", "validation loss" or "validation F-score"; ``kind`` is "loss"
+    or "F-score", so a page can draw the losses and the F-score on separate axes. Validation is
+    test_in, the set the best epoch is chosen on.
+    """
+    names = {"train_loss": ("training loss", "loss"), "val_loss": ("validation loss", "loss"), "val_f_score": ("validation F-score", "F-score")}
+    rows = []
+    for row in runs.read_metrics(Path(run_dir)):
+        for key, (series, kind) in names.items():
+            if row.get(key) is not None:
+                rows.append({"epoch": int(row["epoch"]), "phase": row.get("phase", ""), "series": series, "kind": kind, "value": float(row[key])})
+    return pd.DataFrame(rows, columns=["epoch", "phase", "series", "kind", "value"])
+
+
+def confusion_matrices(run_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """Each test set's confusion matrix of a completed run, labelled (rows: true class, columns: predicted).
+
+    results.json stores [[TN, FP], [FN, TP]] with the positive class (captive / for sale) second.
+    Returns {} for a run without results.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / runs.RESULTS).is_file():
+        return {}
+    config = runs.read_json(run_dir / runs.CONFIG) if (run_dir / runs.CONFIG).is_file() else {}
+    positive = config.get("train", {}).get("positive", "positive")
+    classes = ["negative (other)", f"positive ({positive})"]
+    matrices = {}
+    for test_set, metrics in runs.read_json(run_dir / runs.RESULTS).get("test_sets", {}).items():
+        matrix = metrics.get("confusion_matrix")
+        if matrix is None:
+            continue
+        matrices[test_set] = pd.DataFrame(
+            matrix,
+            index=pd.Index([f"true {c}" for c in classes], name="true class"),
+            columns=pd.Index([f"predicted {c}" for c in classes], name="predicted class"),
+        )
+    return {name: matrices[name] for name in test_set_order(matrices)}
+
+
+# --------------------------------------------------------------------------------------------
+# Colours and exports
+# --------------------------------------------------------------------------------------------
+
+_SEQUENTIAL = ((247, 251, 255), (198, 219, 239), (107, 174, 214), (33, 113, 181), (8, 48, 107))  # light to dark blue
+_DIVERGING = ((178, 24, 43), (244, 165, 130), (247, 247, 247), (146, 197, 222), (33, 102, 172))  # red, white, blue
+
+
+def _interpolate(stops: Sequence[tuple[int, int, int]], t: float) -> tuple[int, int, int]:
+    t = min(max(t, 0.0), 1.0) * (len(stops) - 1)
+    low = min(int(t), len(stops) - 2)
+    frac = t - low
+    return tuple(round(a + (b - a) * frac) for a, b in zip(stops[low], stops[low + 1]))  # type: ignore[return-value]
+
+
+def cell_colours(grid: pd.DataFrame, diverging: bool = False) -> pd.DataFrame:
+    """CSS background and text colours for each cell, scaled over the whole table.
+
+    Plain values: light to dark blue from the table's lowest to highest number. Differences to a
+    baseline (``diverging``): red below 0, white at 0, blue above, symmetric around 0 so equal
+    gains and losses look equally strong. Empty cells stay uncoloured. Computed here rather than
+    with Styler.background_gradient so the dashboard does not depend on matplotlib.
+    """
+    values = grid.to_numpy(dtype="float64", na_value=math.nan)
+    finite = values[~pd.isna(values)]
+    styles = pd.DataFrame("", index=grid.index, columns=grid.columns)
+    if finite.size == 0:
+        return styles
+    if diverging:
+        bound = float(abs(finite).max()) or 1.0
+        low, high, stops = -bound, bound, _DIVERGING
+    else:
+        low, high, stops = float(finite.min()), float(finite.max()), _SEQUENTIAL
+    span = (high - low) or 1.0
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            value = values[i, j]
+            if pd.isna(value):
+                continue
+            r, g, b = _interpolate(stops, (value - low) / span)
+            text = "#000000" if 0.299 * r + 0.587 * g + 0.114 * b > 140 else "#ffffff"
+            styles.iat[i, j] = f"background-color: rgb({r}, {g}, {b}); color: {text}"
+    return styles
+
+
+def format_value(value: float, decimals: int = 4) -> str:
+    """A number as the tables print it: up to ``decimals`` decimals, at least two, no trailing zeros
+    beyond that ("0.9486", "0.94", "0.957"), so the paper's printed digits survive; "--" when empty."""
+    if value is None or pd.isna(value):
+        return "--"
+    text = f"{value:.{decimals}f}"
+    whole, _, fraction = text.partition(".")
+    fraction = fraction.rstrip("0").ljust(2, "0")
+    return f"{whole}.{fraction}"
+
+
+def _flat_label(key: object) -> str:
+    return " / ".join(str(k) for k in key) if isinstance(key, tuple) else str(key)
+
+
+def to_csv(df: pd.DataFrame) -> str:
+    """CSV text of a table, full precision, one header row (a column MultiIndex becomes "bg / test_in")
+    so spreadsheets read it directly; row index levels become ordinary columns."""
+    flat = df.copy()
+    if isinstance(flat.columns, pd.MultiIndex):
+        flat.columns = [_flat_label(c) for c in flat.columns]
+    has_index = not (isinstance(flat.index, pd.RangeIndex) and flat.index.name is None)
+    return flat.to_csv(index=has_index)
+
+
+def to_latex(df: pd.DataFrame, caption: str | None = None, label: str | None = None) -> str:
+    """A booktabs LaTeX table of ``df`` (needs \\usepackage{booktabs,multirow}), numbers printed as in
+    ``format_value``, "--" for empty cells, special characters (test\\_in) escaped.
+
+    Uses pandas' Styler, so row and column MultiIndexes become multirow/multicolumn headers as in
+    the paper's tables.
+    """
+    numeric = df.select_dtypes("number").columns
+    styler = df.style.format(format_value, subset=list(numeric), na_rep="--", escape="latex")
+    other = [c for c in df.columns if c not in set(numeric)]
+    if other:
+        styler = styler.format(na_rep="--", escape="latex", subset=other)
+    styler = styler.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
+    styler = styler.format_index_names(escape="latex", axis=0).format_index_names(escape="latex", axis=1)
+    if isinstance(df.index, pd.RangeIndex) and df.index.name is None:
+        styler = styler.hide(axis="index")
+    latex = styler.to_latex(
+        hrules=True,
+        multicol_align="c",
+        multirow_align="t",
+        caption=caption,
+        label=label,
+        position_float="centering" if caption or label else None,
+        environment="table" if caption or label else None,
+    )
+    return "% needs \\usepackage{booktabs,multirow}\n" + latex

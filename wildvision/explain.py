@@ -1,0 +1,310 @@
+"""Saliency maps: which pixels moved a trained model's score for the positive class (paper Sections 2.4, 3.4).
+
+The paper used Flashtorch's saliency maps (Simonyan et al. 2014): the magnitude of the gradient of
+the positive-class output with respect to each input pixel, maximised over the colour channels. That
+is `saliency` here, computed with captum. Two more methods help where plain gradients are noisy:
+
+- `gradcam`: Grad-CAM on the last convolutional feature map of each architecture (`TARGET_LAYERS`):
+  coarse regions (7x7 to 14x14 cells) rather than single pixels, easier to read for non-experts.
+- `integrated_gradients`: gradients averaged along a path from a black image to the photo; steadier
+  than plain saliency but `n_steps` times the work, so it is only run on request, with progress.
+
+Every map is for the positive class (output index 1), whatever the model predicted, so a bright area
+always means "this part pushed the score for captive / for sale". Maps come back in [0, 1] at the
+size of the image that was passed in (or a requested display size); the model sees the image squashed
+to 224x224 (`eval_transform`), so resizing the map back to the image's size keeps it aligned.
+
+Attribution needs gradients and (for Grad-CAM) hooks on a layer of the model, while the dashboard
+shares one model object between all sessions (st.cache_resource). Every attribution therefore runs
+under a lock per model (`model_lock`), and restores on the way out, also after an exception, the
+parameters' requires_grad flags, every module's train/eval mode and the model's hooks. Code that runs
+plain predictions on a model that may be explained at the same time must hold `model_lock` too: a
+Grad-CAM hook would otherwise also fire on, and mix in, the other thread's forward pass.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import weakref
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from captum.attr import IntegratedGradients, LayerGradCam, Saliency
+from PIL import Image
+from torch import nn
+
+from wildvision.data import eval_transform
+from wildvision.models import ARCHITECTURES, IMAGENET_MEAN, IMAGENET_STD
+from wildvision.predict import LoadedModel
+
+POSITIVE_INDEX = 1  # class_names is [negative, positive]
+METHODS: dict[str, str] = {
+    "saliency": "Saliency (the paper's method: pixel gradients)",
+    "gradcam": "Grad-CAM (coarser regions, easier to read)",
+    "integrated_gradients": "Integrated Gradients (steadier, much slower)",
+}
+FAST_METHODS = ("saliency", "gradcam")
+IG_STEPS = 32
+IG_INTERNAL_BATCH = 8  # images per forward/backward pass inside Integrated Gradients: bounds memory
+SALIENCY_PERCENTILE = 99.0  # pixel gradients are spiky: the top 1% saturate so the rest stays visible
+
+# The layer Grad-CAM reads, per architecture, as a dotted path for `nn.Module.get_submodule`: the last
+# convolutional feature map before global pooling, rectified where the architecture has a ReLU module
+# there, and before a final max-pool where one would halve its resolution (AlexNet, VGG).
+TARGET_LAYERS: dict[str, str] = {
+    "alexnet": "features.11",  # ReLU after conv5: 256 x 13 x 13
+    "densenet121": "features.norm5",  # final BatchNorm of the dense blocks: 1024 x 7 x 7
+    "densenet201": "features.norm5",  # 1920 x 7 x 7
+    "resnet18": "layer4",  # last residual stage: 512 x 7 x 7
+    "resnet152": "layer4",  # 2048 x 7 x 7
+    "squeezenet1_0": "features.12",  # last Fire module: 512 x 13 x 13
+    "vgg11_bn": "features.27",  # ReLU after the last conv, before the last max-pool: 512 x 14 x 14
+    "vgg19_bn": "features.51",  # 512 x 14 x 14
+    "mobilenet_v2": "features.18",  # final 1x1 conv + BN + ReLU6: 1280 x 7 x 7
+}
+assert set(TARGET_LAYERS) == set(ARCHITECTURES), "every architecture needs a Grad-CAM layer"
+
+Progress = Callable[[float], None]  # called with the fraction done, 0..1
+
+
+class ExplainError(ValueError):
+    """An explanation that cannot be made (unknown method or architecture); the message says why."""
+
+
+@dataclass(frozen=True)
+class Explanation:
+    probability: float  # of the positive class
+    label: str  # class name at the model's threshold
+    heatmap: np.ndarray  # float32, H x W (the image's or the requested size), in [0, 1]; 1 = most influence
+    method: str
+
+    @property
+    def blank(self) -> bool:
+        """True when no pixel had any influence (e.g. SqueezeNet's ReLU head clamped the score at 0)."""
+        return not bool(self.heatmap.max() > 0)
+
+
+# --- one lock per shared model ------------------------------------------------------------------
+
+_LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.Lock]" = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.Lock:
+    """The lock that serialises attribution (and any forward pass that may run beside it) on `model`.
+
+    Keyed weakly by the model object, so a model evicted from the dashboard's cache takes its lock along.
+    """
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.Lock()
+        return lock
+
+
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_state_dict_hooks",
+)
+
+
+def hook_counts(model: nn.Module) -> dict[str, int]:
+    """How many hooks of each kind are registered anywhere in `model` (for checks and tests)."""
+    counts = dict.fromkeys(_HOOK_DICTS, 0)
+    for module in model.modules():
+        for name in _HOOK_DICTS:
+            counts[name] += len(getattr(module, name, {}) or {})
+    return counts
+
+
+@contextmanager
+def _attribution_session(model: nn.Module) -> Iterator[None]:
+    """Hold the model's lock and give it a clean gradient-enabled, eval-mode state; restore it afterwards.
+
+    Parameters stop requiring gradients while we explain (attribution only needs gradients with respect
+    to the input or a layer's output, and frozen weights save memory and time); their own flags, the
+    modules' train/eval modes and the hook tables are put back exactly, also when attribution fails.
+    """
+    with model_lock(model):
+        parameters = list(model.parameters())
+        flags = [p.requires_grad for p in parameters]
+        modes = [(module, module.training) for module in model.modules()]
+        hooks = [(module, name, list(getattr(module, name).keys())) for module in model.modules() for name in _HOOK_DICTS if hasattr(module, name)]
+        try:
+            for parameter in parameters:
+                parameter.requires_grad_(False)
+            model.eval()
+            with torch.inference_mode(False), torch.enable_grad():
+                yield
+        finally:
+            for parameter, flag in zip(parameters, flags):
+                parameter.requires_grad_(flag)
+            for module, training in modes:
+                module.training = training
+            for module, name, keys in hooks:  # captum removes its hooks; this catches any that a failure left
+                table = getattr(module, name)
+                for key in [k for k in table if k not in keys]:
+                    del table[key]
+
+
+# --- preprocessing and postprocessing -----------------------------------------------------------
+
+def target_layer(model: nn.Module, arch: str) -> nn.Module:
+    """The module Grad-CAM reads for `arch` (see TARGET_LAYERS)."""
+    if arch not in TARGET_LAYERS:
+        raise ExplainError(f"no Grad-CAM layer is known for architecture {arch!r}")
+    return model.get_submodule(TARGET_LAYERS[arch])
+
+
+def _to_batch(images: Sequence[Image.Image], device: torch.device) -> torch.Tensor:
+    transform = eval_transform()
+    return torch.stack([transform(image) for image in images]).to(device).contiguous(memory_format=torch.channels_last)
+
+
+def _resize_maps(maps: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+    """N x h x w maps (over the whole 224x224 input) to one float32 array per image, at (width, height)."""
+    resized = []
+    for single, (width, height) in zip(maps, sizes):
+        shrinking = height < single.shape[-2] or width < single.shape[-1]
+        out = nn.functional.interpolate(single[None, None].float(), size=(height, width), mode="bilinear", align_corners=False, antialias=shrinking)
+        resized.append(out[0, 0].clamp_(0, 1).cpu().numpy().astype(np.float32, copy=False))
+    return resized
+
+
+def _normalise(maps: torch.Tensor, percentile: float | None) -> torch.Tensor:
+    """Scale each non-negative N x h x w map to [0, 1] by its maximum or a high percentile; all-zero stays zero."""
+    flat = maps.flatten(1)
+    scale = flat.max(dim=1).values if percentile is None else torch.quantile(flat, percentile / 100, dim=1)
+    scale = torch.where(scale > 0, scale, flat.max(dim=1).values)  # a sparse map whose percentile is 0
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return (maps / scale[:, None, None]).clamp_(0, 1)
+
+
+def _attribute(loaded: LoadedModel, batch: torch.Tensor, method: str, n_steps: int, progress: Progress | None) -> torch.Tensor:
+    """Raw non-negative maps, N x h x w, for the positive class; caller holds the attribution session."""
+    model = loaded.model
+    if method == "saliency":
+        grads = Saliency(model).attribute(batch, target=POSITIVE_INDEX, abs=True)
+        return _normalise(grads.amax(dim=1), SALIENCY_PERCENTILE)  # max over colour channels, as Simonyan et al.
+    if method == "gradcam":
+        cam = LayerGradCam(model, target_layer(model, loaded.arch)).attribute(batch, target=POSITIVE_INDEX, relu_attributions=True)
+        return _normalise(cam[:, 0], None)
+    if method == "integrated_gradients":
+        calls, total = 0, math.ceil(n_steps / max(1, IG_INTERNAL_BATCH // len(batch)))
+
+        def forward(inputs: torch.Tensor) -> torch.Tensor:
+            nonlocal calls
+            output = model(inputs.contiguous(memory_format=torch.channels_last))
+            calls += 1
+            if progress is not None:
+                progress(min(calls / total, 1.0))
+            return output
+
+        mean = torch.tensor(IMAGENET_MEAN, device=batch.device)[None, :, None, None]
+        std = torch.tensor(IMAGENET_STD, device=batch.device)[None, :, None, None]
+        black = ((0 - mean) / std).expand_as(batch).contiguous()  # a black photo, normalised like the input
+        attributions = IntegratedGradients(forward).attribute(
+            batch, baselines=black, target=POSITIVE_INDEX, n_steps=n_steps,
+            internal_batch_size=max(IG_INTERNAL_BATCH, len(batch)),
+        )
+        return _normalise(attributions.abs().sum(dim=1), SALIENCY_PERCENTILE)
+    raise ExplainError(f"unknown explanation method {method!r}; choose one of: {', '.join(METHODS)}")
+
+
+# --- public API ---------------------------------------------------------------------------------
+
+def explain_many(
+    loaded: LoadedModel,
+    images: Sequence[Image.Image],
+    method: str = "saliency",
+    progress: Progress | None = None,
+    batch_size: int = 8,
+    sizes: Sequence[tuple[int, int]] | None = None,
+    n_steps: int = IG_STEPS,
+) -> list[Explanation]:
+    """An Explanation per image, in order, computed `batch_size` images per pass (one at a time for IG).
+
+    sizes: (width, height) of each heatmap; default each image's own size. A display-sized map saves
+    memory on very large photos and stays aligned, since the map always spans the whole image.
+    """
+    if method not in METHODS:
+        raise ExplainError(f"unknown explanation method {method!r}; choose one of: {', '.join(METHODS)}")
+    if method == "gradcam":
+        target_layer(loaded.model, loaded.arch)  # fail before taking the lock if the arch is unknown
+    sizes = list(sizes) if sizes is not None else [image.size for image in images]
+    if len(sizes) != len(images):
+        raise ValueError(f"{len(images)} images but {len(sizes)} sizes")
+    step = 1 if method == "integrated_gradients" else max(1, batch_size)
+    explanations: list[Explanation] = []
+    with _attribution_session(loaded.model):
+        for start in range(0, len(images), step):
+            chunk = images[start:start + step]
+            batch = _to_batch(chunk, loaded.device)
+            with torch.no_grad():
+                probabilities = torch.softmax(loaded.model(batch).float(), dim=1)[:, POSITIVE_INDEX].cpu().tolist()
+
+            def chunk_progress(fraction: float, done: int = start, count: int = len(chunk)) -> None:
+                if progress is not None:
+                    progress((done + fraction * count) / len(images))
+
+            maps = _attribute(loaded, batch, method, n_steps, chunk_progress if progress is not None else None)
+            for probability, heatmap in zip(probabilities, _resize_maps(maps.detach(), sizes[start:start + step])):
+                label = loaded.positive_class if probability >= loaded.threshold else loaded.class_names[0]
+                explanations.append(Explanation(probability, label, heatmap, method))
+            if progress is not None:
+                progress(min(start + step, len(images)) / len(images))
+    return explanations
+
+
+def explain(
+    loaded: LoadedModel,
+    image: Image.Image,
+    method: str = "saliency",
+    progress: Progress | None = None,
+    size: tuple[int, int] | None = None,
+    n_steps: int = IG_STEPS,
+) -> Explanation:
+    """The positive-class probability, label and a saliency map of one upright RGB image (see module doc)."""
+    return explain_many(loaded, [image], method, progress, sizes=None if size is None else [size], n_steps=n_steps)[0]
+
+
+def _colormap_lut() -> np.ndarray:
+    """A 256 x 3 uint8 lookup table close to matplotlib's 'inferno': dark = no influence, bright yellow = most.
+
+    Built from a few of inferno's colours by linear interpolation, so no plotting library is needed.
+    """
+    anchors = np.array([
+        (0.00, 0, 0, 4), (0.13, 31, 12, 72), (0.25, 85, 15, 109), (0.38, 136, 34, 106),
+        (0.50, 186, 54, 85), (0.63, 227, 89, 51), (0.75, 249, 140, 10), (0.88, 249, 201, 50), (1.00, 252, 255, 164),
+    ])
+    positions = np.linspace(0, 1, 256)
+    return np.stack([np.interp(positions, anchors[:, 0], anchors[:, c]) for c in (1, 2, 3)], axis=1).round().astype(np.uint8)
+
+
+COLORMAP = _colormap_lut()
+
+
+def colorize(heatmap: np.ndarray) -> Image.Image:
+    """The heatmap alone as an RGB image in the overlay's colours."""
+    indices = (np.clip(np.nan_to_num(heatmap), 0, 1) * 255).round().astype(np.uint8)
+    return Image.fromarray(COLORMAP[indices], "RGB")
+
+
+def overlay(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.5) -> Image.Image:
+    """`image` blended with the coloured heatmap (weight `alpha`); the map is resized to the image if needed."""
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be between 0 and 1, not {alpha}")
+    colours = colorize(heatmap)
+    if colours.size != image.size:
+        colours = colours.resize(image.size, Image.Resampling.BILINEAR)
+    return Image.blend(image.convert("RGB"), colours, alpha)

@@ -1,0 +1,149 @@
+"""Start training runs as background processes, follow them and cancel them.
+
+A run is always an ordinary `python -m wildvision resume RUN...` process in its own session, so
+closing the dashboard tab, re-running its script or restarting Streamlit never stops it. Everything
+the dashboard shows comes from the run folders (see runs.py); the processes share nothing else.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import signal
+import subprocess
+import sys
+import threading
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from wildvision import runs
+from wildvision.train import TrainConfig, start_run
+
+PAPER_GRID = Path(__file__).resolve().parents[1] / "experiments" / "paper_grid.toml"
+
+
+def accelerator() -> str | None:
+    """A short description of the GPU that training will use, or None when it runs on the CPU."""
+    if not torch.cuda.is_available():
+        return None
+    return f"{torch.cuda.get_device_name(0)} (CUDA, mixed precision)"
+
+
+def parse_named_folders(lines: str) -> dict[str, str]:
+    """Test sets written one per line as NAME=DIR (blank lines ignored), as the dashboard takes them."""
+    named = {}
+    for line in filter(None, (line.strip() for line in lines.splitlines())):
+        name, sep, folder = line.partition("=")
+        if not sep or not name.strip() or not folder.strip():
+            raise ValueError(f"expected NAME=DIR (e.g. test_out_pet=data/test_out_pet), got {line!r}")
+        named[name.strip()] = str(Path(folder.strip()).expanduser().resolve())
+    return named
+
+
+def grid_name(entry: dict) -> str:
+    return f"{entry['arch']}-{entry['regime']}-{'bg' if entry['background'] else 'no_bg'}"
+
+
+def load_grid(path: str | Path = PAPER_GRID) -> list[dict]:
+    """The [[run]] tables of a grid file, each with arch, regime and background."""
+    try:
+        entries = tomllib.loads(Path(path).read_text(encoding="utf-8")).get("run", [])
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ValueError(f"cannot read grid file {path}: {error}") from None
+    for entry in entries:
+        missing = {"arch", "regime", "background"} - set(entry)
+        if missing:
+            raise ValueError(f"grid file {path}: entry {entry} lacks {', '.join(sorted(missing))}")
+    return entries
+
+
+def select_grid(entries: list[dict], patterns: Sequence[str]) -> list[dict]:
+    """Entries whose name (ARCH-REGIME-bg|no_bg) matches any shell pattern; all of them if no pattern."""
+    chosen = [e for e in entries if not patterns or any(fnmatch.fnmatch(grid_name(e), p) for p in patterns)]
+    if not chosen:
+        raise ValueError(f"{' '.join(patterns)} matches none of the {len(entries)} configurations")
+    return chosen
+
+
+def spawn(run_dirs: Sequence[Path]) -> int:
+    """Start one detached process that trains the given runs one after another; returns its pid."""
+    run_dirs = [Path(d).resolve() for d in run_dirs]
+    console = open(run_dirs[0] / "console.log", "ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wildvision", "resume", *map(str, run_dirs)],
+        stdin=subprocess.DEVNULL,
+        stdout=console,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # not in the dashboard's process group: survives Streamlit restarts
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    console.close()
+    threading.Thread(target=process.wait, daemon=True).start()  # reap it, so a finished run is not a zombie
+    return process.pid
+
+
+def launch_run(config: TrainConfig, runs_dir: str | Path, name: str | None = None) -> Path:
+    """Check the data, create the run folder and start training it in the background."""
+    run_dir = start_run(config, runs_dir, name)
+    spawn([run_dir])
+    return run_dir
+
+
+def launch_grid(configs: Sequence[TrainConfig], runs_dir: str | Path) -> list[Path]:
+    """Create a run folder per configuration (all checked before any starts) and train them in turn."""
+    run_dirs = [start_run(config, runs_dir) for config in configs]
+    spawn(run_dirs)
+    return run_dirs
+
+
+def resume_run(run_dir: Path) -> None:
+    """Continue an interrupted, failed or cancelled run in the background."""
+    state = runs.read_run(run_dir).state
+    if state in ("running", "completed"):
+        raise runs.RunError(f"run {run_dir.name} is {state}; only interrupted, failed, cancelled or queued runs can be resumed")
+    spawn([run_dir])
+
+
+def cancel_run(run_dir: Path) -> None:
+    """Stop a running run (SIGTERM: it records 'cancelled' itself) or mark a queued one cancelled."""
+    run = runs.read_run(run_dir)
+    if run.status.get("state") == "running" and run.state == "running":
+        os.kill(int(run.status["pid"]), signal.SIGTERM)
+    elif run.state in ("queued", runs.INTERRUPTED):
+        runs.write_status(run_dir, "cancelled", message="cancelled before it finished; resume continues it")
+    else:
+        raise runs.RunError(f"run {run_dir.name} is {run.state}; there is nothing to cancel")
+
+
+@dataclass(frozen=True)
+class Progress:
+    epoch: int
+    max_epochs: int
+    epoch_fraction: float  # how far into the current epoch, 0..1
+    seconds_per_epoch: float | None
+    seconds_left_at_most: float | None  # if early stopping does not end it sooner
+
+
+def progress(run: runs.RunSummary) -> Progress:
+    """Where a run stands, from its status and per-epoch metrics."""
+    metrics = runs.read_metrics(run.path)
+    max_epochs = int(run.config["train"]["epochs"])
+    done = len(metrics)
+    batches = run.status.get("batches")
+    fraction = (run.status.get("batch") or 0) / batches if batches else 0.0
+    per_epoch = sum(row["epoch_time_s"] for row in metrics) / done if done else None
+    left = per_epoch * (max_epochs - done - fraction) if per_epoch and run.state == "running" else None
+    return Progress(done, max_epochs, fraction, per_epoch, left)
+
+
+def log_tail(run_dir: Path, lines: int = 20) -> str:
+    """The last lines of the run's log (train.log, else the process's console output)."""
+    for name in (runs.LOG, "console.log"):
+        path = Path(run_dir) / name
+        if path.exists():
+            return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    return ""
