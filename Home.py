@@ -25,7 +25,7 @@ def home() -> None:
         "wildlife trade. It trains and compares the image classifiers of Kulkarni & Di Minin (2022) and "
         "explains each prediction with a saliency map."
     )
-    summaries = runs.list_runs(runs.DEFAULT_RUNS_DIR)
+    summaries = runs.list_runs(runs.default_runs_dir())
     states = Counter(run.state for run in summaries)
     columns = st.columns(4)
     columns[0].metric("Completed runs", states.get("completed", 0))
@@ -35,7 +35,7 @@ def home() -> None:
     columns[3].metric("Training device", "GPU" if gpu else "CPU")
     st.caption(f"GPU: {gpu}." if gpu else "No GPU on this machine: training runs on the CPU, which is slow for the larger models.")
     if not summaries:
-        st.info(f"No training runs in `{runs.DEFAULT_RUNS_DIR}` yet. Start one on the Train page; the analysis pages already show the paper's results.")
+        st.info(f"No training runs in `{runs.default_runs_dir()}` yet. Start one on the Train page; the analysis pages already show the paper's results.")
 
     st.subheader("Where to go")
     links = {

@@ -36,7 +36,7 @@ else:
     st.warning("No GPU on this machine: training runs on the CPU. Expect minutes per epoch for SqueezeNet and hours for VGG.")
 st.caption(
     "Runs start as separate processes: closing this tab or restarting the dashboard does not stop them. "
-    f"Each run writes a folder under `{runs.DEFAULT_RUNS_DIR}`."
+    f"Each run writes a folder under `{runs.default_runs_dir()}`."
 )
 
 default_data = str(DEMO_TRAIN) if DEMO_TRAIN.is_dir() else ""
@@ -91,7 +91,7 @@ with one_run, st.form("one_run"):
         launch(lambda: [launch_run(
             TrainConfig(arch=arch, regime=regime, data=str(Path(data).expanduser().resolve()), with_background=with_background,
                         weights=weights, tests=parse_named_folders(tests), **options),
-            runs.DEFAULT_RUNS_DIR,
+            runs.default_runs_dir(),
         )])
 
 with grid, st.form("grid"):
@@ -114,7 +114,7 @@ with grid, st.form("grid"):
                 TrainConfig(arch=e["arch"], regime=e["regime"], data=str(Path(data).expanduser().resolve()), with_background=e["background"],
                             weights=None if e["regime"] == "scratch" else weights.get(e["arch"]), tests=parse_named_folders(tests), **options)
                 for e in chosen
-            ], runs.DEFAULT_RUNS_DIR)
+            ], runs.default_runs_dir())
         launch(start_grid)
 
 
@@ -168,7 +168,7 @@ def run_details(run: runs.RunSummary) -> None:
 
 @st.fragment(run_every=3)
 def live_runs() -> None:
-    summaries = runs.list_runs(runs.DEFAULT_RUNS_DIR)
+    summaries = runs.list_runs(runs.default_runs_dir())
     st.subheader("Runs")
     if not summaries:
         st.info("No runs yet. Start one above; it will appear here and update by itself.")

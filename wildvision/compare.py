@@ -47,6 +47,13 @@ METRIC_LABELS: dict[str, str] = {
 DATASET_LABELS = {"bg": "with background images (data_bg)", "no_bg": "no background images (data_no_bg)"}
 REGIME_LABELS = {"transfer": "transfer (fine-tune head)", "scratch": "scratch", "combi": "combi (head, then all)"}
 PAPER_DATA = "the paper's data (Kulkarni & Di Minin 2022)"
+TEST_SET_LABELS = {
+    "test_in": "test_in (20% held out of the training data)",
+    "test_out_pet": "test_out_pet (out of distribution, with pets)",
+    "test_out_nopet": "test_out_nopet (out of distribution, no pets)",
+}
+#: One colour per test set on every chart, so the pages read alike.
+TEST_SET_COLOURS = {"test_in": "#4c78a8", "test_out_pet": "#f58518", "test_out_nopet": "#54a24b"}
 DEMO_DATA_MARK = "demo-data"
 
 
@@ -105,7 +112,7 @@ def is_demo_data(data: str) -> bool:
     return DEMO_DATA_MARK in str(data)
 
 
-def _run_data(run: runs.RunSummary) -> str:
+def run_data(run: runs.RunSummary) -> str:
     """The folder a run trained on, followed through a symlink of one of its images when it links
     into the demo data, so a subset of symlinks to the demo photos is still flagged as demo data."""
     data = str(run.config.get("train", {}).get("data", ""))
@@ -119,29 +126,67 @@ def _run_data(run: runs.RunSummary) -> str:
     return f"{data} (links into {resolved.parent.parent})" if is_demo_data(resolved) else data
 
 
-def combined_results(runs_dir_: str | Path) -> pd.DataFrame:
-    """The paper's reported results and own completed runs' test metrics in one tidy frame.
+def own_results(runs_dir_: str | Path) -> tuple[pd.DataFrame, list[str]]:
+    """Own completed runs' test metrics (the rows of ``runs.results_frame``) and the runs that could not be read.
 
-    Columns: model, regime, dataset, test_set, metric, value, source, origin, data. Paper rows come
-    first (``source`` "paper (Table S1)" ...; Table S4's parameter counts are left out because they
-    describe architectures, not results: see ``paper.paper_parameter_counts``), then runs newest
-    first (``source`` = run name, ``data`` = the folder it was trained on).
+    ``runs.results_frame`` stops at the first damaged results.json; a dashboard should instead show
+    every readable run and name the broken ones. So: one ``results_frame`` call when all is well,
+    and run by run only when it fails. Returns (tidy frame with ``data``, problems as sentences).
     """
+    runs_dir_ = Path(runs_dir_)
+    summaries = runs.list_runs(runs_dir_)
+    problems: list[str] = []
+    try:
+        own = runs.results_frame(runs_dir_)
+    except (runs.RunError, KeyError, TypeError, ValueError, OSError):
+        parts = []
+        for run in summaries:
+            if run.state != "completed" or not (run.path / runs.RESULTS).exists():
+                continue
+            try:
+                train = run.config["train"]
+                results = runs.read_json(run.path / runs.RESULTS)["test_sets"]
+                dataset = "bg" if train["with_background"] else "no_bg"
+                rows = [
+                    (train["arch"], train["regime"], dataset, test_set, metric, float(metrics[metric]), run.name)
+                    for test_set, metrics in results.items()
+                    for metric in runs.RESULT_METRICS
+                ]
+            except (runs.RunError, KeyError, TypeError, ValueError, AttributeError) as error:
+                problems.append(f"Run {run.name} is marked completed but its {runs.RESULTS} or {runs.CONFIG} cannot be read ({error}); it is left out.")
+                continue
+            parts.append(pd.DataFrame(rows, columns=list(paper.COLUMNS)))
+        own = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(paper.COLUMNS))
+    data = {run.name: run_data(run) for run in summaries}
+    own["origin"] = RUN
+    own["data"] = [data.get(name, "") for name in own["source"]]
+    return own, problems
+
+
+def combined_results_with_problems(runs_dir_: str | Path) -> tuple[pd.DataFrame, list[str]]:
+    """``combined_results`` plus a sentence for each own run that could not be read (see ``own_results``)."""
     reference = paper.reference_results()
     reference = reference[reference["metric"] != "params"].copy()
     reference["source"] = reference["source"].map(paper_source_label)
     reference["origin"] = PAPER
     reference["data"] = PAPER_DATA
 
-    own = runs.results_frame(runs_dir_)
-    own["origin"] = RUN
-    data = {run.name: _run_data(run) for run in runs.list_runs(runs_dir_)} if not own.empty else {}
-    own["data"] = own["source"].map(data).fillna("") if not own.empty else pd.Series(dtype="str")
-
-    frames = [frame for frame in (reference, own) if not frame.empty]
-    combined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+    own, problems = own_results(runs_dir_)
+    combined = pd.concat([reference, own], ignore_index=True) if not own.empty else reference.reset_index(drop=True)
     combined["value"] = combined["value"].astype("float64")
-    return combined[list(TIDY_COLUMNS)]
+    return combined[list(TIDY_COLUMNS)], problems
+
+
+def combined_results(runs_dir_: str | Path) -> pd.DataFrame:
+    """The paper's reported results and own completed runs' test metrics in one tidy frame.
+
+    Columns: model, regime, dataset, test_set, metric, value, source, origin, data. Paper rows come
+    first (``source`` "paper (Table S1)" ...; Table S4's parameter counts are left out because they
+    describe architectures, not results: see ``paper.paper_parameter_counts``), then runs newest
+    first (``source`` = run name, ``data`` = the folder it was trained on). Runs whose files cannot
+    be read are left out; ``combined_results_with_problems`` says which.
+    """
+    return combined_results_with_problems(runs_dir_)[0]
 
 
 def own_runs(frame: pd.DataFrame) -> pd.DataFrame:
@@ -358,10 +403,18 @@ def drop_long(drops: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[columns].dropna(subset=["drop"]).reset_index(drop=True)
 
 
+def short_run_name(name: str) -> str:
+    """A run folder's name cut to its time and random suffix ("...-20261126-152103-05db" -> "152103-05db"),
+    short enough for an axis label and still unique in practice."""
+    parts = str(name).split("-")
+    return "-".join(parts[-2:]) if len(parts) >= 3 else str(name)
+
+
 def bar_label(frame: pd.DataFrame) -> pd.Series:
-    """What a bar is called on a chart's axis: the model for the paper, "model (run NAME)" for a run,
-    so an own run never passes for the paper's number."""
-    return frame["model"].where(frame["origin"] == PAPER, frame["model"] + " (run " + frame["source"] + ")")
+    """What a bar is called on a chart's axis: the model for the paper, "model (run 152103-05db)" for
+    a run, so an own run never passes for the paper's number."""
+    short = frame["source"].map(short_run_name)
+    return frame["model"].where(frame["origin"] == PAPER, frame["model"] + " (run " + short + ")")
 
 
 def figure_data(
@@ -634,6 +687,13 @@ def cell_colours(grid: pd.DataFrame, diverging: bool = False) -> pd.DataFrame:
             text = "#000000" if 0.299 * r + 0.587 * g + 0.114 * b > 140 else "#ffffff"
             styles.iat[i, j] = f"background-color: rgb({r}, {g}, {b}); color: {text}"
     return styles
+
+
+def format_difference(value: float, decimals: int = 3) -> str:
+    """A difference to a baseline with its sign ("+0.020", "-0.150"); "--" when empty."""
+    if value is None or pd.isna(value):
+        return "--"
+    return f"{value:+.{decimals}f}"
 
 
 def format_value(value: float, decimals: int = 4) -> str:

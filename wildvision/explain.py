@@ -10,7 +10,8 @@ is `saliency` here, computed with captum. Two more methods help where plain grad
   than plain saliency but `n_steps` times the work, so it is only run on request, with progress.
 
 Every map is for the positive class (output index 1), whatever the model predicted, so a bright area
-always means "this part pushed the score for captive / for sale". Maps come back in [0, 1] at the
+always means "this part pushed the score for captive / for sale" (where SqueezeNet's final ReLU clamps
+that output at 0 its gradient vanishes, and the map uses the positive-minus-negative score instead). Maps come back in [0, 1] at the
 size of the image that was passed in (or a requested display size); the model sees the image squashed
 to 224x224 (`eval_transform`), so resizing the map back to the image's size keeps it aligned.
 
@@ -81,6 +82,7 @@ class Explanation:
     label: str  # class name at the model's threshold
     heatmap: np.ndarray  # float32, H x W (the image's or the requested size), in [0, 1]; 1 = most influence
     method: str
+    target: str = "positive output"  # or "score difference" where the positive output was clamped (see explain_many)
 
     @property
     def blank(self) -> bool:
@@ -190,14 +192,33 @@ def _normalise(maps: torch.Tensor, percentile: float | None) -> torch.Tensor:
     return (maps / scale[:, None, None]).clamp_(0, 1)
 
 
-def _attribute(loaded: LoadedModel, batch: torch.Tensor, method: str, n_steps: int, progress: Progress | None) -> torch.Tensor:
-    """Raw non-negative maps, N x h x w, for the positive class; caller holds the attribution session."""
-    model = loaded.model
+class _ScoreDifference(nn.Module):
+    """The model with outputs (negative - positive, positive - negative): the log-odds that decide its answer."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        logits = self.model(inputs)
+        difference = logits[:, POSITIVE_INDEX] - logits[:, 1 - POSITIVE_INDEX]
+        return torch.stack([-difference, difference], dim=1)
+
+
+def _attribute(
+    loaded: LoadedModel, batch: torch.Tensor, method: str, n_steps: int, progress: Progress | None, difference: bool = False
+) -> torch.Tensor:
+    """Normalised non-negative maps, N x h x w, for the positive class; the caller holds the attribution session.
+
+    difference: attribute the positive-minus-negative score instead of the positive output alone.
+    """
+    model = _ScoreDifference(loaded.model) if difference else loaded.model
+    batch = batch.detach().requires_grad_()
     if method == "saliency":
         grads = Saliency(model).attribute(batch, target=POSITIVE_INDEX, abs=True)
         return _normalise(grads.amax(dim=1), SALIENCY_PERCENTILE)  # max over colour channels, as Simonyan et al.
     if method == "gradcam":
-        cam = LayerGradCam(model, target_layer(model, loaded.arch)).attribute(batch, target=POSITIVE_INDEX, relu_attributions=True)
+        cam = LayerGradCam(model, target_layer(loaded.model, loaded.arch)).attribute(batch, target=POSITIVE_INDEX, relu_attributions=True)
         return _normalise(cam[:, 0], None)
     if method == "integrated_gradients":
         calls, total = 0, math.ceil(n_steps / max(1, IG_INTERNAL_BATCH // len(batch)))
@@ -212,7 +233,7 @@ def _attribute(loaded: LoadedModel, batch: torch.Tensor, method: str, n_steps: i
 
         mean = torch.tensor(IMAGENET_MEAN, device=batch.device)[None, :, None, None]
         std = torch.tensor(IMAGENET_STD, device=batch.device)[None, :, None, None]
-        black = ((0 - mean) / std).expand_as(batch).contiguous()  # a black photo, normalised like the input
+        black = ((0 - mean) / std).expand(batch.shape).contiguous()  # a black photo, normalised like the input
         attributions = IntegratedGradients(forward).attribute(
             batch, baselines=black, target=POSITIVE_INDEX, n_steps=n_steps,
             internal_batch_size=max(IG_INTERNAL_BATCH, len(batch)),
@@ -257,10 +278,17 @@ def explain_many(
                 if progress is not None:
                     progress((done + fraction * count) / len(images))
 
-            maps = _attribute(loaded, batch, method, n_steps, chunk_progress if progress is not None else None)
-            for probability, heatmap in zip(probabilities, _resize_maps(maps.detach(), sizes[start:start + step])):
+            maps = _attribute(loaded, batch, method, n_steps, chunk_progress if progress is not None else None).detach()
+            # SqueezeNet's head ends in a ReLU: where it clamps the positive output at 0, that output has no
+            # gradient and the paper's map is blank. The answer still depends on the score difference, so
+            # those maps are made from that instead (and say so).
+            blank = (maps.flatten(1).amax(dim=1) <= 0).nonzero().flatten().tolist()
+            if blank:
+                maps[blank] = _attribute(loaded, batch[blank], method, n_steps, None, difference=True).detach()
+            targets = ["score difference" if index in blank else "positive output" for index in range(len(chunk))]
+            for probability, heatmap, target in zip(probabilities, _resize_maps(maps, sizes[start:start + step]), targets):
                 label = loaded.positive_class if probability >= loaded.threshold else loaded.class_names[0]
-                explanations.append(Explanation(probability, label, heatmap, method))
+                explanations.append(Explanation(probability, label, heatmap, method, target))
             if progress is not None:
                 progress(min(start + step, len(images)) / len(images))
     return explanations

@@ -33,7 +33,13 @@ import torch
 CONFIG, STATUS, SPLIT, METRICS, RESULTS = "config.json", "status.json", "split.json", "metrics.jsonl", "results.json"
 CHECKPOINT, LAST, LOG = "checkpoint.pt", "last.pt", "train.log"
 
-DEFAULT_RUNS_DIR = Path(os.environ.get("WILDVISION_RUNS_DIR", "runs"))  # the dashboard's runs; tests point it elsewhere
+DEFAULT_RUNS_DIR = Path(os.environ.get("WILDVISION_RUNS_DIR", "runs"))  # TODO remove once pages use default_runs_dir()
+
+
+def default_runs_dir() -> Path:
+    """The dashboard's runs folder: $WILDVISION_RUNS_DIR, else runs/ (read on every call, so tests can point it elsewhere)."""
+    return Path(os.environ.get("WILDVISION_RUNS_DIR", "runs"))
+
 
 STATES = ("queued", "running", "completed", "failed", "cancelled")
 INTERRUPTED = "interrupted"  # derived, never written: running, but the process is gone

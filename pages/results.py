@@ -1,0 +1,180 @@
+"""Results grid: the paper's Tables S1-S3 (and Table 1) with own runs side by side, one metric at a time."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `streamlit run pages/results.py` alone: find wildvision
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from wildvision import compare, runs
+
+st.title("Results grid")
+st.caption(
+    "The paper's reported test results (Kulkarni & Di Minin 2022, Tables S1-S3 and Table 1) and your own "
+    "runs, laid out like the paper: one row per architecture and training regime, one column per training "
+    "dataset (bg = with background images, no_bg = without) and test set. Every row says where its numbers "
+    "come from: the paper's table(s) or the run folder's name."
+)
+
+
+@st.cache_data(show_spinner="Reading results...")
+def load(folder: str, fingerprint: tuple) -> tuple[pd.DataFrame, list[str]]:
+    """Paper + own runs; `fingerprint` (the runs folder's state) makes new or finished runs show up."""
+    return compare.combined_results_with_problems(folder)
+
+
+folder = compare.runs_dir()
+frame, problems = load(str(folder), compare.runs_fingerprint(folder))
+for problem in problems:
+    st.warning(problem)
+
+if not compare.has_own_runs(frame):
+    st.info(
+        f"No completed runs yet in `{folder}`: start one on the Train page (or with `python -m wildvision train`, "
+        "see the README). Until then the grid shows the paper's numbers only."
+    )
+else:
+    notes = compare.run_data_notes(frame)
+    demo = notes[notes["demo_data"]]
+    message = (
+        "Rows whose origin is **run** are your own measurements, **NOT the paper's results**: they were "
+        "trained and tested on your data and test sets."
+    )
+    if not demo.empty:
+        message += (
+            f" {len(demo)} of {len(notes)} run(s) used the shipped demo data, a proxy whose positives are "
+            "cat and dog listing photos, not wild animals for sale: their numbers only show that the software works."
+        )
+    st.warning(message)
+
+# ---------------------------------------------------------------------------------------------
+# Controls
+# ---------------------------------------------------------------------------------------------
+
+metric = st.selectbox(
+    "Metric", list(compare.METRIC_LABELS), format_func=compare.METRIC_LABELS.get, key="metric",
+    help="Weighted over both classes as in Tables S1-S3; positive-class precision is Table 1 (out-of-distribution sets, bg only).",
+)
+grid = compare.results_grid(frame, metric)
+
+models = list(dict.fromkeys(grid.index.get_level_values("model")))
+regimes = list(dict.fromkeys(grid.index.get_level_values("regime")))
+sources = list(dict.fromkeys(grid.index.get_level_values("source")))
+filter_columns = st.columns(3)
+chosen_models = filter_columns[0].multiselect("Architecture", models, default=models, key="models")
+chosen_regimes = filter_columns[1].multiselect("Regime", regimes, default=regimes, key="regimes")
+chosen_sources = filter_columns[2].multiselect("Source", sources, default=sources, key="sources")
+shown = compare.filter_grid(grid, chosen_models, chosen_regimes, chosen_sources)
+
+sort_columns = st.columns([2, 1, 2, 1])
+column_names = {f"{dataset} / {test_set}": (dataset, test_set) for dataset, test_set in grid.columns}
+sort_choice = sort_columns[0].selectbox("Sort by", ["Paper order (Table S1)"] + list(column_names), key="sort")
+descending = sort_columns[1].toggle("Highest first", value=True, key="descending")
+shown = compare.sort_grid(shown, column_names.get(sort_choice), descending)
+
+row_keys = {compare.row_label(key): key for key in shown.index}
+baseline_choice = sort_columns[2].selectbox(
+    "Baseline row (pinned at the top)", ["none"] + list(row_keys), key="baseline",
+    help="Pin a row to compare every other row with it.",
+)
+baseline = row_keys.get(baseline_choice)
+show_difference = sort_columns[3].toggle(
+    "Show difference to baseline", value=False, key="difference", disabled=baseline is None,
+    help="Each cell minus the baseline row's value in the same column (positive: higher than the baseline).",
+)
+
+# ---------------------------------------------------------------------------------------------
+# The table
+# ---------------------------------------------------------------------------------------------
+
+if shown.empty:
+    st.info("No rows match the filters: choose at least one architecture, regime and source.")
+else:
+    if baseline is not None:
+        shown = compare.pin_row(shown, baseline)
+    difference = bool(show_difference and baseline is not None)
+    table = compare.difference_to(shown, baseline) if difference else shown
+    formatter = compare.format_difference if difference else compare.format_value
+    styler = table.style.apply(lambda _: compare.cell_colours(table, diverging=difference), axis=None).format(formatter)
+    title = compare.METRIC_LABELS[metric] + (f", difference to {baseline_choice}" if difference else "")
+    st.subheader(title)
+    st.dataframe(styler, height=min(38 * (len(table) + 3), 1400), key="grid")
+    n_paper = int((table.index.get_level_values("origin") == compare.PAPER).sum())
+    st.caption(
+        f"{n_paper} paper rows and {len(table) - n_paper} own-run rows shown. The paper's 24 configurations are "
+        "8 architectures x transfer on bg and no_bg (16) plus 4 architectures x scratch and combi on bg only (8); "
+        "their no_bg cells are empty because the paper did not train them. Paper columns: test_in = Table S1, "
+        "test_out_pet = Table S2, test_out_nopet = Table S3; accuracy is a fraction (the paper prints percent). "
+        "Colour: darker blue = higher" + ("; red below the baseline, blue above." if difference else ".")
+    )
+    stem = f"wildvision-{metric}-{'difference' if difference else 'grid'}"
+    export = st.columns(2)
+    export[0].download_button("Download table as CSV", compare.to_csv(table), file_name=f"{stem}.csv", mime="text/csv", key="csv")
+    export[1].download_button(
+        "Download table as LaTeX", compare.to_latex(table, caption=title + " (paper and own runs; own runs are not the paper's)"),
+        file_name=f"{stem}.tex", mime="text/x-tex", key="latex",
+    )
+
+# ---------------------------------------------------------------------------------------------
+# One own run in detail
+# ---------------------------------------------------------------------------------------------
+
+st.header("One run in detail")
+all_runs = runs.list_runs(folder)
+if not all_runs:
+    st.info(f"No runs in `{folder}` yet: start one on the Train page to see its learning curves and confusion matrices here.")
+else:
+    by_name = {run.name: run for run in all_runs}
+    chosen = st.selectbox(
+        "Run", list(by_name), key="run", format_func=lambda name: f"{name} ({by_name[name].state})",
+        help="Your own runs, newest first. Their numbers are measured on your data, not the paper's.",
+    )
+    run = by_name[chosen]
+    train = run.config.get("train", {})
+    facts = st.columns(4)
+    facts[0].metric("Architecture", str(train.get("arch", "?")))
+    facts[1].metric("Regime", str(train.get("regime", "?")))
+    facts[2].metric("State", run.state)
+    facts[3].metric("Epochs run", str(run.epoch if run.epoch is not None else "-"))
+    if compare.is_demo_data(compare.run_data(run)):
+        st.warning("This run was trained on the demo data (a proxy): its numbers are NOT the paper's.")
+    if run.state == "failed" and run.status.get("message"):
+        st.warning(f"The run failed: {run.status['message']}")
+
+    curves = compare.learning_curves(run.path)
+    if curves.empty:
+        st.info("No epoch has finished yet, so there are no learning curves.")
+    else:
+        figure = make_subplots(
+            rows=1, cols=2, subplot_titles=("Cross-entropy loss per epoch", "Validation (test_in) F-score per epoch"),
+        )
+        for series, colour in (("training loss", "#4c78a8"), ("validation loss", "#f58518")):
+            part = curves[curves["series"] == series]
+            figure.add_trace(go.Scatter(x=part["epoch"], y=part["value"], mode="lines+markers", name=series, line={"color": colour}), row=1, col=1)
+        part = curves[curves["series"] == "validation F-score"]
+        figure.add_trace(go.Scatter(x=part["epoch"], y=part["value"], mode="lines+markers", name="validation F-score", line={"color": "#54a24b"}), row=1, col=2)
+        figure.update_xaxes(title_text="epoch", dtick=1 if curves["epoch"].max() <= 20 else None)
+        figure.update_yaxes(title_text="loss", row=1, col=1)
+        figure.update_yaxes(title_text="F-score (weighted)", range=[0, 1.02], row=1, col=2)
+        figure.update_layout(title=f"Learning curves of run {run.name}", height=380, legend={"orientation": "h", "y": -0.25})
+        st.plotly_chart(figure, key="curves")
+
+    matrices = compare.confusion_matrices(run.path)
+    if not matrices:
+        st.info("This run has no test results yet (results.json is written when it completes).")
+    else:
+        st.subheader("Confusion matrices (images)")
+        cells = st.columns(min(len(matrices), 3))
+        for index, (test_set, matrix) in enumerate(matrices.items()):
+            with cells[index % len(cells)]:
+                st.markdown(f"**{test_set}**")
+                st.dataframe(matrix, key=f"cm-{test_set}")
+    with st.expander("Configuration (config.json)"):
+        st.json(run.config, expanded=False)

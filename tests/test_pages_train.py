@@ -1,0 +1,50 @@
+"""Home and Train pages under Streamlit's AppTest: real runs folders, real launches."""
+
+import shutil
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from wildvision import runs
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    monkeypatch.setenv("WILDVISION_RUNS_DIR", str(folder))
+    return folder
+
+
+def test_home_on_a_fresh_machine_says_what_to_do_next(runs_dir):
+    at = AppTest.from_file("../Home.py", default_timeout=60).run()
+    assert not at.exception
+    assert at.title[0].value == "wildvision"
+    assert any("No training runs" in info.value for info in at.info)
+    assert len(at.get("page_link")) == 5
+
+
+def test_train_page_without_runs_invites_a_first_run(runs_dir):
+    at = AppTest.from_file("../pages/train.py", default_timeout=60).run()
+    assert not at.exception
+    assert [tab.label for tab in at.tabs] == ["One run", "The paper's grid"]
+    assert any("No runs yet" in info.value for info in at.info)
+    assert len(at.get("multiselect")[0].value) == 24
+
+
+def test_a_wrong_training_folder_gets_a_clear_message_and_no_run(runs_dir, tmp_path):
+    at = AppTest.from_file("../pages/train.py", default_timeout=60).run()
+    at.text_input[0].set_value(str(tmp_path / "missing"))
+    at.text_area[0].set_value("")
+    at.button[0].click().run()
+    assert not at.exception
+    assert "does not exist" in at.error[0].value
+    assert runs.list_runs(runs_dir) == []
+
+
+def test_completed_run_is_listed_with_its_curves_and_log(runs_dir, completed_run):
+    shutil.copytree(completed_run, runs_dir / completed_run.name)
+    at = AppTest.from_file("../pages/train.py", default_timeout=60).run()
+    assert not at.exception
+    assert at.dataframe[0].value["state"].tolist() == ["completed"]
+    assert "epoch 3" in at.code[0].value
