@@ -1,0 +1,167 @@
+"""Efficiency: F-score gained per extra parameter over SqueezeNet (the paper's Section 3.3 and Fig 3)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from wildvision import compare, paper, runs
+
+st.title("Efficiency")
+st.caption(
+    "Does a bigger network pay for its size? Section 3.3 of the paper measures each architecture against "
+    "SqueezeNet, the smallest and weakest model: gain = (F_model - F_SqueezeNet) / (parameters_model - "
+    "parameters_SqueezeNet), the F-score gained per extra parameter. Below it is shown per million extra "
+    "parameters. The paper says it used test_in, but only its out-of-distribution sets reproduce its finding "
+    "that DenseNet121 has the highest gain, so test_out_pet is the default."
+)
+
+
+@st.cache_data(show_spinner="Reading results...")
+def load(folder: str, fingerprint: tuple) -> tuple[pd.DataFrame, list[str]]:
+    """Paper + own runs; `fingerprint` (the runs folder's state) makes new or finished runs show up."""
+    return compare.combined_results_with_problems(folder)
+
+
+@st.cache_data(show_spinner=False)
+def load_times(folder: str, fingerprint: tuple) -> pd.DataFrame:
+    return compare.inference_times(folder)
+
+
+folder = runs.default_runs_dir()  # read on every script run, so a changed WILDVISION_RUNS_DIR applies
+fingerprint = compare.runs_fingerprint(folder)
+frame, problems = load(str(folder), fingerprint)
+for problem in problems:
+    st.warning(problem)
+has_runs = compare.has_own_runs(frame)
+
+origin_labels = {compare.PAPER: "The paper's reported numbers", compare.RUN: "Your own runs (not the paper's)"}
+origin = st.radio("Source", list(origin_labels), format_func=origin_labels.get, horizontal=True, key="origin")
+if origin == compare.RUN and not has_runs:
+    st.info(
+        f"No completed runs yet in `{folder}`: start one on the Train page (a SqueezeNet run plus at least one other "
+        "architecture with the same regime, dataset and test set gives a gain). Showing the paper's numbers meanwhile."
+    )
+    origin = compare.PAPER
+if origin == compare.RUN:
+    st.warning(
+        "Own runs: F-scores measured on your data and test sets, NOT the paper's results. Runs on the shipped demo "
+        "data (cats and dogs as a proxy) only show that the software works. Parameter counts are the registry's "
+        "(same 2-class head as the paper's Table S4)."
+    )
+
+f_rows = frame[(frame["origin"] == origin) & (frame["metric"] == "f_score")]
+columns = st.columns(3)
+test_sets = compare.test_set_order(f_rows["test_set"])
+test_set = columns[0].selectbox(
+    "Test set", test_sets, index=test_sets.index("test_out_pet") if "test_out_pet" in test_sets else 0, key="test_set",
+    format_func=lambda t: compare.TEST_SET_LABELS.get(t, t),
+)
+datasets = compare.dataset_order(f_rows["dataset"])
+dataset = columns[1].selectbox("Training dataset", datasets, key="dataset", format_func=lambda d: compare.DATASET_LABELS.get(d, d))
+regimes = [r for r in paper.REGIMES if r in set(f_rows["regime"])] + sorted(set(f_rows["regime"]) - set(paper.REGIMES))
+regime = columns[2].selectbox("Training regime", regimes, key="regime", format_func=lambda r: compare.REGIME_LABELS.get(r, r))
+selection = f"{'paper' if origin == compare.PAPER else 'own runs'}, {test_set}, {dataset}, {regime}"
+
+# ---------------------------------------------------------------------------------------------
+# Ranked gain
+# ---------------------------------------------------------------------------------------------
+
+st.header("Gain over SqueezeNet")
+try:
+    gains = compare.efficiency_table(frame, origin, test_set, dataset, regime)
+except compare.EfficiencyUnavailable as reason:
+    st.info(str(reason))
+    gains = None
+
+if gains is not None and gains.empty:
+    st.info(f"Only SqueezeNet itself has an F-score for {selection}: there is nothing to rank against it yet.")
+elif gains is not None:
+    best = gains.iloc[0]
+    st.markdown(
+        f"**{best['model']}** has the highest gain for {selection}: "
+        f"{best['gain_per_million']:+.4f} F-score per million parameters beyond SqueezeNet's."
+    )
+    chart = gains.assign(label=compare.bar_label(gains.assign(origin=origin)))
+    figure = px.bar(
+        chart, x="gain_per_million", y="label", orientation="h", text="gain_per_million",
+        hover_data={"f_score": ":.3f", "params": ":,", "source": True, "label": False},
+        labels={"gain_per_million": "F-score gained per million extra parameters (vs SqueezeNet)", "label": "architecture",
+                "f_score": "F-score", "params": "parameters", "source": "numbers from"},
+        title=f"Efficiency gain over SqueezeNet, highest first ({selection})",
+        color_discrete_sequence=["#4c78a8"],
+    )
+    figure.update_traces(texttemplate="%{text:.4f}", textposition="outside", cliponaxis=False)
+    figure.update_yaxes(categoryorder="array", categoryarray=list(chart["label"])[::-1])
+    figure.update_layout(height=max(260, 130 + 45 * len(chart)), margin={"r": 80})
+    st.plotly_chart(figure, key="gain_chart")
+    st.dataframe(
+        gains, hide_index=True, key="gain_table",
+        column_config={
+            "rank": st.column_config.NumberColumn("rank"),
+            "model": "architecture",
+            "f_score": st.column_config.NumberColumn("F-score", format="%.3f"),
+            "params": st.column_config.NumberColumn("parameters", format="localized"),
+            "extra_params": st.column_config.NumberColumn("extra parameters vs SqueezeNet", format="localized"),
+            "gain": st.column_config.NumberColumn("gain (F per parameter)", format="%.3e"),
+            "gain_per_million": st.column_config.NumberColumn("gain per million parameters", format="%.4f"),
+            "source": "numbers from",
+        },
+    )
+
+# ---------------------------------------------------------------------------------------------
+# F against size, and against measured speed
+# ---------------------------------------------------------------------------------------------
+
+st.header("F-score against model size")
+points = compare.efficiency_points(frame, origin, test_set, dataset, regime)
+uncounted = points.loc[points["params"].isna(), "model"].tolist()
+if uncounted:
+    st.warning(f"No parameter count for {', '.join(uncounted)} (not in this version's architecture registry); left out of the chart.")
+    points = points.dropna(subset=["params"])
+if points.empty:
+    st.info(f"No F-scores with a parameter count for {selection}: choose another test set, dataset or regime.")
+else:
+    points = points.assign(role=["baseline (SqueezeNet)" if m == paper.BASELINE else "architecture" for m in points["model"]])
+    figure = px.scatter(
+        points, x="params", y="f_score", text="model", log_x=True, color="role",
+        color_discrete_map={"baseline (SqueezeNet)": "#e45756", "architecture": "#4c78a8"},
+        hover_data={"source": True, "params": ":,", "f_score": ":.3f", "role": False},
+        labels={"params": "parameters (log scale)", "f_score": "F-score (weighted)", "source": "numbers from", "role": ""},
+        title=f"F-score against number of parameters ({selection})",
+    )
+    figure.update_traces(textposition="top center", marker={"size": 11})
+    low, high = math.log10(int(points["params"].min())), math.log10(int(points["params"].max()))
+    figure.update_xaxes(dtick=1, range=[low - 0.35, high + 0.35])  # room for the labels at both ends
+    figure.update_layout(height=460, legend={"title": ""})
+    st.plotly_chart(figure, key="size_chart")
+
+if origin == compare.RUN:
+    st.header("F-score against measured inference time")
+    times = load_times(str(folder), fingerprint)
+    chosen = times[(times["test_set"] == test_set) & (times["dataset"] == dataset)]
+    if chosen.empty:
+        st.info(f"No completed own run was evaluated on {test_set} with dataset {dataset}.")
+    else:
+        chosen = chosen.assign(ms_per_image=chosen["seconds_per_image"] * 1000, label=compare.bar_label(chosen.assign(origin=compare.RUN)))
+        figure = px.scatter(
+            chosen, x="ms_per_image", y="f_score", color="model", symbol="regime", text="label",
+            hover_data={"source": True, "n_images": True, "eval_time_s": ":.1f", "label": False},
+            labels={"ms_per_image": "measured time per image (milliseconds)", "f_score": "F-score (weighted)",
+                    "source": "run", "n_images": "images", "eval_time_s": "evaluation time (s)"},
+            title=f"Own runs: F-score against time per image on {test_set} ({dataset})",
+        )
+        figure.update_traces(textposition="top center", marker={"size": 11})
+        low, high = chosen["ms_per_image"].min(), chosen["ms_per_image"].max()
+        pad = max((high - low) * 0.25, high * 0.1)
+        figure.update_xaxes(range=[max(0.0, low - pad), high + pad])
+        figure.update_layout(height=460)
+        st.plotly_chart(figure, key="time_chart")
+        st.caption(
+            "Time per image = a run's whole evaluation time on this test set (image loading and decoding included) "
+            "divided by its number of images, on the machine and device that ran it; compare runs measured on the same "
+            "machine only. The paper reports minutes per full test set (Tables S2, S3), not per image."
+        )

@@ -1,0 +1,174 @@
+"""Generalisation: in-distribution (test_in) against out-of-distribution test sets (the paper's Figs 1, 2 and Table 1)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from wildvision import compare, paper, runs
+
+st.title("Generalisation")
+st.caption(
+    "How much worse do models get on photos from outside their training distribution? test_in is the 20% held "
+    "out of the training data (also used to pick the best epoch, so it is optimistic); test_out_pet and "
+    "test_out_nopet are new images, with and without pets. The paper (Section 3.1) finds all models alike on "
+    "test_in, and training with background images (bg) clearly better out of distribution."
+)
+
+
+@st.cache_data(show_spinner="Reading results...")
+def load(folder: str, fingerprint: tuple) -> tuple[pd.DataFrame, list[str]]:
+    """Paper + own runs; `fingerprint` (the runs folder's state) makes new or finished runs show up."""
+    return compare.combined_results_with_problems(folder)
+
+
+folder = runs.default_runs_dir()  # read on every script run, so a changed WILDVISION_RUNS_DIR applies
+frame, problems = load(str(folder), compare.runs_fingerprint(folder))
+for problem in problems:
+    st.warning(problem)
+if not compare.has_own_runs(frame):
+    st.info(
+        f"No completed runs yet in `{folder}`: start one on the Train page, with test sets named test_out_pet and "
+        "test_out_nopet, to see your runs next to the paper's bars. Until then the charts show the paper's numbers."
+    )
+else:
+    st.warning(
+        "Bars labelled “(run …)” are your own runs, measured on your data and test sets: NOT the paper's results "
+        "(runs on the shipped demo data are a cats-and-dogs proxy)."
+    )
+
+test_sets = compare.test_set_order(frame["test_set"])
+colours = compare.TEST_SET_COLOURS | {
+    t: c for t, c in zip([t for t in test_sets if t not in compare.TEST_SET_COLOURS], px.colors.qualitative.Set2)
+}
+METRIC_AXIS = {"f_score": "F-score (weighted)", "accuracy": "accuracy (fraction)"}
+
+
+def grouped_bars(data: pd.DataFrame, metric: str, facet: str, facet_order: list[str], title: str, facet_labels: dict[str, str]):
+    """Bars per model, one per test set, side by side; one panel per `facet` value, in `facet_order`."""
+    part = data[data["metric"] == metric].copy()
+    part["panel"] = part[facet].map(lambda v: facet_labels.get(v, v))
+    present = set(part[facet])
+    panels = [facet_labels.get(v, v) for v in facet_order if v in present]
+    figure = px.bar(
+        part, x="label", y="value", color="test_set", barmode="group", facet_col="panel",
+        category_orders={"test_set": [t for t in test_sets if t in set(part["test_set"])], "panel": panels},
+        color_discrete_map=colours,
+        hover_data={"source": True, "model": True, "regime": True, "dataset": True, "value": ":.3f", "label": False, "panel": False},
+        labels={"label": "architecture", "value": METRIC_AXIS[metric], "test_set": "test set", "source": "numbers from"},
+        title=title,
+    )
+    figure.for_each_annotation(lambda a: a.update(text=f"<b>{a.text.split('=')[-1]}</b>"))
+    figure.update_xaxes(matches=None, title_text="", tickangle=-35)
+    figure.update_yaxes(range=[0, 1.05])
+    figure.update_layout(height=500, legend={"title": "test set"})
+    return figure
+
+
+# ---------------------------------------------------------------------------------------------
+# Fig 1: transfer, bg against no_bg
+# ---------------------------------------------------------------------------------------------
+
+st.header("With and without background images (Fig 1)")
+fig1 = compare.figure_data(frame, regimes=["transfer"])
+if fig1.empty:
+    st.info("No transfer-regime results to show.")
+else:
+    tabs = st.tabs(["F-score", "Accuracy"])
+    for tab, metric in zip(tabs, ("f_score", "accuracy")):
+        with tab:
+            st.plotly_chart(
+                grouped_bars(fig1, metric, "dataset", compare.dataset_order(fig1["dataset"]), f"{METRIC_AXIS[metric].split(' (')[0]} per architecture and test set, transfer regime (paper: Tables S1-S3)",
+                             {"bg": "trained with background images (bg)", "no_bg": "trained without background images (no_bg)"}),
+                key=f"fig1-{metric}",
+            )
+
+# ---------------------------------------------------------------------------------------------
+# Fig 2: transfer, scratch, combi on bg
+# ---------------------------------------------------------------------------------------------
+
+st.header("Training regimes: transfer, scratch, combi (Fig 2)")
+fig2 = compare.figure_data(frame, datasets=["bg"], models=compare.regime_comparison_models(frame))
+if fig2.empty:
+    st.info("No results for the four architectures trained in all three regimes.")
+else:
+    best_transfer = (
+        frame[(frame["origin"] == compare.PAPER) & (frame["regime"] == "transfer") & (frame["dataset"] == "bg")]
+        .groupby(["metric", "test_set"])["value"].max()
+    )
+    tabs = st.tabs(["F-score", "Accuracy"])
+    for tab, metric in zip(tabs, ("f_score", "accuracy")):
+        with tab:
+            figure = grouped_bars(
+                fig2, metric, "regime", list(paper.REGIMES) + sorted(set(fig2["regime"]) - set(paper.REGIMES)), f"{METRIC_AXIS[metric].split(' (')[0]} of the four top transfer models in each regime, trained with background images",
+                compare.REGIME_LABELS,
+            )
+            for test_set in paper.TEST_SETS:
+                if (metric, test_set) in best_transfer.index:
+                    figure.add_hline(
+                        y=best_transfer[(metric, test_set)], line_dash="dash", line_color=colours[test_set], line_width=1.5,
+                    )
+            st.plotly_chart(figure, key=f"fig2-{metric}")
+    st.caption(
+        "Dashed lines: the paper's best transfer-regime value on each test set (Fig 1, bg), in the test set's colour, "
+        "as in the paper's Fig 2. The paper trained scratch and combi only with background images."
+    )
+
+# ---------------------------------------------------------------------------------------------
+# The drop from test_in to each OOD set
+# ---------------------------------------------------------------------------------------------
+
+st.header("Drop from test_in to out-of-distribution")
+columns = st.columns(3)
+drop_metric = columns[0].selectbox("Metric", ["f_score", "accuracy", "precision", "recall"], format_func=compare.METRIC_LABELS.get, key="drop_metric")
+drops = compare.generalisation_drop(frame, drop_metric)
+regimes = [r for r in paper.REGIMES if r in set(drops["regime"])] + sorted(set(drops["regime"]) - set(paper.REGIMES))
+drop_regime = columns[1].selectbox("Regime", regimes, key="drop_regime", format_func=lambda r: compare.REGIME_LABELS.get(r, r))
+datasets = compare.dataset_order(drops.loc[drops["regime"] == drop_regime, "dataset"])
+drop_dataset = columns[2].selectbox("Training dataset", datasets, key="drop_dataset", format_func=lambda d: compare.DATASET_LABELS.get(d, d))
+
+chosen = drops[(drops["regime"] == drop_regime) & (drops["dataset"] == drop_dataset)]
+long = compare.drop_long(chosen)
+if long.empty:
+    st.info(
+        f"No out-of-distribution results for {drop_regime} on {drop_dataset}: own runs need a test set besides test_in "
+        "(e.g. --test test_out_pet=DIR)."
+    )
+else:
+    long = long.assign(label=compare.bar_label(long))
+    figure = px.bar(
+        long, x="label", y="drop", color="ood_set", barmode="group", color_discrete_map=colours,
+        category_orders={"label": list(dict.fromkeys(long["label"])), "ood_set": [t for t in test_sets if t in set(long["ood_set"])]},
+        hover_data={"source": True, "test_in": ":.3f", "ood_value": ":.3f", "drop": ":.3f", "label": False},
+        labels={"label": "architecture", "drop": f"drop in {METRIC_AXIS.get(drop_metric, drop_metric)} (test_in minus OOD)",
+                "ood_set": "out-of-distribution set", "source": "numbers from", "ood_value": "OOD value"},
+        title=f"How much {compare.METRIC_LABELS[drop_metric]} falls out of distribution ({drop_regime}, {drop_dataset}); higher = worse",
+    )
+    figure.update_xaxes(tickangle=-35)
+    figure.update_layout(height=480)
+    st.plotly_chart(figure, key="drop_chart")
+    table = chosen.set_index(["model", "regime", "dataset", "origin", "source"])
+    st.dataframe(table.style.format(compare.format_value), height=35 * (len(table) + 1) + 3, placeholder="–", key="drop_table")
+    st.download_button("Download drop table as CSV", compare.to_csv(table), file_name=f"wildvision-drop-{drop_metric}-{drop_regime}-{drop_dataset}.csv", mime="text/csv", key="drop_csv")
+
+# ---------------------------------------------------------------------------------------------
+# Table 1: positive-class precision
+# ---------------------------------------------------------------------------------------------
+
+st.header("Precision on the positive class (Table 1)")
+st.caption(
+    "Of the photos a model flags as captive or for sale, the share that really are: what matters when a person "
+    "checks the flagged listings. Models trained with background images (bg), out-of-distribution sets only."
+)
+try:
+    table1 = compare.positive_precision_table(frame)
+except ValueError as reason:
+    st.info(str(reason))
+else:
+    st.dataframe(
+        table1.style.apply(lambda _: compare.cell_colours(table1), axis=None).format(compare.format_value),
+        height=35 * (len(table1) + 1) + 3, placeholder="–", key="table1",
+    )
+    st.download_button("Download Table 1 as LaTeX", compare.to_latex(table1, caption="Positive-class precision (Table 1 and own runs)"),
+                       file_name="wildvision-table1.tex", mime="text/x-tex", key="table1_latex")

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `streamlit run pages/results.py` alone: find wildvision
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import pandas as pd
+import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
@@ -30,7 +25,7 @@ def load(folder: str, fingerprint: tuple) -> tuple[pd.DataFrame, list[str]]:
     return compare.combined_results_with_problems(folder)
 
 
-folder = compare.runs_dir()
+folder = runs.default_runs_dir()  # read on every script run, so a changed WILDVISION_RUNS_DIR applies
 frame, problems = load(str(folder), compare.runs_fingerprint(folder))
 for problem in problems:
     st.warning(problem)
@@ -66,11 +61,14 @@ grid = compare.results_grid(frame, metric)
 
 models = list(dict.fromkeys(grid.index.get_level_values("model")))
 regimes = list(dict.fromkeys(grid.index.get_level_values("regime")))
-sources = list(dict.fromkeys(grid.index.get_level_values("source")))
+sources = compare.source_choices(frame)
 filter_columns = st.columns(3)
 chosen_models = filter_columns[0].multiselect("Architecture", models, default=models, key="models")
 chosen_regimes = filter_columns[1].multiselect("Regime", regimes, default=regimes, key="regimes")
-chosen_sources = filter_columns[2].multiselect("Source", sources, default=sources, key="sources")
+chosen_sources = filter_columns[2].multiselect(
+    "Source", sources, default=sources, key="sources",
+    format_func=lambda s: "the paper (Tables S1-S3, Table 1)" if s == compare.PAPER else f"run {s}",
+)
 shown = compare.filter_grid(grid, chosen_models, chosen_regimes, chosen_sources)
 
 sort_columns = st.columns([2, 1, 2, 1])
@@ -105,7 +103,7 @@ else:
     styler = table.style.apply(lambda _: compare.cell_colours(table, diverging=difference), axis=None).format(formatter)
     title = compare.METRIC_LABELS[metric] + (f", difference to {baseline_choice}" if difference else "")
     st.subheader(title)
-    st.dataframe(styler, height=min(38 * (len(table) + 3), 1400), key="grid")
+    st.dataframe(styler, height=35 * (len(table) + table.columns.nlevels) + 10, placeholder="–", key="grid")
     n_paper = int((table.index.get_level_values("origin") == compare.PAPER).sum())
     st.caption(
         f"{n_paper} paper rows and {len(table) - n_paper} own-run rows shown. The paper's 24 configurations are "
@@ -148,10 +146,16 @@ else:
     if run.state == "failed" and run.status.get("message"):
         st.warning(f"The run failed: {run.status['message']}")
 
-    curves = compare.learning_curves(run.path)
-    if curves.empty:
+    try:
+        curves = compare.learning_curves(run.path)
+        matrices = compare.confusion_matrices(run.path)
+        results_table = compare.run_results_table(run.path)
+    except (runs.RunError, ValueError, KeyError, TypeError) as error:
+        st.warning(f"The files of run {run.name} cannot be read ({error}); its details are not shown.")
+        curves, matrices, results_table = None, {}, None
+    if curves is not None and curves.empty:
         st.info("No epoch has finished yet, so there are no learning curves.")
-    else:
+    elif curves is not None:
         figure = make_subplots(
             rows=1, cols=2, subplot_titles=("Cross-entropy loss per epoch", "Validation (test_in) F-score per epoch"),
         )
@@ -166,15 +170,34 @@ else:
         figure.update_layout(title=f"Learning curves of run {run.name}", height=380, legend={"orientation": "h", "y": -0.25})
         st.plotly_chart(figure, key="curves")
 
-    matrices = compare.confusion_matrices(run.path)
     if not matrices:
-        st.info("This run has no test results yet (results.json is written when it completes).")
+        if results_table is not None:
+            st.info("This run has no test results yet (results.json is written when it completes).")
     else:
-        st.subheader("Confusion matrices (images)")
+        st.subheader("Test results of this run")
+        st.dataframe(
+            results_table, key="run_results",
+            column_config={
+                "accuracy": st.column_config.NumberColumn("accuracy", format="%.4f"),
+                "f_score": st.column_config.NumberColumn("F-score", format="%.4f"),
+                "precision": st.column_config.NumberColumn("precision", format="%.4f"),
+                "recall": st.column_config.NumberColumn("recall", format="%.4f"),
+                "positive_precision": st.column_config.NumberColumn("positive-class precision", format="%.4f"),
+                "n_images": st.column_config.NumberColumn("images"),
+                "eval_time_s": st.column_config.NumberColumn("evaluation time (s)", format="%.1f"),
+                "seconds_per_image": st.column_config.NumberColumn("seconds per image", format="%.3f"),
+            },
+        )
+        st.subheader("Confusion matrices")
         cells = st.columns(min(len(matrices), 3))
         for index, (test_set, matrix) in enumerate(matrices.items()):
-            with cells[index % len(cells)]:
-                st.markdown(f"**{test_set}**")
-                st.dataframe(matrix, key=f"cm-{test_set}")
+            heatmap = px.imshow(
+                matrix, text_auto=True, color_continuous_scale="Blues", aspect="auto",
+                labels={"x": "predicted class", "y": "true class", "color": "images"},
+                title=f"{test_set} ({int(matrix.to_numpy().sum())} images)",
+            )
+            heatmap.update_layout(height=320, coloraxis_showscale=False, margin={"l": 10, "r": 10, "t": 50, "b": 10})
+            cells[index % len(cells)].plotly_chart(heatmap, key=f"cm-{test_set}")
+        st.caption("Rows: the true class; columns: what the model predicted. Counts of images at the run's decision threshold.")
     with st.expander("Configuration (config.json)"):
         st.json(run.config, expanded=False)

@@ -134,7 +134,8 @@ def test_a_run_launched_from_the_train_page_completes_while_the_tab_is_closed(br
 
     page, _ = open_page(browser, f"{url}/train")
     try:
-        page.get_by_text(new[0].name).first.wait_for(timeout=30_000)
+        # the finished-run picker shows the newest run; the run table itself is drawn on a canvas
+        page.locator("[data-testid='stSelectbox']", has_text=new[0].name).wait_for(timeout=30_000)
         page.screenshot(path=SCREENSHOTS / "train-after-run.png", full_page=True)
     finally:
         page.close()

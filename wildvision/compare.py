@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -60,17 +59,6 @@ DEMO_DATA_MARK = "demo-data"
 # --------------------------------------------------------------------------------------------
 # Where the runs are
 # --------------------------------------------------------------------------------------------
-
-
-def runs_dir() -> Path:
-    """The dashboard's runs folder, read from the environment at call time.
-
-    ``runs.DEFAULT_RUNS_DIR`` is fixed when ``wildvision.runs`` is first imported; Streamlit (and
-    its AppTest) re-runs page scripts in a process where that import happened long ago, so a page
-    that wants to honour a changed ``WILDVISION_RUNS_DIR`` must look again each run.
-    """
-    configured = os.environ.get("WILDVISION_RUNS_DIR")
-    return Path(configured) if configured else Path(runs.DEFAULT_RUNS_DIR)
 
 
 def runs_fingerprint(folder: str | Path) -> tuple[tuple[str, int, int, int], ...]:
@@ -213,12 +201,12 @@ def run_data_notes(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _model_rank(model: str) -> tuple[int, str]:
-    from_registry = _architectures()
+    from_registry = architecture_order()
     return (from_registry.index(model), "") if model in from_registry else (len(from_registry), str(model))
 
 
 @functools.lru_cache(maxsize=1)
-def _architectures() -> tuple[str, ...]:
+def architecture_order() -> tuple[str, ...]:
     """The registry order (models.ARCHITECTURES) without importing torch for it when avoidable."""
     try:
         from wildvision.models import ARCHITECTURES
@@ -309,12 +297,25 @@ def filter_grid(
     regimes: Iterable[str] | None = None,
     sources: Iterable[str] | None = None,
 ) -> pd.DataFrame:
-    """Rows of a grid whose model, regime and source are among those given (None keeps all)."""
+    """Rows of a grid whose model, regime and source are among those given (None keeps all).
+
+    ``sources`` holds run names and/or ``"paper"``, which stands for every paper row whatever tables
+    it draws on, so a source filter survives switching metrics (Table 1's rows are labelled differently).
+    """
     keep = pd.Series(True, index=grid.index)
-    for level, allowed in (("model", models), ("regime", regimes), ("source", sources)):
+    for level, allowed in (("model", models), ("regime", regimes)):
         if allowed is not None:
             keep &= grid.index.get_level_values(level).isin(list(allowed))
+    if sources is not None:
+        allowed = set(sources)
+        is_paper = grid.index.get_level_values("origin") == PAPER
+        keep &= (is_paper & (PAPER in allowed)) | grid.index.get_level_values("source").isin(list(allowed))
     return grid[keep.to_numpy()]
+
+
+def source_choices(frame: pd.DataFrame) -> list[str]:
+    """What a source filter offers: "paper", then each own run's name (newest first)."""
+    return [PAPER, *dict.fromkeys(frame.loc[frame["origin"] == RUN, "source"])]
 
 
 def sort_grid(grid: pd.DataFrame, column: tuple[str, str] | None = None, descending: bool = True) -> pd.DataFrame:
@@ -439,6 +440,13 @@ def figure_data(
     return selected.sort_values("_key").drop(columns="_key").reset_index(drop=True)
 
 
+def regime_comparison_models(frame: pd.DataFrame) -> list[str]:
+    """Fig 2's architectures: those the paper also trained with scratch and combi (its four best transfer
+    models), plus any model an own run trained with a regime other than transfer; registry order."""
+    others = set(frame.loc[frame["regime"] != "transfer", "model"])
+    return sorted(others, key=_model_rank)
+
+
 def positive_precision_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Table 1: positive-class precision on the out-of-distribution sets for models trained on data_bg,
     with own runs (trained with background images) alongside; rows in Table 1's order."""
@@ -470,7 +478,13 @@ def parameter_counts(origin: str, models: Iterable[str]) -> dict[str, int]:
     registry's count (``models.count_parameters``, same 2-class head) for own runs."""
     if origin == PAPER:
         return paper.paper_parameter_counts()
-    return {model: _counted_parameters(model) for model in set(models)}
+    counts = {}
+    for model in set(models):
+        try:
+            counts[model] = _counted_parameters(model)
+        except ValueError:  # an architecture this version of the registry does not know: no count, no gain
+            continue
+    return counts
 
 
 def _check_origin(origin: str) -> None:
@@ -497,7 +511,7 @@ def efficiency_points(frame: pd.DataFrame, origin: str, test_set: str, dataset: 
         {
             "model": rows["model"].to_numpy(),
             "f_score": rows["value"].to_numpy(dtype="float64"),
-            "params": [counts.get(m) for m in rows["model"]],
+            "params": pd.array([counts.get(m) for m in rows["model"]], dtype="Int64"),
             "source": rows["source"].to_numpy(),
         }
     )
@@ -619,6 +633,24 @@ def learning_curves(run_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["epoch", "phase", "series", "kind", "value"])
 
 
+def run_results_table(run_dir: str | Path) -> pd.DataFrame:
+    """A completed run's test metrics, one row per test set (test_in first): accuracy, f_score,
+    precision, recall, positive_precision, n_images, eval_time_s, seconds_per_image. Empty without results."""
+    run_dir = Path(run_dir)
+    columns = [*runs.RESULT_METRICS, "n_images", "eval_time_s", "seconds_per_image"]
+    if not (run_dir / runs.RESULTS).is_file():
+        return pd.DataFrame(columns=columns, index=pd.Index([], name="test_set"))
+    test_sets = runs.read_json(run_dir / runs.RESULTS).get("test_sets", {})
+    rows = {}
+    for name in test_set_order(test_sets):
+        metrics = test_sets[name]
+        row = {key: float(metrics[key]) if metrics.get(key) is not None else math.nan for key in (*runs.RESULT_METRICS, "eval_time_s")}
+        row["n_images"] = int(metrics.get("n_images") or 0)
+        row["seconds_per_image"] = row["eval_time_s"] / row["n_images"] if row["n_images"] else math.nan
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("test_set")
+
+
 def confusion_matrices(run_dir: str | Path) -> dict[str, pd.DataFrame]:
     """Each test set's confusion matrix of a completed run, labelled (rows: true class, columns: predicted).
 
@@ -630,7 +662,7 @@ def confusion_matrices(run_dir: str | Path) -> dict[str, pd.DataFrame]:
         return {}
     config = runs.read_json(run_dir / runs.CONFIG) if (run_dir / runs.CONFIG).is_file() else {}
     positive = config.get("train", {}).get("positive", "positive")
-    classes = ["negative (other)", f"positive ({positive})"]
+    classes = ["negative", f"positive ({positive})"]
     matrices = {}
     for test_set, metrics in runs.read_json(run_dir / runs.RESULTS).get("test_sets", {}).items():
         matrix = metrics.get("confusion_matrix")
@@ -638,8 +670,8 @@ def confusion_matrices(run_dir: str | Path) -> dict[str, pd.DataFrame]:
             continue
         matrices[test_set] = pd.DataFrame(
             matrix,
-            index=pd.Index([f"true {c}" for c in classes], name="true class"),
-            columns=pd.Index([f"predicted {c}" for c in classes], name="predicted class"),
+            index=pd.Index(classes, name="true class"),
+            columns=pd.Index(classes, name="predicted class"),
         )
     return {name: matrices[name] for name in test_set_order(matrices)}
 

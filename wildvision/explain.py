@@ -58,7 +58,7 @@ SALIENCY_PERCENTILE = 99.0  # pixel gradients are spiky: the top 1% saturate so 
 # there, and before a final max-pool where one would halve its resolution (AlexNet, VGG).
 TARGET_LAYERS: dict[str, str] = {
     "alexnet": "features.11",  # ReLU after conv5: 256 x 13 x 13
-    "densenet121": "features.norm5",  # final BatchNorm of the dense blocks: 1024 x 7 x 7
+    "densenet121": "features.norm5",  # final BatchNorm (DenseNet applies its ReLU functionally): 1024 x 7 x 7
     "densenet201": "features.norm5",  # 1920 x 7 x 7
     "resnet18": "layer4",  # last residual stage: 512 x 7 x 7
     "resnet152": "layer4",  # 2048 x 7 x 7

@@ -1,0 +1,323 @@
+"""wildvision.compare: the paper's numbers and own runs in the paper's layout.
+
+Own runs are run folders written with wildvision.runs' own writers, following the run-folder
+contract (config.json, status.json, metrics.jsonl, results.json), so the real readers
+(runs.list_runs, runs.results_frame) read them; a CLI training run would take a minute here.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from wildvision import compare, paper, runs
+from wildvision.models import count_parameters
+
+PAPER_ROW = "paper (Tables S1, S2, S3)"
+
+
+def make_run(
+    runs_dir: Path,
+    arch: str = "squeezenet1_0",
+    regime: str = "transfer",
+    with_background: bool = True,
+    test_sets: dict[str, dict] | None = None,
+    state: str = "completed",
+    data: str = "/data/train",
+    epochs: int = 3,
+) -> Path:
+    """A run folder as `python -m wildvision train` leaves it (without checkpoints), written with runs.py."""
+    test_sets = test_sets if test_sets is not None else {
+        "test_in": {"f_score": 0.9, "accuracy": 0.91, "confusion_matrix": [[40, 2], [5, 33]], "n_images": 80, "eval_time_s": 4.0},
+        "test_out_pet": {"f_score": 0.7, "accuracy": 0.72, "confusion_matrix": [[30, 10], [12, 28]], "n_images": 80, "eval_time_s": 8.0},
+    }
+    dataset = "bg" if with_background else "no_bg"
+    run_dir = runs.create_run_dir(runs_dir, f"{arch}-{regime}-{dataset}")
+    train = {
+        "arch": arch, "regime": regime, "with_background": with_background, "data": data, "epochs": epochs,
+        "lr": 0.001, "batch_size": 75, "positive": "captive", "tests": {n: f"/data/{n}" for n in test_sets if n != "test_in"},
+    }
+    runs.write_json_atomic(run_dir / runs.CONFIG, {"train": train, "dataset": dataset, "n_parameters": count_parameters(arch), "created_at": runs.now()})
+    runs.write_status(run_dir, "queued", epoch=0, max_epochs=epochs)
+    for epoch in range(1, epochs + 1):
+        runs.append_metrics(run_dir, {
+            "epoch": epoch, "phase": "head", "train_loss": 1.0 / epoch, "val_loss": 0.8 / epoch, "val_f_score": 0.5 + 0.1 * epoch,
+            "val_accuracy": 0.5 + 0.1 * epoch, "epoch_time_s": 10.0, "best": True,
+        })
+    if state == "completed":
+        results = {}
+        for name, given in test_sets.items():
+            (tn, fp), (fn, tp) = given["confusion_matrix"]
+            results[name] = {
+                "accuracy": given["accuracy"], "f_score": given["f_score"], "precision": given.get("precision", given["f_score"]),
+                "recall": given.get("recall", given["accuracy"]), "positive_precision": tp / (tp + fp),
+                "confusion_matrix": given["confusion_matrix"], "n_images": given["n_images"], "eval_time_s": given["eval_time_s"],
+                "loss": 0.5, "skipped": [],
+            }
+        runs.write_json_atomic(run_dir / runs.RESULTS, {"best_epoch": epochs, "epochs_run": epochs, "test_sets": results})
+    runs.write_status(run_dir, state, epoch=epochs, best_epoch=epochs)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def paper_frame(tmp_path_factory) -> pd.DataFrame:
+    return compare.combined_results(tmp_path_factory.mktemp("no-runs"))
+
+
+def test_paper_only_frame_holds_every_reported_result_labelled_with_its_table(paper_frame):
+    reference = paper.reference_results()
+    assert len(paper_frame) == int((reference["metric"] != "params").sum()) == 416
+    assert set(paper_frame["origin"]) == {"paper"}
+    assert set(paper_frame["source"]) == {"paper (Table S1)", "paper (Table S2)", "paper (Table S3)", "paper (Table 1)"}
+    assert "params" not in set(paper_frame["metric"])
+    row = paper_frame[(paper_frame["model"] == "vgg19_bn") & (paper_frame["regime"] == "combi") & (paper_frame["metric"] == "positive_precision")]
+    assert row["value"].tolist() == [0.96, 0.96] and set(row["source"]) == {"paper (Table 1)"}
+
+
+def test_grid_has_the_paper_24_configurations_by_3_test_sets_in_table_s1_order(paper_frame):
+    grid = compare.results_grid(paper_frame, "f_score")
+    assert list(grid.columns) == [(d, t) for d in ("bg", "no_bg") for t in ("test_in", "test_out_pet", "test_out_nopet")]
+    assert len(grid) == 16  # 8 transfer rows (bg and no_bg side by side), 4 scratch, 4 combi
+    assert int(grid.notna().sum().sum()) == 24 * 3
+    assert grid.index.names == ["model", "regime", "origin", "source"]
+    assert set(grid.index.get_level_values("source")) == {PAPER_ROW}
+    order = [(m, r) for m, r, _, _ in grid.index]
+    assert order[:8] == [(m, "transfer") for m in paper.paper_parameter_counts()]  # Table S4 lists them in registry order
+    assert order[8:] == [(m, r) for r in ("scratch", "combi") for m in ("densenet121", "densenet201", "vgg11_bn", "vgg19_bn")]
+    assert grid[("no_bg", "test_in")].iloc[8:].isna().all()  # scratch and combi were trained on bg only
+    assert grid.loc[("squeezenet1_0", "transfer", "paper", PAPER_ROW), ("no_bg", "test_in")] == pytest.approx(0.957)
+    assert grid.loc[("vgg11_bn", "combi", "paper", PAPER_ROW), ("bg", "test_out_pet")] == pytest.approx(0.87)
+    accuracy = compare.results_grid(paper_frame, "accuracy")
+    assert accuracy.loc[("alexnet", "transfer", "paper", PAPER_ROW), ("no_bg", "test_in")] == pytest.approx(0.9486)
+
+
+def test_positive_precision_grid_keeps_only_table_1_columns(paper_frame):
+    grid = compare.results_grid(paper_frame, "positive_precision")
+    assert list(grid.columns) == [("bg", "test_out_pet"), ("bg", "test_out_nopet")]
+    assert len(grid) == 16 and set(grid.index.get_level_values("source")) == {"paper (Table 1)"}
+    assert grid.loc[("alexnet", "transfer", "paper", "paper (Table 1)")].tolist() == [0.94, 0.95]
+    table1 = compare.positive_precision_table(paper_frame)
+    assert list(table1.columns) == ["test_out_pet", "test_out_nopet"] and len(table1) == 16
+
+
+def test_own_run_sits_under_the_paper_row_with_its_extra_test_sets(tmp_path):
+    run_dir = make_run(tmp_path, test_sets={
+        "test_in": {"f_score": 0.81, "accuracy": 0.82, "confusion_matrix": [[10, 1], [2, 9]], "n_images": 22, "eval_time_s": 1.1},
+        "test_out_pet": {"f_score": 0.61, "accuracy": 0.62, "confusion_matrix": [[8, 3], [4, 7]], "n_images": 22, "eval_time_s": 2.2},
+        "zoo_photos": {"f_score": 0.55, "accuracy": 0.56, "confusion_matrix": [[5, 5], [5, 5]], "n_images": 20, "eval_time_s": 1.0},
+    })
+    frame = compare.combined_results(tmp_path)
+    own = frame[frame["origin"] == "run"]
+    pd.testing.assert_frame_equal(
+        own[list(paper.COLUMNS)].reset_index(drop=True), runs.results_frame(tmp_path).reset_index(drop=True), check_dtype=False,
+    )
+    assert set(own["source"]) == {run_dir.name} and set(own["data"]) == {"/data/train"}
+
+    grid = compare.results_grid(frame, "f_score")
+    assert list(grid.columns)[:4] == [("bg", "test_in"), ("bg", "test_out_pet"), ("bg", "test_out_nopet"), ("bg", "zoo_photos")]
+    keys = list(grid.index)
+    paper_at = keys.index(("squeezenet1_0", "transfer", "paper", PAPER_ROW))
+    assert keys[paper_at + 1] == ("squeezenet1_0", "transfer", "run", run_dir.name)
+    assert grid.loc[keys[paper_at + 1]].dropna().to_dict() == {("bg", "test_in"): 0.81, ("bg", "test_out_pet"): 0.61, ("bg", "zoo_photos"): 0.55}
+    assert int(grid.xs("paper", level="origin").notna().sum().sum()) == 72  # the paper's cells are untouched
+
+
+def test_runs_that_are_not_completed_do_not_appear(tmp_path):
+    make_run(tmp_path, state="running")
+    make_run(tmp_path, state="failed")
+    frame = compare.combined_results(tmp_path)
+    assert not compare.has_own_runs(frame)
+
+
+def test_a_damaged_run_is_named_and_the_others_still_show(tmp_path):
+    good = make_run(tmp_path, arch="densenet121")
+    bad = make_run(tmp_path, arch="alexnet")
+    (bad / runs.RESULTS).write_text("{ not json", encoding="utf-8")
+    with pytest.raises(runs.RunError):
+        runs.results_frame(tmp_path)  # the plain reader gives up on the whole folder
+    frame, problems = compare.combined_results_with_problems(tmp_path)
+    assert set(compare.own_runs(frame)["source"]) == {good.name}
+    assert len(problems) == 1 and bad.name in problems[0] and "left out" in problems[0]
+
+
+def test_drop_from_test_in_equals_the_difference_of_the_paper_tables(paper_frame):
+    drops = compare.generalisation_drop(paper_frame, "f_score")
+    row = drops[(drops["model"] == "densenet121") & (drops["regime"] == "transfer") & (drops["dataset"] == "bg")].iloc[0]
+    reference = paper.reference_results()
+    f = reference[(reference["model"] == "densenet121") & (reference["regime"] == "transfer") & (reference["dataset"] == "bg") & (reference["metric"] == "f_score")]
+    value = dict(zip(f["test_set"], f["value"]))
+    assert (row["test_in"], row["test_out_pet"], row["test_out_nopet"]) == (0.91, 0.75, 0.71)
+    assert row["drop_test_out_pet"] == pytest.approx(value["test_in"] - value["test_out_pet"]) == pytest.approx(0.16)
+    assert row["drop_test_out_nopet"] == pytest.approx(0.20)
+    assert len(drops) == 24
+    # Section 3.1: training with background images generalises better; every transfer model drops less with bg
+    transfer = drops[drops["regime"] == "transfer"].set_index(["model", "dataset"])["drop_test_out_pet"].unstack()
+    assert (transfer["bg"] < transfer["no_bg"]).all()
+    accuracy = compare.generalisation_drop(paper_frame, "accuracy")
+    squeeze = accuracy[(accuracy["model"] == "squeezenet1_0") & (accuracy["dataset"] == "no_bg")].iloc[0]
+    assert squeeze["drop_test_out_pet"] == pytest.approx(0.9567 - 0.40)
+    long = compare.drop_long(drops)
+    assert len(long) == 48 and set(long["ood_set"]) == {"test_out_pet", "test_out_nopet"}
+
+
+def test_drop_for_own_run_uses_its_own_test_sets(tmp_path):
+    run_dir = make_run(tmp_path)
+    drops = compare.generalisation_drop(compare.combined_results(tmp_path), "f_score")
+    own = drops[drops["source"] == run_dir.name].iloc[0]
+    assert own["origin"] == "run" and own["drop_test_out_pet"] == pytest.approx(0.2) and math.isnan(own["drop_test_out_nopet"])
+
+
+def test_paper_efficiency_ranks_densenet121_first_and_matches_paper_gain(paper_frame):
+    table = compare.efficiency_table(paper_frame, "paper", "test_out_pet", "bg", "transfer")
+    assert table["model"].iloc[0] == "densenet121" and table["rank"].tolist() == list(range(1, 8))
+    expected = paper.paper_gain("test_out_pet", "bg", "transfer")
+    assert table["model"].tolist() == expected["model"].tolist()
+    assert table["gain"].tolist() == pytest.approx(expected["gain"].tolist())
+    first = table.iloc[0]
+    assert first["gain"] == pytest.approx((0.75 - 0.64) / (6_955_906 - 736_450))
+    assert first["gain_per_million"] == pytest.approx(first["gain"] * 1e6)
+    assert first["extra_params"] == 6_955_906 - 736_450 and first["source"] == "paper (Table S2)"
+
+
+def test_efficiency_without_a_squeezenet_baseline_says_so_plainly(paper_frame):
+    with pytest.raises(compare.EfficiencyUnavailable, match=r"No squeezenet1_0 \(SqueezeNet\) baseline .* regime scratch.*only for the transfer regime"):
+        compare.efficiency_table(paper_frame, "paper", "test_out_pet", "bg", "scratch")
+    with pytest.raises(compare.EfficiencyUnavailable, match="No F-scores for test set test_in, dataset no_bg, regime combi"):
+        compare.efficiency_table(paper_frame, "paper", "test_in", "no_bg", "combi")
+    points = compare.efficiency_points(paper_frame, "paper", "test_out_pet", "bg", "scratch")
+    assert points["model"].tolist() == ["densenet121", "densenet201", "vgg11_bn", "vgg19_bn"]
+    assert points["params"].tolist() == [paper.PAPER_PARAMETER_COUNTS[m] for m in points["model"]]
+
+
+def test_own_run_efficiency_uses_registry_parameter_counts_and_names_the_run(tmp_path):
+    squeeze = make_run(tmp_path, arch="squeezenet1_0")
+    mobile = make_run(tmp_path, arch="mobilenet_v2", test_sets={
+        "test_in": {"f_score": 0.95, "accuracy": 0.95, "confusion_matrix": [[40, 2], [2, 36]], "n_images": 80, "eval_time_s": 6.0},
+        "test_out_pet": {"f_score": 0.8, "accuracy": 0.8, "confusion_matrix": [[35, 5], [11, 29]], "n_images": 80, "eval_time_s": 12.0},
+    })
+    frame = compare.combined_results(tmp_path)
+    table = compare.efficiency_table(frame, "run", "test_out_pet", "bg", "transfer")
+    assert table["model"].tolist() == ["mobilenet_v2"] and table["source"].tolist() == [mobile.name]
+    extra = count_parameters("mobilenet_v2") - count_parameters("squeezenet1_0")
+    assert table["gain"].iloc[0] == pytest.approx((0.8 - 0.7) / extra)
+    points = compare.efficiency_points(frame, "run", "test_out_pet", "bg", "transfer")
+    assert dict(zip(points["model"], points["source"])) == {"squeezenet1_0": squeeze.name, "mobilenet_v2": mobile.name}
+    assert compare.efficiency_table(frame, "run", "test_in", "bg", "transfer")["model"].tolist() == ["mobilenet_v2"]
+
+
+def test_inference_time_per_image_is_eval_time_over_images(tmp_path):
+    run_dir = make_run(tmp_path)
+    times = compare.inference_times(tmp_path).set_index("test_set")
+    assert times.loc["test_out_pet", "seconds_per_image"] == pytest.approx(8.0 / 80)
+    assert times.loc["test_in", "seconds_per_image"] == pytest.approx(4.0 / 80)
+    assert times.loc["test_in", "images_per_second"] == pytest.approx(20.0)
+    assert set(times["source"]) == {run_dir.name} and times.loc["test_in", "f_score"] == 0.9
+    assert compare.inference_times(tmp_path / "nothing").empty
+
+
+def test_filter_sort_pin_and_difference_to_a_baseline(paper_frame):
+    grid = compare.results_grid(paper_frame, "f_score")
+    combi = compare.filter_grid(grid, regimes=["combi"])
+    assert list(combi.index.get_level_values("model")) == ["densenet121", "densenet201", "vgg11_bn", "vgg19_bn"]
+    assert compare.filter_grid(grid, models=[]).empty
+    ranked = compare.sort_grid(grid, ("bg", "test_out_pet"))
+    assert ranked.index[0][:2] == ("vgg11_bn", "combi") and ranked[("bg", "test_out_pet")].is_monotonic_decreasing
+    baseline = ("squeezenet1_0", "transfer", "paper", PAPER_ROW)
+    pinned = compare.pin_row(ranked, baseline)
+    assert pinned.index[0] == baseline and len(pinned) == len(grid)
+    diff = compare.difference_to(pinned, baseline)
+    assert (diff.loc[baseline] == 0).all()
+    assert diff.loc[("densenet121", "transfer", "paper", PAPER_ROW), ("bg", "test_out_pet")] == pytest.approx(0.75 - 0.64)
+    assert math.isnan(diff.loc[("densenet121", "scratch", "paper", PAPER_ROW), ("no_bg", "test_in")])
+    assert compare.row_label(baseline) == f"squeezenet1_0 · transfer · {PAPER_ROW}"
+    colours = compare.cell_colours(diff, diverging=True)
+    assert colours.loc[baseline].str.contains("rgb(247, 247, 247)", regex=False).all()  # zero is white on the diverging scale
+    assert colours.loc[("densenet121", "scratch", "paper", PAPER_ROW), ("no_bg", "test_in")] == ""
+
+
+def test_latex_and_csv_exports_carry_the_numbers(paper_frame):
+    grid = compare.results_grid(paper_frame, "f_score")
+    latex = compare.to_latex(grid, caption="F-score")
+    assert "\\toprule" in latex and "\\multicolumn{3}{c}{no\\_bg}" in latex and "test\\_out\\_pet" in latex
+    line = next(row for row in latex.splitlines() if row.startswith("squeezenet1\\_0 & transfer"))
+    assert line.split(" & ")[4:] == ["0.944", "0.64", "0.64", "0.957", "0.59", "0.61 \\\\"]
+    assert latex.count(" -- ") + latex.count(" --\\") == 8 * 3  # scratch and combi have no no_bg cells
+    csv = compare.to_csv(grid)
+    back = pd.read_csv(io.StringIO(csv))
+    assert len(back) == 16 and list(back.columns)[:4] == ["model", "regime", "origin", "source"]
+    assert "no_bg / test_out_nopet" in back.columns
+    assert back.loc[back["model"].eq("squeezenet1_0"), "no_bg / test_in"].item() == pytest.approx(0.957)
+
+
+def test_format_value_keeps_the_papers_printed_digits():
+    assert [compare.format_value(v) for v in (0.9486, 0.94, 0.957, 1.0, float("nan"))] == ["0.9486", "0.94", "0.957", "1.00", "--"]
+    assert compare.format_difference(-0.15) == "-0.150" and compare.format_difference(0.02) == "+0.020"
+
+
+def test_learning_curves_and_confusion_matrices_of_a_run(tmp_path):
+    run_dir = make_run(tmp_path, epochs=4)
+    curves = compare.learning_curves(run_dir)
+    assert len(curves) == 12 and set(curves["series"]) == {"training loss", "validation loss", "validation F-score"}
+    val_f = curves[curves["series"] == "validation F-score"].set_index("epoch")["value"]
+    assert val_f.to_dict() == pytest.approx({1: 0.6, 2: 0.7, 3: 0.8, 4: 0.9})
+    matrices = compare.confusion_matrices(run_dir)
+    assert list(matrices) == ["test_in", "test_out_pet"]
+    assert matrices["test_out_pet"].loc["positive (captive)", "negative"] == 12  # FN: true positive predicted negative
+    assert matrices["test_out_pet"].loc["negative", "positive (captive)"] == 10  # FP
+    table = compare.run_results_table(run_dir)
+    assert table.loc["test_in", "seconds_per_image"] == pytest.approx(0.05) and table.loc["test_in", "positive_precision"] == pytest.approx(33 / 35)
+    unfinished = make_run(tmp_path, state="running")
+    assert compare.confusion_matrices(unfinished) == {} and compare.run_results_table(unfinished).empty
+
+
+def test_fingerprint_changes_when_a_run_progresses(tmp_path):
+    assert compare.runs_fingerprint(tmp_path / "missing") == ()
+    run_dir = make_run(tmp_path, state="running")
+    before = compare.runs_fingerprint(tmp_path)
+    runs.write_json_atomic(run_dir / runs.RESULTS, {"best_epoch": 1, "epochs_run": 1, "test_sets": {}})
+    assert compare.runs_fingerprint(tmp_path) != before
+
+
+def test_runs_on_demo_data_are_flagged_even_through_symlinks(tmp_path):
+    demo = tmp_path / "shared" / "demo-data" / "train" / "captive"
+    demo.mkdir(parents=True)
+    (demo / "a.jpg").write_bytes(b"x")
+    subset = tmp_path / "subset"
+    (subset / "captive").mkdir(parents=True)
+    (subset / "captive" / "a.jpg").symlink_to(demo / "a.jpg")
+    linked = make_run(tmp_path / "runs", data=str(subset))
+    runs.write_json_atomic(linked / runs.SPLIT, {"data": str(subset), "train": ["captive/a.jpg"], "test_in": []})
+    direct = make_run(tmp_path / "runs", arch="densenet121", data="../shared/demo-data/train")
+    own = make_run(tmp_path / "runs", arch="alexnet", data="/field/photos")
+    notes = compare.run_data_notes(compare.combined_results(tmp_path / "runs")).set_index("source")
+    assert notes.loc[linked.name, "demo_data"] and notes.loc[direct.name, "demo_data"]
+    assert not notes.loc[own.name, "demo_data"]
+
+
+def test_figure_data_labels_own_runs_as_runs(tmp_path):
+    run_dir = make_run(tmp_path, arch="vgg11_bn", regime="combi")
+    frame = compare.combined_results(tmp_path)
+    fig2 = compare.figure_data(frame, datasets=["bg"], models=compare.regime_comparison_models(frame))
+    assert compare.regime_comparison_models(frame) == ["densenet121", "densenet201", "vgg11_bn", "vgg19_bn"]
+    own = fig2[fig2["origin"] == "run"]
+    assert set(own["label"]) == {f"vgg11_bn (run {compare.short_run_name(run_dir.name)})"}
+    assert set(fig2.loc[fig2["origin"] == "paper", "label"]) == {"densenet121", "densenet201", "vgg11_bn", "vgg19_bn"}
+    assert json.dumps(fig2["value"].tolist())  # plain floats
+
+
+def test_efficiency_of_a_run_with_an_unknown_architecture_is_explained_not_raised(tmp_path):
+    make_run(tmp_path, arch="squeezenet1_0")
+    future = make_run(tmp_path, arch="alexnet")
+    config = runs.read_json(future / runs.CONFIG)
+    config["train"]["arch"] = "future_net"
+    runs.write_json_atomic(future / runs.CONFIG, config)
+    frame = compare.combined_results(tmp_path)
+    points = compare.efficiency_points(frame, "run", "test_out_pet", "bg", "transfer")
+    assert points.set_index("model")["params"].isna().to_dict() == {"squeezenet1_0": False, "future_net": True}
+    with pytest.raises(compare.EfficiencyUnavailable, match="no parameter count for \\['future_net'\\]"):
+        compare.efficiency_table(frame, "run", "test_out_pet", "bg", "transfer")

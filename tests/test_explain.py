@@ -1,0 +1,241 @@
+"""Saliency maps on real models: the session's trained SqueezeNet run, and random-init models of other architectures."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from wildvision import explain
+from wildvision.data import eval_transform
+from wildvision.images import open_image
+from wildvision.models import ARCHITECTURES, build_model, head
+from wildvision.predict import LoadedModel, load_model, predict_paths
+from conftest import DEMO
+
+FAST = ("saliency", "gradcam")
+
+
+class ScriptStopped(BaseException):
+    """Like Streamlit's StopException: raised inside a progress callback when the user leaves the page."""
+
+
+@pytest.fixture(scope="module")
+def loaded(completed_run) -> LoadedModel:
+    return load_model(completed_run)
+
+
+@pytest.fixture(scope="module")
+def demo_paths(shared):
+    captive = sorted((DEMO / "test_out_pet" / "captive").iterdir())[:2]
+    other = sorted((DEMO / "test_out_pet" / "other").iterdir())[:2]
+    return captive + other
+
+
+def random_init(arch: str) -> LoadedModel:
+    torch.manual_seed(0)
+    model = build_model(arch, "none").to(memory_format=torch.channels_last).eval()
+    return LoadedModel(model, arch, ["not_captive", "captive"], 0.5, f"random {arch}", torch.device("cpu"))
+
+
+def assert_valid_map(heatmap: np.ndarray, image: Image.Image) -> None:
+    assert heatmap.shape == (image.height, image.width)
+    assert heatmap.dtype == np.float32
+    assert 0.0 <= heatmap.min() and heatmap.max() <= 1.0
+    assert heatmap.std() > 0.01, "the map must not be constant"
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_every_architecture_names_a_gradcam_layer_with_a_spatial_map(arch):
+    """Checked on the meta device: no weights, no compute, so every architecture (VGG19, ResNet152...) is cheap."""
+    with torch.device("meta"):
+        model = build_model(arch).eval()
+    layer = explain.target_layer(model, arch)
+    shapes = []
+    handle = layer.register_forward_hook(lambda module, inputs, output: shapes.append(tuple(output.shape)))
+    try:
+        model(torch.empty(1, 3, 224, 224, device="meta"))
+    finally:
+        handle.remove()
+    assert len(shapes) == 1, f"{explain.TARGET_LAYERS[arch]} must run exactly once per forward pass"
+    _, channels, height, width = shapes[0]
+    assert channels >= 256 and 7 <= height <= 14 and height == width
+
+
+@pytest.mark.parametrize("method", FAST)
+def test_trained_model_map_is_image_sized_in_range_and_not_constant(loaded, demo_paths, method):
+    image = open_image(demo_paths[0])
+    result = explain.explain(loaded, image, method)
+    assert result.method == method and not result.blank
+    assert_valid_map(result.heatmap, image)
+    (prediction,) = predict_paths(loaded, [demo_paths[0]])
+    assert result.probability == pytest.approx(prediction.probability, abs=1e-4)
+    assert result.label == prediction.label
+
+
+def test_saliency_differs_between_two_images(loaded, demo_paths):
+    first, second = (open_image(path) for path in demo_paths[:2])
+    size = (120, 90)
+    a, b = (explain.explain(loaded, image, "saliency", size=size).heatmap for image in (first, second))
+    assert a.shape == b.shape == (90, 120)
+    assert np.abs(a - b).mean() > 0.05
+
+
+def test_batched_explanations_equal_one_at_a_time(loaded, demo_paths):
+    images = [open_image(path) for path in demo_paths]
+    fractions = []
+    together = explain.explain_many(loaded, images, "gradcam", progress=fractions.append, batch_size=3)
+    alone = [explain.explain(loaded, image, "gradcam") for image in images]
+    for batched, single, image in zip(together, alone, images):
+        assert_valid_map(batched.heatmap, image)
+        assert np.allclose(batched.heatmap, single.heatmap, atol=1e-3)
+        assert batched.probability == pytest.approx(single.probability, abs=1e-5)
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
+def test_squeezenet_clamped_output_falls_back_to_the_score_difference(loaded, demo_paths):
+    """SqueezeNet's head ends in a ReLU: where it clamps the positive output to 0, the paper's map would be blank."""
+    images = [open_image(path) for path in demo_paths]
+    with torch.inference_mode():
+        logits = loaded.model(torch.stack([eval_transform()(image) for image in images]))
+    for image, result, positive in zip(images, explain.explain_many(loaded, images, "saliency"), logits[:, 1].tolist()):
+        assert result.target == ("score difference" if positive == 0 else "positive output")
+        assert_valid_map(result.heatmap, image)
+    clamped = random_init("squeezenet1_0")
+    with torch.no_grad():  # a head whose positive output is always clamped to 0, and whose negative one never is
+        head(clamped.model, "squeezenet1_0").bias.copy_(torch.tensor([10.0, -1000.0]))
+    result = explain.explain(clamped, images[0], "saliency")
+    assert result.target == "score difference" and result.probability < 1e-3
+    assert_valid_map(result.heatmap, images[0])
+    # Grad-CAM keeps only regions that raise the score; with this head none does, so its map may stay dark.
+    assert explain.explain(clamped, images[0], "gradcam").target == "score difference"
+
+
+def test_integrated_gradients_reports_progress_to_the_end(loaded, demo_paths):
+    image = open_image(demo_paths[0])
+    fractions = []
+    result = explain.explain(loaded, image, "integrated_gradients", progress=fractions.append, n_steps=16)
+    assert_valid_map(result.heatmap, image)
+    assert len(fractions) >= 3 and fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
+@pytest.mark.parametrize("arch", ["alexnet", "resnet18", "densenet121", "mobilenet_v2"])
+def test_gradcam_runs_on_random_init_models(arch):
+    loaded = random_init(arch)
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    for method in FAST:
+        result = explain.explain(loaded, image, method)
+        assert result.heatmap.shape == (48, 64) and 0 <= result.heatmap.min() and result.heatmap.max() <= 1
+    assert sum(explain.hook_counts(loaded.model).values()) == 0
+
+
+def test_gradcam_equals_a_hand_computed_reference_through_an_in_place_relu():
+    """AlexNet's Grad-CAM layer is an in-place ReLU: captum must still see the rectified conv5 maps and their gradients."""
+    loaded = random_init("alexnet")
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 256, (224, 224, 3), dtype=np.uint8))
+    result = explain.explain(loaded, image, "gradcam", size=(13, 13))  # the layer's own 13 x 13 grid: no resampling
+    features = {}
+
+    def keep(module, inputs, output):
+        features["a"] = output.clone()
+        features["a"].retain_grad()
+        return features["a"]
+
+    handle = explain.target_layer(loaded.model, "alexnet").register_forward_hook(keep)
+    try:
+        loaded.model(eval_transform()(image)[None])[0, 1].backward()
+    finally:
+        handle.remove()
+        loaded.model.zero_grad(set_to_none=True)
+    activation, gradient = features["a"].detach(), features["a"].grad
+    cam = torch.relu((gradient.mean(dim=(2, 3), keepdim=True) * activation).sum(dim=1))[0]
+    assert np.allclose(result.heatmap, (cam / cam.max()).numpy(), atol=1e-4)
+
+
+def test_a_failure_mid_attribution_leaves_no_hooks_and_restores_flags_and_modes(loaded, demo_paths):
+    image = open_image(demo_paths[0])
+    model = loaded.model
+    layer = explain.target_layer(model, loaded.arch)
+    frozen = next(model.parameters())
+    frozen.requires_grad_(False)  # as a caller might have it; must come back exactly so
+    model.features[0].train()  # an odd mode, to see that modes are restored per module and not just set to eval
+    flags = [p.requires_grad for p in model.parameters()]
+    modes = [m.training for m in model.modules()]
+
+    def fail_on_gradient_pass(module, inputs, output):
+        if torch.is_grad_enabled() and isinstance(output, torch.Tensor) and output.requires_grad:
+            raise RuntimeError("simulated failure mid-attribution")
+
+    failing = head(model, loaded.arch).register_forward_hook(fail_on_gradient_pass)
+    try:
+        before = explain.hook_counts(model)
+        with pytest.raises(RuntimeError, match="simulated failure"):
+            explain.explain(loaded, image, "gradcam")
+        assert explain.hook_counts(model) == before
+        assert not layer._forward_hooks and not layer._forward_pre_hooks and not layer._backward_hooks
+    finally:
+        failing.remove()
+    def stop(fraction: float) -> None:
+        raise ScriptStopped()
+
+    with pytest.raises(ScriptStopped):
+        explain.explain(loaded, image, "integrated_gradients", n_steps=16, progress=stop)
+    try:
+        assert sum(explain.hook_counts(model).values()) == 0
+        assert [p.requires_grad for p in model.parameters()] == flags
+        assert [m.training for m in model.modules()] == modes
+        lock = explain.model_lock(model)
+        assert lock.acquire(blocking=False), "the model's lock must be released after a failure"
+        lock.release()
+    finally:
+        frozen.requires_grad_(True)
+        model.eval()
+    assert explain.explain(loaded, image, "gradcam").heatmap.std() > 0.01  # and the model still works
+
+
+def test_concurrent_explanations_equal_sequential_ones(loaded, demo_paths):
+    images = [open_image(path) for path in demo_paths[:2]]
+    jobs = [(index, method) for index in range(len(images)) for method in FAST] * 2
+    sequential = {(i, m): explain.explain(loaded, images[i], m) for i, m in jobs}
+    start = threading.Barrier(4)  # all four threads ask at once
+
+    def run(job):
+        start.wait(timeout=60)
+        index, method = job
+        return job, explain.explain(loaded, images[index], method)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(run, jobs))
+    for job, result in results:
+        assert np.array_equal(result.heatmap, sequential[job].heatmap), job
+        assert result.probability == sequential[job].probability
+    assert sum(explain.hook_counts(loaded.model).values()) == 0
+
+
+def test_overlay_is_aligned_with_the_upright_image(tmp_path, loaded):
+    """A portrait photo stored landscape with EXIF orientation 6: map and overlay follow the upright pixels."""
+    pixels = np.zeros((60, 100, 3), dtype=np.uint8)
+    pixels[:, :50] = 255  # stored left half white: after the 90-degree turn, the top half is white
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "rotated.jpg"
+    Image.fromarray(pixels).save(path, exif=exif.tobytes())
+    upright = open_image(path)
+    assert upright.size == (60, 100)
+    result = explain.explain(loaded, upright, "gradcam")
+    assert result.heatmap.shape == (100, 60)
+    blended = explain.overlay(upright, result.heatmap, alpha=0.5)
+    assert blended.size == upright.size and blended.mode == "RGB"
+    ramp = np.tile(np.linspace(0, 1, 60, dtype=np.float32), (100, 1))  # a known map: dark left, bright right
+    shown = np.asarray(explain.overlay(Image.new("RGB", (60, 100)), ramp, alpha=1.0)).astype(int).sum(axis=2)
+    assert shown[:, :10].mean() < shown[:, -10:].mean()
+    assert np.array_equal(np.asarray(explain.colorize(np.zeros((2, 2))))[0, 0], explain.COLORMAP[0])
+
+
+def test_unknown_method_is_a_clear_error(loaded):
+    with pytest.raises(explain.ExplainError, match="choose one of"):
+        explain.explain(loaded, Image.new("RGB", (32, 32)), "lime")

@@ -1,0 +1,195 @@
+"""The Predict page under Streamlit's AppTest (real uploads, a real trained run), and safe unpacking of uploads."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import stat
+import zipfile
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from wildvision.uploads import UploadLimits, unpack_uploads
+from conftest import DEMO, write_image
+
+PAGE = "../pages/predict.py"
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    monkeypatch.setenv("WILDVISION_RUNS_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def with_model(runs_dir, completed_run):
+    shutil.copytree(completed_run, runs_dir / completed_run.name)
+    return runs_dir / completed_run.name
+
+
+@pytest.fixture(scope="module")
+def demo_jpegs(shared):
+    return [path.read_bytes() for path in sorted((DEMO / "test_out_pet" / "captive").iterdir())[:2]] + [
+        path.read_bytes() for path in sorted((DEMO / "test_out_pet" / "other").iterdir())[:1]
+    ]
+
+
+def page() -> AppTest:
+    return AppTest.from_file(PAGE, default_timeout=120).run()
+
+
+def zip_bytes(members: dict[str, bytes], symlinks: dict[str, str] = {}) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+        for name, target in symlinks.items():
+            info = zipfile.ZipInfo(name)
+            info.create_system = 3
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            archive.writestr(info, target)
+    return buffer.getvalue()
+
+
+# --- the page ------------------------------------------------------------------------------------
+
+def test_without_any_model_the_page_says_how_to_get_one(runs_dir):
+    at = page()
+    assert not at.exception
+    assert at.title[0].value == "Predict"
+    (info,) = at.info
+    assert "no trained model" in info.value and "Train" in info.value and "python -m wildvision train" in info.value
+    assert not at.file_uploader  # nothing to upload to without a model
+
+
+def test_with_a_model_the_page_offers_it_and_says_how_far_to_trust_it(with_model):
+    at = page()
+    assert not at.exception
+    (picker,) = at.selectbox
+    assert with_model.name in picker.options[0] and "squeezenet1_0" in picker.options[0] and "held-back F =" in picker.options[0]
+    assert any("Demo model" in warning.value for warning in at.warning), "a run on the demo proxy data is a demo"
+    assert any("How far to trust it" in caption.value and "test_out_pet F =" in caption.value for caption in at.caption)
+    (uploader,) = at.file_uploader
+    assert uploader.accept_multiple_files and {"jpg", "jpeg", "png", "webp", "zip"} <= {t.lstrip(".") for t in uploader.allowed_type}
+    assert at.radio[0].options == [explain_label("saliency"), explain_label("gradcam")]
+    assert any("Upload one or more photos" in info.value for info in at.info)
+
+
+def explain_label(method: str) -> str:
+    from wildvision.explain import METHODS
+
+    return METHODS[method]
+
+
+def test_one_photo_gets_a_plain_verdict_a_saliency_map_and_integrated_gradients_on_request(with_model, demo_jpegs):
+    at = page()
+    at.file_uploader[0].upload("kennel.jpg", demo_jpegs[0], "image/jpeg").run()
+    assert not at.exception
+    verdict = next(md.value for md in at.markdown if "kennel.jpg" in md.value)
+    assert ("Likely captive / for sale (" in verdict or "Probably not captive / for sale (" in verdict) and "%)" in verdict
+    assert [image.captions for image in at.image] == [["Photo"], ["Saliency"]]
+    assert any("brighter = pixels that most changed the model's answer" in caption.value for caption in at.caption)
+
+    at.radio[0].set_value("gradcam").run()
+    assert not at.exception
+    assert [image.captions for image in at.image] == [["Photo"], ["Grad-CAM"]]
+
+    (button,) = at.button
+    button.click().run()
+    assert not at.exception
+    assert [image.captions for image in at.image] == [["Photo"], ["Grad-CAM"], ["Integrated Gradients"]]
+    assert not at.button, "the button goes once its map is shown"
+
+
+def test_many_files_give_a_table_and_bad_ones_a_line_each(with_model, demo_jpegs, tmp_path):
+    archive = zip_bytes(
+        {"kennel/a.jpg": demo_jpegs[1], "../evil.jpg": demo_jpegs[1], "notes.txt": b"hello", "__MACOSX/._a.jpg": b"x"},
+        symlinks={"link.jpg": "/etc/passwd"},
+    )
+    at = page()
+    uploader = at.file_uploader[0]
+    uploader.upload("one.jpg", demo_jpegs[0], "image/jpeg")
+    uploader.upload("two.jpg", demo_jpegs[2], "image/jpeg")
+    uploader.upload("broken.jpg", b"not really a jpeg", "image/jpeg")
+    uploader.upload("photos.zip", archive, "application/zip")
+    at.run()
+    assert not at.exception
+    (problems,) = at.warning[1:]  # the first warning is the demo-model one
+    assert "broken.jpg: not an image Pillow can read" in problems.value
+    assert "evil.jpg" in problems.value and "symbolic link" in problems.value and "not an image" in problems.value
+    assert "_a.jpg" not in problems.value, "archiver metadata is passed over silently"
+    table = at.dataframe[0].value
+    assert table["file"].tolist() == ["one.jpg", "two.jpg", "broken.jpg", "photos.zip/kennel/a.jpg"]
+    assert [bool(error) for error in table["error"]] == [False, False, True, False]
+    assert table["score"].dropna().between(0, 100).all()
+    assert table["thumbnail"].dropna().str.startswith("data:image/jpeg;base64,").all()
+    assert at.subheader[0].value.startswith("3 photos scored") and "1 could not be read" in at.subheader[0].value
+    assert len(at.get("download_button")) == 1
+    grid = [image.captions[0] for image in at.image if image.captions[0] not in ("Photo", "Saliency")]
+    assert len(grid) == 3 and all(": Likely" in c or ": Probably not" in c for c in grid)
+
+
+def test_the_page_runs_inside_the_dashboards_navigation(with_model, demo_jpegs):
+    at = AppTest.from_file("../Home.py", default_timeout=120).run()
+    at.switch_page("pages/predict.py").run()
+    assert not at.exception
+    assert at.title[0].value == "Predict"
+    at.file_uploader[0].upload("kennel.jpg", demo_jpegs[0], "image/jpeg").run()
+    assert not at.exception
+    assert [image.captions for image in at.image] == [["Photo"], ["Saliency"]]
+
+
+def test_a_broken_checkpoint_is_a_plain_message(with_model):
+    (with_model / "checkpoint.pt").write_bytes(b"this is not a checkpoint")
+    at = page()
+    assert not at.exception
+    assert "This model cannot be used" in at.error[0].value
+
+
+# --- safe unpacking ------------------------------------------------------------------------------
+
+def png_bytes(tmp_path, seed: int) -> bytes:
+    return write_image(tmp_path / f"source{seed}.png", seed).read_bytes()
+
+
+def test_zip_members_are_written_under_our_names_and_unsafe_ones_are_skipped(tmp_path):
+    image = png_bytes(tmp_path, 1)
+    archive = zip_bytes(
+        {"a/b/c.png": image, "../../escape.png": image, "/etc/abs.png": image, "C:/win.png": image, "readme.md": b"#", "a/": b""},
+        symlinks={"a/link.png": "../../../etc/passwd"},
+    )
+    out = tmp_path / "out"
+    batch = unpack_uploads([("p.zip", archive), ("single.png", image), ("doc.pdf", b"%PDF")], out)
+    assert [i.name for i in batch.images] == ["p.zip/a/b/c.png", "single.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["00001.png", "00002.png"]
+    assert batch.images[0].path.read_bytes() == image and batch.images[0].digest == batch.images[1].digest
+    assert not (tmp_path / "escape.png").exists() and not (tmp_path.parent / "escape.png").exists()
+    notes = "\n".join(batch.notes)
+    assert "escape.png" in notes and "leads outside the zip" in notes
+    assert "abs.png" in notes and "win.png" in notes and "absolute path" in notes
+    assert "a/link.png" in notes and "symbolic link" in notes
+    assert "readme.md" in notes and "doc.pdf" in notes
+
+
+def test_zip_limits_cap_members_sizes_and_images(tmp_path):
+    image = png_bytes(tmp_path, 2)
+    many = zip_bytes({f"{i}.png": image for i in range(12)})
+    batch = unpack_uploads([("many.zip", many)], tmp_path / "a", UploadLimits(max_zip_members=10))
+    assert not batch.images and "12 entries" in batch.notes[0]
+
+    batch = unpack_uploads([("many.zip", many)], tmp_path / "b", UploadLimits(max_images=5))
+    assert len(batch.images) == 5 and "only the first 5 images" in batch.notes[0]
+
+    big = zip_bytes({"big.png": image + b"\0" * 5000, "small.png": image})
+    batch = unpack_uploads([("big.zip", big)], tmp_path / "c", UploadLimits(max_member_bytes=len(image) + 100))
+    assert [i.name for i in batch.images] == ["big.zip/small.png"] and "big.png" in batch.notes[0]
+
+    bomb = zip_bytes({f"{i}.png": b"\0" * 100_000 for i in range(5)})  # compresses to almost nothing
+    batch = unpack_uploads([("bomb.zip", bomb)], tmp_path / "d", UploadLimits(max_total_bytes=250_000))
+    assert len(batch.images) == 2 and "stopped unpacking" in batch.notes[0]
+
+    batch = unpack_uploads([("fake.zip", b"PK not a zip")], tmp_path / "e")
+    assert not batch.images and "not a readable zip" in batch.notes[0]
