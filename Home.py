@@ -1,4 +1,7 @@
-"""wildvision dashboard: `streamlit run Home.py`. Navigation over the pages in pages/, and the home page."""
+"""wildvision dashboard: `streamlit run Home.py`. Navigation over the pages in app_pages/, and the home page.
+
+The pages live in app_pages/, not pages/: with a pages/ folder beside this file, Streamlit runs a deep
+link (e.g. /predict) on a freshly started server in its old multipage mode, without this navigation."""
 
 from collections import Counter
 
@@ -10,11 +13,11 @@ from wildvision.launch import accelerator
 st.set_page_config(page_title="wildvision", page_icon=":mag:", layout="wide")
 
 PAGES = {
-    "train": st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    "results": st.Page("pages/results.py", title="Results grid", icon=":material/table_chart:"),
-    "efficiency": st.Page("pages/efficiency.py", title="Efficiency", icon=":material/speed:"),
-    "generalisation": st.Page("pages/generalisation.py", title="Generalisation", icon=":material/travel_explore:"),
-    "predict": st.Page("pages/predict.py", title="Predict", icon=":material/image_search:"),
+    "train": st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+    "results": st.Page("app_pages/results.py", title="Results grid", icon=":material/table_chart:"),
+    "efficiency": st.Page("app_pages/efficiency.py", title="Efficiency", icon=":material/speed:"),
+    "generalisation": st.Page("app_pages/generalisation.py", title="Generalisation", icon=":material/travel_explore:"),
+    "predict": st.Page("app_pages/predict.py", title="Predict", icon=":material/image_search:"),
 }
 
 

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from test_compare import make_run
 
-PAGES = Path(__file__).resolve().parents[1] / "pages"
+PAGES = Path(__file__).resolve().parents[1] / "app_pages"
 TIMEOUT = 90  # the first script run imports torch
 
 
@@ -182,7 +182,7 @@ def test_pages_run_inside_home_navigation(one_run):
     at = AppTest.from_file(str(PAGES.parent / "Home.py"), default_timeout=TIMEOUT).run()
     assert not at.exception, [e.value for e in at.exception]
     for name, title in (("results", "Results grid"), ("efficiency", "Efficiency"), ("generalisation", "Generalisation")):
-        at.switch_page(f"pages/{name}.py").run()
+        at.switch_page(f"app_pages/{name}.py").run()
         assert not at.exception, [e.value for e in at.exception]
         assert at.title[0].value == title
         if name != "efficiency":  # efficiency starts on the paper's numbers

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from wildvision.uploads import UploadLimits, unpack_uploads
 from conftest import DEMO, write_image
 
-PAGE = "../pages/predict.py"
+PAGE = "../app_pages/predict.py"
 
 
 @pytest.fixture
@@ -134,7 +134,7 @@ def test_many_files_give_a_table_and_bad_ones_a_line_each(with_model, demo_jpegs
 
 def test_the_page_runs_inside_the_dashboards_navigation(with_model, demo_jpegs):
     at = AppTest.from_file("../Home.py", default_timeout=120).run()
-    at.switch_page("pages/predict.py").run()
+    at.switch_page("app_pages/predict.py").run()
     assert not at.exception
     assert at.title[0].value == "Predict"
     at.file_uploader[0].upload("kennel.jpg", demo_jpegs[0], "image/jpeg").run()

@@ -25,7 +25,7 @@ def test_home_on_a_fresh_machine_says_what_to_do_next(runs_dir):
 
 
 def test_train_page_without_runs_invites_a_first_run(runs_dir):
-    at = AppTest.from_file("../pages/train.py", default_timeout=60).run()
+    at = AppTest.from_file("../app_pages/train.py", default_timeout=60).run()
     assert not at.exception
     assert [tab.label for tab in at.tabs] == ["One run", "The paper's grid"]
     assert any("No runs yet" in info.value for info in at.info)
@@ -33,7 +33,7 @@ def test_train_page_without_runs_invites_a_first_run(runs_dir):
 
 
 def test_a_wrong_training_folder_gets_a_clear_message_and_no_run(runs_dir, tmp_path):
-    at = AppTest.from_file("../pages/train.py", default_timeout=60).run()
+    at = AppTest.from_file("../app_pages/train.py", default_timeout=60).run()
     at.text_input[0].set_value(str(tmp_path / "missing"))
     at.text_area[0].set_value("")
     at.button[0].click().run()
@@ -44,7 +44,7 @@ def test_a_wrong_training_folder_gets_a_clear_message_and_no_run(runs_dir, tmp_p
 
 def test_completed_run_is_listed_with_its_curves_and_log(runs_dir, completed_run):
     shutil.copytree(completed_run, runs_dir / completed_run.name)
-    at = AppTest.from_file("../pages/train.py", default_timeout=60).run()
+    at = AppTest.from_file("../app_pages/train.py", default_timeout=60).run()
     assert not at.exception
     assert at.dataframe[0].value["state"].tolist() == ["completed"]
     assert "epoch 3" in at.code[0].value

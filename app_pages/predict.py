@@ -2,8 +2,8 @@
 
 Written for NGO staff with no machine-learning background: plain words, one line per problem, and never a
 traceback. The work itself lives in wildvision (uploads.unpack_uploads, predict.predict_paths,
-explain.explain_many); this file only lays it out. Runs standalone (`streamlit run pages/predict.py`) and
-as a page of Home.py's st.navigation, so it does not call st.set_page_config.
+explain.explain_many); this file only lays it out. It is a page of Home.py's st.navigation, so it does not call
+st.set_page_config.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ GRID_PAGE = 12  # saliency maps shown at once when many photos are uploaded
 GRID_COLUMNS = 4
 LIMITS = UploadLimits()
 PAPER_OOD_NOTE = (
-    "on photos from other websites expect lower: in the paper even the best models fell from an F-score above "
+    "On photos from other websites expect lower: in the paper even the best models fell from an F-score above "
     "0.95 on held-back photos to 0.75–0.87 on photos from other sources"
 )
 
@@ -87,9 +87,9 @@ def _run_choice(run: runs.RunSummary) -> ModelChoice | None:
     n_train = run.config.get("n_images", {}).get("train")
     trust = f"Trained on {n_train:,} photos from `{data}`. " if n_train else f"Trained on photos from `{data}`. "
     if f_in is not None:
-        trust += f"On held-back photos from the same folder it scored F = {f_in:.2f} (1 is perfect); "
+        trust += f"On held-back photos from the same folder it scored F = {f_in:.2f} (1 is perfect). "
     other = [f"{name} F = {score:.2f}" for name, score in scores.items() if name != "test_in" and score is not None]
-    trust += (f"on other test photos: {', '.join(other)}. " if other else "") + PAPER_OOD_NOTE + ". "
+    trust += (f"On other test photos: {', '.join(other)}. " if other else "") + PAPER_OOD_NOTE + ". "
     trust += "Treat a score as a pointer for a person to check, never as proof."
     label = f"{run.name} — {details}"
     return ModelChoice(label, checkpoint, details, trust, _trained_on_demo_data(data))
