@@ -79,7 +79,7 @@ def dashboard(completed_run, tmp_path_factory):
 
 
 def open_page(browser, url: str):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = browser.new_page(viewport={"width": 1400, "height": 2400})  # Streamlit scrolls inside the page: a tall window shows it all
     started = time.monotonic()
     page.goto(url)
     page.wait_for_selector("h1", timeout=60_000)
