@@ -1,6 +1,6 @@
 import pytest
 
-from wildvision.evaluate import compute_metrics
+from wildvision.evaluate import compute_metrics, threshold_for_precision
 
 
 def test_metrics_are_weighted_over_both_classes_as_in_the_paper():
@@ -25,3 +25,17 @@ def test_threshold_moves_the_decision():
     labels = [1, 0]
     assert compute_metrics(labels, [0.7, 0.6], threshold=0.5)["positive_precision"] == 0.5
     assert compute_metrics(labels, [0.7, 0.6], threshold=0.65)["positive_precision"] == 1.0
+
+
+def test_threshold_for_a_target_precision_keeps_the_most_recall():
+    labels = [0, 0, 1, 0, 1, 1, 1]
+    probabilities = [0.1, 0.3, 0.4, 0.5, 0.6, 0.8, 0.9]
+    rule = threshold_for_precision(labels, probabilities, target=0.95)
+    assert rule == {"threshold": 0.6, "target_precision": 0.95, "met": True, "precision": 1.0, "recall": 0.75}
+    lenient = threshold_for_precision(labels, probabilities, target=0.7)
+    assert lenient["threshold"] == 0.4 and lenient["recall"] == 1.0  # precision 4/5 at 0.4
+
+
+def test_unreachable_precision_is_reported_not_hidden():
+    rule = threshold_for_precision([1, 0, 1, 0], [0.9, 0.9, 0.8, 0.8], target=0.99)
+    assert rule["met"] is False and rule["precision"] == 0.5

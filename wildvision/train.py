@@ -25,8 +25,8 @@ from torch import nn
 
 from wildvision import runs
 from wildvision.data import Sample, file_list_hash, make_loader, scan_folder, stratified_split
-from wildvision.evaluate import compute_metrics, evaluate_samples, infer, resolve_device
-from wildvision.models import IMAGENET_MEAN, IMAGENET_STD, build_model, check_architecture, count_parameters, head
+from wildvision.evaluate import compute_metrics, evaluate_samples, infer, resolve_device, threshold_for_precision
+from wildvision.models import build_model, check_architecture, count_parameters, head, normalisation
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ class TrainConfig:
     num_workers: int = min(4, os.cpu_count() or 1)
     test_fraction: float = 0.2
     split: str | None = None
+    target_precision: float = 0.95
 
     def __post_init__(self) -> None:
         check_architecture(self.arch)
@@ -81,6 +82,8 @@ class TrainConfig:
         for name, value in (("epochs", self.epochs), ("batch size", self.batch_size), ("patience", self.patience)):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, not {value}")
+        if not 0 < self.target_precision <= 1:
+            raise ValueError(f"target precision must be in (0, 1], not {self.target_precision}")
         if self.lr is not None and self.lr <= 0:
             raise ValueError(f"learning rate must be positive, not {self.lr}")
 
@@ -209,7 +212,7 @@ def _checkpoint(config: TrainConfig, model: nn.Module, epoch: int, val_loss: flo
         "arch": config.arch,
         "class_names": [f"not_{config.positive}", config.positive],
         "positive_class": config.positive,
-        "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "input_size": 224},
+        "normalisation": {"mean": list(normalisation(config.arch)[0]), "std": list(normalisation(config.arch)[1]), "input_size": 224},
         "threshold": threshold,
         "epoch": epoch,
         "val_loss": val_loss,
@@ -301,12 +304,14 @@ def _train_and_evaluate(run_dir: Path) -> dict:
             log.info("epoch %d: %s, batch %d, lr %g", epoch, "all layers" if phase.train_all_layers else "head only", phase.batch_size, phase.lr)
         started = time.perf_counter()
         torch.manual_seed(config.seed * 1000 + epoch)  # augmentation in this process; workers get seeds from the loader
-        loader = make_loader(train, True, phase.batch_size, config.num_workers, seed=config.seed * 1000 + epoch, pin_memory=device.type == "cuda")
+        loader = make_loader(train, True, phase.batch_size, config.num_workers, seed=config.seed * 1000 + epoch,
+                             pin_memory=device.type == "cuda", normalisation=normalisation(config.arch))
         # Head-only: frozen layers stay in eval mode, so BatchNorm statistics and dropout do not change them.
         model.train(phase.train_all_layers)
         train_loss, n_trained = _train_one_epoch(model, loader, optimizer, scaler, device, run_dir, epoch)
         train_time = time.perf_counter() - started
-        val_loader = make_loader(test_in, False, 64, config.num_workers, pin_memory=device.type == "cuda")
+        val_loader = make_loader(test_in, False, 64, config.num_workers, pin_memory=device.type == "cuda",
+                                 normalisation=normalisation(config.arch))
         val = infer(model, val_loader, device)
         val_loss = val.loss()
         val_metrics = compute_metrics(val.labels.tolist(), val.probabilities.tolist())
@@ -348,8 +353,10 @@ def _train_and_evaluate(run_dir: Path) -> dict:
 
     best = torch.load(run_dir / runs.CHECKPOINT, map_location=device, weights_only=True)
     model.load_state_dict(best["state_dict"])
-    results = evaluate_run_model(model, config, {"test_in": test_in} | prepare_tests(config), device, best["threshold"])
-    runs.write_json_atomic(run_dir / runs.RESULTS, {"best_epoch": best["epoch"], "epochs_run": state["epoch"], "test_sets": results})
+    results, scores, rule = evaluate_run_model(model, config, {"test_in": test_in} | prepare_tests(config), device)
+    runs.save_torch_atomic(run_dir / runs.CHECKPOINT, best | {"threshold": rule["threshold"], "threshold_rule": rule})
+    runs.write_json_atomic(run_dir / runs.SCORES, scores)
+    runs.write_json_atomic(run_dir / runs.RESULTS, {"best_epoch": best["epoch"], "epochs_run": state["epoch"], "threshold": rule, "test_sets": results})
     last_path.unlink(missing_ok=True)  # the best model is in checkpoint.pt; the resume state is no longer needed
     return results
 
@@ -359,13 +366,29 @@ def prepare_tests(config: TrainConfig) -> dict[str, list[Sample]]:
     return {name: scan_folder(folder, config.positive, with_background=True) for name, folder in config.tests.items()}
 
 
-def evaluate_run_model(model: nn.Module, config: TrainConfig, test_sets: dict[str, list[Sample]], device: torch.device, threshold: float) -> dict:
-    """The paper's metrics for each named test set."""
-    results = {}
+def evaluate_run_model(
+    model: nn.Module, config: TrainConfig, test_sets: dict[str, list[Sample]], device: torch.device, threshold: float | None = None
+) -> tuple[dict, dict, dict]:
+    """The paper's metrics for each named test set, plus precision and recall at the model's decision threshold.
+
+    Without a `threshold`, it is chosen on test_in for the configured target precision. Returns
+    (metrics per test set, scores per test set, the threshold and how it was chosen).
+    """
+    results, scores = {}, {}
     for name, samples in test_sets.items():
-        metrics = evaluate_samples(model, samples, device, threshold, num_workers=config.num_workers)
+        metrics, scores[name] = evaluate_samples(model, samples, device, num_workers=config.num_workers,
+                                                 normalisation=normalisation(config.arch))
         for path in metrics["skipped"]:
             log.warning("%s: skipped unreadable image %s", name, path)
         log.info("%s: accuracy %.4f, F %.4f (%d images, %.1f s)", name, metrics["accuracy"], metrics["f_score"], metrics["n_images"], metrics["eval_time_s"])
         results[name] = metrics
-    return results
+    if threshold is None:
+        rule = threshold_for_precision(scores["test_in"]["labels"], scores["test_in"]["probabilities"], config.target_precision)
+        rule["chosen_on"] = "test_in"
+    else:
+        rule = {"threshold": threshold}
+    for name, metrics in results.items():
+        at = compute_metrics(scores[name]["labels"], scores[name]["probabilities"], rule["threshold"])
+        metrics["at_threshold"] = {k: at[k] for k in ("threshold", "positive_precision", "positive_recall", "accuracy", "f_score", "confusion_matrix")}
+    log.info("decision threshold %.4f (target precision %s on test_in)", rule["threshold"], config.target_precision)
+    return results, scores, rule
