@@ -7,7 +7,7 @@ from collections import Counter
 
 import streamlit as st
 
-from wildvision import runs
+from wildvision import model_card, runs
 from wildvision.launch import accelerator
 
 st.set_page_config(page_title="wildvision", page_icon=":mag:", layout="wide")
@@ -39,6 +39,18 @@ def home() -> None:
     st.caption(f"GPU: {gpu}." if gpu else "No GPU on this machine: training runs on the CPU, which is slow for the larger models.")
     if not summaries:
         st.info(f"No training runs in `{runs.default_runs_dir()}` yet. Start one on the Train page; the analysis pages already show the paper's results.")
+
+    if model_card.has_default_model():
+        card = model_card.load_card()
+        st.subheader("The default model")
+        st.write(
+            f"Ready on every install, offline: {card['architecture']} trained on the demo proxy data. "
+            f"Held-back F = {card['metrics']['test_in']['f_score']:.2f}; on photos from elsewhere "
+            + ", ".join(f"{name} F = {m['f_score']:.2f}" for name, m in card["metrics"].items() if name != "test_in")
+            + ". The Predict page uses it unless you pick one of your runs."
+        )
+        with st.expander("Model card"):
+            st.markdown(model_card.card_markdown(card))
 
     st.subheader("Where to go")
     links = {

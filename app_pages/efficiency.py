@@ -8,7 +8,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from wildvision import compare, paper, runs
+from app_pages.widgets import paper_and_run_results
+from wildvision import compare, paper
 
 st.title("Efficiency")
 st.caption(
@@ -20,22 +21,13 @@ st.caption(
 )
 
 
-@st.cache_data(show_spinner="Reading results...")
-def load(folder: str, fingerprint: tuple) -> tuple[pd.DataFrame, list[str]]:
-    """Paper + own runs; `fingerprint` (the runs folder's state) makes new or finished runs show up."""
-    return compare.combined_results_with_problems(folder)
-
-
 @st.cache_data(show_spinner=False)
 def load_times(folder: str, fingerprint: tuple) -> pd.DataFrame:
     return compare.inference_times(folder)
 
 
-folder = runs.default_runs_dir()  # read on every script run, so a changed WILDVISION_RUNS_DIR applies
+frame, folder = paper_and_run_results()
 fingerprint = compare.runs_fingerprint(folder)
-frame, problems = load(str(folder), fingerprint)
-for problem in problems:
-    st.warning(problem)
 has_runs = compare.has_own_runs(frame)
 
 origin_labels = {compare.PAPER: "The paper's reported numbers", compare.RUN: "Your own runs (not the paper's)"}

@@ -6,7 +6,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from wildvision import compare, paper, runs
+from app_pages.widgets import paper_and_run_results, threshold_tradeoff
+from wildvision import compare, model_card, paper, runs
+from wildvision.predict import stored_scores
 
 st.title("Generalisation")
 st.caption(
@@ -17,16 +19,7 @@ st.caption(
 )
 
 
-@st.cache_data(show_spinner="Reading results...")
-def load(folder: str, fingerprint: tuple) -> tuple[pd.DataFrame, list[str]]:
-    """Paper + own runs; `fingerprint` (the runs folder's state) makes new or finished runs show up."""
-    return compare.combined_results_with_problems(folder)
-
-
-folder = runs.default_runs_dir()  # read on every script run, so a changed WILDVISION_RUNS_DIR applies
-frame, problems = load(str(folder), compare.runs_fingerprint(folder))
-for problem in problems:
-    st.warning(problem)
+frame, folder = paper_and_run_results()
 if not compare.has_own_runs(frame):
     st.info(
         f"No completed runs yet in `{folder}`: start one on the Train page, with test sets named test_out_pet and "
@@ -167,8 +160,33 @@ except ValueError as reason:
     st.info(str(reason))
 else:
     st.dataframe(
-        table1.style.apply(lambda _: compare.cell_colours(table1), axis=None).format(compare.format_value),
+        compare.colour_scaled(table1).format(compare.format_value),
         height=35 * (len(table1) + 1) + 3, placeholder="–", key="table1",
     )
     st.download_button("Download Table 1 as LaTeX", compare.to_latex(table1, caption="Positive-class precision (Table 1 and own runs)"),
                        file_name="wildvision-table1.tex", mime="text/x-tex", key="table1_latex")
+
+# ---------------------------------------------------------------------------------------------
+# Decision threshold: precision and recall out of distribution
+# ---------------------------------------------------------------------------------------------
+
+st.header("Decision threshold out of distribution")
+st.caption(
+    "Each model's threshold is chosen on test_in for a target precision on the positive class (0.95 by default). "
+    "Move it to see what it costs on the out-of-distribution sets: the precision and recall of the flagged photos."
+)
+scored = {}
+if model_card.has_default_model():
+    scored["default model (shipped)"] = model_card.DEFAULT_NAME
+for run in runs.list_runs(runs.default_runs_dir()):
+    if run.state == "completed" and (run.path / runs.SCORES).exists():
+        scored[run.name] = str(run.path / runs.CHECKPOINT)
+if not scored:
+    st.info("No model with stored test scores yet: train one on the Train page (runs keep their scores).")
+else:
+    chosen_model = st.selectbox("Model", list(scored), key="threshold_model")
+    stored = stored_scores(scored[chosen_model])
+    if stored is None:
+        st.warning(f"{chosen_model}: its stored threshold or test scores cannot be read.")
+    else:
+        threshold_tradeoff(stored[1], stored[0], key="generalisation_threshold")

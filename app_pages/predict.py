@@ -14,7 +14,7 @@ import logging
 import math
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +22,10 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from wildvision import explain, runs
+from wildvision import explain, model_card, runs
+from app_pages.widgets import threshold_tradeoff
 from wildvision.images import ImageError, open_image
-from wildvision.predict import CheckpointError, LoadedModel, load_model, predict_paths
+from wildvision.predict import CheckpointError, LoadedModel, load_model, predict_paths, stored_scores
 from wildvision.uploads import UploadLimits, unpack_uploads
 
 log = logging.getLogger("wildvision.pages.predict")
@@ -48,7 +49,8 @@ class ModelChoice:
     """One entry of the model picker. To offer another model (e.g. a bundled default), add a ModelChoice."""
 
     label: str  # what the picker shows
-    checkpoint: Path
+    model: str  # what load_model takes: a checkpoint path, or "default"
+    checkpoint: Path  # the file whose modification time keys the cached model
     details: str  # architecture, training regime, data set, held-back F-score
     trust: str  # how far to trust it, in plain words
     demo: bool  # trained on the demo proxy data: a demonstration, not a wildlife-trade detector
@@ -92,24 +94,33 @@ def _run_choice(run: runs.RunSummary) -> ModelChoice | None:
     trust += (f"On other test photos: {', '.join(other)}. " if other else "") + PAPER_OOD_NOTE + ". "
     trust += "Treat a score as a pointer for a person to check, never as proof."
     label = f"{run.name} — {details}"
-    return ModelChoice(label, checkpoint, details, trust, _trained_on_demo_data(data))
+    return ModelChoice(label, str(checkpoint), checkpoint, details, trust, _trained_on_demo_data(data))
 
 
 def model_choices(runs_dir: Path) -> list[ModelChoice]:
-    """Every model the page can use, best guess first: completed runs, newest first."""
+    """Every model the page can use: the shipped default model first, then completed runs, newest first."""
     choices = [choice for run in runs.list_runs(runs_dir) if (choice := _run_choice(run)) is not None]
-    # A default model (e.g. one shipped with wildvision) would be inserted here, at the front.
+    if model_card.has_default_model():
+        card = model_card.load_card()
+        f_in = card["metrics"]["test_in"]["f_score"]
+        ood = ", ".join(f"{name} F = {m['f_score']:.2f}" for name, m in card["metrics"].items() if name != "test_in")
+        trust = (f"Held-back photos from its training folder: F = {f_in:.2f} (1 is perfect). On other test photos: {ood}. "
+                 + PAPER_OOD_NOTE + ". Treat a score as a pointer for a person to check, never as proof.")
+        choices.insert(0, ModelChoice(
+            f"Default model — {card['architecture']}, shipped with wildvision", model_card.DEFAULT_NAME,
+            model_card.DEFAULT_DIR / model_card.HEAD, "default model", trust, demo=True,
+        ))
     return choices
 
 
 @st.cache_resource(max_entries=3, show_spinner="Loading the model…")
-def _load(checkpoint: str, mtime_ns: int) -> LoadedModel:
+def _load(model: str, mtime_ns: int) -> LoadedModel:
     """One model object per checkpoint version, shared by every session (mtime in the key: retrained = reloaded)."""
-    return load_model(checkpoint, device="auto")
+    return load_model(model, device="auto")
 
 
 def _model_key(choice: ModelChoice) -> tuple[str, int]:
-    return str(choice.checkpoint), choice.checkpoint.stat().st_mtime_ns
+    return choice.model, choice.checkpoint.stat().st_mtime_ns
 
 
 # --- cached work ---------------------------------------------------------------------------------
@@ -215,9 +226,12 @@ def show_no_models(runs_dir: Path) -> None:
 def pick_model(choices: list[ModelChoice]) -> ModelChoice:
     index = st.selectbox(
         "Model", range(len(choices)), format_func=lambda i: choices[i].label,
-        help="Finished training runs; the newest is first.",
+        help="The default model shipped with wildvision, then your finished training runs, newest first.",
     )
     choice = choices[index]
+    if choice.model == model_card.DEFAULT_NAME:
+        with st.expander("Model card: what this model is, what it learnt from and where it fails"):
+            st.markdown(model_card.card_markdown(model_card.load_card()))
     if choice.demo:
         st.warning(
             "**Demo model.** It was trained on the demo proxy photos (pets in adoption listings versus wild animals), "
@@ -302,7 +316,8 @@ def show_results(loaded: LoadedModel, model_key: tuple, batch, method: str) -> N
         predictions = _predictions(model_key, tuple(image.digest for image in batch.images), loaded, paths)
     notes = list(batch.notes)
     rows = []
-    for image, (probability, label, error) in zip(batch.images, predictions):
+    for image, (probability, _, error) in zip(batch.images, predictions):
+        label = loaded.label_for(probability) if probability is not None else None  # at the threshold chosen now
         rows.append({
             "file": image.name, "path": image.path, "digest": image.digest,
             "probability": probability, "label": label, "error": error,
@@ -354,6 +369,10 @@ def page() -> None:
     except (CheckpointError, OSError) as error:
         st.error(f"This model cannot be used: {error}. Pick another one, or train it again.")
         return
+    stored = stored_scores(choice.model, runs_dir)
+    if stored:
+        with st.expander("Decision threshold, and what it costs on photos from elsewhere"):
+            loaded = replace(loaded, threshold=threshold_tradeoff(stored[1], loaded.threshold, key="predict_threshold"))
 
     uploads = st.file_uploader(
         "Photos (JPEG, PNG or WebP), or a zip of photos", type=UPLOAD_TYPES, accept_multiple_files=True,

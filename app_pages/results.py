@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from app_pages.widgets import paper_and_run_results
 from wildvision import compare, runs
 
 st.title("Results grid")
@@ -19,16 +19,7 @@ st.caption(
 )
 
 
-@st.cache_data(show_spinner="Reading results...")
-def load(folder: str, fingerprint: tuple) -> tuple[pd.DataFrame, list[str]]:
-    """Paper + own runs; `fingerprint` (the runs folder's state) makes new or finished runs show up."""
-    return compare.combined_results_with_problems(folder)
-
-
-folder = runs.default_runs_dir()  # read on every script run, so a changed WILDVISION_RUNS_DIR applies
-frame, problems = load(str(folder), compare.runs_fingerprint(folder))
-for problem in problems:
-    st.warning(problem)
+frame, folder = paper_and_run_results()
 
 if not compare.has_own_runs(frame):
     st.info(
@@ -100,7 +91,7 @@ else:
     difference = bool(show_difference and baseline is not None)
     table = compare.difference_to(shown, baseline) if difference else shown
     formatter = compare.format_difference if difference else compare.format_value
-    styler = table.style.apply(lambda _: compare.cell_colours(table, diverging=difference), axis=None).format(formatter)
+    styler = compare.colour_scaled(table, diverging=difference).format(formatter)
     title = compare.METRIC_LABELS[metric] + (f", difference to {baseline_choice}" if difference else "")
     st.subheader(title)
     st.dataframe(styler, height=35 * (len(table) + table.columns.nlevels) + 10, placeholder="–", key="grid")

@@ -28,6 +28,15 @@ def shared() -> Path:
     return SHARED
 
 
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch) -> Path:
+    """An empty runs folder that the dashboard pages use (through WILDVISION_RUNS_DIR)."""
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    monkeypatch.setenv("WILDVISION_RUNS_DIR", str(folder))
+    return folder
+
+
 def write_image(path: Path, seed: int, size: tuple[int, int] = (64, 48), mode: str = "RGB") -> Path:
     """A small random-noise image; different seeds give different content (and hashes)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -235,9 +235,14 @@ def test_filter_sort_pin_and_difference_to_a_baseline(paper_frame):
     assert diff.loc[("densenet121", "transfer", "paper", PAPER_ROW), ("bg", "test_out_pet")] == pytest.approx(0.75 - 0.64)
     assert math.isnan(diff.loc[("densenet121", "scratch", "paper", PAPER_ROW), ("no_bg", "test_in")])
     assert compare.row_label(baseline) == f"squeezenet1_0 · transfer · {PAPER_ROW}"
-    colours = compare.cell_colours(diff, diverging=True)
-    assert colours.loc[baseline].str.contains("rgb(247, 247, 247)", regex=False).all()  # zero is white on the diverging scale
-    assert colours.loc[("densenet121", "scratch", "paper", PAPER_ROW), ("no_bg", "test_in")] == ""
+    styled = compare.colour_scaled(diff, diverging=True)
+    styled._compute()
+    row = diff.index.get_loc(baseline)
+    zero_cell = dict(styled.ctx[(row, 0)])
+    colour = zero_cell["background-color"]
+    assert all(int(colour[i:i + 2], 16) > 240 for i in (1, 3, 5)), colour  # zero is (near) white on the diverging scale
+    empty = diff.index.get_loc(("densenet121", "scratch", "paper", PAPER_ROW)), diff.columns.get_loc(("no_bg", "test_in"))
+    assert dict(styled.ctx[empty])["background-color"] == "transparent"
 
 
 def test_latex_and_csv_exports_carry_the_numbers(paper_frame):

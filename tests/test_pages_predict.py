@@ -17,14 +17,6 @@ PAGE = "../app_pages/predict.py"
 
 
 @pytest.fixture
-def runs_dir(tmp_path, monkeypatch):
-    folder = tmp_path / "runs"
-    folder.mkdir()
-    monkeypatch.setenv("WILDVISION_RUNS_DIR", str(folder))
-    return folder
-
-
-@pytest.fixture
 def with_model(runs_dir, completed_run):
     shutil.copytree(completed_run, runs_dir / completed_run.name)
     return runs_dir / completed_run.name
@@ -37,8 +29,13 @@ def demo_jpegs(shared):
     ]
 
 
-def page() -> AppTest:
-    return AppTest.from_file(PAGE, default_timeout=120).run()
+def page(run_dir=None) -> AppTest:
+    """The page, with the model of `run_dir` picked (the shipped default model comes first)."""
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    if run_dir is not None:
+        picker = at.selectbox[0]
+        picker.set_value(next(i for i, label in enumerate(picker.options) if run_dir.name in label)).run()
+    return at
 
 
 def zip_bytes(members: dict[str, bytes], symlinks: dict[str, str] = {}) -> bytes:
@@ -56,20 +53,38 @@ def zip_bytes(members: dict[str, bytes], symlinks: dict[str, str] = {}) -> bytes
 
 # --- the page ------------------------------------------------------------------------------------
 
-def test_without_any_model_the_page_says_how_to_get_one(runs_dir):
+def test_without_runs_the_shipped_default_model_is_offered(runs_dir):
+    from wildvision import model_card
+
     at = page()
     assert not at.exception
     assert at.title[0].value == "Predict"
-    (info,) = at.info
-    assert "no trained model" in info.value and "Train" in info.value and "python -m wildvision train" in info.value
-    assert not at.file_uploader  # nothing to upload to without a model
+    (picker,) = at.selectbox
+    assert picker.options == [f"Default model — {model_card.ARCH}, shipped with wildvision"]
+    assert any("Model card" in expander.label for expander in at.expander)
+    assert any("Demo model" in warning.value for warning in at.warning)
+    assert at.file_uploader, "a fresh install can upload photos at once"
+    assert at.slider[0].value == pytest.approx(model_card.load_card()["threshold"]["value"], abs=0.001)
+
+
+def test_moving_the_threshold_changes_the_verdict_and_its_cost(runs_dir, demo_jpegs):
+    at = page()
+    at.file_uploader[0].upload("photo.jpg", demo_jpegs[2], "image/jpeg").run()
+    at.slider[0].set_value(0.0).run()
+    assert not at.exception
+    tradeoff = at.dataframe[0].value
+    assert (tradeoff["flagged"] == tradeoff["images"]).all() and (tradeoff["recall (captive)"] == 1.0).all()
+    assert any("Likely captive / for sale" in md.value for md in at.markdown if "photo.jpg" in md.value)
+    at.slider[0].set_value(1.0).run()
+    assert (at.dataframe[0].value["flagged"] <= 1).all()
+    assert any("Probably not captive / for sale" in md.value for md in at.markdown if "photo.jpg" in md.value)
 
 
 def test_with_a_model_the_page_offers_it_and_says_how_far_to_trust_it(with_model):
-    at = page()
+    at = page(with_model)
     assert not at.exception
     (picker,) = at.selectbox
-    assert with_model.name in picker.options[0] and "squeezenet1_0" in picker.options[0] and "held-back F =" in picker.options[0]
+    assert with_model.name in picker.options[1] and "squeezenet1_0" in picker.options[1] and "held-back F =" in picker.options[1]
     assert any("Demo model" in warning.value for warning in at.warning), "a run on the demo proxy data is a demo"
     assert any("How far to trust it" in caption.value and "test_out_pet F =" in caption.value for caption in at.caption)
     (uploader,) = at.file_uploader
@@ -85,7 +100,7 @@ def explain_label(method: str) -> str:
 
 
 def test_one_photo_gets_a_plain_verdict_a_saliency_map_and_integrated_gradients_on_request(with_model, demo_jpegs):
-    at = page()
+    at = page(with_model)
     at.file_uploader[0].upload("kennel.jpg", demo_jpegs[0], "image/jpeg").run()
     assert not at.exception
     verdict = next(md.value for md in at.markdown if "kennel.jpg" in md.value)
@@ -109,7 +124,7 @@ def test_many_files_give_a_table_and_bad_ones_a_line_each(with_model, demo_jpegs
         {"kennel/a.jpg": demo_jpegs[1], "../evil.jpg": demo_jpegs[1], "notes.txt": b"hello", "__MACOSX/._a.jpg": b"x"},
         symlinks={"link.jpg": "/etc/passwd"},
     )
-    at = page()
+    at = page(with_model)
     uploader = at.file_uploader[0]
     uploader.upload("one.jpg", demo_jpegs[0], "image/jpeg")
     uploader.upload("two.jpg", demo_jpegs[2], "image/jpeg")
@@ -121,7 +136,7 @@ def test_many_files_give_a_table_and_bad_ones_a_line_each(with_model, demo_jpegs
     assert "broken.jpg: not an image Pillow can read" in problems.value
     assert "evil.jpg" in problems.value and "symbolic link" in problems.value and "not an image" in problems.value
     assert "_a.jpg" not in problems.value, "archiver metadata is passed over silently"
-    table = at.dataframe[0].value
+    table = next(frame.value for frame in at.dataframe if "file" in frame.value.columns)  # the first is the threshold trade-off
     assert table["file"].tolist() == ["one.jpg", "two.jpg", "broken.jpg", "photos.zip/kennel/a.jpg"]
     assert [bool(error) for error in table["error"]] == [False, False, True, False]
     assert table["score"].dropna().between(0, 100).all()
@@ -144,7 +159,7 @@ def test_the_page_runs_inside_the_dashboards_navigation(with_model, demo_jpegs):
 
 def test_a_broken_checkpoint_is_a_plain_message(with_model):
     (with_model / "checkpoint.pt").write_bytes(b"this is not a checkpoint")
-    at = page()
+    at = page(with_model)
     assert not at.exception
     assert "This model cannot be used" in at.error[0].value
 

@@ -2,18 +2,9 @@
 
 import shutil
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from wildvision import runs
-
-
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch):
-    folder = tmp_path / "runs"
-    folder.mkdir()
-    monkeypatch.setenv("WILDVISION_RUNS_DIR", str(folder))
-    return folder
 
 
 def test_home_on_a_fresh_machine_says_what_to_do_next(runs_dir):

@@ -264,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="predict images with a trained model", description="Print path, probability of the positive class and label for each image.")
-    p.add_argument("--model", required=True, help="a run folder, a run name under --runs-dir, or a checkpoint.pt")
+    p.add_argument("--model", default="default", help="default (the shipped model), a run folder, a run name under --runs-dir, or a checkpoint.pt (default: default)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
     p.add_argument("--csv", help="write the predictions to this CSV file instead of standard output")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: 32)")

@@ -24,6 +24,7 @@ import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from wildvision import paper, runs
@@ -680,45 +681,19 @@ def confusion_matrices(run_dir: str | Path) -> dict[str, pd.DataFrame]:
 # Colours and exports
 # --------------------------------------------------------------------------------------------
 
-_SEQUENTIAL = ((247, 251, 255), (198, 219, 239), (107, 174, 214), (33, 113, 181), (8, 48, 107))  # light to dark blue
-_DIVERGING = ((178, 24, 43), (244, 165, 130), (247, 247, 247), (146, 197, 222), (33, 102, 172))  # red, white, blue
+def colour_scaled(table: pd.DataFrame, diverging: bool = False) -> "pd.io.formats.style.Styler":
+    """The table with its cells coloured on one scale over the whole table (matplotlib colour maps).
 
-
-def _interpolate(stops: Sequence[tuple[int, int, int]], t: float) -> tuple[int, int, int]:
-    t = min(max(t, 0.0), 1.0) * (len(stops) - 1)
-    low = min(int(t), len(stops) - 2)
-    frac = t - low
-    return tuple(round(a + (b - a) * frac) for a, b in zip(stops[low], stops[low + 1]))  # type: ignore[return-value]
-
-
-def cell_colours(grid: pd.DataFrame, diverging: bool = False) -> pd.DataFrame:
-    """CSS background and text colours for each cell, scaled over the whole table.
-
-    Plain values: light to dark blue from the table's lowest to highest number. Differences to a
-    baseline (``diverging``): red below 0, white at 0, blue above, symmetric around 0 so equal
-    gains and losses look equally strong. Empty cells stay uncoloured. Computed here rather than
-    with Styler.background_gradient so the dashboard does not depend on matplotlib.
+    Plain values run from light to dark blue; differences to a baseline (``diverging``) run red below
+    0, white at 0 and blue above, symmetric so equal gains and losses look equally strong. Empty cells
+    stay uncoloured and the text colour follows the background.
     """
-    values = grid.to_numpy(dtype="float64", na_value=math.nan)
-    finite = values[~pd.isna(values)]
-    styles = pd.DataFrame("", index=grid.index, columns=grid.columns)
-    if finite.size == 0:
-        return styles
     if diverging:
-        bound = float(abs(finite).max()) or 1.0
-        low, high, stops = -bound, bound, _DIVERGING
+        bound = float(np.nanmax(np.abs(table.to_numpy(dtype="float64", na_value=np.nan)), initial=0.0)) or 1.0
+        styled = table.style.background_gradient(cmap="RdBu", axis=None, vmin=-bound, vmax=bound)
     else:
-        low, high, stops = float(finite.min()), float(finite.max()), _SEQUENTIAL
-    span = (high - low) or 1.0
-    for i in range(values.shape[0]):
-        for j in range(values.shape[1]):
-            value = values[i, j]
-            if pd.isna(value):
-                continue
-            r, g, b = _interpolate(stops, (value - low) / span)
-            text = "#000000" if 0.299 * r + 0.587 * g + 0.114 * b > 140 else "#ffffff"
-            styles.iat[i, j] = f"background-color: rgb({r}, {g}, {b}); color: {text}"
-    return styles
+        styled = table.style.background_gradient(cmap="Blues", axis=None)
+    return styled.highlight_null(props="background-color: transparent; color: inherit")  # pandas paints empty cells black
 
 
 def format_difference(value: float, decimals: int = 3) -> str:

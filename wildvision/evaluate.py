@@ -48,6 +48,17 @@ def threshold_for_precision(labels: Sequence[int], probabilities: Sequence[float
     }
 
 
+def tradeoff(scores: dict[str, dict], threshold: float) -> list[dict]:
+    """What a threshold costs on each test set: images flagged, and the positive class's precision and recall."""
+    rows = []
+    for name, score in scores.items():
+        m = compute_metrics(score["labels"], score["probabilities"], threshold)
+        flagged = m["confusion_matrix"][0][1] + m["confusion_matrix"][1][1]
+        rows.append({"test set": name, "images": m["n_images"], "flagged": flagged,
+                     "precision (captive)": m["positive_precision"], "recall (captive)": m["positive_recall"]})
+    return rows
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' picks CUDA when present, else the CPU."""
     if name == "auto":

@@ -9,7 +9,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from wildvision import runs
+from wildvision import model_card, runs
 from wildvision.data import eval_transform
 from wildvision.evaluate import resolve_device
 from wildvision.images import ImageError, is_image_file, open_image
@@ -36,6 +36,10 @@ class LoadedModel:
     def positive_class(self) -> str:
         return self.class_names[1]
 
+    def label_for(self, probability: float) -> str:
+        """The class at this model's decision threshold."""
+        return self.positive_class if probability >= self.threshold else self.class_names[0]
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -60,7 +64,12 @@ def checkpoint_path(model: str | Path, runs_dir: str | Path = "runs") -> Path:
 
 
 def load_model(model: str | Path, runs_dir: str | Path = "runs", device: str = "cpu") -> LoadedModel:
-    """Rebuild a trained model from its checkpoint. Only plain tensors and containers are unpickled."""
+    """Rebuild a trained model from its checkpoint, or the shipped default model for "default".
+
+    Only plain tensors and containers are unpickled.
+    """
+    if str(model) == model_card.DEFAULT_NAME:
+        return _load_default(device)
     path = checkpoint_path(model, runs_dir)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -85,6 +94,33 @@ def load_model(model: str | Path, runs_dir: str | Path = "runs", device: str = "
     stored = checkpoint.get("normalisation", {})
     norm = (tuple(stored["mean"]), tuple(stored["std"])) if "mean" in stored else normalisation(arch)
     return LoadedModel(network, arch, list(checkpoint["class_names"]), float(checkpoint["threshold"]), str(path), target, norm)
+
+
+def _load_default(device: str) -> LoadedModel:
+    if not model_card.has_default_model():
+        raise CheckpointError(f"the default model is missing from {model_card.DEFAULT_DIR}; rebuild it with experiments/build_default_model.py")
+    network, stored = model_card.load_default_network()
+    target = resolve_device(device)
+    network = network.to(target, memory_format=torch.channels_last).eval()
+    norm = (tuple(stored["normalisation"]["mean"]), tuple(stored["normalisation"]["std"]))
+    return LoadedModel(network, stored["arch"], list(stored["class_names"]), float(stored["threshold"]), "default model", target, norm)
+
+
+def stored_scores(model: str | Path, runs_dir: str | Path = "runs") -> tuple[float, dict] | None:
+    """A model's decision threshold and saved test-set scores (its run's, or the default model's), if it has them.
+
+    Read from the JSON files beside the checkpoint, so no network has to be built to show them.
+    """
+    try:
+        if str(model) == model_card.DEFAULT_NAME:
+            folder = model_card.DEFAULT_DIR
+            threshold = model_card.load_card(folder)["threshold"]["value"]
+        else:
+            folder = checkpoint_path(model, runs_dir).parent
+            threshold = runs.read_json(folder / runs.RESULTS)["threshold"]["threshold"]
+        return float(threshold), runs.read_json(folder / runs.SCORES)
+    except (runs.RunError, CheckpointError, KeyError):
+        return None
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
@@ -114,6 +150,5 @@ def predict_paths(loaded: LoadedModel, paths: Sequence[str | Path], batch_size: 
         if tensors:
             probabilities = torch.softmax(loaded.model(torch.stack(tensors).to(loaded.device, memory_format=torch.channels_last)).float(), dim=1)[:, 1].cpu()
             for index, probability in zip(readable, probabilities.tolist()):
-                label = loaded.positive_class if probability >= loaded.threshold else loaded.class_names[0]
-                predictions[index] = Prediction(str(paths[index]), probability, label)
+                predictions[index] = Prediction(str(paths[index]), probability, loaded.label_for(probability))
     return predictions

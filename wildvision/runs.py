@@ -23,20 +23,16 @@ import os
 import re
 import secrets
 import socket
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
 CONFIG, STATUS, SPLIT, METRICS, RESULTS = "config.json", "status.json", "split.json", "metrics.jsonl", "results.json"
 SCORES = "scores.json"
 CHECKPOINT, LAST, LOG = "checkpoint.pt", "last.pt", "train.log"
-
-DEFAULT_RUNS_DIR = Path(os.environ.get("WILDVISION_RUNS_DIR", "runs"))  # TODO remove once pages use default_runs_dir()
-
 
 def default_runs_dir() -> Path:
     """The dashboard's runs folder: $WILDVISION_RUNS_DIR, else runs/ (read on every call, so tests can point it elsewhere)."""
@@ -202,16 +198,6 @@ def list_runs(runs_dir: str | Path) -> list[RunSummary]:
             except RunError:
                 continue
     return sorted(summaries, key=lambda s: s.status.get("created_at", ""), reverse=True)
-
-
-def wait_for_state(run_dir: Path, states: Iterable[str], timeout_s: float) -> str:
-    """Poll status.json until the run reaches one of `states`; for launchers and tests."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        state = read_run(run_dir).state
-        if state in states or time.monotonic() > deadline:
-            return state
-        time.sleep(0.5)
 
 
 RESULT_METRICS = ("accuracy", "f_score", "precision", "recall", "positive_precision")

@@ -1,0 +1,59 @@
+"""The shipped default model: it loads offline, predicts, and its model card's numbers hold."""
+
+import pytest
+
+from wildvision import model_card, runs
+from wildvision.data import scan_folder
+from wildvision.evaluate import compute_metrics, resolve_device
+from wildvision.predict import load_model, predict_paths
+from wildvision.train import TrainConfig, evaluate_run_model
+from conftest import DEMO, write_image
+from test_cli import run_cli
+
+
+def test_default_model_predicts_a_generated_image_without_shared_data(tmp_path):
+    image = write_image(tmp_path / "photo.jpg", seed=3, size=(320, 240))
+    result = run_cli("predict", str(image))
+    assert result.returncode == 0, result.stderr[-2000:]
+    header, line = result.stdout.strip().splitlines()
+    path, probability, label = line.split(",")
+    assert header == "path,probability,label" and path == str(image)
+    assert 0 <= float(probability) <= 1 and label in ("captive", "not_captive")
+
+
+def test_model_card_renders_its_numbers_and_limits():
+    card = model_card.load_card()
+    text = model_card.card_markdown(card)
+    assert "PROXY" in text and f"{card['threshold']['value']:.3f}" in text
+    assert set(card["metrics"]) == {"test_in", "test_out_pet", "test_out_nopet"}
+    assert f"{card['metrics']['test_out_pet']['f_score']:.3f}" in text
+
+
+def test_default_threshold_is_the_one_in_the_card():
+    loaded = load_model("default")
+    assert loaded.arch == "efficientnet_lite0"
+    assert loaded.threshold == pytest.approx(model_card.load_card()["threshold"]["value"], abs=1e-4)
+
+
+def test_model_card_metrics_hold_when_measured_again(shared):
+    card = model_card.load_card()
+    loaded = load_model("default")
+    split = runs.read_json(model_card.DEFAULT_DIR / runs.SPLIT)
+    train = {str(s.path.relative_to(DEMO / "train")): s for s in scan_folder(DEMO / "train", with_background=True)}
+    test_sets = {"test_in": [train[p] for p in split["test_in"]]} | {
+        name: scan_folder(DEMO / name) for name in ("test_out_pet", "test_out_nopet")
+    }
+    config = TrainConfig(arch="efficientnet_lite0", regime="transfer", data=str(DEMO / "train"), num_workers=2)
+    results, scores, _ = evaluate_run_model(loaded.model, config, test_sets, resolve_device("cpu"), loaded.threshold)
+    for name, measured in results.items():
+        stored = card["metrics"][name]
+        assert measured["n_images"] == stored["n_images"]
+        for metric in ("accuracy", "f_score", "precision", "recall", "positive_precision"):
+            assert measured[metric] == pytest.approx(stored[metric], abs=0.01), (name, metric)
+        for metric in ("positive_precision", "positive_recall"):
+            assert measured["at_threshold"][metric] == pytest.approx(stored["at_threshold"][metric], abs=0.01), (name, metric)
+    # the saved scores are the ones the model gives now
+    predictions = predict_paths(loaded, [s.path for s in test_sets["test_out_nopet"][:20]])
+    saved = runs.read_json(model_card.DEFAULT_DIR / runs.SCORES)["test_out_nopet"]["probabilities"][:20]
+    assert [p.probability for p in predictions] == pytest.approx(saved, abs=1e-4)
+    assert compute_metrics(scores["test_in"]["labels"], scores["test_in"]["probabilities"])["n_images"] == len(split["test_in"])
