@@ -216,3 +216,18 @@ def test_grid_runs_the_chosen_configurations_and_reports_failures(shared, tmp_pa
     by_arch = {run.config["train"]["arch"]: run for run in runs.list_runs(tmp_path / "runs")}
     assert {arch: run.state for arch, run in by_arch.items()} == {"squeezenet1_0": "completed", "resnet18": "failed"}
     assert "--weights PATH" in by_arch["resnet18"].status["message"]
+
+
+def test_efficientnet_lite0_trains_in_the_combi_regime_offline(tmp_path):
+    from conftest import make_class_folder
+    from wildvision.train import execute_run, start_run
+
+    data = make_class_folder(tmp_path / "train", {"captive": 8, "wild": 8})
+    config = TrainConfig(arch="efficientnet_lite0", regime="combi", data=str(data), epochs=2, head_epochs=1,
+                         batch_size=8, num_workers=0, device="cpu")
+    run_dir = start_run(config, tmp_path / "runs")
+    execute_run(run_dir)
+    assert [row["phase"] for row in runs.read_metrics(run_dir)] == ["head", "all_layers"]
+    checkpoint = torch.load(run_dir / runs.CHECKPOINT, weights_only=True)
+    assert checkpoint["normalisation"]["mean"] == [0.5, 0.5, 0.5]
+    assert load_model(run_dir).normalisation == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
