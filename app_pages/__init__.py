@@ -1,0 +1,1 @@
+"""The dashboard pages (run by Home.py through st.navigation) and the widgets they share."""
