@@ -28,7 +28,8 @@ def _named_folder(text: str) -> tuple[str, str]:
 
 
 def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs-dir", default="runs", help="folder that holds the run folders (default: runs)")
+    parser.add_argument("--runs-dir", default=str(runs.default_runs_dir()),
+                        help="folder that holds the run folders (default: $WILDVISION_RUNS_DIR, else runs)")
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
