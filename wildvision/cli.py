@@ -13,6 +13,7 @@ from pathlib import Path
 from wildvision import runs
 from wildvision.data import DataFolderError
 from wildvision.images import ImageError
+from wildvision.launch import parse_named_folder
 from wildvision.models import ARCHITECTURES, PAPER_ARCHITECTURES, WeightsError
 from wildvision.predict import CheckpointError
 from wildvision.train import REGIMES, TrainConfig
@@ -21,10 +22,10 @@ USER_ERRORS = (DataFolderError, WeightsError, runs.RunError, CheckpointError, Im
 
 
 def _named_folder(text: str) -> tuple[str, str]:
-    name, sep, folder = text.partition("=")
-    if not sep or not name or not folder:
-        raise argparse.ArgumentTypeError(f"expected NAME=DIR (e.g. test_out_pet=data/test_out_pet), got {text!r}")
-    return name, folder
+    try:
+        return parse_named_folder(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +55,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
 def _config_from(args: argparse.Namespace, arch: str, regime: str, background: bool, weights: str | None) -> TrainConfig:
     return TrainConfig(
         arch=arch, regime=regime, data=str(Path(args.data).resolve()), with_background=background, positive=args.positive,
-        weights=weights, tests={name: str(Path(folder).resolve()) for name, folder in args.test}, epochs=args.epochs,
+        weights=weights, tests=dict(args.test), epochs=args.epochs,
         patience=args.patience, batch_size=args.batch_size, lr=args.lr, head_epochs=args.head_epochs, seed=args.seed,
         device=args.device, num_workers=args.workers, split=getattr(args, "split", None), target_precision=args.target_precision,
     )
@@ -122,7 +123,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     run_dir = runs.resolve_run(args.run, args.runs_dir)
     config = load_config(run_dir)
-    config.tests = {name: str(Path(folder).resolve()) for name, folder in args.test}
+    config.tests = dict(args.test)
     loaded = load_model(run_dir, args.runs_dir, args.device)
     results, scores, _ = evaluate_run_model(loaded.model, config, prepare_tests(config), resolve_device(args.device), loaded.threshold)
     stored = runs.read_json(run_dir / runs.RESULTS)

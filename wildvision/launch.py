@@ -33,15 +33,17 @@ def accelerator() -> str | None:
     return f"{torch.cuda.get_device_name(0)} (CUDA, mixed precision)"
 
 
+def parse_named_folder(text: str) -> tuple[str, str]:
+    """One test set written as NAME=DIR, the folder made absolute."""
+    name, sep, folder = text.partition("=")
+    if not sep or not name.strip() or not folder.strip():
+        raise ValueError(f"expected NAME=DIR (e.g. test_out_pet=data/test_out_pet), got {text!r}")
+    return name.strip(), str(Path(folder.strip()).expanduser().resolve())
+
+
 def parse_named_folders(lines: str) -> dict[str, str]:
     """Test sets written one per line as NAME=DIR (blank lines ignored), as the dashboard takes them."""
-    named = {}
-    for line in filter(None, (line.strip() for line in lines.splitlines())):
-        name, sep, folder = line.partition("=")
-        if not sep or not name.strip() or not folder.strip():
-            raise ValueError(f"expected NAME=DIR (e.g. test_out_pet=data/test_out_pet), got {line!r}")
-        named[name.strip()] = str(Path(folder.strip()).expanduser().resolve())
-    return named
+    return dict(parse_named_folder(line) for line in lines.splitlines() if line.strip())
 
 
 def grid_name(entry: dict) -> str:

@@ -132,23 +132,24 @@ def set_trainable(model: nn.Module, arch: str, train_all_layers: bool) -> list[n
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def _load_split(config: TrainConfig, samples: list[Sample]) -> tuple[list[Sample], list[Sample]]:
-    """Reuse a saved split.json: the same files in train and test_in, looked up in the current folder."""
-    saved = runs.read_json(Path(config.split))
-    by_path = {str(s.path.relative_to(config.data)): s for s in samples}
+def samples_in_split(config: TrainConfig, split: dict, source: str) -> tuple[list[Sample], list[Sample]]:
+    """The train and test_in samples a saved split names, looked up in the data folder as it is now."""
+    by_path = {str(s.path.relative_to(config.data)): s for s in scan_folder(config.data, config.positive, config.with_background)}
     parts = []
     for part in ("train", "test_in"):
-        missing = [p for p in saved[part] if p not in by_path]
+        missing = [p for p in split[part] if p not in by_path]
         if missing:
-            raise ValueError(f"split {config.split} names {len(missing)} files not in {config.data}, e.g. {missing[0]}")
-        parts.append([by_path[p] for p in saved[part]])
+            raise ValueError(f"{source} names {len(missing)} files not in {config.data}, e.g. {missing[0]}")
+        parts.append([by_path[p] for p in split[part]])
     return parts[0], parts[1]
 
 
 def prepare_data(config: TrainConfig) -> tuple[list[Sample], list[Sample], dict[str, list[Sample]]]:
     """Scan and split the training folder and scan every test folder; raise before any training if one is unusable."""
-    samples = scan_folder(config.data, config.positive, config.with_background)
-    train, test_in = _load_split(config, samples) if config.split else stratified_split(samples, config.test_fraction, config.seed)
+    if config.split:
+        train, test_in = samples_in_split(config, runs.read_json(Path(config.split)), f"split {config.split}")
+    else:
+        train, test_in = stratified_split(scan_folder(config.data, config.positive, config.with_background), config.test_fraction, config.seed)
     return train, test_in, prepare_tests(config)
 
 
@@ -263,12 +264,7 @@ def execute_run(run_dir: Path) -> dict:
 
 def _train_and_evaluate(run_dir: Path) -> dict:
     config = load_config(run_dir)
-    split = runs.read_json(run_dir / runs.SPLIT)
-    samples = {str(s.path.relative_to(config.data)): s for s in scan_folder(config.data, config.positive, config.with_background)}
-    missing = [p for p in split["train"] + split["test_in"] if p not in samples]
-    if missing:
-        raise ValueError(f"{len(missing)} files of this run's split are gone from {config.data}, e.g. {missing[0]}")
-    train, test_in = [samples[p] for p in split["train"]], [samples[p] for p in split["test_in"]]
+    train, test_in = samples_in_split(config, runs.read_json(run_dir / runs.SPLIT), "this run's split")
     device = resolve_device(config.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
