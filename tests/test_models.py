@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from wildvision.models import ARCHITECTURES, PAPER_ARCHITECTURES, WeightsError, build_model, count_parameters, head
+from wildvision.models import ARCHITECTURES, PAPER_ARCHITECTURES, WeightsError, build_model, count_parameters, head, split_at_head
 from wildvision.paper import PAPER_PARAMETER_COUNTS
 
 
@@ -65,3 +65,15 @@ def test_efficientnet_lite0_loads_its_packaged_imagenet_weights_offline():
     assert torch.equal(model._conv_stem.weight, stock["_conv_stem.weight"])
     assert head(model, "efficientnet_lite0").out_features == 2
     assert normalisation("efficientnet_lite0") == MINUS_ONE_TO_ONE and normalisation("resnet18")[0][0] == 0.485
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_backbone_then_tail_is_the_whole_model_and_the_tail_is_its_head(arch):
+    torch.manual_seed(0)
+    model = build_model(arch, "none").eval()
+    backbone, tail = split_at_head(model, arch)
+    image = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(tail(backbone.eval()(image)), model(image), atol=1e-5)
+    head_parameters = {id(p) for p in head(model, arch).parameters()}
+    assert {id(p) for p in tail.parameters()} == head_parameters

@@ -6,6 +6,7 @@ two outputs (negative, positive). With that head, the parameter counts equal the
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -95,6 +96,22 @@ def head(model: nn.Module, arch: str) -> nn.Module:
     """The new last layer: the only part that trains in the transfer regime."""
     slot = _HEADS[arch]
     return getattr(slot.parent(model), slot.name)
+
+
+def split_at_head(model: nn.Module, arch: str) -> tuple[nn.Module, nn.Module]:
+    """(backbone, tail) with tail(backbone(x)) == model(x) in eval mode; the tail holds `model`'s own head.
+
+    With the backbone frozen, its output for an image never changes, so head-only training can run on
+    stored backbone outputs (`wildvision.features`). The tail is the head plus whatever follows it in
+    the forward pass: for SqueezeNet that is the classifier's ReLU and pooling, so its backbone output
+    is the 512 x 13 x 13 feature map; for the others it is the pooled vector the head reads.
+    """
+    if arch == "squeezenet1_0":
+        return model.features, nn.Sequential(model.classifier, nn.Flatten(1))
+    backbone = copy.deepcopy(model)
+    slot = _HEADS[arch]
+    setattr(slot.parent(backbone), slot.name, nn.Identity())
+    return backbone, head(model, arch)
 
 
 def _replace_head(model: nn.Module, arch: str, num_classes: int) -> None:
