@@ -28,6 +28,14 @@ def shared() -> Path:
     return SHARED
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cache_dir(tmp_path_factory) -> Path:
+    """One image and feature cache for the whole session, so tests never write into the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("cache")
+    os.environ["WILDVISION_CACHE_DIR"] = str(folder)
+    return folder
+
+
 @pytest.fixture
 def runs_dir(tmp_path, monkeypatch) -> Path:
     """An empty runs folder that the dashboard pages use (through WILDVISION_RUNS_DIR)."""

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from wildvision.cache import open_reduced
 from wildvision.images import ImageError, is_image_file, open_image
 from wildvision.models import IMAGENET, Normalisation
 
@@ -87,6 +88,9 @@ class CenterCropFraction(torch.nn.Module):
         super().__init__()
         self.fraction = fraction
 
+    def extra_repr(self) -> str:
+        return f"fraction={self.fraction}"
+
     def forward(self, image):
         height, width = F.get_size(image)
         return F.center_crop(image, [round(height * self.fraction), round(width * self.fraction)])
@@ -98,6 +102,9 @@ class RandomCropFraction(torch.nn.Module):
     def __init__(self, fraction: float):
         super().__init__()
         self.fraction = fraction
+
+    def extra_repr(self) -> str:
+        return f"fraction={self.fraction}"
 
     def forward(self, image):
         height, width = F.get_size(image)
@@ -133,12 +140,20 @@ def eval_transform(normalisation: Normalisation = IMAGENET) -> v2.Compose:
 
 
 class ImageDataset(Dataset):
-    """Samples as (tensor, label, index); an unreadable image yields None, is logged once and is skipped."""
+    """Samples as (tensor, label, index); an unreadable image yields None, is logged once and is skipped.
 
-    def __init__(self, samples: Sequence[Sample], transform_for_label: Callable[[int], Callable]):
+    With an `image_cache` folder, images are read through `cache.open_reduced` (decoded once, at
+    256 px short side): training and validation do this every epoch; one-off evaluation reads originals.
+    """
+
+    def __init__(self, samples: Sequence[Sample], transform_for_label: Callable[[int], Callable], image_cache: Path | None = None):
         self.samples = list(samples)
         self.transforms = {label: transform_for_label(label) for label in (0, 1)}
+        self.image_cache = image_cache
         self._reported: set[str] = set()
+
+    def open(self, path: Path):
+        return open_image(path) if self.image_cache is None else open_reduced(path, self.image_cache)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -146,7 +161,7 @@ class ImageDataset(Dataset):
     def __getitem__(self, index: int):
         sample = self.samples[index]
         try:
-            image = open_image(sample.path)
+            image = self.open(sample.path)
         except ImageError as error:
             if error.path not in self._reported:
                 self._reported.add(error.path)
@@ -172,13 +187,14 @@ def make_loader(
     seed: int = 0,
     pin_memory: bool = False,
     normalisation: Normalisation = IMAGENET,
+    image_cache: Path | None = None,
 ) -> DataLoader:
     """A DataLoader with Table S6 augmentation when `train`, else evaluation transforms; seeded for repeatability."""
     if train:
         transform_for_label = lambda label: train_transform(label == 1, normalisation)  # noqa: E731
     else:
         transform_for_label = lambda label: eval_transform(normalisation)  # noqa: E731
-    dataset = ImageDataset(samples, transform_for_label)
+    dataset = ImageDataset(samples, transform_for_label, image_cache)
     return DataLoader(
         dataset,
         batch_size=batch_size,
