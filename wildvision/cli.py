@@ -49,6 +49,10 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed for the split, initialisation and augmentation (default: 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--workers", type=int, default=TrainConfig.num_workers, help=f"image-loading worker processes (default: {TrainConfig.num_workers})")
+    parser.add_argument("--feature-views", type=int, default=TrainConfig.feature_views,
+                        help="head-only epochs (transfer; combi's first phase) train the head on this many stored augmented views "
+                             f"per image, computed once; 0 runs the backbone every epoch instead (default: {TrainConfig.feature_views})")
+    parser.add_argument("--cache-dir", help="where decoded images and backbone features are kept (default: $WILDVISION_CACHE_DIR or ~/.cache/wildvision)")
     _add_runs_dir(parser)
 
 
@@ -58,6 +62,7 @@ def _config_from(args: argparse.Namespace, arch: str, regime: str, background: b
         weights=weights, tests=dict(args.test), epochs=args.epochs,
         patience=args.patience, batch_size=args.batch_size, lr=args.lr, head_epochs=args.head_epochs, seed=args.seed,
         device=args.device, num_workers=args.workers, split=getattr(args, "split", None), target_precision=args.target_precision,
+        feature_views=args.feature_views, cache_dir=args.cache_dir and str(Path(args.cache_dir).resolve()),
     )
 
 

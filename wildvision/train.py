@@ -23,10 +23,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from wildvision import runs
-from wildvision.data import Sample, file_list_hash, make_loader, scan_folder, stratified_split
+from wildvision import features, runs
+from wildvision.cache import default_cache_dir
+from wildvision.data import Sample, eval_transform, file_list_hash, make_loader, scan_folder, stratified_split, train_transform
 from wildvision.evaluate import compute_metrics, evaluate_samples, infer, resolve_device, threshold_for_precision
-from wildvision.models import build_model, check_architecture, count_parameters, head, normalisation
+from wildvision.models import build_model, check_architecture, count_parameters, head, normalisation, split_at_head
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ class TrainConfig:
     test_fraction: float = 0.2
     split: str | None = None
     target_precision: float = 0.95
+    feature_views: int = 5  # head-only epochs train on this many stored views per image; 0: plain loop
+    cache_dir: str | None = None  # None: wildvision.cache.default_cache_dir()
 
     def __post_init__(self) -> None:
         check_architecture(self.arch)
@@ -84,12 +87,18 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, not {value}")
         if not 0 < self.target_precision <= 1:
             raise ValueError(f"target precision must be in (0, 1], not {self.target_precision}")
+        if self.feature_views < 0:
+            raise ValueError(f"feature views must be 0 (off) or more, not {self.feature_views}")
         if self.lr is not None and self.lr <= 0:
             raise ValueError(f"learning rate must be positive, not {self.lr}")
 
     @property
     def dataset(self) -> str:
         return "bg" if self.with_background else "no_bg"
+
+    @property
+    def cache_folder(self) -> Path:
+        return Path(self.cache_dir) if self.cache_dir else default_cache_dir()
 
     @property
     def name(self) -> str:
@@ -289,6 +298,7 @@ def _train_and_evaluate(run_dir: Path) -> dict:
         scaler.load_state_dict(last["scaler"])
         log.info("resuming after epoch %d", state["epoch"])
     runs.truncate_metrics(run_dir, state["epoch"])
+    stored = None  # (tail, train features, test_in features) while a head-only phase trains on stored features
 
     while not state["done"] and state["epoch"] < config.epochs:
         epoch = state["epoch"] + 1
@@ -299,16 +309,32 @@ def _train_and_evaluate(run_dir: Path) -> dict:
             state["epochs_since_best"] = 0
             log.info("epoch %d: %s, batch %d, lr %g", epoch, "all layers" if phase.train_all_layers else "head only", phase.batch_size, phase.lr)
         started = time.perf_counter()
-        torch.manual_seed(config.seed * 1000 + epoch)  # augmentation in this process; workers get seeds from the loader
-        loader = make_loader(train, True, phase.batch_size, config.num_workers, seed=config.seed * 1000 + epoch,
-                             pin_memory=device.type == "cuda", normalisation=normalisation(config.arch))
+        on_stored_features = not phase.train_all_layers and config.feature_views > 0
+        cache_time = None
+        if on_stored_features and stored is None:
+            stored = _stored_features(model, config, train, test_in, device, run_dir)
+            cache_time = time.perf_counter() - started
+        elif not on_stored_features:
+            stored = None
         # Head-only: frozen layers stay in eval mode, so BatchNorm statistics and dropout do not change them.
         model.train(phase.train_all_layers)
-        train_loss, n_trained = _train_one_epoch(model, loader, optimizer, scaler, device, run_dir, epoch)
-        train_time = time.perf_counter() - started
-        val_loader = make_loader(test_in, False, 64, config.num_workers, pin_memory=device.type == "cuda",
-                                 normalisation=normalisation(config.arch))
-        val = infer(model, val_loader, device)
+        train_started = time.perf_counter()
+        if on_stored_features:
+            tail, train_features, val_features = stored
+            train_loss, n_trained = features.train_head_epoch(
+                tail, train_features, optimizer, scaler, phase.batch_size, config.seed * 1000 + epoch, device
+            )
+            train_time = time.perf_counter() - train_started
+            val = features.head_inference(tail, val_features, device)
+        else:
+            torch.manual_seed(config.seed * 1000 + epoch)  # augmentation in this process; workers get seeds from the loader
+            loader = make_loader(train, True, phase.batch_size, config.num_workers, seed=config.seed * 1000 + epoch,
+                                 pin_memory=device.type == "cuda", normalisation=normalisation(config.arch), image_cache=config.cache_folder)
+            train_loss, n_trained = _train_one_epoch(model, loader, optimizer, scaler, device, run_dir, epoch)
+            train_time = time.perf_counter() - train_started
+            val_loader = make_loader(test_in, False, 64, config.num_workers, pin_memory=device.type == "cuda",
+                                     normalisation=normalisation(config.arch), image_cache=config.cache_folder)
+            val = infer(model, val_loader, device)
         val_loss = val.loss()
         val_metrics = compute_metrics(val.labels.tolist(), val.probabilities.tolist())
         clamped = float((val.logits == 0).any(dim=1).float().mean()) if len(val.logits) else 0.0
@@ -337,6 +363,8 @@ def _train_and_evaluate(run_dir: Path) -> dict:
             "train_images": n_trained,
             "epoch_time_s": time.perf_counter() - started,
             "train_time_s": train_time,
+            "on_stored_features": on_stored_features,
+            **({"feature_cache_s": cache_time} if cache_time is not None else {}),
             "best": improved,
         }
         runs.append_metrics(run_dir, row)
@@ -355,6 +383,24 @@ def _train_and_evaluate(run_dir: Path) -> dict:
     runs.write_json_atomic(run_dir / runs.RESULTS, {"best_epoch": best["epoch"], "epochs_run": state["epoch"], "threshold": rule, "test_sets": results})
     last_path.unlink(missing_ok=True)  # the best model is in checkpoint.pt; the resume state is no longer needed
     return results
+
+
+def _stored_features(model: nn.Module, config: TrainConfig, train: list[Sample], test_in: list[Sample], device: torch.device, run_dir: Path):
+    """(tail, training views' features, test_in features) for head-only epochs, computing what is not cached yet."""
+    backbone, tail = split_at_head(model, config.arch)
+    norm = normalisation(config.arch)
+
+    def report(done: int, total: int) -> None:
+        runs.write_status(run_dir, "running", message=f"computing backbone features once: {done} of {total} images")
+
+    common = dict(arch=config.arch, backbone=backbone, cache_dir=config.cache_folder, device=device, num_workers=config.num_workers, progress=report)
+    train_features = features.backbone_features(
+        train, transform_for_label=lambda label: train_transform(label == 1, norm), views=config.feature_views, seed=config.seed, **common
+    )
+    val_features = features.backbone_features(test_in, transform_for_label=lambda label: eval_transform(norm), views=1, seed=0, **common)
+    runs.write_status(run_dir, "running", message=None)
+    log.info("head-only epochs train on %d stored views of %d images (cache: %s)", config.feature_views, len(train_features.labels), config.cache_folder)
+    return tail, train_features, val_features
 
 
 def prepare_tests(config: TrainConfig) -> dict[str, list[Sample]]:
