@@ -65,7 +65,7 @@ class TrainConfig:
     head_epochs: int = 10
     seed: int = 0
     device: str = "auto"
-    num_workers: int = min(4, os.cpu_count() or 1)
+    num_workers: int = min(8, os.cpu_count() or 1)
     test_fraction: float = 0.2
     split: str | None = None
     target_precision: float = 0.95
