@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -45,6 +46,8 @@ def test_run_folder_holds_every_file_of_the_contract(trained_run):
     assert len(config["data_hash"]) == 64 and config["n_parameters"] == 736_450
     TrainConfig(**config["train"])  # enough to re-run it
     assert [row["epoch"] for row in runs.read_metrics(run_dir)] == [1, 2, 3]
+    assert [row["on_stored_features"] for row in runs.read_metrics(run_dir)] == [True, True, True]
+    assert "feature_cache_s" in runs.read_metrics(run_dir)[0]
     assert {"train_loss", "val_loss", "val_f_score", "epoch_time_s"} <= set(runs.read_metrics(run_dir)[0])
 
 
@@ -59,7 +62,8 @@ def test_split_is_stratified_80_20_and_disjoint(trained_run):
 def test_transfer_learning_beats_chance_on_test_in(trained_run):
     run_dir, _, _ = trained_run
     results = runs.read_json(run_dir / runs.RESULTS)["test_sets"]
-    assert results["test_in"]["accuracy"] >= 0.8
+    majority_share = 16 / 28  # negatives (12 wild + 4 background) in test_in
+    assert results["test_in"]["accuracy"] >= majority_share + 0.1
     assert results["test_in"]["n_images"] == 28 and results["test_out_pet"]["n_images"] == 60
 
 
@@ -124,7 +128,8 @@ def test_evaluate_reproduces_the_stored_out_of_distribution_results(trained_run)
 def test_a_run_killed_mid_epoch_resumes_and_finishes(shared, tmp_path):
     data = demo_subset(tmp_path, TRAIN_COUNTS)
     runs_dir = tmp_path / "runs"
-    process = subprocess.Popen([sys.executable, "-m", "wildvision", *train_args(data, runs_dir, "--epochs", "4")],
+    # The plain loop (--feature-views 0): its epochs are long enough to be killed in the middle of one.
+    process = subprocess.Popen([sys.executable, "-m", "wildvision", *train_args(data, runs_dir, "--epochs", "4", "--feature-views", "0")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     run_dir = None
@@ -149,6 +154,28 @@ def test_a_run_killed_mid_epoch_resumes_and_finishes(shared, tmp_path):
     for path in run_dir.glob("*.json"):
         json.loads(path.read_text())
     assert "resuming after epoch" in (run_dir / runs.LOG).read_text()
+
+
+def test_a_run_killed_while_computing_stored_features_resumes_without_recomputing_them(shared, tmp_path):
+    data = demo_subset(tmp_path, TRAIN_COUNTS)
+    runs_dir, cache = tmp_path / "runs", tmp_path / "cache"
+    process = subprocess.Popen([sys.executable, "-m", "wildvision", *train_args(data, runs_dir, "--epochs", "2", "--cache-dir", str(cache))],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list(cache.glob("features/*/*.npy"))) < 20:
+        time.sleep(0.1)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    (run_dir,) = runs_dir.iterdir()
+    assert runs.read_run(run_dir).state == runs.INTERRUPTED and runs.read_metrics(run_dir) == []
+    assert runs.read_json(run_dir / runs.STATUS)["message"].startswith("computing backbone features once")
+
+    result = run_cli("resume", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert runs.read_run(run_dir).state == "completed" and len(runs.read_metrics(run_dir)) == 2
+    log = (run_dir / runs.LOG).read_text()
+    computed = [int(n) for n in re.findall(r"backbone features of 5 views: (\d+) of 112 images to compute", log)]
+    assert computed[0] == 112 and computed[-1] < 112 - 20, computed  # the second attempt reused what the first stored
 
 
 def _random_backbone(path, arch="squeezenet1_0"):

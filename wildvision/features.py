@@ -146,6 +146,7 @@ def backbone_features(
             hashes.append(None)
     entry = lambda position: folder / f"{hashes[position]}_{samples[position].label}.npy"  # noqa: E731
     to_compute = [i for i, h in enumerate(hashes) if h is not None and not entry(i).exists()]
+    log.info("backbone features of %d views: %d of %d images to compute, the rest cached in %s", views, len(to_compute), len(samples), folder)
     if to_compute:
         backbone.eval()
         loader = DataLoader(
