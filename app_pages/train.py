@@ -54,7 +54,7 @@ def data_inputs(key: str) -> tuple[str, str]:
 
 def hyperparameter_inputs(key: str) -> dict:
     st.caption("0 keeps the paper's Table S5 value for that regime.")
-    c = st.columns(6)
+    c = st.columns(7)
     return {
         "epochs": c[0].number_input("Most epochs", 1, 1000, 200, key=f"{key}_epochs"),
         "patience": c[1].number_input("Patience", 0, 500, 0, key=f"{key}_patience") or None,
@@ -62,6 +62,11 @@ def hyperparameter_inputs(key: str) -> dict:
         "lr": c[3].number_input("Learning rate", 0.0, 1.0, 0.0, format="%.5f", key=f"{key}_lr") or None,
         "seed": c[4].number_input("Seed", 0, 2**31 - 1, 0, key=f"{key}_seed"),
         "device": c[5].selectbox("Device", ["auto", "cpu", "cuda"], key=f"{key}_device"),
+        "feature_views": c[6].number_input(
+            "Stored views", 0, 50, TrainConfig.feature_views, key=f"{key}_views",
+            help="Head-only epochs (transfer, and combi's first epochs) train on this many augmented views per image, "
+                 "whose backbone outputs are computed once and reused: much faster. 0 runs the whole network every epoch.",
+        ),
     }
 
 
@@ -155,7 +160,7 @@ def run_details(run: runs.RunSummary) -> None:
                          f"at most {minutes(p.seconds_left_at_most)} left (early stopping usually ends it sooner)")
     st.caption(f"{train['arch']}, {train['regime']}, {'with' if train['with_background'] else 'without'} background; data: {train['data']}")
     if run.status.get("message"):
-        st.warning(run.status["message"])
+        (st.info if run.state in ACTIVE else st.warning)(run.status["message"])
     figure = curves(run.path)
     if figure:
         st.plotly_chart(figure, key=f"curves_{run.name}")
