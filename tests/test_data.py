@@ -6,6 +6,7 @@ from wildvision.data import (
     DataFolderError,
     eval_transform,
     file_list_hash,
+    find_leaks,
     make_loader,
     scan_folder,
     stratified_split,
@@ -93,3 +94,27 @@ def test_unreadable_images_are_skipped_not_fatal(tmp_path, caplog):
     batches = [b for b in make_loader(samples, train=False, batch_size=4, num_workers=0) if b is not None]
     assert sum(len(b[1]) for b in batches) == 6
     assert "broken.jpg" in caplog.text
+
+
+def test_linked_files_and_folders_count_and_a_broken_link_is_named(tmp_path):
+    elsewhere = make_class_folder(tmp_path / "elsewhere", {"captive": 3, "wild": 2})
+    root = tmp_path / "data"
+    (root / "captive").mkdir(parents=True)
+    (root / "captive" / "linked").symlink_to(elsewhere / "captive")  # a linked sub-folder
+    (root / "captive" / "one.png").symlink_to(elsewhere / "wild" / "img0.png")  # a linked file
+    (root / "captive" / "loop").symlink_to(root / "captive")  # a link back up the tree must not loop
+    (root / "wild").symlink_to(elsewhere / "wild")  # a linked class folder
+    samples = scan_folder(root)
+    assert sum(s.label for s in samples) == 3 + 1 and len(samples) == 3 + 1 + 2
+    (root / "captive" / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+    with pytest.raises(DataFolderError, match=r"1 image link\(s\) in .*captive point to nothing, e.g. .*gone.jpg -> .*deleted.jpg"):
+        scan_folder(root)
+
+
+def test_identical_images_in_train_and_a_test_set_are_found_by_content(tmp_path):
+    train = scan_folder(make_class_folder(tmp_path / "train", {"captive": 3, "wild": 3}))
+    test_root = make_class_folder(tmp_path / "test", {"captive": 2, "other": 2}, seed=5)
+    copied = test_root / "other" / "renamed.png"
+    copied.write_bytes(train[4].path.read_bytes())  # the same photo under another name
+    leaks = find_leaks(train, {"test_out": scan_folder(test_root), "clean": scan_folder(make_class_folder(tmp_path / "t2", {"captive": 1, "x": 1}, seed=9))})
+    assert leaks == {"test_out": [(copied, train[4].path)]}

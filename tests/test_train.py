@@ -258,3 +258,18 @@ def test_efficientnet_lite0_trains_in_the_combi_regime_offline(tmp_path):
     checkpoint = torch.load(run_dir / runs.CHECKPOINT, weights_only=True)
     assert checkpoint["normalisation"]["mean"] == [0.5, 0.5, 0.5]
     assert load_model(run_dir).normalisation == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+def test_a_test_image_identical_to_a_training_image_is_warned_about_before_training(tmp_path, caplog):
+    from conftest import make_class_folder
+    from wildvision.train import start_run
+
+    data = make_class_folder(tmp_path / "train", {"captive": 5, "wild": 5})
+    test = make_class_folder(tmp_path / "test", {"captive": 2, "other": 2}, seed=3)
+    (test / "captive" / "copy.png").write_bytes((data / "captive" / "img0.png").read_bytes())
+    config = TrainConfig(arch="squeezenet1_0", regime="scratch", data=str(data), tests={"test_out": str(test)}, epochs=1, device="cpu")
+    run_dir = start_run(config, tmp_path / "runs")
+    (warning,) = runs.read_json(run_dir / runs.CONFIG)["warnings"]
+    assert warning.startswith("1 of the 5 images of test_out are identical to training images") and "copy.png" in warning
+    assert warning in caplog.text
+    assert runs.read_run(run_dir).state == "queued"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from wildvision.cache import open_reduced
+from wildvision.cache import content_hash, open_reduced
 from wildvision.images import ImageError, is_image_file, open_image
 from wildvision.models import IMAGENET, Normalisation
 
@@ -56,12 +57,54 @@ def scan_folder(root: str | Path, positive: str = "captive", with_background: bo
         raise DataFolderError(f"{root} has only the class '{positive}/'; {expected}")
     samples = []
     for class_dir in class_dirs:
-        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and is_image_file(p))
+        files = _image_files(class_dir)
         if not files:
             raise DataFolderError(f"class folder {class_dir} holds no images (.jpg, .png, .webp, ...)")
         label = int(class_dir.name == positive)
         samples.extend(Sample(path, class_dir.name, label) for path in files)
     return samples
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Image files under `folder`, following symbolic links to files and folders (people link their datasets).
+
+    A link that points nowhere raises: a dataset with holes should be fixed before training, not
+    silently trained on less.
+    """
+    files, broken, visited = [], [], set()
+    for directory, subfolders, names in os.walk(folder, followlinks=True):
+        if os.path.realpath(directory) in visited:  # a link back up the tree: do not loop
+            subfolders.clear()
+            continue
+        visited.add(os.path.realpath(directory))
+        for name in names:
+            path = Path(directory) / name
+            if not is_image_file(path):
+                continue
+            if path.is_symlink() and not path.exists():
+                broken.append(path)
+            elif path.is_file():
+                files.append(path)
+    if broken:
+        raise DataFolderError(
+            f"{len(broken)} image link(s) in {folder} point to nothing, e.g. {broken[0]} -> {os.readlink(broken[0])}; "
+            "fix or remove them"
+        )
+    return sorted(files)
+
+
+def find_leaks(train: Sequence[Sample], tests: dict[str, Sequence[Sample]]) -> dict[str, list[tuple[Path, Path]]]:
+    """Test images whose bytes equal a training image's, per test set, as (test image, training image) pairs.
+
+    An image in both makes that test set's scores overstate how well the model does on unseen photos.
+    """
+    by_hash = {content_hash(s.path): s.path for s in train}
+    leaks = {}
+    for name, samples in tests.items():
+        pairs = [(s.path, by_hash[h]) for s in samples if (h := content_hash(s.path)) in by_hash]
+        if pairs:
+            leaks[name] = pairs
+    return leaks
 
 
 def file_list_hash(samples: Sequence[Sample], root: str | Path) -> str:

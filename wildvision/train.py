@@ -25,7 +25,7 @@ from torch import nn
 
 from wildvision import features, runs
 from wildvision.cache import default_cache_dir
-from wildvision.data import Sample, eval_transform, file_list_hash, make_loader, scan_folder, stratified_split, train_transform
+from wildvision.data import Sample, eval_transform, file_list_hash, find_leaks, make_loader, scan_folder, stratified_split, train_transform
 from wildvision.evaluate import compute_metrics, evaluate_samples, infer, resolve_device, threshold_for_precision
 from wildvision.models import build_model, check_architecture, count_parameters, head, normalisation, split_at_head
 
@@ -170,6 +170,13 @@ def _split_record(config: TrainConfig, train: list[Sample], test_in: list[Sample
 def start_run(config: TrainConfig, runs_dir: str | Path = "runs", name: str | None = None) -> Path:
     """Check the data, create the run folder with config, split and a queued status, and return it."""
     train, test_in, tests = prepare_data(config)
+    warnings = [
+        f"{len(pairs)} of the {len(({'test_in': test_in} | tests)[test])} images of {test} are identical to training images "
+        f"(e.g. {pairs[0][0]} and {pairs[0][1]}): its scores will overstate performance on unseen photos"
+        for test, pairs in find_leaks(train, {"test_in": test_in} | tests).items()
+    ]
+    for warning in warnings:
+        log.warning(warning)
     run_dir = runs.create_run_dir(runs_dir, name or config.name)
     all_samples = train + test_in
     runs.write_json_atomic(
@@ -182,6 +189,7 @@ def start_run(config: TrainConfig, runs_dir: str | Path = "runs", name: str | No
             "n_images": {"train": len(train), "test_in": len(test_in)} | {n: len(s) for n, s in tests.items()},
             "n_parameters": count_parameters(config.arch),
             "code_version": code_version(),
+            "warnings": warnings,
             "created_at": runs.now(),
         },
     )
