@@ -6,13 +6,15 @@ into an `ImageError` whose message names the file, and returns upright RGB pixel
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
-MAX_IMAGE_PIXELS = 50_000_000  # a 7,000 x 7,000 photo passes; a decompression bomb does not
+MAX_PIXELS_ENV = "WILDVISION_MAX_IMAGE_PIXELS"
+DEFAULT_MAX_PIXELS = 50_000_000  # a 7,000 x 7,000 photo passes; a decompression bomb does not
 
 
 class ImageError(ValueError):
@@ -41,6 +43,12 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def max_image_pixels() -> int:
+    """The per-image pixel limit: $WILDVISION_MAX_IMAGE_PIXELS, else 50 million."""
+    value = os.environ.get(MAX_PIXELS_ENV, "")
+    return int(value) if value.strip().isdigit() else DEFAULT_MAX_PIXELS
+
+
 def open_image(path: str | Path) -> Image.Image:
     """Decode `path` fully into an upright RGB image, or raise ImageError saying why it cannot be used."""
     path = Path(path)
@@ -48,8 +56,9 @@ def open_image(path: str | Path) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                if image.width * image.height > MAX_IMAGE_PIXELS:
-                    raise ImageError(path, f"{image.width}x{image.height} pixels is over the limit of {MAX_IMAGE_PIXELS:,}")
+                limit = max_image_pixels()
+                if image.width * image.height > limit:
+                    raise ImageError(path, f"{image.width}x{image.height} pixels is over the limit of {limit:,} (set {MAX_PIXELS_ENV} to change it)")
                 image.seek(0)  # animated images: the first frame
                 image.load()
                 upright = ImageOps.exif_transpose(image)
