@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="default", help="default (the shipped model), a run folder, a run name under --runs-dir, or a checkpoint.pt (default: default)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
     p.add_argument("--csv", help="write the predictions to this CSV file instead of standard output")
-    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: 32)")
+    p.add_argument("--batch-size", type=int, help="images per forward pass (default: 8 on the CPU, 32 on a GPU)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     _add_runs_dir(p)
     p.set_defaults(func=cmd_predict)

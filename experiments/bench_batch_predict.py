@@ -1,0 +1,138 @@
+"""Batch prediction throughput against a plain per-image loop and the bare forward pass (issue 5, "speed").
+
+On N demo photos and the default model, in one process, after a warm-up, each repeat times in turn:
+
+- per-image loop: open, transform and forward one photo at a time (inference_mode, channels_last), as
+  a script without batching would;
+- predict_paths: what the CLI and the Predict page run (threads decode the next batches meanwhile);
+- bare forward: the same model on ready tensors, in batches of the same size: the ceiling;
+- DataLoader: the same batches from a torch DataLoader with worker processes, the alternative to threads;
+- predict_paths at batch 32, the old default, to show what batch size costs on the CPU.
+
+Each throughput is the best of the repeats: on a shared machine the fastest run is the one least
+disturbed by other work, and the repeats are interleaved so that no variant is spared a busy spell.
+The last line is `ratio: <predict_paths / per-image loop throughput>`.
+
+    python experiments/bench_batch_predict.py [--images 300] [--batch-size 8] [--repeat 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from wildvision.data import eval_transform
+from wildvision.images import is_image_file, open_image
+from wildvision.predict import LoadedModel, default_batch_size, load_model, loader_threads, predict_paths
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("WILDVISION_SHARED", ROOT.parent / "shared"))
+
+
+def demo_photos(count: int) -> list[Path]:
+    """`count` demo photos spread evenly over every demo folder (sorted, so every run uses the same ones)."""
+    demo = SHARED / "demo-data"
+    if not demo.is_dir():
+        sys.exit(f"needs the demo photos in {demo} (set WILDVISION_SHARED to the folder that holds demo-data/)")
+    photos = sorted(p for p in demo.rglob("*") if p.is_file() and is_image_file(p))
+    if len(photos) < count:
+        sys.exit(f"asked for {count} photos, but {demo} has only {len(photos)}")
+    return [photos[i * len(photos) // count] for i in range(count)]
+
+
+def per_image_loop(loaded: LoadedModel, paths: list[Path]) -> list[float]:
+    transform = eval_transform(loaded.normalisation)
+    probabilities = []
+    with torch.inference_mode():
+        for path in paths:
+            batch = transform(open_image(path))[None].to(loaded.device, memory_format=torch.channels_last)
+            probabilities.append(torch.softmax(loaded.model(batch), dim=1)[0, 1].item())
+    return probabilities
+
+
+def bare_forward(loaded: LoadedModel, tensors: torch.Tensor, batch_size: int) -> None:
+    with torch.inference_mode():
+        for start in range(0, len(tensors), batch_size):
+            loaded.model(tensors[start:start + batch_size])
+
+
+class _Photos(Dataset):
+    def __init__(self, paths: list[Path], transform: Callable):
+        self.paths, self.transform = paths, transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.transform(open_image(self.paths[index]))
+
+
+def dataloader_predict(loaded: LoadedModel, paths: list[Path], batch_size: int, workers: int) -> list[float]:
+    loader = DataLoader(_Photos(paths, eval_transform(loaded.normalisation)), batch_size=batch_size, num_workers=workers)
+    probabilities: list[float] = []
+    with torch.inference_mode():
+        for batch in loader:
+            logits = loaded.model(batch.to(loaded.device, memory_format=torch.channels_last))
+            probabilities += torch.softmax(logits, dim=1)[:, 1].tolist()
+    return probabilities
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=300, help="demo photos to predict (default: 300; --quick: 64)")
+    parser.add_argument("--batch-size", type=int, help="images per forward pass (default: predict_paths' default on the CPU, 8)")
+    parser.add_argument("--workers", type=int, default=None, help=f"loader threads for predict_paths (default: loader_threads(), here {loader_threads()})")
+    parser.add_argument("--repeat", type=int, default=3, help="timed repeats of every variant; the best is reported (default: 3)")
+    parser.add_argument("--quick", action="store_true", help="64 photos: well under 3 minutes on 2 cores")
+    args = parser.parse_args()
+    count = 64 if args.quick else args.images
+    paths = demo_photos(count)
+    loaded = load_model("default", device="cpu")
+    batch_size = args.batch_size or default_batch_size(loaded.device)
+    transform = eval_transform(loaded.normalisation)
+    tensors = torch.stack([transform(open_image(p)) for p in paths]).contiguous(memory_format=torch.channels_last)
+    processes = max(1, loader_threads())
+
+    variants: dict[str, Callable[[list[Path]], object]] = {
+        "per-image loop": lambda photos: per_image_loop(loaded, photos),
+        "predict_paths": lambda photos: predict_paths(loaded, photos, batch_size, args.workers),
+        "bare forward": lambda photos: bare_forward(loaded, tensors[:len(photos)], batch_size),
+        f"DataLoader, {processes} worker process{'es' if processes > 1 else ''}": lambda photos: dataloader_predict(loaded, photos, batch_size, processes),
+        "predict_paths, batch 32": lambda photos: predict_paths(loaded, photos, 32, args.workers),
+    }
+    for run in variants.values():  # warm-up: one-time kernel setup, file cache, thread and process start-up paths
+        run(paths[:64])
+    seconds: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(args.repeat):
+        for name, run in variants.items():  # interleaved, so a burst of load elsewhere hits every variant alike
+            start = time.perf_counter()
+            run(paths)
+            seconds[name].append(time.perf_counter() - start)
+    throughput = {name: len(paths) / min(times) for name, times in seconds.items()}
+
+    reference = per_image_loop(loaded, paths)
+    batched = [p.probability for p in predict_paths(loaded, paths, batch_size, args.workers)]
+    difference = max(abs(a - b) for a, b in zip(reference, batched))
+    print(f"{len(paths)} demo photos, default model ({loaded.arch}) on CPU, {torch.get_num_threads()} torch threads, "
+          f"{len(os.sched_getaffinity(0))} cores, batch size {batch_size}, "
+          f"loader threads {args.workers or loader_threads()}; best of {args.repeat} interleaved repeats")
+    for name, value in throughput.items():
+        runs = ", ".join(f"{len(paths) / t:.1f}" for t in seconds[name])
+        print(f"  {name:32s} {value:7.1f} images/s  (repeats: {runs})")
+    batch_vs_loop = throughput["predict_paths"] / throughput["per-image loop"]
+    batch_vs_bare = throughput["predict_paths"] / throughput["bare forward"]
+    print(f"predict_paths / per-image loop: {batch_vs_loop:.2f}x (target >= 2)")
+    print(f"predict_paths / bare forward: {batch_vs_bare:.0%} (target >= 80%)")
+    print(f"largest probability difference, predict_paths vs per-image loop: {difference:.1e} (must be <= 1e-5)")
+    print(f"ratio: {batch_vs_loop:.2f}")
+
+
+if __name__ == "__main__":
+    main()
