@@ -273,3 +273,46 @@ def test_a_test_image_identical_to_a_training_image_is_warned_about_before_train
     assert warning.startswith("1 of the 5 images of test_out are identical to training images") and "copy.png" in warning
     assert warning in caplog.text
     assert runs.read_run(run_dir).state == "queued"
+
+
+def _file_size_limit(limit_bytes):
+    """Run in the child: writes beyond `limit_bytes` fail with EFBIG, as they would on a nearly full disk."""
+    import resource
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return apply
+
+
+def test_a_write_failing_mid_run_leaves_a_failed_state_and_resume_finishes_it(shared, tmp_path):
+    data = demo_subset(tmp_path, TRAIN_COUNTS)
+    runs_dir = tmp_path / "runs"
+    # SqueezeNet's checkpoint is 2.9 MB: with a 2 MB limit the first checkpoint write fails, the small files do not.
+    # No loader workers: they pass batches through shared-memory files, which the limit would also hit.
+    result = subprocess.run([sys.executable, "-m", "wildvision", *train_args(data, runs_dir, "--epochs", "2", "--workers", "0")],
+                            capture_output=True, text=True, timeout=300, preexec_fn=_file_size_limit(2_000_000))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (run_dir,) = runs_dir.iterdir()
+    assert f"error: run {run_dir.name} failed: could not write {run_dir / runs.CHECKPOINT}" in result.stderr
+    assert "is the disk full or the folder read-only?" in result.stderr
+    status = runs.read_json(run_dir / runs.STATUS)
+    assert status["state"] == "failed" and f"could not write {run_dir / runs.CHECKPOINT}" in status["message"]
+    assert not list(run_dir.glob(".*.tmp")), "a failed write must not leave temporary files"
+    assert "Traceback" in (run_dir / runs.LOG).read_text()
+
+    resumed = run_cli("resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert runs.read_run(run_dir).state == "completed" and len(runs.read_metrics(run_dir)) == 2
+
+
+def test_an_unusable_runs_folder_is_refused_in_one_line(tmp_path):
+    (tmp_path / "not-a-folder").write_text("a file where the runs folder should be")
+    from conftest import make_class_folder
+
+    data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
+    result = run_cli("train", "--arch", "squeezenet1_0", "--regime", "scratch", "--data", str(data), "--epochs", "1",
+                     "--runs-dir", str(tmp_path / "not-a-folder" / "runs"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: cannot create run folders in {tmp_path / 'not-a-folder' / 'runs'}: Not a directory"

@@ -18,7 +18,7 @@ from wildvision.models import ARCHITECTURES, PAPER_ARCHITECTURES, WeightsError
 from wildvision.predict import CheckpointError
 from wildvision.train import REGIMES, TrainConfig
 
-USER_ERRORS = (DataFolderError, WeightsError, runs.RunError, CheckpointError, ImageError, ValueError, FileNotFoundError)
+USER_ERRORS = (DataFolderError, WeightsError, runs.RunError, CheckpointError, ImageError, ValueError, OSError)
 
 
 def _named_folder(text: str) -> tuple[str, str]:
@@ -85,19 +85,33 @@ def _print_results(run_dir: Path) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from wildvision.train import execute_run, start_run
+    from wildvision.train import start_run
 
     weights = _resolve_weights(args.weights) if args.weights else None
     config = _config_from(args, args.arch, args.regime, args.with_background, weights)
     run_dir = start_run(config, args.runs_dir, args.name)
     print(f"run folder: {run_dir}", flush=True)
-    execute_run(run_dir)
+    return 0 if _execute(run_dir) else 1
+
+
+def _execute(run_dir: Path) -> bool:
+    """Train one run and print its results, or print why it failed (its folder keeps the state); True if it completed."""
+    from wildvision.train import Cancelled, execute_run
+
+    try:
+        execute_run(run_dir)
+    except Cancelled:
+        raise
+    except Exception as error:  # noqa: BLE001 - every failure is recorded in the run folder; say so in one line
+        print(f"error: run {run_dir.name} failed: {error} (traceback in {run_dir / runs.LOG}; "
+              f"`python -m wildvision resume {run_dir}` continues after its last completed epoch)", file=sys.stderr)
+        return False
     _print_results(run_dir)
-    return 0
+    return True
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from wildvision.train import Cancelled, execute_run
+    from wildvision.train import Cancelled
 
     run_dirs = [runs.resolve_run(run, args.runs_dir) for run in args.run]
     for run_dir in run_dirs:
@@ -107,18 +121,18 @@ def cmd_resume(args: argparse.Namespace) -> int:
     queue = [d for d in run_dirs if runs.read_run(d).state != "completed" and not (len(run_dirs) > 1 and runs.read_run(d).state == "cancelled")]
     for run_dir in queue:  # claim the queue: a reader can tell that this process will train them
         runs.write_status(run_dir, "queued", pid=os.getpid(), host=socket.gethostname())
+    failed = 0
     for position, run_dir in enumerate(queue):
         try:
-            execute_run(run_dir)
+            failed += not _execute(run_dir)
         except Cancelled:
             for later in queue[position + 1 :]:
                 runs.write_status(later, "cancelled", message="the queue was cancelled before this run started; resume starts it")
             print(f"cancelled {run_dir}", file=sys.stderr)
             return 130
-        _print_results(run_dir)
     if not queue:
         print("nothing to resume: " + ", ".join(f"{d.name} is {runs.read_run(d).state}" for d in run_dirs))
-    return 0
+    return 1 if failed else 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -178,14 +192,46 @@ def _grid_weights(values: list[str]) -> dict[str, str]:
     return mapping
 
 
+def _slurm_settings(args: argparse.Namespace):
+    from wildvision.slurm import SlurmSettings, extra_options
+
+    return SlurmSettings(partition=args.partition, account=args.account, time_limit=args.time, gpus_per_task=args.gpus_per_task,
+                         cpus_per_task=args.cpus_per_task, memory=args.mem, extra=extra_options(args.sbatch))
+
+
 def cmd_grid(args: argparse.Namespace) -> int:
     from wildvision.train import execute_run, start_run
 
-    from wildvision.launch import grid_name, load_grid, select_grid
+    from wildvision.launch import grid_name, launch_grid, load_grid, select_grid
 
     weights = _grid_weights(args.weights)
     entries = load_grid(args.gridfile)
     chosen = select_grid(entries, args.only)
+    if args.launcher == "slurm":
+        from wildvision.slurm import SlurmError, batch_script
+
+        settings = _slurm_settings(args)
+        print(batch_script(len(chosen), settings), end="", flush=True)
+        for index, entry in enumerate(chosen):
+            print(f"# task {index}: {grid_name(entry)}", file=sys.stderr)
+        if args.dry_run:
+            print(f"dry run: {len(chosen)} of {len(entries)} configurations; nothing was created or submitted", file=sys.stderr)
+            return 0
+        configs = [_config_from(args, e["arch"], e["regime"], e["background"], None if e["regime"] == "scratch" else weights.get(e["arch"], weights.get("*")))
+                   for e in chosen]
+        try:
+            run_dirs = launch_grid(configs, args.runs_dir, settings)
+        except SlurmError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        task = runs.read_json(run_dirs[0] / "slurm.json")
+        print(f"submitted SLURM job {task['job_id']}: {len(run_dirs)} tasks; batch script and task output in {task['submission']}")
+        for run_dir in run_dirs:
+            print(f"run folder: {run_dir}")
+        print("follow them with `squeue`, `python -m wildvision runs` or the dashboard's Train page")
+        return 0
+    if args.dry_run:
+        raise ValueError("--dry-run shows the SLURM batch script; use it with --launcher slurm")
     print(f"{len(chosen)} of {len(entries)} configurations to run", flush=True)
     failures = []
     for position, entry in enumerate(chosen, 1):
@@ -279,12 +325,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs_dir(p)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("grid", help="run a grid of configurations one after another (e.g. the paper's 24)", description="Run every configuration of a grid file (see experiments/paper_grid.toml) one after another.")
+    p = sub.add_parser("grid", help="run a grid of configurations here one after another, or on a SLURM cluster (e.g. the paper's 24)",
+                       description="Run every configuration of a grid file (see experiments/paper_grid.toml): here, one after another, "
+                                   "or with --launcher slurm as one sbatch job array with a task per configuration.")
     p.add_argument("gridfile", help="TOML file with [[run]] tables holding arch, regime and background")
     p.add_argument("--only", nargs="+", default=[], metavar="PATTERN", help="run only configurations whose name (ARCH-REGIME-bg|no_bg) matches one of these shell patterns, e.g. 'densenet*-combi-*'")
     p.add_argument("--weights", action="append", default=[], metavar="imagenet|ARCH=PATH",
                    help="pretrained weights: imagenet (default) for all, or ARCH=PATH for one architecture; repeat for more")
     _add_training_options(p)
+    cluster = p.add_argument_group("SLURM", "with --launcher slurm; the run folders (--runs-dir) must be on a filesystem the compute nodes share")
+    cluster.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                       help="local: train here, one after another, until all are done; slurm: submit one job array and return (default: local)")
+    cluster.add_argument("--dry-run", action="store_true", help="print the batch script and the task of each configuration; create and submit nothing")
+    cluster.add_argument("--partition", help="partition (queue) to submit to (default: the cluster's)")
+    cluster.add_argument("--account", help="account to charge (default: yours)")
+    cluster.add_argument("--time", help="time limit per task: MINUTES, HH:MM:SS or DAYS-HH:MM:SS (default: the partition's)")
+    cluster.add_argument("--gpus-per-task", type=int, default=0, help="GPUs per task, requested as --gres=gpu:N (default: 0)")
+    cluster.add_argument("--cpus-per-task", type=int, help="CPUs per task; give --workers a value below it (default: the cluster's)")
+    cluster.add_argument("--mem", help="memory per task, e.g. 32G (default: the cluster's)")
+    cluster.add_argument("--sbatch", action="append", default=[], metavar="OPTION", help="one more #SBATCH option without its dashes, e.g. qos=short; repeat for more")
     p.set_defaults(func=cmd_grid)
 
     p = sub.add_parser("runs", help="list runs and their states", description="List the runs under --runs-dir, newest first.")

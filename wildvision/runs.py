@@ -22,6 +22,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -52,10 +53,18 @@ def now() -> str:
 
 
 def _write_atomic(path: Path, write) -> None:
+    """Write to a temporary name and rename, so readers never see half a file; a failed write says where and why."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:  # torch.save reports a failed write as a RuntimeError
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).strip().splitlines()[0]
+        try:
+            free = f"{shutil.disk_usage(path.parent).free / 1e9:.1f} GB free there"
+        except OSError:
+            free = "free space unknown"
+        raise RunError(f"could not write {path} ({reason}; {free}): is the disk full or the folder read-only?") from error
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -96,7 +105,10 @@ def safe_name(name: str) -> str:
 def create_run_dir(runs_dir: str | Path, name: str) -> Path:
     """A new, unique run folder: name, UTC time and a random suffix, created exclusively."""
     runs_dir = Path(runs_dir)
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunError(f"cannot create run folders in {runs_dir}: {error.strerror or error}") from None
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     while True:
         run_dir = runs_dir / f"{safe_name(name)}-{stamp}-{secrets.token_hex(2)}"
@@ -105,6 +117,8 @@ def create_run_dir(runs_dir: str | Path, name: str) -> Path:
             return run_dir
         except FileExistsError:
             continue
+        except OSError as error:
+            raise RunError(f"cannot create a run folder in {runs_dir}: {error.strerror or error}") from None
 
 
 def write_status(run_dir: Path, state: str, **fields: Any) -> dict:
