@@ -1,8 +1,9 @@
-"""Start training runs as background processes, follow them and cancel them.
+"""Start training runs, follow them and cancel them, on this machine or on a SLURM cluster.
 
-A run is always an ordinary `python -m wildvision resume RUN...` process in its own session, so
-closing the dashboard tab, re-running its script or restarting Streamlit never stops it. Everything
-the dashboard shows comes from the run folders (see runs.py); the processes share nothing else.
+A run is always an ordinary `python -m wildvision resume RUN...` process: here, in its own session,
+so closing the dashboard tab, re-running its script or restarting Streamlit never stops it; on a
+cluster, as one task of a job array (slurm.py). Everything the dashboard shows comes from the run
+folders (see runs.py), joined for cluster runs with Slurm's own view of their tasks.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Sequence
 
 import torch
 
-from wildvision import runs
+from wildvision import runs, slurm
 from wildvision.train import TrainConfig, start_run
 
 PAPER_GRID = Path(__file__).resolve().parents[1] / "experiments" / "paper_grid.toml"
@@ -95,25 +96,43 @@ def launch_run(config: TrainConfig, runs_dir: str | Path, name: str | None = Non
     return run_dir
 
 
-def launch_grid(configs: Sequence[TrainConfig], runs_dir: str | Path) -> list[Path]:
-    """Create a run folder per configuration (all checked before any starts) and train them in turn."""
+def launch_grid(configs: Sequence[TrainConfig], runs_dir: str | Path, cluster: slurm.SlurmSettings | None = None) -> list[Path]:
+    """Create a run folder per configuration (all checked before any starts), then train them: in turn in
+    one background process here, or, given SLURM settings, as one job array with a task per run."""
     run_dirs = [start_run(config, runs_dir) for config in configs]
-    spawn(run_dirs)
+    if cluster is None:
+        spawn(run_dirs)
+    else:
+        slurm.submit(run_dirs, cluster)
     return run_dirs
 
 
+def read_state(run_dir: Path) -> runs.RunSummary:
+    """The run as the dashboard shows it: for a SLURM run, a task that ended early makes it interrupted."""
+    run = runs.read_run(Path(run_dir))
+    return slurm.with_task_states([run])[0][0] if slurm.read_task(run.path) else run
+
+
 def resume_run(run_dir: Path) -> None:
-    """Continue an interrupted, failed or cancelled run in the background."""
-    state = runs.read_run(run_dir).state
-    if state in ("running", "completed"):
-        raise runs.RunError(f"run {run_dir.name} is {state}; only interrupted, failed, cancelled or queued runs can be resumed")
-    spawn([run_dir])
+    """Continue an interrupted, failed or cancelled run in the background, or on SLURM as it was submitted."""
+    run = read_state(run_dir)
+    if run.state in ("running", "completed"):
+        raise runs.RunError(f"run {run.name} is {run.state}; only interrupted, failed, cancelled or queued runs can be resumed")
+    task = slurm.read_task(run.path)
+    if task is None:
+        spawn([run.path])
+        return
+    # The folder of a task killed on another node may still say running; the new task must be allowed to claim it.
+    runs.write_status(run.path, "queued", message=f"resubmitted to SLURM after task {task['task_id']}")
+    slurm.submit([run.path], slurm.submission_settings(task))
 
 
 def cancel_run(run_dir: Path) -> None:
-    """Stop a running run (SIGTERM: it records 'cancelled' itself) or mark a queued one cancelled."""
-    run = runs.read_run(run_dir)
-    if run.status.get("state") == "running" and run.state == "running":
+    """Stop a running run (SIGTERM: it records 'cancelled' itself) or mark a queued one cancelled; scancel on SLURM."""
+    run = read_state(run_dir)
+    if slurm.read_task(run.path) and run.state in ("queued", "running"):
+        slurm.cancel(run.path)
+    elif run.status.get("state") == "running" and run.state == "running":
         os.kill(int(run.status["pid"]), signal.SIGTERM)
     elif run.state in ("queued", runs.INTERRUPTED):
         runs.write_status(run_dir, "cancelled", message="cancelled before it finished; resume continues it")

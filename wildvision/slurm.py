@@ -1,0 +1,216 @@
+"""The SLURM launcher: a grid as one `sbatch` job array, followed through squeue, sacct and the run folders.
+
+Every run folder is created (queued) before submission, exactly as for the local launcher; array task i
+then runs `python -m wildvision resume` on the i-th of them, so a cluster task trains a run the same way
+a local background process does. The run folders must live on a filesystem that the compute nodes share.
+
+Each submission gets a folder under RUNS_DIR/slurm/ holding the batch script as submitted (`batch.sh`),
+the run folders in task order (`runs.txt`, which the script reads), `submission.json` (job id and
+settings) and Slurm's own output per task (`slurm-JOB_TASK.out`). Each run folder gets `slurm.json`
+naming its task, so a reader can join the task's Slurm state with the run folder's state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from wildvision import runs
+
+TASK_FILE, SCRIPT, RUN_LIST, SUBMISSION = "slurm.json", "batch.sh", "runs.txt", "submission.json"
+# Slurm states in which a task may still start or is running; any other state means it has ended.
+LIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED", "SIGNALING", "STAGE_OUT")
+GONE = ("ENDED", "no longer listed by squeue, and sacct does not know it")  # accounting off, or the record purged
+
+
+class SlurmError(RuntimeError):
+    """A Slurm command failed (not installed, no controller, rejected job); the message says which and why."""
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    """What the job array asks the cluster for; None leaves a setting to the cluster's defaults."""
+
+    partition: str | None = None
+    account: str | None = None
+    time_limit: str | None = None  # per task, as sbatch takes it: MINUTES, HH:MM:SS or DAYS-HH:MM:SS
+    gpus_per_task: int = 0
+    cpus_per_task: int | None = None
+    memory: str | None = None  # per task, as sbatch takes it, e.g. 16G
+    extra: tuple[str, ...] = ()  # more #SBATCH options, e.g. "--qos=short"
+    job_name: str = "wildvision"
+
+    def __post_init__(self) -> None:
+        # Every value lands in a shell script, so nothing may break out of its #SBATCH line.
+        for name in ("partition", "account", "time_limit", "memory", "job_name"):
+            value = getattr(self, name)
+            if value is not None and not re.fullmatch(r"[A-Za-z0-9_.,:+=@-]+", value):
+                raise ValueError(f"SLURM {name.replace('_', ' ')} {value!r}: use letters, digits and _.,:+=@- only")
+        for line in self.extra:
+            if "\n" in line or "\r" in line or not line.startswith("-"):
+                raise ValueError(f"extra #SBATCH line {line!r}: write one sbatch option per line, e.g. --qos=short")
+        if self.gpus_per_task < 0 or (self.cpus_per_task is not None and self.cpus_per_task < 1):
+            raise ValueError("GPUs per task must be 0 or more, CPUs per task 1 or more")
+
+
+def extra_options(lines: Sequence[str]) -> tuple[str, ...]:
+    """Extra #SBATCH options as people write them: `#SBATCH --qos=short`, `--qos=short` or `qos=short`."""
+    options = (re.sub(r"^#SBATCH\s+", "", line.strip()) for line in lines if line.strip())
+    return tuple(option if option.startswith("-") else f"--{option}" for option in options)
+
+
+def batch_script(task_count: int, settings: SlurmSettings) -> str:
+    """The job array's batch script: task i trains the run folder on line i+1 of runs.txt beside it.
+
+    It depends only on the task count and the settings, so `--dry-run` shows exactly what is submitted.
+    """
+    options = [f"--job-name={settings.job_name}", f"--array=0-{task_count - 1}", "--ntasks=1", "--output=slurm-%A_%a.out"]
+    options += [f"--partition={settings.partition}"] * bool(settings.partition)
+    options += [f"--account={settings.account}"] * bool(settings.account)
+    options += [f"--time={settings.time_limit}"] * bool(settings.time_limit)
+    options += [f"--gres=gpu:{settings.gpus_per_task}"] * bool(settings.gpus_per_task)
+    options += [f"--cpus-per-task={settings.cpus_per_task}"] * bool(settings.cpus_per_task)
+    options += [f"--mem={settings.memory}"] * bool(settings.memory)
+    options += list(settings.extra)
+    code_root = Path(__file__).resolve().parents[1]
+    # abspath, not resolve: a virtual environment's python is a symlink whose target would bypass the environment
+    return "\n".join([
+        "#!/bin/bash",
+        "# wildvision grid: array task i trains the run folder on line i+1 of runs.txt, in the folder sbatch ran in.",
+        *(f"#SBATCH {option}" for option in options),
+        "set -euo pipefail",
+        'run_dir=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "$SLURM_SUBMIT_DIR/runs.txt")',
+        f"cd {shlex.quote(str(code_root))}",
+        "# the run's console output goes beside its train.log, as for a run started on this machine",
+        f'exec {shlex.quote(os.path.abspath(sys.executable))} -m wildvision resume "$run_dir" >> "$run_dir/console.log" 2>&1',
+        "",
+    ])
+
+
+def _slurm(command: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=cwd)
+    except FileNotFoundError:
+        raise SlurmError(f"`{command[0]}` is not installed here: run this on a SLURM login node") from None
+    except subprocess.TimeoutExpired:
+        raise SlurmError(f"`{' '.join(command)}` did not answer within 60 s: is the SLURM controller up?") from None
+
+
+def submit(run_dirs: Sequence[Path], settings: SlurmSettings) -> str:
+    """Submit one array task per (already created) run folder; returns the array's job id.
+
+    If sbatch refuses the job, the runs are marked failed with its message, so none waits forever.
+    """
+    run_dirs = [Path(d).resolve() for d in run_dirs]
+    folder = runs.create_run_dir(run_dirs[0].parent / "slurm", settings.job_name)
+    script = batch_script(len(run_dirs), settings)
+    runs.write_text_atomic(folder / SCRIPT, script)
+    runs.write_text_atomic(folder / RUN_LIST, "".join(f"{d}\n" for d in run_dirs))
+    result = _slurm(["sbatch", "--parsable", SCRIPT], cwd=folder)
+    if result.returncode != 0:
+        message = f"sbatch refused the job: {result.stderr.strip() or result.stdout.strip()}"
+        for run_dir in run_dirs:
+            runs.write_status(run_dir, "failed", message=message)
+        raise SlurmError(message)
+    job_id = result.stdout.strip().split(";")[0]  # --parsable prints JOBID or JOBID;CLUSTER
+    runs.write_json_atomic(folder / SUBMISSION, {"job_id": job_id, "submitted_at": runs.now(), "settings": dataclasses.asdict(settings),
+                                                 "runs": [str(d) for d in run_dirs]})
+    for index, run_dir in enumerate(run_dirs):
+        runs.write_json_atomic(run_dir / TASK_FILE, {"job_id": job_id, "task_id": f"{job_id}_{index}", "submission": str(folder)})
+    return job_id
+
+
+def read_task(run_dir: Path) -> dict | None:
+    """The run's slurm.json (job_id, task_id, submission folder), or None for a run started on this machine."""
+    path = Path(run_dir) / TASK_FILE
+    return runs.read_json(path) if path.exists() else None
+
+
+def submission_settings(task: dict) -> SlurmSettings:
+    """The settings a run's task was submitted with, to resubmit it alike."""
+    settings = runs.read_json(Path(task["submission"]) / SUBMISSION)["settings"]
+    return SlurmSettings(**settings | {"extra": tuple(settings["extra"])})
+
+
+def _expand(task_ids: str) -> list[str]:
+    """sacct's one record for array tasks that never started, JOB_[1-3,5%2], as JOB_1, JOB_2, JOB_3, JOB_5."""
+    job, _, indices = task_ids.partition("_[")
+    if not indices:
+        return [task_ids]
+    expanded = []
+    for part in indices.rstrip("]").split("%")[0].split(","):
+        first, _, last = part.partition("-")
+        expanded += [f"{job}_{index}" for index in range(int(first), int(last or first) + 1)]
+    return expanded
+
+
+def task_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Slurm's (state, reason) of every array task of these jobs, keyed JOB_TASK: squeue for live tasks, else sacct.
+
+    sacct needs Slurm's accounting (slurmdbd); where it is off, tasks that left the queue are simply
+    missing here, and the run folders tell how they ended.
+    """
+    if not job_ids:
+        return {}
+    jobs = ",".join(sorted(set(job_ids)))
+    states: dict[str, tuple[str, str]] = {}
+    accounting = _slurm(["sacct", "--noheader", "--parsable2", "--allocations", f"--jobs={jobs}", "--format=JobID,State"])
+    if accounting.returncode == 0:
+        for line in accounting.stdout.splitlines():
+            task_ids, _, state = line.partition("|")
+            for task_id in _expand(task_ids):
+                states[task_id] = (state.split(" ")[0], "")  # "CANCELLED by 0" -> CANCELLED
+    queue = _slurm(["squeue", "--noheader", "--array", f"--jobs={jobs}", "--format=%i|%T|%r"])
+    if queue.returncode != 0 and "Invalid job id" not in queue.stderr:  # all of them gone is not an error
+        raise SlurmError(f"squeue failed: {queue.stderr.strip()}")
+    for line in queue.stdout.splitlines():
+        task_id, state, reason = line.split("|", 2)
+        states[task_id] = (state, "" if reason == "None" else reason)
+    return states
+
+
+def shown_state(run: runs.RunSummary, slurm_state: str) -> str:
+    """The state to show for a SLURM run: the run folder's, unless its task ended without the run recording an end.
+
+    Off this machine the run folder cannot tell a dead process from a live one, but Slurm can: a task
+    that is no longer pending or running while its folder still says queued or running was killed
+    (time limit, node failure, out of memory, cancelled while pending).
+    """
+    if run.state not in ("queued", "running") or slurm_state in LIVE:
+        return run.state
+    if slurm_state == "CANCELLED" and run.state == "queued":
+        return "cancelled"
+    return runs.INTERRUPTED
+
+
+def with_task_states(summaries: Sequence[runs.RunSummary]) -> tuple[list[runs.RunSummary], dict[str, str]]:
+    """The runs with SLURM runs' states corrected by their tasks', and a note per SLURM run (task id, Slurm state)."""
+    tasks = {run.name: task for run in summaries if (task := read_task(run.path))}
+    states = task_states([task["job_id"] for task in tasks.values()])
+    shown, notes = [], {}
+    for run in summaries:
+        task = tasks.get(run.name)
+        if task is None:
+            shown.append(run)
+            continue
+        state, reason = states.get(task["task_id"], GONE)
+        notes[run.name] = f"SLURM task {task['task_id']}: {state}" + (f" ({reason})" if reason else "")
+        shown.append(dataclasses.replace(run, state=shown_state(run, state)))
+    return shown, notes
+
+
+def cancel(run_dir: Path) -> None:
+    """scancel the run's task; a run that had not started yet is marked cancelled here, a started one records it itself."""
+    task = read_task(run_dir)
+    result = _slurm(["scancel", task["task_id"]])
+    if result.returncode != 0:
+        raise SlurmError(f"scancel {task['task_id']} failed: {result.stderr.strip()}")
+    if runs.read_run(Path(run_dir)).state == "queued":
+        runs.write_status(Path(run_dir), "cancelled", message=f"SLURM task {task['task_id']} cancelled before it started; resume resubmits it")
