@@ -208,7 +208,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     entries = load_grid(args.gridfile)
     chosen = select_grid(entries, args.only)
     if args.launcher == "slurm":
-        from wildvision.slurm import SlurmError, batch_script
+        from wildvision.slurm import SlurmError, batch_script, read_task
 
         settings = _slurm_settings(args)
         print(batch_script(len(chosen), settings), end="", flush=True)
@@ -224,7 +224,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
         except SlurmError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        task = runs.read_json(run_dirs[0] / "slurm.json")
+        task = read_task(run_dirs[0])
         print(f"submitted SLURM job {task['job_id']}: {len(run_dirs)} tasks; batch script and task output in {task['submission']}")
         for run_dir in run_dirs:
             print(f"run folder: {run_dir}")
@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(p)
     cluster = p.add_argument_group("SLURM", "with --launcher slurm; the run folders (--runs-dir) must be on a filesystem the compute nodes share")
     cluster.add_argument("--launcher", choices=("local", "slurm"), default="local",
-                       help="local: train here, one after another, until all are done; slurm: submit one job array and return (default: local)")
+                         help="local: train here, one after another, until all are done; slurm: submit one job array and return (default: local)")
     cluster.add_argument("--dry-run", action="store_true", help="print the batch script and the task of each configuration; create and submit nothing")
     cluster.add_argument("--partition", help="partition (queue) to submit to (default: the cluster's)")
     cluster.add_argument("--account", help="account to charge (default: yours)")
