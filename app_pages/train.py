@@ -1,4 +1,4 @@
-"""Train: launch one run or the paper's grid as background processes, and follow runs live."""
+"""Train: launch one run or the paper's grid as background processes or on a SLURM cluster, and follow runs live."""
 
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from wildvision.launch import (
     select_grid,
 )
 from wildvision.models import ARCHITECTURES, WeightsError
+from wildvision.slurm import SCRIPT, SlurmError, SlurmSettings, batch_script, extra_options, read_task, with_task_states
 from wildvision.train import REGIMES, TrainConfig
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -74,10 +75,34 @@ def launch(action) -> None:
     """Run a launch action and turn the expected problems into one clear message."""
     try:
         started = action()
-    except (DataFolderError, WeightsError, runs.RunError, ValueError, OSError) as error:
+    except (DataFolderError, WeightsError, runs.RunError, ValueError, OSError, SlurmError) as error:
         st.error(str(error))
         return
-    st.success(f"Started {len(started)} run(s): {', '.join(p.name for p in started)}. Follow them below.")
+    task = read_task(started[0])
+    if task is None:
+        st.success(f"Started {len(started)} run(s): {', '.join(p.name for p in started)}. Follow them below.")
+        return
+    st.success(f"Submitted SLURM job {task['job_id']}: {len(started)} task(s), one per run. Follow them below; "
+               f"the batch script and Slurm's output per task are in `{task['submission']}`.")
+    st.code((Path(task["submission"]) / SCRIPT).read_text(encoding="utf-8"), language="bash")
+
+
+def slurm_inputs() -> SlurmSettings:
+    """The job array's settings; the runs folder must be on a filesystem that the cluster's nodes share."""
+    c = st.columns(3)
+    partition = c[0].text_input("Partition", key="slurm_partition", help="Empty: the cluster's default partition.")
+    account = c[1].text_input("Account", key="slurm_account", help="Empty: your default account.")
+    time_limit = c[2].text_input("Time limit per task", key="slurm_time", placeholder="1-00:00:00",
+                                 help="MINUTES, HH:MM:SS or DAYS-HH:MM:SS; a run stopped by it is cancelled cleanly and can be resumed. "
+                                      "Empty: the partition's limit.")
+    c = st.columns(3)
+    gpus = c[0].number_input("GPUs per task", 0, 16, 1, key="slurm_gpus")
+    cpus = c[1].number_input("CPUs per task", 0, 256, 0, key="slurm_cpus", help="0: the cluster's default. Image-loading workers use them.")
+    memory = c[2].text_input("Memory per task", key="slurm_memory", placeholder="32G", help="Empty: the cluster's default.")
+    extra = st.text_area("More #SBATCH options, one per line", key="slurm_extra", placeholder="--qos=short\n--constraint=a100")
+    return SlurmSettings(partition=partition.strip() or None, account=account.strip() or None, time_limit=time_limit.strip() or None,
+                         gpus_per_task=gpus, cpus_per_task=cpus or None, memory=memory.strip() or None,
+                         extra=extra_options(extra.splitlines()))
 
 
 one_run, grid = st.tabs(["One run", "The paper's grid"])
@@ -101,7 +126,8 @@ with one_run, st.form("one_run"):
 
 with grid, st.form("grid"):
     entries = load_grid(PAPER_GRID)
-    st.write(f"The paper's {len(entries)} configurations (Tables S1-S3), trained one after another in one background process.")
+    st.write(f"The paper's {len(entries)} configurations (Tables S1-S3), trained one after another in one background process "
+             "on this machine, or all at once as one SLURM job array with a task per configuration.")
     data, tests = data_inputs("grid")
     names = st.multiselect("Configurations", [grid_name(e) for e in entries], default=[grid_name(e) for e in entries])
     weights_lines = st.text_area(
@@ -109,18 +135,39 @@ with grid, st.form("grid"):
         f"squeezenet1_0={SHARED / 'weights' / 'squeezenet1_0-imagenet-deepcompression.pth'}" if DEMO_TRAIN.is_dir() else "",
     )
     options = hyperparameter_inputs("grid")
-    if st.form_submit_button("Start the grid", type="primary"):
+    backend = st.radio("Where to train", ["This machine", "A SLURM cluster"], horizontal=True, key="grid_backend",
+                       help="A SLURM cluster: submitted with sbatch from this machine, which must be a login node of the cluster "
+                            f"with the runs folder (`{runs.default_runs_dir()}`) on the filesystem its nodes share.")
+    with st.expander("SLURM settings"):
+        settings_error = None
+        try:
+            settings = slurm_inputs()
+        except ValueError as error:
+            settings, settings_error = None, str(error)
+    show_script = st.form_submit_button("Show the SLURM batch script")
+    if st.form_submit_button("Start the grid", type="primary") or show_script:
+        chosen = select_grid(entries, names) if names else []
+        on_slurm = backend == "A SLURM cluster" or show_script
+
         def start_grid() -> list[Path]:
             weights = parse_named_folders(weights_lines)
-            chosen = select_grid(entries, names) if names else []
             if not chosen:
                 raise ValueError("choose at least one configuration")
             return launch_grid([
                 TrainConfig(arch=e["arch"], regime=e["regime"], data=str(Path(data).expanduser().resolve()), with_background=e["background"],
                             weights=None if e["regime"] == "scratch" else weights.get(e["arch"]), tests=parse_named_folders(tests), **options)
                 for e in chosen
-            ], runs.default_runs_dir())
-        launch(start_grid)
+            ], runs.default_runs_dir(), settings if on_slurm else None)
+        if on_slurm and settings_error:
+            st.error(settings_error)
+        elif show_script and chosen:
+            st.caption(f"The batch script for {len(chosen)} configuration(s); task i trains the i-th of: "
+                       + ", ".join(f"{i}: {grid_name(e)}" for i, e in enumerate(chosen)) + ". Nothing was submitted.")
+            st.code(batch_script(len(chosen), settings), language="bash")
+        elif show_script:
+            st.error("choose at least one configuration")
+        else:
+            launch(start_grid)
 
 
 def curves(run_dir: Path) -> go.Figure | None:
@@ -146,12 +193,15 @@ def action_button(label: str, run_dir: Path, action) -> None:
         try:
             action(run_dir)
             st.toast(f"{label}: {run_dir.name}")
-        except (runs.RunError, OSError) as error:
+        except (runs.RunError, OSError, SlurmError) as error:
             st.error(str(error))
 
 
-def run_details(run: runs.RunSummary) -> None:
+def run_details(run: runs.RunSummary, slurm_note: str | None) -> None:
     train = run.config["train"]
+    if slurm_note:
+        task = read_task(run.path)
+        st.caption(f"{slurm_note}; batch script and Slurm's output in `{task['submission']}`")
     p = progress(run)
     if run.state in ACTIVE:
         done = p.epoch + p.epoch_fraction
@@ -178,20 +228,26 @@ def live_runs() -> None:
     if not summaries:
         st.info("No runs yet. Start one above; it will appear here and update by itself.")
         return
+    try:
+        summaries, notes = with_task_states(summaries)
+    except SlurmError as error:
+        notes = {}
+        st.warning(f"Cannot ask SLURM about its tasks, so SLURM runs show their run folders' own state: {error}")
     active = [run for run in summaries if run.state in ACTIVE]
     for run in active:
-        with st.expander(f"{run.name}: **{run.state}**", expanded=True):
-            run_details(run)
+        with st.expander(f"{run.name}: **{run.state}**" + (f" · {notes[run.name]}" if run.name in notes else ""), expanded=True):
+            run_details(run, notes.get(run.name))
     finished = [run for run in summaries if run.state not in ACTIVE]
     if finished:
         st.dataframe(
             [{"run": r.name, "state": r.state, "architecture": r.config["train"]["arch"], "regime": r.config["train"]["regime"],
-              "dataset": "bg" if r.config["train"]["with_background"] else "no_bg", "epochs": r.epoch, "message": r.status.get("message") or ""}
+              "dataset": "bg" if r.config["train"]["with_background"] else "no_bg", "epochs": r.epoch, "message": r.status.get("message") or "",
+              **({"SLURM": notes.get(r.name, "")} if notes else {})}
              for r in finished],
             hide_index=True,
         )
         chosen = st.selectbox("Look at a finished run", [r.name for r in finished], key="finished_run")
-        run_details(next(r for r in finished if r.name == chosen))
+        run_details(next(r for r in finished if r.name == chosen), notes.get(chosen))
 
 
 live_runs()
