@@ -239,3 +239,70 @@ def test_overlay_is_aligned_with_the_upright_image(tmp_path, loaded):
 def test_unknown_method_is_a_clear_error(loaded):
     with pytest.raises(explain.ExplainError, match="choose one of"):
         explain.explain(loaded, Image.new("RGB", (32, 32)), "lime")
+
+
+@pytest.fixture(scope="module")
+def default_model() -> LoadedModel:
+    """The shipped EfficientNet-Lite0: unlike SqueezeNet it has BatchNorm layers, which attribution runs as _EvalBatchNorm."""
+    return load_model("default")
+
+
+def test_batched_saliency_equals_one_at_a_time_and_restores_the_model(default_model, demo_paths):
+    model = default_model.model
+    first = next(model.parameters())
+    first.requires_grad_(False)  # a caller's own mix of flags and modes must come back exactly
+    model._fc.train()
+    flags = [p.requires_grad for p in model.parameters()]
+    modes = [m.training for m in model.modules()]
+    try:
+        images = [open_image(path) for path in demo_paths] + [open_image(demo_paths[0]).rotate(90, expand=True)]
+        for method in FAST:
+            together = explain.explain_many(default_model, images, method, batch_size=3)
+            alone = [explain.explain(default_model, image, method) for image in images]
+            for batched, single, image in zip(together, alone, images):
+                assert_valid_map(batched.heatmap, image)
+                assert np.allclose(batched.heatmap, single.heatmap, atol=1e-4), method
+                assert batched.probability == pytest.approx(single.probability, abs=1e-5)
+                assert batched.target == single.target == "positive output"
+            assert [p.requires_grad for p in model.parameters()] == flags
+            assert [m.training for m in model.modules()] == modes
+            assert not [m for m in model.modules() if "forward" in m.__dict__], "BatchNorm forwards must be put back"
+            assert sum(explain.hook_counts(model).values()) == 0
+
+        def stop(fraction: float) -> None:
+            raise ScriptStopped()
+
+        with pytest.raises(ScriptStopped):  # the user leaves the page after the first batch
+            explain.explain_many(default_model, images, "saliency", progress=stop, batch_size=2)
+        assert [p.requires_grad for p in model.parameters()] == flags
+        assert [m.training for m in model.modules()] == modes
+        assert not [m for m in model.modules() if "forward" in m.__dict__]
+    finally:
+        first.requires_grad_(True)
+        model.eval()
+    predicted = predict_paths(default_model, demo_paths + [demo_paths[0]])
+    assert [e.probability for e in together[:-1]] == pytest.approx([p.probability for p in predicted[:-1]], abs=1e-5)
+
+
+def test_saliency_equals_plain_autograd_with_pytorchs_own_batchnorm_backward(default_model, demo_paths):
+    """_EvalBatchNorm and the percentile from top values must leave the paper's map as plain autograd and torch.quantile make it."""
+    images = [open_image(path) for path in demo_paths]
+    maps = explain.explain_many(default_model, images, "saliency", sizes=[(224, 224)] * len(images))
+    batch = torch.stack([eval_transform(default_model.normalisation)(image) for image in images]).contiguous(memory_format=torch.channels_last)
+    batch.requires_grad_()
+    (gradient,) = torch.autograd.grad(default_model.model(batch)[:, 1].sum(), batch)
+    default_model.model.zero_grad(set_to_none=True)
+    flat = gradient.abs().amax(dim=1).flatten(1)
+    reference = (flat / torch.quantile(flat, 0.99, dim=1)[:, None]).clamp(0, 1).reshape(-1, 224, 224)
+    for result, expected in zip(maps, reference):
+        assert np.allclose(result.heatmap, expected.numpy(), atol=1e-4)
+
+
+def test_percentile_from_top_values_equals_torch_quantile():
+    generator = torch.Generator().manual_seed(0)
+    spiky = torch.rand(4, 5000, generator=generator) ** 8
+    sparse = torch.where(torch.rand(4, 5000, generator=generator) < 0.995, 0.0, spiky)
+    tied = (spiky * 3).round()
+    for flat in (spiky, sparse, tied):
+        for percentile in (0.0, 50.0, 99.0, 100.0):
+            assert torch.allclose(explain._percentile(flat, percentile), torch.quantile(flat, percentile / 100, dim=1), rtol=1e-6, atol=0)
