@@ -140,7 +140,7 @@ def submission_settings(task: dict) -> SlurmSettings:
 
 
 def _expand(task_ids: str) -> list[str]:
-    """sacct's one record for array tasks that never started, JOB_[1-3,5%2], as JOB_1, JOB_2, JOB_3, JOB_5."""
+    """sacct's one record for array tasks not started separately, JOB_[1-3,5%2], as JOB_1, JOB_2, JOB_3, JOB_5."""
     job, _, indices = task_ids.partition("_[")
     if not indices:
         return [task_ids]
@@ -163,8 +163,9 @@ def task_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
     states: dict[str, tuple[str, str]] = {}
     accounting = _slurm(["sacct", "--noheader", "--parsable2", "--allocations", f"--jobs={jobs}", "--format=JobID,State"])
     if accounting.returncode == 0:
-        for line in accounting.stdout.splitlines():
-            task_ids, _, state = line.partition("|")
+        records = [line.partition("|")[::2] for line in accounting.stdout.splitlines()]
+        # A task's own record wins over the array's record of tasks never started, which may still name it.
+        for task_ids, state in sorted(records, key=lambda record: "[" not in record[0]):
             for task_id in _expand(task_ids):
                 states[task_id] = (state.split(" ")[0], "")  # "CANCELLED by 0" -> CANCELLED
     queue = _slurm(["squeue", "--noheader", "--array", f"--jobs={jobs}", "--format=%i|%T|%r"])
