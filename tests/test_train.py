@@ -316,3 +316,26 @@ def test_an_unusable_runs_folder_is_refused_in_one_line(tmp_path):
                      "--runs-dir", str(tmp_path / "not-a-folder" / "runs"))
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: cannot create run folders in {tmp_path / 'not-a-folder' / 'runs'}: Not a directory"
+
+
+def test_predict_cli_reads_zips_safely_and_names_members_as_the_user_knows_them(trained_run, tmp_path):
+    import stat
+    import zipfile
+
+    run_dir, _, test = trained_run
+    photos = sorted((test / "captive").iterdir())[:2]
+    archive = tmp_path / "sent.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("kennel/a.jpg", photos[0].read_bytes())
+        z.writestr("../../escape.jpg", photos[1].read_bytes())  # zip slip: skipped, never written outside
+        z.writestr("notes.txt", b"not an image")
+        link = zipfile.ZipInfo("link.jpg")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        z.writestr(link, "/etc/passwd")
+        z.writestr("broken.jpg", b"\xff\xd8 not really a jpeg")
+    result = run_cli("predict", "--model", str(run_dir), str(archive), str(photos[1]), "--csv", str(tmp_path / "out.csv"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr  # broken.jpg failed
+    rows = (tmp_path / "out.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[0] for row in rows] == [str(photos[1]), f"{archive}/kennel/a.jpg"]
+    assert "escape.jpg" in result.stderr and "link.jpg" in result.stderr and f"{archive}/broken.jpg" in result.stderr
+    assert not (tmp_path.parent / "escape.jpg").exists()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import logging
 import os
 import socket
 import sys
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from wildvision import runs
@@ -17,6 +20,7 @@ from wildvision.launch import parse_named_folder
 from wildvision.models import ARCHITECTURES, PAPER_ARCHITECTURES, WeightsError
 from wildvision.predict import CheckpointError
 from wildvision.train import REGIMES, TrainConfig
+from wildvision.uploads import ZIP_EXTENSION, UploadLimits, unpack_uploads
 
 USER_ERRORS = (DataFolderError, WeightsError, runs.RunError, CheckpointError, ImageError, ValueError, OSError)
 
@@ -154,14 +158,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# A zip given to `predict` is the user's own, but may come from anyone: member names and symlinks are
+# never trusted, and bombs are capped, with room for far more photos than a browser upload.
+CLI_ZIP_LIMITS = UploadLimits(max_images=200_000, max_zip_members=400_000, max_total_bytes=8 * 2**30)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from wildvision.predict import expand_paths, load_model, predict_paths
 
     loaded = load_model(args.model, args.runs_dir, args.device)
-    paths = expand_paths(args.paths)
-    if not paths:
-        raise ValueError(f"no image files in {', '.join(args.paths)}")
-    predictions = predict_paths(loaded, paths, args.batch_size)
+    zips = [p for p in args.paths if Path(p).suffix.lower() == ZIP_EXTENSION and Path(p).is_file()]
+    with tempfile.TemporaryDirectory(prefix="wildvision-zip-") as unpacked, contextlib.ExitStack() as stack:
+        batch = unpack_uploads([(z, stack.enter_context(open(z, "rb"))) for z in zips], unpacked, CLI_ZIP_LIMITS)
+        for note in batch.notes:
+            print(note, file=sys.stderr)
+        shown = {str(image.path): image.name for image in batch.images}  # "photos.zip/kennel/cat.jpg"
+        paths = expand_paths([p for p in args.paths if p not in zips]) + [image.path for image in batch.images]
+        if not paths:
+            raise ValueError(f"no image files in {', '.join(args.paths)}")
+        predictions = [replace(p, path=shown.get(p.path, p.path)) for p in predict_paths(loaded, paths, args.batch_size)]
     out = open(args.csv, "w", newline="", encoding="utf-8") if args.csv else sys.stdout
     try:
         writer = csv.writer(out)
@@ -318,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict images with a trained model", description="Print path, probability of the positive class and label for each image.")
     p.add_argument("--model", default="default", help="default (the shipped model), a run folder, a run name under --runs-dir, or a checkpoint.pt (default: default)")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders of images, or zip files of images")
     p.add_argument("--csv", help="write the predictions to this CSV file instead of standard output")
     p.add_argument("--batch-size", type=int, help="images per forward pass (default: 8 on the CPU, 32 on a GPU)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
