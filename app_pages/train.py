@@ -127,7 +127,7 @@ with one_run, st.form("one_run"):
 with grid, st.form("grid"):
     entries = load_grid(PAPER_GRID)
     st.write(f"The paper's {len(entries)} configurations (Tables S1-S3), trained one after another in one background process "
-             "on this machine, or all at once as one SLURM job array with a task per configuration.")
+             "on this machine, or as one SLURM job array with a task per configuration, run as the cluster has room.")
     data, tests = data_inputs("grid")
     names = st.multiselect("Configurations", [grid_name(e) for e in entries], default=[grid_name(e) for e in entries])
     weights_lines = st.text_area(
@@ -240,9 +240,9 @@ def live_runs() -> None:
     finished = [run for run in summaries if run.state not in ACTIVE]
     if finished:
         st.dataframe(
-            [{"run": r.name, "state": r.state, "architecture": r.config["train"]["arch"], "regime": r.config["train"]["regime"],
-              "dataset": "bg" if r.config["train"]["with_background"] else "no_bg", "epochs": r.epoch, "message": r.status.get("message") or "",
-              **({"SLURM": notes.get(r.name, "")} if notes else {})}
+            [{"run": r.name, "state": r.state, **({"SLURM": notes.get(r.name, "")} if notes else {}), "architecture": r.config["train"]["arch"],
+              "regime": r.config["train"]["regime"], "dataset": "bg" if r.config["train"]["with_background"] else "no_bg", "epochs": r.epoch,
+              "message": r.status.get("message") or ""}
              for r in finished],
             hide_index=True,
         )
