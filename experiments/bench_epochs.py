@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 import torchvision
 
+from bench_transfer_cache import subset
 from wildvision import runs
 from wildvision.evaluate import resolve_device
 from wildvision.train import TrainConfig, execute_run, start_run
@@ -56,7 +57,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=TrainConfig.num_workers)
     parser.add_argument("--random-weights", action="store_true", help="time from random stock weights (no download needed)")
-    parser.add_argument("--quick", action="store_true", help="squeezenet1_0 from random weights only (a CPU check of this script)")
+    parser.add_argument("--quick", action="store_true", help="squeezenet1_0 from random weights on 150 images (a CPU check of this script)")
     args = parser.parse_args()
     if args.quick:
         args.archs, args.random_weights = ["squeezenet1_0"], True
@@ -69,6 +70,8 @@ def main() -> None:
 
     summary = []
     with tempfile.TemporaryDirectory() as tmp:
+        if args.quick:
+            args.data = str(subset(Path(args.data), Path(tmp) / "data", 150, seed=0))
         for arch in args.archs:
             weights = random_stock_weights(arch, Path(tmp)) if args.random_weights else "imagenet"
             common = dict(arch=arch, data=str(Path(args.data).resolve()), with_background=True, weights=weights, device=str(device),
