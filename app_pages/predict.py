@@ -12,7 +12,6 @@ import base64
 import io
 import logging
 import math
-import re
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,7 +22,7 @@ import streamlit as st
 from PIL import Image
 
 from wildvision import explain, model_card, runs
-from app_pages.widgets import threshold_tradeoff
+from app_pages.widgets import md, threshold_tradeoff
 from wildvision.images import ImageError, open_image
 from wildvision.predict import CheckpointError, LoadedModel, load_model, predict_paths, stored_scores
 from wildvision.uploads import UploadLimits, unpack_uploads
@@ -181,11 +180,6 @@ def _thumbnail_url(digest: str, _path: Path) -> str | None:
 
 def positive_words(loaded: LoadedModel) -> str:
     return "captive / for sale" if loaded.positive_class == "captive" else loaded.positive_class.replace("_", " ")
-
-
-def md(text: str) -> str:
-    """Text (a file name, an error) shown literally inside Markdown: no accidental bold, links or HTML."""
-    return re.sub(r"([\\`*_{}\[\]()<>#+!|~$-])", r"\\\1", text)
 
 
 def percent(probability: float) -> int:

@@ -5,6 +5,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
+from app_pages.widgets import md
 from wildvision import runs
 from wildvision.data import DataFolderError
 from wildvision.launch import (
@@ -210,7 +211,9 @@ def run_details(run: runs.RunSummary, slurm_note: str | None) -> None:
                          f"at most {minutes(p.seconds_left_at_most)} left (early stopping usually ends it sooner)")
     st.caption(f"{train['arch']}, {train['regime']}, {'with' if train['with_background'] else 'without'} background; data: {train['data']}")
     if run.status.get("message"):
-        (st.info if run.state in ACTIVE else st.warning)(run.status["message"])
+        (st.info if run.state in ACTIVE else st.warning)(md(run.status["message"]))
+    for warning in run.config.get("warnings", []):
+        st.warning(md(warning))
     figure = curves(run.path)
     if figure:
         st.plotly_chart(figure, key=f"curves_{run.name}")

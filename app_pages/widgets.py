@@ -1,5 +1,6 @@
 """Widgets that more than one page shows (layout only; the numbers come from wildvision)."""
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -7,6 +8,11 @@ import streamlit as st
 
 from wildvision import compare, runs
 from wildvision.evaluate import tradeoff
+
+
+def md(text: str) -> str:
+    """Text (a file name, an error) shown literally inside Markdown: no accidental bold, links or HTML."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+!|~$-])", r"\\\1", text)
 
 
 def threshold_tradeoff(scores: dict[str, dict], threshold: float, key: str) -> float:

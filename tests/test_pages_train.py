@@ -39,3 +39,17 @@ def test_completed_run_is_listed_with_its_curves_and_log(runs_dir, completed_run
     assert not at.exception
     assert at.dataframe[0].value["state"].tolist() == ["completed"]
     assert "epoch 3" in at.code[0].value
+
+
+def test_a_run_whose_test_set_shares_images_with_training_shows_the_warning(runs_dir, tmp_path):
+    from conftest import make_class_folder
+    from wildvision.train import TrainConfig, start_run
+
+    data = make_class_folder(tmp_path / "train", {"captive": 5, "wild": 5})
+    test = make_class_folder(tmp_path / "test_[x]", {"captive": 2, "other": 2}, seed=3)
+    (test / "captive" / "copy_*1*.png").write_bytes((data / "captive" / "img0.png").read_bytes())
+    start_run(TrainConfig(arch="squeezenet1_0", regime="scratch", data=str(data), tests={"test_out": str(test)}, device="cpu"), runs_dir)
+    at = AppTest.from_file("../app_pages/train.py", default_timeout=60).run()
+    assert not at.exception
+    (shown,) = [w.value for w in at.warning if "identical to training images" in w.value]
+    assert shown.startswith("1 of the 5 images of test\\_out are identical") and "copy\\_\\*1\\*.png" in shown
