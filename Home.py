@@ -8,7 +8,7 @@ from collections import Counter
 import streamlit as st
 
 from wildvision import model_card, runs
-from wildvision.launch import accelerator
+from wildvision.launch import accelerator, list_runs_shown
 
 st.set_page_config(page_title="wildvision", page_icon=":mag:", layout="wide")
 
@@ -28,7 +28,7 @@ def home() -> None:
         "wildlife trade. It trains and compares the image classifiers of Kulkarni & Di Minin (2022) and "
         "explains each prediction with a saliency map."
     )
-    summaries = runs.list_runs(runs.default_runs_dir())
+    summaries, _, slurm_problem = list_runs_shown(runs.default_runs_dir())
     states = Counter(run.state for run in summaries)
     columns = st.columns(4)
     columns[0].metric("Completed runs", states.get("completed", 0))
@@ -37,6 +37,8 @@ def home() -> None:
     gpu = accelerator()
     columns[3].metric("Training device", "GPU" if gpu else "CPU")
     st.caption(f"GPU: {gpu}." if gpu else "No GPU on this machine: training runs on the CPU, which is slow for the larger models.")
+    if slurm_problem:
+        st.caption(slurm_problem)
     if not summaries:
         st.info(f"No training runs in `{runs.default_runs_dir()}` yet. Start one on the Train page; the analysis pages already show the paper's results.")
 

@@ -16,6 +16,7 @@ from wildvision.launch import (
     launch_grid,
     launch_run,
     load_grid,
+    list_runs_shown,
     log_tail,
     parse_named_folders,
     progress,
@@ -23,7 +24,7 @@ from wildvision.launch import (
     select_grid,
 )
 from wildvision.models import ARCHITECTURES, WeightsError
-from wildvision.slurm import SCRIPT, SlurmError, SlurmSettings, batch_script, extra_options, read_task, with_task_states
+from wildvision.slurm import SCRIPT, SlurmError, SlurmSettings, batch_script, extra_options, read_task
 from wildvision.train import REGIMES, TrainConfig
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -226,16 +227,13 @@ def run_details(run: runs.RunSummary, slurm_note: str | None) -> None:
 
 @st.fragment(run_every=3)
 def live_runs() -> None:
-    summaries = runs.list_runs(runs.default_runs_dir())
+    summaries, notes, slurm_problem = list_runs_shown(runs.default_runs_dir())
     st.subheader("Runs")
     if not summaries:
         st.info("No runs yet. Start one above; it will appear here and update by itself.")
         return
-    try:
-        summaries, notes = with_task_states(summaries)
-    except SlurmError as error:
-        notes = {}
-        st.warning(f"Cannot ask SLURM about its tasks, so SLURM runs show their run folders' own state: {error}")
+    if slurm_problem:
+        st.warning(md(slurm_problem))
     active = [run for run in summaries if run.state in ACTIVE]
     for run in active:
         with st.expander(f"{run.name}: **{run.state}**" + (f" · {notes[run.name]}" if run.name in notes else ""), expanded=True):

@@ -253,6 +253,10 @@ def test_a_three_task_grid_from_the_cli_runs_on_slurm_and_the_page_shows_it(clus
     table = at.dataframe[0].value
     assert table["state"].tolist() == ["completed"] * 3
     assert sorted(table["SLURM"]) == [f"SLURM task {job_id}_{i}: COMPLETED" for i in range(3)]
+    listed = subprocess.run([sys.executable, "-m", "wildvision", "runs", "--runs-dir", str(runs_dir)], capture_output=True, text=True, timeout=60)
+    rows = listed.stdout.splitlines()[1:]
+    assert len(rows) == 3 and all(" completed " in row for row in rows)
+    assert sorted(row.split("  ")[-1] for row in rows) == [f"SLURM task {job_id}_{i}: COMPLETED" for i in range(3)]
 
 
 def test_cancelling_on_the_train_page_cancels_the_slurm_tasks(cluster, shared, tmp_path, runs_dir):

@@ -16,7 +16,7 @@ from pathlib import Path
 from wildvision import runs
 from wildvision.data import DataFolderError
 from wildvision.images import ImageError
-from wildvision.launch import parse_named_folder
+from wildvision.launch import list_runs_shown, parse_named_folder
 from wildvision.models import ARCHITECTURES, PAPER_ARCHITECTURES, WeightsError
 from wildvision.predict import CheckpointError
 from wildvision.train import REGIMES, TrainConfig
@@ -265,16 +265,18 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    summaries = runs.list_runs(args.runs_dir)
+    summaries, notes, slurm_problem = list_runs_shown(args.runs_dir)
     if not summaries:
         print(f"no runs in {args.runs_dir}")
         return 0
+    if slurm_problem:
+        print(slurm_problem, file=sys.stderr)
     print(f"{'run':<52}{'state':<12}{'epoch':>6}  {'test_in F':>9}")
     for run in summaries:
         f_score = ""
         if (run.path / runs.RESULTS).exists():
             f_score = f"{runs.read_json(run.path / runs.RESULTS)['test_sets']['test_in']['f_score']:.4f}"
-        print(f"{run.name:<52}{run.state:<12}{run.epoch or 0:>6}  {f_score:>9}")
+        print(f"{run.name:<52}{run.state:<12}{run.epoch or 0:>6}  {f_score:>9}  {notes.get(run.name, '')}".rstrip())
     return 0
 
 

@@ -107,6 +107,17 @@ def launch_grid(configs: Sequence[TrainConfig], runs_dir: str | Path, cluster: s
     return run_dirs
 
 
+def list_runs_shown(runs_dir: str | Path) -> tuple[list[runs.RunSummary], dict[str, str], str | None]:
+    """Every run as the dashboard and `runs` show it: SLURM runs' states corrected by their tasks', a note
+    per SLURM run (task id and Slurm state), and why Slurm could not be asked (None if it could, or was not needed)."""
+    summaries = runs.list_runs(runs_dir)
+    try:
+        shown, notes = slurm.with_task_states(summaries)
+    except slurm.SlurmError as error:
+        return summaries, {}, f"Cannot ask SLURM about its tasks, so SLURM runs show their run folders' own state: {error}"
+    return shown, notes, None
+
+
 def read_state(run_dir: Path) -> runs.RunSummary:
     """The run as the dashboard shows it: for a SLURM run, a task that ended early makes it interrupted."""
     run = runs.read_run(Path(run_dir))
