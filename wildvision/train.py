@@ -167,14 +167,18 @@ def _split_record(config: TrainConfig, train: list[Sample], test_in: list[Sample
     return {"data": config.data, "seed": config.seed, "train": relative(train), "test_in": relative(test_in)}
 
 
+def _leak_warnings(train: list[Sample], test_sets: dict[str, list[Sample]]) -> list[str]:
+    return [
+        f"{len(pairs)} of the {len(test_sets[name])} images of {name} are identical to training images "
+        f"(e.g. {pairs[0][0]} and {pairs[0][1]}): its scores will overstate performance on unseen photos"
+        for name, pairs in find_leaks(train, test_sets).items()
+    ]
+
+
 def start_run(config: TrainConfig, runs_dir: str | Path = "runs", name: str | None = None) -> Path:
     """Check the data, create the run folder with config, split and a queued status, and return it."""
     train, test_in, tests = prepare_data(config)
-    warnings = [
-        f"{len(pairs)} of the {len(({'test_in': test_in} | tests)[test])} images of {test} are identical to training images "
-        f"(e.g. {pairs[0][0]} and {pairs[0][1]}): its scores will overstate performance on unseen photos"
-        for test, pairs in find_leaks(train, {"test_in": test_in} | tests).items()
-    ]
+    warnings = _leak_warnings(train, {"test_in": test_in} | tests)
     for warning in warnings:
         log.warning(warning)
     run_dir = runs.create_run_dir(runs_dir, name or config.name)
