@@ -20,32 +20,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from benchmarking import demo_photos, time_interleaved
 from wildvision.data import eval_transform
-from wildvision.images import is_image_file, open_image
+from wildvision.images import open_image
 from wildvision.predict import LoadedModel, default_batch_size, load_model, loader_threads, predict_paths
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("WILDVISION_SHARED", ROOT.parent / "shared"))
-
-
-def demo_photos(count: int) -> list[Path]:
-    """`count` demo photos spread evenly over every demo folder (sorted, so every run uses the same ones)."""
-    demo = SHARED / "demo-data"
-    if not demo.is_dir():
-        sys.exit(f"needs the demo photos in {demo} (set WILDVISION_SHARED to the folder that holds demo-data/)")
-    photos = sorted(p for p in demo.rglob("*") if p.is_file() and is_image_file(p))
-    if len(photos) < count:
-        sys.exit(f"asked for {count} photos, but {demo} has only {len(photos)}")
-    return [photos[i * len(photos) // count] for i in range(count)]
-
 
 def per_image_loop(loaded: LoadedModel, paths: list[Path]) -> list[float]:
     transform = eval_transform(loaded.normalisation)
@@ -107,14 +91,7 @@ def main() -> None:
         f"DataLoader, {processes} worker process{'es' if processes > 1 else ''}": lambda photos: dataloader_predict(loaded, photos, batch_size, processes),
         "predict_paths, batch 32": lambda photos: predict_paths(loaded, photos, 32, args.workers),
     }
-    for run in variants.values():  # warm-up: one-time kernel setup, file cache, thread and process start-up paths
-        run(paths[:64])
-    seconds: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(args.repeat):
-        for name, run in variants.items():  # interleaved, so a burst of load elsewhere hits every variant alike
-            start = time.perf_counter()
-            run(paths)
-            seconds[name].append(time.perf_counter() - start)
+    seconds = time_interleaved(variants, paths[:64], paths, args.repeat)
     throughput = {name: len(paths) / min(times) for name, times in seconds.items()}
 
     reference = per_image_loop(loaded, paths)

@@ -14,17 +14,15 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from PIL import Image
 
+from benchmarking import demo_folder
 from wildvision.data import make_loader, scan_folder
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("WILDVISION_SHARED", ROOT.parent / "shared"))
 
 
 def enlarged_copies(source: Path, target: Path, images: int, megapixels: float) -> Path:
@@ -55,10 +53,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.images, args.epochs = 60, 2
-    if not (SHARED / "demo-data" / "train").is_dir():
-        sys.exit(f"needs the demo data in {SHARED}/demo-data (set WILDVISION_SHARED to point elsewhere)")
     with tempfile.TemporaryDirectory() as tmp:
-        data = enlarged_copies(SHARED / "demo-data" / "train", Path(tmp) / "data", args.images, args.megapixels)
+        data = enlarged_copies(demo_folder("train"), Path(tmp) / "data", args.images, args.megapixels)
         samples = scan_folder(data, with_background=False)
         size = sum(s.path.stat().st_size for s in samples) / len(samples) / 1e6
         cache = Path(tmp) / "cache"

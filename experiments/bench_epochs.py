@@ -19,7 +19,6 @@ stored-features epoch>` for the first architecture.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -28,13 +27,11 @@ from pathlib import Path
 import torch
 import torchvision
 
-from bench_transfer_cache import subset
+from benchmarking import SHARED, subset, train
 from wildvision import runs
 from wildvision.evaluate import resolve_device
-from wildvision.train import TrainConfig, execute_run, start_run
+from wildvision.train import TrainConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("WILDVISION_SHARED", ROOT.parent / "shared"))
 
 
 def random_stock_weights(arch: str, folder: Path) -> str:
@@ -42,12 +39,6 @@ def random_stock_weights(arch: str, folder: Path) -> str:
     path = folder / f"{arch}-random.pth"
     torch.save(torchvision.models.get_model(arch, weights=None).state_dict(), path)
     return str(path)
-
-
-def run(config: TrainConfig, runs_dir: Path, name: str) -> list[dict]:
-    run_dir = start_run(config, runs_dir, name)
-    execute_run(run_dir)
-    return runs.read_metrics(run_dir)
 
 
 def main() -> None:
@@ -83,7 +74,7 @@ def main() -> None:
             }
             times = {}
             for variant, config in variants.items():
-                rows = run(config, Path(tmp) / "runs", f"{arch}-{variant.replace(', ', '-').replace(' ', '_')}")
+                rows = runs.read_metrics(train(config, Path(tmp) / "runs", f"{arch}-{variant.replace(', ', '-').replace(' ', '_')}"))
                 for row in rows:
                     build = row.get("feature_cache_s")
                     print(f"{arch:>10} | {variant:<26} | epoch {row['epoch']} ({row['phase']}): {row['epoch_time_s']:7.2f} s"

@@ -20,31 +20,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-import time
-from pathlib import Path
 from typing import Callable
 
 import torch
 
+from benchmarking import demo_photos, time_interleaved
 from wildvision import explain
 from wildvision.data import eval_transform
-from wildvision.images import is_image_file, open_image
+from wildvision.images import open_image
 from wildvision.predict import load_model
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("WILDVISION_SHARED", ROOT.parent / "shared"))
-
-
-def demo_photos(count: int) -> list[Path]:
-    """`count` demo photos spread evenly over every demo folder (sorted, so every run uses the same ones)."""
-    demo = SHARED / "demo-data"
-    if not demo.is_dir():
-        sys.exit(f"needs the demo photos in {demo} (set WILDVISION_SHARED to the folder that holds demo-data/)")
-    photos = sorted(p for p in demo.rglob("*") if p.is_file() and is_image_file(p))
-    if len(photos) < count:
-        sys.exit(f"asked for {count} photos, but {demo} has only {len(photos)}")
-    return [photos[i * len(photos) // count] for i in range(count)]
 
 
 def main() -> None:
@@ -74,14 +58,8 @@ def main() -> None:
     for method in explain.FAST_METHODS:
         methods[f"{method}, batched"] = lambda images, method=method: explain.explain_many(loaded, images, method, batch_size=args.batch_size)
         methods[f"{method}, one at a time"] = lambda images, method=method: [explain.explain(loaded, image, method) for image in images]
-    for run in methods.values():  # warm-up: one-time kernel and autograd setup
-        run(photos[:args.batch_size])
-    seconds: dict[str, list[float]] = {name: [] for name in methods}
-    for _ in range(args.repeat):
-        for name, run in methods.items():
-            start = time.perf_counter()
-            run(photos)
-            seconds[name].append((time.perf_counter() - start) / len(photos))
+    seconds = {name: [t / len(photos) for t in times]
+               for name, times in time_interleaved(methods, photos[:args.batch_size], photos, args.repeat).items()}
     best = {name: min(times) for name, times in seconds.items()}
 
     print(f"{len(photos)} demo photos, default model ({loaded.arch}) on CPU, {torch.get_num_threads()} torch threads, "

@@ -18,19 +18,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
+from benchmarking import SHARED, demo_folder, subset, train
 from wildvision import runs
-from wildvision.train import TrainConfig, execute_run, start_run
+from wildvision.train import TrainConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("WILDVISION_SHARED", ROOT.parent / "shared"))
 OFFLINE_WEIGHTS = {  # weights that need no download
     "efficientnet_lite0": "imagenet",
     "mobilenet_v2": str(SHARED / "weights" / "mobilenet_v2-imagenet-bnfolded.pth"),
@@ -39,23 +36,9 @@ OFFLINE_WEIGHTS = {  # weights that need no download
 LEARNING_RATES = {"squeezenet1_0": 0.0001}  # its offline weights' activation scale needs a lower rate (README)
 
 
-def subset(source: Path, target: Path, images: int, seed: int) -> Path:
-    """Links to `images` files of `source`, the same share from every class folder."""
-    rng = random.Random(seed)
-    classes = sorted(d for d in source.iterdir() if d.is_dir())
-    total = sum(len(list(d.iterdir())) for d in classes)
-    for class_dir in classes:
-        files = sorted(class_dir.iterdir())
-        (target / class_dir.name).mkdir(parents=True)
-        for file in rng.sample(files, max(2, round(images * len(files) / total))):
-            (target / class_dir.name / file.name).symlink_to(file)
-    return target
-
-
 def timed_run(config: TrainConfig, runs_dir: Path, name: str) -> tuple[list[dict], dict]:
     """The run's per-epoch metrics, and its results with the test_in probabilities added."""
-    run_dir = start_run(config, runs_dir, name)
-    execute_run(run_dir)
+    run_dir = train(config, runs_dir, name)
     results = runs.read_json(run_dir / runs.RESULTS)
     results["test_in_probabilities"] = runs.read_json(run_dir / runs.SCORES)["test_in"]["probabilities"]
     return runs.read_metrics(run_dir), results
@@ -72,11 +55,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.images, args.epochs, args.views = 300, 3, 3
-    if not (SHARED / "demo-data" / "train").is_dir():
-        sys.exit(f"needs the demo data in {SHARED}/demo-data (set WILDVISION_SHARED to point elsewhere)")
 
     with tempfile.TemporaryDirectory() as tmp:
-        data = subset(SHARED / "demo-data" / "train", Path(tmp) / "data", args.images, seed=0)
+        data = subset(demo_folder("train"), Path(tmp) / "data", args.images, seed=0)
         common = dict(arch=args.arch, regime="transfer", data=str(data), with_background=True, weights=OFFLINE_WEIGHTS[args.arch],
                       lr=LEARNING_RATES.get(args.arch), epochs=args.epochs, patience=args.epochs, device=args.device,
                       num_workers=min(4, os.cpu_count() or 1), cache_dir=str(Path(tmp) / "cache"))
