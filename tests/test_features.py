@@ -7,6 +7,7 @@ from wildvision import features
 from wildvision.cache import content_hash, open_reduced
 from wildvision.data import eval_transform, scan_folder, train_transform
 from wildvision.models import build_model, split_at_head
+from wildvision.train import train_head_epoch
 from conftest import make_class_folder, write_image
 
 ARCH = "squeezenet1_0"  # random init: no weights needed, and its stored output is a full feature map
@@ -23,7 +24,7 @@ def setup(tmp_path):
 
 def compute(samples, backbone, cache, views=2, transform=lambda label: train_transform(label == 1), weights_arch=ARCH):
     calls = []
-    result = features.backbone_features(samples, weights_arch, backbone, transform, views, seed=0, cache_dir=cache,
+    result = features.backbone_features(samples, weights_arch, backbone, features.weights_digest(backbone), transform, views, seed=0, cache_dir=cache,
                                         device=torch.device("cpu"), progress=lambda done, total: calls.append(total))
     return result, calls
 
@@ -89,5 +90,5 @@ def test_head_training_on_stored_features_lowers_the_training_loss(setup):
     stored, _ = compute(samples, backbone, cache)
     optimizer = torch.optim.SGD(tail.parameters(), lr=0.01, momentum=0.9)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    losses = [features.train_head_epoch(tail, stored, optimizer, scaler, 3, seed, torch.device("cpu"))[0] for seed in range(15)]
+    losses = [train_head_epoch(tail, stored, optimizer, scaler, 3, seed, torch.device("cpu"))[0] for seed in range(15)]
     assert losses[-1] < losses[0]

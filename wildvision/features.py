@@ -63,12 +63,12 @@ def weights_digest(module: nn.Module) -> str:
     return digest.hexdigest()[:32]
 
 
-def feature_folder(cache_dir: Path, arch: str, backbone: nn.Module, transform_for_label: Callable[[int], Callable], views: int, seed: int) -> Path:
-    """The cache folder for these exact inputs, with a key.json saying what they are."""
+def feature_folder(cache_dir: Path, arch: str, weights: str, transform_for_label: Callable[[int], Callable], views: int, seed: int) -> Path:
+    """The cache folder for these exact inputs (`weights`: the backbone's `weights_digest`), with a key.json saying what they are."""
     description = {
         "format": FORMAT,
         "arch": arch,
-        "weights": weights_digest(backbone),
+        "weights": weights,
         "transforms": {str(label): repr(transform_for_label(label)) for label in (0, 1)},
         "views": views,
         "seed": seed,
@@ -126,6 +126,7 @@ def backbone_features(
     samples: Sequence[Sample],
     arch: str,
     backbone: nn.Module,
+    weights: str,
     transform_for_label: Callable[[int], Callable],
     views: int,
     seed: int,
@@ -135,8 +136,11 @@ def backbone_features(
     num_workers: int = 0,
     progress: Progress | None = None,
 ) -> FeatureSet:
-    """The backbone's output for `views` transformed views of every sample, computing only what is not cached."""
-    folder = feature_folder(cache_dir, arch, backbone, transform_for_label, views, seed)
+    """The backbone's output for `views` transformed views of every sample, computing only what is not cached.
+
+    `weights` is `weights_digest(backbone)`, passed in so that a caller asking for several sets hashes the weights once.
+    """
+    folder = feature_folder(cache_dir, arch, weights, transform_for_label, views, seed)
     hashes: list[str | None] = []
     for sample in samples:
         try:
@@ -172,34 +176,6 @@ def backbone_features(
     features = torch.stack([torch.from_numpy(np.load(entry(i))) for i in readable])
     labels = torch.tensor([samples[i].label for i in readable])
     return FeatureSet(features, labels, torch.tensor(readable))
-
-
-def train_head_epoch(
-    tail: nn.Module,
-    features: FeatureSet,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    batch_size: int,
-    seed: int,
-    device: torch.device,
-) -> tuple[float, int]:
-    """One epoch over every image, each seen through one randomly drawn view; returns (mean loss, images)."""
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(features.labels), generator=generator)
-    view = torch.randint(features.views, (len(features.labels),), generator=generator)
-    loss_sum = 0.0
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        inputs = features.features[batch, view[batch]].to(device, non_blocking=True).float()
-        labels = features.labels[batch].to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-            loss = nn.functional.cross_entropy(tail(inputs), labels)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        loss_sum += float(loss.detach()) * len(batch)
-    return loss_sum / max(len(order), 1), len(order)
 
 
 @torch.inference_mode()

@@ -206,6 +206,40 @@ def load_config(run_dir: Path) -> TrainConfig:
     return TrainConfig(**runs.read_json(run_dir / runs.CONFIG)["train"])
 
 
+def _optimisation_step(module: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, optimizer, scaler, device: torch.device) -> float:
+    """One SGD step on the cross-entropy of `module(inputs)`, in mixed precision on CUDA; returns the loss."""
+    with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+        loss = nn.functional.cross_entropy(module(inputs), labels)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return float(loss.detach())
+
+
+def train_head_epoch(
+    tail: nn.Module,
+    stored: features.FeatureSet,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+) -> tuple[float, int]:
+    """One epoch of head-only training on stored backbone outputs, each image seen through one randomly
+    drawn view; returns (mean loss, images)."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(stored.labels), generator=generator)
+    view = torch.randint(stored.views, (len(stored.labels),), generator=generator)
+    loss_sum = 0.0
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        inputs = stored.features[batch, view[batch]].to(device, non_blocking=True).float()
+        labels = stored.labels[batch].to(device, non_blocking=True)
+        loss_sum += _optimisation_step(tail, inputs, labels, optimizer, scaler, device) * len(batch)
+    return loss_sum / max(len(order), 1), len(order)
+
+
 def _train_one_epoch(model, loader, optimizer, scaler, device, run_dir, epoch) -> tuple[float, int]:
     loss_sum, seen, last_report = 0.0, 0, time.monotonic()
     for batch_index, batch in enumerate(loader):
@@ -214,13 +248,8 @@ def _train_one_epoch(model, loader, optimizer, scaler, device, run_dir, epoch) -
         images, labels, _ = batch
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-            loss = nn.functional.cross_entropy(model(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        loss_sum += float(loss.detach()) * len(labels)
+        loss = _optimisation_step(model, images, labels, optimizer, scaler, device)
+        loss_sum += loss * len(labels)
         seen += len(labels)
         if time.monotonic() - last_report > 5:
             runs.write_status(run_dir, "running", epoch=epoch, batch=batch_index + 1, batches=len(loader))
@@ -333,7 +362,7 @@ def _train_and_evaluate(run_dir: Path) -> dict:
         train_started = time.perf_counter()
         if on_stored_features:
             tail, train_features, val_features = stored
-            train_loss, n_trained = features.train_head_epoch(
+            train_loss, n_trained = train_head_epoch(
                 tail, train_features, optimizer, scaler, phase.batch_size, config.seed * 1000 + epoch, device
             )
             train_time = time.perf_counter() - train_started
@@ -405,7 +434,8 @@ def _stored_features(model: nn.Module, config: TrainConfig, train: list[Sample],
     def report(done: int, total: int) -> None:
         runs.write_status(run_dir, "running", message=f"computing backbone features once: {done} of {total} images")
 
-    common = dict(arch=config.arch, backbone=backbone, cache_dir=config.cache_folder, device=device, num_workers=config.num_workers, progress=report)
+    common = dict(arch=config.arch, backbone=backbone, weights=features.weights_digest(backbone), cache_dir=config.cache_folder,
+                  device=device, num_workers=config.num_workers, progress=report)
     train_features = features.backbone_features(
         train, transform_for_label=lambda label: train_transform(label == 1, norm), views=config.feature_views, seed=config.seed, **common
     )
