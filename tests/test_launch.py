@@ -35,8 +35,9 @@ def test_paper_grid_selection_by_pattern():
 
 def test_background_run_can_be_cancelled_and_resumed_to_completion(shared, tmp_path):
     data = demo_subset(tmp_path, {"captive": 30, "wild": 30})
+    # The plain loop (feature_views=0): epochs on stored features could all finish before the cancel arrives.
     config = TrainConfig(arch="squeezenet1_0", regime="transfer", data=str(data), weights=str(SQUEEZENET_WEIGHTS),
-                         epochs=4, batch_size=8, lr=0.0001, num_workers=0, device="cpu")
+                         epochs=4, batch_size=8, lr=0.0001, num_workers=0, device="cpu", feature_views=0)
     run_dir = launch_run(config, tmp_path / "runs")
     run = wait_until(run_dir, lambda r: r.state == "running" and len(runs.read_metrics(r.path)) >= 1)
     assert progress(run).seconds_per_epoch > 0
@@ -52,3 +53,16 @@ def test_background_run_can_be_cancelled_and_resumed_to_completion(shared, tmp_p
     assert [row["epoch"] for row in runs.read_metrics(run_dir)] == list(range(1, runs.read_json(run_dir / runs.RESULTS)["epochs_run"] + 1))
     with pytest.raises(runs.RunError, match="completed"):
         resume_run(run_dir)
+
+
+def test_time_left_leaves_out_the_one_off_computation_of_stored_features(tmp_path):
+    from conftest import make_class_folder
+    from wildvision.train import start_run
+
+    data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
+    run_dir = start_run(TrainConfig(arch="squeezenet1_0", regime="scratch", data=str(data), epochs=10, device="cpu"), tmp_path / "runs")
+    runs.append_metrics(run_dir, {"epoch": 1, "epoch_time_s": 62.0, "feature_cache_s": 60.0})
+    runs.append_metrics(run_dir, {"epoch": 2, "epoch_time_s": 2.0})
+    runs.write_status(run_dir, "running", epoch=2)
+    estimate = progress(runs.read_run(run_dir))
+    assert estimate.seconds_per_epoch == 2.0 and estimate.seconds_left_at_most == 16.0

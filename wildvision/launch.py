@@ -120,8 +120,7 @@ def list_runs_shown(runs_dir: str | Path) -> tuple[list[runs.RunSummary], dict[s
 
 def read_state(run_dir: Path) -> runs.RunSummary:
     """The run as the dashboard shows it: for a SLURM run, a task that ended early makes it interrupted."""
-    run = runs.read_run(Path(run_dir))
-    return slurm.with_task_states([run])[0][0] if slurm.read_task(run.path) else run
+    return slurm.with_task_states([runs.read_run(Path(run_dir))])[0][0]
 
 
 def resume_run(run_dir: Path) -> None:
@@ -167,7 +166,8 @@ def progress(run: runs.RunSummary) -> Progress:
     done = len(metrics)
     batches = run.status.get("batches")
     fraction = (run.status.get("batch") or 0) / batches if batches else 0.0
-    per_epoch = sum(row["epoch_time_s"] for row in metrics) / done if done else None
+    # The one-off computation of stored features is not an epoch's cost: leaving it in would overstate the time left.
+    per_epoch = sum(row["epoch_time_s"] - row.get("feature_cache_s", 0.0) for row in metrics) / done if done else None
     left = per_epoch * (max_epochs - done - fraction) if per_epoch and run.state == "running" else None
     return Progress(done, max_epochs, fraction, per_epoch, left)
 
