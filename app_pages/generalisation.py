@@ -189,4 +189,4 @@ else:
     if stored is None:
         st.warning(f"{chosen_model}: its stored threshold or test scores cannot be read.")
     else:
-        threshold_tradeoff(stored[1], stored[0], key="generalisation_threshold")
+        threshold_tradeoff(stored[1], stored[0], model=scored[chosen_model], key="generalisation_threshold")

@@ -366,7 +366,7 @@ def page() -> None:
     stored = stored_scores(choice.model, runs_dir)
     if stored:
         with st.expander("Decision threshold, and what it costs on photos from elsewhere"):
-            loaded = replace(loaded, threshold=threshold_tradeoff(stored[1], loaded.threshold, key="predict_threshold"))
+            loaded = replace(loaded, threshold=threshold_tradeoff(stored[1], loaded.threshold, model=choice.model, key="predict_threshold", as_percent=True))
 
     uploads = st.file_uploader(
         "Photos (JPEG, PNG or WebP), or a zip of photos", type=UPLOAD_TYPES, accept_multiple_files=True,

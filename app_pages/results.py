@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
-from app_pages.widgets import paper_and_run_results
+from app_pages.widgets import learning_curves_chart, paper_and_run_results
 from wildvision import compare, runs
 
 st.title("Results grid")
@@ -138,28 +136,16 @@ else:
         st.warning(f"The run failed: {run.status['message']}")
 
     try:
-        curves = compare.learning_curves(run.path)
+        figure = learning_curves_chart(run.path, title=f"Learning curves of run {run.name}")
         matrices = compare.confusion_matrices(run.path)
         results_table = compare.run_results_table(run.path)
     except (runs.RunError, ValueError, KeyError, TypeError) as error:
         st.warning(f"The files of run {run.name} cannot be read ({error}); its details are not shown.")
-        curves, matrices, results_table = None, {}, None
-    if curves is not None and curves.empty:
-        st.info("No epoch has finished yet, so there are no learning curves.")
-    elif curves is not None:
-        figure = make_subplots(
-            rows=1, cols=2, subplot_titles=("Cross-entropy loss per epoch", "Validation (test_in) F-score per epoch"),
-        )
-        for series, colour in (("training loss", "#4c78a8"), ("validation loss", "#f58518")):
-            part = curves[curves["series"] == series]
-            figure.add_trace(go.Scatter(x=part["epoch"], y=part["value"], mode="lines+markers", name=series, line={"color": colour}), row=1, col=1)
-        part = curves[curves["series"] == "validation F-score"]
-        figure.add_trace(go.Scatter(x=part["epoch"], y=part["value"], mode="lines+markers", name="validation F-score", line={"color": "#54a24b"}), row=1, col=2)
-        figure.update_xaxes(title_text="epoch", dtick=1 if curves["epoch"].max() <= 20 else None)
-        figure.update_yaxes(title_text="loss", row=1, col=1)
-        figure.update_yaxes(title_text="F-score (weighted)", range=[0, 1.02], row=1, col=2)
-        figure.update_layout(title=f"Learning curves of run {run.name}", height=380, legend={"orientation": "h", "y": -0.25})
+        figure, matrices, results_table = None, {}, None
+    if figure is not None:
         st.plotly_chart(figure, key="curves")
+    elif results_table is not None:
+        st.info("No epoch has finished yet, so there are no learning curves.")
 
     if not matrices:
         if results_table is not None:
