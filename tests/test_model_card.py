@@ -57,3 +57,34 @@ def test_model_card_metrics_hold_when_measured_again(shared):
     saved = runs.read_json(model_card.DEFAULT_DIR / runs.SCORES)["test_out_nopet"]["probabilities"][:20]
     assert [p.probability for p in predictions] == pytest.approx(saved, abs=1e-4)
     assert compute_metrics(scores["test_in"]["labels"], scores["test_in"]["probabilities"])["n_images"] == len(split["test_in"])
+
+
+def _metrics(inside: tuple[float, float], **outside: tuple[float, float]) -> dict:
+    """Card metrics with (positive precision, positive recall) at the threshold per test set."""
+    sets = {"test_in": inside} | outside
+    return {name: {"at_threshold": {"positive_precision": p, "positive_recall": r}} for name, (p, r) in sets.items()}
+
+
+def test_limitations_name_precision_when_only_precision_falls():
+    text = " ".join(model_card.limitations(_metrics((0.95, 0.98), test_out_pet=(0.30, 0.99))))
+    assert "false alarms, not missed cases" in text and "30%" in text and "99%" in text
+    assert "fewer true positives" not in text and "missed cases, not" not in text
+
+
+def test_limitations_name_recall_when_only_recall_falls():
+    text = " ".join(model_card.limitations(_metrics((0.95, 0.98), test_out_pet=(0.93, 0.40))))
+    assert "missed cases, not false alarms" in text and "40%" in text
+
+
+def test_limitations_say_which_set_fools_the_model_most():
+    items = model_card.limitations(_metrics((0.95, 0.98), test_out_pet=(0.30, 0.99), test_out_nopet=(0.57, 0.99)))
+    assert "test_out_pet fools it most: its flags are right least often there." in items
+
+
+def test_the_shipped_card_says_what_its_own_numbers_say():
+    card = model_card.load_card()
+    assert card["limitations"] == model_card.limitations(card["metrics"])
+    rendered = model_card.card_markdown(card)
+    assert "far fewer true positives" not in rendered
+    pet = card["metrics"]["test_out_pet"]["at_threshold"]
+    assert f"only {pet['positive_precision']:.0%} of the photos it flags are captive" in rendered
