@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -31,6 +32,12 @@ PAGES = {  # url path: what the page's title says
     "generalisation": "Generalisation",
     "predict": "Predict",
 }
+
+
+class Dashboard(NamedTuple):
+    url: str
+    runs_dir: Path
+    pid: int  # the streamlit server's process
 
 
 def _free_port() -> int:
@@ -73,7 +80,7 @@ def dashboard(completed_run, tmp_path_factory):
             break
         except OSError:
             time.sleep(0.5)
-    yield f"http://127.0.0.1:{port}", runs_dir
+    yield Dashboard(f"http://127.0.0.1:{port}", runs_dir, server.pid)
     server.terminate()
     server.wait(timeout=20)
 
@@ -91,8 +98,7 @@ def open_page(browser, url: str):
 
 @pytest.mark.parametrize("path", list(PAGES))
 def test_every_page_renders_in_chromium_without_an_exception(browser, dashboard, path):
-    url, _ = dashboard
-    page, seconds = open_page(browser, f"{url}/{path}")
+    page, seconds = open_page(browser, f"{dashboard.url}/{path}")
     try:
         page.wait_for_timeout(1500)  # let late elements (charts, fragments) arrive
         assert PAGES[path] in page.locator("h1").first.inner_text()
@@ -108,7 +114,7 @@ def test_every_page_renders_in_chromium_without_an_exception(browser, dashboard,
 def test_a_run_launched_from_the_train_page_completes_while_the_tab_is_closed(browser, dashboard, shared, tmp_path):
     from conftest import SQUEEZENET_WEIGHTS, demo_subset
 
-    url, runs_dir = dashboard
+    url, runs_dir, _ = dashboard
     data = demo_subset(tmp_path, {"captive": 12, "wild": 12, "background": 4})
     before = {run.name for run in runs.list_runs(runs_dir)}
     page, _ = open_page(browser, f"{url}/train")
@@ -138,5 +144,27 @@ def test_a_run_launched_from_the_train_page_completes_while_the_tab_is_closed(br
         # the run table is drawn on a canvas; its cells are also kept, hidden, in the DOM
         page.wait_for_function(f"() => document.body.innerHTML.includes({new[0].name!r})", timeout=30_000)
         page.screenshot(path=SCREENSHOTS / "train-after-run.png", full_page=True)
+    finally:
+        page.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process and its threads so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_the_server_idles_while_a_tab_is_open(browser, dashboard):
+    """A file watcher walking the clone's .venv once kept a core at 100% for as long as a tab was open."""
+    page, _ = open_page(browser, dashboard.url)
+    try:
+        page.wait_for_timeout(3000)  # let the first script run and its caches settle
+        before, started = cpu_seconds(dashboard.pid), time.monotonic()
+        page.wait_for_timeout(10_000)
+        share = (cpu_seconds(dashboard.pid) - before) / (time.monotonic() - started)
+        print(f"streamlit server CPU with one open tab: {share:.1%} of a core over 10 s")
+        assert share < 0.10
+        assert page.locator("[data-testid='stAppDeployButton']").count() == 0  # no Deploy button for these users
+        assert page.get_by_role("button", name="Deploy").count() == 0
     finally:
         page.close()
