@@ -1,0 +1,173 @@
+"""Plain words for people who check flagged photos and have no machine-learning background.
+
+The Predict page (and anything else that talks to such a person) builds its sentences here, so that the words
+can be tested on their own and can never contradict the numbers beside them:
+
+- a score and the flagging line (the model's decision threshold) are always percentages, with just enough
+  decimals that the shown numbers tell the verdict the same way the exact ones do (never "50% ... at or
+  above 51%");
+- how far to trust a model is said as "of every 100 photos it flagged, about N really were ...", from the
+  positive class's precision and recall at the model's threshold, not as an F-score;
+- saliency methods are named by what their maps show, not by their papers' names.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+MAX_DECIMALS = 4  # percent decimals tried before "just under": scores are float32, so closer is noise
+
+# What each stored test set is, for a person deciding how far to trust a flag. Others are named as they are.
+TEST_SET_WORDS: dict[str, str] = {
+    "test_in": "held-back photos from its own training folder",
+    "test_out_pet": "photos from other websites, among them everyday photos of pets",
+    "test_out_nopet": "photos from other websites, with no animals in the everyday ones",
+}
+IN_DISTRIBUTION = "test_in"
+
+# Saliency methods (keys of wildvision.explain.METHODS): a short name for captions and pickers, and one line
+# on what the map shows. Grad-CAM comes first on the page: its regions are what a non-expert can read.
+MAP_NAMES: dict[str, str] = {
+    "gradcam": "Areas that raised the score",
+    "saliency": "Pixels that move the score (the paper's method)",
+    "integrated_gradients": "A steadier map (slower)",
+}
+MAP_DESCRIPTIONS: dict[str, str] = {
+    "gradcam": "Coarse regions of the photo that pushed the score up (Grad-CAM). The easiest map to read.",
+    "saliency": "How much each single pixel moves the score (plain gradients, as in the paper). Finer, but speckled.",
+    "integrated_gradients": "The pixel map averaged over many dimmed copies of the photo (Integrated Gradients): "
+                            "less speckled, but it takes a while.",
+}
+# How to read each map: Grad-CAM keeps only what raised the score; the pixel maps show either direction.
+MAP_READINGS: dict[str, str] = {
+    "gradcam": "brighter = the areas that pushed the score up most",
+    "saliency": "brighter = the pixels that move the score most, up or down",
+    "integrated_gradients": "brighter = the pixels that moved the score most, up or down",
+}
+
+
+def positive_words(positive_class: str) -> str:
+    """The positive class as a person says it: "captive" is the paper's "captive / for sale"."""
+    return "captive / for sale" if positive_class == "captive" else positive_class.replace("_", " ")
+
+
+def percent_text(percent: float) -> str:
+    """A percentage already rounded to the decimals wanted, without trailing zeros: 83.0 -> "83%", 50.71 -> "50.71%"."""
+    text = f"{percent:.{MAX_DECIMALS}f}".rstrip("0").rstrip(".")
+    return ("0" if text == "-0" else text) + "%"
+
+
+def line_text(line: float) -> str:
+    """The flagging line (a probability) as the page's slider shows it: a percentage with one decimal at most."""
+    return percent_text(round(line * 100, 1))
+
+
+def shown_percents(score: float, line: float) -> tuple[float, float]:
+    """Score and flagging line (probabilities) in percent, rounded so that the shown values order as the exact ones.
+
+    One decimal where that already tells them apart; more where score and line round to the same value (0.50705
+    against 0.507 shows as 50.71% and 50.7%). Rounding keeps order, so shown values that differ never contradict
+    the verdict; equal ones are true for "at or above". A score below the line by less than MAX_DECIMALS can show
+    is cut down (not rounded) one step below the line, so it still reads as below.
+    """
+    flagged = score >= line
+    for decimals in range(1, MAX_DECIMALS + 1):
+        shown_score, shown_line = round(score * 100, decimals), round(line * 100, decimals)
+        if shown_score != shown_line:
+            return shown_score, shown_line
+    shown_line = round(line * 100, 1) if flagged else round(line * 100, MAX_DECIMALS)
+    if flagged:
+        return shown_line, shown_line
+    step = 10 ** -MAX_DECIMALS
+    shown_score = min(math.floor(score * 100 / step) * step, shown_line - step)
+    return round(shown_score, MAX_DECIMALS), shown_line
+
+
+def verdict_sentence(score: float, line: float, positive_class: str) -> str:
+    """What the model says about one photo and why: the score against the flagging line, never contradicting it.
+
+    e.g. "Flagged as captive / for sale: score 91.2%, at or above the flagging line of 85.5%", or
+    "Not flagged: score 83%, below the flagging line of 85.5%".
+    """
+    shown_score, shown_line = shown_percents(score, line)
+    if score >= line:
+        return (f"Flagged as {positive_words(positive_class)}: score {percent_text(shown_score)}, "
+                f"at or above the flagging line of {percent_text(shown_line)}")
+    return f"Not flagged: score {percent_text(shown_score)}, below the flagging line of {percent_text(shown_line)}"
+
+
+def short_verdict(score: float, line: float) -> str:
+    """The verdict for a caption or a table cell, e.g. "Flagged (91.2%)", with the same decimals as the sentence."""
+    shown_score, _ = shown_percents(score, line)
+    return f"{'Flagged' if score >= line else 'Not flagged'} ({percent_text(shown_score)})"
+
+
+def out_of_100(fraction: float) -> str:
+    """A share as "about N" of every 100, never rounding a miss away: 0.996 is "more than 99", not "100"."""
+    if fraction >= 1:
+        return "all 100"
+    if fraction <= 0:
+        return "none"
+    count = round(fraction * 100)
+    if count >= 100:
+        return "more than 99"
+    if count < 1:
+        return "fewer than 1"
+    return f"about {count}"
+
+
+def trust_sentence(test_set: str, at_threshold: Mapping[str, float], positive_class: str) -> str:
+    """How the model did on one stored test set at its own flagging line, as a person checking flags needs it.
+
+    `at_threshold` holds the positive class's precision and recall at the threshold (results.json's and the model
+    card's ``at_threshold``). Precision says how many flags are worth a look; recall how many real cases it finds.
+    """
+    where = TEST_SET_WORDS.get(test_set, f"the test photos “{test_set}”")
+    positive = positive_words(positive_class)
+    precision, recall = at_threshold["positive_precision"], at_threshold["positive_recall"]
+    if recall <= 0:
+        text = f"On {where}, it flagged none of the photos that really were {positive}."
+    else:
+        text = (f"On {where}: of every 100 photos it flagged, {out_of_100(precision)} really were {positive}; "
+                f"of every 100 that were, it found {out_of_100(recall)}.")
+    if test_set == IN_DISTRIBUTION:
+        text += " (Optimistic: these photos also helped choose the model.)"
+    return text
+
+
+def trust_text(metrics: Mapping[str, Mapping], positive_class: str) -> str:
+    """How far to trust a model, from its stored metrics per test set (results.json's test_sets, the card's metrics).
+
+    Photos from other websites come first, since they are the honest measure; sets stored without numbers at the
+    threshold (older runs) are left out rather than guessed.
+    """
+    measured = {name: m["at_threshold"] for name, m in metrics.items() if isinstance(m, Mapping) and isinstance(m.get("at_threshold"), Mapping)}
+    order = sorted(measured, key=lambda name: (name == IN_DISTRIBUTION, name))
+    sentences = [trust_sentence(name, measured[name], positive_class) for name in order]
+    if not sentences:
+        sentences = ["No test results at its flagging line are stored with this model."]
+    sentences.append("Expect it to do worse on photos unlike the ones it learnt from: in the paper, every model did. "
+                     "Treat a flag as a pointer for a person to check, never as proof.")
+    return " ".join(sentences)
+
+
+def map_caption(method: str, blank: bool, from_difference: bool) -> str:
+    """What a saliency map shows, under the map; `from_difference` when it was made from the two scores' difference."""
+    if blank:
+        return "No part of this photo changed the model's score, so the map is dark everywhere."
+    text = f"{MAP_NAMES[method]}: {MAP_READINGS[method]}."
+    if from_difference:
+        text += " (Made from the difference between the model's two scores: its 'captive' score is at its floor for this photo.)"
+    return text
+
+
+def problem_text(reason: str) -> str:
+    """Why a file could not be used, in plain words (wildvision.images' reasons name the Pillow library)."""
+    if reason.startswith("not an image Pillow can read"):
+        return "not a photo this page can read (a damaged file, or not a JPEG, PNG or WebP photo)"
+    if reason.startswith("corrupt or truncated image"):
+        return "the photo is damaged or cut short"
+    if reason.startswith("too many pixels") or "pixels is over the limit" in reason:
+        return "the photo is too large (too many pixels) to check safely"
+    return reason
