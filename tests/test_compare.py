@@ -10,12 +10,16 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from wildvision import compare, paper, runs
+from wildvision.evaluate import compute_metrics, threshold_for_precision
 from wildvision.models import count_parameters
 
 PAPER_ROW = "paper (Tables S1, S2, S3)"
@@ -30,8 +34,26 @@ def make_run(
     state: str = "completed",
     data: str = "/data/train",
     epochs: int = 3,
+    scores: dict[str, tuple[list[int], list[float]]] | None = None,
+    target_precision: float = 0.95,
 ) -> Path:
-    """A run folder as `python -m wildvision train` leaves it (without checkpoints), written with runs.py."""
+    """A run folder as `python -m wildvision train` leaves it (without model weights), written with runs.py.
+
+    With `scores` ({test set: (labels, positive-class probabilities)}), results.json is computed from
+    them exactly as train.evaluate_run_model does: the paper's metrics at 0.5, the decision threshold
+    chosen on test_in for `target_precision`, each set's metrics and confusion matrix at that threshold;
+    scores.json is written too, and a checkpoint.pt holding the threshold (no weights), so the
+    threshold sliders find the run. Otherwise `test_sets` gives each set's numbers directly (no threshold).
+    """
+    if scores is not None:
+        test_sets = {}
+        for name, (labels, probabilities) in scores.items():
+            metrics = compute_metrics(labels, probabilities)
+            test_sets[name] = metrics | {"eval_time_s": 0.05 * metrics["n_images"]}
+        rule = threshold_for_precision(*scores["test_in"], target_precision) | {"chosen_on": "test_in"}
+        for name, (labels, probabilities) in scores.items():
+            at = compute_metrics(labels, probabilities, rule["threshold"])
+            test_sets[name]["at_threshold"] = {k: at[k] for k in ("threshold", "positive_precision", "positive_recall", "accuracy", "f_score", "confusion_matrix")}
     test_sets = test_sets if test_sets is not None else {
         "test_in": {"f_score": 0.9, "accuracy": 0.91, "confusion_matrix": [[40, 2], [5, 33]], "n_images": 80, "eval_time_s": 4.0},
         "test_out_pet": {"f_score": 0.7, "accuracy": 0.72, "confusion_matrix": [[30, 10], [12, 28]], "n_images": 80, "eval_time_s": 8.0},
@@ -41,6 +63,7 @@ def make_run(
     train = {
         "arch": arch, "regime": regime, "with_background": with_background, "data": data, "epochs": epochs,
         "lr": 0.001, "batch_size": 75, "positive": "captive", "tests": {n: f"/data/{n}" for n in test_sets if n != "test_in"},
+        "target_precision": target_precision,
     }
     runs.write_json_atomic(run_dir / runs.CONFIG, {"train": train, "dataset": dataset, "n_parameters": count_parameters(arch), "created_at": runs.now()})
     runs.write_status(run_dir, "queued", epoch=0, max_epochs=epochs)
@@ -52,16 +75,28 @@ def make_run(
     if state == "completed":
         results = {}
         for name, given in test_sets.items():
-            (tn, fp), (fn, tp) = given["confusion_matrix"]
+            (_, fp), (_, tp) = given["confusion_matrix"]
             results[name] = {
                 "accuracy": given["accuracy"], "f_score": given["f_score"], "precision": given.get("precision", given["f_score"]),
                 "recall": given.get("recall", given["accuracy"]), "positive_precision": tp / (tp + fp),
                 "confusion_matrix": given["confusion_matrix"], "n_images": given["n_images"], "eval_time_s": given["eval_time_s"],
                 "loss": 0.5, "skipped": [],
-            }
-        runs.write_json_atomic(run_dir / runs.RESULTS, {"best_epoch": epochs, "epochs_run": epochs, "test_sets": results})
+            } | ({"at_threshold": given["at_threshold"]} if "at_threshold" in given else {})
+        threshold = {"threshold": rule} if scores is not None else {}
+        runs.write_json_atomic(run_dir / runs.RESULTS, {"best_epoch": epochs, "epochs_run": epochs, **threshold, "test_sets": results})
+        if scores is not None:
+            runs.write_json_atomic(run_dir / runs.SCORES, {n: {"labels": list(map(int, y)), "probabilities": list(map(float, p))} for n, (y, p) in scores.items()})
+            runs.save_torch_atomic(run_dir / runs.CHECKPOINT, {"arch": arch, "threshold": rule["threshold"], "threshold_rule": rule})
     runs.write_status(run_dir, state, epoch=epochs, best_epoch=epochs)
     return run_dir
+
+
+def scores_with(tn: int, fp: int, fn_low: int, fn_between: int, tp: int, between: float = 0.3) -> tuple[list[int], list[float]]:
+    """Labels and probabilities whose confusion matrix at 0.5 is [[tn, fp], [fn_low + fn_between, tp]]: the
+    `fn_between` positives score `between` (< 0.5), so a lower threshold turns them into true positives."""
+    labels = [0] * (tn + fp) + [1] * (fn_low + fn_between + tp)
+    probabilities = [0.1] * tn + [0.9] * fp + [0.1] * fn_low + [between] * fn_between + [0.9] * tp
+    return labels, probabilities
 
 
 @pytest.fixture(scope="module")
@@ -250,7 +285,7 @@ def test_latex_and_csv_exports_carry_the_numbers(paper_frame):
     latex = compare.to_latex(grid, caption="F-score")
     assert "\\toprule" in latex and "\\multicolumn{3}{c}{no\\_bg}" in latex and "test\\_out\\_pet" in latex
     line = next(row for row in latex.splitlines() if row.startswith("squeezenet1\\_0 & transfer"))
-    assert line.split(" & ")[4:] == ["0.944", "0.64", "0.64", "0.957", "0.59", "0.61 \\\\"]
+    assert line.split(" & ")[4:] == ["0.944", "0.640", "0.640", "0.957", "0.590", "0.610 \\\\"]  # one number of decimals per table
     assert latex.count(" -- ") + latex.count(" --\\") == 8 * 3  # scratch and combi have no no_bg cells
     csv = compare.to_csv(grid)
     back = pd.read_csv(io.StringIO(csv))
@@ -326,3 +361,152 @@ def test_efficiency_of_a_run_with_an_unknown_architecture_is_explained_not_raise
     assert points.set_index("model")["params"].isna().to_dict() == {"squeezenet1_0": False, "future_net": True}
     with pytest.raises(compare.EfficiencyUnavailable, match="no parameter count for \\['future_net'\\]"):
         compare.efficiency_table(frame, "run", "test_out_pet", "bg", "transfer")
+
+
+# ---------------------------------------------------------------------------------------------
+# The decision threshold in a run's details
+# ---------------------------------------------------------------------------------------------
+
+
+def test_confusion_matrices_at_the_runs_threshold_differ_from_those_at_one_half(tmp_path):
+    # test_in: 5 positives score 0.3, below 0.5; the lowest threshold with precision >= 0.95 is 0.3
+    run_dir = make_run(tmp_path, scores={
+        "test_in": scores_with(tn=56, fp=2, fn_low=2, fn_between=5, tp=43),
+        "test_out_pet": scores_with(tn=30, fp=10, fn_low=8, fn_between=4, tp=28),
+    })
+    assert compare.run_threshold(run_dir) == pytest.approx(0.3)
+    at_half = compare.confusion_matrices(run_dir)
+    at_threshold = compare.confusion_matrices(run_dir, at_threshold=True)
+    assert at_half["test_in"].to_numpy().tolist() == [[56, 2], [7, 43]]
+    assert at_threshold["test_in"].to_numpy().tolist() == [[56, 2], [2, 48]]
+    assert at_threshold["test_out_pet"].to_numpy().tolist() == [[30, 10], [8, 32]]
+    assert list(at_threshold) == ["test_in", "test_out_pet"]
+    old_run = make_run(tmp_path)  # written before thresholds were recorded
+    assert compare.run_threshold(old_run) is None and compare.confusion_matrices(old_run, at_threshold=True) == {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Exports for slides and papers
+# ---------------------------------------------------------------------------------------------
+
+
+def test_csv_export_rounds_away_float_noise_but_keeps_every_printed_digit(paper_frame):
+    grid = compare.results_grid(paper_frame, "f_score")
+    baseline = ("squeezenet1_0", "transfer", "paper", PAPER_ROW)
+    difference = compare.difference_to(compare.pin_row(grid, baseline), baseline)
+    raw = difference.to_csv()
+    assert "0.10999999999999999" in raw or "0.11000000000000001" in raw  # what the plain export wrote
+    csv = compare.to_csv(difference)
+    assert "9999999" not in csv and "0000001" not in csv
+    back = pd.read_csv(io.StringIO(csv)).set_index(["model", "regime", "origin", "source"])
+    assert back.loc[("densenet121", "transfer", "paper", PAPER_ROW), "bg / test_out_pet"] == 0.11  # exactly, as printed
+    accuracy = compare.results_grid(paper_frame, "accuracy")
+    back = pd.read_csv(io.StringIO(compare.to_csv(accuracy)))
+    assert back.loc[back["model"].eq("alexnet") & back["regime"].eq("transfer"), "no_bg / test_in"].item() == 0.9486
+    run_values = pd.DataFrame({"f_score": [56 / 108, 2.342952e-11]})
+    assert compare.to_csv(run_values).splitlines() == ["f_score", "0.518519", "2.34295e-11"]
+
+
+def test_latex_escape_makes_plain_text_print_literally():
+    assert compare.latex_escape("squeezenet1_0") == r"squeezenet1\_0"
+    assert compare.latex_escape("95% of {x} & $5 #1 ~ ^ \\") == r"95\% of \{x\} \& \$5 \#1 \textasciitilde{} \textasciicircum{} \textbackslash{}"
+    assert compare.latex_escape("a · b – c “d”") == r"a \textperiodcentered{} b -- c ``d''"
+    latex = compare.to_latex(pd.DataFrame({"F": [0.5]}), caption="F of squeezenet1_0 · transfer, 100%")
+    assert r"\caption{F of squeezenet1\_0 \textperiodcentered{} transfer, 100\%}" in latex
+
+
+def test_latex_prints_one_number_of_decimals_per_table(paper_frame):
+    accuracy = compare.results_grid(paper_frame, "accuracy")
+    assert compare.table_decimals(accuracy) == 4  # Table S1 prints accuracy to 4 decimals (94.86%)
+    latex = compare.to_latex(accuracy)
+    body = latex[latex.index("\\midrule"):latex.index("\\bottomrule")].splitlines()[1:]
+    assert len(body) == 16
+    numbers = [cell.strip(" \\") for row in body for cell in row.split(" & ")[4:] if cell.strip(" \\") != "--"]
+    assert len(numbers) == 72 and {len(n.split(".")[1]) for n in numbers} == {4}
+    assert "0.9486" in numbers and "0.9440" in numbers  # Table S1's 94.86% and 94.4%
+    table1 = compare.positive_precision_table(paper_frame)
+    assert compare.table_decimals(table1) == 2 and "0.94 & 0.95" in compare.to_latex(table1)
+    # differences carry their sign; counts stay whole numbers
+    signed = compare.to_latex(pd.DataFrame({"drop": [0.11, -0.2], "images": [80, 64]}), signed=True)
+    assert "+0.11 & 80" in signed and "-0.20 & 64" in signed
+    assert compare.format_fixed(float("nan"), 3) == "--" and compare.format_fixed(0.0, 3, signed=True) == "+0.000"
+
+
+def latex_compiler() -> str:
+    """pdflatex, or a skip saying how to install it (a failure in CI, where WILDVISION_REQUIRE_SHARED=1)."""
+    found = shutil.which("pdflatex")
+    if found is None:
+        message = "needs pdflatex with booktabs (Debian: apt-get install --no-install-recommends texlive-latex-base texlive-latex-recommended)"
+        if os.environ.get("WILDVISION_REQUIRE_SHARED") == "1":
+            pytest.fail(message + "; WILDVISION_REQUIRE_SHARED=1 forbids skipping")
+        pytest.skip(message)
+    return found
+
+
+def test_latex_exports_compile_with_pdflatex(tmp_path):
+    pdflatex = latex_compiler()
+    make_run(tmp_path / "runs", arch="squeezenet1_0")
+    frame = compare.combined_results(tmp_path / "runs")
+    grid = compare.results_grid(frame, "f_score")
+    baseline = ("squeezenet1_0", "transfer", "paper", PAPER_ROW)
+    tables = [
+        compare.to_latex(grid, caption="F-score (weighted) of squeezenet1_0 and 100% of runs"),
+        compare.to_latex(compare.difference_to(compare.pin_row(grid, baseline), baseline), signed=True,
+                         caption=f"F-score, difference to {compare.row_label(baseline)} – own runs are not the paper's"),
+        compare.to_latex(compare.positive_precision_table(frame), caption="Positive-class precision (Table 1 and own runs)"),
+    ]
+    assert all(table.startswith("% needs \\usepackage{booktabs}\n") for table in tables)
+    document = "\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage[margin=1cm,landscape]{geometry}\n\\begin{document}\n"
+    (tmp_path / "tables.tex").write_text(document + "\n".join(tables) + "\n\\end{document}\n", encoding="utf-8")
+    done = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "tables.tex"], cwd=tmp_path, check=False,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert (tmp_path / "tables.pdf").stat().st_size > 1000
+    log = (tmp_path / "tables.log").read_text(encoding="utf-8", errors="replace")
+    assert "Missing character" not in log and "Undefined control sequence" not in log
+
+
+# ---------------------------------------------------------------------------------------------
+# Efficiency wording and chart helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def test_gain_is_printed_with_significant_digits_never_as_zero():
+    assert compare.format_gain(2.342952e-05) == "+0.0000234"  # vgg11_bn on test_in, no_bg: was "+0.0000"
+    assert compare.format_gain(-5.76e-05) == "-0.0000576"  # was "-0.0000"
+    assert compare.format_gain(0.0176864) == "+0.0177" and compare.format_gain(-0.005467) == "-0.00547"
+    assert compare.format_gain(0.000999999) == "+0.00100" and compare.format_gain(0.0) == "0"
+    assert compare.format_gain(float("nan")) == "--"
+
+
+def test_gain_headline_says_plainly_when_no_architecture_beats_squeezenet(paper_frame):
+    def headline(test_set, dataset):
+        gains = compare.efficiency_table(paper_frame, "paper", test_set, dataset, "transfer")
+        points = compare.efficiency_points(paper_frame, "paper", test_set, dataset, "transfer")
+        return compare.gain_headline(gains, points.set_index("model").loc["squeezenet1_0", "f_score"], "the selection")
+
+    assert headline("test_out_pet", "bg").startswith("**densenet121** has the highest gain for the selection: +0.0177 F-score")
+    tiny = headline("test_in", "no_bg")
+    assert tiny.startswith("**vgg11_bn** has the highest gain") and "+0.0000234" in tiny and "0.96 against SqueezeNet's 0.957" in tiny
+    frame = paper_frame.copy()
+    squeeze_in = (frame["model"] == "squeezenet1_0") & (frame["test_set"] == "test_in") & (frame["metric"] == "f_score")
+    frame.loc[squeeze_in, "value"] = 0.97  # above every other architecture's test_in F-score
+    gains = compare.efficiency_table(frame, "paper", "test_in", "no_bg", "transfer")
+    assert (gains["gain"] < 0).all()
+    losing = compare.gain_headline(gains, 0.97, "the selection")
+    assert losing.startswith("**No architecture beats SqueezeNet** for the selection") and "0.97" in losing
+    frame.loc[squeeze_in, "value"] = 0.96  # vgg11_bn ties
+    gains = compare.efficiency_table(frame, "paper", "test_in", "no_bg", "transfer")
+    assert "the best (vgg11_bn) only equal its F-score of 0.96" in compare.gain_headline(gains, 0.96, "the selection")
+
+
+def test_chart_config_saves_a_sharp_png_without_the_plotly_logo():
+    config = compare.chart_config("wildvision-paper-test_out_pet/bg: gain")
+    assert config == {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": "wildvision-paper-test_out_pet-bg-gain", "scale": 2}}
+
+
+def test_f_axis_stays_within_zero_and_one():
+    assert compare.f_axis_range([0.61, 0.79]) == [0.5, 0.95]
+    assert compare.f_axis_range([0.98]) == [0.9, 1.05]  # one point: Plotly alone would run past 1.4
+    assert compare.f_axis_range([0.01, 1.0]) == [0.0, 1.05]
+    assert compare.f_axis_range([]) == [0.0, 1.05]

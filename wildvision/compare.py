@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -211,7 +212,7 @@ def architecture_order() -> tuple[str, ...]:
     """The registry order (models.ARCHITECTURES) without importing torch for it when avoidable."""
     try:
         from wildvision.models import ARCHITECTURES
-    except Exception:  # torch missing or broken: the paper's order still applies
+    except Exception:  # noqa: BLE001 - torch missing or broken: the paper's order still applies
         return tuple(sorted(paper.paper_parameter_counts()))
     return tuple(ARCHITECTURES)
 
@@ -467,7 +468,7 @@ class EfficiencyUnavailable(ValueError):
     """The gain cannot be computed for a selection; the message says why in plain words."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _counted_parameters(arch: str) -> int:
     from wildvision.models import count_parameters
 
@@ -566,6 +567,25 @@ def efficiency_table(
     return gains[["rank", "model", "f_score", "params", "extra_params", "gain", "gain_per_million", "source"]]
 
 
+def gain_headline(gains: pd.DataFrame, baseline_f: float, selection: str, baseline: str = paper.BASELINE) -> str:
+    """One Markdown sentence on an ``efficiency_table``: which architecture gains most per extra parameter,
+    or, plainly, that none beats SqueezeNet (every larger model's F-score at or below its ``baseline_f``)."""
+    if gains.empty:
+        return f"Only {baseline} itself has an F-score for {selection}: there is nothing to rank against it."
+    best = gains.iloc[0]
+    model, f, gain = best["model"], format_value(best["f_score"]), format_gain(best["gain_per_million"])
+    base = format_value(baseline_f)
+    if best["gain"] > 0:
+        return (f"**{model}** has the highest gain for {selection}: {gain} F-score per million parameters beyond "
+                f"SqueezeNet's (F-score {f} against SqueezeNet's {base}).")
+    if best["gain"] == 0:
+        tied = ", ".join(gains.loc[gains["gain"] == 0, "model"])
+        return (f"**No architecture beats SqueezeNet** for {selection}: the best ({tied}) only equal its F-score of {base}, "
+                "so their extra parameters gain nothing; all others score lower.")
+    return (f"**No architecture beats SqueezeNet** for {selection}: every larger model has a lower F-score than its {base}, "
+            f"so every gain is negative; the smallest loss is {model}'s ({f}, {gain} per million extra parameters).")
+
+
 def _regimes_with(frame: pd.DataFrame, origin: str, model: str, test_set: str, dataset: str) -> str:
     rows = frame[
         (frame["origin"] == origin) & (frame["metric"] == "f_score") & (frame["model"] == model)
@@ -652,10 +672,24 @@ def run_results_table(run_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("test_set")
 
 
-def confusion_matrices(run_dir: str | Path) -> dict[str, pd.DataFrame]:
+def run_threshold(run_dir: str | Path) -> float | None:
+    """The decision threshold a completed run chose on test_in (results.json's ``threshold.threshold``);
+    None for a run without results or one written before thresholds were recorded."""
+    run_dir = Path(run_dir)
+    if not (run_dir / runs.RESULTS).is_file():
+        return None
+    rule = runs.read_json(run_dir / runs.RESULTS).get("threshold")
+    value = rule.get("threshold") if isinstance(rule, dict) else None
+    return float(value) if value is not None else None
+
+
+def confusion_matrices(run_dir: str | Path, at_threshold: bool = False) -> dict[str, pd.DataFrame]:
     """Each test set's confusion matrix of a completed run, labelled (rows: true class, columns: predicted).
 
-    results.json stores [[TN, FP], [FN, TP]] with the positive class (captive / for sale) second.
+    results.json keeps two per test set, both [[TN, FP], [FN, TP]] with the positive class (captive /
+    for sale) second: ``confusion_matrix`` at 0.5 (the paper's metrics) and
+    ``at_threshold.confusion_matrix`` at the run's own decision threshold (``run_threshold``), the one
+    ``predict`` flags with. ``at_threshold`` picks the second; test sets without it are left out.
     Returns {} for a run without results.
     """
     run_dir = Path(run_dir)
@@ -666,7 +700,8 @@ def confusion_matrices(run_dir: str | Path) -> dict[str, pd.DataFrame]:
     classes = ["negative", f"positive ({positive})"]
     matrices = {}
     for test_set, metrics in runs.read_json(run_dir / runs.RESULTS).get("test_sets", {}).items():
-        matrix = metrics.get("confusion_matrix")
+        source = (metrics.get("at_threshold") or {}) if at_threshold else metrics
+        matrix = source.get("confusion_matrix")
         if matrix is None:
             continue
         matrices[test_set] = pd.DataFrame(
@@ -681,7 +716,7 @@ def confusion_matrices(run_dir: str | Path) -> dict[str, pd.DataFrame]:
 # Colours and exports
 # --------------------------------------------------------------------------------------------
 
-def colour_scaled(table: pd.DataFrame, diverging: bool = False) -> "pd.io.formats.style.Styler":
+def colour_scaled(table: pd.DataFrame, diverging: bool = False) -> pd.io.formats.style.Styler:
     """The table with its cells coloured on one scale over the whole table (matplotlib colour maps).
 
     Plain values run from light to dark blue; differences to a baseline (``diverging``) run red below
@@ -714,29 +749,106 @@ def format_value(value: float, decimals: int = 4) -> str:
     return f"{whole}.{fraction}"
 
 
+def table_decimals(table: pd.DataFrame, most: int = 4, least: int = 2) -> int:
+    """One number of decimals for a whole table: the fewest (at least ``least``, at most ``most``) that
+    print every number in it as stored, so no digit the paper printed is lost ("0.9486" needs 4) and
+    the columns line up ("0.940", "0.957", not "0.94", "0.957"). Own runs' measurements, which have
+    more digits than that, get ``most``.
+    """
+    values = table.select_dtypes("number").to_numpy(dtype="float64", na_value=np.nan).ravel()
+    values = values[np.isfinite(values)]
+    for decimals in range(least, most):
+        if np.all(np.abs(np.round(values, decimals) - values) < 1e-9):
+            return decimals
+    return most
+
+
+def format_fixed(value: float, decimals: int, signed: bool = False) -> str:
+    """A number with exactly ``decimals`` decimals ("0.940"), with its sign when ``signed`` ("+0.020",
+    "-0.150", "+0.000" for an exact tie); "--" when empty."""
+    if value is None or pd.isna(value):
+        return "--"
+    return f"{value:+.{decimals}f}" if signed else f"{value:.{decimals}f}"
+
+
+def fixed_formatter(table: pd.DataFrame, signed: bool = False):
+    """``format_fixed`` with the table's own ``table_decimals``: one formatter per table, for Styler.format."""
+    decimals = table_decimals(table)
+    return lambda value: format_fixed(value, decimals, signed)
+
+
+def format_gain(value: float, significant: int = 3) -> str:
+    """A gain (F-score per million extra parameters) in plain decimals with ``significant`` significant
+    digits, whatever its size: "+0.0177", "+0.0000234", "-0.00547"; exactly "0" for no gain at all,
+    so a small non-zero gain never reads "+0.0000". "--" when empty."""
+    if value is None or pd.isna(value):
+        return "--"
+    if value == 0:
+        return "0"
+    rounded = _round_significant(value, significant)  # first, so 0.000999999 becomes 0.00100, not 0.001000
+    return f"{rounded:+.{max(0, significant - 1 - math.floor(math.log10(abs(rounded))))}f}"
+
+
+def _round_significant(value: float, significant: int) -> float:
+    if not math.isfinite(value) or value == 0:
+        return value
+    return round(value, max(0, significant - 1 - math.floor(math.log10(abs(value)))))
+
+
 def _flat_label(key: object) -> str:
     return " / ".join(str(k) for k in key) if isinstance(key, tuple) else str(key)
 
 
-def to_csv(df: pd.DataFrame) -> str:
-    """CSV text of a table, full precision, one header row (a column MultiIndex becomes "bg / test_in")
-    so spreadsheets read it directly; row index levels become ordinary columns."""
+def to_csv(df: pd.DataFrame, significant: int = 6) -> str:
+    """CSV text of a table, one header row (a column MultiIndex becomes "bg / test_in") so spreadsheets
+    read it directly; row index levels become ordinary columns.
+
+    Floats are rounded to ``significant`` significant digits (whole numbers keep all their digits),
+    which removes the noise of binary arithmetic (0.75 - 0.64 is 0.10999999999999999 in floating
+    point; the CSV says 0.11) and keeps more digits than any table prints.
+    """
     flat = df.copy()
+    for column in flat.columns[[pd.api.types.is_float_dtype(t) for t in flat.dtypes]]:
+        flat[column] = flat[column].map(lambda v: _round_significant(v, significant))
     if isinstance(flat.columns, pd.MultiIndex):
         flat.columns = [_flat_label(c) for c in flat.columns]
     has_index = not (isinstance(flat.index, pd.RangeIndex) and flat.index.name is None)
     return flat.to_csv(index=has_index)
 
 
-def to_latex(df: pd.DataFrame, caption: str | None = None, label: str | None = None) -> str:
-    """A booktabs LaTeX table of ``df`` (needs \\usepackage{booktabs,multirow}), numbers printed as in
-    ``format_value``, "--" for empty cells, special characters (test\\_in) escaped.
+#: Characters LaTeX treats specially, and non-ASCII ones the dashboard writes, as LaTeX text.
+_LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
+    "·": r"\textperiodcentered{}", "–": "--", "—": "---", "“": "``", "”": "''", "‘": "`", "’": "'",
+    "×": r"\texttimes{}", "≥": r"$\geq$", "≤": r"$\leq$", "…": r"\dots{}",
+}
 
-    Uses pandas' Styler, so row and column MultiIndexes become multirow/multicolumn headers as in
-    the paper's tables.
+
+def latex_escape(text: str) -> str:
+    """Plain text (a caption, a run name) as LaTeX that prints it literally: squeezenet1_0 ->
+    squeezenet1\\_0, 95% -> 95\\%, and the few non-ASCII marks the pages use (·, –, “ ”) as LaTeX commands."""
+    return "".join(_LATEX_SPECIALS.get(character, character) for character in str(text))
+
+
+def to_latex(
+    df: pd.DataFrame, caption: str | None = None, label: str | None = None, signed: bool = False, decimals: int | None = None
+) -> str:
+    """A booktabs LaTeX table of ``df`` (needs only \\usepackage{booktabs}), ready for a paper or slide.
+
+    Every float is printed with one number of decimals for the whole table (``table_decimals`` unless
+    ``decimals`` is given; with a sign when ``signed``, for differences), whole-number columns as whole
+    numbers, "--" for empty cells. The caption is plain text and is escaped (``latex_escape``), as are
+    labels in the index and header (test\\_in). Row MultiIndexes print each label once, on its first
+    row, and column MultiIndexes become \\multicolumn headers, as in the paper's tables.
     """
-    numeric = df.select_dtypes("number").columns
-    styler = df.style.format(format_value, subset=list(numeric), na_rep="--", escape="latex")
+    numeric = list(df.select_dtypes("number").columns)
+    whole = [c for c in numeric if pd.api.types.is_integer_dtype(df[c].dtype)]
+    floats = [c for c in numeric if c not in set(whole)]
+    decimals = table_decimals(df[floats]) if decimals is None else decimals
+    styler = df.style.format(lambda v: format_fixed(v, decimals, signed), subset=floats, na_rep="--", escape="latex")
+    if whole:
+        styler = styler.format("{:d}", subset=whole, na_rep="--")
     other = [c for c in df.columns if c not in set(numeric)]
     if other:
         styler = styler.format(na_rep="--", escape="latex", subset=other)
@@ -747,10 +859,35 @@ def to_latex(df: pd.DataFrame, caption: str | None = None, label: str | None = N
     latex = styler.to_latex(
         hrules=True,
         multicol_align="c",
-        multirow_align="t",
-        caption=caption,
+        multirow_align="naive",  # no \multirow: the multirow package is not needed
+        caption=latex_escape(caption) if caption else None,
         label=label,
         position_float="centering" if caption or label else None,
         environment="table" if caption or label else None,
     )
-    return "% needs \\usepackage{booktabs,multirow}\n" + latex
+    return "% needs \\usepackage{booktabs}\n" + latex
+
+
+# --------------------------------------------------------------------------------------------
+# Charts
+# --------------------------------------------------------------------------------------------
+
+
+def chart_config(filename: str) -> dict:
+    """The Plotly config every analysis chart gets: its camera button saves a PNG at twice the on-screen
+    resolution (sharp in a slide deck) under ``filename`` (made file-name safe, ".png" added by the
+    browser), and no Plotly logo in the toolbar. Pass it as ``st.plotly_chart(figure, config=...)``."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", str(filename)).strip("-.") or "wildvision-chart"
+    return {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": safe, "scale": 2}}
+
+
+def f_axis_range(values: Iterable[float], headroom: float = 0.05) -> list[float]:
+    """A y-axis range for a scatter of F-scores (fractions in [0, 1]): a little below the lowest point
+    and above the highest, on tenths, with ``headroom`` for the point labels above the markers, but never
+    below 0 or beyond 1 + ``headroom`` (Plotly's own range for one or two points runs far past 1)."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not finite:
+        return [0.0, 1.0 + headroom]
+    low = max(0.0, math.floor((min(finite) - 0.05) * 10) / 10)
+    high = min(1.0 + headroom, math.ceil((max(finite) + 0.05) * 10) / 10 + headroom)
+    return [round(low, 2), round(high, 2)]
