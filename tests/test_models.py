@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -77,3 +79,75 @@ def test_backbone_then_tail_is_the_whole_model_and_the_tail_is_its_head(arch):
         assert torch.allclose(tail(backbone.eval()(image)), model(image), atol=1e-5)
     head_parameters = {id(p) for p in head(model, arch).parameters()}
     assert {id(p) for p in tail.parameters()} == head_parameters
+
+
+def closed_local_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """An empty torch cache and every HTTPS connection sent to a closed local port: an offline machine."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    port = closed_local_port()
+    for name in ("https_proxy", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{port}")
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    return port
+
+
+def test_imagenet_weights_that_cannot_be_had_give_a_reason_naming_no_option(offline):
+    import time
+
+    from wildvision.models import imagenet_weights_problem
+
+    started = time.monotonic()
+    reason = imagenet_weights_problem(["resnet18", "densenet121", "resnet18", "efficientnet_lite0"], timeout_s=2)
+    assert time.monotonic() - started < 5
+    assert reason.startswith("ImageNet weights for resnet18, densenet121 are not in the torch cache")
+    assert f"127.0.0.1:{offline}" in reason and "download.pytorch.org cannot be reached" in reason
+    assert "--" not in reason  # worded for any caller: the CLI and the Train page each say what to do
+
+
+def test_imagenet_weights_in_the_torch_cache_need_no_network(offline):
+    from wildvision.models import imagenet_cache_file, imagenet_weights_problem
+
+    stock = build_model("resnet18", "none", num_classes=1000).state_dict()
+    cached = imagenet_cache_file("resnet18")
+    assert cached.name == "resnet18-f37072fd.pth" and str(cached).startswith(os.environ["TORCH_HOME"])
+    cached.parent.mkdir(parents=True)
+    torch.save(stock, cached)
+    assert imagenet_weights_problem("resnet18") is None
+    assert imagenet_weights_problem("efficientnet_lite0") is None  # packaged weights
+    model = build_model("resnet18", "imagenet")  # offline, from the cache
+    assert torch.equal(model.conv1.weight, stock["conv1.weight"])
+    assert imagenet_weights_problem(["resnet18", "alexnet"]) is not None
+
+
+def test_imagenet_weights_count_as_available_when_the_download_host_answers(offline, monkeypatch):
+    import socket
+
+    from wildvision.models import imagenet_weights_problem
+
+    with socket.socket() as listener:  # a proxy that accepts connections stands in for a reachable host
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        for name in ("https_proxy", "HTTPS_PROXY"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{listener.getsockname()[1]}")
+        assert imagenet_weights_problem("resnet18", timeout_s=2) is None
+
+
+def test_weights_files_are_checked_against_their_architecture_before_a_run(shared, tmp_path):
+    from wildvision.models import weights_file_problem
+
+    weights = shared / "weights" / "squeezenet1_0-imagenet-deepcompression.pth"
+    assert weights_file_problem("squeezenet1_0", weights) is None
+    assert weights_file_problem("mobilenet_v2", shared / "weights" / "mobilenet_v2-imagenet-bnfolded.pth") is None
+    assert "do not fit the stock resnet18" in weights_file_problem("resnet18", weights)
+    assert "does not exist" in weights_file_problem("resnet18", tmp_path / "nope.pth")

