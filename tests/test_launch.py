@@ -2,10 +2,10 @@ import time
 
 import pytest
 
+from conftest import SQUEEZENET_WEIGHTS, demo_subset
 from wildvision import runs
 from wildvision.launch import cancel_run, launch_run, load_grid, parse_named_folders, progress, resume_run, select_grid
 from wildvision.train import TrainConfig
-from conftest import SQUEEZENET_WEIGHTS, demo_subset
 
 
 def wait_until(run_dir, predicate, timeout_s=300):
@@ -66,3 +66,94 @@ def test_time_left_leaves_out_the_one_off_computation_of_stored_features(tmp_pat
     runs.write_status(run_dir, "running", epoch=2)
     estimate = progress(runs.read_run(run_dir))
     assert estimate.seconds_per_epoch == 2.0 and estimate.seconds_left_at_most == 16.0
+
+
+def test_durations_read_as_seconds_minutes_and_hours():
+    from wildvision.launch import format_duration
+
+    assert [format_duration(s) for s in (0.01, 0.42, 4.25, 42.4, 59.6, 185, 2520, 7500)] == [
+        "under 0.1 s", "0.4 s", "4.2 s", "42 s", "1 min 00 s", "3 min 05 s", "42 min", "2 h 05 min"]
+
+
+def test_progress_says_what_is_happening_instead_of_unknown(tmp_path):
+    from conftest import make_class_folder
+    from wildvision.launch import progress_line
+    from wildvision.train import STORED_FEATURES_MESSAGE, start_run
+
+    data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
+    run_dir = start_run(TrainConfig(arch="squeezenet1_0", regime="transfer", data=str(data), epochs=10, device="cpu"), tmp_path / "runs")
+    assert progress_line(runs.read_run(run_dir)).startswith("queued: waiting to start")
+    runs.write_status(run_dir, "running", epoch=0, message=f"{STORED_FEATURES_MESSAGE}: 3 of 8 images")
+    line = progress_line(runs.read_run(run_dir))
+    assert "computing stored features for epoch 1" in line and "unknown" not in line
+    runs.write_status(run_dir, "running", epoch=0, message=None, batch=2, batches=5)
+    assert "epoch 1 under way, batch 2 of 5" in progress_line(runs.read_run(run_dir))
+    runs.append_metrics(run_dir, {"epoch": 1, "epoch_time_s": 30.3, "feature_cache_s": 30.0})
+    runs.write_status(run_dir, "running", epoch=1, batch=None, batches=None)
+    line = progress_line(runs.read_run(run_dir))
+    assert line == ("running: 1 of at most 10 epochs done; 0.3 s per epoch; at most 2.7 s left (early stopping usually ends it sooner)"), line
+
+
+def test_the_log_tail_of_a_real_failed_run_leaves_out_its_traceback(tmp_path, monkeypatch):
+    from conftest import make_class_folder
+    from wildvision.launch import log_tail
+    from wildvision.models import WeightsError
+    from wildvision.train import execute_run, start_run
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # offline: nothing cached, downloads refused at once
+    for name in ("https_proxy", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{closed_local_port()}")
+    data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
+    run_dir = start_run(TrainConfig(arch="resnet18", regime="transfer", data=str(data), weights="imagenet", device="cpu", num_workers=0),
+                        tmp_path / "runs")
+    with pytest.raises(WeightsError):
+        execute_run(run_dir)
+    log = (run_dir / runs.LOG).read_text()
+    assert "Traceback (most recent call last):" in log and 'File "' in log and "wildvision.models.WeightsError:" in log
+    tail = log_tail(run_dir)
+    assert "Traceback" not in tail and 'File "' not in tail and "WeightsError:" not in tail
+    assert "ERROR run failed\n[Python traceback left out: the technical details are in this run's train.log]" in tail
+    assert "Traceback" in log_tail(run_dir, tracebacks=True)
+
+
+def test_log_lines_after_a_traceback_are_kept():
+    from wildvision.launch import without_tracebacks
+
+    lines = ["2026-01-01 10:00:00,000 INFO epoch 1", "Traceback (most recent call last):", '  File "x.py", line 1, in f', "ValueError: a",
+             "", "The above exception was the direct cause of the following exception:", "", "Traceback (most recent call last):",
+             '  File "y.py", line 2, in g', "RuntimeError: b", "  second line of its message", "10:00:05 resuming after epoch 1"]
+    assert without_tracebacks(lines, "[left out]") == ["2026-01-01 10:00:00,000 INFO epoch 1", "[left out]", "10:00:05 resuming after epoch 1"]
+
+
+def test_suggested_learning_rate_per_architecture_regime_and_weights():
+    from wildvision.train import suggested_lr
+
+    deep = "/anywhere/squeezenet1_0-imagenet-deepcompression.pth"
+    assert suggested_lr("resnet18", "transfer", "imagenet") == (0.001, "Table S5's learning rate for the transfer regime")
+    assert suggested_lr("squeezenet1_0", "scratch")[0] == 0.0005
+    assert suggested_lr("squeezenet1_0", "transfer", "imagenet")[0] == 0.001  # torchvision's own weights: Table S5
+    lr, why = suggested_lr("squeezenet1_0", "transfer", deep)
+    assert lr == 0.0001 and "deep-compression" in why and "--" not in why
+    assert suggested_lr("squeezenet1_0", "combi", deep)[0] == 0.0001
+    assert suggested_lr("resnet18", "combi") == (None, "Table S5's learning rates for combi: 0.001 for the 10 head-only epochs, then 0.0005 for all layers")
+
+
+def test_the_shared_folder_follows_wildvision_shared(tmp_path, monkeypatch):
+    from wildvision.shared import demo_data, local_weights_file, shared_folder
+
+    monkeypatch.setenv("WILDVISION_SHARED", str(tmp_path))
+    assert shared_folder() == tmp_path and demo_data() is None and local_weights_file("squeezenet1_0") is None
+    (tmp_path / "demo-data" / "train").mkdir(parents=True)
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "mobilenet_v2-imagenet-bnfolded.pth").write_bytes(b"")
+    assert demo_data() == tmp_path / "demo-data" / "train"
+    assert local_weights_file("mobilenet_v2") == tmp_path / "weights" / "mobilenet_v2-imagenet-bnfolded.pth"
+    assert local_weights_file("squeezenet1_0") is None
+
+
+def closed_local_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

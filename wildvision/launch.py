@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
 from wildvision import runs, slurm
-from wildvision.train import TrainConfig, start_run
+from wildvision.train import STORED_FEATURES_MESSAGE, TrainConfig, start_run
 
 PAPER_GRID = Path(__file__).resolve().parents[1] / "experiments" / "paper_grid.toml"
 
@@ -75,16 +76,15 @@ def select_grid(entries: list[dict], patterns: Sequence[str]) -> list[dict]:
 def spawn(run_dirs: Sequence[Path]) -> int:
     """Start one detached process that trains the given runs one after another; returns its pid."""
     run_dirs = [Path(d).resolve() for d in run_dirs]
-    console = open(run_dirs[0] / "console.log", "ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "wildvision", "resume", *map(str, run_dirs)],
-        stdin=subprocess.DEVNULL,
-        stdout=console,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # not in the dashboard's process group: survives Streamlit restarts
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    console.close()
+    with open(run_dirs[0] / "console.log", "ab") as console:  # the child keeps its own copy of the file descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "wildvision", "resume", *map(str, run_dirs)],
+            stdin=subprocess.DEVNULL,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # not in the dashboard's process group: survives Streamlit restarts
+            cwd=Path(__file__).resolve().parents[1],
+        )
     threading.Thread(target=process.wait, daemon=True).start()  # reap it, so a finished run is not a zombie
     return process.pid
 
@@ -157,6 +157,7 @@ class Progress:
     epoch_fraction: float  # how far into the current epoch, 0..1
     seconds_per_epoch: float | None
     seconds_left_at_most: float | None  # if early stopping does not end it sooner
+    computing_features: bool = False  # the one-off computation of stored backbone features is under way
 
 
 def progress(run: runs.RunSummary) -> Progress:
@@ -169,13 +170,77 @@ def progress(run: runs.RunSummary) -> Progress:
     # The one-off computation of stored features is not an epoch's cost: leaving it in would overstate the time left.
     per_epoch = sum(row["epoch_time_s"] - row.get("feature_cache_s", 0.0) for row in metrics) / done if done else None
     left = per_epoch * (max_epochs - done - fraction) if per_epoch and run.state == "running" else None
-    return Progress(done, max_epochs, fraction, per_epoch, left)
+    computing = run.state == "running" and str(run.status.get("message") or "").startswith(STORED_FEATURES_MESSAGE)
+    return Progress(done, max_epochs, fraction, per_epoch, left, computing)
 
 
-def log_tail(run_dir: Path, lines: int = 20) -> str:
-    """The last lines of the run's log (train.log, else the process's console output)."""
+def format_duration(seconds: float) -> str:
+    """A duration as people read it: 4.2 s, 42 s, 3 min 05 s, 42 min, 2 h 05 min."""
+    if seconds < 0.05:
+        return "under 0.1 s"
+    if seconds < 9.95:
+        return f"{seconds:.1f} s"
+    if seconds < 59.5:
+        return f"{seconds:.0f} s"
+    if seconds < 600:
+        minutes, rest = divmod(round(seconds), 60)
+        return f"{minutes} min {rest:02d} s"
+    if seconds < 3570:
+        return f"{seconds / 60:.0f} min"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def progress_line(run: runs.RunSummary, p: Progress | None = None) -> str:
+    """One line on where a queued or running run stands and how long it may still take."""
+    p = p or progress(run)
+    if run.state == "queued":
+        return f"queued: waiting to start (at most {p.max_epochs} epochs, {p.epoch} done)"
+    done = f"{p.epoch} of at most {p.max_epochs} epochs done"
+    if p.computing_features:
+        return (f"{run.state}: {done}; computing stored features for epoch {p.epoch + 1} (once per run: later "
+                "head-only epochs reuse them and are much faster)…")
+    if p.seconds_per_epoch is None:
+        batch = f", batch {run.status['batch']} of {run.status['batches']}" if run.status.get("batches") else ""
+        return f"{run.state}: {done}; epoch {p.epoch + 1} under way{batch} (the time per epoch is known once it ends)"
+    line = f"{run.state}: {done}; {format_duration(p.seconds_per_epoch)} per epoch"
+    if p.seconds_left_at_most is not None:
+        line += f"; at most {format_duration(p.seconds_left_at_most)} left (early stopping usually ends it sooner)"
+    return line
+
+
+_LOG_RECORD = re.compile(r"^(\d{4}-\d{2}-\d{2} )?\d{2}:\d{2}:\d{2}")  # train.log's and the console's time stamps
+
+
+def traceback_note(log_name: str = runs.LOG) -> str:
+    return f"[Python traceback left out: the technical details are in this run's {log_name}]"
+
+
+def without_tracebacks(lines: Sequence[str], note: str = traceback_note()) -> list[str]:
+    """Log lines with each Python traceback (its chained tracebacks and final exception line included)
+    replaced by one `note` line; a traceback ends where the next time-stamped log record starts."""
+    kept: list[str] = []
+    in_traceback = False
+    for line in lines:
+        if line.startswith("Traceback (most recent call last):"):
+            if not in_traceback:
+                kept.append(note)
+            in_traceback = True
+        elif in_traceback and _LOG_RECORD.match(line):
+            in_traceback = False
+        if not in_traceback:
+            kept.append(line)
+    return kept
+
+
+def log_tail(run_dir: Path, lines: int = 20, tracebacks: bool = False) -> str:
+    """The last lines of the run's log (train.log, else the process's console output); Python tracebacks
+    are replaced by a note unless `tracebacks`."""
     for name in (runs.LOG, "console.log"):
         path = Path(run_dir) / name
         if path.exists():
-            return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+            text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+            if not tracebacks:
+                text = without_tracebacks(text, traceback_note(name))
+            return "\n".join(text[-lines:])
     return ""

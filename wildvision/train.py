@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 
 REGIMES = ("transfer", "scratch", "combi")
 CHECKPOINT_FORMAT = "wildvision-checkpoint-1"
+# status.json's message while stored backbone features are computed (readers recognise it by this start)
+STORED_FEATURES_MESSAGE = "computing backbone features once"
+# The shipped SqueezeNet file whose folded-in 0-255 input scale makes Table S5's learning rate too high for it
+DEEP_COMPRESSION_WEIGHTS = "squeezenet1_0-imagenet-deepcompression.pth"
+LR_HINT = "try --lr 0.0001"
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,31 @@ class TrainConfig:
         return [Phase(False, head_phase.batch_size, head_phase.lr, None, self.head_epochs), all_phase]
 
 
+def table_s5(regime: str, head_epochs: int = TrainConfig.head_epochs) -> list[Phase]:
+    """The regime's phases with Table S5's batch size, learning rate and patience (no overrides)."""
+    return TrainConfig(arch="squeezenet1_0", regime=regime, data="", head_epochs=head_epochs).phases()
+
+
+def suggested_lr(arch: str, regime: str, weights: str | Path | None = None) -> tuple[float | None, str]:
+    """The learning rate to start a run with, and why; None keeps Table S5's per-phase rates (combi).
+
+    Table S5's rate for the regime, except SqueezeNet from the shipped deep-compression weights file:
+    its first layer has Caffe's 0-255 input scale folded in, so activations are tens of times larger
+    than with torchvision's weights and at 0.001 the head's final ReLU clamps most outputs at zero.
+    """
+    phases = table_s5(regime)
+    if regime != "scratch" and arch == "squeezenet1_0" and weights and Path(str(weights)).name == DEEP_COMPRESSION_WEIGHTS:
+        return 0.0001, (
+            "0.0001 for SqueezeNet with the shipped deep-compression weights file: its first layer has Caffe's 0-255 input "
+            "scale folded in, so at Table S5's 0.001 the head's final ReLU clamps most outputs at zero and they stop learning "
+            "(see the README, 'Demo data and offline weights')"
+        )
+    if len(phases) == 1:
+        return phases[0].lr, f"Table S5's learning rate for the {regime} regime"
+    return None, (f"Table S5's learning rates for combi: {phases[0].lr:g} for the {phases[0].epochs} head-only epochs, "
+                  f"then {phases[1].lr:g} for all layers")
+
+
 class Cancelled(Exception):
     """Raised in the training process when it receives SIGTERM (the dashboard's cancel)."""
 
@@ -126,7 +156,7 @@ def _raise_cancelled(signum, frame):
 def code_version() -> str:
     try:
         return subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+            ["git", "describe", "--always", "--dirty"], check=False, cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
         ).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -163,7 +193,7 @@ def prepare_data(config: TrainConfig) -> tuple[list[Sample], list[Sample], dict[
 
 
 def _split_record(config: TrainConfig, train: list[Sample], test_in: list[Sample]) -> dict:
-    relative = lambda part: [str(s.path.relative_to(config.data)) for s in part]  # noqa: E731
+    relative = lambda part: [str(s.path.relative_to(config.data)) for s in part]
     return {"data": config.data, "seed": config.seed, "train": relative(train), "test_in": relative(test_in)}
 
 
@@ -383,7 +413,7 @@ def _train_and_evaluate(run_dir: Path) -> dict:
             log.warning(
                 "epoch %d: for %.0f%% of test_in images a logit is exactly 0: the head's final ReLU (SqueezeNet) has "
                 "clamped it, so those outputs no longer learn; the learning rate is too high for these weights' "
-                "activation scale (try --lr 0.0001)", epoch, 100 * clamped,
+                "activation scale (%s)", epoch, 100 * clamped, LR_HINT,
             )
         improved = val_loss < state["best_val_loss"]
         if improved:
@@ -432,10 +462,10 @@ def _stored_features(model: nn.Module, config: TrainConfig, train: list[Sample],
     norm = normalisation(config.arch)
 
     def report(done: int, total: int) -> None:
-        runs.write_status(run_dir, "running", message=f"computing backbone features once: {done} of {total} images")
+        runs.write_status(run_dir, "running", message=f"{STORED_FEATURES_MESSAGE}: {done} of {total} images")
 
-    common = dict(arch=config.arch, backbone=backbone, weights=features.weights_digest(backbone), cache_dir=config.cache_folder,
-                  device=device, num_workers=config.num_workers, progress=report)
+    common = {"arch": config.arch, "backbone": backbone, "weights": features.weights_digest(backbone), "cache_dir": config.cache_folder,
+              "device": device, "num_workers": config.num_workers, "progress": report}
     train_features = features.backbone_features(
         train, transform_for_label=lambda label: train_transform(label == 1, norm), views=config.feature_views, seed=config.seed, **common
     )
