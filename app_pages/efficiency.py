@@ -69,37 +69,44 @@ except compare.EfficiencyUnavailable as reason:
     st.info(str(reason))
     gains = None
 
+points = compare.efficiency_points(frame, origin, test_set, dataset, regime)
+file_stem = f"wildvision-{'paper' if origin == compare.PAPER else 'runs'}-{test_set}-{dataset}-{regime}"
 if gains is not None and gains.empty:
     st.info(f"Only SqueezeNet itself has an F-score for {selection}: there is nothing to rank against it yet.")
 elif gains is not None:
-    best = gains.iloc[0]
-    st.markdown(
-        f"**{best['model']}** has the highest gain for {selection}: "
-        f"{best['gain_per_million']:+.4f} F-score per million parameters beyond SqueezeNet's."
+    baseline_f = float(points.loc[points["model"] == paper.BASELINE, "f_score"].iloc[0])
+    st.markdown(compare.gain_headline(gains, baseline_f, selection))
+    beats = {True: "beats SqueezeNet (positive gain)", False: "does not beat SqueezeNet (zero or negative gain)"}
+    chart = gains.assign(
+        label=compare.bar_label(gains.assign(origin=origin)),
+        shown=gains["gain_per_million"].map(compare.format_gain),
+        verdict=(gains["gain"] > 0).map(beats),
     )
-    chart = gains.assign(label=compare.bar_label(gains.assign(origin=origin)))
     figure = px.bar(
-        chart, x="gain_per_million", y="label", orientation="h", text="gain_per_million",
-        hover_data={"f_score": ":.3f", "params": ":,", "source": True, "label": False},
+        chart, x="gain_per_million", y="label", orientation="h", text="shown", color="verdict",
+        color_discrete_map={beats[True]: "#4c78a8", beats[False]: "#e45756"},
+        hover_data={"f_score": ":.3f", "params": ":,", "source": True, "label": False, "shown": False, "verdict": False,
+                    "gain_per_million": False},
         labels={"gain_per_million": "F-score gained per million extra parameters (vs SqueezeNet)", "label": "architecture",
-                "f_score": "F-score", "params": "parameters", "source": "numbers from"},
+                "f_score": "F-score", "params": "parameters", "source": "numbers from", "verdict": "", "shown": "gain per million"},
         title=f"Efficiency gain over SqueezeNet, highest first ({selection})",
-        color_discrete_sequence=["#4c78a8"],
     )
-    figure.update_traces(texttemplate="%{text:.4f}", textposition="outside", cliponaxis=False)
+    figure.update_traces(textposition="outside", cliponaxis=False)
+    figure.update_xaxes(exponentformat="none", zeroline=True, zerolinewidth=1.5, zerolinecolor="#888")
     figure.update_yaxes(categoryorder="array", categoryarray=list(chart["label"])[::-1])
-    figure.update_layout(height=max(260, 130 + 45 * len(chart)), margin={"r": 80})
-    st.plotly_chart(figure, key="gain_chart")
+    figure.update_layout(height=max(300, 170 + 45 * len(chart)), margin={"r": 90, "l": 90},
+                         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
+    st.plotly_chart(figure, key="gain_chart", config=compare.chart_config(f"{file_stem}-gain"))
     st.dataframe(
-        gains, hide_index=True, key="gain_table",
+        gains.drop(columns="gain").assign(gain_per_million=chart["shown"]), hide_index=True, key="gain_table",
         column_config={
             "rank": st.column_config.NumberColumn("rank"),
             "model": "architecture",
             "f_score": st.column_config.NumberColumn("F-score", format="%.3f"),
             "params": st.column_config.NumberColumn("parameters", format="localized"),
             "extra_params": st.column_config.NumberColumn("extra parameters vs SqueezeNet", format="localized"),
-            "gain": st.column_config.NumberColumn("gain (F per parameter)", format="%.3e"),
-            "gain_per_million": st.column_config.NumberColumn("gain per million parameters", format="%.4f"),
+            "gain_per_million": st.column_config.TextColumn(
+                "gain per million parameters", help="F-score gained per million parameters beyond SqueezeNet's, 3 significant digits"),
             "source": "numbers from",
         },
     )
@@ -109,7 +116,6 @@ elif gains is not None:
 # ---------------------------------------------------------------------------------------------
 
 st.header("F-score against model size")
-points = compare.efficiency_points(frame, origin, test_set, dataset, regime)
 uncounted = points.loc[points["params"].isna(), "model"].tolist()
 if uncounted:
     st.warning(f"No parameter count for {', '.join(uncounted)} (not in this version's architecture registry); left out of the chart.")
@@ -128,8 +134,9 @@ else:
     figure.update_traces(textposition="top center", marker={"size": 11})
     low, high = math.log10(int(points["params"].min())), math.log10(int(points["params"].max()))
     figure.update_xaxes(dtick=1, range=[low - 0.35, high + 0.35])  # room for the labels at both ends
+    figure.update_yaxes(range=compare.f_axis_range(points["f_score"]))
     figure.update_layout(height=460, legend={"title": ""})
-    st.plotly_chart(figure, key="size_chart")
+    st.plotly_chart(figure, key="size_chart", config=compare.chart_config(f"{file_stem}-f-against-parameters"))
 
 if origin == compare.RUN:
     st.header("F-score against measured inference time")
@@ -150,8 +157,9 @@ if origin == compare.RUN:
         low, high = chosen["ms_per_image"].min(), chosen["ms_per_image"].max()
         pad = max((high - low) * 0.25, high * 0.1)
         figure.update_xaxes(range=[max(0.0, low - pad), high + pad])
+        figure.update_yaxes(range=compare.f_axis_range(chosen["f_score"]))
         figure.update_layout(height=460)
-        st.plotly_chart(figure, key="time_chart")
+        st.plotly_chart(figure, key="time_chart", config=compare.chart_config(f"wildvision-runs-{test_set}-{dataset}-f-against-time"))
         st.caption(
             "Time per image = a run's whole evaluation time on this test set (image loading and decoding included) "
             "divided by its number of images, on the machine and device that ran it; compare runs measured on the same "

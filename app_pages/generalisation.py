@@ -27,8 +27,8 @@ if not compare.has_own_runs(frame):
     )
 else:
     st.warning(
-        "Bars labelled “(run …)” are your own runs, measured on your data and test sets: NOT the paper's results "
-        "(runs on the shipped demo data are a cats-and-dogs proxy)."
+        "Hatched bars, labelled “(run …)”, are your own runs, measured on your data and test sets: NOT the paper's results "
+        "(runs on the shipped demo data are a cats-and-dogs proxy). Solid bars are the paper's."
     )
 
 test_sets = compare.test_set_order(frame["test_set"])
@@ -36,27 +36,42 @@ colours = compare.TEST_SET_COLOURS | {
     t: c for t, c in zip([t for t in test_sets if t not in compare.TEST_SET_COLOURS], px.colors.qualitative.Set2)
 }
 METRIC_AXIS = {"f_score": "F-score (weighted)", "accuracy": "accuracy (fraction)"}
+#: Own runs' bars are hatched, the paper's solid, in every chart; the legend names both.
+ORIGIN_NAMES = {compare.PAPER: "the paper", compare.RUN: "own run (hatched)"}
+ORIGIN_PATTERNS = {ORIGIN_NAMES[compare.PAPER]: "", ORIGIN_NAMES[compare.RUN]: "/"}
+
+
+def mark_origin(figure, colour_title: str):
+    """Bars of one colour share a slot whatever their origin (a paper bar and a run bar never share an x
+    label), so hatching own runs leaves no gaps; the legend reads "test set, origin"."""
+    figure.for_each_trace(lambda trace: trace.update(offsetgroup=trace.name.rsplit(", ", 1)[0]))
+    figure.update_layout(legend={"title": f"{colour_title}, numbers from"})
+    return figure
 
 
 def grouped_bars(data: pd.DataFrame, metric: str, facet: str, facet_order: list[str], title: str, facet_labels: dict[str, str]):
     """Bars per model, one per test set, side by side; one panel per `facet` value, in `facet_order`."""
     part = data[data["metric"] == metric].copy()
     part["panel"] = part[facet].map(lambda v: facet_labels.get(v, v))
+    part["numbers"] = part["origin"].map(ORIGIN_NAMES)
     present = set(part[facet])
     panels = [facet_labels.get(v, v) for v in facet_order if v in present]
     figure = px.bar(
         part, x="label", y="value", color="test_set", barmode="group", facet_col="panel",
-        category_orders={"test_set": [t for t in test_sets if t in set(part["test_set"])], "panel": panels},
+        pattern_shape="numbers", pattern_shape_map=ORIGIN_PATTERNS,
+        category_orders={"test_set": [t for t in test_sets if t in set(part["test_set"])], "panel": panels,
+                         "numbers": [n for n in ORIGIN_PATTERNS if n in set(part["numbers"])]},
         color_discrete_map=colours,
-        hover_data={"source": True, "model": True, "regime": True, "dataset": True, "value": ":.3f", "label": False, "panel": False},
+        hover_data={"source": True, "model": True, "regime": True, "dataset": True, "value": ":.3f", "label": False, "panel": False,
+                    "numbers": False},
         labels={"label": "architecture", "value": METRIC_AXIS[metric], "test_set": "test set", "source": "numbers from"},
         title=title,
     )
     figure.for_each_annotation(lambda a: a.update(text=f"<b>{a.text.split('=')[-1]}</b>"))
     figure.update_xaxes(matches=None, title_text="", tickangle=-35)
     figure.update_yaxes(range=[0, 1.05])
-    figure.update_layout(height=500, legend={"title": "test set"})
-    return figure
+    figure.update_layout(height=500)
+    return mark_origin(figure, "test set")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -74,7 +89,7 @@ else:
             st.plotly_chart(
                 grouped_bars(fig1, metric, "dataset", compare.dataset_order(fig1["dataset"]), f"{METRIC_AXIS[metric].split(' (')[0]} per architecture and test set, transfer regime (paper: Tables S1-S3)",
                              {"bg": "trained with background images (bg)", "no_bg": "trained without background images (no_bg)"}),
-                key=f"fig1-{metric}",
+                key=f"fig1-{metric}", config=compare.chart_config(f"wildvision-fig1-{metric}-transfer-bg-no_bg"),
             )
 
 # ---------------------------------------------------------------------------------------------
@@ -102,7 +117,7 @@ else:
                     figure.add_hline(
                         y=best_transfer[(metric, test_set)], line_dash="dash", line_color=colours[test_set], line_width=1.5,
                     )
-            st.plotly_chart(figure, key=f"fig2-{metric}")
+            st.plotly_chart(figure, key=f"fig2-{metric}", config=compare.chart_config(f"wildvision-fig2-{metric}-regimes-bg"))
     st.caption(
         "Dashed lines: the paper's best transfer-regime value on each test set (Fig 1, bg), in the test set's colour, "
         "as in the paper's Fig 2. The paper trained scratch and combi only with background images."
@@ -129,21 +144,36 @@ if long.empty:
         "(e.g. --test test_out_pet=DIR)."
     )
 else:
-    long = long.assign(label=compare.bar_label(long))
+    long = long.assign(label=compare.bar_label(long), numbers=long["origin"].map(ORIGIN_NAMES))
     figure = px.bar(
         long, x="label", y="drop", color="ood_set", barmode="group", color_discrete_map=colours,
-        category_orders={"label": list(dict.fromkeys(long["label"])), "ood_set": [t for t in test_sets if t in set(long["ood_set"])]},
-        hover_data={"source": True, "test_in": ":.3f", "ood_value": ":.3f", "drop": ":.3f", "label": False},
+        pattern_shape="numbers", pattern_shape_map=ORIGIN_PATTERNS,
+        category_orders={"label": list(dict.fromkeys(long["label"])), "ood_set": [t for t in test_sets if t in set(long["ood_set"])],
+                         "numbers": [n for n in ORIGIN_PATTERNS if n in set(long["numbers"])]},
+        hover_data={"source": True, "test_in": ":.3f", "ood_value": ":.3f", "drop": ":.3f", "label": False, "numbers": False},
         labels={"label": "architecture", "drop": f"drop in {METRIC_AXIS.get(drop_metric, drop_metric)} (test_in minus OOD)",
                 "ood_set": "out-of-distribution set", "source": "numbers from", "ood_value": "OOD value"},
         title=f"How much {compare.METRIC_LABELS[drop_metric]} falls out of distribution ({drop_regime}, {drop_dataset}); higher = worse",
     )
     figure.update_xaxes(tickangle=-35)
     figure.update_layout(height=480)
-    st.plotly_chart(figure, key="drop_chart")
-    table = chosen.set_index(["model", "regime", "dataset", "origin", "source"])
-    st.dataframe(table.style.format(compare.format_value), height=35 * (len(table) + 1) + 3, placeholder="–", key="drop_table")
-    st.download_button("Download drop table as CSV", compare.to_csv(table), file_name=f"wildvision-drop-{drop_metric}-{drop_regime}-{drop_dataset}.csv", mime="text/csv", key="drop_csv")
+    mark_origin(figure, "out-of-distribution set")
+    stem = f"wildvision-drop-{drop_metric}-{drop_regime}-{drop_dataset}"
+    st.plotly_chart(figure, key="drop_chart", config=compare.chart_config(stem))
+    # regime and dataset are the selection above, and a source names its origin: two index levels keep the table narrow
+    table = chosen.drop(columns=["regime", "dataset", "origin"]).set_index(["model", "source"])
+    st.dataframe(
+        table.style.format(compare.fixed_formatter(table)), height=35 * (len(table) + 1) + 3, placeholder="–", key="drop_table",
+        column_config={
+            "model": st.column_config.TextColumn("architecture", width="small"),
+            "source": st.column_config.TextColumn("numbers from", width="medium"),
+            **{column: st.column_config.Column(f"drop to {column.removeprefix('drop_')}" if column.startswith("drop_") else column, width="small")
+               for column in table.columns},
+        },
+    )
+    st.caption(f"{compare.METRIC_LABELS[drop_metric]} on each test set and its drop from test_in ({drop_regime}, {drop_dataset}).")
+    st.download_button("Download drop table as CSV", compare.to_csv(chosen.set_index(["model", "regime", "dataset", "origin", "source"])),
+                       file_name=f"{stem}.csv", mime="text/csv", key="drop_csv")
 
 # ---------------------------------------------------------------------------------------------
 # Table 1: positive-class precision
@@ -160,7 +190,7 @@ except ValueError as reason:
     st.info(str(reason))
 else:
     st.dataframe(
-        compare.colour_scaled(table1).format(compare.format_value),
+        compare.colour_scaled(table1).format(compare.fixed_formatter(table1)),
         height=35 * (len(table1) + 1) + 3, placeholder="–", key="table1",
     )
     st.download_button("Download Table 1 as LaTeX", compare.to_latex(table1, caption="Positive-class precision (Table 1 and own runs)"),

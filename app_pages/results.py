@@ -60,7 +60,7 @@ chosen_sources = filter_columns[2].multiselect(
 )
 shown = compare.filter_grid(grid, chosen_models, chosen_regimes, chosen_sources)
 
-sort_columns = st.columns([2, 1, 2, 1])
+sort_columns = st.columns([2, 1, 2, 1.3])
 column_names = {f"{dataset} / {test_set}": (dataset, test_set) for dataset, test_set in grid.columns}
 sort_choice = sort_columns[0].selectbox("Sort by", ["Paper order (Table S1)"] + list(column_names), key="sort")
 descending = sort_columns[1].toggle("Highest first", value=True, key="descending")
@@ -73,7 +73,7 @@ baseline_choice = sort_columns[2].selectbox(
 )
 baseline = row_keys.get(baseline_choice)
 show_difference = sort_columns[3].toggle(
-    "Show difference to baseline", value=False, key="difference", disabled=baseline is None,
+    "Difference to baseline", value=False, key="difference", disabled=baseline is None,
     help="Each cell minus the baseline row's value in the same column (positive: higher than the baseline).",
 )
 
@@ -88,8 +88,7 @@ else:
         shown = compare.pin_row(shown, baseline)
     difference = bool(show_difference and baseline is not None)
     table = compare.difference_to(shown, baseline) if difference else shown
-    formatter = compare.format_difference if difference else compare.format_value
-    styler = compare.colour_scaled(table, diverging=difference).format(formatter)
+    styler = compare.colour_scaled(table, diverging=difference).format(compare.fixed_formatter(table, signed=difference))
     title = compare.METRIC_LABELS[metric] + (f", difference to {baseline_choice}" if difference else "")
     st.subheader(title)
     st.dataframe(styler, height=35 * (len(table) + table.columns.nlevels) + 10, placeholder="–", key="grid")
@@ -105,7 +104,8 @@ else:
     export = st.columns(2)
     export[0].download_button("Download table as CSV", compare.to_csv(table), file_name=f"{stem}.csv", mime="text/csv", key="csv")
     export[1].download_button(
-        "Download table as LaTeX", compare.to_latex(table, caption=title + " (paper and own runs; own runs are not the paper's)"),
+        "Download table as LaTeX",
+        compare.to_latex(table, caption=title + (" (paper and own runs; own runs are not the paper's)" if compare.has_own_runs(frame) else " (the paper's numbers)"), signed=difference),
         file_name=f"{stem}.tex", mime="text/x-tex", key="latex",
     )
 
@@ -137,20 +137,19 @@ else:
 
     try:
         figure = learning_curves_chart(run.path, title=f"Learning curves of run {run.name}")
-        matrices = compare.confusion_matrices(run.path)
+        threshold = compare.run_threshold(run.path)
         results_table = compare.run_results_table(run.path)
-    except (runs.RunError, ValueError, KeyError, TypeError) as error:
+    except (runs.RunError, ValueError, KeyError, TypeError, AttributeError) as error:
         st.warning(f"The files of run {run.name} cannot be read ({error}); its details are not shown.")
-        figure, matrices, results_table = None, {}, None
+        figure, threshold, results_table = None, None, None
     if figure is not None:
-        st.plotly_chart(figure, key="curves")
+        st.plotly_chart(figure, key="curves", config=compare.chart_config(f"wildvision-{run.name}-learning-curves"))
     elif results_table is not None:
         st.info("No epoch has finished yet, so there are no learning curves.")
 
-    if not matrices:
-        if results_table is not None:
-            st.info("This run has no test results yet (results.json is written when it completes).")
-    else:
+    if results_table is not None and results_table.empty:
+        st.info("This run has no test results yet (results.json is written when it completes).")
+    elif results_table is not None:
         st.subheader("Test results of this run")
         st.dataframe(
             results_table, key="run_results",
@@ -165,16 +164,44 @@ else:
                 "seconds_per_image": st.column_config.NumberColumn("seconds per image", format="%.3f"),
             },
         )
+        st.caption("Metrics at a decision threshold of 0.5 and weighted over both classes, as in the paper's Tables S1-S3.")
+
         st.subheader("Confusion matrices")
-        cells = st.columns(min(len(matrices), 3))
-        for index, (test_set, matrix) in enumerate(matrices.items()):
-            heatmap = px.imshow(
-                matrix, text_auto=True, color_continuous_scale="Blues", aspect="auto",
-                labels={"x": "predicted class", "y": "true class", "color": "images"},
-                title=f"{test_set} ({int(matrix.to_numpy().sum())} images)",
+        at_threshold = False
+        if threshold is None:
+            st.caption("This run's results.json records no decision threshold (it was written before thresholds were kept), "
+                       "so the matrices are counted at 0.5, the paper's threshold.")
+        else:
+            counted_at = {
+                "threshold": f"the run's decision threshold, {threshold:.3f} (what predict flags with)",
+                "0.5": "0.5 (the paper's threshold, as in the table above)",
+            }
+            at_threshold = st.radio("Count predictions at", list(counted_at), format_func=counted_at.get, horizontal=True, key="cm_at") == "threshold"
+        try:
+            matrices = compare.confusion_matrices(run.path, at_threshold=at_threshold)
+        except (runs.RunError, ValueError, KeyError, TypeError, AttributeError) as error:
+            st.warning(f"The confusion matrices of run {run.name} cannot be read ({error}).")
+            matrices = {}
+        where = f"threshold {threshold:.3f}" if at_threshold else "threshold 0.5"
+        if matrices:
+            cells = st.columns(min(len(matrices), 3))
+            for index, (test_set, matrix) in enumerate(matrices.items()):
+                heatmap = px.imshow(
+                    matrix, text_auto=True, color_continuous_scale="Blues", aspect="auto",
+                    labels={"x": "predicted class", "y": "true class", "color": "images"},
+                    title=f"{test_set} at {where} ({int(matrix.to_numpy().sum())} images)",
+                )
+                heatmap.update_layout(height=320, coloraxis_showscale=False, margin={"l": 10, "r": 10, "t": 50, "b": 10})
+                cells[index % len(cells)].plotly_chart(
+                    heatmap, key=f"cm-{test_set}",
+                    config=compare.chart_config(f"wildvision-{run.name}-confusion-{test_set}-{where.replace(' ', '-')}"),
+                )
+            st.caption(
+                f"Rows: the true class; columns: what the model predicted. Counts of images at {where}: a photo is predicted "
+                "positive when its score is at least that"
+                + (", the threshold the run chose on test_in for its target precision." if at_threshold else ".")
             )
-            heatmap.update_layout(height=320, coloraxis_showscale=False, margin={"l": 10, "r": 10, "t": 50, "b": 10})
-            cells[index % len(cells)].plotly_chart(heatmap, key=f"cm-{test_set}")
-        st.caption("Rows: the true class; columns: what the model predicted. Counts of images at the run's decision threshold.")
+        else:
+            st.info(f"results.json of run {run.name} has no confusion matrices at {where}.")
     with st.expander("Configuration (config.json)"):
         st.json(run.config, expanded=False)

@@ -7,12 +7,16 @@ contract-following run folders written by tests/test_compare.make_run.
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from test_compare import make_run
+from test_compare import make_run, scores_with
+from wildvision import model_card
 
 PAGES = Path(__file__).resolve().parents[1] / "app_pages"
 TIMEOUT = 90  # the first script run imports torch
@@ -43,8 +47,76 @@ def one_run(monkeypatch, tmp_path) -> Path:
     return run_dir
 
 
+@pytest.fixture
+def threshold_run(monkeypatch, tmp_path) -> Path:
+    """A run made from real scores whose decision threshold (0.3, chosen on test_in for precision 0.95) is not 0.5:
+    at 0.5 its test_in matrix is [[56, 2], [7, 43]], at 0.3 it is [[56, 2], [2, 48]]."""
+    folder = tmp_path / "runs"
+    run_dir = make_run(folder, arch="mobilenet_v2", data="/field/photos", scores={
+        "test_in": scores_with(tn=56, fp=2, fn_low=2, fn_between=5, tp=43),
+        "test_out_pet": scores_with(tn=30, fp=10, fn_low=8, fn_between=4, tp=28),
+    })
+    monkeypatch.setenv("WILDVISION_RUNS_DIR", str(folder))
+    return run_dir
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """What the page's download buttons hand over: AppTest keeps their bytes in a media store made per run;
+    this keeps every store made, and returns a function from a button to its text."""
+    from streamlit.runtime.media_file_storage import MediaFileStorageError
+    from streamlit.testing.v1 import app_test
+
+    stores = []
+
+    class KeptStorage(app_test.MemoryMediaFileStorage):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            stores.append(self)
+
+    monkeypatch.setattr(app_test, "MemoryMediaFileStorage", KeptStorage)
+
+    def content(button) -> str:
+        name = button.proto.url.rsplit("/", 1)[-1]
+        for store in reversed(stores):
+            try:
+                return store.get_file(name).content.decode("utf-8")
+            except MediaFileStorageError:
+                continue
+        raise AssertionError(f"no stored file for {button.proto.url}")
+
+    return content
+
+
 def texts(elements) -> str:
     return " ".join(str(e.value) for e in elements)
+
+
+def figures(at: AppTest) -> list[dict]:
+    """Every Plotly chart on the page as its figure JSON, in page order."""
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def plotly_array(value) -> list:
+    """A data array of a figure's JSON as a list: Plotly sends numpy arrays base64-encoded ({"dtype", "bdata", "shape"})."""
+    if isinstance(value, dict) and "bdata" in value:
+        array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = value.get("shape")
+        return array.reshape([int(n) for n in str(shape).split(",")] if shape else -1).tolist()
+    return value
+
+
+def assert_png_export_on_every_chart(at: AppTest) -> list[str]:
+    """Each chart's camera button saves a 2x PNG under a file name of its own, without the Plotly logo; returns the names."""
+    configs = [json.loads(chart.proto.config) for chart in at.get("plotly_chart")]
+    assert configs, "no chart on the page"
+    for config in configs:
+        assert config["displaylogo"] is False
+        assert config["toImageButtonOptions"]["format"] == "png" and config["toImageButtonOptions"]["scale"] == 2
+        assert config["toImageButtonOptions"]["filename"].startswith("wildvision-")
+    names = [config["toImageButtonOptions"]["filename"] for config in configs]
+    assert len(set(names)) == len(names), names
+    return names
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,6 +177,42 @@ def test_results_page_with_a_run_shows_it_labelled_and_in_detail(one_run):
     assert at.dataframe[0].value.shape[0] == 1
 
 
+def test_results_page_counts_confusion_matrices_at_the_runs_own_threshold(threshold_run):
+    at = run_page("results")
+    assert at.selectbox(key="run").value == threshold_run.name
+    assert at.radio(key="cm_at").value == "threshold" and "0.300" in at.radio(key="cm_at").options[0]
+    matrices = {f["layout"]["title"]["text"]: plotly_array(f["data"][0]["z"]) for f in figures(at)[1:]}
+    assert matrices == {"test_in at threshold 0.300 (108 images)": [[56, 2], [2, 48]],
+                        "test_out_pet at threshold 0.300 (80 images)": [[30, 10], [8, 32]]}
+    assert "Counts of images at threshold 0.300" in texts(at.caption)
+    at.radio(key="cm_at").set_value("0.5").run()
+    matrices = {f["layout"]["title"]["text"]: plotly_array(f["data"][0]["z"]) for f in figures(at)[1:]}
+    assert matrices == {"test_in at threshold 0.5 (108 images)": [[56, 2], [7, 43]],
+                        "test_out_pet at threshold 0.5 (80 images)": [[30, 10], [12, 28]]}
+    names = assert_png_export_on_every_chart(at)
+    assert names[0] == f"wildvision-{threshold_run.name}-learning-curves"
+
+
+def test_results_page_without_a_recorded_threshold_says_its_matrices_are_at_one_half(one_run):
+    at = run_page("results")
+    assert not at.get("radio")
+    assert "records no decision threshold" in texts(at.caption)
+    titles = [f["layout"]["title"]["text"] for f in figures(at)[1:]]
+    assert titles == ["test_in at threshold 0.5 (64 images)", "test_out_pet at threshold 0.5 (60 images)", "test_out_nopet at threshold 0.5 (60 images)"]
+
+
+def test_results_page_difference_exports_are_rounded_signed_and_escaped(empty_runs, downloads):
+    at = run_page("results")
+    assert at.toggle(key="difference").label == "Difference to baseline"  # "Show difference to baseline" was cut off
+    at.selectbox(key="baseline").select("squeezenet1_0 · transfer · paper (Tables S1, S2, S3)").run()
+    at.toggle(key="difference").set_value(True).run()
+    csv, latex = (downloads(button) for button in at.get("download_button"))
+    assert "9999999" not in csv and ",0.11," in csv.replace("\n", ",")
+    assert "\\caption{F-score (weighted), difference to squeezenet1\\_0 \\textperiodcentered{} transfer" in latex
+    densenet = next(line for line in latex.splitlines() if line.startswith("densenet121 & transfer"))
+    assert densenet.split(" & ")[4:] == ["-0.034", "+0.110", "+0.070", "-0.027", "+0.040", "+0.020 \\\\"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Efficiency
 # ---------------------------------------------------------------------------------------------
@@ -139,6 +247,45 @@ def test_efficiency_page_with_only_a_squeezenet_run(one_run):
     assert "Only SqueezeNet itself" in texts(at.info)
     assert at.selectbox(key="test_set").options[:3] == ["test_in (20% held out of the training data)", "test_out_pet (out of distribution, with pets)", "test_out_nopet (out of distribution, no pets)"]
     assert len(at.get("plotly_chart")) == 2  # F against parameters, F against measured time per image
+
+
+def test_efficiency_page_reads_tiny_gains_and_says_when_none_beats_squeezenet(empty_runs):
+    at = run_page("efficiency")
+    at.selectbox(key="test_set").select("test_in").run()
+    at.selectbox(key="dataset").select("no_bg").run()
+    headline = texts(at.markdown)
+    assert "**vgg11_bn** has the highest gain" in headline and "+0.0000234 F-score per million" in headline  # was "+0.0000"
+    gains = at.dataframe[0].value
+    assert "gain" not in gains.columns  # the e-notation column (2.343e-11) is not shown
+    assert gains.set_index("model").loc["vgg11_bn", "gain_per_million"] == "+0.0000234"
+    assert gains.set_index("model").loc["resnet152", "gain_per_million"] == "-0.000296"
+    bars = figures(at)[0]
+    shown = {label: text for trace in bars["data"] for label, text in zip(plotly_array(trace["y"]), plotly_array(trace["text"]))}
+    assert shown["vgg19_bn"] == "-0.0000360" and "-0.0000" not in shown.values() and "+0.0000" not in shown.values()
+    assert {trace["name"] for trace in bars["data"]} == {"beats SqueezeNet (positive gain)", "does not beat SqueezeNet (zero or negative gain)"}
+    assert_png_export_on_every_chart(at)
+
+
+def test_efficiency_page_own_runs_keep_f_axes_within_zero_and_one(tmp_path, monkeypatch):
+    folder = tmp_path / "runs"
+    make_run(folder, arch="squeezenet1_0")
+    for arch, f in (("mobilenet_v2", 0.93), ("alexnet", 0.62)):  # alexnet loses to SqueezeNet (0.9 on test_in)
+        make_run(folder, arch=arch, test_sets={
+            "test_in": {"f_score": f, "accuracy": f, "confusion_matrix": [[40, 2], [3, 35]], "n_images": 80, "eval_time_s": 4.0},
+        })
+    monkeypatch.setenv("WILDVISION_RUNS_DIR", str(folder))
+    at = run_page("efficiency")
+    at.radio(key="origin").set_value("run").run()
+    at.selectbox(key="test_set").select("test_in").run()
+    assert not at.exception
+    _, size_chart, time_chart = figures(at)
+    assert size_chart["layout"]["yaxis"]["range"] == [0.5, 1.05] and time_chart["layout"]["yaxis"]["range"] == [0.5, 1.05]
+    assert "**mobilenet_v2** has the highest gain" in texts(at.markdown)
+    names = assert_png_export_on_every_chart(at)
+    assert names == ["wildvision-runs-test_in-bg-transfer-gain", "wildvision-runs-test_in-bg-transfer-f-against-parameters",
+                     "wildvision-runs-test_in-bg-f-against-time"]
+    at.selectbox(key="test_set").select("test_out_pet").run()  # only SqueezeNet was tested out of distribution
+    assert "Only SqueezeNet itself" in texts(at.info)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,3 +347,36 @@ def test_results_page_names_a_run_whose_files_are_damaged(one_run):
     at.selectbox(key="run").select(one_run.name).run()
     assert not at.exception
     assert f"The files of run {one_run.name} cannot be read" in texts(at.warning)
+
+
+def test_generalisation_page_hatches_own_runs_and_keeps_the_drop_table_narrow(one_run):
+    at = run_page("generalisation")
+    fig1 = figures(at)[0]
+    patterns = {trace["name"]: trace["marker"]["pattern"]["shape"] for trace in fig1["data"]}
+    assert patterns["test_in, own run (hatched)"] == "/" and patterns["test_in, the paper"] == ""
+    assert fig1["layout"]["legend"]["title"]["text"] == "test set, numbers from"
+    run_bars = [trace for trace in fig1["data"] if trace["name"].endswith("own run (hatched)")]
+    assert {trace["offsetgroup"] for trace in run_bars} == {"test_in", "test_out_pet", "test_out_nopet"}  # same slots as the paper's bars
+    assert all(label.startswith("squeezenet1_0 (run ") for trace in run_bars for label in plotly_array(trace["x"]))
+    assert "Hatched bars" in texts(at.warning)
+    drops = at.dataframe[0].value
+    assert drops.index.names == ["model", "source"]  # regime, dataset and origin were three more index columns: the last column was cut off
+    assert list(drops.columns) == ["test_in", "test_out_pet", "test_out_nopet", "drop_test_out_pet", "drop_test_out_nopet"]
+    names = assert_png_export_on_every_chart(at)
+    assert "wildvision-drop-f_score-transfer-bg" in names
+
+
+def test_generalisation_threshold_slider_starts_at_each_models_own_threshold(threshold_run):
+    at = run_page("generalisation")
+    model = at.selectbox(key="threshold_model")
+    assert model.options == ["default model (shipped)", threshold_run.name]
+    default_threshold = round(model_card.load_card()["threshold"]["value"], 3)
+    assert default_threshold != 0.3 and at.slider[0].value == pytest.approx(default_threshold)
+    at.slider[0].set_value(0.9).run()
+    model.select(threshold_run.name).run()
+    assert at.slider[0].value == pytest.approx(0.3)  # the run's own threshold, not the default model's or the moved 0.9
+    tradeoff = at.dataframe[-1].value.set_index("test set")
+    assert tradeoff.loc["test_in", "recall (captive)"] == pytest.approx(48 / 50)
+    assert tradeoff.loc["test_out_pet", "recall (captive)"] == pytest.approx(32 / 40)
+    at.selectbox(key="threshold_model").select("default model (shipped)").run()
+    assert at.slider[0].value == pytest.approx(default_threshold)
