@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import math
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import streamlit as st
-from PIL import Image
+from PIL import Image, ImageDraw
 
-from wildvision import explain, model_card, runs
 from app_pages.widgets import md, threshold_tradeoff
+from wildvision import explain, model_card, runs, wording
 from wildvision.images import ImageError, open_image
 from wildvision.predict import CheckpointError, LoadedModel, load_model, predict_paths, stored_scores
 from wildvision.uploads import UploadLimits, unpack_uploads
@@ -35,10 +34,8 @@ THUMBNAIL_MAX = 96
 GRID_PAGE = 12  # saliency maps shown at once when many photos are uploaded
 GRID_COLUMNS = 4
 LIMITS = UploadLimits()
-PAPER_OOD_NOTE = (
-    "On photos from other websites expect lower: in the paper even the best models fell from an F-score above "
-    "0.95 on held-back photos to 0.75–0.87 on photos from other sources"
-)
+MAP_METHODS = ("gradcam", "saliency")  # explain.FAST_METHODS, the readable map first; the paper's one click away
+CSV_DECIMALS = 4
 
 
 # --- which models can be picked ------------------------------------------------------------------
@@ -50,7 +47,9 @@ class ModelChoice:
     label: str  # what the picker shows
     model: str  # what load_model takes: a checkpoint path, or "default"
     checkpoint: Path  # the file whose modification time keys the cached model
-    details: str  # architecture, training regime, data set, held-back F-score
+    details: str  # architecture, training regime, data set
+    trained_on: str  # what it learnt from, in a sentence ("" when the card says it)
+    threshold: float | None  # the model's own flagging line, at which `trust` was measured; None when not recorded
     trust: str  # how far to trust it, in plain words
     demo: bool  # trained on the demo proxy data: a demonstration, not a wildlife-trade detector
 
@@ -78,22 +77,18 @@ def _run_choice(run: runs.RunSummary) -> ModelChoice | None:
     train = run.config.get("train", {})
     dataset = "with background images" if train.get("with_background") else "without background images"
     try:
-        test_sets = runs.read_json(run.path / runs.RESULTS).get("test_sets", {})
+        results = runs.read_json(run.path / runs.RESULTS)
     except runs.RunError:
-        test_sets = {}
-    scores = {name: metrics.get("f_score") for name, metrics in test_sets.items() if isinstance(metrics, dict)}
-    f_in = scores.get("test_in")
-    details = f"{train.get('arch', '?')}, {train.get('regime', '?')} training, {dataset}" + (f", held-back F = {f_in:.2f}" if f_in is not None else "")
+        results = {}
+    test_sets = results.get("test_sets")
+    threshold = results.get("threshold", {}).get("threshold")
+    details = f"{train.get('arch', '?')}, {train.get('regime', '?')} training, {dataset}"
     data = str(train.get("data", "an unrecorded folder"))
     n_train = run.config.get("n_images", {}).get("train")
-    trust = f"Trained on {n_train:,} photos from `{data}`. " if n_train else f"Trained on photos from `{data}`. "
-    if f_in is not None:
-        trust += f"On held-back photos from the same folder it scored F = {f_in:.2f} (1 is perfect). "
-    other = [f"{name} F = {score:.2f}" for name, score in scores.items() if name != "test_in" and score is not None]
-    trust += (f"On other test photos: {', '.join(other)}. " if other else "") + PAPER_OOD_NOTE + ". "
-    trust += "Treat a score as a pointer for a person to check, never as proof."
+    trained_on = f"Trained on {n_train:,} photos from `{data}`. " if n_train else f"Trained on photos from `{data}`. "
+    trust = wording.trust_text(test_sets if isinstance(test_sets, dict) else {}, train.get("positive", "captive"))
     label = f"{run.name} — {details}"
-    return ModelChoice(label, str(checkpoint), checkpoint, details, trust, _trained_on_demo_data(data))
+    return ModelChoice(label, str(checkpoint), checkpoint, details, trained_on, threshold, trust, _trained_on_demo_data(data))
 
 
 def model_choices(runs_dir: Path) -> list[ModelChoice]:
@@ -101,13 +96,10 @@ def model_choices(runs_dir: Path) -> list[ModelChoice]:
     choices = [choice for run in runs.list_runs(runs_dir) if (choice := _run_choice(run)) is not None]
     if model_card.has_default_model():
         card = model_card.load_card()
-        f_in = card["metrics"]["test_in"]["f_score"]
-        ood = ", ".join(f"{name} F = {m['f_score']:.2f}" for name, m in card["metrics"].items() if name != "test_in")
-        trust = (f"Held-back photos from its training folder: F = {f_in:.2f} (1 is perfect). On other test photos: {ood}. "
-                 + PAPER_OOD_NOTE + ". Treat a score as a pointer for a person to check, never as proof.")
         choices.insert(0, ModelChoice(
             f"Default model — {card['architecture']}, shipped with wildvision", model_card.DEFAULT_NAME,
-            model_card.DEFAULT_DIR / model_card.HEAD, "default model", trust, demo=True,
+            model_card.DEFAULT_DIR / model_card.HEAD, "default model", "", card["threshold"]["value"],
+            wording.trust_text(card["metrics"], "captive"), demo=True,
         ))
     return choices
 
@@ -164,45 +156,35 @@ def _thumbnail_size(size: tuple[int, int], largest: int = DISPLAY_MAX) -> tuple[
     return probe.size
 
 
-@st.cache_data(max_entries=512, show_spinner=False)
-def _thumbnail_url(digest: str, _path: Path) -> str | None:
-    try:
-        image = open_image(_path)
-    except ImageError:
-        return None
-    image.thumbnail((THUMBNAIL_MAX, THUMBNAIL_MAX))
+def _jpeg_url(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=80)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-# --- wording -------------------------------------------------------------------------------------
+@st.cache_data(show_spinner=False)
+def _placeholder_url() -> str:
+    """A plain grey tile with a cross, for a file with no photo to show: a table cell never reads "None"."""
+    tile = Image.new("RGB", (THUMBNAIL_MAX, THUMBNAIL_MAX), (236, 236, 236))
+    draw = ImageDraw.Draw(tile)
+    margin = THUMBNAIL_MAX // 4
+    for start, end in (((margin, margin), (THUMBNAIL_MAX - margin, THUMBNAIL_MAX - margin)), ((margin, THUMBNAIL_MAX - margin), (THUMBNAIL_MAX - margin, margin))):
+        draw.line((start, end), fill=(170, 170, 170), width=4)
+    return _jpeg_url(tile)
 
-def positive_words(loaded: LoadedModel) -> str:
-    return "captive / for sale" if loaded.positive_class == "captive" else loaded.positive_class.replace("_", " ")
 
-
-def percent(probability: float) -> int:
-    """Whole percent, rounded down: 49.7% shows as 49%, never as a '50%' that the threshold then calls 'not'."""
-    return math.floor(probability * 100 + 1e-9)
-
-
-def verdict(loaded: LoadedModel, probability: float, label: str) -> str:
-    """e.g. 'Likely captive / for sale (87%)'; the percentage is always the positive-class score."""
-    words = positive_words(loaded)
-    if label == loaded.positive_class:
-        return f"Likely {words} ({percent(probability)}%)"
-    return f"Probably not {words} ({percent(probability)}%)"
+@st.cache_data(max_entries=512, show_spinner=False)
+def _thumbnail_url(digest: str, _path: Path) -> str:
+    try:
+        image = open_image(_path)
+    except ImageError:
+        return _placeholder_url()
+    image.thumbnail((THUMBNAIL_MAX, THUMBNAIL_MAX))
+    return _jpeg_url(image)
 
 
 def map_caption(record: MapRecord) -> str:
-    if record["blank"]:
-        return "No part of this photo changed the model's score, so the map is dark everywhere."
-    name = explain.METHODS[record["method"]].split(" (")[0]
-    text = f"{name}: brighter = pixels that most changed the model's answer."
-    if record["target"] == "score difference":
-        text += " (Made from the difference between the model's two scores: its 'captive' score is at its floor for this photo.)"
-    return text
+    return wording.map_caption(record["method"], record["blank"], record["target"] == "score difference")
 
 
 # --- page sections -------------------------------------------------------------------------------
@@ -231,39 +213,48 @@ def pick_model(choices: list[ModelChoice]) -> ModelChoice:
             "**Demo model.** It was trained on the demo proxy photos (pets in adoption listings versus wild animals), "
             "not on photos of wildlife trade. Use it to see how this page works, not to judge real posts."
         )
-    st.caption(f"**How far to trust it.** {choice.trust}")
+    measured = f"Measured at its own flagging line of {wording.line_text(choice.threshold)}. " if choice.threshold is not None else ""
+    st.caption(f"**How far to trust it.** {choice.trained_on}{measured}{choice.trust}")
     return choice
 
 
-def show_detail(loaded: LoadedModel, model_key: tuple, name: str, path: Path, digest: str, probability: float, label: str, method: str) -> None:
-    """One photo large: the verdict, the photo and its map side by side, and Integrated Gradients on request."""
-    st.markdown(f"**{md(name)}** — {verdict(loaded, probability, label)}")
+def show_detail(loaded: LoadedModel, model_key: tuple, name: str, path: Path, digest: str, probability: float, method: str) -> None:
+    """One photo large: the verdict, the photo and its map side by side, and a steadier map on request."""
+    st.markdown(f"**{md(name)}** — {md(wording.verdict_sentence(probability, loaded.threshold, loaded.positive_class))}")
     record = _maps(model_key, (digest,), method, loaded, (path,))[0]
     photo = _display_image(path)
     store = st.session_state.setdefault("predict_ig", {})
     ig = store.get((model_key, digest))
     columns = st.columns(3 if ig else 2)
     columns[0].image(photo, caption="Photo", width="content")
-    columns[1].image(explain.overlay(photo, record["heatmap"] / 255.0), caption=explain.METHODS[method].split(" (")[0], width="content")
+    columns[1].image(explain.overlay(photo, record["heatmap"] / 255.0), caption=wording.MAP_NAMES[method], width="content")
     if ig:
-        columns[2].image(explain.overlay(photo, ig["heatmap"] / 255.0), caption="Integrated Gradients", width="content")
-    st.caption(map_caption(record) + ("" if not ig or ig["blank"] else " Integrated Gradients: the same reading, averaged over many steps."))
+        columns[2].image(explain.overlay(photo, ig["heatmap"] / 255.0), caption=wording.MAP_NAMES["integrated_gradients"], width="content")
+    st.caption(map_caption(record) + ("" if not ig else " " + map_caption(ig)))
+    steadier = wording.MAP_NAMES["integrated_gradients"]
     if not ig and st.button(
-        "Compute Integrated Gradients for this photo (a steadier map; takes longer)", key=f"ig-{digest}",
-        help="Averages the model's gradients over many versions of the photo, from black to full colour.",
+        "Make a steadier map of this photo (takes longer)", key=f"ig-{digest}", help=wording.MAP_DESCRIPTIONS["integrated_gradients"],
     ):
-        bar = st.progress(0.0, text="Integrated Gradients: starting…")
+        bar = st.progress(0.0, text=f"{steadier}: starting…")
         explained = explain.explain(
             loaded, open_image(path), "integrated_gradients", size=photo.size,
-            progress=lambda fraction: bar.progress(min(max(fraction, 0.0), 1.0), text=f"Integrated Gradients: {fraction:.0%}"),
+            progress=lambda fraction: bar.progress(min(max(fraction, 0.0), 1.0), text=f"{steadier}: {fraction:.0%}"),
         )
         store[(model_key, digest)] = _record(explained)
         st.rerun()  # show it beside the other map, and drop the button
 
 
+def predictions_csv(rows: list[dict], threshold: float) -> bytes:
+    """The table as a CSV file: scores rounded to CSV_DECIMALS (no float noise), and the line that labelled them."""
+    frame = pd.DataFrame(rows)[["file", "probability", "label", "problem"]]
+    frame["probability"] = frame["probability"].astype(float).round(CSV_DECIMALS)
+    frame.insert(2, "flagging_line", round(threshold, CSV_DECIMALS))
+    return frame.to_csv(index=False).encode("utf-8")
+
+
 def show_table(loaded: LoadedModel, rows: list[dict]) -> None:
-    frame = pd.DataFrame(rows)
-    shown = frame[["thumbnail", "file", "verdict", "score", "error"]].fillna({"error": ""})
+    """One row per file; scores carry the verdict's own decimals ("%g"), so a row never contradicts its answer."""
+    shown = pd.DataFrame(rows)[["thumbnail", "file", "answer", "score", "problem"]]
     st.dataframe(
         shown,
         hide_index=True,
@@ -271,14 +262,14 @@ def show_table(loaded: LoadedModel, rows: list[dict]) -> None:
         column_config={
             "thumbnail": st.column_config.ImageColumn("Photo", width="small"),
             "file": st.column_config.TextColumn("File"),
-            "verdict": st.column_config.TextColumn("Model's answer"),
+            "answer": st.column_config.TextColumn("Model's answer"),
             "score": st.column_config.ProgressColumn(
-                f"Score for {positive_words(loaded)}", min_value=0, max_value=100, format="%d%%",
+                f"Score for {wording.positive_words(loaded.positive_class)}", min_value=0, max_value=100, format="%g%%",
             ),
-            "error": st.column_config.TextColumn("Problem"),
+            "problem": st.column_config.TextColumn("Problem", width="large"),
         },
     )
-    csv = frame[["file", "probability", "label", "error"]].to_csv(index=False).encode("utf-8")
+    csv = predictions_csv(rows, loaded.threshold)
     st.download_button("Download the table (CSV)", csv, file_name="wildvision-predictions.csv", mime="text/csv")
 
 
@@ -294,8 +285,8 @@ def show_grid(loaded: LoadedModel, model_key: tuple, readable: list[dict], metho
         if index % GRID_COLUMNS == 0:
             columns = st.columns(GRID_COLUMNS)  # a new row, so photos of different shapes stay in line
         with columns[index % GRID_COLUMNS]:
-            st.image(explain.overlay(_display_image(row["path"]), record["heatmap"] / 255.0), caption=f"{row['file']}: {row['verdict']}", width="content")
-    st.caption("Brighter = pixels that most changed the model's answer.")
+            st.image(explain.overlay(_display_image(row["path"]), record["heatmap"] / 255.0), caption=f"{row['file']}: {row['answer']}", width="content")
+    st.caption(f"{wording.MAP_NAMES[method]}: {wording.MAP_READINGS[method]}.")
 
 
 def show_problems(lines: list[str]) -> None:
@@ -308,41 +299,42 @@ def show_results(loaded: LoadedModel, model_key: tuple, batch, method: str) -> N
     paths = tuple(image.path for image in batch.images)
     with st.spinner(f"Scoring {len(paths)} photo{'s' if len(paths) != 1 else ''}…"):
         predictions = _predictions(model_key, tuple(image.digest for image in batch.images), loaded, paths)
-    notes = list(batch.notes)
     rows = []
     for image, (probability, _, error) in zip(batch.images, predictions):
-        label = loaded.label_for(probability) if probability is not None else None  # at the threshold chosen now
+        readable = error is None
         rows.append({
-            "file": image.name, "path": image.path, "digest": image.digest,
-            "probability": probability, "label": label, "error": error,
-            "score": percent(probability) if probability is not None else None,
-            "verdict": verdict(loaded, probability, label) if error is None else "could not be read",
+            "file": image.name, "path": image.path, "digest": image.digest, "probability": probability,
+            "label": loaded.label_for(probability) if readable else None,  # at the line chosen now
+            "problem": wording.problem_text(error) if not readable else "",
+            "score": wording.shown_percents(probability, loaded.threshold)[0] if readable else None,
+            "answer": wording.short_verdict(probability, loaded.threshold) if readable else "could not be read",
             "thumbnail": _thumbnail_url(image.digest, image.path) if len(batch.images) > 1 else None,
         })
-    unreadable = [f"{row['file']}: {row['error']}" for row in rows if row["error"] is not None]
-    show_problems(notes + unreadable)
-    readable = [row for row in rows if row["error"] is None]
+    unreadable = [f"{row['file']}: {row['problem']}" for row in rows if row["problem"]]
+    show_problems(list(batch.notes) + unreadable)
+    readable = [row for row in rows if row["probability"] is not None]
+    positive = wording.positive_words(loaded.positive_class)
     if len(rows) > 1:
         flagged = sum(row["label"] == loaded.positive_class for row in readable)
-        headline = f"{len(readable)} photo{'s' if len(readable) != 1 else ''} scored: {flagged} likely {positive_words(loaded)}"
+        headline = f"{len(readable)} photo{'s' if len(readable) != 1 else ''} scored: {flagged} flagged as {positive}"
         st.subheader(headline + (f" ({len(unreadable)} could not be read)" if unreadable else ""))
         show_table(loaded, rows)
     if not readable:
         return
     st.caption(
-        f"The percentage is the model's score for {positive_words(loaded)}; at {loaded.threshold:.0%} or more it says 'likely'. "
-        "A saliency map shows which parts of the photo the model's score depends on most — the paper found good models "
-        "look at cages, hands and rooms as well as at the animal."
+        f"A score is the model's score for {positive}, from 0% to 100%. A photo is flagged when its score is at or above "
+        f"the flagging line, now {wording.line_text(loaded.threshold)}. A map shows which parts of the photo the score "
+        "depends on most: the paper found good models look at cages, hands and rooms as well as at the animal."
     )
     if len(readable) > 1:
-        st.subheader("Saliency maps")
+        st.subheader("Maps of what the model looked at")
         show_grid(loaded, model_key, readable, method)
         st.subheader("Look closer at one photo")
         pick = st.selectbox("Photo", range(len(readable)), format_func=lambda i: readable[i]["file"])
         chosen = readable[pick]
     else:
         chosen = readable[0]
-    show_detail(loaded, model_key, chosen["file"], chosen["path"], chosen["digest"], chosen["probability"], chosen["label"], method)
+    show_detail(loaded, model_key, chosen["file"], chosen["path"], chosen["digest"], chosen["probability"], method)
 
 
 def page() -> None:
@@ -365,7 +357,7 @@ def page() -> None:
         return
     stored = stored_scores(choice.model, runs_dir)
     if stored:
-        with st.expander("Decision threshold, and what it costs on photos from elsewhere"):
+        with st.expander("Flagging line: move it, and see what it costs on photos from elsewhere"):
             loaded = replace(loaded, threshold=threshold_tradeoff(stored[1], loaded.threshold, model=choice.model, key="predict_threshold", as_percent=True))
 
     uploads = st.file_uploader(
@@ -373,8 +365,8 @@ def page() -> None:
         help=f"Up to {LIMITS.max_images} photos at a time. Zips: folders inside are fine; other files are skipped.",
     )
     method = st.radio(
-        "Saliency map", explain.FAST_METHODS, format_func=lambda m: explain.METHODS[m], horizontal=True,
-        help="Saliency is the method used in the paper. Grad-CAM marks coarser regions and is often easier to read.",
+        "Map of what the model looked at", MAP_METHODS, format_func=lambda m: wording.MAP_NAMES[m], horizontal=True,
+        captions=[wording.MAP_DESCRIPTIONS[m] for m in MAP_METHODS],
     )
     if not uploads:
         st.info("Upload one or more photos, or a zip of photos, to begin.")

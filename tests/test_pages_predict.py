@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import csv
 import io
+import json
+import re
 import shutil
 import stat
 import zipfile
 
 import pytest
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
-from wildvision.uploads import UploadLimits, unpack_uploads
+from app_pages.widgets import md
 from conftest import DEMO, write_image
+from wildvision import explain, model_card, wording
+from wildvision.uploads import UploadLimits, unpack_uploads
 
 PAGE = "../app_pages/predict.py"
 
@@ -33,17 +39,47 @@ def page(run_dir=None) -> AppTest:
     """The page, with the model of `run_dir` picked (the shipped default model comes first)."""
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     if run_dir is not None:
-        picker = at.selectbox[0]
-        picker.set_value(next(i for i, label in enumerate(picker.options) if run_dir.name in label)).run()
+        pick(at, run_dir.name)
     return at
 
 
-def zip_bytes(members: dict[str, bytes], symlinks: dict[str, str] = {}) -> bytes:
+def pick(at: AppTest, name: str) -> None:
+    """Pick the model whose picker label contains `name` ("Default model" for the shipped one)."""
+    picker = at.selectbox[0]
+    picker.set_value(next(i for i, label in enumerate(picker.options) if name in label)).run()
+
+
+def verdict_of(at: AppTest, file: str) -> str:
+    return next(md.value for md in at.markdown if file in md.value)
+
+
+def shown_numbers(verdict: str) -> tuple[float, float]:
+    """The score and the flagging line, in percent, as a verdict sentence shows them."""
+    score, line = re.search(r"score ([\d.]+)%, .* flagging line of ([\d.]+)%$", verdict).groups()
+    return float(score), float(line)
+
+
+@pytest.fixture
+def downloads(monkeypatch) -> list[bytes]:
+    """The CSV files the page offers for download, as bytes (AppTest keeps only their URLs)."""
+    saved: list[bytes] = []
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def keep(self, path_or_data, mimetype, kind, filename=None):
+        if mimetype == "text/csv":
+            saved.append(path_or_data)
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", keep)
+    return saved
+
+
+def zip_bytes(members: dict[str, bytes], symlinks: dict[str, str] | None = None) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name, data in members.items():
             archive.writestr(name, data)
-        for name, target in symlinks.items():
+        for name, target in (symlinks or {}).items():
             info = zipfile.ZipInfo(name)
             info.create_system = 3
             info.external_attr = (stat.S_IFLNK | 0o777) << 16
@@ -54,8 +90,6 @@ def zip_bytes(members: dict[str, bytes], symlinks: dict[str, str] = {}) -> bytes
 # --- the page ------------------------------------------------------------------------------------
 
 def test_without_runs_the_shipped_default_model_is_offered(runs_dir):
-    from wildvision import model_card
-
     at = page()
     assert not at.exception
     assert at.title[0].value == "Predict"
@@ -64,7 +98,7 @@ def test_without_runs_the_shipped_default_model_is_offered(runs_dir):
     assert any("Model card" in expander.label for expander in at.expander)
     assert any("Demo model" in warning.value for warning in at.warning)
     assert at.file_uploader, "a fresh install can upload photos at once"
-    assert at.slider[0].value == pytest.approx(model_card.load_card()["threshold"]["value"], abs=0.001)
+    assert at.slider[0].value == pytest.approx(model_card.load_card()["threshold"]["value"] * 100, abs=0.05), "in percent"
 
 
 def test_moving_the_threshold_changes_the_verdict_and_its_cost(runs_dir, demo_jpegs):
@@ -74,49 +108,81 @@ def test_moving_the_threshold_changes_the_verdict_and_its_cost(runs_dir, demo_jp
     assert not at.exception
     tradeoff = at.dataframe[0].value
     assert (tradeoff["flagged"] == tradeoff["images"]).all() and (tradeoff["recall (captive)"] == 1.0).all()
-    assert any("Likely captive / for sale" in md.value for md in at.markdown if "photo.jpg" in md.value)
-    at.slider[0].set_value(1.0).run()
+    assert verdict_of(at, "photo.jpg").endswith("at or above the flagging line of 0%")
+    at.slider[0].set_value(100.0).run()
     assert (at.dataframe[0].value["flagged"] <= 1).all()
-    assert any("Probably not captive / for sale" in md.value for md in at.markdown if "photo.jpg" in md.value)
+    assert "Not flagged: score " in verdict_of(at, "photo.jpg") and verdict_of(at, "photo.jpg").endswith("below the flagging line of 100%")
+
+
+def test_switching_models_moves_the_flagging_line_to_each_models_own(with_model, demo_jpegs, tmp_path):
+    """The slider once kept the previous model's threshold, so a run's photos were judged at the default model's line."""
+    from wildvision.predict import load_model, predict_paths
+
+    default_line = model_card.load_card()["threshold"]["value"] * 100
+    run_line = json.loads((with_model / "results.json").read_text())["threshold"]["threshold"] * 100
+    assert abs(round(run_line, 1) - round(default_line, 1)) >= 1, "the test needs two models with different lines"
+    at = page()
+    at.file_uploader[0].upload("kennel.jpg", demo_jpegs[0], "image/jpeg").run()
+    assert at.slider[0].value == pytest.approx(default_line, abs=0.05)
+    assert shown_numbers(verdict_of(at, "kennel.jpg"))[1] == round(default_line, 1)
+
+    pick(at, with_model.name)
+    assert not at.exception
+    assert at.slider[0].value == pytest.approx(run_line, abs=0.05), "the run's own threshold, not the default model's"
+    verdict = verdict_of(at, "kennel.jpg")
+    score, line = shown_numbers(verdict)
+    assert line == round(run_line, 1) and f"now {wording.line_text(run_line / 100)}" in " ".join(c.value for c in at.caption)
+    kennel = tmp_path / "kennel.jpg"
+    kennel.write_bytes(demo_jpegs[0])
+    probability = predict_paths(load_model(str(with_model / "checkpoint.pt"), device="cpu"), [kennel])[0].probability
+    flagged = probability >= at.slider[0].value / 100
+    assert verdict.startswith("**kennel.jpg** — Flagged" if flagged else "**kennel.jpg** — Not flagged"), verdict
+    assert (score >= line) == flagged and score == pytest.approx(probability * 100, abs=0.05)
+
+    pick(at, "Default model")
+    assert at.slider[0].value == pytest.approx(default_line, abs=0.05)
+    assert shown_numbers(verdict_of(at, "kennel.jpg"))[1] == round(default_line, 1)
 
 
 def test_with_a_model_the_page_offers_it_and_says_how_far_to_trust_it(with_model):
     at = page(with_model)
     assert not at.exception
     (picker,) = at.selectbox
-    assert with_model.name in picker.options[1] and "squeezenet1_0" in picker.options[1] and "held-back F =" in picker.options[1]
+    assert with_model.name in picker.options[1] and "squeezenet1_0" in picker.options[1] and "F =" not in picker.options[1]
     assert any("Demo model" in warning.value for warning in at.warning), "a run on the demo proxy data is a demo"
-    assert any("How far to trust it" in caption.value and "test_out_pet F =" in caption.value for caption in at.caption)
+    results = json.loads((with_model / "results.json").read_text())
+    trust = next(caption.value for caption in at.caption if "How far to trust it" in caption.value)
+    line = wording.line_text(results["threshold"]["threshold"])
+    assert f"Measured at its own flagging line of {line}." in trust
+    assert wording.trust_sentence("test_out_pet", results["test_sets"]["test_out_pet"]["at_threshold"], "captive") in trust
+    assert "of every 100 photos it flagged" in trust and "F =" not in trust and "test_out_pet" not in trust
     (uploader,) = at.file_uploader
     assert uploader.accept_multiple_files and {"jpg", "jpeg", "png", "webp", "zip"} <= {t.lstrip(".") for t in uploader.allowed_type}
-    assert at.radio[0].options == [explain_label("saliency"), explain_label("gradcam")]
+    (maps,) = at.radio
+    assert maps.options == [wording.MAP_NAMES["gradcam"], wording.MAP_NAMES["saliency"]] and maps.value == "gradcam"
+    assert {method for method, name in wording.MAP_NAMES.items() if name in maps.options} == set(explain.FAST_METHODS)
     assert any("Upload one or more photos" in info.value for info in at.info)
-
-
-def explain_label(method: str) -> str:
-    from wildvision.explain import METHODS
-
-    return METHODS[method]
 
 
 def test_one_photo_gets_a_plain_verdict_a_saliency_map_and_integrated_gradients_on_request(with_model, demo_jpegs):
     at = page(with_model)
     at.file_uploader[0].upload("kennel.jpg", demo_jpegs[0], "image/jpeg").run()
     assert not at.exception
-    verdict = next(md.value for md in at.markdown if "kennel.jpg" in md.value)
-    assert ("Likely captive / for sale (" in verdict or "Probably not captive / for sale (" in verdict) and "%)" in verdict
-    assert [image.captions for image in at.image] == [["Photo"], ["Saliency"]]
-    assert any("brighter = pixels that most changed the model's answer" in caption.value for caption in at.caption)
+    verdict = verdict_of(at, "kennel.jpg")
+    assert re.search(r"— (Flagged as captive / for sale: score [\d.]+%, at or above|Not flagged: score [\d.]+%, below) the flagging line", verdict)
+    assert [image.captions for image in at.image] == [["Photo"], [wording.MAP_NAMES["gradcam"]]], "the readable map by default"
+    assert any(wording.MAP_READINGS["gradcam"] in caption.value for caption in at.caption)
 
-    at.radio[0].set_value("gradcam").run()
+    at.radio[0].set_value("saliency").run()
     assert not at.exception
-    assert [image.captions for image in at.image] == [["Photo"], ["Grad-CAM"]]
+    assert [image.captions for image in at.image] == [["Photo"], [wording.MAP_NAMES["saliency"]]], "the paper's map, one click away"
 
     (button,) = at.button
     button.click().run()
     assert not at.exception
-    assert [image.captions for image in at.image] == [["Photo"], ["Grad-CAM"], ["Integrated Gradients"]]
+    assert [image.captions for image in at.image] == [["Photo"], [wording.MAP_NAMES["saliency"]], ["A steadier map (slower)"]]
     assert not at.button, "the button goes once its map is shown"
+    assert not any("Integrated Gradients" in element.value for element in [*at.caption, *at.markdown])
 
 
 def test_many_files_give_a_table_and_bad_ones_a_line_each(with_model, demo_jpegs, tmp_path):
@@ -133,18 +199,45 @@ def test_many_files_give_a_table_and_bad_ones_a_line_each(with_model, demo_jpegs
     at.run()
     assert not at.exception
     (problems,) = at.warning[1:]  # the first warning is the demo-model one
-    assert "broken.jpg: not an image Pillow can read" in problems.value
+    assert "broken.jpg: not a photo this page can read" in problems.value
     assert "evil.jpg" in problems.value and "symbolic link" in problems.value and "not an image" in problems.value
     assert "_a.jpg" not in problems.value, "archiver metadata is passed over silently"
     table = next(frame.value for frame in at.dataframe if "file" in frame.value.columns)  # the first is the threshold trade-off
     assert table["file"].tolist() == ["one.jpg", "two.jpg", "broken.jpg", "photos.zip/kennel/a.jpg"]
-    assert [bool(error) for error in table["error"]] == [False, False, True, False]
+    assert [bool(problem) for problem in table["problem"]] == [False, False, True, False]
     assert table["score"].dropna().between(0, 100).all()
-    assert table["thumbnail"].dropna().str.startswith("data:image/jpeg;base64,").all()
+    assert table["thumbnail"].str.startswith("data:image/jpeg;base64,").all()
     assert at.subheader[0].value.startswith("3 photos scored") and "1 could not be read" in at.subheader[0].value
     assert len(at.get("download_button")) == 1
-    grid = [image.captions[0] for image in at.image if image.captions[0] not in ("Photo", "Saliency")]
-    assert len(grid) == 3 and all(": Likely" in c or ": Probably not" in c for c in grid)
+    grid = [image.captions[0] for image in at.image if image.captions[0] not in ("Photo", wording.MAP_NAMES["gradcam"])]
+    assert len(grid) == 3 and all(re.search(r": (Not flagged|Flagged) \([\d.]+%\)$", c) for c in grid)
+
+
+def test_an_unreadable_photo_in_a_batch_has_a_placeholder_its_full_reason_and_a_clean_csv(with_model, demo_jpegs, downloads):
+    at = page(with_model)
+    uploader = at.file_uploader[0]
+    uploader.upload("one.jpg", demo_jpegs[0], "image/jpeg")
+    uploader.upload("two.jpg", demo_jpegs[2], "image/jpeg")
+    uploader.upload("broken.jpg", b"not an image", "image/jpeg")
+    at.run()
+    assert not at.exception
+    table = next(frame.value for frame in at.dataframe if "file" in frame.value.columns)
+    cells = [cell for column in table.columns if table[column].dtype == object for cell in table[column]]
+    assert all(cell is not None and str(cell) != "None" for cell in cells), "no cell reads None"
+    assert table["thumbnail"].str.startswith("data:image/jpeg;base64,").all(), "the broken file gets a placeholder tile"
+    reason = table["problem"][2]
+    assert reason == "not a photo this page can read (a damaged file, or not a JPEG, PNG or WebP photo)"
+    assert any(md(f"broken.jpg: {reason}") in warning.value for warning in at.warning), "the full reason, not a cut-off cell"
+
+    (csv_file,) = set(downloads)
+    rows = list(csv.DictReader(io.StringIO(csv_file.decode("utf-8"))))
+    assert [row["file"] for row in rows] == ["one.jpg", "two.jpg", "broken.jpg"]
+    line = at.slider[0].value / 100
+    assert {row["flagging_line"] for row in rows} == {str(round(line, 4))}
+    for row in rows[:2]:
+        assert re.fullmatch(r"[01](\.\d{1,4})?", row["probability"]), f"no float noise: {row['probability']}"
+        assert row["label"] == ("captive" if float(row["probability"]) >= line else "not_captive") and row["problem"] == ""
+    assert rows[2]["probability"] == "" and rows[2]["label"] == "" and rows[2]["problem"] == reason
 
 
 def test_the_page_runs_inside_the_dashboards_navigation(with_model, demo_jpegs):
@@ -154,7 +247,7 @@ def test_the_page_runs_inside_the_dashboards_navigation(with_model, demo_jpegs):
     assert at.title[0].value == "Predict"
     at.file_uploader[0].upload("kennel.jpg", demo_jpegs[0], "image/jpeg").run()
     assert not at.exception
-    assert [image.captions for image in at.image] == [["Photo"], ["Saliency"]]
+    assert [image.captions for image in at.image] == [["Photo"], [wording.MAP_NAMES["gradcam"]]]
 
 
 def test_a_broken_checkpoint_is_a_plain_message(with_model):
