@@ -464,6 +464,10 @@ def _stored_features(model: nn.Module, config: TrainConfig, train: list[Sample],
     def report(done: int, total: int) -> None:
         runs.write_status(run_dir, "running", message=f"{STORED_FEATURES_MESSAGE}: {done} of {total} images")
 
+    # Said before the first batch too: on a CPU that batch alone can take a while.
+    runs.write_status(run_dir, "running", message=f"{STORED_FEATURES_MESSAGE}: {config.feature_views} views of {len(train)} training images, "
+                                                  f"then {len(test_in)} test_in images (images already in the cache are skipped)")
+
     common = {"arch": config.arch, "backbone": backbone, "weights": features.weights_digest(backbone), "cache_dir": config.cache_folder,
               "device": device, "num_workers": config.num_workers, "progress": report}
     train_features = features.backbone_features(
