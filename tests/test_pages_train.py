@@ -1,10 +1,53 @@
 """Home and Train pages under Streamlit's AppTest: real runs folders, real launches."""
 
+import os
 import shutil
+import socket
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
+from app_pages.widgets import md
+from conftest import make_class_folder
 from wildvision import runs
+from wildvision.train import TrainConfig, start_run
+
+
+def train_page() -> AppTest:
+    return AppTest.from_file("../app_pages/train.py", default_timeout=60).run()
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def page_text(at: AppTest) -> str:
+    """Everything the page shows as text: messages, captions, code, markdown, the runs table, toasts."""
+    parts = [e.value for kind in ("error", "warning", "info", "success", "caption", "code", "markdown", "toast") for e in at.get(kind)]
+    parts += [bar.text for bar in at.progress] + [frame.value.to_csv() for frame in at.dataframe]
+    return "\n".join(str(p) for p in parts)
+
+
+@pytest.fixture
+def no_shared(tmp_path, monkeypatch):
+    """A clone without ../shared: WILDVISION_SHARED names an empty folder."""
+    folder = tmp_path / "no-shared"
+    folder.mkdir()
+    monkeypatch.setenv("WILDVISION_SHARED", str(folder))
+    return folder
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """An empty torch cache and every HTTPS connection sent to a closed local port."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for name in ("https_proxy", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{port}")
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def test_home_on_a_fresh_machine_says_what_to_do_next(runs_dir):
@@ -24,10 +67,10 @@ def test_train_page_without_runs_invites_a_first_run(runs_dir):
 
 
 def test_a_wrong_training_folder_gets_a_clear_message_and_no_run(runs_dir, tmp_path):
-    at = AppTest.from_file("../app_pages/train.py", default_timeout=60).run()
-    at.text_input[0].set_value(str(tmp_path / "missing"))
-    at.text_area[0].set_value("")
-    at.button[0].click().run()
+    at = train_page()
+    at.text_input(key="one_data").set_value(str(tmp_path / "missing"))
+    at.text_area(key="one_tests").set_value("")
+    button(at, "Start training").click().run()
     assert not at.exception
     assert "does not exist" in at.error[0].value
     assert runs.list_runs(runs_dir) == []
@@ -39,12 +82,11 @@ def test_completed_run_is_listed_with_its_curves_and_log(runs_dir, completed_run
     assert not at.exception
     assert at.dataframe[0].value["state"].tolist() == ["completed"]
     assert "epoch 3" in at.code[0].value
+    chart = at.get("plotly_chart")[0].proto.spec  # the shared learning-curve chart: losses and F on panels of their own
+    assert '"xaxis2"' in chart and "Validation (test_in) F-score per epoch" in chart
 
 
 def test_a_run_whose_test_set_shares_images_with_training_shows_the_warning(runs_dir, tmp_path):
-    from conftest import make_class_folder
-    from wildvision.train import TrainConfig, start_run
-
     data = make_class_folder(tmp_path / "train", {"captive": 5, "wild": 5})
     test = make_class_folder(tmp_path / "test_[x]", {"captive": 2, "other": 2}, seed=3)
     (test / "captive" / "copy_*1*.png").write_bytes((data / "captive" / "img0.png").read_bytes())
@@ -53,3 +95,128 @@ def test_a_run_whose_test_set_shares_images_with_training_shows_the_warning(runs
     assert not at.exception
     (shown,) = [w.value for w in at.warning if "identical to training images" in w.value]
     assert shown.startswith("1 of the 5 images of test\\_out are identical") and "copy\\_\\*1\\*.png" in shown
+
+
+def test_weights_start_at_the_local_file_shipped_for_the_architecture(runs_dir, shared):
+    at = train_page()
+    assert at.radio(key="one_weights_squeezenet1_0").value == "A local state dict file"
+    assert at.text_input(key="one_weights_path_squeezenet1_0").value == str(shared / "weights" / "squeezenet1_0-imagenet-deepcompression.pth")
+    at.selectbox(key="one_arch").set_value("mobilenet_v2").run()
+    assert at.radio(key="one_weights_mobilenet_v2").value == "A local state dict file"
+    assert at.text_input(key="one_weights_path_mobilenet_v2").value.endswith("mobilenet_v2-imagenet-bnfolded.pth")
+    at.selectbox(key="one_arch").set_value("resnet18").run()
+    assert at.radio(key="one_weights_resnet18").value == "ImageNet (downloaded by torchvision)"
+    assert not at.exception
+
+
+def test_imagenet_weights_that_cannot_be_had_are_refused_in_page_words(runs_dir, no_shared, offline, tmp_path):
+    data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
+    at = train_page()
+    assert at.radio(key="one_weights_squeezenet1_0").value == "ImageNet (downloaded by torchvision)"  # no local file here
+    assert any("not in the torch cache yet" in c.value for c in at.caption)
+    at.text_input(key="one_data").set_value(str(data))
+    button(at, "Start training").click().run()
+    assert not at.exception
+    (error,) = [e.value for e in at.error]
+    assert error.startswith("ImageNet weights for squeezenet1\\_0 are not in the torch cache")
+    assert "Choose 'A local state dict file' under Pretrained weights" in error and "Nothing was started." in error
+    assert "--" not in error and "Traceback" not in error
+    assert runs.list_runs(runs_dir) == []
+
+    at.radio(key="one_weights_squeezenet1_0").set_value("A local state dict file").run()
+    button(at, "Start training").click().run()
+    assert at.error[0].value.startswith("Enter the local weights file")
+    assert runs.list_runs(runs_dir) == []
+
+
+def test_the_grid_refuses_imagenet_downloads_it_cannot_make(runs_dir, no_shared, offline, tmp_path):
+    data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
+    at = train_page()
+    at.text_input(key="grid_data").set_value(str(data))
+    button(at, "Start the grid").click().run()
+    assert not at.exception
+    error = at.error[0].value
+    assert "ImageNet weights for alexnet, densenet121" in error and "under Local weights per architecture" in error and "--" not in error
+    assert runs.list_runs(runs_dir) == []
+
+
+def test_a_failed_run_is_shown_in_page_words_without_its_traceback(runs_dir, offline, tmp_path):
+    from wildvision.models import WeightsError
+    from wildvision.train import execute_run
+
+    data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
+    run_dir = start_run(TrainConfig(arch="resnet18", regime="transfer", data=str(data), weights="imagenet", device="cpu", num_workers=0), runs_dir)
+    with pytest.raises(WeightsError):
+        execute_run(run_dir)
+    assert "--weights PATH" in runs.read_run(run_dir).status["message"]  # the command line's words stay in the run folder
+    at = train_page()
+    assert not at.exception
+    shown = page_text(at)
+    assert "without internet, start a new run with 'A local state dict file' under Pretrained weights" in shown
+    assert "--weights" not in shown and "Traceback" not in shown and 'File "' not in shown
+    assert "[Python traceback left out: the technical details are in this run's train.log]" in at.code[0].value
+
+
+def test_learning_rate_and_table_s5_fields_start_at_what_the_run_will_use(runs_dir, no_shared):
+    at = train_page()
+
+    def values():
+        return {n.label: n.value for n in at.number_input if n.key.startswith("one_")}
+
+    assert (values()["Learning rate"], values()["Batch size"], values()["Patience"]) == (0.001, 75, 15)
+    assert any("Table S5's values for the transfer regime (batch 75, learning rate 0.001, patience 15)." in c.value for c in at.caption)
+    at.selectbox(key="one_regime").set_value("scratch").run()
+    assert (values()["Learning rate"], values()["Batch size"], values()["Patience"]) == (0.0005, 15, 35)
+    at.selectbox(key="one_regime").set_value("combi").run()
+    assert (values()["Learning rate"], values()["Batch size"], values()["Patience"]) == (None, None, None)
+    placeholders = {n.label: n.proto.placeholder for n in at.number_input if n.key.startswith("one_")}
+    assert (placeholders["Learning rate"], placeholders["Batch size"], placeholders["Patience"]) == ("0.001, then 0.0005", "75, then 15", "none, then 35")
+    assert not at.exception
+
+
+def test_squeezenet_with_the_shipped_weights_starts_at_learning_rate_0_0001(runs_dir, shared):
+    at = train_page()
+    (lr,) = [n for n in at.number_input if n.key.startswith("one_lr")]
+    assert lr.value == 0.0001
+    assert any("except the learning rate: 0.0001 for SqueezeNet with the shipped deep-compression weights file" in c.value for c in at.caption)
+    at.radio(key="one_weights_squeezenet1_0").set_value("ImageNet (downloaded by torchvision)").run()
+    (lr,) = [n for n in at.number_input if n.key.startswith("one_lr")]
+    assert lr.value == 0.001
+
+
+def test_start_without_a_training_folder_asks_for_one(runs_dir, no_shared):
+    at = train_page()
+    assert at.text_input(key="one_data").value == "" and at.text_input(key="grid_data").value == ""
+    button(at, "Start training").click().run()
+    assert at.error[0].value.startswith("Enter the training folder")
+    assert os.getcwd() not in at.error[0].value
+    button(at, "Start the grid").click().run()
+    assert at.error[0].value.startswith("Enter the training folder")
+    assert runs.list_runs(runs_dir) == []
+
+
+def test_a_run_computing_stored_features_says_so(runs_dir, tmp_path):
+    from wildvision.train import STORED_FEATURES_MESSAGE
+
+    data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
+    run_dir = start_run(TrainConfig(arch="squeezenet1_0", regime="scratch", data=str(data), device="cpu"), runs_dir)
+    runs.write_status(run_dir, "running", epoch=0, message=f"{STORED_FEATURES_MESSAGE}: 3 of 6 images")  # this process's pid: alive
+    at = train_page()
+    text = at.progress[0].text
+    assert "computing stored features for epoch 1" in text and "unknown" not in text
+
+
+def test_a_run_that_finishes_is_announced_and_selected(runs_dir, tmp_path):
+    data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
+    older = start_run(TrainConfig(arch="squeezenet1_0", regime="scratch", data=str(data), device="cpu"), runs_dir, name="older")
+    runs.write_status(older, "completed")
+    running = start_run(TrainConfig(arch="squeezenet1_0", regime="scratch", data=str(data), device="cpu"), runs_dir, name="watched")
+    runs.write_status(running, "running", epoch=1)  # this test's own pid: a live run
+    at = train_page()
+    assert at.selectbox(key="finished_run").value == older.name and not at.success
+    runs.write_status(running, "completed")
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="finished_run").value == running.name
+    assert [s.value for s in at.success] == [md(f"Run {running.name} finished: completed. It is selected below.")]
+    assert [t.value for t in at.toast] == [f"Run {running.name} finished: completed. It is selected below."]
