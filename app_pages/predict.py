@@ -50,7 +50,7 @@ class ModelChoice:
     details: str  # architecture, training regime, data set
     trained_on: str  # what it learnt from, in a sentence ("" when the card says it)
     threshold: float | None  # the model's own flagging line, at which `trust` was measured; None when not recorded
-    trust: str  # how far to trust it, in plain words
+    trust: tuple[str, ...]  # how far to trust it, in plain words: a sentence per test set
     demo: bool  # trained on the demo proxy data: a demonstration, not a wildlife-trade detector
 
 
@@ -86,7 +86,7 @@ def _run_choice(run: runs.RunSummary) -> ModelChoice | None:
     data = str(train.get("data", "an unrecorded folder"))
     n_train = run.config.get("n_images", {}).get("train")
     trained_on = f"Trained on {n_train:,} photos from `{data}`. " if n_train else f"Trained on photos from `{data}`. "
-    trust = wording.trust_text(test_sets if isinstance(test_sets, dict) else {}, train.get("positive", "captive"))
+    trust = tuple(wording.trust_sentences(test_sets if isinstance(test_sets, dict) else {}, train.get("positive", "captive")))
     label = f"{run.name} — {details}"
     return ModelChoice(label, str(checkpoint), checkpoint, details, trained_on, threshold, trust, _trained_on_demo_data(data))
 
@@ -99,7 +99,7 @@ def model_choices(runs_dir: Path) -> list[ModelChoice]:
         choices.insert(0, ModelChoice(
             f"Default model — {card['architecture']}, shipped with wildvision", model_card.DEFAULT_NAME,
             model_card.DEFAULT_DIR / model_card.HEAD, "default model", "", card["threshold"]["value"],
-            wording.trust_text(card["metrics"], "captive"), demo=True,
+            tuple(wording.trust_sentences(card["metrics"], "captive")), demo=True,
         ))
     return choices
 
@@ -213,8 +213,9 @@ def pick_model(choices: list[ModelChoice]) -> ModelChoice:
             "**Demo model.** It was trained on the demo proxy photos (pets in adoption listings versus wild animals), "
             "not on photos of wildlife trade. Use it to see how this page works, not to judge real posts."
         )
-    measured = f"Measured at its own flagging line of {wording.line_text(choice.threshold)}. " if choice.threshold is not None else ""
-    st.caption(f"**How far to trust it.** {choice.trained_on}{measured}{choice.trust}")
+    measured = f"Measured at its own flagging line of {wording.line_text(choice.threshold)}:" if choice.threshold is not None else ""
+    sentences = "\n".join(f"- {md(sentence)}" for sentence in choice.trust)
+    st.caption(f"**How far to trust it.** {choice.trained_on}{measured}\n{sentences}\n\n{wording.TRUST_CAVEAT}")
     return choice
 
 
@@ -253,8 +254,11 @@ def predictions_csv(rows: list[dict], threshold: float) -> bytes:
 
 
 def show_table(loaded: LoadedModel, rows: list[dict]) -> None:
-    """One row per file; scores carry the verdict's own decimals ("%g"), so a row never contradicts its answer."""
-    shown = pd.DataFrame(rows)[["thumbnail", "file", "answer", "score", "problem"]]
+    """One row per file; scores carry the verdict's own decimals ("%g"), so a row never contradicts its answer.
+
+    A problem's cell holds its summary; the full reason is in the list of problems above the table.
+    """
+    shown = pd.DataFrame(rows)[["thumbnail", "file", "flagged", "score", "problem_summary"]]
     st.dataframe(
         shown,
         hide_index=True,
@@ -262,11 +266,11 @@ def show_table(loaded: LoadedModel, rows: list[dict]) -> None:
         column_config={
             "thumbnail": st.column_config.ImageColumn("Photo", width="small"),
             "file": st.column_config.TextColumn("File"),
-            "answer": st.column_config.TextColumn("Model's answer"),
+            "flagged": st.column_config.TextColumn("Model's answer"),
             "score": st.column_config.ProgressColumn(
                 f"Score for {wording.positive_words(loaded.positive_class)}", min_value=0, max_value=100, format="%g%%",
             ),
-            "problem": st.column_config.TextColumn("Problem", width="large"),
+            "problem_summary": st.column_config.TextColumn("Problem", width="medium", help="The full reason is in the list above the table."),
         },
     )
     csv = predictions_csv(rows, loaded.threshold)
@@ -306,7 +310,9 @@ def show_results(loaded: LoadedModel, model_key: tuple, batch, method: str) -> N
             "file": image.name, "path": image.path, "digest": image.digest, "probability": probability,
             "label": loaded.label_for(probability) if readable else None,  # at the line chosen now
             "problem": wording.problem_text(error) if not readable else "",
+            "problem_summary": wording.problem_summary(error) if not readable else "",
             "score": wording.shown_percents(probability, loaded.threshold)[0] if readable else None,
+            "flagged": wording.flag_word(probability, loaded.threshold) if readable else "Could not be read",
             "answer": wording.short_verdict(probability, loaded.threshold) if readable else "could not be read",
             "thumbnail": _thumbnail_url(image.digest, image.path) if len(batch.images) > 1 else None,
         })
@@ -341,7 +347,7 @@ def page() -> None:
     st.title("Predict")
     st.write(
         "Check photos for live wild animals kept captive or offered for sale. Upload photos: the model gives each a "
-        "score, and a saliency map shows which parts of the photo led to that score."
+        "score, and a map shows which parts of the photo led to that score."
     )
     runs_dir = runs.default_runs_dir()
     choices = model_choices(runs_dir)

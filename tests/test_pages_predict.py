@@ -153,8 +153,9 @@ def test_with_a_model_the_page_offers_it_and_says_how_far_to_trust_it(with_model
     results = json.loads((with_model / "results.json").read_text())
     trust = next(caption.value for caption in at.caption if "How far to trust it" in caption.value)
     line = wording.line_text(results["threshold"]["threshold"])
-    assert f"Measured at its own flagging line of {line}." in trust
-    assert wording.trust_sentence("test_out_pet", results["test_sets"]["test_out_pet"]["at_threshold"], "captive") in trust
+    assert f"Measured at its own flagging line of {line}:" in trust
+    assert md(wording.trust_sentence("test_out_pet", results["test_sets"]["test_out_pet"]["at_threshold"], "captive")) in trust
+    assert trust.endswith(wording.TRUST_CAVEAT)
     assert "of every 100 photos it flagged" in trust and "F =" not in trust and "test_out_pet" not in trust
     (uploader,) = at.file_uploader
     assert uploader.accept_multiple_files and {"jpg", "jpeg", "png", "webp", "zip"} <= {t.lstrip(".") for t in uploader.allowed_type}
@@ -204,7 +205,8 @@ def test_many_files_give_a_table_and_bad_ones_a_line_each(with_model, demo_jpegs
     assert "_a.jpg" not in problems.value, "archiver metadata is passed over silently"
     table = next(frame.value for frame in at.dataframe if "file" in frame.value.columns)  # the first is the threshold trade-off
     assert table["file"].tolist() == ["one.jpg", "two.jpg", "broken.jpg", "photos.zip/kennel/a.jpg"]
-    assert [bool(problem) for problem in table["problem"]] == [False, False, True, False]
+    assert [bool(problem) for problem in table["problem_summary"]] == [False, False, True, False]
+    assert table["flagged"][2] == "Could not be read" and set(table["flagged"][[0, 1, 3]]) <= {"Flagged", "Not flagged"}
     assert table["score"].dropna().between(0, 100).all()
     assert table["thumbnail"].str.startswith("data:image/jpeg;base64,").all()
     assert at.subheader[0].value.startswith("3 photos scored") and "1 could not be read" in at.subheader[0].value
@@ -225,9 +227,9 @@ def test_an_unreadable_photo_in_a_batch_has_a_placeholder_its_full_reason_and_a_
     cells = [cell for column in table.columns if table[column].dtype == object for cell in table[column]]
     assert all(cell is not None and str(cell) != "None" for cell in cells), "no cell reads None"
     assert table["thumbnail"].str.startswith("data:image/jpeg;base64,").all(), "the broken file gets a placeholder tile"
-    reason = table["problem"][2]
-    assert reason == "not a photo this page can read (a damaged file, or not a JPEG, PNG or WebP photo)"
-    assert any(md(f"broken.jpg: {reason}") in warning.value for warning in at.warning), "the full reason, not a cut-off cell"
+    assert table["problem_summary"][2] == "not a photo this page can read", "short enough for its cell"
+    reason = "not a photo this page can read (a damaged file, or not a JPEG, PNG or WebP photo)"
+    assert any(md(f"broken.jpg: {reason}") in warning.value for warning in at.warning), "the full reason, in the list above"
 
     (csv_file,) = set(downloads)
     rows = list(csv.DictReader(io.StringIO(csv_file.decode("utf-8"))))

@@ -70,6 +70,7 @@ def test_shown_numbers_never_contradict_the_verdict():
 
 def test_the_short_verdict_has_the_sentences_decimals():
     assert wording.short_verdict(0.5066, LINE) == "Not flagged (50.66%)"
+    assert (wording.flag_word(0.5066, LINE), wording.flag_word(LINE, LINE)) == ("Not flagged", "Flagged")
     assert wording.short_verdict(0.912, 0.855) == "Flagged (91.2%)"
     assert wording.shown_percents(0.5066, LINE) == (50.66, 50.7)
 
@@ -90,23 +91,24 @@ def test_out_of_100_never_rounds_a_miss_away(fraction, words):
 
 def test_the_default_models_trust_text_says_what_its_flags_are_worth():
     card = model_card.load_card()
-    text = wording.trust_text(card["metrics"], "captive")
+    sentences = wording.trust_sentences(card["metrics"], "captive")
+    text = " ".join(sentences)
     pet = card["metrics"]["test_out_pet"]["at_threshold"]
     assert (pet["positive_precision"], pet["positive_recall"]) == (0.2988, 0.992), "the card this test reads changed"
     assert ("On photos from other websites, among them everyday photos of pets: of every 100 photos it flagged, about 30 "
-            "really were captive / for sale; of every 100 that were, it found about 99.") in text
+            "really were captive / for sale; of every 100 that were, it found about 99.") in sentences
     assert "with no animals in the everyday ones: of every 100 photos it flagged, about 57 really were" in text
-    assert text.index("other websites") < text.index("held-back photos") and "(Optimistic" in text
+    assert len(sentences) == 3 and sentences[-1].startswith("On held-back photos") and sentences[-1].endswith("(Optimistic: these photos also helped choose the model.)")
     assert "F =" not in text and "F-score" not in text and "test_out" not in text
-    assert text.endswith("never as proof.")
+    assert "F =" not in wording.TRUST_CAVEAT and wording.TRUST_CAVEAT.endswith("never as proof.")
 
 
 def test_a_run_without_numbers_at_its_threshold_is_not_guessed():
     metrics = {"test_in": {"f_score": 0.9}, "my_photos": {"at_threshold": {"positive_precision": 0.5, "positive_recall": 0.0}}}
-    text = wording.trust_text(metrics, "captive")
-    assert text.startswith("On the test photos “my_photos”, it flagged none of the photos that really were captive / for sale.")
-    assert "held-back" not in text
-    assert wording.trust_text({}, "captive").startswith("No test results at its flagging line are stored with this model.")
+    assert wording.trust_sentences(metrics, "captive") == [
+        "On the test photos “my_photos”, it flagged none of the photos that really were captive / for sale."
+    ]
+    assert wording.trust_sentences({}, "captive") == ["No test results at its flagging line are stored with this model."]
 
 
 # --- maps and problems ---------------------------------------------------------------------------
@@ -131,12 +133,14 @@ def test_unreadable_files_are_explained_without_library_names(tmp_path):
     photo = write_image(tmp_path / "photo.jpg", seed=1, size=(200, 150)).read_bytes()
     (tmp_path / "cut.jpg").write_bytes(photo[: len(photo) // 2])
     (tmp_path / "empty.jpg").write_bytes(b"")
-    texts = {name: wording.problem_text(reason(tmp_path / name)) for name in ("broken.jpg", "cut.jpg", "empty.jpg")}
-    assert texts == {
+    reasons = {name: reason(tmp_path / name) for name in ("broken.jpg", "cut.jpg", "empty.jpg")}
+    assert {name: wording.problem_text(why) for name, why in reasons.items()} == {
         "broken.jpg": "not a photo this page can read (a damaged file, or not a JPEG, PNG or WebP photo)",
         "cut.jpg": "the photo is damaged or cut short",
         "empty.jpg": "empty file",
     }
+    assert wording.problem_summary(reasons["broken.jpg"]) == "not a photo this page can read", "short enough for a table cell"
+    assert wording.problem_summary(reasons["cut.jpg"]) == "the photo is damaged or cut short"
 
 
 def test_a_photo_over_the_pixel_limit_is_explained(tmp_path, monkeypatch):

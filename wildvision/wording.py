@@ -25,6 +25,8 @@ TEST_SET_WORDS: dict[str, str] = {
     "test_out_nopet": "photos from other websites, with no animals in the everyday ones",
 }
 IN_DISTRIBUTION = "test_in"
+TRUST_CAVEAT = ("Expect it to do worse on photos unlike the ones it learnt from: in the paper, every model did. "
+                "Treat a flag as a pointer for a person to check, never as proof.")
 
 # Saliency methods (keys of wildvision.explain.METHODS): a short name for captions and pickers, and one line
 # on what the map shows. Grad-CAM comes first on the page: its regions are what a non-expert can read.
@@ -97,10 +99,15 @@ def verdict_sentence(score: float, line: float, positive_class: str) -> str:
     return f"Not flagged: score {percent_text(shown_score)}, below the flagging line of {percent_text(shown_line)}"
 
 
+def flag_word(score: float, line: float) -> str:
+    """The verdict alone, for a table cell beside the score: "Flagged" at or above the line, else "Not flagged"."""
+    return "Flagged" if score >= line else "Not flagged"
+
+
 def short_verdict(score: float, line: float) -> str:
-    """The verdict for a caption or a table cell, e.g. "Flagged (91.2%)", with the same decimals as the sentence."""
+    """The verdict for a caption, e.g. "Flagged (91.2%)", with the same decimals as the sentence."""
     shown_score, _ = shown_percents(score, line)
-    return f"{'Flagged' if score >= line else 'Not flagged'} ({percent_text(shown_score)})"
+    return f"{flag_word(score, line)} ({percent_text(shown_score)})"
 
 
 def out_of_100(fraction: float) -> str:
@@ -136,20 +143,17 @@ def trust_sentence(test_set: str, at_threshold: Mapping[str, float], positive_cl
     return text
 
 
-def trust_text(metrics: Mapping[str, Mapping], positive_class: str) -> str:
-    """How far to trust a model, from its stored metrics per test set (results.json's test_sets, the card's metrics).
+def trust_sentences(metrics: Mapping[str, Mapping], positive_class: str) -> list[str]:
+    """How far to trust a model, one sentence per stored test set (results.json's test_sets, the card's metrics).
 
     Photos from other websites come first, since they are the honest measure; sets stored without numbers at the
-    threshold (older runs) are left out rather than guessed.
+    threshold (older runs) are left out rather than guessed. Follow them with TRUST_CAVEAT.
     """
     measured = {name: m["at_threshold"] for name, m in metrics.items() if isinstance(m, Mapping) and isinstance(m.get("at_threshold"), Mapping)}
     order = sorted(measured, key=lambda name: (name == IN_DISTRIBUTION, name))
-    sentences = [trust_sentence(name, measured[name], positive_class) for name in order]
-    if not sentences:
-        sentences = ["No test results at its flagging line are stored with this model."]
-    sentences.append("Expect it to do worse on photos unlike the ones it learnt from: in the paper, every model did. "
-                     "Treat a flag as a pointer for a person to check, never as proof.")
-    return " ".join(sentences)
+    return [trust_sentence(name, measured[name], positive_class) for name in order] or [
+        "No test results at its flagging line are stored with this model."
+    ]
 
 
 def map_caption(method: str, blank: bool, from_difference: bool) -> str:
@@ -163,7 +167,10 @@ def map_caption(method: str, blank: bool, from_difference: bool) -> str:
 
 
 def problem_text(reason: str) -> str:
-    """Why a file could not be used, in plain words (wildvision.images' reasons name the Pillow library)."""
+    """Why a file could not be used, in plain words (wildvision.images' reasons name the Pillow library).
+
+    Its first part, before any " (", is a summary short enough for a table cell (see problem_summary).
+    """
     if reason.startswith("not an image Pillow can read"):
         return "not a photo this page can read (a damaged file, or not a JPEG, PNG or WebP photo)"
     if reason.startswith("corrupt or truncated image"):
@@ -171,3 +178,8 @@ def problem_text(reason: str) -> str:
     if reason.startswith("too many pixels") or "pixels is over the limit" in reason:
         return "the photo is too large (too many pixels) to check safely"
     return reason
+
+
+def problem_summary(reason: str) -> str:
+    """The part of problem_text(reason) that fits a table cell; the full text belongs in a list beside the table."""
+    return problem_text(reason).split(" (")[0]
