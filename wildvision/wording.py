@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-MAX_DECIMALS = 4  # percent decimals tried before "just under": scores are float32, so closer is noise
+MAX_DECIMALS = 4  # most percent decimals shown: scores are float32, so finer differences are noise
 
 # What each stored test set is, for a person deciding how far to trust a flag. Others are named as they are.
 TEST_SET_WORDS: dict[str, str] = {
@@ -70,8 +70,8 @@ def shown_percents(score: float, line: float) -> tuple[float, float]:
 
     One decimal where that already tells them apart; more where score and line round to the same value (0.50705
     against 0.507 shows as 50.71% and 50.7%). Rounding keeps order, so shown values that differ never contradict
-    the verdict; equal ones are true for "at or above". A score below the line by less than MAX_DECIMALS can show
-    is cut down (not rounded) one step below the line, so it still reads as below.
+    the verdict; equal ones are true for "at or above". A score below the line by less than MAX_DECIMALS decimals can
+    tell apart is truncated instead, and kept at least one step below the line, so it still reads as below.
     """
     flagged = score >= line
     for decimals in range(1, MAX_DECIMALS + 1):
