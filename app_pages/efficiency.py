@@ -98,7 +98,10 @@ elif gains is not None:
                          legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
     st.plotly_chart(figure, key="gain_chart", config=compare.chart_config(f"{file_stem}-gain"))
     st.dataframe(
-        gains.drop(columns="gain").assign(gain_per_million=chart["shown"]), hide_index=True, key="gain_table",
+        gains.drop(columns="gain").assign(  # runs named as on the chart, so the table fits the window
+            gain_per_million=chart["shown"],
+            source=gains["source"] if origin == compare.PAPER else "run " + gains["source"].map(compare.short_run_name),
+        ), hide_index=True, key="gain_table",
         column_config={
             "rank": st.column_config.NumberColumn("rank"),
             "model": "architecture",

@@ -45,6 +45,9 @@ def mark_origin(figure, colour_title: str):
     """Bars of one colour share a slot whatever their origin (a paper bar and a run bar never share an x
     label), so hatching own runs leaves no gaps; the legend reads "test set, origin"."""
     figure.for_each_trace(lambda trace: trace.update(offsetgroup=trace.name.rsplit(", ", 1)[0]))
+    # white stripes over the full colour: the test set's colour stays as strong as on the paper's bars
+    figure.for_each_trace(lambda trace: trace.update(marker_pattern={"fillmode": "overlay", "fgcolor": "white", "solidity": 0.3, "size": 7}),
+                          selector=lambda trace: trace.name.endswith(ORIGIN_NAMES[compare.RUN]))
     figure.update_layout(legend={"title": f"{colour_title}, numbers from"})
     return figure
 
@@ -71,6 +74,12 @@ def grouped_bars(data: pd.DataFrame, metric: str, facet: str, facet_order: list[
     figure.update_xaxes(matches=None, title_text="", tickangle=-35)
     figure.update_yaxes(range=[0, 1.05])
     figure.update_layout(height=500)
+    # each panel in Table S1's order with each own run beside the paper's bar, and only the bars it has
+    order, present = list(dict.fromkeys(part["label"])), {}
+    for trace in figure.data:
+        present.setdefault(trace.xaxis, set()).update(trace.x)
+    for axis, labels in present.items():
+        figure.layout["xaxis" + axis.removeprefix("x")].update(categoryorder="array", categoryarray=[x for x in order if x in labels])
     return mark_origin(figure, "test set")
 
 
@@ -160,18 +169,23 @@ else:
     mark_origin(figure, "out-of-distribution set")
     stem = f"wildvision-drop-{drop_metric}-{drop_regime}-{drop_dataset}"
     st.plotly_chart(figure, key="drop_chart", config=compare.chart_config(stem))
-    # regime and dataset are the selection above, and a source names its origin: two index levels keep the table narrow
-    table = chosen.drop(columns=["regime", "dataset", "origin"]).set_index(["model", "source"])
-    st.dataframe(
-        table.style.format(compare.fixed_formatter(table)), height=35 * (len(table) + 1) + 3, placeholder="–", key="drop_table",
-        column_config={
-            "model": st.column_config.TextColumn("architecture", width="small"),
-            "source": st.column_config.TextColumn("numbers from", width="medium"),
-            **{column: st.column_config.Column(f"drop to {column.removeprefix('drop_')}" if column.startswith("drop_") else column, width="small")
-               for column in table.columns},
-        },
+    # regime and dataset are the selection above, a run is named as on the chart, and the values sit under two
+    # short headers: narrow enough for a 1400 px window (five index columns and long headers pushed the last one out)
+    shown = chosen.assign(source=[s if o == compare.PAPER else f"run {compare.short_run_name(s)}" for s, o in zip(chosen["source"], chosen["origin"])])
+    shown = shown.drop(columns=["regime", "dataset", "origin"]).set_index(["model", "source"])
+    metric_name = compare.METRIC_LABELS[drop_metric]
+    shown.columns = pd.MultiIndex.from_tuples(
+        [("drop from test_in", c.removeprefix("drop_")) if c.startswith("drop_") else (metric_name, c) for c in shown.columns]
     )
-    st.caption(f"{compare.METRIC_LABELS[drop_metric]} on each test set and its drop from test_in ({drop_regime}, {drop_dataset}).")
+    st.dataframe(
+        shown.style.format(compare.fixed_formatter(shown)), height=35 * (len(shown) + 2) + 3, placeholder="–", key="drop_table",
+        column_config={"model": st.column_config.TextColumn("architecture", width=130),
+                       "source": st.column_config.TextColumn("numbers from", width=190)},
+    )
+    st.caption(
+        f"{metric_name} on each test set and its drop from test_in (test_in minus the out-of-distribution value; {drop_regime}, "
+        f"{drop_dataset}). Runs are named as on the chart, by the end of their folder's name; the CSV gives the full names."
+    )
     st.download_button("Download drop table as CSV", compare.to_csv(chosen.set_index(["model", "regime", "dataset", "origin", "source"])),
                        file_name=f"{stem}.csv", mime="text/csv", key="drop_csv")
 
@@ -189,11 +203,13 @@ try:
 except ValueError as reason:
     st.info(str(reason))
 else:
-    st.dataframe(
-        compare.colour_scaled(table1).format(compare.fixed_formatter(table1)),
+    st.dataframe(  # runs named as on the charts, so the run's name is not cut off
+        compare.colour_scaled(compare.with_short_run_names(table1)).format(compare.fixed_formatter(table1)),
         height=35 * (len(table1) + 1) + 3, placeholder="–", key="table1",
     )
-    st.download_button("Download Table 1 as LaTeX", compare.to_latex(table1, caption="Positive-class precision (Table 1 and own runs)"),
+    own = compare.has_own_runs(frame)
+    caption = "Positive-class precision " + ("(the paper's Table 1 and own runs, which are not the paper's)" if own else "(the paper's Table 1)")
+    st.download_button("Download Table 1 as LaTeX", compare.to_latex(table1, caption=caption),
                        file_name="wildvision-table1.tex", mime="text/x-tex", key="table1_latex")
 
 # ---------------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ chosen_sources = filter_columns[2].multiselect(
 )
 shown = compare.filter_grid(grid, chosen_models, chosen_regimes, chosen_sources)
 
-sort_columns = st.columns([2, 1, 2, 1.3])
+sort_columns = st.columns([1.8, 1, 1.8, 1.6])
 column_names = {f"{dataset} / {test_set}": (dataset, test_set) for dataset, test_set in grid.columns}
 sort_choice = sort_columns[0].selectbox("Sort by", ["Paper order (Table S1)"] + list(column_names), key="sort")
 descending = sort_columns[1].toggle("Highest first", value=True, key="descending")
@@ -88,7 +88,8 @@ else:
         shown = compare.pin_row(shown, baseline)
     difference = bool(show_difference and baseline is not None)
     table = compare.difference_to(shown, baseline) if difference else shown
-    styler = compare.colour_scaled(table, diverging=difference).format(compare.fixed_formatter(table, signed=difference))
+    on_screen = compare.with_short_run_names(table)  # run names as on the charts, so the last column fits the window
+    styler = compare.colour_scaled(on_screen, diverging=difference).format(compare.fixed_formatter(table, signed=difference))
     title = compare.METRIC_LABELS[metric] + (f", difference to {baseline_choice}" if difference else "")
     st.subheader(title)
     st.dataframe(styler, height=35 * (len(table) + table.columns.nlevels) + 10, placeholder="–", key="grid")
@@ -98,6 +99,7 @@ else:
         "8 architectures x transfer on bg and no_bg (16) plus 4 architectures x scratch and combi on bg only (8); "
         "their no_bg cells are empty because the paper did not train them. Paper columns: test_in = Table S1, "
         "test_out_pet = Table S2, test_out_nopet = Table S3; accuracy is a fraction (the paper prints percent). "
+        "Own runs are named by the end of their folder's name (run 152103-05db), as on the charts; the downloads give full names. "
         "Colour: darker blue = higher" + ("; red below the baseline, blue above." if difference else ".")
     )
     stem = f"wildvision-{metric}-{'difference' if difference else 'grid'}"
@@ -189,9 +191,9 @@ else:
                 heatmap = px.imshow(
                     matrix, text_auto=True, color_continuous_scale="Blues", aspect="auto",
                     labels={"x": "predicted class", "y": "true class", "color": "images"},
-                    title=f"{test_set} at {where} ({int(matrix.to_numpy().sum())} images)",
+                    title=f"{test_set}<br><sup>{int(matrix.to_numpy().sum())} images, at {where}</sup>",  # two lines fit a third of the page
                 )
-                heatmap.update_layout(height=320, coloraxis_showscale=False, margin={"l": 10, "r": 10, "t": 50, "b": 10})
+                heatmap.update_layout(height=340, coloraxis_showscale=False, margin={"l": 10, "r": 10, "t": 70, "b": 10})
                 cells[index % len(cells)].plotly_chart(
                     heatmap, key=f"cm-{test_set}",
                     config=compare.chart_config(f"wildvision-{run.name}-confusion-{test_set}-{where.replace(' ', '-')}"),

@@ -8,15 +8,17 @@ contract-following run folders written by tests/test_compare.make_run.
 from __future__ import annotations
 
 import base64
+import io
 import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from test_compare import make_run, scores_with
-from wildvision import model_card
+from wildvision import compare, model_card
 
 PAGES = Path(__file__).resolve().parents[1] / "app_pages"
 TIMEOUT = 90  # the first script run imports torch
@@ -165,7 +167,7 @@ def test_results_page_with_a_run_shows_it_labelled_and_in_detail(one_run):
     grid = at.dataframe[0].value
     assert grid.shape == (17, 6)
     run_rows = grid.xs("run", level="origin")
-    assert list(run_rows.index.get_level_values("source")) == [one_run.name]
+    assert list(run_rows.index.get_level_values("source")) == [f"run {compare.short_run_name(one_run.name)}"]  # as on the charts
     assert float(run_rows[("bg", "test_out_nopet")].iloc[0]) == pytest.approx(0.71)
     assert at.selectbox(key="run").value == one_run.name
     assert {"Test results of this run", "Confusion matrices"} <= {s.value for s in at.subheader}
@@ -182,13 +184,13 @@ def test_results_page_counts_confusion_matrices_at_the_runs_own_threshold(thresh
     assert at.selectbox(key="run").value == threshold_run.name
     assert at.radio(key="cm_at").value == "threshold" and "0.300" in at.radio(key="cm_at").options[0]
     matrices = {f["layout"]["title"]["text"]: plotly_array(f["data"][0]["z"]) for f in figures(at)[1:]}
-    assert matrices == {"test_in at threshold 0.300 (108 images)": [[56, 2], [2, 48]],
-                        "test_out_pet at threshold 0.300 (80 images)": [[30, 10], [8, 32]]}
+    assert matrices == {"test_in<br><sup>108 images, at threshold 0.300</sup>": [[56, 2], [2, 48]],
+                        "test_out_pet<br><sup>80 images, at threshold 0.300</sup>": [[30, 10], [8, 32]]}
     assert "Counts of images at threshold 0.300" in texts(at.caption)
     at.radio(key="cm_at").set_value("0.5").run()
     matrices = {f["layout"]["title"]["text"]: plotly_array(f["data"][0]["z"]) for f in figures(at)[1:]}
-    assert matrices == {"test_in at threshold 0.5 (108 images)": [[56, 2], [7, 43]],
-                        "test_out_pet at threshold 0.5 (80 images)": [[30, 10], [12, 28]]}
+    assert matrices == {"test_in<br><sup>108 images, at threshold 0.5</sup>": [[56, 2], [7, 43]],
+                        "test_out_pet<br><sup>80 images, at threshold 0.5</sup>": [[30, 10], [12, 28]]}
     names = assert_png_export_on_every_chart(at)
     assert names[0] == f"wildvision-{threshold_run.name}-learning-curves"
 
@@ -198,7 +200,8 @@ def test_results_page_without_a_recorded_threshold_says_its_matrices_are_at_one_
     assert not at.get("radio")
     assert "records no decision threshold" in texts(at.caption)
     titles = [f["layout"]["title"]["text"] for f in figures(at)[1:]]
-    assert titles == ["test_in at threshold 0.5 (64 images)", "test_out_pet at threshold 0.5 (60 images)", "test_out_nopet at threshold 0.5 (60 images)"]
+    assert titles == ["test_in<br><sup>64 images, at threshold 0.5</sup>", "test_out_pet<br><sup>60 images, at threshold 0.5</sup>",
+                      "test_out_nopet<br><sup>60 images, at threshold 0.5</sup>"]
 
 
 def test_results_page_difference_exports_are_rounded_signed_and_escaped(empty_runs, downloads):
@@ -281,6 +284,8 @@ def test_efficiency_page_own_runs_keep_f_axes_within_zero_and_one(tmp_path, monk
     _, size_chart, time_chart = figures(at)
     assert size_chart["layout"]["yaxis"]["range"] == [0.5, 1.05] and time_chart["layout"]["yaxis"]["range"] == [0.5, 1.05]
     assert "**mobilenet_v2** has the highest gain" in texts(at.markdown)
+    shown = at.dataframe[0].value.set_index("model")
+    assert shown.loc["mobilenet_v2", "source"] == f"run {compare.short_run_name(next(folder.glob('mobilenet_v2-*')).name)}"  # as on the chart
     names = assert_png_export_on_every_chart(at)
     assert names == ["wildvision-runs-test_in-bg-transfer-gain", "wildvision-runs-test_in-bg-transfer-f-against-parameters",
                      "wildvision-runs-test_in-bg-f-against-time"]
@@ -302,7 +307,7 @@ def test_generalisation_page_without_runs(empty_runs):
     assert len(at.get("plotly_chart")) == 5  # Fig 1 F and accuracy, Fig 2 F and accuracy, drop chart
     drops = at.dataframe[0].value
     densenet = drops.xs("densenet121", level="model").iloc[0]
-    assert float(densenet["drop_test_out_pet"]) == pytest.approx(0.16)
+    assert float(densenet[("drop from test_in", "test_out_pet")]) == pytest.approx(0.16)
     table1 = at.dataframe[1].value
     assert table1.shape == (16, 2)
 
@@ -311,8 +316,10 @@ def test_generalisation_page_with_a_run_and_other_selections(one_run):
     at = run_page("generalisation")
     assert "NOT the paper's results" in texts(at.warning)
     drops = at.dataframe[0].value
-    assert one_run.name in set(drops.index.get_level_values("source"))
-    assert at.dataframe[1].value.shape == (17, 2)
+    assert f"run {compare.short_run_name(one_run.name)}" in set(drops.index.get_level_values("source"))
+    table1 = at.dataframe[1].value
+    assert table1.shape == (17, 2)
+    assert f"run {compare.short_run_name(one_run.name)}" in set(table1.index.get_level_values("source"))  # as on the charts, not cut off
     at.selectbox(key="drop_regime").select("scratch").run()
     at.selectbox(key="drop_metric").select("accuracy").run()
     assert not at.exception
@@ -349,7 +356,7 @@ def test_results_page_names_a_run_whose_files_are_damaged(one_run):
     assert f"The files of run {one_run.name} cannot be read" in texts(at.warning)
 
 
-def test_generalisation_page_hatches_own_runs_and_keeps_the_drop_table_narrow(one_run):
+def test_generalisation_page_hatches_own_runs_and_keeps_the_drop_table_narrow(one_run, downloads):
     at = run_page("generalisation")
     fig1 = figures(at)[0]
     patterns = {trace["name"]: trace["marker"]["pattern"]["shape"] for trace in fig1["data"]}
@@ -360,8 +367,17 @@ def test_generalisation_page_hatches_own_runs_and_keeps_the_drop_table_narrow(on
     assert all(label.startswith("squeezenet1_0 (run ") for trace in run_bars for label in plotly_array(trace["x"]))
     assert "Hatched bars" in texts(at.warning)
     drops = at.dataframe[0].value
-    assert drops.index.names == ["model", "source"]  # regime, dataset and origin were three more index columns: the last column was cut off
-    assert list(drops.columns) == ["test_in", "test_out_pet", "test_out_nopet", "drop_test_out_pet", "drop_test_out_nopet"]
+    # five index columns (regime, dataset and origin too), full run names and "drop_test_out_nopet"-long headers pushed the last column out
+    assert drops.index.names == ["model", "source"]
+    assert list(drops.index.get_level_values("source")).count(f"run {compare.short_run_name(one_run.name)}") == 1
+    f = "F-score (weighted)"
+    assert list(drops.columns) == [(f, "test_in"), (f, "test_out_pet"), (f, "test_out_nopet"),
+                                   ("drop from test_in", "test_out_pet"), ("drop from test_in", "test_out_nopet")]
+    csv = pd.read_csv(io.StringIO(downloads(at.get("download_button")[0])))  # the CSV keeps the full run name
+    assert one_run.name in set(csv["source"]) and float(csv.loc[csv["source"] == one_run.name, "drop_test_out_nopet"].item()) == pytest.approx(0.88 - 0.71)
+    order = fig1["layout"]["xaxis"]["categoryarray"]  # the run's bars beside the paper's, not after the last architecture
+    assert order.index(f"squeezenet1_0 (run {compare.short_run_name(one_run.name)})") == order.index("squeezenet1_0") + 1
+    assert len(fig1["layout"]["xaxis2"]["categoryarray"]) == 8  # the no_bg panel: the paper's 8, no empty slot for the bg run
     names = assert_png_export_on_every_chart(at)
     assert "wildvision-drop-f_score-transfer-bg" in names
 

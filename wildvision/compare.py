@@ -413,6 +413,13 @@ def short_run_name(name: str) -> str:
     return "-".join(parts[-2:]) if len(parts) >= 3 else str(name)
 
 
+def with_short_run_names(table: pd.DataFrame) -> pd.DataFrame:
+    """A grid (index levels model, regime, origin, source) with each own run's source cut to "run 152103-05db"
+    as on the charts, so the table fits a screen; for display only (exports keep the full names)."""
+    keys = [(m, r, o, s if o == PAPER else f"run {short_run_name(s)}") for m, r, o, s in table.index]
+    return table.set_axis(pd.MultiIndex.from_tuples(keys, names=table.index.names), axis=0)
+
+
 def bar_label(frame: pd.DataFrame) -> pd.Series:
     """What a bar is called on a chart's axis: the model for the paper, "model (run 152103-05db)" for
     a run, so an own run never passes for the paper's number."""
