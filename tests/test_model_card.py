@@ -2,13 +2,13 @@
 
 import pytest
 
+from conftest import DEMO, write_image
+from test_cli import run_cli
 from wildvision import model_card, runs
 from wildvision.data import scan_folder
 from wildvision.evaluate import compute_metrics, resolve_device
 from wildvision.predict import load_model, predict_paths
 from wildvision.train import TrainConfig, evaluate_run_model
-from conftest import DEMO, write_image
-from test_cli import run_cli
 
 
 def test_default_model_predicts_a_generated_image_without_shared_data(tmp_path):
@@ -24,7 +24,7 @@ def test_default_model_predicts_a_generated_image_without_shared_data(tmp_path):
 def test_model_card_renders_its_numbers_and_limits():
     card = model_card.load_card()
     text = model_card.card_markdown(card)
-    assert "PROXY" in text and f"{card['threshold']['value']:.3f}" in text
+    assert "PROXY" in text and f"{card['threshold']['value']:.1%}" in text
     assert set(card["metrics"]) == {"test_in", "test_out_pet", "test_out_nopet"}
     assert f"{card['metrics']['test_out_pet']['f_score']:.3f}" in text
 

@@ -107,7 +107,8 @@ def test_moving_the_threshold_changes_the_verdict_and_its_cost(runs_dir, demo_jp
     at.slider[0].set_value(0.0).run()
     assert not at.exception
     tradeoff = at.dataframe[0].value
-    assert (tradeoff["flagged"] == tradeoff["images"]).all() and (tradeoff["recall (captive)"] == 1.0).all()
+    assert (tradeoff["flagged"] == tradeoff["checked"]).all() and (tradeoff["captive photos found"] == 100).all()
+    assert "test_in" not in tradeoff["photos"].tolist(), "test sets in plain words"
     assert verdict_of(at, "photo.jpg").endswith("at or above the flagging line of 0%")
     at.slider[0].set_value(100.0).run()
     assert (at.dataframe[0].value["flagged"] <= 1).all()
@@ -135,7 +136,7 @@ def test_switching_models_moves_the_flagging_line_to_each_models_own(with_model,
     kennel = tmp_path / "kennel.jpg"
     kennel.write_bytes(demo_jpegs[0])
     probability = predict_paths(load_model(str(with_model / "checkpoint.pt"), device="cpu"), [kennel])[0].probability
-    flagged = probability >= at.slider[0].value / 100
+    flagged = probability >= run_line / 100  # the slider, left where it starts, judges at the model's exact threshold
     assert verdict.startswith("**kennel.jpg** — Flagged" if flagged else "**kennel.jpg** — Not flagged"), verdict
     assert (score >= line) == flagged and score == pytest.approx(probability * 100, abs=0.05)
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from wildvision import runs
 from wildvision.models import build_model, head
+from wildvision.wording import line_text
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "default_model"
 HEAD, CARD = "head.pt", "model_card.json"
@@ -149,8 +150,8 @@ def card_markdown(card: dict) -> str:
 
 **Trained on**: {card['training_data']}
 
-**Decision threshold**: {threshold['value']:.3f}, the lowest whose precision for "captive / for sale" on test_in reaches
-{threshold['target_precision']:.2f}{'' if threshold['met_on_test_in'] else ' (not reached: the highest precision available)'}.
+**Decision threshold (flagging line)**: {line_text(threshold['value'])}, the lowest score whose precision for "captive / for sale" on
+test_in reaches {threshold['target_precision']:.0%}{'' if threshold['met_on_test_in'] else ' (not reached: the highest precision available)'}.
 
 | test set | images | accuracy | F | precision (captive) | precision at threshold | recall at threshold |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: |
