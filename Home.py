@@ -7,7 +7,7 @@ from collections import Counter
 
 import streamlit as st
 
-from wildvision import model_card, runs
+from wildvision import model_card, runs, wording
 from wildvision.launch import accelerator, list_runs_shown
 
 st.set_page_config(page_title="wildvision", page_icon=":mag:", layout="wide")
@@ -46,10 +46,9 @@ def home() -> None:
         card = model_card.load_card()
         st.subheader("The default model")
         st.write(
-            f"Ready on every install, offline: {card['architecture']} trained on the demo proxy data. "
-            f"Held-back F = {card['metrics']['test_in']['f_score']:.2f}; on photos from elsewhere "
-            + ", ".join(f"{name} F = {m['f_score']:.2f}" for name, m in card["metrics"].items() if name != "test_in")
-            + ". The Predict page uses it unless you pick one of your runs."
+            f"Ready on every install, offline: {card['architecture']} trained on the demo proxy data (pets in listing "
+            f"photos stand in for captive wild animals). {wording.trust_sentences(card['metrics'], 'captive')[0]} "
+            "The Predict page uses it unless you pick one of your runs."
         )
         with st.expander("Model card"):
             st.markdown(model_card.card_markdown(card))
