@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -6,8 +7,8 @@ import pytest
 from wildvision.cli import build_parser, main
 
 
-def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wildvision", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+def run_cli(*args: str, cwd=None, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wildvision", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
 
 def _subcommands():
@@ -49,7 +50,7 @@ def test_models_prints_table_s4_counts():
 
 def test_training_on_a_wrong_folder_explains_without_a_traceback(tmp_path):
     (tmp_path / "data" / "wild").mkdir(parents=True)
-    result = run_cli("train", "--arch", "resnet18", "--regime", "transfer", "--data", str(tmp_path / "data"), "--runs-dir", str(tmp_path / "runs"))
+    result = run_cli("train", "--arch", "resnet18", "--regime", "scratch", "--data", str(tmp_path / "data"), "--runs-dir", str(tmp_path / "runs"))
     assert result.returncode == 2
     assert "no positive class folder 'captive/'" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
@@ -57,3 +58,15 @@ def test_training_on_a_wrong_folder_explains_without_a_traceback(tmp_path):
 
 def test_runs_on_an_empty_folder(tmp_path):
     assert "no runs" in run_cli("runs", "--runs-dir", str(tmp_path)).stdout
+
+
+def test_training_with_imagenet_weights_that_cannot_be_had_stops_before_making_a_run(tmp_path):
+    from conftest import make_class_folder
+
+    data = make_class_folder(tmp_path / "data", {"captive": 3, "wild": 3})
+    # an empty torch cache, and HTTPS sent to a closed local port: an offline machine
+    env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch"), https_proxy="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9")
+    result = run_cli("train", "--arch", "resnet18", "--regime", "transfer", "--data", str(data), "--runs-dir", str(tmp_path / "runs"), env=env)
+    assert result.returncode == 2
+    assert "ImageNet weights for resnet18" in result.stderr and "--weights PATH" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -17,7 +17,7 @@ from wildvision import runs
 from wildvision.data import DataFolderError
 from wildvision.images import ImageError
 from wildvision.launch import list_runs_shown, parse_named_folder
-from wildvision.models import ARCHITECTURES, PAPER_ARCHITECTURES, WeightsError
+from wildvision.models import ARCHITECTURES, OFFLINE_HINT, PAPER_ARCHITECTURES, WeightsError, imagenet_weights_problem
 from wildvision.predict import CheckpointError
 from wildvision.train import REGIMES, TrainConfig
 from wildvision.uploads import ZIP_EXTENSION, UploadLimits, unpack_uploads
@@ -93,6 +93,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     weights = _resolve_weights(args.weights) if args.weights else None
     config = _config_from(args, args.arch, args.regime, args.with_background, weights)
+    if config.regime != "scratch" and config.weights in (None, "imagenet"):
+        problem = imagenet_weights_problem(config.arch)
+        if problem:  # say so before a run folder is made that could only fail
+            raise WeightsError(f"{problem}; {OFFLINE_HINT}")
     run_dir = start_run(config, args.runs_dir, args.name)
     print(f"run folder: {run_dir}", flush=True)
     return 0 if _execute(run_dir) else 1
