@@ -7,6 +7,7 @@ import streamlit as st
 from app_pages.widgets import learning_curves_chart, md
 from wildvision import runs
 from wildvision.data import DataFolderError
+from wildvision.evaluate import NO_CUDA
 from wildvision.launch import (
     PAPER_GRID,
     accelerator,
@@ -36,8 +37,7 @@ NOTHING_STARTED = "Nothing was started."
 PAGE_WORDING = (
     (OFFLINE_HINT, f"without internet, start a new run with '{LOCAL}' under Pretrained weights (e.g. a file in shared/weights/)."),
     (LR_HINT, "try a learning rate of 0.0001"),
-    ("--device cuda was asked for, but no CUDA GPU is available here; use --device cpu",
-     "the run asked for Device cuda, but this machine has no CUDA GPU; start a new run with Device auto or cpu"),
+    (NO_CUDA, "the run asked for Device cuda, but this machine has no CUDA GPU; start a new run with Device auto or cpu"),
     ("`resume` continues it", "Resume continues it"),
     ("resume starts it", "Resume starts it"),
 )

@@ -27,6 +27,7 @@ from wildvision.models import IMAGENET, Normalisation
 
 
 PAPER_THRESHOLD = 0.5  # the paper's metrics are those of the arg-max class
+NO_CUDA = "--device cuda was asked for, but no CUDA GPU is available here; use --device cpu"
 
 
 def threshold_for_precision(labels: Sequence[int], probabilities: Sequence[float], target: float) -> dict:
@@ -65,7 +66,7 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but no CUDA GPU is available here; use --device cpu")
+        raise ValueError(NO_CUDA)
     return device
 
 
