@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import random
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from wildvision.images import is_image_file
+from wildvision.shared import shared_folder
 from wildvision.train import TrainConfig, execute_run, start_run
 
-SHARED = Path(os.environ.get("WILDVISION_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+SHARED = shared_folder()
 
 
 def demo_folder(*parts: str) -> Path:

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-SHARED = Path(os.environ.get("WILDVISION_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+from wildvision.shared import shared_folder
+
+SHARED = shared_folder()
 SQUEEZENET_WEIGHTS = SHARED / "weights" / "squeezenet1_0-imagenet-deepcompression.pth"
 DEMO = SHARED / "demo-data"
 
