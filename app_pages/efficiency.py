@@ -96,7 +96,7 @@ elif gains is not None:
     figure.update_yaxes(categoryorder="array", categoryarray=list(chart["label"])[::-1])
     figure.update_layout(height=max(300, 170 + 45 * len(chart)), margin={"r": 90, "l": 90},
                          legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
-    st.plotly_chart(figure, key="gain_chart", config=compare.chart_config(f"{file_stem}-gain"))
+    st.plotly_chart(compare.export_ready(figure), key="gain_chart", config=compare.chart_config(f"{file_stem}-gain"))
     st.dataframe(
         gains.drop(columns="gain").assign(  # runs named as on the chart, so the table fits the window
             gain_per_million=chart["shown"],
@@ -134,12 +134,14 @@ else:
         labels={"params": "parameters (log scale)", "f_score": "F-score (weighted)", "source": "numbers from", "role": ""},
         title=f"F-score against number of parameters ({selection})",
     )
-    figure.update_traces(textposition="top center", marker={"size": 11})
+    above_or_below = dict(zip(points["model"], compare.label_positions(points["params"].astype(float), points["f_score"])))
+    figure.update_traces(marker={"size": 11})
+    figure.for_each_trace(lambda trace: trace.update(textposition=[above_or_below[m] for m in trace.text]))  # close labels apart
     low, high = math.log10(int(points["params"].min())), math.log10(int(points["params"].max()))
     figure.update_xaxes(dtick=1, range=[low - 0.35, high + 0.35])  # room for the labels at both ends
     figure.update_yaxes(range=compare.f_axis_range(points["f_score"]))
     figure.update_layout(height=460, legend={"title": ""})
-    st.plotly_chart(figure, key="size_chart", config=compare.chart_config(f"{file_stem}-f-against-parameters"))
+    st.plotly_chart(compare.export_ready(figure), key="size_chart", config=compare.chart_config(f"{file_stem}-f-against-parameters"))
 
 if origin == compare.RUN:
     st.header("F-score against measured inference time")
@@ -156,13 +158,15 @@ if origin == compare.RUN:
                     "source": "run", "n_images": "images", "eval_time_s": "evaluation time (s)"},
             title=f"Own runs: F-score against time per image on {test_set} ({dataset})",
         )
-        figure.update_traces(textposition="top center", marker={"size": 11})
         low, high = chosen["ms_per_image"].min(), chosen["ms_per_image"].max()
         pad = max((high - low) * 0.25, high * 0.1)
+        above_or_below = dict(zip(chosen["label"], compare.label_positions(chosen["ms_per_image"], chosen["f_score"], log_x=False, near_x=pad)))
+        figure.update_traces(marker={"size": 11})
+        figure.for_each_trace(lambda trace: trace.update(textposition=[above_or_below[label] for label in trace.text]))
         figure.update_xaxes(range=[max(0.0, low - pad), high + pad])
         figure.update_yaxes(range=compare.f_axis_range(chosen["f_score"]))
         figure.update_layout(height=460)
-        st.plotly_chart(figure, key="time_chart", config=compare.chart_config(f"wildvision-runs-{test_set}-{dataset}-f-against-time"))
+        st.plotly_chart(compare.export_ready(figure), key="time_chart", config=compare.chart_config(f"wildvision-runs-{test_set}-{dataset}-f-against-time"))
         st.caption(
             "Time per image = a run's whole evaluation time on this test set (image loading and decoding included) "
             "divided by its number of images, on the machine and device that ran it; compare runs measured on the same "

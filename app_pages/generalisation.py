@@ -80,7 +80,7 @@ def grouped_bars(data: pd.DataFrame, metric: str, facet: str, facet_order: list[
         present.setdefault(trace.xaxis, set()).update(trace.x)
     for axis, labels in present.items():
         figure.layout["xaxis" + axis.removeprefix("x")].update(categoryorder="array", categoryarray=[x for x in order if x in labels])
-    return mark_origin(figure, "test set")
+    return compare.export_ready(mark_origin(figure, "test set"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,7 +126,7 @@ else:
                     figure.add_hline(
                         y=best_transfer[(metric, test_set)], line_dash="dash", line_color=colours[test_set], line_width=1.5,
                     )
-            st.plotly_chart(figure, key=f"fig2-{metric}", config=compare.chart_config(f"wildvision-fig2-{metric}-regimes-bg"))
+            st.plotly_chart(compare.export_ready(figure), key=f"fig2-{metric}", config=compare.chart_config(f"wildvision-fig2-{metric}-regimes-bg"))
     st.caption(
         "Dashed lines: the paper's best transfer-regime value on each test set (Fig 1, bg), in the test set's colour, "
         "as in the paper's Fig 2. The paper trained scratch and combi only with background images."
@@ -168,7 +168,7 @@ else:
     figure.update_layout(height=480)
     mark_origin(figure, "out-of-distribution set")
     stem = f"wildvision-drop-{drop_metric}-{drop_regime}-{drop_dataset}"
-    st.plotly_chart(figure, key="drop_chart", config=compare.chart_config(stem))
+    st.plotly_chart(compare.export_ready(figure), key="drop_chart", config=compare.chart_config(stem))
     # regime and dataset are the selection above, a run is named as on the chart, and the values sit under two
     # short headers: narrow enough for a 1400 px window (five index columns and long headers pushed the last one out)
     shown = chosen.assign(source=[s if o == compare.PAPER else f"run {compare.short_run_name(s)}" for s, o in zip(chosen["source"], chosen["origin"])])

@@ -145,7 +145,9 @@ else:
         st.warning(f"The files of run {run.name} cannot be read ({error}); its details are not shown.")
         figure, threshold, results_table = None, None, None
     if figure is not None:
-        st.plotly_chart(figure, key="curves", config=compare.chart_config(f"wildvision-{run.name}-learning-curves"))
+        # the shared chart puts its legend where a long run name's title runs into it: title to the top, more room
+        figure.update_layout(height=420, margin={"t": 125}, title={"y": 0.98, "yanchor": "top"})
+        st.plotly_chart(compare.export_ready(figure), key="curves", config=compare.chart_config(f"wildvision-{run.name}-learning-curves"))
     elif results_table is not None:
         st.info("No epoch has finished yet, so there are no learning curves.")
 
@@ -195,7 +197,7 @@ else:
                 )
                 heatmap.update_layout(height=340, coloraxis_showscale=False, margin={"l": 10, "r": 10, "t": 70, "b": 10})
                 cells[index % len(cells)].plotly_chart(
-                    heatmap, key=f"cm-{test_set}",
+                    compare.export_ready(heatmap), key=f"cm-{test_set}",
                     config=compare.chart_config(f"wildvision-{run.name}-confusion-{test_set}-{where.replace(' ', '-')}"),
                 )
             st.caption(

@@ -521,3 +521,22 @@ def test_grid_on_screen_names_runs_as_the_charts_do(tmp_path):
     run_key = ("squeezenet1_0", "transfer", "run", f"run {compare.short_run_name(run_dir.name)}")
     assert short.loc[run_key, ("bg", "test_in")] == 0.9 and len(run_key[3]) < 20
     assert short.loc[("squeezenet1_0", "transfer", "paper", PAPER_ROW), ("bg", "test_in")] == pytest.approx(0.944)
+
+
+def test_export_ready_names_one_font_for_all_text_of_a_chart():
+    import plotly.express as px
+
+    figure = px.bar(pd.DataFrame({"x": ["a", "b"], "y": [1, 2], "panel": ["p", "q"]}), x="x", y="y", facet_col="panel", title="t")
+    assert compare.export_ready(figure) is figure
+    assert figure.layout.font.family == figure.layout.title.font.family == compare.CHART_FONT
+    assert [a.font.family for a in figure.layout.annotations] == [compare.CHART_FONT] * 2  # the facet titles
+
+
+def test_close_scatter_labels_go_one_above_one_below(paper_frame):
+    points = compare.efficiency_points(paper_frame, "paper", "test_out_pet", "bg", "transfer")
+    where = dict(zip(points["model"], compare.label_positions(points["params"].astype(float), points["f_score"])))
+    assert where["vgg11_bn"] == "top center" and where["vgg19_bn"] == "bottom center"  # 129M and 139M parameters, F 0.77 and 0.76
+    assert where["densenet121"] == where["squeezenet1_0"] == "top center"  # nothing close by
+    assert compare.label_positions([50.0, 50.0, 80.0], [0.7, 0.7, 0.7], log_x=False, near_x=5) == ["top center", "bottom center", "top center"]
+    filtered = pd.Series([0.7, 0.71], index=[5, 9])  # a filtered frame's column: positions, not labels
+    assert compare.label_positions(filtered, filtered, log_x=False) == ["bottom center", "top center"]

@@ -109,9 +109,13 @@ def plotly_array(value) -> list:
 
 
 def assert_png_export_on_every_chart(at: AppTest) -> list[str]:
-    """Each chart's camera button saves a 2x PNG under a file name of its own, without the Plotly logo; returns the names."""
+    """Each chart's camera button saves a 2x PNG under a file name of its own, without the Plotly logo, in a font the
+    export has; returns the file names."""
     configs = [json.loads(chart.proto.config) for chart in at.get("plotly_chart")]
     assert configs, "no chart on the page"
+    for figure in figures(at):  # a font the PNG export has too, or legends overflow in the PNG
+        assert figure["layout"]["font"]["family"] == figure["layout"]["title"]["font"]["family"] == compare.CHART_FONT
+        assert all(note["font"]["family"] == compare.CHART_FONT for note in figure["layout"].get("annotations", []))
     for config in configs:
         assert config["displaylogo"] is False
         assert config["toImageButtonOptions"]["format"] == "png" and config["toImageButtonOptions"]["scale"] == 2
@@ -229,6 +233,9 @@ def test_efficiency_page_ranks_densenet121_first_on_the_paper_numbers(empty_runs
     gains = at.dataframe[0].value
     assert gains["model"].iloc[0] == "densenet121" and len(gains) == 7
     assert len(at.get("plotly_chart")) == 2  # ranked bars + F against parameters
+    size_chart = figures(at)[1]
+    where = {m: p for trace in size_chart["data"] for m, p in zip(trace["text"], trace["textposition"])}
+    assert where["vgg11_bn"] == "top center" and where["vgg19_bn"] == "bottom center"  # their labels printed over each other
 
 
 def test_efficiency_page_without_baseline_or_runs_says_so(empty_runs):

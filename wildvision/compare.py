@@ -888,6 +888,35 @@ def chart_config(filename: str) -> dict:
     return {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": safe, "scale": 2}}
 
 
+def label_positions(x: Sequence[float], y: Sequence[float], log_x: bool = True, near_x: float = 0.2, near_y: float = 0.05) -> list[str]:
+    """Where each point's text label goes on a scatter: above it, or below it when another point whose label is
+    above sits close by (within ``near_x`` decades, or units without ``log_x``, and ``near_y``) and higher up, so
+    two nearby labels (vgg11_bn and vgg19_bn) do not print over each other."""
+    xs = [math.log10(float(v)) if log_x else float(v) for v in x]
+    ys = [float(v) for v in y]
+    positions = ["top center"] * len(xs)
+    for i in sorted(range(len(xs)), key=lambda k: -ys[k]):  # highest first: they keep their label above
+        for j in range(len(xs)):
+            higher = ys[j] > ys[i] or (ys[j] == ys[i] and j < i)
+            if j != i and higher and positions[j] == "top center" and abs(xs[j] - xs[i]) < near_x and abs(ys[j] - ys[i]) < near_y:
+                positions[i] = "bottom center"
+                break
+    return positions
+
+
+#: One font for every chart, named explicitly: the page's web font (Streamlit's theme) is not available when
+#: Plotly draws the PNG, so a fallback font wider than the one measured overflowed legends ("positive gai").
+CHART_FONT = "Arial, Helvetica, 'Liberation Sans', sans-serif"
+
+
+def export_ready(figure):
+    """The Plotly figure with ``CHART_FONT`` for all its text (layout, title, facet and subplot titles), so
+    its PNG export (``chart_config``) lays out exactly as on screen; returns it."""
+    figure.update_layout(font_family=CHART_FONT, title_font_family=CHART_FONT)
+    figure.update_annotations(font_family=CHART_FONT)
+    return figure
+
+
 def f_axis_range(values: Iterable[float], headroom: float = 0.05) -> list[float]:
     """A y-axis range for a scatter of F-scores (fractions in [0, 1]): a little below the lowest point
     and above the highest, on tenths, with ``headroom`` for the point labels above the markers, but never
