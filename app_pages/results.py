@@ -56,7 +56,7 @@ chosen_models = filter_columns[0].multiselect("Architecture", models, default=mo
 chosen_regimes = filter_columns[1].multiselect("Regime", regimes, default=regimes, key="regimes")
 chosen_sources = filter_columns[2].multiselect(
     "Source", sources, default=sources, key="sources",
-    format_func=lambda s: "the paper (Tables S1-S3, Table 1)" if s == compare.PAPER else f"run {s}",
+    format_func=lambda s: "the paper (Tables S1-S3, Table 1)" if s == compare.PAPER else f"run {compare.short_run_name(s)}",  # as in the grid
 )
 shown = compare.filter_grid(grid, chosen_models, chosen_regimes, chosen_sources)
 

@@ -179,6 +179,7 @@ def test_results_page_with_a_run_shows_it_labelled_and_in_detail(one_run):
     assert list(results.index) == ["test_in", "test_out_pet", "test_out_nopet"]
     assert results.loc["test_out_pet", "seconds_per_image"] == pytest.approx(0.1)
     assert len(at.get("plotly_chart")) == 1 + 3  # learning curves + one confusion matrix per test set
+    assert at.multiselect(key="sources").options == ["the paper (Tables S1-S3, Table 1)", f"run {compare.short_run_name(one_run.name)}"]
     at.multiselect(key="sources").set_value([one_run.name]).run()
     assert at.dataframe[0].value.shape[0] == 1
 
