@@ -145,9 +145,7 @@ else:
         st.warning(f"The files of run {run.name} cannot be read ({error}); its details are not shown.")
         figure, threshold, results_table = None, None, None
     if figure is not None:
-        # the shared chart puts its legend where a long run name's title runs into it: title to the top, more room
-        figure.update_layout(height=420, margin={"t": 125}, title={"y": 0.98, "yanchor": "top"})
-        st.plotly_chart(compare.export_ready(figure), key="curves", config=compare.chart_config(f"wildvision-{run.name}-learning-curves"))
+        st.plotly_chart(figure, key="curves", config=compare.chart_config(f"wildvision-{run.name}-learning-curves"))
     elif results_table is not None:
         st.info("No epoch has finished yet, so there are no learning curves.")
 

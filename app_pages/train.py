@@ -5,7 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages.widgets import learning_curves_chart, md
-from wildvision import runs
+from wildvision import compare, runs
 from wildvision.data import DataFolderError
 from wildvision.evaluate import NO_CUDA
 from wildvision.launch import (
@@ -348,7 +348,7 @@ def run_details(run: runs.RunSummary, slurm_note: str | None) -> None:
         st.warning(md(warning))
     figure = learning_curves_chart(run.path)
     if figure:
-        st.plotly_chart(figure, key=f"curves_{run.name}")
+        st.plotly_chart(figure, key=f"curves_{run.name}", config=compare.chart_config(f"wildvision-{run.name}-learning-curves"))
     log = page_words(log_tail(run.path))
     st.caption(f"The end of the run's log ({code(run.path / runs.LOG)}; Python tracebacks are left out here, the file keeps them):")
     st.code(log or "(no log yet)", language=None, wrap_lines=True)

@@ -80,8 +80,12 @@ def learning_curves_chart(run_dir: Path, title: str | None = None) -> go.Figure 
     figure.update_xaxes(title_text="epoch", dtick=1 if curves["epoch"].max() <= 20 else None)
     figure.update_yaxes(title_text="loss", row=1, col=1)
     figure.update_yaxes(title_text="F-score (weighted)", range=[0, 1.02], dtick=0.2, row=1, col=2)
-    figure.update_layout(title=title, height=380, margin={"t": 90}, legend={"orientation": "h", "yanchor": "bottom", "y": 1.12, "x": 0})
-    return figure
+    figure.update_layout(legend={"orientation": "h", "yanchor": "bottom", "y": 1.12, "x": 0})
+    if title:  # the title goes to the very top, above the legend, so a long run name does not run into it
+        figure.update_layout(title={"text": title, "y": 0.98, "yanchor": "top"}, height=420, margin={"t": 125})
+    else:
+        figure.update_layout(height=380, margin={"t": 90})
+    return compare.export_ready(figure)
 
 
 @st.cache_data(show_spinner="Reading results...")
