@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
+from benchmarking import demo_photos, time_interleaved
 from torch.utils.data import DataLoader, Dataset
 
-from benchmarking import demo_photos, time_interleaved
 from wildvision.data import eval_transform
 from wildvision.images import open_image
 from wildvision.predict import LoadedModel, default_batch_size, load_model, loader_threads, predict_paths
+
 
 def per_image_loop(loaded: LoadedModel, paths: list[Path]) -> list[float]:
     transform = eval_transform(loaded.normalisation)

@@ -18,11 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarking import demo_folder
 from PIL import Image
 
-from benchmarking import demo_folder
 from wildvision.data import make_loader, scan_folder
-
 
 
 def enlarged_copies(source: Path, target: Path, images: int, megapixels: float) -> Path:

@@ -26,12 +26,11 @@ from pathlib import Path
 
 import torch
 import torchvision
-
 from benchmarking import SHARED, subset, train
+
 from wildvision import runs
 from wildvision.evaluate import resolve_device
 from wildvision.train import TrainConfig
-
 
 
 def random_stock_weights(arch: str, folder: Path) -> str:
@@ -65,8 +64,8 @@ def main() -> None:
             args.data = str(subset(Path(args.data), Path(tmp) / "data", 150, seed=0))
         for arch in args.archs:
             weights = random_stock_weights(arch, Path(tmp)) if args.random_weights else "imagenet"
-            common = dict(arch=arch, data=str(Path(args.data).resolve()), with_background=True, weights=weights, device=str(device),
-                          num_workers=args.workers, cache_dir=str(Path(tmp) / "cache"))
+            common = {"arch": arch, "data": str(Path(args.data).resolve()), "with_background": True, "weights": weights, "device": str(device),
+                          "num_workers": args.workers, "cache_dir": str(Path(tmp) / "cache")}
             variants = {
                 "transfer, plain loop": TrainConfig(regime="transfer", feature_views=0, epochs=2, patience=2, **common),
                 "transfer, stored features": TrainConfig(regime="transfer", epochs=3, patience=3, **common),

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import torch
-
 from benchmarking import demo_photos, time_interleaved
+
 from wildvision import explain
 from wildvision.data import eval_transform
 from wildvision.images import open_image

@@ -23,8 +23,8 @@ import tempfile
 from pathlib import Path
 
 import torch
-
 from benchmarking import SHARED, demo_folder, subset, train
+
 from wildvision import runs
 from wildvision.train import TrainConfig
 
@@ -58,9 +58,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         data = subset(demo_folder("train"), Path(tmp) / "data", args.images, seed=0)
-        common = dict(arch=args.arch, regime="transfer", data=str(data), with_background=True, weights=OFFLINE_WEIGHTS[args.arch],
-                      lr=LEARNING_RATES.get(args.arch), epochs=args.epochs, patience=args.epochs, device=args.device,
-                      num_workers=min(4, os.cpu_count() or 1), cache_dir=str(Path(tmp) / "cache"))
+        common = {"arch": args.arch, "regime": "transfer", "data": str(data), "with_background": True, "weights": OFFLINE_WEIGHTS[args.arch],
+                      "lr": LEARNING_RATES.get(args.arch), "epochs": args.epochs, "patience": args.epochs, "device": args.device,
+                      "num_workers": min(4, os.cpu_count() or 1), "cache_dir": str(Path(tmp) / "cache")}
         torch.manual_seed(0)
         plain_rows, plain = timed_run(TrainConfig(feature_views=0, **common), Path(tmp) / "runs", "plain")
         stored_rows, stored = timed_run(TrainConfig(feature_views=args.views, **common), Path(tmp) / "runs", "stored")

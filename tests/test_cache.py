@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from conftest import write_image
 from wildvision.cache import REDUCED_SHORT_SIDE, content_hash, open_reduced, reduce
 from wildvision.images import ImageError, open_image
-from conftest import write_image
 
 
 def cached_entry(cache, path):

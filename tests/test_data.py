@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from conftest import make_class_folder, write_image
 from wildvision.data import (
     CenterCropFraction,
     DataFolderError,
@@ -12,7 +13,6 @@ from wildvision.data import (
     stratified_split,
     train_transform,
 )
-from conftest import make_class_folder, write_image
 
 
 def test_background_joins_the_negatives_only_when_asked(tmp_path):
@@ -35,7 +35,7 @@ def test_positive_class_name_is_configurable(tmp_path):
 )
 def test_unusable_layouts_are_explained(tmp_path, counts, message):
     root = tmp_path / "data"
-    for class_name, count in counts.items():
+    for class_name in counts:
         (root / class_name).mkdir(parents=True)
     make_class_folder(root, {k: v for k, v in counts.items() if v})
     with pytest.raises(DataFolderError, match=message):

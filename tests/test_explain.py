@@ -10,12 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import DEMO
 from wildvision import explain
 from wildvision.data import eval_transform
 from wildvision.images import open_image
 from wildvision.models import ARCHITECTURES, build_model, head
 from wildvision.predict import LoadedModel, load_model, predict_paths
-from conftest import DEMO
 
 FAST = ("saliency", "gradcam")
 

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
+from conftest import make_class_folder, write_image
 from wildvision import features
 from wildvision.cache import content_hash, open_reduced
 from wildvision.data import eval_transform, scan_folder, train_transform
 from wildvision.models import build_model, split_at_head
 from wildvision.train import train_head_epoch
-from conftest import make_class_folder, write_image
 
 ARCH = "squeezenet1_0"  # random init: no weights needed, and its stored output is a full feature map
 
@@ -86,7 +86,7 @@ def test_unreadable_images_are_left_out(setup):
 
 
 def test_head_training_on_stored_features_lowers_the_training_loss(setup):
-    model, backbone, tail, samples, cache = setup
+    _, backbone, tail, samples, cache = setup
     stored, _ = compute(samples, backbone, cache)
     optimizer = torch.optim.SGD(tail.parameters(), lr=0.01, momentum=0.9)
     scaler = torch.amp.GradScaler("cpu", enabled=False)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wildvision.images import ImageError, open_image
 from conftest import write_image
+from wildvision.images import ImageError, open_image
 
 
 def test_every_pillow_mode_becomes_rgb(tmp_path):

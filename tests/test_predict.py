@@ -8,10 +8,10 @@ import threading
 import pytest
 import torch
 
+from conftest import DEMO
 from wildvision.data import eval_transform
 from wildvision.images import ImageError, open_image
 from wildvision.predict import Prediction, default_batch_size, load_model, loader_threads, predict_paths
-from conftest import DEMO
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import SQUEEZENET_WEIGHTS, SHARED, demo_subset
+from conftest import SHARED, SQUEEZENET_WEIGHTS, demo_subset
 from wildvision import runs, slurm
 from wildvision.launch import cancel_run, launch_grid, read_state
 from wildvision.train import TrainConfig

@@ -219,9 +219,8 @@ def _slurm_settings(args: argparse.Namespace):
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from wildvision.train import execute_run, start_run
-
     from wildvision.launch import grid_name, launch_grid, load_grid, select_grid
+    from wildvision.train import execute_run, start_run
 
     weights = _grid_weights(args.weights)
     entries = load_grid(args.gridfile)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from sklearn.model_selection import train_test_split
@@ -120,7 +120,7 @@ def stratified_split(samples: Sequence[Sample], test_fraction: float, seed: int)
     train, test = train_test_split(
         list(samples), test_size=test_fraction, random_state=seed, stratify=[s.class_name for s in samples]
     )
-    key = lambda s: str(s.path)  # noqa: E731
+    key = lambda s: str(s.path)
     return sorted(train, key=key), sorted(test, key=key)
 
 
@@ -234,9 +234,9 @@ def make_loader(
 ) -> DataLoader:
     """A DataLoader with Table S6 augmentation when `train`, else evaluation transforms; seeded for repeatability."""
     if train:
-        transform_for_label = lambda label: train_transform(label == 1, normalisation)  # noqa: E731
+        transform_for_label = lambda label: train_transform(label == 1, normalisation)
     else:
-        transform_for_label = lambda label: eval_transform(normalisation)  # noqa: E731
+        transform_for_label = lambda label: eval_transform(normalisation)
     dataset = ImageDataset(samples, transform_for_label, image_cache)
     return DataLoader(
         dataset,

@@ -8,8 +8,8 @@ the positive-class probability (0.5 unless a checkpoint says otherwise).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -24,7 +24,6 @@ from torch import nn
 
 from wildvision.data import Sample, make_loader
 from wildvision.models import IMAGENET, Normalisation
-
 
 PAPER_THRESHOLD = 0.5  # the paper's metrics are those of the arg-max class
 NO_CUDA = "--device cuda was asked for, but no CUDA GPU is available here; use --device cpu"
@@ -87,7 +86,7 @@ def compute_metrics(labels: Sequence[int], probabilities: Sequence[float], thres
         # rows: true negative, true positive; columns: predicted negative, predicted positive
         "confusion_matrix": confusion_matrix(labels, predicted, labels=[0, 1]).tolist(),
         "threshold": threshold,
-        "n_images": int(len(labels)),
+        "n_images": len(labels),
     }
 
 

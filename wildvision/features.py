@@ -20,9 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -148,7 +148,7 @@ def backbone_features(
         except OSError as error:
             log.warning("skipping unreadable image %s: %s", sample.path, error.strerror or error)
             hashes.append(None)
-    entry = lambda position: folder / f"{hashes[position]}_{samples[position].label}.npy"  # noqa: E731
+    entry = lambda position: folder / f"{hashes[position]}_{samples[position].label}.npy"
     to_compute = [i for i, h in enumerate(hashes) if h is not None and not entry(i).exists()]
     log.info("backbone features of %d views: %d of %d images to compute, the rest cached in %s", views, len(to_compute), len(samples), folder)
     if to_compute:

@@ -48,9 +48,9 @@ def limitations(metrics: dict[str, dict]) -> list[str]:
     inside = metrics["test_in"]["at_threshold"]
     items = [
         PROXY_LIMITATION,
-        f"The decision threshold was chosen on test_in, which also picked the best epoch, so test_in numbers are optimistic "
+        (f"The decision threshold was chosen on test_in, which also picked the best epoch, so test_in numbers are optimistic "
         f"(there {inside['positive_precision']:.0%} of flagged photos are captive and {inside['positive_recall']:.0%} of "
-        "captive photos are flagged); the other test sets' numbers are the honest ones.",
+        "captive photos are flagged); the other test sets' numbers are the honest ones."),
     ]
     outside = {name: m["at_threshold"] for name, m in metrics.items() if name != "test_in"}
     for name, at in outside.items():

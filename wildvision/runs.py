@@ -25,7 +25,7 @@ import secrets
 import shutil
 import socket
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ class RunError(ValueError):
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _write_atomic(path: Path, write) -> None:
@@ -109,7 +109,7 @@ def create_run_dir(runs_dir: str | Path, name: str) -> Path:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise RunError(f"cannot create run folders in {runs_dir}: {error.strerror or error}") from None
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     while True:
         run_dir = runs_dir / f"{safe_name(name)}-{stamp}-{secrets.token_hex(2)}"
         try:

@@ -16,9 +16,10 @@ import hashlib
 import io
 import stat
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 from wildvision.images import IMAGE_EXTENSIONS
 
