@@ -49,7 +49,10 @@ f_rows = frame[(frame["origin"] == origin) & (frame["metric"] == "f_score")]
 columns = st.columns(3)
 test_sets = compare.test_set_order(f_rows["test_set"])
 test_set = columns[0].selectbox(
-    "Test set", test_sets, index=test_sets.index("test_out_pet") if "test_out_pet" in test_sets else 0, key="test_set",
+    "Test set",
+    test_sets,
+    index=test_sets.index("test_out_pet") if "test_out_pet" in test_sets else 0,
+    key="test_set",
     format_func=lambda t: compare.TEST_SET_LABELS.get(t, t),
 )
 datasets = compare.dataset_order(f_rows["dataset"])
@@ -83,25 +86,37 @@ elif gains is not None:
         verdict=(gains["gain"] > 0).map(beats),
     )
     figure = px.bar(
-        chart, x="gain_per_million", y="label", orientation="h", text="shown", color="verdict",
+        chart,
+        x="gain_per_million",
+        y="label",
+        orientation="h",
+        text="shown",
+        color="verdict",
         color_discrete_map={beats[True]: "#4c78a8", beats[False]: "#e45756"},
-        hover_data={"f_score": ":.3f", "params": ":,", "source": True, "label": False, "shown": False, "verdict": False,
-                    "gain_per_million": False},
-        labels={"gain_per_million": "F-score gained per million extra parameters (vs SqueezeNet)", "label": "architecture",
-                "f_score": "F-score", "params": "parameters", "source": "numbers from", "verdict": "", "shown": "gain per million"},
+        hover_data={"f_score": ":.3f", "params": ":,", "source": True, "label": False, "shown": False, "verdict": False, "gain_per_million": False},
+        labels={
+            "gain_per_million": "F-score gained per million extra parameters (vs SqueezeNet)",
+            "label": "architecture",
+            "f_score": "F-score",
+            "params": "parameters",
+            "source": "numbers from",
+            "verdict": "",
+            "shown": "gain per million",
+        },
         title=f"Efficiency gain over SqueezeNet, highest first ({selection})",
     )
     figure.update_traces(textposition="outside", cliponaxis=False)
     figure.update_xaxes(exponentformat="none", zeroline=True, zerolinewidth=1.5, zerolinecolor="#888")
     figure.update_yaxes(categoryorder="array", categoryarray=list(chart["label"])[::-1])
-    figure.update_layout(height=max(300, 170 + 45 * len(chart)), margin={"r": 90, "l": 90},
-                         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
+    figure.update_layout(height=max(300, 170 + 45 * len(chart)), margin={"r": 90, "l": 90}, legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
     st.plotly_chart(compare.export_ready(figure), key="gain_chart", config=compare.chart_config(f"{file_stem}-gain"))
     st.dataframe(
         gains.drop(columns="gain").assign(  # runs named as on the chart, so the table fits the window
             gain_per_million=chart["shown"],
             source=gains["source"] if origin == compare.PAPER else "run " + gains["source"].map(compare.short_run_name),
-        ), hide_index=True, key="gain_table",
+        ),
+        hide_index=True,
+        key="gain_table",
         column_config={
             "rank": st.column_config.NumberColumn("rank"),
             "model": "architecture",
@@ -109,7 +124,8 @@ elif gains is not None:
             "params": st.column_config.NumberColumn("parameters", format="localized"),
             "extra_params": st.column_config.NumberColumn("extra parameters vs SqueezeNet", format="localized"),
             "gain_per_million": st.column_config.TextColumn(
-                "gain per million parameters", help="F-score gained per million parameters beyond SqueezeNet's, 3 significant digits"),
+                "gain per million parameters", help="F-score gained per million parameters beyond SqueezeNet's, 3 significant digits"
+            ),
             "source": "numbers from",
         },
     )
@@ -128,7 +144,12 @@ if points.empty:
 else:
     points = points.assign(role=["baseline (SqueezeNet)" if m == paper.BASELINE else "architecture" for m in points["model"]])
     figure = px.scatter(
-        points, x="params", y="f_score", text="model", log_x=True, color="role",
+        points,
+        x="params",
+        y="f_score",
+        text="model",
+        log_x=True,
+        color="role",
         color_discrete_map={"baseline (SqueezeNet)": "#e45756", "architecture": "#4c78a8"},
         hover_data={"source": True, "params": ":,", "f_score": ":.3f", "role": False},
         labels={"params": "parameters (log scale)", "f_score": "F-score (weighted)", "source": "numbers from", "role": ""},
@@ -152,10 +173,20 @@ if origin == compare.RUN:
     else:
         chosen = chosen.assign(ms_per_image=chosen["seconds_per_image"] * 1000, label=compare.bar_label(chosen.assign(origin=compare.RUN)))
         figure = px.scatter(
-            chosen, x="ms_per_image", y="f_score", color="model", symbol="regime", text="label",
+            chosen,
+            x="ms_per_image",
+            y="f_score",
+            color="model",
+            symbol="regime",
+            text="label",
             hover_data={"source": True, "n_images": True, "eval_time_s": ":.1f", "label": False},
-            labels={"ms_per_image": "measured time per image (milliseconds)", "f_score": "F-score (weighted)",
-                    "source": "run", "n_images": "images", "eval_time_s": "evaluation time (s)"},
+            labels={
+                "ms_per_image": "measured time per image (milliseconds)",
+                "f_score": "F-score (weighted)",
+                "source": "run",
+                "n_images": "images",
+                "eval_time_s": "evaluation time (s)",
+            },
             title=f"Own runs: F-score against time per image on {test_set} ({dataset})",
         )
         low, high = chosen["ms_per_image"].min(), chosen["ms_per_image"].max()

@@ -32,9 +32,7 @@ else:
     )
 
 test_sets = compare.test_set_order(frame["test_set"])
-colours = compare.TEST_SET_COLOURS | {
-    t: c for t, c in zip([t for t in test_sets if t not in compare.TEST_SET_COLOURS], px.colors.qualitative.Set2)
-}
+colours = compare.TEST_SET_COLOURS | {t: c for t, c in zip([t for t in test_sets if t not in compare.TEST_SET_COLOURS], px.colors.qualitative.Set2)}
 METRIC_AXIS = {"f_score": "F-score (weighted)", "accuracy": "accuracy (fraction)"}
 #: Own runs' bars are hatched, the paper's solid, in every chart; the legend names both.
 ORIGIN_NAMES = {compare.PAPER: "the paper", compare.RUN: "own run (hatched)"}
@@ -46,8 +44,10 @@ def mark_origin(figure, colour_title: str):
     label), so hatching own runs leaves no gaps; the legend reads "test set, origin"."""
     figure.for_each_trace(lambda trace: trace.update(offsetgroup=trace.name.rsplit(", ", 1)[0]))
     # white stripes over the full colour: the test set's colour stays as strong as on the paper's bars
-    figure.for_each_trace(lambda trace: trace.update(marker_pattern={"fillmode": "overlay", "fgcolor": "white", "solidity": 0.3, "size": 7}),
-                          selector=lambda trace: trace.name.endswith(ORIGIN_NAMES[compare.RUN]))
+    figure.for_each_trace(
+        lambda trace: trace.update(marker_pattern={"fillmode": "overlay", "fgcolor": "white", "solidity": 0.3, "size": 7}),
+        selector=lambda trace: trace.name.endswith(ORIGIN_NAMES[compare.RUN]),
+    )
     figure.update_layout(legend={"title": f"{colour_title}, numbers from"})
     return figure
 
@@ -60,13 +60,21 @@ def grouped_bars(data: pd.DataFrame, metric: str, facet: str, facet_order: list[
     present = set(part[facet])
     panels = [facet_labels.get(v, v) for v in facet_order if v in present]
     figure = px.bar(
-        part, x="label", y="value", color="test_set", barmode="group", facet_col="panel",
-        pattern_shape="numbers", pattern_shape_map=ORIGIN_PATTERNS,
-        category_orders={"test_set": [t for t in test_sets if t in set(part["test_set"])], "panel": panels,
-                         "numbers": [n for n in ORIGIN_PATTERNS if n in set(part["numbers"])]},
+        part,
+        x="label",
+        y="value",
+        color="test_set",
+        barmode="group",
+        facet_col="panel",
+        pattern_shape="numbers",
+        pattern_shape_map=ORIGIN_PATTERNS,
+        category_orders={
+            "test_set": [t for t in test_sets if t in set(part["test_set"])],
+            "panel": panels,
+            "numbers": [n for n in ORIGIN_PATTERNS if n in set(part["numbers"])],
+        },
         color_discrete_map=colours,
-        hover_data={"source": True, "model": True, "regime": True, "dataset": True, "value": ":.3f", "label": False, "panel": False,
-                    "numbers": False},
+        hover_data={"source": True, "model": True, "regime": True, "dataset": True, "value": ":.3f", "label": False, "panel": False, "numbers": False},
         labels={"label": "architecture", "value": METRIC_AXIS[metric], "test_set": "test set", "source": "numbers from"},
         title=title,
     )
@@ -96,9 +104,16 @@ else:
     for tab, metric in zip(tabs, ("f_score", "accuracy")):
         with tab:
             st.plotly_chart(
-                grouped_bars(fig1, metric, "dataset", compare.dataset_order(fig1["dataset"]), f"{METRIC_AXIS[metric].split(' (')[0]} per architecture and test set, transfer regime (paper: Tables S1-S3)",
-                             {"bg": "trained with background images (bg)", "no_bg": "trained without background images (no_bg)"}),
-                key=f"fig1-{metric}", config=compare.chart_config(f"wildvision-fig1-{metric}-transfer-bg-no_bg"),
+                grouped_bars(
+                    fig1,
+                    metric,
+                    "dataset",
+                    compare.dataset_order(fig1["dataset"]),
+                    f"{METRIC_AXIS[metric].split(' (')[0]} per architecture and test set, transfer regime (paper: Tables S1-S3)",
+                    {"bg": "trained with background images (bg)", "no_bg": "trained without background images (no_bg)"},
+                ),
+                key=f"fig1-{metric}",
+                config=compare.chart_config(f"wildvision-fig1-{metric}-transfer-bg-no_bg"),
             )
 
 # ---------------------------------------------------------------------------------------------
@@ -111,20 +126,26 @@ if fig2.empty:
     st.info("No results for the four architectures trained in all three regimes.")
 else:
     best_transfer = (
-        frame[(frame["origin"] == compare.PAPER) & (frame["regime"] == "transfer") & (frame["dataset"] == "bg")]
-        .groupby(["metric", "test_set"])["value"].max()
+        frame[(frame["origin"] == compare.PAPER) & (frame["regime"] == "transfer") & (frame["dataset"] == "bg")].groupby(["metric", "test_set"])["value"].max()
     )
     tabs = st.tabs(["F-score", "Accuracy"])
     for tab, metric in zip(tabs, ("f_score", "accuracy")):
         with tab:
             figure = grouped_bars(
-                fig2, metric, "regime", list(paper.REGIMES) + sorted(set(fig2["regime"]) - set(paper.REGIMES)), f"{METRIC_AXIS[metric].split(' (')[0]} of the four top transfer models in each regime, trained with background images",
+                fig2,
+                metric,
+                "regime",
+                list(paper.REGIMES) + sorted(set(fig2["regime"]) - set(paper.REGIMES)),
+                f"{METRIC_AXIS[metric].split(' (')[0]} of the four top transfer models in each regime, trained with background images",
                 compare.REGIME_LABELS,
             )
             for test_set in paper.TEST_SETS:
                 if (metric, test_set) in best_transfer.index:
                     figure.add_hline(
-                        y=best_transfer[(metric, test_set)], line_dash="dash", line_color=colours[test_set], line_width=1.5,
+                        y=best_transfer[(metric, test_set)],
+                        line_dash="dash",
+                        line_color=colours[test_set],
+                        line_width=1.5,
                     )
             st.plotly_chart(compare.export_ready(figure), key=f"fig2-{metric}", config=compare.chart_config(f"wildvision-fig2-{metric}-regimes-bg"))
     st.caption(
@@ -148,20 +169,31 @@ drop_dataset = columns[2].selectbox("Training dataset", datasets, key="drop_data
 chosen = drops[(drops["regime"] == drop_regime) & (drops["dataset"] == drop_dataset)]
 long = compare.drop_long(chosen)
 if long.empty:
-    st.info(
-        f"No out-of-distribution results for {drop_regime} on {drop_dataset}: own runs need a test set besides test_in "
-        "(e.g. --test test_out_pet=DIR)."
-    )
+    st.info(f"No out-of-distribution results for {drop_regime} on {drop_dataset}: own runs need a test set besides test_in (e.g. --test test_out_pet=DIR).")
 else:
     long = long.assign(label=compare.bar_label(long), numbers=long["origin"].map(ORIGIN_NAMES))
     figure = px.bar(
-        long, x="label", y="drop", color="ood_set", barmode="group", color_discrete_map=colours,
-        pattern_shape="numbers", pattern_shape_map=ORIGIN_PATTERNS,
-        category_orders={"label": list(dict.fromkeys(long["label"])), "ood_set": [t for t in test_sets if t in set(long["ood_set"])],
-                         "numbers": [n for n in ORIGIN_PATTERNS if n in set(long["numbers"])]},
+        long,
+        x="label",
+        y="drop",
+        color="ood_set",
+        barmode="group",
+        color_discrete_map=colours,
+        pattern_shape="numbers",
+        pattern_shape_map=ORIGIN_PATTERNS,
+        category_orders={
+            "label": list(dict.fromkeys(long["label"])),
+            "ood_set": [t for t in test_sets if t in set(long["ood_set"])],
+            "numbers": [n for n in ORIGIN_PATTERNS if n in set(long["numbers"])],
+        },
         hover_data={"source": True, "test_in": ":.3f", "ood_value": ":.3f", "drop": ":.3f", "label": False, "numbers": False},
-        labels={"label": "architecture", "drop": f"drop in {METRIC_AXIS.get(drop_metric, drop_metric)} (test_in minus OOD)",
-                "ood_set": "out-of-distribution set", "source": "numbers from", "ood_value": "OOD value"},
+        labels={
+            "label": "architecture",
+            "drop": f"drop in {METRIC_AXIS.get(drop_metric, drop_metric)} (test_in minus OOD)",
+            "ood_set": "out-of-distribution set",
+            "source": "numbers from",
+            "ood_value": "OOD value",
+        },
         title=f"How much {compare.METRIC_LABELS[drop_metric]} falls out of distribution ({drop_regime}, {drop_dataset}); higher = worse",
     )
     figure.update_xaxes(tickangle=-35)
@@ -178,16 +210,23 @@ else:
         [("drop from test_in", c.removeprefix("drop_")) if c.startswith("drop_") else (metric_name, c) for c in shown.columns]
     )
     st.dataframe(
-        shown.style.format(compare.fixed_formatter(shown)), height=35 * (len(shown) + 2) + 3, placeholder="–", key="drop_table",
-        column_config={"model": st.column_config.TextColumn("architecture", width=130),
-                       "source": st.column_config.TextColumn("numbers from", width=190)},
+        shown.style.format(compare.fixed_formatter(shown)),
+        height=35 * (len(shown) + 2) + 3,
+        placeholder="–",
+        key="drop_table",
+        column_config={"model": st.column_config.TextColumn("architecture", width=130), "source": st.column_config.TextColumn("numbers from", width=190)},
     )
     st.caption(
         f"{metric_name} on each test set and its drop from test_in (test_in minus the out-of-distribution value; {drop_regime}, "
         f"{drop_dataset}). Runs are named as on the chart, by the end of their folder's name; the CSV gives the full names."
     )
-    st.download_button("Download drop table as CSV", compare.to_csv(chosen.set_index(["model", "regime", "dataset", "origin", "source"])),
-                       file_name=f"{stem}.csv", mime="text/csv", key="drop_csv")
+    st.download_button(
+        "Download drop table as CSV",
+        compare.to_csv(chosen.set_index(["model", "regime", "dataset", "origin", "source"])),
+        file_name=f"{stem}.csv",
+        mime="text/csv",
+        key="drop_csv",
+    )
 
 # ---------------------------------------------------------------------------------------------
 # Table 1: positive-class precision
@@ -205,12 +244,15 @@ except ValueError as reason:
 else:
     st.dataframe(  # runs named as on the charts, so the run's name is not cut off
         compare.colour_scaled(compare.with_short_run_names(table1)).format(compare.fixed_formatter(table1)),
-        height=35 * (len(table1) + 1) + 3, placeholder="–", key="table1",
+        height=35 * (len(table1) + 1) + 3,
+        placeholder="–",
+        key="table1",
     )
     own = compare.has_own_runs(frame)
     caption = "Positive-class precision " + ("(the paper's Table 1 and own runs, which are not the paper's)" if own else "(the paper's Table 1)")
-    st.download_button("Download Table 1 as LaTeX", compare.to_latex(table1, caption=caption),
-                       file_name="wildvision-table1.tex", mime="text/x-tex", key="table1_latex")
+    st.download_button(
+        "Download Table 1 as LaTeX", compare.to_latex(table1, caption=caption), file_name="wildvision-table1.tex", mime="text/x-tex", key="table1_latex"
+    )
 
 # ---------------------------------------------------------------------------------------------
 # Decision threshold: precision and recall out of distribution

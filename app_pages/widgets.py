@@ -29,41 +29,67 @@ def threshold_tradeoff(scores: dict[str, dict], threshold: float, model: str, ke
         start = round(threshold * 100, 1)
         chosen = st.slider(
             "Flagging line: a photo is flagged 'captive / for sale' when its score is at least this",
-            0.0, 100.0, start, 0.1, format="%.1f%%", key=f"{key}:{model}",
+            0.0,
+            100.0,
+            start,
+            0.1,
+            format="%.1f%%",
+            key=f"{key}:{model}",
             help="Where the model's makers put it: the lowest score at which, on photos held back from its training, "
-                 "at least 95 of every 100 flagged photos really were captive or for sale. Higher: fewer false alarms, more missed cases.",
+            "at least 95 of every 100 flagged photos really were captive or for sale. Higher: fewer false alarms, more missed cases.",
         )
         chosen = threshold if chosen == start else chosen / 100
     else:
         start = round(threshold, 3)
         chosen = st.slider(
             "Decision threshold: a photo is flagged 'captive / for sale' when its score is at least this",
-            0.0, 1.0, start, 0.001, format="%.3f", key=f"{key}:{model}",
+            0.0,
+            1.0,
+            start,
+            0.001,
+            format="%.3f",
+            key=f"{key}:{model}",
             help="The model's own threshold: the lowest that kept precision for 'captive / for sale' at the target (0.95 by default) "
-                 "on test_in. Higher: fewer false alarms, more missed cases.",
+            "on test_in. Higher: fewer false alarms, more missed cases.",
         )
         chosen = threshold if chosen == start else chosen
     rows = pd.DataFrame(tradeoff(scores, chosen))
     if as_percent:
-        rows = pd.DataFrame({
-            "photos": [wording.TEST_SET_WORDS.get(name, name) for name in rows["test set"]],
-            "checked": rows["images"],
-            "flagged": rows["flagged"],
-            "flags that were right": rows["precision (captive)"] * 100,
-            "captive photos found": rows["recall (captive)"] * 100,
-        })
-        st.dataframe(rows, hide_index=True, column_config={
-            "photos": st.column_config.TextColumn(width="large"),
-            "flags that were right": st.column_config.NumberColumn(format="%.0f%%", help="Of the flagged photos, the share that really were captive or for sale"),
-            "captive photos found": st.column_config.NumberColumn(format="%.0f%%", help="Of the photos that were captive or for sale, the share flagged"),
-        })
-        st.caption(f"At a flagging line of {wording.line_text(chosen)}, on the test photos kept with the model. "
-                   "Its own held-back photos flatter it: they also chose the model.")
+        rows = pd.DataFrame(
+            {
+                "photos": [wording.TEST_SET_WORDS.get(name, name) for name in rows["test set"]],
+                "checked": rows["images"],
+                "flagged": rows["flagged"],
+                "flags that were right": rows["precision (captive)"] * 100,
+                "captive photos found": rows["recall (captive)"] * 100,
+            }
+        )
+        st.dataframe(
+            rows,
+            hide_index=True,
+            column_config={
+                "photos": st.column_config.TextColumn(width="large"),
+                "flags that were right": st.column_config.NumberColumn(
+                    format="%.0f%%", help="Of the flagged photos, the share that really were captive or for sale"
+                ),
+                "captive photos found": st.column_config.NumberColumn(format="%.0f%%", help="Of the photos that were captive or for sale, the share flagged"),
+            },
+        )
+        st.caption(
+            f"At a flagging line of {wording.line_text(chosen)}, on the test photos kept with the model. "
+            "Its own held-back photos flatter it: they also chose the model."
+        )
     else:
-        st.dataframe(rows, hide_index=True, column_config={
-            "precision (captive)": st.column_config.NumberColumn(format="%.3f", help="Of the flagged photos, the share that really show the positive class"),
-            "recall (captive)": st.column_config.NumberColumn(format="%.3f", help="Of the positive photos, the share flagged"),
-        })
+        st.dataframe(
+            rows,
+            hide_index=True,
+            column_config={
+                "precision (captive)": st.column_config.NumberColumn(
+                    format="%.3f", help="Of the flagged photos, the share that really show the positive class"
+                ),
+                "recall (captive)": st.column_config.NumberColumn(format="%.3f", help="Of the positive photos, the share flagged"),
+            },
+        )
         st.caption(f"At {chosen:.3f}, measured on the test sets stored with the model (test_in is optimistic: it also chose the model).")
     return chosen
 

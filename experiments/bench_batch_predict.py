@@ -45,7 +45,7 @@ def per_image_loop(loaded: LoadedModel, paths: list[Path]) -> list[float]:
 def bare_forward(loaded: LoadedModel, tensors: torch.Tensor, batch_size: int) -> None:
     with torch.inference_mode():
         for start in range(0, len(tensors), batch_size):
-            loaded.model(tensors[start:start + batch_size])
+            loaded.model(tensors[start : start + batch_size])
 
 
 class _Photos(Dataset):
@@ -88,7 +88,7 @@ def main() -> None:
     variants: dict[str, Callable[[list[Path]], object]] = {
         "per-image loop": lambda photos: per_image_loop(loaded, photos),
         "predict_paths": lambda photos: predict_paths(loaded, photos, batch_size, args.workers),
-        "bare forward": lambda photos: bare_forward(loaded, tensors[:len(photos)], batch_size),
+        "bare forward": lambda photos: bare_forward(loaded, tensors[: len(photos)], batch_size),
         f"DataLoader, {processes} worker process{'es' if processes > 1 else ''}": lambda photos: dataloader_predict(loaded, photos, batch_size, processes),
         "predict_paths, batch 32": lambda photos: predict_paths(loaded, photos, 32, args.workers),
     }
@@ -98,9 +98,11 @@ def main() -> None:
     reference = per_image_loop(loaded, paths)
     batched = [p.probability for p in predict_paths(loaded, paths, batch_size, args.workers)]
     difference = max(abs(a - b) for a, b in zip(reference, batched))
-    print(f"{len(paths)} demo photos, default model ({loaded.arch}) on CPU, {torch.get_num_threads()} torch threads, "
-          f"{len(os.sched_getaffinity(0))} cores, batch size {batch_size}, "
-          f"loader threads {args.workers or loader_threads()}; best of {args.repeat} interleaved repeats")
+    print(
+        f"{len(paths)} demo photos, default model ({loaded.arch}) on CPU, {torch.get_num_threads()} torch threads, "
+        f"{len(os.sched_getaffinity(0))} cores, batch size {batch_size}, "
+        f"loader threads {args.workers or loader_threads()}; best of {args.repeat} interleaved repeats"
+    )
     for name, value in throughput.items():
         runs = ", ".join(f"{len(paths) / t:.1f}" for t in seconds[name])
         print(f"  {name:32s} {value:7.1f} images/s  (repeats: {runs})")

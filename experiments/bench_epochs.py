@@ -55,8 +55,10 @@ def main() -> None:
         sys.exit(f"no training folder at {args.data} (pass --data, or set WILDVISION_SHARED)")
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device {device} ({name}), torch {torch.__version__}, {args.workers} loader workers, "
-          f"mixed precision {'on' if device.type == 'cuda' else 'off (CPU)'}, channels_last on")
+    print(
+        f"device {device} ({name}), torch {torch.__version__}, {args.workers} loader workers, "
+        f"mixed precision {'on' if device.type == 'cuda' else 'off (CPU)'}, channels_last on"
+    )
 
     summary = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,8 +66,15 @@ def main() -> None:
             args.data = str(subset(Path(args.data), Path(tmp) / "data", 150, seed=0))
         for arch in args.archs:
             weights = random_stock_weights(arch, Path(tmp)) if args.random_weights else "imagenet"
-            common = {"arch": arch, "data": str(Path(args.data).resolve()), "with_background": True, "weights": weights, "device": str(device),
-                          "num_workers": args.workers, "cache_dir": str(Path(tmp) / "cache")}
+            common = {
+                "arch": arch,
+                "data": str(Path(args.data).resolve()),
+                "with_background": True,
+                "weights": weights,
+                "device": str(device),
+                "num_workers": args.workers,
+                "cache_dir": str(Path(tmp) / "cache"),
+            }
             variants = {
                 "transfer, plain loop": TrainConfig(regime="transfer", feature_views=0, epochs=2, patience=2, **common),
                 "transfer, stored features": TrainConfig(regime="transfer", epochs=3, patience=3, **common),
@@ -76,17 +85,21 @@ def main() -> None:
                 rows = runs.read_metrics(train(config, Path(tmp) / "runs", f"{arch}-{variant.replace(', ', '-').replace(' ', '_')}"))
                 for row in rows:
                     build = row.get("feature_cache_s")
-                    print(f"{arch:>10} | {variant:<26} | epoch {row['epoch']} ({row['phase']}): {row['epoch_time_s']:7.2f} s"
-                          + (f", of which computing stored features {build:.2f} s" if build else "")
-                          + f" | {row['train_images']} images, val F {row['val_f_score']:.3f}")
+                    print(
+                        f"{arch:>10} | {variant:<26} | epoch {row['epoch']} ({row['phase']}): {row['epoch_time_s']:7.2f} s"
+                        + (f", of which computing stored features {build:.2f} s" if build else "")
+                        + f" | {row['train_images']} images, val F {row['val_f_score']:.3f}"
+                    )
                 # The first epoch of a process pays for cudnn.benchmark's search and the loader's warm-up.
                 later = [r["epoch_time_s"] for r in rows if not r.get("feature_cache_s")][1:] or [rows[-1]["epoch_time_s"]]
                 times[variant] = (statistics.median(later), rows)
             plain, stored = times["transfer, plain loop"][0], times["transfer, stored features"][0]
             build = times["transfer, stored features"][1][0]["feature_cache_s"]
             all_layers = [r["epoch_time_s"] for r in times["combi"][1] if r["phase"] == "all_layers"]
-            print(f"{arch}: transfer epoch plain {plain:.2f} s, on stored features {stored:.3f} s (computed once in {build:.1f} s); "
-                  f"combi all-layers epoch {statistics.median(all_layers):.2f} s")
+            print(
+                f"{arch}: transfer epoch plain {plain:.2f} s, on stored features {stored:.3f} s (computed once in {build:.1f} s); "
+                f"combi all-layers epoch {statistics.median(all_layers):.2f} s"
+            )
             summary.append(plain / stored)
     print("paper (Kulkarni & Di Minin 2022, RTX 2070, their data): 5.5-8.9 min per epoch")
     print(f"ratio: {summary[0]:.1f}")

@@ -41,8 +41,16 @@ def seed_run(folder: Path) -> Path:
         for index in range(10):
             pixels = np.random.default_rng(offset + index).integers(0, 256, (64, 64, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(data / class_name / f"{index}.png")
-    config = TrainConfig(arch="squeezenet1_0", regime="scratch", data=str(data), epochs=1, batch_size=8, num_workers=0,
-                         device="cpu", tests={"test_out_pet": str(data), "test_out_nopet": str(data)})
+    config = TrainConfig(
+        arch="squeezenet1_0",
+        regime="scratch",
+        data=str(data),
+        epochs=1,
+        batch_size=8,
+        num_workers=0,
+        device="cpu",
+        tests={"test_out_pet": str(data), "test_out_nopet": str(data)},
+    )
     run_dir = start_run(config, folder / "seed")
     execute_run(run_dir)
     return run_dir

@@ -46,30 +46,33 @@ def main() -> None:
     def forward(images: list) -> None:
         with torch.inference_mode():
             for start in range(0, len(images), args.batch_size):
-                loaded.model(tensors[start:start + args.batch_size])
+                loaded.model(tensors[start : start + args.batch_size])
 
     def forward_from_photos(images: list) -> None:
         with torch.inference_mode():
             for start in range(0, len(images), args.batch_size):
-                batch = torch.stack([transform(image) for image in images[start:start + args.batch_size]])
+                batch = torch.stack([transform(image) for image in images[start : start + args.batch_size]])
                 loaded.model(batch.contiguous(memory_format=torch.channels_last))
 
     methods: dict[str, Callable[[list], object]] = {"forward": forward, "forward from the photos": forward_from_photos}
     for method in explain.FAST_METHODS:
         methods[f"{method}, batched"] = lambda images, method=method: explain.explain_many(loaded, images, method, batch_size=args.batch_size)
         methods[f"{method}, one at a time"] = lambda images, method=method: [explain.explain(loaded, image, method) for image in images]
-    seconds = {name: [t / len(photos) for t in times]
-               for name, times in time_interleaved(methods, photos[:args.batch_size], photos, args.repeat).items()}
+    seconds = {name: [t / len(photos) for t in times] for name, times in time_interleaved(methods, photos[: args.batch_size], photos, args.repeat).items()}
     best = {name: min(times) for name, times in seconds.items()}
 
-    print(f"{len(photos)} demo photos, default model ({loaded.arch}) on CPU, {torch.get_num_threads()} torch threads, "
-          f"{len(os.sched_getaffinity(0))} cores, batch size {args.batch_size}; best of {args.repeat} interleaved repeats")
+    print(
+        f"{len(photos)} demo photos, default model ({loaded.arch}) on CPU, {torch.get_num_threads()} torch threads, "
+        f"{len(os.sched_getaffinity(0))} cores, batch size {args.batch_size}; best of {args.repeat} interleaved repeats"
+    )
     for name, value in best.items():
         runs = ", ".join(f"{t * 1000:.1f}" for t in seconds[name])
         print(f"  {name:28s} {value * 1000:7.1f} ms per image  {value / best['forward']:5.2f}x forward  (repeats: {runs})")
     worst = max(best[f"{method}, batched"] for method in explain.FAST_METHODS)
-    print(f"slower of batched Saliency and Grad-CAM: {worst / best['forward']:.2f}x forward (target <= 3); "
-          f"{worst / best['forward from the photos']:.2f}x the forward from the photos")
+    print(
+        f"slower of batched Saliency and Grad-CAM: {worst / best['forward']:.2f}x forward (target <= 3); "
+        f"{worst / best['forward from the photos']:.2f}x the forward from the photos"
+    )
     print(f"ratio: {worst / best['forward']:.2f}")
 
 

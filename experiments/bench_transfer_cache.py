@@ -58,9 +58,19 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         data = subset(demo_folder("train"), Path(tmp) / "data", args.images, seed=0)
-        common = {"arch": args.arch, "regime": "transfer", "data": str(data), "with_background": True, "weights": OFFLINE_WEIGHTS[args.arch],
-                      "lr": LEARNING_RATES.get(args.arch), "epochs": args.epochs, "patience": args.epochs, "device": args.device,
-                      "num_workers": min(4, os.cpu_count() or 1), "cache_dir": str(Path(tmp) / "cache")}
+        common = {
+            "arch": args.arch,
+            "regime": "transfer",
+            "data": str(data),
+            "with_background": True,
+            "weights": OFFLINE_WEIGHTS[args.arch],
+            "lr": LEARNING_RATES.get(args.arch),
+            "epochs": args.epochs,
+            "patience": args.epochs,
+            "device": args.device,
+            "num_workers": min(4, os.cpu_count() or 1),
+            "cache_dir": str(Path(tmp) / "cache"),
+        }
         torch.manual_seed(0)
         plain_rows, plain = timed_run(TrainConfig(feature_views=0, **common), Path(tmp) / "runs", "plain")
         stored_rows, stored = timed_run(TrainConfig(feature_views=args.views, **common), Path(tmp) / "runs", "stored")
@@ -70,7 +80,9 @@ def main() -> None:
     print(f"{'epoch':>5} {'plain epoch s':>14} {'stored epoch s':>15} {'plain train s':>14} {'stored train s':>15}")
     for plain_row, stored_row in zip(plain_rows, stored_rows):
         stored_epoch = stored_row["epoch_time_s"] - stored_row.get("feature_cache_s", 0)
-        print(f"{plain_row['epoch']:>5} {plain_row['epoch_time_s']:>14.2f} {stored_epoch:>15.3f} {plain_row['train_time_s']:>14.2f} {stored_row['train_time_s']:>15.3f}")
+        print(
+            f"{plain_row['epoch']:>5} {plain_row['epoch_time_s']:>14.2f} {stored_epoch:>15.3f} {plain_row['train_time_s']:>14.2f} {stored_row['train_time_s']:>15.3f}"
+        )
     build = stored_rows[0]["feature_cache_s"]
     plain_epoch = statistics.median(r["epoch_time_s"] for r in plain_rows)
     stored_epoch = statistics.median(r["epoch_time_s"] for r in stored_rows[1:]) if len(stored_rows) > 1 else stored_rows[0]["epoch_time_s"] - build
@@ -79,8 +91,10 @@ def main() -> None:
     print(f"features computed once ({args.views} views per training image + test_in): {build:.1f} s = {build / plain_epoch:.1f} plain epochs")
     print(f"training only, median: plain {plain_train:.2f} s, stored {stored_train:.3f} s: {plain_train / stored_train:.0f}x")
     f_plain, f_stored = plain["test_sets"]["test_in"]["f_score"], stored["test_sets"]["test_in"]["f_score"]
-    print(f"test_in F: plain {f_plain:.4f}, stored features {f_stored:.4f}, difference {f_stored - f_plain:+.4f} "
-          f"({plain['test_sets']['test_in']['n_images']} images; best epochs {plain['best_epoch']} and {stored['best_epoch']})")
+    print(
+        f"test_in F: plain {f_plain:.4f}, stored features {f_stored:.4f}, difference {f_stored - f_plain:+.4f} "
+        f"({plain['test_sets']['test_in']['n_images']} images; best epochs {plain['best_epoch']} and {stored['best_epoch']})"
+    )
     difference = [abs(a - b) for a, b in zip(plain["test_in_probabilities"], stored["test_in_probabilities"])]
     print(f"test_in probabilities of the two models differ by {statistics.mean(difference):.4f} on average (largest {max(difference):.4f})")
     print(f"ratio: {plain_epoch / stored_epoch:.1f}")

@@ -32,9 +32,16 @@ def main() -> None:
     args = parser.parse_args()
     demo = Path(args.shared).resolve() / "demo-data"
     config = TrainConfig(
-        arch="efficientnet_lite0", regime="transfer", data=str(demo / "train"), with_background=True, weights="imagenet",
+        arch="efficientnet_lite0",
+        regime="transfer",
+        data=str(demo / "train"),
+        with_background=True,
+        weights="imagenet",
         tests={"test_out_pet": str(demo / "test_out_pet"), "test_out_nopet": str(demo / "test_out_nopet")},
-        epochs=args.epochs, seed=0, device="cpu", num_workers=args.workers,
+        epochs=args.epochs,
+        seed=0,
+        device="cpu",
+        num_workers=args.workers,
     )
     with tempfile.TemporaryDirectory() as scratch:
         run_dir = start_run(config, scratch, "default-model")

@@ -83,10 +83,36 @@ def completed_run(shared, tmp_path_factory) -> Path:
     data = demo_subset(tmp, {"captive": 60, "wild": 60, "background": 20})
     test = demo_subset(tmp, {"captive": 20, "other": 40}, source="test_out_pet")
     result = subprocess.run(
-        [sys.executable, "-m", "wildvision", "train", "--arch", "squeezenet1_0", "--regime", "transfer", "--data", str(data),
-         "--with-background", "--weights", str(SQUEEZENET_WEIGHTS), "--lr", "0.0001", "--batch-size", "16", "--workers", "1",
-         "--epochs", "3", "--test", f"test_out_pet={test}", "--runs-dir", str(tmp / "runs")],
-        capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "wildvision",
+            "train",
+            "--arch",
+            "squeezenet1_0",
+            "--regime",
+            "transfer",
+            "--data",
+            str(data),
+            "--with-background",
+            "--weights",
+            str(SQUEEZENET_WEIGHTS),
+            "--lr",
+            "0.0001",
+            "--batch-size",
+            "16",
+            "--workers",
+            "1",
+            "--epochs",
+            "3",
+            "--test",
+            f"test_out_pet={test}",
+            "--runs-dir",
+            str(tmp / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (tmp / "runs").iterdir()

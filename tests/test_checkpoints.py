@@ -23,8 +23,7 @@ class Payload:
 def checkpoint(arch="squeezenet1_0", class_names=("not_captive", "captive"), state_dict=None, **extra):
     torch.manual_seed(0)
     state = state_dict if state_dict is not None else build_model("squeezenet1_0", "none").state_dict()
-    return {"format": "wildvision-checkpoint-1", "arch": arch, "class_names": list(class_names), "threshold": 0.5,
-            "state_dict": state, **extra}
+    return {"format": "wildvision-checkpoint-1", "arch": arch, "class_names": list(class_names), "threshold": 0.5, "state_dict": state, **extra}
 
 
 def test_a_sound_checkpoint_loads(tmp_path):

@@ -53,39 +53,69 @@ def make_run(
         rule = threshold_for_precision(*scores["test_in"], target_precision) | {"chosen_on": "test_in"}
         for name, (labels, probabilities) in scores.items():
             at = compute_metrics(labels, probabilities, rule["threshold"])
-            test_sets[name]["at_threshold"] = {k: at[k] for k in ("threshold", "positive_precision", "positive_recall", "accuracy", "f_score", "confusion_matrix")}
-    test_sets = test_sets if test_sets is not None else {
-        "test_in": {"f_score": 0.9, "accuracy": 0.91, "confusion_matrix": [[40, 2], [5, 33]], "n_images": 80, "eval_time_s": 4.0},
-        "test_out_pet": {"f_score": 0.7, "accuracy": 0.72, "confusion_matrix": [[30, 10], [12, 28]], "n_images": 80, "eval_time_s": 8.0},
-    }
+            test_sets[name]["at_threshold"] = {
+                k: at[k] for k in ("threshold", "positive_precision", "positive_recall", "accuracy", "f_score", "confusion_matrix")
+            }
+    test_sets = (
+        test_sets
+        if test_sets is not None
+        else {
+            "test_in": {"f_score": 0.9, "accuracy": 0.91, "confusion_matrix": [[40, 2], [5, 33]], "n_images": 80, "eval_time_s": 4.0},
+            "test_out_pet": {"f_score": 0.7, "accuracy": 0.72, "confusion_matrix": [[30, 10], [12, 28]], "n_images": 80, "eval_time_s": 8.0},
+        }
+    )
     dataset = "bg" if with_background else "no_bg"
     run_dir = runs.create_run_dir(runs_dir, f"{arch}-{regime}-{dataset}")
     train = {
-        "arch": arch, "regime": regime, "with_background": with_background, "data": data, "epochs": epochs,
-        "lr": 0.001, "batch_size": 75, "positive": "captive", "tests": {n: f"/data/{n}" for n in test_sets if n != "test_in"},
+        "arch": arch,
+        "regime": regime,
+        "with_background": with_background,
+        "data": data,
+        "epochs": epochs,
+        "lr": 0.001,
+        "batch_size": 75,
+        "positive": "captive",
+        "tests": {n: f"/data/{n}" for n in test_sets if n != "test_in"},
         "target_precision": target_precision,
     }
     runs.write_json_atomic(run_dir / runs.CONFIG, {"train": train, "dataset": dataset, "n_parameters": count_parameters(arch), "created_at": runs.now()})
     runs.write_status(run_dir, "queued", epoch=0, max_epochs=epochs)
     for epoch in range(1, epochs + 1):
-        runs.append_metrics(run_dir, {
-            "epoch": epoch, "phase": "head", "train_loss": 1.0 / epoch, "val_loss": 0.8 / epoch, "val_f_score": min(0.5 + 0.1 * epoch, 0.95),
-            "val_accuracy": min(0.5 + 0.1 * epoch, 0.95), "epoch_time_s": 10.0, "best": True,
-        })
+        runs.append_metrics(
+            run_dir,
+            {
+                "epoch": epoch,
+                "phase": "head",
+                "train_loss": 1.0 / epoch,
+                "val_loss": 0.8 / epoch,
+                "val_f_score": min(0.5 + 0.1 * epoch, 0.95),
+                "val_accuracy": min(0.5 + 0.1 * epoch, 0.95),
+                "epoch_time_s": 10.0,
+                "best": True,
+            },
+        )
     if state == "completed":
         results = {}
         for name, given in test_sets.items():
             (_, fp), (_, tp) = given["confusion_matrix"]
             results[name] = {
-                "accuracy": given["accuracy"], "f_score": given["f_score"], "precision": given.get("precision", given["f_score"]),
-                "recall": given.get("recall", given["accuracy"]), "positive_precision": tp / (tp + fp),
-                "confusion_matrix": given["confusion_matrix"], "n_images": given["n_images"], "eval_time_s": given["eval_time_s"],
-                "loss": 0.5, "skipped": [],
+                "accuracy": given["accuracy"],
+                "f_score": given["f_score"],
+                "precision": given.get("precision", given["f_score"]),
+                "recall": given.get("recall", given["accuracy"]),
+                "positive_precision": tp / (tp + fp),
+                "confusion_matrix": given["confusion_matrix"],
+                "n_images": given["n_images"],
+                "eval_time_s": given["eval_time_s"],
+                "loss": 0.5,
+                "skipped": [],
             } | ({"at_threshold": given["at_threshold"]} if "at_threshold" in given else {})
         threshold = {"threshold": rule} if scores is not None else {}
         runs.write_json_atomic(run_dir / runs.RESULTS, {"best_epoch": epochs, "epochs_run": epochs, **threshold, "test_sets": results})
         if scores is not None:
-            runs.write_json_atomic(run_dir / runs.SCORES, {n: {"labels": list(map(int, y)), "probabilities": list(map(float, p))} for n, (y, p) in scores.items()})
+            runs.write_json_atomic(
+                run_dir / runs.SCORES, {n: {"labels": list(map(int, y)), "probabilities": list(map(float, p))} for n, (y, p) in scores.items()}
+            )
             runs.save_torch_atomic(run_dir / runs.CHECKPOINT, {"arch": arch, "threshold": rule["threshold"], "threshold_rule": rule})
     runs.write_status(run_dir, state, epoch=epochs, best_epoch=epochs)
     return run_dir
@@ -141,15 +171,20 @@ def test_positive_precision_grid_keeps_only_table_1_columns(paper_frame):
 
 
 def test_own_run_sits_under_the_paper_row_with_its_extra_test_sets(tmp_path):
-    run_dir = make_run(tmp_path, test_sets={
-        "test_in": {"f_score": 0.81, "accuracy": 0.82, "confusion_matrix": [[10, 1], [2, 9]], "n_images": 22, "eval_time_s": 1.1},
-        "test_out_pet": {"f_score": 0.61, "accuracy": 0.62, "confusion_matrix": [[8, 3], [4, 7]], "n_images": 22, "eval_time_s": 2.2},
-        "zoo_photos": {"f_score": 0.55, "accuracy": 0.56, "confusion_matrix": [[5, 5], [5, 5]], "n_images": 20, "eval_time_s": 1.0},
-    })
+    run_dir = make_run(
+        tmp_path,
+        test_sets={
+            "test_in": {"f_score": 0.81, "accuracy": 0.82, "confusion_matrix": [[10, 1], [2, 9]], "n_images": 22, "eval_time_s": 1.1},
+            "test_out_pet": {"f_score": 0.61, "accuracy": 0.62, "confusion_matrix": [[8, 3], [4, 7]], "n_images": 22, "eval_time_s": 2.2},
+            "zoo_photos": {"f_score": 0.55, "accuracy": 0.56, "confusion_matrix": [[5, 5], [5, 5]], "n_images": 20, "eval_time_s": 1.0},
+        },
+    )
     frame = compare.combined_results(tmp_path)
     own = frame[frame["origin"] == "run"]
     pd.testing.assert_frame_equal(
-        own[list(paper.COLUMNS)].reset_index(drop=True), runs.results_frame(tmp_path).reset_index(drop=True), check_dtype=False,
+        own[list(paper.COLUMNS)].reset_index(drop=True),
+        runs.results_frame(tmp_path).reset_index(drop=True),
+        check_dtype=False,
     )
     assert set(own["source"]) == {run_dir.name} and set(own["data"]) == {"/data/train"}
 
@@ -184,7 +219,9 @@ def test_drop_from_test_in_equals_the_difference_of_the_paper_tables(paper_frame
     drops = compare.generalisation_drop(paper_frame, "f_score")
     row = drops[(drops["model"] == "densenet121") & (drops["regime"] == "transfer") & (drops["dataset"] == "bg")].iloc[0]
     reference = paper.reference_results()
-    f = reference[(reference["model"] == "densenet121") & (reference["regime"] == "transfer") & (reference["dataset"] == "bg") & (reference["metric"] == "f_score")]
+    f = reference[
+        (reference["model"] == "densenet121") & (reference["regime"] == "transfer") & (reference["dataset"] == "bg") & (reference["metric"] == "f_score")
+    ]
     value = dict(zip(f["test_set"], f["value"]))
     assert (row["test_in"], row["test_out_pet"], row["test_out_nopet"]) == (0.91, 0.75, 0.71)
     assert row["drop_test_out_pet"] == pytest.approx(value["test_in"] - value["test_out_pet"]) == pytest.approx(0.16)
@@ -231,10 +268,14 @@ def test_efficiency_without_a_squeezenet_baseline_says_so_plainly(paper_frame):
 
 def test_own_run_efficiency_uses_registry_parameter_counts_and_names_the_run(tmp_path):
     squeeze = make_run(tmp_path, arch="squeezenet1_0")
-    mobile = make_run(tmp_path, arch="mobilenet_v2", test_sets={
-        "test_in": {"f_score": 0.95, "accuracy": 0.95, "confusion_matrix": [[40, 2], [2, 36]], "n_images": 80, "eval_time_s": 6.0},
-        "test_out_pet": {"f_score": 0.8, "accuracy": 0.8, "confusion_matrix": [[35, 5], [11, 29]], "n_images": 80, "eval_time_s": 12.0},
-    })
+    mobile = make_run(
+        tmp_path,
+        arch="mobilenet_v2",
+        test_sets={
+            "test_in": {"f_score": 0.95, "accuracy": 0.95, "confusion_matrix": [[40, 2], [2, 36]], "n_images": 80, "eval_time_s": 6.0},
+            "test_out_pet": {"f_score": 0.8, "accuracy": 0.8, "confusion_matrix": [[35, 5], [11, 29]], "n_images": 80, "eval_time_s": 12.0},
+        },
+    )
     frame = compare.combined_results(tmp_path)
     table = compare.efficiency_table(frame, "run", "test_out_pet", "bg", "transfer")
     assert table["model"].tolist() == ["mobilenet_v2"] and table["source"].tolist() == [mobile.name]
@@ -275,7 +316,7 @@ def test_filter_sort_pin_and_difference_to_a_baseline(paper_frame):
     row = diff.index.get_loc(baseline)
     zero_cell = dict(styled.ctx[(row, 0)])
     colour = zero_cell["background-color"]
-    assert all(int(colour[i:i + 2], 16) > 240 for i in (1, 3, 5)), colour  # zero is (near) white on the diverging scale
+    assert all(int(colour[i : i + 2], 16) > 240 for i in (1, 3, 5)), colour  # zero is (near) white on the diverging scale
     empty = diff.index.get_loc(("densenet121", "scratch", "paper", PAPER_ROW)), diff.columns.get_loc(("no_bg", "test_in"))
     assert dict(styled.ctx[empty])["background-color"] == "transparent"
 
@@ -370,10 +411,13 @@ def test_efficiency_of_a_run_with_an_unknown_architecture_is_explained_not_raise
 
 def test_confusion_matrices_at_the_runs_threshold_differ_from_those_at_one_half(tmp_path):
     # test_in: 5 positives score 0.3, below 0.5; the lowest threshold with precision >= 0.95 is 0.3
-    run_dir = make_run(tmp_path, scores={
-        "test_in": scores_with(tn=56, fp=2, fn_low=2, fn_between=5, tp=43),
-        "test_out_pet": scores_with(tn=30, fp=10, fn_low=8, fn_between=4, tp=28),
-    })
+    run_dir = make_run(
+        tmp_path,
+        scores={
+            "test_in": scores_with(tn=56, fp=2, fn_low=2, fn_between=5, tp=43),
+            "test_out_pet": scores_with(tn=30, fp=10, fn_low=8, fn_between=4, tp=28),
+        },
+    )
     assert compare.run_threshold(run_dir) == pytest.approx(0.3)
     at_half = compare.confusion_matrices(run_dir)
     at_threshold = compare.confusion_matrices(run_dir, at_threshold=True)
@@ -419,7 +463,7 @@ def test_latex_prints_one_number_of_decimals_per_table(paper_frame):
     accuracy = compare.results_grid(paper_frame, "accuracy")
     assert compare.table_decimals(accuracy) == 4  # Table S1 prints accuracy to 4 decimals (94.86%)
     latex = compare.to_latex(accuracy)
-    body = latex[latex.index("\\midrule"):latex.index("\\bottomrule")].splitlines()[1:]
+    body = latex[latex.index("\\midrule") : latex.index("\\bottomrule")].splitlines()[1:]
     assert len(body) == 16
     numbers = [cell.strip(" \\") for row in body for cell in row.split(" & ")[4:] if cell.strip(" \\") != "--"]
     assert len(numbers) == 72 and {len(n.split(".")[1]) for n in numbers} == {4}
@@ -451,15 +495,19 @@ def test_latex_exports_compile_with_pdflatex(tmp_path):
     baseline = ("squeezenet1_0", "transfer", "paper", PAPER_ROW)
     tables = [
         compare.to_latex(grid, caption="F-score (weighted) of squeezenet1_0 and 100% of runs"),
-        compare.to_latex(compare.difference_to(compare.pin_row(grid, baseline), baseline), signed=True,
-                         caption=f"F-score, difference to {compare.row_label(baseline)} – own runs are not the paper's"),
+        compare.to_latex(
+            compare.difference_to(compare.pin_row(grid, baseline), baseline),
+            signed=True,
+            caption=f"F-score, difference to {compare.row_label(baseline)} – own runs are not the paper's",
+        ),
         compare.to_latex(compare.positive_precision_table(frame), caption="Positive-class precision (Table 1 and own runs)"),
     ]
     assert all(table.startswith("% needs \\usepackage{booktabs}\n") for table in tables)
     document = "\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage[margin=1cm,landscape]{geometry}\n\\begin{document}\n"
     (tmp_path / "tables.tex").write_text(document + "\n".join(tables) + "\n\\end{document}\n", encoding="utf-8")
-    done = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "tables.tex"], cwd=tmp_path, check=False,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [pdflatex, "-interaction=nonstopmode", "-halt-on-error", "tables.tex"], cwd=tmp_path, check=False, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout[-3000:]
     assert (tmp_path / "tables.pdf").stat().st_size > 1000
     log = (tmp_path / "tables.log").read_text(encoding="utf-8", errors="replace")

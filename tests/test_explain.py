@@ -179,6 +179,7 @@ def test_a_failure_mid_attribution_leaves_no_hooks_and_restores_flags_and_modes(
         assert not layer._forward_hooks and not layer._forward_pre_hooks and not layer._backward_hooks
     finally:
         failing.remove()
+
     def stop(fraction: float) -> None:
         raise ScriptStopped()
 

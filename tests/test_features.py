@@ -24,8 +24,18 @@ def setup(tmp_path):
 
 def compute(samples, backbone, cache, views=2, transform=lambda label: train_transform(label == 1), weights_arch=ARCH):
     calls = []
-    result = features.backbone_features(samples, weights_arch, backbone, features.weights_digest(backbone), transform, views, seed=0, cache_dir=cache,
-                                        device=torch.device("cpu"), progress=lambda done, total: calls.append(total))
+    result = features.backbone_features(
+        samples,
+        weights_arch,
+        backbone,
+        features.weights_digest(backbone),
+        transform,
+        views,
+        seed=0,
+        cache_dir=cache,
+        device=torch.device("cpu"),
+        progress=lambda done, total: calls.append(total),
+    )
     return result, calls
 
 

@@ -36,8 +36,18 @@ def test_paper_grid_selection_by_pattern():
 def test_background_run_can_be_cancelled_and_resumed_to_completion(shared, tmp_path):
     data = demo_subset(tmp_path, {"captive": 30, "wild": 30})
     # The plain loop (feature_views=0): epochs on stored features could all finish before the cancel arrives.
-    config = TrainConfig(arch="squeezenet1_0", regime="transfer", data=str(data), weights=str(SQUEEZENET_WEIGHTS),
-                         epochs=4, batch_size=8, lr=0.0001, num_workers=0, device="cpu", feature_views=0)
+    config = TrainConfig(
+        arch="squeezenet1_0",
+        regime="transfer",
+        data=str(data),
+        weights=str(SQUEEZENET_WEIGHTS),
+        epochs=4,
+        batch_size=8,
+        lr=0.0001,
+        num_workers=0,
+        device="cpu",
+        feature_views=0,
+    )
     run_dir = launch_run(config, tmp_path / "runs")
     run = wait_until(run_dir, lambda r: r.state == "running" and len(runs.read_metrics(r.path)) >= 1)
     assert progress(run).seconds_per_epoch > 0
@@ -72,7 +82,15 @@ def test_durations_read_as_seconds_minutes_and_hours():
     from wildvision.launch import format_duration
 
     assert [format_duration(s) for s in (0.01, 0.42, 4.25, 42.4, 59.6, 185, 2520, 7500)] == [
-        "under 0.1 s", "0.4 s", "4.2 s", "42 s", "1 min 00 s", "3 min 05 s", "42 min", "2 h 05 min"]
+        "under 0.1 s",
+        "0.4 s",
+        "4.2 s",
+        "42 s",
+        "1 min 00 s",
+        "3 min 05 s",
+        "42 min",
+        "2 h 05 min",
+    ]
 
 
 def test_progress_says_what_is_happening_instead_of_unknown(tmp_path):
@@ -104,8 +122,7 @@ def test_the_log_tail_of_a_real_failed_run_leaves_out_its_traceback(tmp_path, mo
     for name in ("https_proxy", "HTTPS_PROXY"):
         monkeypatch.setenv(name, f"http://127.0.0.1:{closed_local_port()}")
     data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
-    run_dir = start_run(TrainConfig(arch="resnet18", regime="transfer", data=str(data), weights="imagenet", device="cpu", num_workers=0),
-                        tmp_path / "runs")
+    run_dir = start_run(TrainConfig(arch="resnet18", regime="transfer", data=str(data), weights="imagenet", device="cpu", num_workers=0), tmp_path / "runs")
     with pytest.raises(WeightsError):
         execute_run(run_dir)
     log = (run_dir / runs.LOG).read_text()
@@ -119,9 +136,20 @@ def test_the_log_tail_of_a_real_failed_run_leaves_out_its_traceback(tmp_path, mo
 def test_log_lines_after_a_traceback_are_kept():
     from wildvision.launch import without_tracebacks
 
-    lines = ["2026-01-01 10:00:00,000 INFO epoch 1", "Traceback (most recent call last):", '  File "x.py", line 1, in f', "ValueError: a",
-             "", "The above exception was the direct cause of the following exception:", "", "Traceback (most recent call last):",
-             '  File "y.py", line 2, in g', "RuntimeError: b", "  second line of its message", "10:00:05 resuming after epoch 1"]
+    lines = [
+        "2026-01-01 10:00:00,000 INFO epoch 1",
+        "Traceback (most recent call last):",
+        '  File "x.py", line 1, in f',
+        "ValueError: a",
+        "",
+        "The above exception was the direct cause of the following exception:",
+        "",
+        "Traceback (most recent call last):",
+        '  File "y.py", line 2, in g',
+        "RuntimeError: b",
+        "  second line of its message",
+        "10:00:05 resuming after epoch 1",
+    ]
     assert without_tracebacks(lines, "[left out]") == ["2026-01-01 10:00:00,000 INFO epoch 1", "[left out]", "10:00:05 resuming after epoch 1"]
 
 

@@ -40,9 +40,7 @@ def test_model_card_metrics_hold_when_measured_again(shared):
     loaded = load_model("default")
     split = runs.read_json(model_card.DEFAULT_DIR / runs.SPLIT)
     train = {str(s.path.relative_to(DEMO / "train")): s for s in scan_folder(DEMO / "train", with_background=True)}
-    test_sets = {"test_in": [train[p] for p in split["test_in"]]} | {
-        name: scan_folder(DEMO / name) for name in ("test_out_pet", "test_out_nopet")
-    }
+    test_sets = {"test_in": [train[p] for p in split["test_in"]]} | {name: scan_folder(DEMO / name) for name in ("test_out_pet", "test_out_nopet")}
     config = TrainConfig(arch="efficientnet_lite0", regime="transfer", data=str(DEMO / "train"), num_workers=2)
     results, scores, _ = evaluate_run_model(loaded.model, config, test_sets, resolve_device("cpu"), loaded.threshold)
     for name, measured in results.items():

@@ -40,11 +40,16 @@ def empty_runs(monkeypatch, tmp_path) -> Path:
 @pytest.fixture
 def one_run(monkeypatch, tmp_path) -> Path:
     folder = tmp_path / "runs"
-    run_dir = make_run(folder, arch="squeezenet1_0", data="../shared/demo-data/train", test_sets={
-        "test_in": {"f_score": 0.88, "accuracy": 0.89, "confusion_matrix": [[30, 3], [4, 27]], "n_images": 64, "eval_time_s": 3.2},
-        "test_out_pet": {"f_score": 0.66, "accuracy": 0.67, "confusion_matrix": [[20, 10], [10, 20]], "n_images": 60, "eval_time_s": 6.0},
-        "test_out_nopet": {"f_score": 0.71, "accuracy": 0.72, "confusion_matrix": [[22, 8], [9, 21]], "n_images": 60, "eval_time_s": 5.4},
-    })
+    run_dir = make_run(
+        folder,
+        arch="squeezenet1_0",
+        data="../shared/demo-data/train",
+        test_sets={
+            "test_in": {"f_score": 0.88, "accuracy": 0.89, "confusion_matrix": [[30, 3], [4, 27]], "n_images": 64, "eval_time_s": 3.2},
+            "test_out_pet": {"f_score": 0.66, "accuracy": 0.67, "confusion_matrix": [[20, 10], [10, 20]], "n_images": 60, "eval_time_s": 6.0},
+            "test_out_nopet": {"f_score": 0.71, "accuracy": 0.72, "confusion_matrix": [[22, 8], [9, 21]], "n_images": 60, "eval_time_s": 5.4},
+        },
+    )
     monkeypatch.setenv("WILDVISION_RUNS_DIR", str(folder))
     return run_dir
 
@@ -54,10 +59,15 @@ def threshold_run(monkeypatch, tmp_path) -> Path:
     """A run made from real scores whose decision threshold (0.3, chosen on test_in for precision 0.95) is not 0.5:
     at 0.5 its test_in matrix is [[56, 2], [7, 43]], at 0.3 it is [[56, 2], [2, 48]]."""
     folder = tmp_path / "runs"
-    run_dir = make_run(folder, arch="mobilenet_v2", data="/field/photos", scores={
-        "test_in": scores_with(tn=56, fp=2, fn_low=2, fn_between=5, tp=43),
-        "test_out_pet": scores_with(tn=30, fp=10, fn_low=8, fn_between=4, tp=28),
-    })
+    run_dir = make_run(
+        folder,
+        arch="mobilenet_v2",
+        data="/field/photos",
+        scores={
+            "test_in": scores_with(tn=56, fp=2, fn_low=2, fn_between=5, tp=43),
+            "test_out_pet": scores_with(tn=30, fp=10, fn_low=8, fn_between=4, tp=28),
+        },
+    )
     monkeypatch.setenv("WILDVISION_RUNS_DIR", str(folder))
     return run_dir
 
@@ -189,13 +199,17 @@ def test_results_page_counts_confusion_matrices_at_the_runs_own_threshold(thresh
     assert at.selectbox(key="run").value == threshold_run.name
     assert at.radio(key="cm_at").value == "threshold" and "0.300" in at.radio(key="cm_at").options[0]
     matrices = {f["layout"]["title"]["text"]: plotly_array(f["data"][0]["z"]) for f in figures(at)[1:]}
-    assert matrices == {"test_in<br><sup>108 images, at threshold 0.300</sup>": [[56, 2], [2, 48]],
-                        "test_out_pet<br><sup>80 images, at threshold 0.300</sup>": [[30, 10], [8, 32]]}
+    assert matrices == {
+        "test_in<br><sup>108 images, at threshold 0.300</sup>": [[56, 2], [2, 48]],
+        "test_out_pet<br><sup>80 images, at threshold 0.300</sup>": [[30, 10], [8, 32]],
+    }
     assert "Counts of images at threshold 0.300" in texts(at.caption)
     at.radio(key="cm_at").set_value("0.5").run()
     matrices = {f["layout"]["title"]["text"]: plotly_array(f["data"][0]["z"]) for f in figures(at)[1:]}
-    assert matrices == {"test_in<br><sup>108 images, at threshold 0.5</sup>": [[56, 2], [7, 43]],
-                        "test_out_pet<br><sup>80 images, at threshold 0.5</sup>": [[30, 10], [12, 28]]}
+    assert matrices == {
+        "test_in<br><sup>108 images, at threshold 0.5</sup>": [[56, 2], [7, 43]],
+        "test_out_pet<br><sup>80 images, at threshold 0.5</sup>": [[30, 10], [12, 28]],
+    }
     names = assert_png_export_on_every_chart(at)
     assert names[0] == f"wildvision-{threshold_run.name}-learning-curves"
 
@@ -205,8 +219,11 @@ def test_results_page_without_a_recorded_threshold_says_its_matrices_are_at_one_
     assert not at.get("radio")
     assert "records no decision threshold" in texts(at.caption)
     titles = [f["layout"]["title"]["text"] for f in figures(at)[1:]]
-    assert titles == ["test_in<br><sup>64 images, at threshold 0.5</sup>", "test_out_pet<br><sup>60 images, at threshold 0.5</sup>",
-                      "test_out_nopet<br><sup>60 images, at threshold 0.5</sup>"]
+    assert titles == [
+        "test_in<br><sup>64 images, at threshold 0.5</sup>",
+        "test_out_pet<br><sup>60 images, at threshold 0.5</sup>",
+        "test_out_nopet<br><sup>60 images, at threshold 0.5</sup>",
+    ]
 
 
 def test_results_page_difference_exports_are_rounded_signed_and_escaped(empty_runs, downloads):
@@ -256,7 +273,11 @@ def test_efficiency_page_with_only_a_squeezenet_run(one_run):
     assert not at.exception
     assert "NOT the paper's results" in texts(at.warning)
     assert "Only SqueezeNet itself" in texts(at.info)
-    assert at.selectbox(key="test_set").options[:3] == ["test_in (20% held out of the training data)", "test_out_pet (out of distribution, with pets)", "test_out_nopet (out of distribution, no pets)"]
+    assert at.selectbox(key="test_set").options[:3] == [
+        "test_in (20% held out of the training data)",
+        "test_out_pet (out of distribution, with pets)",
+        "test_out_nopet (out of distribution, no pets)",
+    ]
     assert len(at.get("plotly_chart")) == 2  # F against parameters, F against measured time per image
 
 
@@ -281,9 +302,13 @@ def test_efficiency_page_own_runs_keep_f_axes_within_zero_and_one(tmp_path, monk
     folder = tmp_path / "runs"
     make_run(folder, arch="squeezenet1_0")
     for arch, f in (("mobilenet_v2", 0.93), ("alexnet", 0.62)):  # alexnet loses to SqueezeNet (0.9 on test_in)
-        make_run(folder, arch=arch, test_sets={
-            "test_in": {"f_score": f, "accuracy": f, "confusion_matrix": [[40, 2], [3, 35]], "n_images": 80, "eval_time_s": 4.0},
-        })
+        make_run(
+            folder,
+            arch=arch,
+            test_sets={
+                "test_in": {"f_score": f, "accuracy": f, "confusion_matrix": [[40, 2], [3, 35]], "n_images": 80, "eval_time_s": 4.0},
+            },
+        )
     monkeypatch.setenv("WILDVISION_RUNS_DIR", str(folder))
     at = run_page("efficiency")
     at.radio(key="origin").set_value("run").run()
@@ -295,8 +320,11 @@ def test_efficiency_page_own_runs_keep_f_axes_within_zero_and_one(tmp_path, monk
     shown = at.dataframe[0].value.set_index("model")
     assert shown.loc["mobilenet_v2", "source"] == f"run {compare.short_run_name(next(folder.glob('mobilenet_v2-*')).name)}"  # as on the chart
     names = assert_png_export_on_every_chart(at)
-    assert names == ["wildvision-runs-test_in-bg-transfer-gain", "wildvision-runs-test_in-bg-transfer-f-against-parameters",
-                     "wildvision-runs-test_in-bg-f-against-time"]
+    assert names == [
+        "wildvision-runs-test_in-bg-transfer-gain",
+        "wildvision-runs-test_in-bg-transfer-f-against-parameters",
+        "wildvision-runs-test_in-bg-f-against-time",
+    ]
     at.selectbox(key="test_set").select("test_out_pet").run()  # only SqueezeNet was tested out of distribution
     assert "Only SqueezeNet itself" in texts(at.info)
 
@@ -379,8 +407,13 @@ def test_generalisation_page_hatches_own_runs_and_keeps_the_drop_table_narrow(on
     assert drops.index.names == ["model", "source"]
     assert list(drops.index.get_level_values("source")).count(f"run {compare.short_run_name(one_run.name)}") == 1
     f = "F-score (weighted)"
-    assert list(drops.columns) == [(f, "test_in"), (f, "test_out_pet"), (f, "test_out_nopet"),
-                                   ("drop from test_in", "test_out_pet"), ("drop from test_in", "test_out_nopet")]
+    assert list(drops.columns) == [
+        (f, "test_in"),
+        (f, "test_out_pet"),
+        (f, "test_out_nopet"),
+        ("drop from test_in", "test_out_pet"),
+        ("drop from test_in", "test_out_nopet"),
+    ]
     csv = pd.read_csv(io.StringIO(downloads(at.get("download_button")[0])))  # the CSV keeps the full run name
     assert one_run.name in set(csv["source"]) and float(csv.loc[csv["source"] == one_run.name, "drop_test_out_nopet"].item()) == pytest.approx(0.88 - 0.71)
     order = fig1["layout"]["xaxis"]["categoryarray"]  # the run's bars beside the paper's, not after the last architecture

@@ -89,6 +89,7 @@ def zip_bytes(members: dict[str, bytes], symlinks: dict[str, str] | None = None)
 
 # --- the page ------------------------------------------------------------------------------------
 
+
 def test_without_runs_the_shipped_default_model_is_offered(runs_dir):
     at = page()
     assert not at.exception
@@ -261,6 +262,7 @@ def test_a_broken_checkpoint_is_a_plain_message(with_model):
 
 
 # --- safe unpacking ------------------------------------------------------------------------------
+
 
 def png_bytes(tmp_path, seed: int) -> bytes:
     return write_image(tmp_path / f"source{seed}.png", seed).read_bytes()

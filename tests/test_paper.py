@@ -22,8 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 GRID = REPO / "experiments" / "paper_grid.toml"
 
 
-def value(source: str, model: str, metric: str, regime: str | None = None,
-          dataset: str | None = None, test_set: str | None = None) -> float:
+def value(source: str, model: str, metric: str, regime: str | None = None, dataset: str | None = None, test_set: str | None = None) -> float:
     """The single reference value matching a selection (fails if not exactly one)."""
     df = paper.reference_results()
     mask = (df["source"] == source) & (df["model"] == model) & (df["metric"] == metric)
@@ -80,8 +79,14 @@ def test_table_s4_parameter_counts(model, expected):
 
 def test_parameter_counts_cover_the_eight_architectures():
     assert set(paper.paper_parameter_counts()) == {
-        "alexnet", "densenet121", "densenet201", "resnet18",
-        "resnet152", "squeezenet1_0", "vgg11_bn", "vgg19_bn",
+        "alexnet",
+        "densenet121",
+        "densenet201",
+        "resnet18",
+        "resnet152",
+        "squeezenet1_0",
+        "vgg11_bn",
+        "vgg19_bn",
     }
 
 

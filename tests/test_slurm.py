@@ -70,8 +70,11 @@ def cluster(tmp_path_factory):
     """A running single-node Slurm cluster with accounting; SLURM_CONF points every Slurm command at it."""
     missing = [tool for tool in DAEMONS if not shutil.which(tool)]
     if missing or os.geteuid() != 0:
-        message = (f"needs Slurm, MUNGE and MariaDB ({', '.join(missing)} missing; apt-get install slurm-wlm slurmdbd munge mariadb-server)"
-                   if missing else "starts the Slurm daemons as root")
+        message = (
+            f"needs Slurm, MUNGE and MariaDB ({', '.join(missing)} missing; apt-get install slurm-wlm slurmdbd munge mariadb-server)"
+            if missing
+            else "starts the Slurm daemons as root"
+        )
         if os.environ.get("WILDVISION_REQUIRE_SHARED") == "1":
             pytest.fail(message + "; CI installs them and runs as root")
         pytest.skip(message)
@@ -83,25 +86,65 @@ def cluster(tmp_path_factory):
     (base / "munge" / "munge.key").write_bytes(os.urandom(1024))
     (base / "munge" / "munge.key").chmod(0o400)
     munge_socket = base / "munge" / "munge.socket"
-    (base / "slurmdbd.conf").write_text("\n".join([
-        "AuthType=auth/munge", f"AuthInfo=socket={munge_socket}", f"DbdHost={host}", "DbdAddr=127.0.0.1", f"DbdPort={dbd_port}",
-        "SlurmUser=root", f"PidFile={base}/slurmdbd.pid", f"LogFile={base}/slurmdbd.log", "StorageType=accounting_storage/mysql",
-        "StorageHost=127.0.0.1", f"StoragePort={db_port}", "StorageUser=slurm", "StoragePass=wildvision", "StorageLoc=slurm_acct_db", "",
-    ]))
+    (base / "slurmdbd.conf").write_text(
+        "\n".join(
+            [
+                "AuthType=auth/munge",
+                f"AuthInfo=socket={munge_socket}",
+                f"DbdHost={host}",
+                "DbdAddr=127.0.0.1",
+                f"DbdPort={dbd_port}",
+                "SlurmUser=root",
+                f"PidFile={base}/slurmdbd.pid",
+                f"LogFile={base}/slurmdbd.log",
+                "StorageType=accounting_storage/mysql",
+                "StorageHost=127.0.0.1",
+                f"StoragePort={db_port}",
+                "StorageUser=slurm",
+                "StoragePass=wildvision",
+                "StorageLoc=slurm_acct_db",
+                "",
+            ]
+        )
+    )
     (base / "slurmdbd.conf").chmod(0o600)  # slurmdbd refuses a config file that others can read
-    (base / "slurm.conf").write_text("\n".join([
-        "ClusterName=wildvision-test", f"SlurmctldHost={host}(127.0.0.1)", f"SlurmctldPort={ctld_port}", f"SlurmdPort={slurmd_port}",
-        "SlurmUser=root", "SlurmdUser=root", "AuthType=auth/munge", "CredType=cred/munge", f"AuthInfo=socket={munge_socket}",
-        f"StateSaveLocation={base}/state", f"SlurmdSpoolDir={base}/spool", f"SlurmctldPidFile={base}/slurmctld.pid",
-        f"SlurmdPidFile={base}/slurmd.pid", f"SlurmctldLogFile={base}/slurmctld.log", f"SlurmdLogFile={base}/slurmd.log",
-        # no cgroups in a container: track job processes by their parents, bind nothing
-        "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "JobAcctGatherType=jobacct_gather/none",
-        "SelectType=select/cons_tres", "SelectTypeParameters=CR_CPU", "MpiDefault=none", "MailProg=/bin/true", "KillWait=5",
-        "AccountingStorageType=accounting_storage/slurmdbd", "AccountingStorageHost=127.0.0.1", f"AccountingStoragePort={dbd_port}",
-        f"AccountingStoragePass={munge_socket}",  # the MUNGE socket for talking to slurmdbd
-        f"NodeName={host} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} State=UNKNOWN",
-        f"PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP", "",
-    ]))
+    (base / "slurm.conf").write_text(
+        "\n".join(
+            [
+                "ClusterName=wildvision-test",
+                f"SlurmctldHost={host}(127.0.0.1)",
+                f"SlurmctldPort={ctld_port}",
+                f"SlurmdPort={slurmd_port}",
+                "SlurmUser=root",
+                "SlurmdUser=root",
+                "AuthType=auth/munge",
+                "CredType=cred/munge",
+                f"AuthInfo=socket={munge_socket}",
+                f"StateSaveLocation={base}/state",
+                f"SlurmdSpoolDir={base}/spool",
+                f"SlurmctldPidFile={base}/slurmctld.pid",
+                f"SlurmdPidFile={base}/slurmd.pid",
+                f"SlurmctldLogFile={base}/slurmctld.log",
+                f"SlurmdLogFile={base}/slurmd.log",
+                # no cgroups in a container: track job processes by their parents, bind nothing
+                "ProctrackType=proctrack/linuxproc",
+                "TaskPlugin=task/none",
+                "JobAcctGatherType=jobacct_gather/none",
+                "SelectType=select/cons_tres",
+                "SelectTypeParameters=CR_CPU",
+                "MpiDefault=none",
+                "MailProg=/bin/true",
+                "KillWait=5",
+                "AccountingStorageType=accounting_storage/slurmdbd",
+                "AccountingStorageHost=127.0.0.1",
+                f"AccountingStoragePort={dbd_port}",
+                f"AccountingStoragePass={munge_socket}",  # the MUNGE socket for talking to slurmdbd
+                f"NodeName={host} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} State=UNKNOWN",
+                f"PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP",
+                "",
+            ]
+        )
+    )
     previous_conf = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = str(base / "slurm.conf")  # Slurm commands here, in the CLI's processes and in the jobs
     daemons: list[subprocess.Popen] = []
@@ -110,14 +153,31 @@ def cluster(tmp_path_factory):
         daemons.append(subprocess.Popen(command, stdout=open(base / log, "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
 
     try:
-        start("munged", "--foreground", "--force", f"--key-file={base}/munge/munge.key", f"--socket={munge_socket}",
-              f"--pid-file={base}/munge/munged.pid", f"--seed-file={base}/munge/seed", log="munged.log")
+        start(
+            "munged",
+            "--foreground",
+            "--force",
+            f"--key-file={base}/munge/munge.key",
+            f"--socket={munge_socket}",
+            f"--pid-file={base}/munge/munged.pid",
+            f"--seed-file={base}/munge/seed",
+            log="munged.log",
+        )
         _wait("munged", munge_socket.exists, log=base / "munged.log")
-        subprocess.run(["mariadb-install-db", "--no-defaults", "--user=root", f"--datadir={base}/db", "--skip-test-db"],
-                       check=True, capture_output=True)
+        subprocess.run(["mariadb-install-db", "--no-defaults", "--user=root", f"--datadir={base}/db", "--skip-test-db"], check=True, capture_output=True)
         db_socket = base / "mysql.sock"
-        start("mariadbd", "--no-defaults", "--user=root", f"--datadir={base}/db", f"--socket={db_socket}", f"--port={db_port}",
-              "--bind-address=127.0.0.1", f"--pid-file={base}/mysql.pid", "--innodb-buffer-pool-size=64M", log="mariadb.log")
+        start(
+            "mariadbd",
+            "--no-defaults",
+            "--user=root",
+            f"--datadir={base}/db",
+            f"--socket={db_socket}",
+            f"--port={db_port}",
+            "--bind-address=127.0.0.1",
+            f"--pid-file={base}/mysql.pid",
+            "--innodb-buffer-pool-size=64M",
+            log="mariadb.log",
+        )
         sql = "CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY 'wildvision'; GRANT ALL ON *.* TO 'slurm'@'127.0.0.1';"
         _wait("mariadbd", lambda: _ok("mariadb", "--no-defaults", f"--socket={db_socket}", "-u", "root", "-e", "SELECT 1"), log=base / "mariadb.log")
         subprocess.run(["mariadb", "--no-defaults", f"--socket={db_socket}", "-u", "root", "-e", sql], check=True)
@@ -125,8 +185,11 @@ def cluster(tmp_path_factory):
         _wait("slurmdbd", lambda: _ok("sacctmgr", "--noheader", "list", "cluster"), log=base / "slurmdbd.log")
         start("slurmctld", "-D", "-i", log="slurmctld.out")
         start("slurmd", "-D", "-N", host, log="slurmd.out")
-        _wait("the node", lambda: subprocess.run(["sinfo", "--noheader", "--format=%T"], capture_output=True, text=True).stdout.strip() == "idle",
-              log=base / "slurmctld.log")
+        _wait(
+            "the node",
+            lambda: subprocess.run(["sinfo", "--noheader", "--format=%T"], capture_output=True, text=True).stdout.strip() == "idle",
+            log=base / "slurmctld.log",
+        )
         yield base
     finally:
         for daemon in reversed(daemons):  # slurmd, slurmctld, slurmdbd, mariadbd, munged
@@ -143,8 +206,12 @@ def cluster(tmp_path_factory):
 
 
 def sacct(job_id: str) -> str:
-    return subprocess.run(["sacct", "--allocations", f"--jobs={job_id}", "--format=JobID,JobName,Partition,State,ExitCode,Elapsed,NodeList"],
-                          capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["sacct", "--allocations", f"--jobs={job_id}", "--format=JobID,JobName,Partition,State,ExitCode,Elapsed,NodeList"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 def wait_for(predicate, timeout_s: float, what: str, job_id: str):
@@ -168,14 +235,50 @@ def train_page() -> AppTest:
 
 def test_the_paper_grid_dry_run_prints_a_24_task_array_and_creates_nothing(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "wildvision", "grid", str(ROOT / "experiments" / "paper_grid.toml"), "--data", str(tmp_path / "data"),
-         "--runs-dir", str(tmp_path / "runs"), "--launcher", "slurm", "--dry-run", "--partition", "gpu", "--account", "wildlife",
-         "--time", "1-00:00:00", "--gpus-per-task", "1", "--cpus-per-task", "8", "--mem", "32G", "--sbatch", "qos=short"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "wildvision",
+            "grid",
+            str(ROOT / "experiments" / "paper_grid.toml"),
+            "--data",
+            str(tmp_path / "data"),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--launcher",
+            "slurm",
+            "--dry-run",
+            "--partition",
+            "gpu",
+            "--account",
+            "wildlife",
+            "--time",
+            "1-00:00:00",
+            "--gpus-per-task",
+            "1",
+            "--cpus-per-task",
+            "8",
+            "--mem",
+            "32G",
+            "--sbatch",
+            "qos=short",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    for line in ("#SBATCH --array=0-23", "#SBATCH --partition=gpu", "#SBATCH --account=wildlife", "#SBATCH --time=1-00:00:00",
-                 "#SBATCH --gres=gpu:1", "#SBATCH --cpus-per-task=8", "#SBATCH --mem=32G", "#SBATCH --qos=short"):
+    for line in (
+        "#SBATCH --array=0-23",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --account=wildlife",
+        "#SBATCH --time=1-00:00:00",
+        "#SBATCH --gres=gpu:1",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --mem=32G",
+        "#SBATCH --qos=short",
+    ):
         assert line in result.stdout.splitlines()
     assert f"{os.path.abspath(sys.executable)} -m wildvision resume" in result.stdout
     assert "# task 23: vgg19_bn-combi-bg" in result.stderr
@@ -216,11 +319,44 @@ def test_a_three_task_grid_from_the_cli_runs_on_slurm_and_the_page_shows_it(clus
     (tmp_path / "grid.toml").write_text(GRID3)
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "wildvision", "grid", str(tmp_path / "grid.toml"), "--data", str(data), "--test", f"test_out_pet={test}",
-         "--weights", f"squeezenet1_0={SQUEEZENET_WEIGHTS}", "--weights", f"mobilenet_v2={MOBILENET_WEIGHTS}", "--lr", "0.0001",
-         "--epochs", "1", "--batch-size", "8", "--workers", "0", "--feature-views", "1", "--device", "cpu", "--runs-dir", str(runs_dir),
-         "--launcher", "slurm", "--cpus-per-task", "1", "--time", "10:00"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "wildvision",
+            "grid",
+            str(tmp_path / "grid.toml"),
+            "--data",
+            str(data),
+            "--test",
+            f"test_out_pet={test}",
+            "--weights",
+            f"squeezenet1_0={SQUEEZENET_WEIGHTS}",
+            "--weights",
+            f"mobilenet_v2={MOBILENET_WEIGHTS}",
+            "--lr",
+            "0.0001",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--workers",
+            "0",
+            "--feature-views",
+            "1",
+            "--device",
+            "cpu",
+            "--runs-dir",
+            str(runs_dir),
+            "--launcher",
+            "slurm",
+            "--cpus-per-task",
+            "1",
+            "--time",
+            "10:00",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "#SBATCH --array=0-2" in result.stdout
@@ -261,8 +397,19 @@ def test_a_three_task_grid_from_the_cli_runs_on_slurm_and_the_page_shows_it(clus
 
 def test_cancelling_on_the_train_page_cancels_the_slurm_tasks(cluster, shared, tmp_path, runs_dir):
     data = demo_subset(tmp_path, {"captive": 20, "wild": 20})
-    config = TrainConfig(arch="squeezenet1_0", regime="transfer", data=str(data), weights=str(SQUEEZENET_WEIGHTS), epochs=200, patience=200,
-                         batch_size=8, lr=0.0001, num_workers=0, device="cpu", feature_views=0)
+    config = TrainConfig(
+        arch="squeezenet1_0",
+        regime="transfer",
+        data=str(data),
+        weights=str(SQUEEZENET_WEIGHTS),
+        epochs=200,
+        patience=200,
+        batch_size=8,
+        lr=0.0001,
+        num_workers=0,
+        device="cpu",
+        feature_views=0,
+    )
     # Each task asks for every CPU of the node, so the second waits (PENDING) while the first runs.
     running, pending = launch_grid([config, config], runs_dir, slurm.SlurmSettings(cpus_per_task=os.cpu_count(), job_name="cancel-test"))
     job_id = slurm.read_task(running)["job_id"]

@@ -14,9 +14,19 @@ from wildvision.train import TrainConfig
 def test_four_concurrent_runs_and_predictions_all_finish_with_sound_run_folders(shared, tmp_path):
     data = demo_subset(tmp_path, {"captive": 25, "wild": 25, "background": 10})
     test = demo_subset(tmp_path, {"captive": 10, "other": 10}, source="test_out_pet")
-    common = {"arch": "squeezenet1_0", "data": str(data), "with_background": True, "weights": str(SQUEEZENET_WEIGHTS), "lr": 0.0001,
-                  "batch_size": 16, "epochs": 2, "num_workers": 0, "device": "cpu", "tests": {"test_out_pet": str(test)},
-                  "cache_dir": str(tmp_path / "cache")}
+    common = {
+        "arch": "squeezenet1_0",
+        "data": str(data),
+        "with_background": True,
+        "weights": str(SQUEEZENET_WEIGHTS),
+        "lr": 0.0001,
+        "batch_size": 16,
+        "epochs": 2,
+        "num_workers": 0,
+        "device": "cpu",
+        "tests": {"test_out_pet": str(test)},
+        "cache_dir": str(tmp_path / "cache"),
+    }
     configs = [
         (TrainConfig(regime="transfer", **common), "same-name"),  # these two also share every cache entry
         (TrainConfig(regime="transfer", **common), "same-name"),

@@ -25,9 +25,27 @@ RUN_FILES = (runs.CONFIG, runs.STATUS, runs.SPLIT, runs.METRICS, runs.RESULTS, r
 
 
 def train_args(data, runs_dir, *extra):
-    return ("train", "--arch", "squeezenet1_0", "--regime", "transfer", "--data", str(data), "--with-background",
-            "--weights", str(SQUEEZENET_WEIGHTS), "--lr", "0.0001", "--batch-size", "16",
-            "--runs-dir", str(runs_dir), "--workers", "1", *extra)
+    return (
+        "train",
+        "--arch",
+        "squeezenet1_0",
+        "--regime",
+        "transfer",
+        "--data",
+        str(data),
+        "--with-background",
+        "--weights",
+        str(SQUEEZENET_WEIGHTS),
+        "--lr",
+        "0.0001",
+        "--batch-size",
+        "16",
+        "--runs-dir",
+        str(runs_dir),
+        "--workers",
+        "1",
+        *extra,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +147,11 @@ def test_a_run_killed_mid_epoch_resumes_and_finishes(shared, tmp_path):
     data = demo_subset(tmp_path, TRAIN_COUNTS)
     runs_dir = tmp_path / "runs"
     # The plain loop (--feature-views 0): its epochs are long enough to be killed in the middle of one.
-    process = subprocess.Popen([sys.executable, "-m", "wildvision", *train_args(data, runs_dir, "--epochs", "4", "--feature-views", "0")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wildvision", *train_args(data, runs_dir, "--epochs", "4", "--feature-views", "0")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     run_dir = None
     while time.monotonic() < deadline:
@@ -159,8 +180,11 @@ def test_a_run_killed_mid_epoch_resumes_and_finishes(shared, tmp_path):
 def test_a_run_killed_while_computing_stored_features_resumes_without_recomputing_them(shared, tmp_path):
     data = demo_subset(tmp_path, TRAIN_COUNTS)
     runs_dir, cache = tmp_path / "runs", tmp_path / "cache"
-    process = subprocess.Popen([sys.executable, "-m", "wildvision", *train_args(data, runs_dir, "--epochs", "2", "--cache-dir", str(cache))],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wildvision", *train_args(data, runs_dir, "--epochs", "2", "--cache-dir", str(cache))],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and len(list(cache.glob("features/*/*.npy"))) < 20:
         time.sleep(0.1)
@@ -192,8 +216,9 @@ def test_combi_trains_the_head_first_then_all_layers(tmp_path):
 
     data = make_class_folder(tmp_path / "train", {"captive": 10, "wild": 10})
     weights = _random_backbone(tmp_path / "backbone.pth")
-    config = TrainConfig(arch="squeezenet1_0", regime="combi", data=str(data), weights=str(weights), epochs=3,
-                         head_epochs=2, batch_size=8, num_workers=0, device="cpu")
+    config = TrainConfig(
+        arch="squeezenet1_0", regime="combi", data=str(data), weights=str(weights), epochs=3, head_epochs=2, batch_size=8, num_workers=0, device="cpu"
+    )
     run_dir = start_run(config, tmp_path / "runs")
     execute_run(run_dir)
     assert [row["phase"] for row in runs.read_metrics(run_dir)] == ["head", "head", "all_layers"]
@@ -210,8 +235,7 @@ def test_scratch_runs_repeat_exactly_with_the_same_seed(tmp_path):
     data = make_class_folder(tmp_path / "train", {"captive": 8, "wild": 8})
     losses = []
     for attempt in range(2):
-        config = TrainConfig(arch="squeezenet1_0", regime="scratch", data=str(data), epochs=2, batch_size=4,
-                             num_workers=1, device="cpu", seed=7)
+        config = TrainConfig(arch="squeezenet1_0", regime="scratch", data=str(data), epochs=2, batch_size=4, num_workers=1, device="cpu", seed=7)
         run_dir = start_run(config, tmp_path / f"runs{attempt}")
         execute_run(run_dir)
         losses.append([(row["train_loss"], row["val_loss"]) for row in runs.read_metrics(run_dir)])
@@ -233,9 +257,29 @@ def test_grid_runs_the_chosen_configurations_and_reports_failures(shared, tmp_pa
     )
     env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch"), https_proxy="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9")
     result = subprocess.run(
-        [sys.executable, "-m", "wildvision", "grid", str(grid), "--data", str(data), "--only", "*-bg",
-         "--weights", f"squeezenet1_0={SQUEEZENET_WEIGHTS}", "--epochs", "1", "--workers", "0", "--runs-dir", str(tmp_path / "runs")],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "wildvision",
+            "grid",
+            str(grid),
+            "--data",
+            str(data),
+            "--only",
+            "*-bg",
+            "--weights",
+            f"squeezenet1_0={SQUEEZENET_WEIGHTS}",
+            "--epochs",
+            "1",
+            "--workers",
+            "0",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert result.returncode == 1  # resnet18 has no offline ImageNet weights here
     assert "2 of 3 configurations" in result.stdout and "1 completed, 1 failed: resnet18-transfer-bg" in result.stdout
@@ -250,8 +294,7 @@ def test_efficientnet_lite0_trains_in_the_combi_regime_offline(tmp_path):
     from wildvision.train import execute_run, start_run
 
     data = make_class_folder(tmp_path / "train", {"captive": 8, "wild": 8})
-    config = TrainConfig(arch="efficientnet_lite0", regime="combi", data=str(data), epochs=2, head_epochs=1,
-                         batch_size=8, num_workers=0, device="cpu")
+    config = TrainConfig(arch="efficientnet_lite0", regime="combi", data=str(data), epochs=2, head_epochs=1, batch_size=8, num_workers=0, device="cpu")
     run_dir = start_run(config, tmp_path / "runs")
     execute_run(run_dir)
     assert [row["phase"] for row in runs.read_metrics(run_dir)] == ["head", "all_layers"]
@@ -291,8 +334,13 @@ def test_a_write_failing_mid_run_leaves_a_failed_state_and_resume_finishes_it(sh
     runs_dir = tmp_path / "runs"
     # SqueezeNet's checkpoint is 2.9 MB: with a 2 MB limit the first checkpoint write fails, the small files do not.
     # No loader workers: they pass batches through shared-memory files, which the limit would also hit.
-    result = subprocess.run([sys.executable, "-m", "wildvision", *train_args(data, runs_dir, "--epochs", "2", "--workers", "0")],
-                            capture_output=True, text=True, timeout=300, preexec_fn=_file_size_limit(2_000_000))
+    result = subprocess.run(
+        [sys.executable, "-m", "wildvision", *train_args(data, runs_dir, "--epochs", "2", "--workers", "0")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_file_size_limit(2_000_000),
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     (run_dir,) = runs_dir.iterdir()
     assert f"error: run {run_dir.name} failed: could not write {run_dir / runs.CHECKPOINT}" in result.stderr
@@ -312,8 +360,9 @@ def test_an_unusable_runs_folder_is_refused_in_one_line(tmp_path):
     from conftest import make_class_folder
 
     data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
-    result = run_cli("train", "--arch", "squeezenet1_0", "--regime", "scratch", "--data", str(data), "--epochs", "1",
-                     "--runs-dir", str(tmp_path / "not-a-folder" / "runs"))
+    result = run_cli(
+        "train", "--arch", "squeezenet1_0", "--regime", "scratch", "--data", str(data), "--epochs", "1", "--runs-dir", str(tmp_path / "not-a-folder" / "runs")
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: cannot create run folders in {tmp_path / 'not-a-folder' / 'runs'}: Not a directory"
 

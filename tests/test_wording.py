@@ -22,6 +22,7 @@ def shown(sentence: str) -> tuple[float, float]:
 
 # --- percentages and verdicts --------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("percent, text", [(83.0, "83%"), (50.71, "50.71%"), (91.2, "91.2%"), (0.0, "0%"), (100.0, "100%"), (50.6999, "50.6999%")])
 def test_percent_text_drops_trailing_zeros_only(percent, text):
     assert wording.percent_text(percent) == text
@@ -33,21 +34,24 @@ def test_the_line_shows_as_the_slider_shows_it():
     assert wording.line_text(0.855) == "85.5%"
 
 
-@pytest.mark.parametrize("score, line, expected", [
-    (0.912, 0.855, "Flagged as captive / for sale: score 91.2%, at or above the flagging line of 85.5%"),
-    (0.83, 0.855, "Not flagged: score 83%, below the flagging line of 85.5%"),  # the newcomer's photo
-    (0.508, LINE, "Flagged as captive / for sale: score 50.8%, at or above the flagging line of 50.7%"),  # same whole percent
-    (0.5066, LINE, "Not flagged: score 50.66%, below the flagging line of 50.7%"),  # same at one decimal
-    (0.50699, LINE, "Not flagged: score 50.699%, below the flagging line of 50.7%"),  # just below
-    (0.50701, LINE, "Flagged as captive / for sale: score 50.701%, at or above the flagging line of 50.7%"),  # just above
-    (LINE, LINE, "Flagged as captive / for sale: score 50.7%, at or above the flagging line of 50.7%"),  # exactly on it
-    (LINE - 1e-9, LINE, "Not flagged: score 50.6999%, below the flagging line of 50.7%"),  # closer than any decimals
-    (0.0, LINE, "Not flagged: score 0%, below the flagging line of 50.7%"),
-    (1.0, LINE, "Flagged as captive / for sale: score 100%, at or above the flagging line of 50.7%"),
-    (0.0, 0.0, "Flagged as captive / for sale: score 0%, at or above the flagging line of 0%"),
-    (0.99999999, 1.0, "Not flagged: score 99.9999%, below the flagging line of 100%"),
-    (1.0, 1.0, "Flagged as captive / for sale: score 100%, at or above the flagging line of 100%"),
-])
+@pytest.mark.parametrize(
+    "score, line, expected",
+    [
+        (0.912, 0.855, "Flagged as captive / for sale: score 91.2%, at or above the flagging line of 85.5%"),
+        (0.83, 0.855, "Not flagged: score 83%, below the flagging line of 85.5%"),  # the newcomer's photo
+        (0.508, LINE, "Flagged as captive / for sale: score 50.8%, at or above the flagging line of 50.7%"),  # same whole percent
+        (0.5066, LINE, "Not flagged: score 50.66%, below the flagging line of 50.7%"),  # same at one decimal
+        (0.50699, LINE, "Not flagged: score 50.699%, below the flagging line of 50.7%"),  # just below
+        (0.50701, LINE, "Flagged as captive / for sale: score 50.701%, at or above the flagging line of 50.7%"),  # just above
+        (LINE, LINE, "Flagged as captive / for sale: score 50.7%, at or above the flagging line of 50.7%"),  # exactly on it
+        (LINE - 1e-9, LINE, "Not flagged: score 50.6999%, below the flagging line of 50.7%"),  # closer than any decimals
+        (0.0, LINE, "Not flagged: score 0%, below the flagging line of 50.7%"),
+        (1.0, LINE, "Flagged as captive / for sale: score 100%, at or above the flagging line of 50.7%"),
+        (0.0, 0.0, "Flagged as captive / for sale: score 0%, at or above the flagging line of 0%"),
+        (0.99999999, 1.0, "Not flagged: score 99.9999%, below the flagging line of 100%"),
+        (1.0, 1.0, "Flagged as captive / for sale: score 100%, at or above the flagging line of 100%"),
+    ],
+)
 def test_the_verdict_says_how_the_line_decided_it(score, line, expected):
     assert wording.verdict_sentence(score, line, "captive") == expected
 
@@ -82,9 +86,18 @@ def test_other_positive_classes_are_named_in_plain_words():
 
 # --- how far to trust a model --------------------------------------------------------------------
 
-@pytest.mark.parametrize("fraction, words", [
-    (0.2988, "about 30"), (0.992, "about 99"), (0.996, "more than 99"), (1.0, "all 100"), (0.0, "none"), (0.004, "fewer than 1"),
-])
+
+@pytest.mark.parametrize(
+    "fraction, words",
+    [
+        (0.2988, "about 30"),
+        (0.992, "about 99"),
+        (0.996, "more than 99"),
+        (1.0, "all 100"),
+        (0.0, "none"),
+        (0.004, "fewer than 1"),
+    ],
+)
 def test_out_of_100_never_rounds_a_miss_away(fraction, words):
     assert wording.out_of_100(fraction) == words
 
@@ -95,29 +108,35 @@ def test_the_default_models_trust_text_says_what_its_flags_are_worth():
     text = " ".join(sentences)
     pet = card["metrics"]["test_out_pet"]["at_threshold"]
     assert (pet["positive_precision"], pet["positive_recall"]) == (0.2988, 0.992), "the card this test reads changed"
-    assert ("On photos from other websites, among them everyday photos of pets: of every 100 photos it flagged, about 30 "
-            "really were captive / for sale; of every 100 that were, it found about 99.") in sentences
+    assert (
+        "On photos from other websites, among them everyday photos of pets: of every 100 photos it flagged, about 30 "
+        "really were captive / for sale; of every 100 that were, it found about 99."
+    ) in sentences
     assert "with no animals in the everyday ones: of every 100 photos it flagged, about 57 really were" in text
-    assert len(sentences) == 3 and sentences[-1].startswith("On held-back photos") and sentences[-1].endswith("(Optimistic: these photos also helped choose the model.)")
+    assert (
+        len(sentences) == 3
+        and sentences[-1].startswith("On held-back photos")
+        and sentences[-1].endswith("(Optimistic: these photos also helped choose the model.)")
+    )
     assert "F =" not in text and "F-score" not in text and "test_out" not in text
     assert "F =" not in wording.TRUST_CAVEAT and wording.TRUST_CAVEAT.endswith("never as proof.")
 
 
 def test_a_run_without_numbers_at_its_threshold_is_not_guessed():
     metrics = {"test_in": {"f_score": 0.9}, "my_photos": {"at_threshold": {"positive_precision": 0.5, "positive_recall": 0.0}}}
-    assert wording.trust_sentences(metrics, "captive") == [
-        "On the test photos “my_photos”, it flagged none of the photos that really were captive / for sale."
-    ]
+    assert wording.trust_sentences(metrics, "captive") == ["On the test photos “my_photos”, it flagged none of the photos that really were captive / for sale."]
     assert wording.trust_sentences({}, "captive") == ["No test results at its flagging line are stored with this model."]
 
 
 # --- maps and problems ---------------------------------------------------------------------------
 
+
 def test_every_saliency_method_has_plain_words():
     assert set(wording.MAP_NAMES) == set(wording.MAP_DESCRIPTIONS) == set(wording.MAP_READINGS) == set(explain.METHODS)
     assert "Integrated" not in wording.MAP_NAMES["integrated_gradients"]
     assert wording.map_caption("gradcam", blank=False, from_difference=False) == (
-        "Areas that raised the score: brighter = the areas that pushed the score up most.")
+        "Areas that raised the score: brighter = the areas that pushed the score up most."
+    )
     assert "dark everywhere" in wording.map_caption("saliency", blank=True, from_difference=False)
     assert "difference between the model's two scores" in wording.map_caption("saliency", blank=False, from_difference=True)
 

@@ -33,40 +33,67 @@ def _named_folder(text: str) -> tuple[str, str]:
 
 
 def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs-dir", default=str(runs.default_runs_dir()),
-                        help="folder that holds the run folders (default: $WILDVISION_RUNS_DIR, else runs)")
+    parser.add_argument("--runs-dir", default=str(runs.default_runs_dir()), help="folder that holds the run folders (default: $WILDVISION_RUNS_DIR, else runs)")
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by `train` and `grid`: data, test sets and hyperparameter overrides."""
     parser.add_argument("--data", required=True, help="training folder: one sub-folder per class (captive/, wild/, optional background/)")
     parser.add_argument("--positive", default="captive", help="name of the positive class folder; every other folder is negative (default: captive)")
-    parser.add_argument("--test", action="append", type=_named_folder, default=[], metavar="NAME=DIR",
-                        help="an extra test set, laid out like the training folder; repeat for more (e.g. test_out_pet=DIR)")
+    parser.add_argument(
+        "--test",
+        action="append",
+        type=_named_folder,
+        default=[],
+        metavar="NAME=DIR",
+        help="an extra test set, laid out like the training folder; repeat for more (e.g. test_out_pet=DIR)",
+    )
     parser.add_argument("--epochs", type=int, default=200, help="most epochs to train; early stopping usually ends sooner (default: 200)")
     parser.add_argument("--patience", type=int, help="early-stopping patience in epochs (default: Table S5, 15 head-only, 35 all layers)")
     parser.add_argument("--batch-size", type=int, help="batch size (default: Table S5, 75 head-only, 15 all layers)")
     parser.add_argument("--lr", type=float, help="SGD learning rate (default: Table S5, 0.001 head-only, 0.0005 all layers)")
     parser.add_argument("--head-epochs", type=int, default=10, help="combi regime: epochs of head-only training before all layers train (default: 10)")
-    parser.add_argument("--target-precision", type=float, default=0.95,
-                        help="the decision threshold is the lowest whose positive-class precision on test_in reaches this (default: 0.95)")
+    parser.add_argument(
+        "--target-precision",
+        type=float,
+        default=0.95,
+        help="the decision threshold is the lowest whose positive-class precision on test_in reaches this (default: 0.95)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed for the split, initialisation and augmentation (default: 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--workers", type=int, default=TrainConfig.num_workers, help=f"image-loading worker processes (default: {TrainConfig.num_workers})")
-    parser.add_argument("--feature-views", type=int, default=TrainConfig.feature_views,
-                        help="head-only epochs (transfer; combi's first phase) train the head on this many stored augmented views "
-                             f"per image, computed once; 0 runs the backbone every epoch instead (default: {TrainConfig.feature_views})")
+    parser.add_argument(
+        "--feature-views",
+        type=int,
+        default=TrainConfig.feature_views,
+        help="head-only epochs (transfer; combi's first phase) train the head on this many stored augmented views "
+        f"per image, computed once; 0 runs the backbone every epoch instead (default: {TrainConfig.feature_views})",
+    )
     parser.add_argument("--cache-dir", help="where decoded images and backbone features are kept (default: $WILDVISION_CACHE_DIR or ~/.cache/wildvision)")
     _add_runs_dir(parser)
 
 
 def _config_from(args: argparse.Namespace, arch: str, regime: str, background: bool, weights: str | None) -> TrainConfig:
     return TrainConfig(
-        arch=arch, regime=regime, data=str(Path(args.data).resolve()), with_background=background, positive=args.positive,
-        weights=weights, tests=dict(args.test), epochs=args.epochs,
-        patience=args.patience, batch_size=args.batch_size, lr=args.lr, head_epochs=args.head_epochs, seed=args.seed,
-        device=args.device, num_workers=args.workers, split=getattr(args, "split", None), target_precision=args.target_precision,
-        feature_views=args.feature_views, cache_dir=args.cache_dir and str(Path(args.cache_dir).resolve()),
+        arch=arch,
+        regime=regime,
+        data=str(Path(args.data).resolve()),
+        with_background=background,
+        positive=args.positive,
+        weights=weights,
+        tests=dict(args.test),
+        epochs=args.epochs,
+        patience=args.patience,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        head_epochs=args.head_epochs,
+        seed=args.seed,
+        device=args.device,
+        num_workers=args.workers,
+        split=getattr(args, "split", None),
+        target_precision=args.target_precision,
+        feature_views=args.feature_views,
+        cache_dir=args.cache_dir and str(Path(args.cache_dir).resolve()),
     )
 
 
@@ -78,14 +105,17 @@ def _print_results(run_dir: Path) -> None:
     results = runs.read_json(run_dir / runs.RESULTS)
     rule = results["threshold"]
     print(f"run folder: {run_dir}")
-    print(f"best epoch {results['best_epoch']} of {results['epochs_run']}; metrics at 0.5 as in the paper, and at the "
-          f"decision threshold {rule['threshold']:.4f} chosen for precision {rule.get('target_precision', '?')} on test_in")
-    print(f"{'test set':<16}{'images':>8}{'accuracy':>10}{'F':>8}{'precision':>11}{'recall':>8}{'pos. prec.':>12}"
-          f"{'prec. @thr':>12}{'recall @thr':>13}")
+    print(
+        f"best epoch {results['best_epoch']} of {results['epochs_run']}; metrics at 0.5 as in the paper, and at the "
+        f"decision threshold {rule['threshold']:.4f} chosen for precision {rule.get('target_precision', '?')} on test_in"
+    )
+    print(f"{'test set':<16}{'images':>8}{'accuracy':>10}{'F':>8}{'precision':>11}{'recall':>8}{'pos. prec.':>12}{'prec. @thr':>12}{'recall @thr':>13}")
     for name, m in sorted(results["test_sets"].items(), key=lambda item: item[0] != "test_in"):
         at = m["at_threshold"]
-        print(f"{name:<16}{m['n_images']:>8}{m['accuracy']:>10.4f}{m['f_score']:>8.4f}{m['precision']:>11.4f}{m['recall']:>8.4f}"
-              f"{m['positive_precision']:>12.4f}{at['positive_precision']:>12.4f}{at['positive_recall']:>13.4f}")
+        print(
+            f"{name:<16}{m['n_images']:>8}{m['accuracy']:>10.4f}{m['f_score']:>8.4f}{m['precision']:>11.4f}{m['recall']:>8.4f}"
+            f"{m['positive_precision']:>12.4f}{at['positive_precision']:>12.4f}{at['positive_recall']:>13.4f}"
+        )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -111,8 +141,11 @@ def _execute(run_dir: Path) -> bool:
     except Cancelled:
         raise
     except Exception as error:  # noqa: BLE001 - every failure is recorded in the run folder; say so in one line
-        print(f"error: run {run_dir.name} failed: {error} (traceback in {run_dir / runs.LOG}; "
-              f"`python -m wildvision resume {run_dir}` continues after its last completed epoch)", file=sys.stderr)
+        print(
+            f"error: run {run_dir.name} failed: {error} (traceback in {run_dir / runs.LOG}; "
+            f"`python -m wildvision resume {run_dir}` continues after its last completed epoch)",
+            file=sys.stderr,
+        )
         return False
     _print_results(run_dir)
     return True
@@ -214,8 +247,15 @@ def _grid_weights(values: list[str]) -> dict[str, str]:
 def _slurm_settings(args: argparse.Namespace):
     from wildvision.slurm import SlurmSettings, extra_options
 
-    return SlurmSettings(partition=args.partition, account=args.account, time_limit=args.time, gpus_per_task=args.gpus_per_task,
-                         cpus_per_task=args.cpus_per_task, memory=args.mem, extra=extra_options(args.sbatch))
+    return SlurmSettings(
+        partition=args.partition,
+        account=args.account,
+        time_limit=args.time,
+        gpus_per_task=args.gpus_per_task,
+        cpus_per_task=args.cpus_per_task,
+        memory=args.mem,
+        extra=extra_options(args.sbatch),
+    )
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
@@ -235,8 +275,10 @@ def cmd_grid(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(f"dry run: {len(chosen)} of {len(entries)} configurations; nothing was created or submitted", file=sys.stderr)
             return 0
-        configs = [_config_from(args, e["arch"], e["regime"], e["background"], None if e["regime"] == "scratch" else weights.get(e["arch"], weights.get("*")))
-                   for e in chosen]
+        configs = [
+            _config_from(args, e["arch"], e["regime"], e["background"], None if e["regime"] == "scratch" else weights.get(e["arch"], weights.get("*")))
+            for e in chosen
+        ]
         try:
             run_dirs = launch_grid(configs, args.runs_dir, settings)
         except SlurmError as error:
@@ -311,33 +353,51 @@ def cmd_gain(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m wildvision", description="Train, evaluate and use image classifiers that flag online wildlife trade (Kulkarni & Di Minin, 2022).")
+    parser = argparse.ArgumentParser(
+        prog="python -m wildvision", description="Train, evaluate and use image classifiers that flag online wildlife trade (Kulkarni & Di Minin, 2022)."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train one model and write a run folder", description="Train one model in one of the paper's regimes and write a run folder.")
+    p = sub.add_parser(
+        "train", help="train one model and write a run folder", description="Train one model in one of the paper's regimes and write a run folder."
+    )
     p.add_argument("--arch", required=True, choices=ARCHITECTURES, help="architecture")
     p.add_argument("--regime", required=True, choices=REGIMES, help="transfer: head only; scratch: all layers from random init; combi: head, then all layers")
     p.add_argument("--with-background", action="store_true", help="include the background/ folder as extra negatives (the paper's data_bg)")
-    p.add_argument("--weights", help="imagenet (torchvision's, downloaded when online), none (random init), or PATH to a state dict (default: imagenet; none for scratch)")
+    p.add_argument(
+        "--weights", help="imagenet (torchvision's, downloaded when online), none (random init), or PATH to a state dict (default: imagenet; none for scratch)"
+    )
     p.add_argument("--split", help="reuse the train/test_in split of an earlier run (its split.json)")
     p.add_argument("--name", help="run name prefix (default: ARCH-REGIME-DATASET)")
     _add_training_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("resume", help="continue a killed, failed, cancelled or queued run", description="Continue a run after its last completed epoch.")
-    p.add_argument("run", nargs="+", help="run folders (or names under --runs-dir), trained one after another; completed runs are skipped, and so are cancelled ones when several are given")
+    p.add_argument(
+        "run",
+        nargs="+",
+        help="run folders (or names under --runs-dir), trained one after another; completed runs are skipped, and so are cancelled ones when several are given",
+    )
     _add_runs_dir(p)
     p.set_defaults(func=cmd_resume)
 
-    p = sub.add_parser("evaluate", help="evaluate a run's best model on more test sets", description="Evaluate a run's best model on test sets and add them to its results.json.")
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a run's best model on more test sets",
+        description="Evaluate a run's best model on test sets and add them to its results.json.",
+    )
     p.add_argument("run", help="run folder, or its name under --runs-dir")
     p.add_argument("--test", action="append", type=_named_folder, required=True, metavar="NAME=DIR", help="a test set; repeat for more")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     _add_runs_dir(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="predict images with a trained model", description="Print path, probability of the positive class and label for each image.")
-    p.add_argument("--model", default="default", help="default (the shipped model), a run folder, a run name under --runs-dir, or a checkpoint.pt (default: default)")
+    p = sub.add_parser(
+        "predict", help="predict images with a trained model", description="Print path, probability of the positive class and label for each image."
+    )
+    p.add_argument(
+        "--model", default="default", help="default (the shipped model), a run folder, a run name under --runs-dir, or a checkpoint.pt (default: default)"
+    )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders of images, or zip files of images")
     p.add_argument("--csv", help="write the predictions to this CSV file instead of standard output")
     p.add_argument("--batch-size", type=int, help="images per forward pass (default: 8 on the CPU, 32 on a GPU)")
@@ -345,17 +405,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs_dir(p)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("grid", help="run a grid of configurations here one after another, or on a SLURM cluster (e.g. the paper's 24)",
-                       description="Run every configuration of a grid file (see experiments/paper_grid.toml): here, one after another, "
-                                   "or with --launcher slurm as one sbatch job array with a task per configuration.")
+    p = sub.add_parser(
+        "grid",
+        help="run a grid of configurations here one after another, or on a SLURM cluster (e.g. the paper's 24)",
+        description="Run every configuration of a grid file (see experiments/paper_grid.toml): here, one after another, "
+        "or with --launcher slurm as one sbatch job array with a task per configuration.",
+    )
     p.add_argument("gridfile", help="TOML file with [[run]] tables holding arch, regime and background")
-    p.add_argument("--only", nargs="+", default=[], metavar="PATTERN", help="run only configurations whose name (ARCH-REGIME-bg|no_bg) matches one of these shell patterns, e.g. 'densenet*-combi-*'")
-    p.add_argument("--weights", action="append", default=[], metavar="imagenet|ARCH=PATH",
-                   help="pretrained weights: imagenet (default) for all, or ARCH=PATH for one architecture; repeat for more")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        default=[],
+        metavar="PATTERN",
+        help="run only configurations whose name (ARCH-REGIME-bg|no_bg) matches one of these shell patterns, e.g. 'densenet*-combi-*'",
+    )
+    p.add_argument(
+        "--weights",
+        action="append",
+        default=[],
+        metavar="imagenet|ARCH=PATH",
+        help="pretrained weights: imagenet (default) for all, or ARCH=PATH for one architecture; repeat for more",
+    )
     _add_training_options(p)
     cluster = p.add_argument_group("SLURM", "with --launcher slurm; the run folders (--runs-dir) must be on a filesystem the compute nodes share")
-    cluster.add_argument("--launcher", choices=("local", "slurm"), default="local",
-                         help="local: train here, one after another, until all are done; slurm: submit one job array and return (default: local)")
+    cluster.add_argument(
+        "--launcher",
+        choices=("local", "slurm"),
+        default="local",
+        help="local: train here, one after another, until all are done; slurm: submit one job array and return (default: local)",
+    )
     cluster.add_argument("--dry-run", action="store_true", help="print the batch script and the task of each configuration; create and submit nothing")
     cluster.add_argument("--partition", help="partition (queue) to submit to (default: the cluster's)")
     cluster.add_argument("--account", help="account to charge (default: yours)")
@@ -363,17 +441,27 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--gpus-per-task", type=int, default=0, help="GPUs per task, requested as --gres=gpu:N (default: 0)")
     cluster.add_argument("--cpus-per-task", type=int, help="CPUs per task; give --workers a value below it (default: the cluster's)")
     cluster.add_argument("--mem", help="memory per task, e.g. 32G (default: the cluster's)")
-    cluster.add_argument("--sbatch", action="append", default=[], metavar="OPTION", help="one more #SBATCH option without its dashes, e.g. qos=short; repeat for more")
+    cluster.add_argument(
+        "--sbatch", action="append", default=[], metavar="OPTION", help="one more #SBATCH option without its dashes, e.g. qos=short; repeat for more"
+    )
     p.set_defaults(func=cmd_grid)
 
     p = sub.add_parser("runs", help="list runs and their states", description="List the runs under --runs-dir, newest first.")
     _add_runs_dir(p)
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("models", help="list architectures and their trainable parameter counts", description="List the architectures with a 2-class head and their trainable parameter counts (Table S4).")
+    p = sub.add_parser(
+        "models",
+        help="list architectures and their trainable parameter counts",
+        description="List the architectures with a 2-class head and their trainable parameter counts (Table S4).",
+    )
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("gain", help="rank architectures by efficiency gain over SqueezeNet", description="Efficiency gain (Section 3.3): (F - F_squeezenet) / (parameters - parameters_squeezenet), highest first.")
+    p = sub.add_parser(
+        "gain",
+        help="rank architectures by efficiency gain over SqueezeNet",
+        description="Efficiency gain (Section 3.3): (F - F_squeezenet) / (parameters - parameters_squeezenet), highest first.",
+    )
     p.add_argument("--source", choices=("paper", "runs"), default="paper", help="the paper's reported F-scores, or own completed runs (default: paper)")
     p.add_argument("--test", default="test_in", help="test set: test_in, test_out_pet, test_out_nopet, or any name your runs used (default: test_in)")
     p.add_argument("--dataset", choices=("bg", "no_bg"), default="bg", help="trained with or without background images (default: bg)")

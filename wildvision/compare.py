@@ -283,9 +283,7 @@ def results_grid(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     grid = selected.groupby(keys + ["dataset", "test_set"], sort=False)["value"].first().unstack(["dataset", "test_set"])
     grid.index = grid.index.set_names(list(ROW_LEVELS))
 
-    columns = pd.MultiIndex.from_product(
-        [dataset_order(selected["dataset"]), test_set_order(selected["test_set"])], names=list(COLUMN_LEVELS)
-    )
+    columns = pd.MultiIndex.from_product([dataset_order(selected["dataset"]), test_set_order(selected["test_set"])], names=list(COLUMN_LEVELS))
     grid = grid.reindex(columns=columns).dropna(axis=1, how="all")
 
     first_seen = {key: position for position, key in enumerate(dict.fromkeys(grid.index))}
@@ -583,20 +581,29 @@ def gain_headline(gains: pd.DataFrame, baseline_f: float, selection: str, baseli
     model, f, gain = best["model"], format_value(best["f_score"]), format_gain(best["gain_per_million"])
     base = format_value(baseline_f)
     if best["gain"] > 0:
-        return (f"**{model}** has the highest gain for {selection}: {gain} F-score per million parameters beyond "
-                f"SqueezeNet's (F-score {f} against SqueezeNet's {base}).")
+        return (
+            f"**{model}** has the highest gain for {selection}: {gain} F-score per million parameters beyond "
+            f"SqueezeNet's (F-score {f} against SqueezeNet's {base})."
+        )
     if best["gain"] == 0:
         tied = ", ".join(gains.loc[gains["gain"] == 0, "model"])
-        return (f"**No architecture beats SqueezeNet** for {selection}: the best ({tied}) only equal its F-score of {base}, "
-                "so their extra parameters gain nothing; all others score lower.")
-    return (f"**No architecture beats SqueezeNet** for {selection}: every larger model has a lower F-score than its {base}, "
-            f"so every gain is negative; the smallest loss is {model}'s ({f}, {gain} per million extra parameters).")
+        return (
+            f"**No architecture beats SqueezeNet** for {selection}: the best ({tied}) only equal its F-score of {base}, "
+            "so their extra parameters gain nothing; all others score lower."
+        )
+    return (
+        f"**No architecture beats SqueezeNet** for {selection}: every larger model has a lower F-score than its {base}, "
+        f"so every gain is negative; the smallest loss is {model}'s ({f}, {gain} per million extra parameters)."
+    )
 
 
 def _regimes_with(frame: pd.DataFrame, origin: str, model: str, test_set: str, dataset: str) -> str:
     rows = frame[
-        (frame["origin"] == origin) & (frame["metric"] == "f_score") & (frame["model"] == model)
-        & (frame["test_set"] == test_set) & (frame["dataset"] == dataset)
+        (frame["origin"] == origin)
+        & (frame["metric"] == "f_score")
+        & (frame["model"] == model)
+        & (frame["test_set"] == test_set)
+        & (frame["dataset"] == dataset)
     ]
     return ", ".join(r for r in paper.REGIMES if r in set(rows["regime"]))
 
@@ -723,6 +730,7 @@ def confusion_matrices(run_dir: str | Path, at_threshold: bool = False) -> dict[
 # Colours and exports
 # --------------------------------------------------------------------------------------------
 
+
 def colour_scaled(table: pd.DataFrame, diverging: bool = False) -> pd.io.formats.style.Styler:
     """The table with its cells coloured on one scale over the whole table (matplotlib colour maps).
 
@@ -825,10 +833,29 @@ def to_csv(df: pd.DataFrame, significant: int = 6) -> str:
 
 #: Characters LaTeX treats specially, and non-ASCII ones the dashboard writes, as LaTeX text.
 _LATEX_SPECIALS = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
-    "·": r"\textperiodcentered{}", "–": "--", "—": "---", "“": "``", "”": "''", "‘": "`", "’": "'",
-    "×": r"\texttimes{}", "≥": r"$\geq$", "≤": r"$\leq$", "…": r"\dots{}",
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "·": r"\textperiodcentered{}",
+    "–": "--",
+    "—": "---",
+    "“": "``",
+    "”": "''",
+    "‘": "`",
+    "’": "'",
+    "×": r"\texttimes{}",
+    "≥": r"$\geq$",
+    "≤": r"$\leq$",
+    "…": r"\dots{}",
 }
 
 
@@ -838,9 +865,7 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIALS.get(character, character) for character in str(text))
 
 
-def to_latex(
-    df: pd.DataFrame, caption: str | None = None, label: str | None = None, signed: bool = False, decimals: int | None = None
-) -> str:
+def to_latex(df: pd.DataFrame, caption: str | None = None, label: str | None = None, signed: bool = False, decimals: int | None = None) -> str:
     """A booktabs LaTeX table of ``df`` (needs only \\usepackage{booktabs}), ready for a paper or slide.
 
     Every float is printed with one number of decimals for the whole table (``table_decimals`` unless

@@ -86,10 +86,7 @@ def _image_files(folder: Path) -> list[Path]:
             elif path.is_file():
                 files.append(path)
     if broken:
-        raise DataFolderError(
-            f"{len(broken)} image link(s) in {folder} point to nothing, e.g. {broken[0]} -> {os.readlink(broken[0])}; "
-            "fix or remove them"
-        )
+        raise DataFolderError(f"{len(broken)} image link(s) in {folder} point to nothing, e.g. {broken[0]} -> {os.readlink(broken[0])}; fix or remove them")
     return sorted(files)
 
 
@@ -117,9 +114,7 @@ def file_list_hash(samples: Sequence[Sample], root: str | Path) -> str:
 
 def stratified_split(samples: Sequence[Sample], test_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
     """The paper's 80/20 split into train and test_in, stratified by class folder (so background too)."""
-    train, test = train_test_split(
-        list(samples), test_size=test_fraction, random_state=seed, stratify=[s.class_name for s in samples]
-    )
+    train, test = train_test_split(list(samples), test_size=test_fraction, random_state=seed, stratify=[s.class_name for s in samples])
     key = lambda s: str(s.path)
     return sorted(train, key=key), sorted(test, key=key)
 
@@ -248,4 +243,3 @@ def make_loader(
         pin_memory=pin_memory,
         persistent_workers=False,
     )
-

@@ -54,8 +54,15 @@ def tradeoff(scores: dict[str, dict], threshold: float) -> list[dict]:
     for name, score in scores.items():
         m = compute_metrics(score["labels"], score["probabilities"], threshold)
         flagged = m["confusion_matrix"][0][1] + m["confusion_matrix"][1][1]
-        rows.append({"test set": name, "images": m["n_images"], "flagged": flagged,
-                     "precision (captive)": m["positive_precision"], "recall (captive)": m["positive_recall"]})
+        rows.append(
+            {
+                "test set": name,
+                "images": m["n_images"],
+                "flagged": flagged,
+                "precision (captive)": m["positive_precision"],
+                "recall (captive)": m["positive_recall"],
+            }
+        )
     return rows
 
 
@@ -73,9 +80,7 @@ def compute_metrics(labels: Sequence[int], probabilities: Sequence[float], thres
     """accuracy, f_score, precision, recall (weighted, as in Tables S1-S3), positive_precision (Table 1), confusion."""
     labels = np.asarray(labels, dtype=int)
     predicted = (np.asarray(probabilities) >= threshold).astype(int)
-    precision, recall, f_score, _ = precision_recall_fscore_support(
-        labels, predicted, labels=[0, 1], average="weighted", zero_division=0
-    )
+    precision, recall, f_score, _ = precision_recall_fscore_support(labels, predicted, labels=[0, 1], average="weighted", zero_division=0)
     return {
         "accuracy": float(accuracy_score(labels, predicted)),
         "f_score": float(f_score),
@@ -141,8 +146,7 @@ def evaluate_samples(
     metrics at any other threshold.
     """
     started = time.perf_counter()
-    loader = make_loader(samples, train=False, batch_size=batch_size, num_workers=num_workers,
-                         pin_memory=device.type == "cuda", normalisation=normalisation)
+    loader = make_loader(samples, train=False, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda", normalisation=normalisation)
     result = infer(model, loader, device)
     if len(result.labels) == 0:
         raise ValueError("none of the images could be read, so nothing could be evaluated")

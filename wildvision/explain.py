@@ -205,6 +205,7 @@ def _attribution_session(model: nn.Module) -> Iterator[None]:
 
 # --- preprocessing and postprocessing -----------------------------------------------------------
 
+
 def target_layer(model: nn.Module, arch: str) -> nn.Module:
     """The module Grad-CAM reads for `arch` (see TARGET_LAYERS)."""
     if arch not in TARGET_LAYERS:
@@ -302,7 +303,10 @@ def _attribute(
         std = torch.tensor(loaded.normalisation[1], device=batch.device)[None, :, None, None]
         black = ((0 - mean) / std).expand(batch.shape).contiguous()  # a black photo, normalised like the input
         attributions = IntegratedGradients(forward).attribute(
-            batch, baselines=black, target=POSITIVE_INDEX, n_steps=n_steps,
+            batch,
+            baselines=black,
+            target=POSITIVE_INDEX,
+            n_steps=n_steps,
             internal_batch_size=max(IG_INTERNAL_BATCH, len(batch)),
         )
         return _normalise(attributions.abs().sum(dim=1), SALIENCY_PERCENTILE), None
@@ -310,6 +314,7 @@ def _attribute(
 
 
 # --- public API ---------------------------------------------------------------------------------
+
 
 def explain_many(
     loaded: LoadedModel,
@@ -336,7 +341,7 @@ def explain_many(
     explanations: list[Explanation] = []
     with _attribution_session(loaded.model):
         for start in range(0, len(images), step):
-            chunk = images[start:start + step]
+            chunk = images[start : start + step]
             batch = _to_batch(loaded, chunk)
 
             def chunk_progress(fraction: float, done: int = start, count: int = len(chunk)) -> None:
@@ -356,7 +361,7 @@ def explain_many(
             if blank:
                 maps[blank] = _attribute(loaded, batch[blank], method, n_steps, None, difference=True)[0].detach()
             targets = ["score difference" if index in blank else "positive output" for index in range(len(chunk))]
-            for probability, heatmap, target in zip(probabilities, _resize_maps(maps, sizes[start:start + step]), targets):
+            for probability, heatmap, target in zip(probabilities, _resize_maps(maps, sizes[start : start + step]), targets):
                 label = loaded.positive_class if probability >= loaded.threshold else loaded.class_names[0]
                 explanations.append(Explanation(probability, label, heatmap, method, target))
             if progress is not None:
@@ -381,10 +386,19 @@ def _colormap_lut() -> np.ndarray:
 
     Built from a few of inferno's colours by linear interpolation, so no plotting library is needed.
     """
-    anchors = np.array([
-        (0.00, 0, 0, 4), (0.13, 31, 12, 72), (0.25, 85, 15, 109), (0.38, 136, 34, 106),
-        (0.50, 186, 54, 85), (0.63, 227, 89, 51), (0.75, 249, 140, 10), (0.88, 249, 201, 50), (1.00, 252, 255, 164),
-    ])
+    anchors = np.array(
+        [
+            (0.00, 0, 0, 4),
+            (0.13, 31, 12, 72),
+            (0.25, 85, 15, 109),
+            (0.38, 136, 34, 106),
+            (0.50, 186, 54, 85),
+            (0.63, 227, 89, 51),
+            (0.75, 249, 140, 10),
+            (0.88, 249, 201, 50),
+            (1.00, 252, 255, 164),
+        ]
+    )
     positions = np.linspace(0, 1, 256)
     return np.stack([np.interp(positions, anchors[:, 0], anchors[:, c]) for c in (1, 2, 3)], axis=1).round().astype(np.uint8)
 

@@ -155,7 +155,10 @@ def backbone_features(
         backbone.eval()
         loader = DataLoader(
             _Views(samples, hashes, to_compute, transform_for_label, views, seed, cache_dir),
-            batch_size=batch_size, num_workers=num_workers, collate_fn=_collate, pin_memory=device.type == "cuda",
+            batch_size=batch_size,
+            num_workers=num_workers,
+            collate_fn=_collate,
+            pin_memory=device.type == "cuda",
         )
         done = 0
         for batch in loader:

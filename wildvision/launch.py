@@ -198,8 +198,7 @@ def progress_line(run: runs.RunSummary, p: Progress | None = None) -> str:
         return f"queued: waiting to start (at most {p.max_epochs} epochs, {p.epoch} done)"
     done = f"{p.epoch} of at most {p.max_epochs} epochs done"
     if p.computing_features:
-        return (f"{run.state}: {done}; computing stored features for epoch {p.epoch + 1} (once per run: later "
-                "head-only epochs reuse them and are much faster)…")
+        return f"{run.state}: {done}; computing stored features for epoch {p.epoch + 1} (once per run: later head-only epochs reuse them and are much faster)…"
     if p.seconds_per_epoch is None:
         batch = f", batch {run.status['batch']} of {run.status['batches']}" if run.status.get("batches") else ""
         return f"{run.state}: {done}; epoch {p.epoch + 1} under way{batch} (the time per epoch is known once it ends)"

@@ -48,9 +48,11 @@ def limitations(metrics: dict[str, dict]) -> list[str]:
     inside = metrics["test_in"]["at_threshold"]
     items = [
         PROXY_LIMITATION,
-        (f"The decision threshold was chosen on test_in, which also picked the best epoch, so test_in numbers are optimistic "
-        f"(there {inside['positive_precision']:.0%} of flagged photos are captive and {inside['positive_recall']:.0%} of "
-        "captive photos are flagged); the other test sets' numbers are the honest ones."),
+        (
+            f"The decision threshold was chosen on test_in, which also picked the best epoch, so test_in numbers are optimistic "
+            f"(there {inside['positive_precision']:.0%} of flagged photos are captive and {inside['positive_recall']:.0%} of "
+            "captive photos are flagged); the other test sets' numbers are the honest ones."
+        ),
     ]
     outside = {name: m["at_threshold"] for name, m in metrics.items() if name != "test_in"}
     for name, at in outside.items():
@@ -93,15 +95,21 @@ def build_card(config: dict, results: dict) -> dict:
         "parameters": config["n_parameters"],
         "training": {
             "regime": "transfer (the paper's Table S5: only the new head trains; batch 75, lr 0.001, SGD momentum 0.9)",
-            "epochs_run": results["epochs_run"], "best_epoch": results["best_epoch"], "seed": train["seed"],
+            "epochs_run": results["epochs_run"],
+            "best_epoch": results["best_epoch"],
+            "seed": train["seed"],
             "images": config["n_images"],
         },
         "training_data": TRAINING_DATA,
-        "threshold": {"value": round(rule["threshold"], 4), "target_precision": rule["target_precision"], "met_on_test_in": rule["met"],
-                      "chosen_on": "test_in"},
+        "threshold": {
+            "value": round(rule["threshold"], 4),
+            "target_precision": rule["target_precision"],
+            "met_on_test_in": rule["met"],
+            "chosen_on": "test_in",
+        },
         "metrics": metrics,
         "metrics_note": "accuracy, F, precision and recall are weighted over both classes at 0.5, as in the paper's Tables S1-S3; "
-                        "positive_precision is Table 1's; at_threshold gives the positive class's precision and recall at the decision threshold.",
+        "positive_precision is Table 1's; at_threshold gives the positive class's precision and recall at the decision threshold.",
         "limitations": limitations(metrics),
     }
 
@@ -110,7 +118,7 @@ def save_default_model(checkpoint: dict, card: dict, scores: dict, split: dict, 
     """Store the head, its metadata, the model card, the test scores and the test_in file list."""
     folder.mkdir(parents=True, exist_ok=True)
     prefix = "_fc."
-    head_state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    head_state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
     kept = ("class_names", "positive_class", "normalisation", "threshold", "threshold_rule", "epoch")
     runs.save_torch_atomic(folder / HEAD, {"arch": ARCH, "backbone": "imagenet", "head_state_dict": head_state} | {k: checkpoint[k] for k in kept})
     runs.write_json_atomic(folder / CARD, card)
@@ -143,25 +151,25 @@ def card_markdown(card: dict) -> str:
     )
     threshold = card["threshold"]
     limitations = "\n".join(f"- {item}" for item in card["limitations"])
-    return f"""### {card['name']}
+    return f"""### {card["name"]}
 
-**Model**: {card['architecture']} ({card['parameters']:,} parameters); {card['backbone']}; head trained by
-{card['training']['regime']}, best epoch {card['training']['best_epoch']} of {card['training']['epochs_run']}, seed {card['training']['seed']}.
+**Model**: {card["architecture"]} ({card["parameters"]:,} parameters); {card["backbone"]}; head trained by
+{card["training"]["regime"]}, best epoch {card["training"]["best_epoch"]} of {card["training"]["epochs_run"]}, seed {card["training"]["seed"]}.
 
-**Trained on**: {card['training_data']}
+**Trained on**: {card["training_data"]}
 
-**Decision threshold (flagging line)**: {line_text(threshold['value'])}, the lowest score whose precision for "captive / for sale" on
-test_in reaches {threshold['target_precision']:.0%}{'' if threshold['met_on_test_in'] else ' (not reached: the highest precision available)'}.
+**Decision threshold (flagging line)**: {line_text(threshold["value"])}, the lowest score whose precision for "captive / for sale" on
+test_in reaches {threshold["target_precision"]:.0%}{"" if threshold["met_on_test_in"] else " (not reached: the highest precision available)"}.
 
 | test set | images | accuracy | F | precision (captive) | precision at threshold | recall at threshold |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: |
 {rows}
 
-{card['metrics_note']}
+{card["metrics_note"]}
 
 **Limitations**
 
 {limitations}
 
-Built {card['date']} by code version {card['code_version']}.
+Built {card["date"]} by code version {card["code_version"]}.
 """

@@ -228,8 +228,7 @@ def _check_fit(expected: dict[str, torch.Tensor], state: dict, weights, arch: st
     wrong = sorted(k for k in expected if k in state and getattr(state[k], "shape", None) != expected[k].shape)
     if missing or wrong or set(state) - set(expected):
         raise WeightsError(
-            f"weights {weights} do not fit the stock {arch} "
-            f"(e.g. missing {missing[:3] or 'none'}; shapes or keys differ): are they for another architecture?"
+            f"weights {weights} do not fit the stock {arch} (e.g. missing {missing[:3] or 'none'}; shapes or keys differ): are they for another architecture?"
         )
 
 

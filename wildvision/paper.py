@@ -92,12 +92,7 @@ def _to_float(metric: str, printed: str) -> float:
 @functools.lru_cache(maxsize=1)
 def _reference_frame() -> pd.DataFrame:
     rows = _raw_rows()
-    frame = pd.DataFrame(
-        {
-            column: [row[column] or None for row in rows]
-            for column in ("model", "regime", "dataset", "test_set", "metric")
-        }
-    )
+    frame = pd.DataFrame({column: [row[column] or None for row in rows] for column in ("model", "regime", "dataset", "test_set", "metric")})
     frame["value"] = [_to_float(row["metric"], row["value"]) for row in rows]
     frame["source"] = [row["source"] for row in rows]
     return frame
@@ -149,11 +144,7 @@ def efficiency_gain(
     nothing to measure against), if a model has no parameter count, or if a
     model has as many parameters as the baseline (gain undefined).
     """
-    missing_from = [
-        name
-        for name, mapping in (("f_scores", f_scores), ("parameter_counts", parameter_counts))
-        if baseline not in mapping
-    ]
+    missing_from = [name for name, mapping in (("f_scores", f_scores), ("parameter_counts", parameter_counts)) if baseline not in mapping]
     if missing_from:
         raise ValueError(
             f"baseline {baseline!r} is missing from {' and '.join(missing_from)}; the gain is "
@@ -220,9 +211,7 @@ def gain_from_results(
     pass runs newest first. `source` names the results in error messages.
     """
     f_rows = results[results["metric"] == "f_score"]
-    selected = f_rows[
-        (f_rows["test_set"] == test_set) & (f_rows["dataset"] == dataset) & (f_rows["regime"] == regime)
-    ].drop_duplicates("model")
+    selected = f_rows[(f_rows["test_set"] == test_set) & (f_rows["dataset"] == dataset) & (f_rows["regime"] == regime)].drop_duplicates("model")
     if selected.empty:
         reported = sorted({(r.test_set, r.dataset, r.regime) for r in f_rows.itertuples()})
         raise ValueError(

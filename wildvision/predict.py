@@ -90,9 +90,7 @@ def load_model(model: str | Path, runs_dir: str | Path = "runs", device: str = "
     try:
         network.load_state_dict(checkpoint["state_dict"], strict=True)
     except RuntimeError:
-        raise CheckpointError(
-            f"{path} says it is a {arch} with {len(checkpoint['class_names'])} classes, but its tensors do not fit that model"
-        ) from None
+        raise CheckpointError(f"{path} says it is a {arch} with {len(checkpoint['class_names'])} classes, but its tensors do not fit that model") from None
     target = resolve_device(device)
     network = network.to(target, memory_format=torch.channels_last).eval()
     stored = checkpoint.get("normalisation", {})
@@ -177,9 +175,7 @@ def _prepare(path: str | Path, transform: Callable[[Image.Image], torch.Tensor])
 
 
 @torch.inference_mode()
-def predict_paths(
-    loaded: LoadedModel, paths: Sequence[str | Path], batch_size: int | None = None, workers: int | None = None
-) -> list[Prediction]:
+def predict_paths(loaded: LoadedModel, paths: Sequence[str | Path], batch_size: int | None = None, workers: int | None = None) -> list[Prediction]:
     """A prediction per path, in order; an unreadable image gets its error instead of a probability.
 
     `workers` threads (default `loader_threads()`) decode and transform the next batches while the

@@ -35,6 +35,7 @@ CONFIG, STATUS, SPLIT, METRICS, RESULTS = "config.json", "status.json", "split.j
 SCORES = "scores.json"
 CHECKPOINT, LAST, LOG = "checkpoint.pt", "last.pt", "train.log"
 
+
 def default_runs_dir() -> Path:
     """The dashboard's runs folder: $WILDVISION_RUNS_DIR, else runs/ (read on every call, so tests can point it elsewhere)."""
     return Path(os.environ.get("WILDVISION_RUNS_DIR", "runs"))
@@ -231,8 +232,5 @@ def results_frame(runs_dir: str | Path):
         train = run.config["train"]
         dataset = "bg" if train["with_background"] else "no_bg"
         for test_set, metrics in read_json(run.path / RESULTS)["test_sets"].items():
-            rows.extend(
-                (train["arch"], train["regime"], dataset, test_set, metric, float(metrics[metric]), run.name)
-                for metric in RESULT_METRICS
-            )
+            rows.extend((train["arch"], train["regime"], dataset, test_set, metric, float(metrics[metric]), run.name) for metric in RESULT_METRICS)
     return pd.DataFrame(rows, columns=["model", "regime", "dataset", "test_set", "metric", "value", "source"])

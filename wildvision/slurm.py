@@ -81,17 +81,19 @@ def batch_script(task_count: int, settings: SlurmSettings) -> str:
     options += list(settings.extra)
     code_root = Path(__file__).resolve().parents[1]
     # abspath, not resolve: a virtual environment's python is a symlink whose target would bypass the environment
-    return "\n".join([
-        "#!/bin/bash",
-        "# wildvision grid: array task i trains the run folder on line i+1 of runs.txt, in the folder sbatch ran in.",
-        *(f"#SBATCH {option}" for option in options),
-        "set -euo pipefail",
-        'run_dir=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "$SLURM_SUBMIT_DIR/runs.txt")',
-        f"cd {shlex.quote(str(code_root))}",
-        "# the run's console output goes beside its train.log, as for a run started on this machine",
-        f'exec {shlex.quote(os.path.abspath(sys.executable))} -m wildvision resume "$run_dir" >> "$run_dir/console.log" 2>&1',
-        "",
-    ])
+    return "\n".join(
+        [
+            "#!/bin/bash",
+            "# wildvision grid: array task i trains the run folder on line i+1 of runs.txt, in the folder sbatch ran in.",
+            *(f"#SBATCH {option}" for option in options),
+            "set -euo pipefail",
+            'run_dir=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "$SLURM_SUBMIT_DIR/runs.txt")',
+            f"cd {shlex.quote(str(code_root))}",
+            "# the run's console output goes beside its train.log, as for a run started on this machine",
+            f'exec {shlex.quote(os.path.abspath(sys.executable))} -m wildvision resume "$run_dir" >> "$run_dir/console.log" 2>&1',
+            "",
+        ]
+    )
 
 
 def _slurm(command: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -120,8 +122,9 @@ def submit(run_dirs: Sequence[Path], settings: SlurmSettings) -> str:
             runs.write_status(run_dir, "failed", message=message)
         raise SlurmError(message)
     job_id = result.stdout.strip().split(";")[0]  # --parsable prints JOBID or JOBID;CLUSTER
-    runs.write_json_atomic(folder / SUBMISSION, {"job_id": job_id, "submitted_at": runs.now(), "settings": dataclasses.asdict(settings),
-                                                 "runs": [str(d) for d in run_dirs]})
+    runs.write_json_atomic(
+        folder / SUBMISSION, {"job_id": job_id, "submitted_at": runs.now(), "settings": dataclasses.asdict(settings), "runs": [str(d) for d in run_dirs]}
+    )
     for index, run_dir in enumerate(run_dirs):
         runs.write_json_atomic(run_dir / TASK_FILE, {"job_id": job_id, "task_id": f"{job_id}_{index}", "submission": str(folder)})
     return job_id

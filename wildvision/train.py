@@ -141,8 +141,7 @@ def suggested_lr(arch: str, regime: str, weights: str | Path | None = None) -> t
         )
     if len(phases) == 1:
         return phases[0].lr, f"Table S5's learning rate for the {regime} regime"
-    return None, (f"Table S5's learning rates for combi: {phases[0].lr:g} for the {phases[0].epochs} head-only epochs, "
-                  f"then {phases[1].lr:g} for all layers")
+    return None, (f"Table S5's learning rates for combi: {phases[0].lr:g} for the {phases[0].epochs} head-only epochs, then {phases[1].lr:g} for all layers")
 
 
 class Cancelled(Exception):
@@ -155,9 +154,12 @@ def _raise_cancelled(signum, frame):
 
 def code_version() -> str:
     try:
-        return subprocess.run(
-            ["git", "describe", "--always", "--dirty"], check=False, cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
-        ).stdout.strip() or "unknown"
+        return (
+            subprocess.run(
+                ["git", "describe", "--always", "--dirty"], check=False, cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            or "unknown"
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -392,19 +394,32 @@ def _train_and_evaluate(run_dir: Path) -> dict:
         train_started = time.perf_counter()
         if on_stored_features:
             tail, train_features, val_features = stored
-            train_loss, n_trained = train_head_epoch(
-                tail, train_features, optimizer, scaler, phase.batch_size, config.seed * 1000 + epoch, device
-            )
+            train_loss, n_trained = train_head_epoch(tail, train_features, optimizer, scaler, phase.batch_size, config.seed * 1000 + epoch, device)
             train_time = time.perf_counter() - train_started
             val = features.head_inference(tail, val_features, device)
         else:
             torch.manual_seed(config.seed * 1000 + epoch)  # augmentation in this process; workers get seeds from the loader
-            loader = make_loader(train, True, phase.batch_size, config.num_workers, seed=config.seed * 1000 + epoch,
-                                 pin_memory=device.type == "cuda", normalisation=normalisation(config.arch), image_cache=config.cache_folder)
+            loader = make_loader(
+                train,
+                True,
+                phase.batch_size,
+                config.num_workers,
+                seed=config.seed * 1000 + epoch,
+                pin_memory=device.type == "cuda",
+                normalisation=normalisation(config.arch),
+                image_cache=config.cache_folder,
+            )
             train_loss, n_trained = _train_one_epoch(model, loader, optimizer, scaler, device, run_dir, epoch)
             train_time = time.perf_counter() - train_started
-            val_loader = make_loader(test_in, False, 64, config.num_workers, pin_memory=device.type == "cuda",
-                                     normalisation=normalisation(config.arch), image_cache=config.cache_folder)
+            val_loader = make_loader(
+                test_in,
+                False,
+                64,
+                config.num_workers,
+                pin_memory=device.type == "cuda",
+                normalisation=normalisation(config.arch),
+                image_cache=config.cache_folder,
+            )
             val = infer(model, val_loader, device)
         val_loss = val.loss()
         val_metrics = compute_metrics(val.labels.tolist(), val.probabilities.tolist())
@@ -413,7 +428,10 @@ def _train_and_evaluate(run_dir: Path) -> dict:
             log.warning(
                 "epoch %d: for %.0f%% of test_in images a logit is exactly 0: the head's final ReLU (SqueezeNet) has "
                 "clamped it, so those outputs no longer learn; the learning rate is too high for these weights' "
-                "activation scale (%s)", epoch, 100 * clamped, LR_HINT,
+                "activation scale (%s)",
+                epoch,
+                100 * clamped,
+                LR_HINT,
             )
         improved = val_loss < state["best_val_loss"]
         if improved:
@@ -465,11 +483,22 @@ def _stored_features(model: nn.Module, config: TrainConfig, train: list[Sample],
         runs.write_status(run_dir, "running", message=f"{STORED_FEATURES_MESSAGE}: {done} of {total} images")
 
     # Said before the first batch too: on a CPU that batch alone can take a while.
-    runs.write_status(run_dir, "running", message=f"{STORED_FEATURES_MESSAGE}: {config.feature_views} views of {len(train)} training images, "
-                                                  f"then {len(test_in)} test_in images (images already in the cache are skipped)")
+    runs.write_status(
+        run_dir,
+        "running",
+        message=f"{STORED_FEATURES_MESSAGE}: {config.feature_views} views of {len(train)} training images, "
+        f"then {len(test_in)} test_in images (images already in the cache are skipped)",
+    )
 
-    common = {"arch": config.arch, "backbone": backbone, "weights": features.weights_digest(backbone), "cache_dir": config.cache_folder,
-              "device": device, "num_workers": config.num_workers, "progress": report}
+    common = {
+        "arch": config.arch,
+        "backbone": backbone,
+        "weights": features.weights_digest(backbone),
+        "cache_dir": config.cache_folder,
+        "device": device,
+        "num_workers": config.num_workers,
+        "progress": report,
+    }
     train_features = features.backbone_features(
         train, transform_for_label=lambda label: train_transform(label == 1, norm), views=config.feature_views, seed=config.seed, **common
     )
@@ -494,8 +523,7 @@ def evaluate_run_model(
     """
     results, scores = {}, {}
     for name, samples in test_sets.items():
-        metrics, scores[name] = evaluate_samples(model, samples, device, num_workers=config.num_workers,
-                                                 normalisation=normalisation(config.arch))
+        metrics, scores[name] = evaluate_samples(model, samples, device, num_workers=config.num_workers, normalisation=normalisation(config.arch))
         for path in metrics["skipped"]:
             log.warning("%s: skipped unreadable image %s", name, path)
         log.info("%s: accuracy %.4f, F %.4f (%d images, %.1f s)", name, metrics["accuracy"], metrics["f_score"], metrics["n_images"], metrics["eval_time_s"])

@@ -25,8 +25,10 @@ TEST_SET_WORDS: dict[str, str] = {
     "test_out_nopet": "photos from other websites, with no animals in the everyday ones",
 }
 IN_DISTRIBUTION = "test_in"
-TRUST_CAVEAT = ("Expect it to do worse on photos unlike the ones it learnt from: in the paper, every model did. "
-                "Treat a flag as a pointer for a person to check, never as proof.")
+TRUST_CAVEAT = (
+    "Expect it to do worse on photos unlike the ones it learnt from: in the paper, every model did. "
+    "Treat a flag as a pointer for a person to check, never as proof."
+)
 
 # Saliency methods (keys of wildvision.explain.METHODS): a short name for captions and pickers, and one line
 # on what the map shows. Grad-CAM comes first on the page: its regions are what a non-expert can read.
@@ -38,8 +40,7 @@ MAP_NAMES: dict[str, str] = {
 MAP_DESCRIPTIONS: dict[str, str] = {
     "gradcam": "Coarse regions of the photo that pushed the score up (Grad-CAM). The easiest map to read.",
     "saliency": "How much each single pixel moves the score (plain gradients, as in the paper). Finer, but speckled.",
-    "integrated_gradients": "The pixel map averaged over many dimmed copies of the photo (Integrated Gradients): "
-                            "less speckled, but it takes a while.",
+    "integrated_gradients": "The pixel map averaged over many dimmed copies of the photo (Integrated Gradients): less speckled, but it takes a while.",
 }
 # How to read each map: Grad-CAM keeps only what raised the score; the pixel maps show either direction.
 MAP_READINGS: dict[str, str] = {
@@ -81,7 +82,7 @@ def shown_percents(score: float, line: float) -> tuple[float, float]:
     shown_line = round(line * 100, 1) if flagged else round(line * 100, MAX_DECIMALS)
     if flagged:
         return shown_line, shown_line
-    step = 10 ** -MAX_DECIMALS
+    step = 10**-MAX_DECIMALS
     shown_score = min(math.floor(score * 100 / step) * step, shown_line - step)
     return round(shown_score, MAX_DECIMALS), shown_line
 
@@ -94,8 +95,7 @@ def verdict_sentence(score: float, line: float, positive_class: str) -> str:
     """
     shown_score, shown_line = shown_percents(score, line)
     if score >= line:
-        return (f"Flagged as {positive_words(positive_class)}: score {percent_text(shown_score)}, "
-                f"at or above the flagging line of {percent_text(shown_line)}")
+        return f"Flagged as {positive_words(positive_class)}: score {percent_text(shown_score)}, at or above the flagging line of {percent_text(shown_line)}"
     return f"Not flagged: score {percent_text(shown_score)}, below the flagging line of {percent_text(shown_line)}"
 
 
@@ -136,8 +136,10 @@ def trust_sentence(test_set: str, at_threshold: Mapping[str, float], positive_cl
     if recall <= 0:
         text = f"On {where}, it flagged none of the photos that really were {positive}."
     else:
-        text = (f"On {where}: of every 100 photos it flagged, {out_of_100(precision)} really were {positive}; "
-                f"of every 100 that were, it found {out_of_100(recall)}.")
+        text = (
+            f"On {where}: of every 100 photos it flagged, {out_of_100(precision)} really were {positive}; "
+            f"of every 100 that were, it found {out_of_100(recall)}."
+        )
     if test_set == IN_DISTRIBUTION:
         text += " (Optimistic: these photos also helped choose the model.)"
     return text
@@ -151,9 +153,7 @@ def trust_sentences(metrics: Mapping[str, Mapping], positive_class: str) -> list
     """
     measured = {name: m["at_threshold"] for name, m in metrics.items() if isinstance(m, Mapping) and isinstance(m.get("at_threshold"), Mapping)}
     order = sorted(measured, key=lambda name: (name == IN_DISTRIBUTION, name))
-    return [trust_sentence(name, measured[name], positive_class) for name in order] or [
-        "No test results at its flagging line are stored with this model."
-    ]
+    return [trust_sentence(name, measured[name], positive_class) for name in order] or ["No test results at its flagging line are stored with this model."]
 
 
 def map_caption(method: str, blank: bool, from_difference: bool) -> str:
