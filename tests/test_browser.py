@@ -180,3 +180,23 @@ def test_the_server_idles_while_a_tab_is_open(browser, dashboard):
         assert page.get_by_role("button", name="Deploy").count() == 0
     finally:
         page.close()
+
+
+def test_a_chart_downloads_as_a_png_for_a_slide(browser, dashboard, tmp_path):
+    page, _ = open_page(browser, f"{dashboard.url}/efficiency")
+    try:
+        chart = page.locator("[data-testid='stPlotlyChart']").first
+        chart.hover()
+        with page.expect_download(timeout=30_000) as download_info:
+            chart.locator(".modebar-btn[data-title*='PNG' i]").click()
+        download = download_info.value
+        saved = tmp_path / download.suggested_filename
+        download.save_as(saved)
+        assert saved.name.startswith("wildvision-") and saved.suffix == ".png", saved.name
+        from PIL import Image
+
+        with Image.open(saved) as image:
+            assert image.format == "PNG" and image.width >= 1000, image.size  # twice the on-screen size: sharp on a slide
+        shutil.copy(saved, SCREENSHOTS / f"export-{saved.name}")
+    finally:
+        page.close()
