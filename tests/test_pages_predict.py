@@ -236,7 +236,8 @@ def test_an_unreadable_photo_in_a_batch_has_a_placeholder_its_full_reason_and_a_
     (csv_file,) = set(downloads)
     rows = list(csv.DictReader(io.StringIO(csv_file.decode("utf-8"))))
     assert [row["file"] for row in rows] == ["one.jpg", "two.jpg", "broken.jpg"]
-    line = at.slider[0].value / 100
+    line = json.loads((with_model / "results.json").read_text())["threshold"]["threshold"]  # the slider is where it starts: the exact line
+    assert at.slider[0].value == round(line * 100, 1)
     assert {row["flagging_line"] for row in rows} == {str(round(line, 4))}
     for row in rows[:2]:
         assert re.fullmatch(r"[01](\.\d{1,4})?", row["probability"]), f"no float noise: {row['probability']}"
