@@ -106,7 +106,15 @@ elif gains is not None:
         title=f"Efficiency gain over SqueezeNet, highest first ({selection})",
     )
     figure.update_traces(textposition="outside", cliponaxis=False)
-    figure.update_xaxes(exponentformat="none", zeroline=True, zerolinewidth=1.5, zerolinecolor="#888")
+    low, high = min(chart["gain_per_million"].min(), 0.0), max(chart["gain_per_million"].max(), 0.0)
+    span = (high - low) or 1.0  # room beyond each bar's end for its label, so a losing bar's label stays off the names
+    figure.update_xaxes(
+        exponentformat="none",
+        zeroline=True,
+        zerolinewidth=1.5,
+        zerolinecolor="#888",
+        range=[low - 0.3 * span if low < 0 else 0.0, high + 0.2 * span if high > 0 else 0.05 * span],
+    )
     figure.update_yaxes(categoryorder="array", categoryarray=list(chart["label"])[::-1])
     figure.update_layout(height=max(300, 170 + 45 * len(chart)), margin={"r": 90, "l": 90}, legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
     st.plotly_chart(compare.export_ready(figure), key="gain_chart", config=compare.chart_config(f"{file_stem}-gain"))
