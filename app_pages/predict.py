@@ -135,8 +135,7 @@ def _predictions(
     model_key: tuple, digests: tuple[str, ...], _loaded: LoadedModel, _paths: tuple[Path, ...]
 ) -> list[tuple[float | None, str | None, str | None]]:
     """(probability, label, error reason) per image; keyed by the model and the images' contents."""
-    with explain.model_lock(_loaded.model):  # a Grad-CAM hook of another session must not see this forward pass
-        found = predict_paths(_loaded, list(_paths))
+    found = predict_paths(_loaded, list(_paths))
     return [(p.probability, p.label, p.error) for p in found]
 
 

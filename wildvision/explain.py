@@ -26,21 +26,23 @@ own took longer than the forward pass).
 
 Attribution needs gradients and (for Grad-CAM) hooks on a layer of the model, while the dashboard
 shares one model object between all sessions (st.cache_resource). Every attribution therefore runs
-under a lock per model (`model_lock`), and restores on the way out, also after an exception, the
-parameters' requires_grad flags, every module's train/eval mode, the model's hooks and its BatchNorm
-layers' forwards. Code that runs plain predictions on a model that may be explained at the same time
-must hold `model_lock` too: a Grad-CAM hook would otherwise also fire on, and mix in, the other
-thread's forward pass.
+under the loaded model's own lock (`LoadedModel.lock`, which predict_paths takes around its forward
+passes too, so a Grad-CAM hook never fires on another thread's prediction), and restores on the way
+out, also after an exception, the parameters' requires_grad flags, every module's train/eval mode, the
+model's hooks and its BatchNorm layers' forwards.
+
+`examine` is what the dashboard's Predict page runs: for each file, from one decode, the probability,
+the label, the map at display size and the photo at that size, batched and decoded ahead by
+predict.prepared_batches as predict_paths is.
 """
 
 from __future__ import annotations
 
 import math
-import threading
-import weakref
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,8 +51,9 @@ from PIL import Image
 from torch import nn
 
 from wildvision.data import eval_transform
+from wildvision.images import ImageError, open_image
 from wildvision.models import ARCHITECTURES
-from wildvision.predict import LoadedModel
+from wildvision.predict import LoadedModel, default_batch_size, prepared_batches
 
 POSITIVE_INDEX = 1  # class_names is [negative, positive]
 METHODS: dict[str, str] = {
@@ -101,23 +104,17 @@ class Explanation:
         return not bool(self.heatmap.max() > 0)
 
 
-# --- one lock per shared model ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Examined:
+    """One file as the Predict page shows it, all from a single decode (see `examine`)."""
 
-_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.Lock] = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
+    path: str
+    image: Image.Image | None  # the photo shrunk to the display size (as Image.thumbnail does); None when unreadable
+    explanation: Explanation | None  # probability, label at the model's threshold, and the map at the image's size
+    error: str | None = None  # why the file could not be read
 
 
-def model_lock(model: nn.Module) -> threading.Lock:
-    """The lock that serialises attribution (and any forward pass that may run beside it) on `model`.
-
-    Keyed weakly by the model object, so a model evicted from the dashboard's cache takes its lock along.
-    """
-    with _LOCKS_GUARD:
-        lock = _LOCKS.get(model)
-        if lock is None:
-            lock = _LOCKS[model] = threading.Lock()
-        return lock
-
+# --- a clean model state for attribution --------------------------------------------------------
 
 _HOOK_DICTS = (
     "_forward_hooks",
@@ -164,7 +161,7 @@ def _frozen_norms(model: nn.Module) -> list[nn.BatchNorm2d]:
 
 
 @contextmanager
-def _attribution_session(model: nn.Module) -> Iterator[None]:
+def _attribution_session(loaded: LoadedModel) -> Iterator[None]:
     """Hold the model's lock and give it a clean gradient-enabled, eval-mode state; restore it afterwards.
 
     Parameters stop requiring gradients while we explain (attribution only needs gradients with respect
@@ -172,7 +169,8 @@ def _attribution_session(model: nn.Module) -> Iterator[None]:
     as `_EvalBatchNorm`; their own flags, the modules' train/eval modes, the hook tables and the
     BatchNorm modules' forwards are put back exactly, also when attribution fails.
     """
-    with model_lock(model):
+    model = loaded.model
+    with loaded.lock:
         parameters = list(model.parameters())
         flags = [p.requires_grad for p in parameters]
         modes = [(module, module.training) for module in model.modules()]
@@ -213,9 +211,13 @@ def target_layer(model: nn.Module, arch: str) -> nn.Module:
     return model.get_submodule(TARGET_LAYERS[arch])
 
 
+def _stack(loaded: LoadedModel, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.stack(list(tensors)).to(loaded.device).contiguous(memory_format=torch.channels_last)
+
+
 def _to_batch(loaded: LoadedModel, images: Sequence[Image.Image]) -> torch.Tensor:
     transform = eval_transform(loaded.normalisation)
-    return torch.stack([transform(image) for image in images]).to(loaded.device).contiguous(memory_format=torch.channels_last)
+    return _stack(loaded, [transform(image) for image in images])
 
 
 def _resize_maps(maps: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
@@ -313,6 +315,47 @@ def _attribute(
     raise ExplainError(f"unknown explanation method {method!r}; choose one of: {', '.join(METHODS)}")
 
 
+def _explain_batch(
+    loaded: LoadedModel, batch: torch.Tensor, method: str, sizes: Sequence[tuple[int, int]], n_steps: int, progress: Progress | None
+) -> list[Explanation]:
+    """An Explanation per image of a transformed batch, maps at `sizes`; the caller holds the attribution session.
+
+    progress: the fraction of this batch done (Integrated Gradients reports it step by step).
+    """
+    maps, logits = _attribute(loaded, batch, method, n_steps, progress)
+    if logits is None:
+        with torch.no_grad():
+            logits = loaded.model(batch)
+    probabilities = torch.softmax(logits.float(), dim=1)[:, POSITIVE_INDEX].cpu().tolist()
+    maps = maps.detach()
+    # SqueezeNet's head ends in a ReLU: where it clamps the positive output at 0, that output has no
+    # gradient and the paper's map is blank. The answer still depends on the score difference, so
+    # those maps are made from that instead (and say so).
+    blank = (maps.flatten(1).amax(dim=1) <= 0).nonzero().flatten().tolist()
+    if blank:
+        maps[blank] = _attribute(loaded, batch[blank], method, n_steps, None, difference=True)[0].detach()
+    targets = ["score difference" if index in blank else "positive output" for index in range(len(batch))]
+    return [
+        Explanation(probability, loaded.label_for(probability), heatmap, method, target)
+        for probability, heatmap, target in zip(probabilities, _resize_maps(maps, sizes), targets)
+    ]
+
+
+def _check_method(loaded: LoadedModel, method: str) -> None:
+    """Fail before any work (and before taking the lock) on an unknown method, or Grad-CAM on an unknown architecture."""
+    if method not in METHODS:
+        raise ExplainError(f"unknown explanation method {method!r}; choose one of: {', '.join(METHODS)}")
+    if method == "gradcam":
+        target_layer(loaded.model, loaded.arch)
+
+
+def _part(progress: Progress | None, done: int, count: int, total: int) -> Progress | None:
+    """`progress` over all `total` images, as a progress callback for the `count` of them after the first `done`."""
+    if progress is None:
+        return None
+    return lambda fraction: progress((done + fraction * count) / total)
+
+
 # --- public API ---------------------------------------------------------------------------------
 
 
@@ -330,43 +373,74 @@ def explain_many(
     sizes: (width, height) of each heatmap; default each image's own size. A display-sized map saves
     memory on very large photos and stays aligned, since the map always spans the whole image.
     """
-    if method not in METHODS:
-        raise ExplainError(f"unknown explanation method {method!r}; choose one of: {', '.join(METHODS)}")
-    if method == "gradcam":
-        target_layer(loaded.model, loaded.arch)  # fail before taking the lock if the arch is unknown
+    _check_method(loaded, method)
     sizes = list(sizes) if sizes is not None else [image.size for image in images]
     if len(sizes) != len(images):
         raise ValueError(f"{len(images)} images but {len(sizes)} sizes")
     step = 1 if method == "integrated_gradients" else max(1, batch_size)
     explanations: list[Explanation] = []
-    with _attribution_session(loaded.model):
+    with _attribution_session(loaded):
         for start in range(0, len(images), step):
             chunk = images[start : start + step]
-            batch = _to_batch(loaded, chunk)
-
-            def chunk_progress(fraction: float, done: int = start, count: int = len(chunk)) -> None:
-                if progress is not None:
-                    progress((done + fraction * count) / len(images))
-
-            maps, logits = _attribute(loaded, batch, method, n_steps, chunk_progress if progress is not None else None)
-            if logits is None:
-                with torch.no_grad():
-                    logits = loaded.model(batch)
-            probabilities = torch.softmax(logits.float(), dim=1)[:, POSITIVE_INDEX].cpu().tolist()
-            maps = maps.detach()
-            # SqueezeNet's head ends in a ReLU: where it clamps the positive output at 0, that output has no
-            # gradient and the paper's map is blank. The answer still depends on the score difference, so
-            # those maps are made from that instead (and say so).
-            blank = (maps.flatten(1).amax(dim=1) <= 0).nonzero().flatten().tolist()
-            if blank:
-                maps[blank] = _attribute(loaded, batch[blank], method, n_steps, None, difference=True)[0].detach()
-            targets = ["score difference" if index in blank else "positive output" for index in range(len(chunk))]
-            for probability, heatmap, target in zip(probabilities, _resize_maps(maps, sizes[start : start + step]), targets):
-                label = loaded.positive_class if probability >= loaded.threshold else loaded.class_names[0]
-                explanations.append(Explanation(probability, label, heatmap, method, target))
+            part = _part(progress, start, len(chunk), len(images))
+            explanations.extend(_explain_batch(loaded, _to_batch(loaded, chunk), method, sizes[start : start + step], n_steps, part))
             if progress is not None:
                 progress(min(start + step, len(images)) / len(images))
     return explanations
+
+
+def _decode_for_display(path: str | Path, transform: Callable[[Image.Image], torch.Tensor], display_max: int) -> tuple[torch.Tensor, Image.Image]:
+    """The model's input tensor and the photo shrunk to display size, from one decode (run in a loader thread)."""
+    image = open_image(path)
+    tensor = transform(image)  # from the full-size photo, as predict_paths and explain_many see it
+    image.thumbnail((display_max, display_max))
+    return tensor, image
+
+
+def examine(
+    loaded: LoadedModel,
+    paths: Sequence[str | Path],
+    method: str = "gradcam",
+    display_max: int = 640,
+    progress: Progress | None = None,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    n_steps: int = IG_STEPS,
+) -> list[Examined]:
+    """Each file's probability, label, map and photo at display size, in order, decoding each file once.
+
+    This is everything the Predict page shows of a photo. Loader threads decode the next batches while
+    this one is explained (`predict.prepared_batches`, as in predict_paths); each batch is explained as
+    in explain_many, and its probabilities come from the attribution's own forward pass, so a score and
+    its Grad-CAM map cost about 1.3 forward passes. The probability equals predict_paths' and the map
+    explain_many's (at the display size) for the same file, up to float rounding. The map and the photo
+    are at most `display_max` pixels on their longest side (the size Image.thumbnail gives), so they line
+    up and keep memory small. An unreadable file gets its reason instead. batch_size: default
+    `default_batch_size(loaded.device)`; Integrated Gradients runs one photo at a time.
+    """
+    _check_method(loaded, method)
+    transform = eval_transform(loaded.normalisation)
+    step = 1 if method == "integrated_gradients" else batch_size or default_batch_size(loaded.device)
+    examined: list[Examined | None] = [None] * len(paths)
+    batches = prepared_batches(paths, lambda path: _decode_for_display(path, transform, display_max), step, workers)
+    with closing(batches):
+        for batch in batches:
+            readable = []
+            for index, prepared in batch:
+                if isinstance(prepared, ImageError):
+                    examined[index] = Examined(str(paths[index]), None, None, prepared.reason)
+                else:
+                    readable.append((index, *prepared))
+            if readable:
+                inputs = _stack(loaded, [tensor for _, tensor, _ in readable])
+                sizes = [image.size for _, _, image in readable]
+                with _attribution_session(loaded):
+                    explanations = _explain_batch(loaded, inputs, method, sizes, n_steps, _part(progress, batch[0][0], len(batch), len(paths)))
+                for (index, _, image), explanation in zip(readable, explanations):
+                    examined[index] = Examined(str(paths[index]), image, explanation)
+            if progress is not None:
+                progress((batch[-1][0] + 1) / len(paths))
+    return examined
 
 
 def explain(

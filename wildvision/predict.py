@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import closing
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import torch
-from PIL import Image
 from torch import nn
 
 from wildvision import model_card, runs
@@ -28,6 +30,14 @@ class CheckpointError(ValueError):
 
 @dataclass
 class LoadedModel:
+    """A network ready to predict, with what it needs to say what a score means.
+
+    `lock` serialises every forward pass and attribution on `model`: the dashboard shares one model between
+    all sessions, and a Grad-CAM hook or the gradient settings of an explanation would otherwise act on
+    another thread's forward pass. predict_paths and wildvision.explain take it themselves, so callers
+    never have to. Copies made with dataclasses.replace (a moved threshold) share the network and this lock.
+    """
+
     model: nn.Module
     arch: str
     class_names: list[str]
@@ -35,6 +45,7 @@ class LoadedModel:
     source: str
     device: torch.device
     normalisation: Normalisation = IMAGENET
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def positive_class(self) -> str:
@@ -167,42 +178,59 @@ def loader_threads() -> int:
     return max(1, min(MAX_LOADER_THREADS, cores - 1))
 
 
-def _prepare(path: str | Path, transform: Callable[[Image.Image], torch.Tensor]) -> torch.Tensor | ImageError:
+Prepared = TypeVar("Prepared")
+
+
+def _attempt(prepare: Callable[[str | Path], Prepared], path: str | Path) -> Prepared | ImageError:
     try:
-        return transform(open_image(path))
+        return prepare(path)
     except ImageError as error:
         return error
+
+
+def prepared_batches(
+    paths: Sequence[str | Path], prepare: Callable[[str | Path], Prepared], batch_size: int, workers: int | None = None
+) -> Iterator[list[tuple[int, Prepared | ImageError]]]:
+    """`paths` in batches of `batch_size`, each as (index, prepare(path), or the ImageError that stopped it).
+
+    `workers` threads (default `loader_threads()`) run `prepare` (decoding, transforming) on the next
+    PREFETCH_BATCHES batches while the caller works on this one, so decoding costs little time on top of
+    the forward pass and memory stays bounded on long path lists. Closing the iterator early stops them.
+    """
+    batches = [range(start, min(start + batch_size, len(paths))) for start in range(0, len(paths), batch_size)]
+    with ThreadPoolExecutor(max_workers=workers or loader_threads(), thread_name_prefix="wildvision-load") as pool:
+        pending = deque([pool.submit(_attempt, prepare, paths[i]) for i in batch] for batch in batches[:PREFETCH_BATCHES])
+        for number, batch in enumerate(batches):
+            futures = pending.popleft()
+            if number + PREFETCH_BATCHES < len(batches):
+                pending.append([pool.submit(_attempt, prepare, paths[i]) for i in batches[number + PREFETCH_BATCHES]])
+            yield [(index, future.result()) for index, future in zip(batch, futures)]
 
 
 @torch.inference_mode()
 def predict_paths(loaded: LoadedModel, paths: Sequence[str | Path], batch_size: int | None = None, workers: int | None = None) -> list[Prediction]:
     """A prediction per path, in order; an unreadable image gets its error instead of a probability.
 
-    `workers` threads (default `loader_threads()`) decode and transform the next batches while the
-    model runs on this one, so decoding costs little time on top of the forward pass. batch_size:
-    default `default_batch_size(loaded.device)`.
+    Images are decoded and transformed by `workers` loader threads ahead of the forward pass
+    (`prepared_batches`); each forward pass holds the model's lock. batch_size: default
+    `default_batch_size(loaded.device)`.
     """
     transform = eval_transform(loaded.normalisation)
-    batch_size = batch_size or default_batch_size(loaded.device)
-    batches = [range(start, min(start + batch_size, len(paths))) for start in range(0, len(paths), batch_size)]
     predictions: list[Prediction | None] = [None] * len(paths)
-    with ThreadPoolExecutor(max_workers=workers or loader_threads(), thread_name_prefix="wildvision-load") as pool:
-        pending = deque([pool.submit(_prepare, paths[i], transform) for i in batch] for batch in batches[:PREFETCH_BATCHES])
-        for number, batch in enumerate(batches):
-            futures = pending.popleft()
-            if number + PREFETCH_BATCHES < len(batches):
-                pending.append([pool.submit(_prepare, paths[i], transform) for i in batches[number + PREFETCH_BATCHES]])
-            tensors, readable = [], []
-            for index, future in zip(batch, futures):
-                prepared = future.result()
+    batches = prepared_batches(paths, lambda path: transform(open_image(path)), batch_size or default_batch_size(loaded.device), workers)
+    with closing(batches):
+        for batch in batches:
+            readable = []
+            for index, prepared in batch:
                 if isinstance(prepared, ImageError):
                     predictions[index] = Prediction(str(paths[index]), None, None, prepared.reason)
                 else:
-                    tensors.append(prepared)
-                    readable.append(index)
-            if tensors:
-                logits = loaded.model(torch.stack(tensors).to(loaded.device, memory_format=torch.channels_last))
+                    readable.append((index, prepared))
+            if readable:
+                inputs = torch.stack([tensor for _, tensor in readable]).to(loaded.device, memory_format=torch.channels_last)
+                with loaded.lock:
+                    logits = loaded.model(inputs)
                 probabilities = torch.softmax(logits.float(), dim=1)[:, 1].cpu()
-                for index, probability in zip(readable, probabilities.tolist()):
+                for (index, _), probability in zip(readable, probabilities.tolist()):
                     predictions[index] = Prediction(str(paths[index]), probability, loaded.label_for(probability))
     return predictions
