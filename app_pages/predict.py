@@ -1,9 +1,9 @@
 """Predict page: score uploaded photos with a trained model and show which parts of each photo drove the score.
 
 Written for NGO staff with no machine-learning background: plain words, one line per problem, and never a
-traceback. The work itself lives in wildvision (uploads.unpack_uploads, predict.predict_paths,
-explain.explain_many); this file only lays it out. It is a page of Home.py's st.navigation, so it does not call
-st.set_page_config.
+traceback. The work itself lives in wildvision (uploads.unpack_uploads, and explain.examine, which gives each photo's
+score, map and display-sized copy from one decode and takes the shared model's lock itself); this file only lays it
+out. It is a page of Home.py's st.navigation, so it does not call st.set_page_config.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from PIL import Image, ImageDraw
 
 from app_pages.widgets import md, threshold_tradeoff
 from wildvision import explain, model_card, runs, wording
-from wildvision.images import ImageError, open_image
-from wildvision.predict import CheckpointError, LoadedModel, load_model, predict_paths, stored_scores
+from wildvision.predict import CheckpointError, LoadedModel, load_model, stored_scores
 from wildvision.uploads import UploadLimits, unpack_uploads
 
 log = logging.getLogger("wildvision.pages.predict")
@@ -125,45 +124,40 @@ def _model_key(choice: ModelChoice) -> tuple[str, int]:
 
 # --- cached work ---------------------------------------------------------------------------------
 
-# What the page keeps of an Explanation (a plain dict, because st.cache_data pickles it and classes defined in
-# a page script do not unpickle): "heatmap" (uint8 at display size), "method", "target", "blank".
+# What the page keeps of a photo, from explain.examine (a plain dict, because st.cache_data pickles it and classes
+# defined in a page script do not unpickle): "probability" and "error" (one of them None), "photo" (display size, None
+# when unreadable), "thumbnail" (a data URL for the table), and for a readable photo its map as a MapRecord's keys.
+PhotoRecord = dict
+# A map as the page keeps it: "heatmap" (uint8 at the photo's display size, a quarter of float32's memory), "method",
+# "target", "blank".
 MapRecord = dict
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _predictions(
-    model_key: tuple, digests: tuple[str, ...], _loaded: LoadedModel, _paths: tuple[Path, ...]
-) -> list[tuple[float | None, str | None, str | None]]:
-    """(probability, label, error reason) per image; keyed by the model and the images' contents."""
-    found = predict_paths(_loaded, list(_paths))
-    return [(p.probability, p.label, p.error) for p in found]
+@st.cache_data(max_entries=16, show_spinner=False)
+def _examined(model_key: tuple, digests: tuple[str, ...], method: str, _loaded: LoadedModel, _paths: tuple[Path, ...]) -> list[PhotoRecord]:
+    """Everything shown of each photo, decoding each file once; keyed by the model, the photos' contents and the map.
+
+    16 entries rather than the 64 that scores alone once had: an entry holds display-sized photos and maps, about
+    1.2 MB per photo at 640 x 480.
+    """
+    return [_photo_record(examined) for examined in explain.examine(_loaded, list(_paths), method, DISPLAY_MAX)]
 
 
-def _display_image(path: Path) -> Image.Image:
-    image = open_image(path)
-    image.thumbnail((DISPLAY_MAX, DISPLAY_MAX))
-    return image
-
-
-@st.cache_data(max_entries=128, show_spinner=False)
-def _maps(model_key: tuple, digests: tuple[str, ...], method: str, _loaded: LoadedModel, _paths: tuple[Path, ...]) -> list[MapRecord]:
-    """Saliency maps of several images in one batched pass, at display size."""
-    full = [open_image(path) for path in _paths]
-    sizes = [_thumbnail_size(image.size) for image in full]
-    explained = explain.explain_many(_loaded, full, method, sizes=sizes)
-    return [_record(e) for e in explained]
+def _photo_record(examined: explain.Examined) -> PhotoRecord:
+    if examined.explanation is None:
+        return {"probability": None, "error": examined.error, "photo": None, "thumbnail": _placeholder_url()}
+    return {
+        "probability": examined.explanation.probability,
+        "error": None,
+        "photo": examined.image,
+        "thumbnail": _thumbnail_url(examined.image),
+        **_record(examined.explanation),
+    }
 
 
 def _record(explanation: explain.Explanation) -> MapRecord:
     heatmap = (explanation.heatmap * 255).round().astype(np.uint8)
     return {"heatmap": heatmap, "method": explanation.method, "target": explanation.target, "blank": explanation.blank}
-
-
-def _thumbnail_size(size: tuple[int, int], largest: int = DISPLAY_MAX) -> tuple[int, int]:
-    """The size PIL's thumbnail() gives, so maps line up with the displayed photos."""
-    probe = Image.new("1", size)
-    probe.thumbnail((largest, largest))
-    return probe.size
 
 
 def _jpeg_url(image: Image.Image) -> str:
@@ -186,14 +180,11 @@ def _placeholder_url() -> str:
     return _jpeg_url(tile)
 
 
-@st.cache_data(max_entries=512, show_spinner=False)
-def _thumbnail_url(digest: str, _path: Path) -> str:
-    try:
-        image = open_image(_path)
-    except ImageError:
-        return _placeholder_url()
-    image.thumbnail((THUMBNAIL_MAX, THUMBNAIL_MAX))
-    return _jpeg_url(image)
+def _thumbnail_url(photo: Image.Image) -> str:
+    """The table's small copy, made from the display-sized photo rather than a second decode of the file."""
+    thumbnail = photo.copy()
+    thumbnail.thumbnail((THUMBNAIL_MAX, THUMBNAIL_MAX))
+    return _jpeg_url(thumbnail)
 
 
 def map_caption(record: MapRecord) -> str:
@@ -235,13 +226,12 @@ def pick_model(choices: list[ModelChoice]) -> ModelChoice:
     return choice
 
 
-def show_detail(loaded: LoadedModel, model_key: tuple, name: str, path: Path, digest: str, probability: float, method: str) -> None:
+def show_detail(loaded: LoadedModel, model_key: tuple, row: dict, method: str) -> None:
     """One photo large: the verdict, the photo and its map side by side, and a steadier map on request."""
-    st.markdown(f"**{md(name)}** — {md(wording.verdict_sentence(probability, loaded.threshold, loaded.positive_class))}")
-    record = _maps(model_key, (digest,), method, loaded, (path,))[0]
-    photo = _display_image(path)
+    st.markdown(f"**{md(row['file'])}** — {md(wording.verdict_sentence(row['probability'], loaded.threshold, loaded.positive_class))}")
+    record, photo = row["record"], row["record"]["photo"]
     store = st.session_state.setdefault("predict_ig", {})
-    ig = store.get((model_key, digest))
+    ig = store.get((model_key, row["digest"]))
     columns = st.columns(3 if ig else 2)
     columns[0].image(photo, caption="Photo", width="content")
     columns[1].image(explain.overlay(photo, record["heatmap"] / 255.0), caption=wording.MAP_NAMES[method], width="content")
@@ -251,18 +241,18 @@ def show_detail(loaded: LoadedModel, model_key: tuple, name: str, path: Path, di
     steadier = wording.MAP_NAMES["integrated_gradients"]
     if not ig and st.button(
         "Make a steadier map of this photo (takes longer)",
-        key=f"ig-{digest}",
+        key=f"ig-{row['digest']}",
         help=wording.MAP_DESCRIPTIONS["integrated_gradients"],
     ):
         bar = st.progress(0.0, text=f"{steadier}: starting…")
-        explained = explain.explain(
+        (examined,) = explain.examine(
             loaded,
-            open_image(path),
+            [row["path"]],
             "integrated_gradients",
-            size=photo.size,
+            DISPLAY_MAX,
             progress=lambda fraction: bar.progress(min(max(fraction, 0.0), 1.0), text=f"{steadier}: {fraction:.0%}"),
         )
-        store[(model_key, digest)] = _record(explained)
+        store[(model_key, row["digest"])] = _record(examined.explanation)
         st.rerun()  # show it beside the other map, and drop the button
 
 
@@ -301,7 +291,7 @@ def show_table(loaded: LoadedModel, rows: list[dict]) -> None:
     st.download_button("Download the table (CSV)", csv, file_name="wildvision-predictions.csv", mime="text/csv")
 
 
-def show_grid(loaded: LoadedModel, model_key: tuple, readable: list[dict], method: str) -> None:
+def show_grid(readable: list[dict], method: str) -> None:
     pages = (len(readable) + GRID_PAGE - 1) // GRID_PAGE
     page = 1
     if pages > 1:
@@ -309,13 +299,12 @@ def show_grid(loaded: LoadedModel, model_key: tuple, readable: list[dict], metho
             "Photos", range(1, pages + 1), format_func=lambda p: f"{(p - 1) * GRID_PAGE + 1}–{min(p * GRID_PAGE, len(readable))} of {len(readable)}"
         )
     shown = readable[(page - 1) * GRID_PAGE : page * GRID_PAGE]
-    with st.spinner("Making saliency maps…"):
-        records = _maps(model_key, tuple(r["digest"] for r in shown), method, loaded, tuple(r["path"] for r in shown))
-    for index, (row, record) in enumerate(zip(shown, records)):
+    for index, row in enumerate(shown):
         if index % GRID_COLUMNS == 0:
             columns = st.columns(GRID_COLUMNS)  # a new row, so photos of different shapes stay in line
+        record = row["record"]
         with columns[index % GRID_COLUMNS]:
-            st.image(explain.overlay(_display_image(row["path"]), record["heatmap"] / 255.0), caption=f"{row['file']}: {row['answer']}", width="content")
+            st.image(explain.overlay(record["photo"], record["heatmap"] / 255.0), caption=f"{row['file']}: {row['answer']}", width="content")
     st.caption(f"{wording.MAP_NAMES[method]}: {wording.MAP_READINGS[method]}.")
 
 
@@ -328,15 +317,17 @@ def show_problems(lines: list[str]) -> None:
 def show_results(loaded: LoadedModel, model_key: tuple, batch, method: str) -> None:
     paths = tuple(image.path for image in batch.images)
     with st.spinner(f"Scoring {len(paths)} photo{'s' if len(paths) != 1 else ''}…"):
-        predictions = _predictions(model_key, tuple(image.digest for image in batch.images), loaded, paths)
+        records = _examined(model_key, tuple(image.digest for image in batch.images), method, loaded, paths)
     rows = []
-    for image, (probability, _, error) in zip(batch.images, predictions):
+    for image, record in zip(batch.images, records):
+        probability, error = record["probability"], record["error"]
         readable = error is None
         rows.append(
             {
                 "file": image.name,
                 "path": image.path,
                 "digest": image.digest,
+                "record": record,
                 "probability": probability,
                 "label": loaded.label_for(probability) if readable else None,  # at the line chosen now
                 "problem": wording.problem_text(error) if not readable else "",
@@ -344,7 +335,7 @@ def show_results(loaded: LoadedModel, model_key: tuple, batch, method: str) -> N
                 "score": wording.shown_percents(probability, loaded.threshold)[0] if readable else None,
                 "flagged": wording.flag_word(probability, loaded.threshold) if readable else "Could not be read",
                 "answer": wording.short_verdict(probability, loaded.threshold) if readable else "could not be read",
-                "thumbnail": _thumbnail_url(image.digest, image.path) if len(batch.images) > 1 else None,
+                "thumbnail": record["thumbnail"] if len(batch.images) > 1 else None,
             }
         )
     unreadable = [f"{row['file']}: {row['problem']}" for row in rows if row["problem"]]
@@ -365,13 +356,13 @@ def show_results(loaded: LoadedModel, model_key: tuple, batch, method: str) -> N
     )
     if len(readable) > 1:
         st.subheader("Maps of what the model looked at")
-        show_grid(loaded, model_key, readable, method)
+        show_grid(readable, method)
         st.subheader("Look closer at one photo")
         pick = st.selectbox("Photo", range(len(readable)), format_func=lambda i: readable[i]["file"])
         chosen = readable[pick]
     else:
         chosen = readable[0]
-    show_detail(loaded, model_key, chosen["file"], chosen["path"], chosen["digest"], chosen["probability"], method)
+    show_detail(loaded, model_key, chosen, method)
 
 
 def page() -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import collections
 import csv
 import io
 import json
 import re
 import shutil
 import stat
+import sys
 import zipfile
 
 import pytest
+import streamlit as st
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
@@ -307,3 +310,49 @@ def test_zip_limits_cap_members_sizes_and_images(tmp_path):
 
     batch = unpack_uploads([("fake.zip", b"PK not a zip")], tmp_path / "e")
     assert not batch.images and "not a readable zip" in batch.notes[0]
+
+
+# --- decodes -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def decodes(monkeypatch) -> collections.Counter:
+    """How often each file goes through wildvision.images.open_image, counted by a wrapper around the real function.
+
+    Every module that imported open_image holds its own name for it, so the wrapper replaces each of them.
+    """
+    from wildvision import images
+
+    counts: collections.Counter = collections.Counter()
+    real = images.open_image
+
+    def counted(path):
+        counts[str(path)] += 1
+        return real(path)
+
+    for module in list(sys.modules.values()):
+        if getattr(module, "open_image", None) is real:
+            monkeypatch.setattr(module, "open_image", counted)
+    st.cache_data.clear()  # another test's uploads of the same photos must not have been decoded for this one
+    return counts
+
+
+def test_each_uploaded_photo_is_decoded_once_per_upload(runs_dir, demo_jpegs, decodes):
+    at = page()
+    uploader = at.file_uploader[0]
+    for index, photo in enumerate(demo_jpegs):
+        uploader.upload(f"photo{index}.jpg", photo, "image/jpeg")
+    at.run()
+    assert not at.exception
+    assert len(at.image) == 3 + 2, "a map per photo in the grid, and one photo large with its map"
+    assert len(decodes) == 3 and set(decodes.values()) == {1}, dict(decodes)
+
+    decodes.clear()
+    at.selectbox[1].set_value(2).run()  # look closer at another photo
+    at.slider[0].set_value(0.0).run()  # move the flagging line
+    assert not at.exception and not decodes, "reruns on the same photos decode nothing"
+
+    another = min((DEMO / "test_out_nopet" / "other").iterdir()).read_bytes()
+    uploads = [(f"photo{index}.jpg", photo, "image/jpeg") for index, photo in enumerate([*demo_jpegs, another])]
+    at.file_uploader[0].set_value(uploads).run()
+    assert not at.exception and len(decodes) == 4 and set(decodes.values()) == {1}, "a new upload: each photo once again"
