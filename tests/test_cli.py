@@ -70,3 +70,12 @@ def test_training_with_imagenet_weights_that_cannot_be_had_stops_before_making_a
     assert result.returncode == 2
     assert "ImageNet weights for resnet18" in result.stderr and "--weights PATH" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_grid_defaults_to_the_paper_grid_and_says_so(capsys):
+    from wildvision.launch import PAPER_GRID
+
+    assert build_parser().parse_args(["grid", "--data", "x"]).gridfile == str(PAPER_GRID)
+    with pytest.raises(SystemExit):
+        main(["grid", "--help"])
+    assert f"(default: the paper's 24 configurations, {PAPER_GRID})" in " ".join(capsys.readouterr().out.split())

@@ -1,10 +1,14 @@
 import time
+import tomllib
+from importlib import resources
+from pathlib import Path
 
 import pytest
 
+import wildvision
 from conftest import SQUEEZENET_WEIGHTS, demo_subset
 from wildvision import runs
-from wildvision.launch import cancel_run, launch_run, load_grid, parse_named_folders, progress, resume_run, select_grid
+from wildvision.launch import PAPER_GRID, cancel_run, launch_run, load_grid, parse_named_folders, progress, resume_run, select_grid
 from wildvision.train import TrainConfig
 
 
@@ -22,6 +26,13 @@ def test_named_folders_are_parsed_and_bad_lines_explained(tmp_path):
     assert parse_named_folders(f"a={tmp_path}\n\n b = {tmp_path}/x ") == {"a": str(tmp_path), "b": str(tmp_path / "x")}
     with pytest.raises(ValueError, match="NAME=DIR"):
         parse_named_folders("just/a/folder")
+
+
+def test_the_paper_grid_is_package_data():
+    assert PAPER_GRID.parent == Path(wildvision.__file__).parent
+    assert (resources.files("wildvision") / PAPER_GRID.name).read_text(encoding="utf-8") == PAPER_GRID.read_text(encoding="utf-8")
+    installed = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["wildvision"]
+    assert PAPER_GRID.name in installed
 
 
 def test_paper_grid_selection_by_pattern():

@@ -16,7 +16,7 @@ from pathlib import Path
 from wildvision import runs
 from wildvision.data import DataFolderError
 from wildvision.images import ImageError
-from wildvision.launch import list_runs_shown, parse_named_folder
+from wildvision.launch import PAPER_GRID, list_runs_shown, parse_named_folder
 from wildvision.models import ARCHITECTURES, OFFLINE_HINT, PAPER_ARCHITECTURES, WeightsError, imagenet_weights_problem
 from wildvision.predict import CheckpointError
 from wildvision.train import REGIMES, TrainConfig
@@ -408,10 +408,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "grid",
         help="run a grid of configurations here one after another, or on a SLURM cluster (e.g. the paper's 24)",
-        description="Run every configuration of a grid file (see experiments/paper_grid.toml): here, one after another, "
+        description="Run every configuration of a grid file (by default the paper's 24): here, one after another, "
         "or with --launcher slurm as one sbatch job array with a task per configuration.",
     )
-    p.add_argument("gridfile", help="TOML file with [[run]] tables holding arch, regime and background")
+    p.add_argument(
+        "gridfile",
+        nargs="?",
+        default=str(PAPER_GRID),
+        help=f"TOML file with [[run]] tables holding arch, regime and background (default: the paper's 24 configurations, {PAPER_GRID})",
+    )
     p.add_argument(
         "--only",
         nargs="+",

@@ -25,7 +25,8 @@ import torch
 from wildvision import runs, slurm
 from wildvision.train import STORED_FEATURES_MESSAGE, TrainConfig, start_run
 
-PAPER_GRID = Path(__file__).resolve().parents[1] / "experiments" / "paper_grid.toml"
+# Package data (pyproject.toml), so an installed wildvision has the paper's 24 configurations too.
+PAPER_GRID = Path(__file__).resolve().parent / "paper_grid.toml"
 
 
 def accelerator() -> str | None:
