@@ -62,6 +62,8 @@ def test_background_run_can_be_cancelled_and_resumed_to_completion(shared, tmp_p
     run_dir = launch_run(config, tmp_path / "runs")
     run = wait_until(run_dir, lambda r: r.state == "running" and len(runs.read_metrics(r.path)) >= 1)
     assert progress(run).seconds_per_epoch > 0
+    command = Path(f"/proc/{run.status['pid']}/cmdline").read_bytes().decode().split("\0")
+    assert command[1:] == ["-m", "wildvision.worker", str(run_dir), ""], command  # the worker, not the user-facing CLI
     cancel_run(run_dir)
     run = wait_until(run_dir, lambda r: r.state != "running")
     assert run.state == "cancelled" and "resume" in run.status["message"]

@@ -278,7 +278,7 @@ def test_the_paper_grid_dry_run_prints_a_24_task_array_and_creates_nothing(tmp_p
         "#SBATCH --qos=short",
     ):
         assert line in result.stdout.splitlines()
-    assert f"{os.path.abspath(sys.executable)} -m wildvision resume" in result.stdout
+    assert f'exec {os.path.abspath(sys.executable)} -m wildvision.worker "$run_dir" >> "$run_dir/console.log" 2>&1' in result.stdout.splitlines()
     assert "# task 23: vgg19_bn-combi-bg" in result.stderr
     assert not (tmp_path / "runs").exists()
 

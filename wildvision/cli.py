@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import logging
-import os
-import socket
 import sys
 import tempfile
 from dataclasses import replace
@@ -21,6 +18,7 @@ from wildvision.models import ARCHITECTURES, OFFLINE_HINT, PAPER_ARCHITECTURES, 
 from wildvision.predict import CheckpointError
 from wildvision.train import REGIMES, TrainConfig
 from wildvision.uploads import ZIP_EXTENSION, UploadLimits, unpack_uploads
+from wildvision.worker import log_to_console, print_results, train_one, train_queue
 
 USER_ERRORS = (DataFolderError, WeightsError, runs.RunError, CheckpointError, ImageError, ValueError, OSError)
 
@@ -101,23 +99,6 @@ def _resolve_weights(weights: str) -> str:
     return weights if weights in ("imagenet", "none") else str(Path(weights).resolve())
 
 
-def _print_results(run_dir: Path) -> None:
-    results = runs.read_json(run_dir / runs.RESULTS)
-    rule = results["threshold"]
-    print(f"run folder: {run_dir}")
-    print(
-        f"best epoch {results['best_epoch']} of {results['epochs_run']}; metrics at 0.5 as in the paper, and at the "
-        f"decision threshold {rule['threshold']:.4f} chosen for precision {rule.get('target_precision', '?')} on test_in"
-    )
-    print(f"{'test set':<16}{'images':>8}{'accuracy':>10}{'F':>8}{'precision':>11}{'recall':>8}{'pos. prec.':>12}{'prec. @thr':>12}{'recall @thr':>13}")
-    for name, m in sorted(results["test_sets"].items(), key=lambda item: item[0] != "test_in"):
-        at = m["at_threshold"]
-        print(
-            f"{name:<16}{m['n_images']:>8}{m['accuracy']:>10.4f}{m['f_score']:>8.4f}{m['precision']:>11.4f}{m['recall']:>8.4f}"
-            f"{m['positive_precision']:>12.4f}{at['positive_precision']:>12.4f}{at['positive_recall']:>13.4f}"
-        )
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from wildvision.train import start_run
 
@@ -129,51 +110,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise WeightsError(f"{problem}; {OFFLINE_HINT}")
     run_dir = start_run(config, args.runs_dir, args.name)
     print(f"run folder: {run_dir}", flush=True)
-    return 0 if _execute(run_dir) else 1
-
-
-def _execute(run_dir: Path) -> bool:
-    """Train one run and print its results, or print why it failed (its folder keeps the state); True if it completed."""
-    from wildvision.train import Cancelled, execute_run
-
-    try:
-        execute_run(run_dir)
-    except Cancelled:
-        raise
-    except Exception as error:  # noqa: BLE001 - every failure is recorded in the run folder; say so in one line
-        print(
-            f"error: run {run_dir.name} failed: {error} (traceback in {run_dir / runs.LOG}; "
-            f"`python -m wildvision resume {run_dir}` continues after its last completed epoch)",
-            file=sys.stderr,
-        )
-        return False
-    _print_results(run_dir)
-    return True
+    return 0 if train_one(run_dir) else 1
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from wildvision.train import Cancelled
-
-    run_dirs = [runs.resolve_run(run, args.runs_dir) for run in args.run]
-    for run_dir in run_dirs:
-        run = runs.read_run(run_dir)
-        if run.state == "running":
-            raise runs.RunError(f"run {run_dir} is still running (pid {run.status.get('pid')}); cancel it before resuming")
-    queue = [d for d in run_dirs if runs.read_run(d).state != "completed" and not (len(run_dirs) > 1 and runs.read_run(d).state == "cancelled")]
-    for run_dir in queue:  # claim the queue: a reader can tell that this process will train them
-        runs.write_status(run_dir, "queued", pid=os.getpid(), host=socket.gethostname())
-    failed = 0
-    for position, run_dir in enumerate(queue):
-        try:
-            failed += not _execute(run_dir)
-        except Cancelled:
-            for later in queue[position + 1 :]:
-                runs.write_status(later, "cancelled", message="the queue was cancelled before this run started; resume starts it")
-            print(f"cancelled {run_dir}", file=sys.stderr)
-            return 130
-    if not queue:
-        print("nothing to resume: " + ", ".join(f"{d.name} is {runs.read_run(d).state}" for d in run_dirs))
-    return 1 if failed else 0
+    return train_queue([runs.resolve_run(run, args.runs_dir) for run in args.run])
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -191,7 +132,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     stored_scores = runs.read_json(run_dir / runs.SCORES) if (run_dir / runs.SCORES).exists() else {}
     runs.write_json_atomic(run_dir / runs.SCORES, stored_scores | scores)
     runs.write_json_atomic(run_dir / runs.RESULTS, stored)
-    _print_results(run_dir)
+    print_results(run_dir)
     return 0
 
 
@@ -478,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    log_to_console()
     try:
         return args.func(args)
     except KeyboardInterrupt:

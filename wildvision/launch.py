@@ -1,8 +1,8 @@
 """Start training runs, follow them and cancel them, on this machine or on a SLURM cluster.
 
-A run is always an ordinary `python -m wildvision resume RUN...` process: here, in its own session,
-so closing the dashboard tab, re-running its script or restarting Streamlit never stops it; on a
-cluster, as one task of a job array (slurm.py). Everything the dashboard shows comes from the run
+A run is always trained by a `python -m wildvision.worker RUN...` process (worker.py): here, in its own
+session, so closing the dashboard tab, re-running its script or restarting Streamlit never stops it; on
+a cluster, as one task of a job array (slurm.py). Everything the dashboard shows comes from the run
 folders (see runs.py), joined for cluster runs with Slurm's own view of their tasks.
 """
 
@@ -79,7 +79,7 @@ def spawn(run_dirs: Sequence[Path]) -> int:
     run_dirs = [Path(d).resolve() for d in run_dirs]
     with open(run_dirs[0] / "console.log", "ab") as console:  # the child keeps its own copy of the file descriptor
         process = subprocess.Popen(
-            [sys.executable, "-m", "wildvision", "resume", *map(str, run_dirs)],
+            [sys.executable, "-m", "wildvision.worker", *map(str, run_dirs)],
             stdin=subprocess.DEVNULL,
             stdout=console,
             stderr=subprocess.STDOUT,

@@ -1,8 +1,8 @@
 """The SLURM launcher: a grid as one `sbatch` job array, followed through squeue, sacct and the run folders.
 
 Every run folder is created (queued) before submission, exactly as for the local launcher; array task i
-then runs `python -m wildvision resume` on the i-th of them, so a cluster task trains a run the same way
-a local background process does. The run folders must live on a filesystem that the compute nodes share.
+then runs `python -m wildvision.worker` (worker.py) on the i-th of them, so a cluster task trains a run
+the same way a local background process does. The run folders must live on a filesystem that the compute nodes share.
 
 Each submission gets a folder under RUNS_DIR/slurm/ holding the batch script as submitted (`batch.sh`),
 the run folders in task order (`runs.txt`, which the script reads), `submission.json` (job id and
@@ -90,7 +90,7 @@ def batch_script(task_count: int, settings: SlurmSettings) -> str:
             'run_dir=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "$SLURM_SUBMIT_DIR/runs.txt")',
             f"cd {shlex.quote(str(code_root))}",
             "# the run's console output goes beside its train.log, as for a run started on this machine",
-            f'exec {shlex.quote(os.path.abspath(sys.executable))} -m wildvision resume "$run_dir" >> "$run_dir/console.log" 2>&1',
+            f'exec {shlex.quote(os.path.abspath(sys.executable))} -m wildvision.worker "$run_dir" >> "$run_dir/console.log" 2>&1',
             "",
         ]
     )
