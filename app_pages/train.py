@@ -1,5 +1,6 @@
 """Train: launch one run or the paper's grid as background processes or on a SLURM cluster, and follow runs live."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import streamlit as st
@@ -313,11 +314,12 @@ with grid, st.form("grid"):
         "on this machine, or as one SLURM job array with a task per configuration, run as the cluster has room."
     )
     data, tests = data_inputs("grid")
-    names = st.multiselect("Configurations", [grid_name(e) for e in entries], default=[grid_name(e) for e in entries])
+    names = st.multiselect("Configurations", [grid_name(e) for e in entries], default=[grid_name(e) for e in entries], key="grid_names")
     shipped_lines = [f"{arch}={path}" for arch in dict.fromkeys(e["arch"] for e in entries) if (path := local_weights_file(arch))]
     weights_lines = st.text_area(
         "Local weights per architecture, one per line as ARCH=FILE; architectures not listed use ImageNet weights from torchvision",
         "\n".join(shipped_lines),
+        key="grid_weights",
         placeholder="squeezenet1_0=/path/to/squeezenet1_0-imagenet.pth",
     )
     options = hyperparameter_inputs("grid")
@@ -361,23 +363,15 @@ with grid, st.form("grid"):
 
         def start_grid() -> list[Path]:
             weights = parse_named_folders(weights_lines)
-            lrs = {grid_name(e): options["lr"] or lr_override(e["arch"], e["regime"], weights.get(e["arch"])) for e in chosen}
-            return launch_grid(
-                [
-                    TrainConfig(
-                        arch=e["arch"],
-                        regime=e["regime"],
-                        data=str(Path(data.strip()).expanduser().resolve()),
-                        with_background=e["background"],
-                        weights=None if e["regime"] == "scratch" else weights.get(e["arch"]),
-                        tests=parse_named_folders(tests),
-                        **(options | {"lr": lrs[grid_name(e)]}),
-                    )
-                    for e in chosen
-                ],
-                runs.default_runs_dir(),
-                settings if on_slurm else None,
-            )
+            configs = [
+                TrainConfig.from_grid_entry(
+                    e, data=str(Path(data.strip()).expanduser().resolve()), weights=weights, tests=parse_named_folders(tests), **options
+                )
+                for e in chosen
+            ]
+            # An empty learning rate field: each configuration's suggested rate (0.0001 for SqueezeNet's deep-compression file)
+            configs = [c if c.lr else replace(c, lr=lr_override(c.arch, c.regime, c.weights)) for c in configs]
+            return launch_grid(configs, runs.default_runs_dir(), settings if on_slurm else None)
 
         if on_slurm and settings_error:
             st.error(settings_error)

@@ -222,3 +222,34 @@ def test_a_run_that_finishes_is_announced_and_selected(runs_dir, tmp_path):
     assert at.selectbox(key="finished_run").value == running.name
     assert [s.value for s in at.success] == [md(f"Run {running.name} finished: completed. It is selected below.")]
     assert [t.value for t in at.toast] == [f"Run {running.name} finished: completed. It is selected below."]
+
+
+def test_the_grid_starts_each_configuration_with_its_own_weights_line(runs_dir, no_shared, tmp_path):
+    import time
+
+    import torch
+    import torchvision
+
+    from wildvision.train import DEEP_COMPRESSION_WEIGHTS
+
+    data = make_class_folder(tmp_path / "train", {"captive": 6, "wild": 6, "background": 4})
+    weights = tmp_path / DEEP_COMPRESSION_WEIGHTS  # a state dict of the stock model, under the shipped file's name
+    torch.save(torchvision.models.squeezenet1_0(weights=None).state_dict(), weights)
+    at = train_page()
+    at.text_input(key="grid_data").set_value(str(data))
+    at.text_area(key="grid_tests").set_value("")
+    at.multiselect(key="grid_names").set_value(["squeezenet1_0-transfer-bg", "densenet121-scratch-bg"])
+    at.text_area(key="grid_weights").set_value(f"squeezenet1_0={weights}")
+    at.number_input(key="grid_epochs").set_value(1)
+    at.number_input(key="grid_batch").set_value(4)
+    button(at, "Start the grid").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    started = {run.config["train"]["arch"]: run.path for run in runs.list_runs(runs_dir)}
+    deadline = time.monotonic() + 300
+    while any(runs.read_run(d).state in ("queued", "running") for d in started.values()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    train = {arch: runs.read_run(d) for arch, d in started.items()}
+    assert {arch: run.state for arch, run in train.items()} == {"squeezenet1_0": "completed", "densenet121": "completed"}, [r.status for r in train.values()]
+    sq, dense = (train[arch].config["train"] for arch in ("squeezenet1_0", "densenet121"))
+    assert (sq["regime"], sq["with_background"], sq["weights"], sq["lr"], sq["epochs"]) == ("transfer", True, str(weights), 0.0001, 1)
+    assert (dense["regime"], dense["with_background"], dense["weights"], dense["lr"], dense["epochs"]) == ("scratch", True, "none", None, 1)

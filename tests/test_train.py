@@ -247,6 +247,20 @@ def test_scratch_refuses_pretrained_weights():
         TrainConfig(arch="resnet18", regime="scratch", data="x", weights="imagenet")
 
 
+def test_a_grid_entry_becomes_the_same_run_config_from_the_cli_and_the_page():
+    from wildvision.launch import grid_name, load_grid
+
+    weights = {"squeezenet1_0": "/w/squeezenet.pth", "*": "/w/any.pth"}
+    sq = TrainConfig.from_grid_entry({"arch": "squeezenet1_0", "regime": "combi", "background": True}, data="/d", weights=weights, epochs=3, lr=0.01)
+    assert (sq.name, sq.with_background, sq.weights, sq.data, sq.epochs, sq.lr) == ("squeezenet1_0-combi-bg", True, "/w/squeezenet.pth", "/d", 3, 0.01)
+    other = TrainConfig.from_grid_entry({"arch": "resnet18", "regime": "transfer", "background": False}, data="/d", weights=weights)
+    assert (other.name, other.weights) == ("resnet18-transfer-no_bg", "/w/any.pth")
+    scratch = TrainConfig.from_grid_entry({"arch": "squeezenet1_0", "regime": "scratch", "background": True}, data="/d", weights=weights)
+    assert scratch.weights == "none"  # whatever weights are given: scratch trains from random init
+    assert TrainConfig.from_grid_entry({"arch": "resnet18", "regime": "transfer", "background": True}, data="/d").weights == "imagenet"
+    assert [grid_name(entry) for entry in load_grid()][-2:] == ["vgg11_bn-combi-bg", "vgg19_bn-combi-bg"]
+
+
 def test_grid_runs_the_chosen_configurations_and_reports_failures(shared, tmp_path):
     data = demo_subset(tmp_path, {"captive": 12, "wild": 12, "background": 6})
     grid = tmp_path / "grid.toml"

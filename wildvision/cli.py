@@ -71,28 +71,25 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     _add_runs_dir(parser)
 
 
-def _config_from(args: argparse.Namespace, arch: str, regime: str, background: bool, weights: str | None) -> TrainConfig:
-    return TrainConfig(
-        arch=arch,
-        regime=regime,
-        data=str(Path(args.data).resolve()),
-        with_background=background,
-        positive=args.positive,
-        weights=weights,
-        tests=dict(args.test),
-        epochs=args.epochs,
-        patience=args.patience,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        head_epochs=args.head_epochs,
-        seed=args.seed,
-        device=args.device,
-        num_workers=args.workers,
-        split=getattr(args, "split", None),
-        target_precision=args.target_precision,
-        feature_views=args.feature_views,
-        cache_dir=args.cache_dir and str(Path(args.cache_dir).resolve()),
-    )
+def _training_options(args: argparse.Namespace) -> dict:
+    """TrainConfig's fields from the options `train` and `grid` share (all but architecture, regime, background, weights)."""
+    return {
+        "data": str(Path(args.data).resolve()),
+        "positive": args.positive,
+        "tests": dict(args.test),
+        "epochs": args.epochs,
+        "patience": args.patience,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "head_epochs": args.head_epochs,
+        "seed": args.seed,
+        "device": args.device,
+        "num_workers": args.workers,
+        "split": getattr(args, "split", None),
+        "target_precision": args.target_precision,
+        "feature_views": args.feature_views,
+        "cache_dir": args.cache_dir and str(Path(args.cache_dir).resolve()),
+    }
 
 
 def _resolve_weights(weights: str) -> str:
@@ -103,7 +100,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from wildvision.train import start_run
 
     weights = _resolve_weights(args.weights) if args.weights else None
-    config = _config_from(args, args.arch, args.regime, args.with_background, weights)
+    config = TrainConfig(arch=args.arch, regime=args.regime, with_background=args.with_background, weights=weights, **_training_options(args))
     if config.regime != "scratch" and config.weights in (None, "imagenet"):
         problem = imagenet_weights_problem(config.arch)
         if problem:  # say so before a run folder is made that could only fail
@@ -216,10 +213,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(f"dry run: {len(chosen)} of {len(entries)} configurations; nothing was created or submitted", file=sys.stderr)
             return 0
-        configs = [
-            _config_from(args, e["arch"], e["regime"], e["background"], None if e["regime"] == "scratch" else weights.get(e["arch"], weights.get("*")))
-            for e in chosen
-        ]
+        configs = [TrainConfig.from_grid_entry(entry, weights=weights, **_training_options(args)) for entry in chosen]
         try:
             run_dirs = launch_grid(configs, args.runs_dir, settings)
         except SlurmError as error:
@@ -237,10 +231,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
     failures = []
     for position, entry in enumerate(chosen, 1):
         name = grid_name(entry)
-        arch_weights = None if entry["regime"] == "scratch" else weights.get(entry["arch"], weights.get("*"))
         print(f"[{position}/{len(chosen)}] {name}", flush=True)
         try:
-            run_dir = start_run(_config_from(args, entry["arch"], entry["regime"], entry["background"], arch_weights), args.runs_dir)
+            run_dir = start_run(TrainConfig.from_grid_entry(entry, weights=weights, **_training_options(args)), args.runs_dir)
             print(f"run folder: {run_dir}", flush=True)
             execute_run(run_dir)
         except USER_ERRORS as error:

@@ -50,7 +50,8 @@ def parse_named_folders(lines: str) -> dict[str, str]:
 
 
 def grid_name(entry: dict) -> str:
-    return f"{entry['arch']}-{entry['regime']}-{'bg' if entry['background'] else 'no_bg'}"
+    """The configuration's name, ARCH-REGIME-bg|no_bg: its runs' name, which --only and the Train page select by."""
+    return TrainConfig.from_grid_entry(entry, data="").name
 
 
 def load_grid(path: str | Path = PAPER_GRID) -> list[dict]:

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -97,6 +98,20 @@ class TrainConfig:
         if self.lr is not None and self.lr <= 0:
             raise ValueError(f"learning rate must be positive, not {self.lr}")
 
+    @classmethod
+    def from_grid_entry(cls, entry: Mapping, data: str, weights: Mapping[str, str] | None = None, **overrides) -> TrainConfig:
+        """The run of one grid configuration ([[run]] table: arch, regime, background), the same from the command line
+        and the dashboard. `weights` maps an architecture, or "*" for every one not named, to its pretrained weights
+        (launch.parse_weights reads them); scratch runs get none, whatever is given."""
+        return cls(
+            arch=entry["arch"],
+            regime=entry["regime"],
+            data=data,
+            with_background=entry["background"],
+            weights=grid_weights(weights or {}, entry["arch"], entry["regime"]),
+            **overrides,
+        )
+
     @property
     def dataset(self) -> str:
         return "bg" if self.with_background else "no_bg"
@@ -118,6 +133,12 @@ class TrainConfig:
         if self.regime == "scratch":
             return [all_phase]
         return [Phase(False, head_phase.batch_size, head_phase.lr, None, self.head_epochs), all_phase]
+
+
+def grid_weights(weights: Mapping[str, str], arch: str, regime: str) -> str | None:
+    """The weights a grid's `arch` trains from in `regime`: its own entry, else the "*" entry, else None (TrainConfig's
+    default, ImageNet); always None for scratch, which trains from random init."""
+    return None if regime == "scratch" else weights.get(arch, weights.get("*"))
 
 
 def table_s5(regime: str, head_epochs: int = TrainConfig.head_epochs) -> list[Phase]:
