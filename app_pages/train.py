@@ -11,6 +11,7 @@ from wildvision.data import DataFolderError
 from wildvision.evaluate import NO_CUDA
 from wildvision.launch import (
     PAPER_GRID,
+    WEIGHTS_EXAMPLE,
     accelerator,
     cancel_run,
     grid_name,
@@ -20,6 +21,7 @@ from wildvision.launch import (
     load_grid,
     log_tail,
     parse_named_folders,
+    parse_weights,
     progress,
     progress_line,
     resume_run,
@@ -28,7 +30,7 @@ from wildvision.launch import (
 from wildvision.models import ARCHITECTURES, OFFLINE_HINT, WeightsError, imagenet_cache_file, imagenet_weights_problem, weights_file_problem
 from wildvision.shared import demo_data, local_weights_file, shared_folder
 from wildvision.slurm import SCRIPT, SlurmError, SlurmSettings, batch_script, extra_options, read_task
-from wildvision.train import DEEP_COMPRESSION_WEIGHTS, LR_HINT, REGIMES, TrainConfig, suggested_lr, table_s5
+from wildvision.train import DEEP_COMPRESSION_WEIGHTS, LR_HINT, REGIMES, TrainConfig, grid_weights, suggested_lr, table_s5
 
 ACTIVE = ("running", "queued")
 LOCAL = "A local state dict file"
@@ -320,7 +322,7 @@ with grid, st.form("grid"):
         "Local weights per architecture, one per line as ARCH=FILE; architectures not listed use ImageNet weights from torchvision",
         "\n".join(shipped_lines),
         key="grid_weights",
-        placeholder="squeezenet1_0=/path/to/squeezenet1_0-imagenet.pth",
+        placeholder=WEIGHTS_EXAMPLE,
     )
     options = hyperparameter_inputs("grid")
     backend = st.radio(
@@ -346,12 +348,14 @@ with grid, st.form("grid"):
             """Why the grid cannot start, worded for this page; None if it can (weights checked before any run folder exists)."""
             if not data.strip():
                 return ENTER_DATA + " " + NOTHING_STARTED
-            weights = parse_named_folders(weights_lines)
-            pretrained = [e["arch"] for e in chosen if e["regime"] != "scratch"]
-            for arch in dict.fromkeys(a for a in pretrained if a in weights):
-                if reason := weights_file_problem(arch, weights[arch]):
+            weights = parse_weights(weights_lines.splitlines())
+            pretrained = {e["arch"]: grid_weights(weights, e["arch"], e["regime"]) for e in chosen if e["regime"] != "scratch"}
+            for arch, arch_weights in pretrained.items():
+                if arch_weights == "none":
+                    return f"Only scratch trains from random initialisation: give {arch} a weights file or imagenet under Local weights per architecture. {NOTHING_STARTED}"
+                if arch_weights not in (None, "imagenet") and (reason := weights_file_problem(arch, arch_weights)):
                     return f"{md(reason)}. Correct the line for {arch} under Local weights per architecture. {NOTHING_STARTED}"
-            downloads = list(dict.fromkeys(a for a in pretrained if a not in weights))
+            downloads = [arch for arch, arch_weights in pretrained.items() if arch_weights in (None, "imagenet")]
             reason = imagenet_weights_problem(downloads) if downloads else None
             return (
                 None
@@ -362,7 +366,7 @@ with grid, st.form("grid"):
             )
 
         def start_grid() -> list[Path]:
-            weights = parse_named_folders(weights_lines)
+            weights = parse_weights(weights_lines.splitlines())
             configs = [
                 TrainConfig.from_grid_entry(
                     e, data=str(Path(data.strip()).expanduser().resolve()), weights=weights, tests=parse_named_folders(tests), **options
@@ -387,7 +391,7 @@ with grid, st.form("grid"):
         else:
             try:
                 problem = grid_problem()
-            except ValueError as error:  # a malformed ARCH=FILE line
+            except ValueError as error:  # a malformed weights line
                 problem = md(str(error))
             if problem:
                 st.error(problem)

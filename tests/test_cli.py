@@ -79,3 +79,13 @@ def test_grid_defaults_to_the_paper_grid_and_says_so(capsys):
     with pytest.raises(SystemExit):
         main(["grid", "--help"])
     assert f"(default: the paper's 24 configurations, {PAPER_GRID})" in " ".join(capsys.readouterr().out.split())
+
+
+def test_grid_weights_that_cannot_be_read_stop_it_before_anything_is_made(tmp_path, capsys):
+    args = ["grid", "--data", str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--only", "squeezenet1_0-*"]
+    assert main([*args, "--weights", "squeezenet=sq.pth"]) == 2
+    assert capsys.readouterr().err.startswith("error: weights 'squeezenet=sq.pth': unknown architecture 'squeezenet'; choose one of: alexnet,")
+    assert main([*args, "--weights", "sq.pth", "--launcher", "slurm", "--dry-run"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: weights 'sq.pth': write ARCH=FILE")
+    assert not (tmp_path / "runs").exists()

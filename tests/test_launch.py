@@ -8,7 +8,7 @@ import pytest
 import wildvision
 from conftest import SQUEEZENET_WEIGHTS, demo_subset
 from wildvision import runs
-from wildvision.launch import PAPER_GRID, cancel_run, launch_run, load_grid, parse_named_folders, progress, resume_run, select_grid
+from wildvision.launch import PAPER_GRID, cancel_run, launch_run, load_grid, parse_named_folders, parse_weights, progress, resume_run, select_grid
 from wildvision.train import TrainConfig
 
 
@@ -26,6 +26,27 @@ def test_named_folders_are_parsed_and_bad_lines_explained(tmp_path):
     assert parse_named_folders(f"a={tmp_path}\n\n b = {tmp_path}/x ") == {"a": str(tmp_path), "b": str(tmp_path / "x")}
     with pytest.raises(ValueError, match="NAME=DIR"):
         parse_named_folders("just/a/folder")
+
+
+def test_weights_per_architecture_are_parsed_and_bad_lines_explained(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    lines = ["squeezenet1_0=sq.pth", "", " mobilenet_v2 = ~/m.pth ", "resnet18=imagenet", "imagenet"]
+    assert parse_weights(lines) == {
+        "squeezenet1_0": str(tmp_path / "sq.pth"),
+        "mobilenet_v2": str(Path("~/m.pth").expanduser()),
+        "resnet18": "imagenet",
+        "*": "imagenet",
+    }
+    assert parse_weights(["*=all.pth"]) == {"*": str(tmp_path / "all.pth")} and parse_weights(["none"]) == {"*": "none"}
+    for lines, problem in (
+        (["squeezenet1_0.pth"], "weights 'squeezenet1_0.pth': write ARCH=FILE"),
+        (["resnet18="], "weights 'resnet18=': write ARCH=FILE"),
+        (["squeezenet=sq.pth"], "weights 'squeezenet=sq.pth': unknown architecture 'squeezenet'"),
+        (["resnet18=a.pth", "resnet18=b.pth"], f"weights 'resnet18=b.pth': resnet18 already has weights \\({tmp_path / 'a.pth'}\\)"),
+        (["imagenet", "*=b.pth"], "weights '\\*=b.pth': every architecture already has weights \\(imagenet\\)"),
+    ):
+        with pytest.raises(ValueError, match=problem):
+            parse_weights(lines)
 
 
 def test_the_paper_grid_is_package_data():

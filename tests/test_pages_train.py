@@ -224,6 +224,17 @@ def test_a_run_that_finishes_is_announced_and_selected(runs_dir, tmp_path):
     assert [t.value for t in at.toast] == [f"Run {running.name} finished: completed. It is selected below."]
 
 
+def test_a_malformed_weights_line_is_named_and_nothing_starts(runs_dir, no_shared, tmp_path):
+    data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
+    at = train_page()
+    at.text_input(key="grid_data").set_value(str(data))
+    at.text_area(key="grid_weights").set_value("squeezenet1_0=/w/sq.pth\nsqueezenet=/w/sq.pth")
+    button(at, "Start the grid").click().run()
+    assert not at.exception
+    assert at.error[0].value.startswith(md("weights 'squeezenet=/w/sq.pth': unknown architecture 'squeezenet'"))
+    assert runs.list_runs(runs_dir) == []
+
+
 def test_the_grid_starts_each_configuration_with_its_own_weights_line(runs_dir, no_shared, tmp_path):
     import time
 
@@ -239,7 +250,7 @@ def test_the_grid_starts_each_configuration_with_its_own_weights_line(runs_dir, 
     at.text_input(key="grid_data").set_value(str(data))
     at.text_area(key="grid_tests").set_value("")
     at.multiselect(key="grid_names").set_value(["squeezenet1_0-transfer-bg", "densenet121-scratch-bg"])
-    at.text_area(key="grid_weights").set_value(f"squeezenet1_0={weights}")
+    at.text_area(key="grid_weights").set_value(f"squeezenet1_0={weights}\n*=imagenet")  # scratch takes no weights, whatever the lines say
     at.number_input(key="grid_epochs").set_value(1)
     at.number_input(key="grid_batch").set_value(4)
     button(at, "Start the grid").click().run()

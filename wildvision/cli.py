@@ -13,7 +13,7 @@ from pathlib import Path
 from wildvision import runs
 from wildvision.data import DataFolderError
 from wildvision.images import ImageError
-from wildvision.launch import PAPER_GRID, list_runs_shown, parse_named_folder
+from wildvision.launch import PAPER_GRID, list_runs_shown, parse_named_folder, parse_weights, resolve_weights
 from wildvision.models import ARCHITECTURES, OFFLINE_HINT, PAPER_ARCHITECTURES, WeightsError, imagenet_weights_problem
 from wildvision.predict import CheckpointError
 from wildvision.train import REGIMES, TrainConfig
@@ -92,14 +92,10 @@ def _training_options(args: argparse.Namespace) -> dict:
     }
 
 
-def _resolve_weights(weights: str) -> str:
-    return weights if weights in ("imagenet", "none") else str(Path(weights).resolve())
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from wildvision.train import start_run
 
-    weights = _resolve_weights(args.weights) if args.weights else None
+    weights = resolve_weights(args.weights) if args.weights else None
     config = TrainConfig(arch=args.arch, regime=args.regime, with_background=args.with_background, weights=weights, **_training_options(args))
     if config.regime != "scratch" and config.weights in (None, "imagenet"):
         problem = imagenet_weights_problem(config.arch)
@@ -170,18 +166,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _grid_weights(values: list[str]) -> dict[str, str]:
-    """--weights imagenet | none | ARCH=PATH ... as a mapping arch -> weights (default imagenet)."""
-    mapping: dict[str, str] = {}
-    for value in values:
-        arch, sep, path = value.partition("=")
-        if sep:
-            mapping[arch] = _resolve_weights(path)
-        else:
-            mapping["*"] = value
-    return mapping
-
-
 def _slurm_settings(args: argparse.Namespace):
     from wildvision.slurm import SlurmSettings, extra_options
 
@@ -200,7 +184,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     from wildvision.launch import grid_name, launch_grid, load_grid, select_grid
     from wildvision.train import execute_run, start_run
 
-    weights = _grid_weights(args.weights)
+    weights = parse_weights(args.weights)
     entries = load_grid(args.gridfile)
     chosen = select_grid(entries, args.only)
     if args.launcher == "slurm":
@@ -362,8 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights",
         action="append",
         default=[],
-        metavar="imagenet|ARCH=PATH",
-        help="pretrained weights: imagenet (default) for all, or ARCH=PATH for one architecture; repeat for more",
+        metavar="ARCH=PATH|imagenet|none",
+        help="pretrained weights: ARCH=PATH (or ARCH=imagenet) for one architecture, *=PATH for every architecture not named, "
+        "imagenet (default) or none for all; repeat for more. Scratch configurations always start from random init",
     )
     _add_training_options(p)
     cluster = p.add_argument_group("SLURM", "with --launcher slurm; the run folders (--runs-dir) must be on a filesystem the compute nodes share")

@@ -16,17 +16,19 @@ import subprocess
 import sys
 import threading
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from wildvision import runs, slurm
+from wildvision.models import ARCHITECTURES
 from wildvision.train import STORED_FEATURES_MESSAGE, TrainConfig, start_run
 
 # Package data (pyproject.toml), so an installed wildvision has the paper's 24 configurations too.
 PAPER_GRID = Path(__file__).resolve().parent / "paper_grid.toml"
+WEIGHTS_EXAMPLE = "squeezenet1_0=/path/to/squeezenet1_0-imagenet.pth"
 
 
 def accelerator() -> str | None:
@@ -47,6 +49,33 @@ def parse_named_folder(text: str) -> tuple[str, str]:
 def parse_named_folders(lines: str) -> dict[str, str]:
     """Test sets written one per line as NAME=DIR (blank lines ignored), as the dashboard takes them."""
     return dict(parse_named_folder(line) for line in lines.splitlines() if line.strip())
+
+
+def parse_weights(lines: Iterable[str]) -> dict[str, str]:
+    """Pretrained weights per architecture, as `grid --weights` and the Train page's grid take them, one per line:
+    ARCH=WEIGHTS for one architecture, *=WEIGHTS for every architecture not named, and a bare imagenet or none as
+    short for *=imagenet or *=none. WEIGHTS is imagenet, none or a state dict file (made absolute). Blank lines
+    are ignored; a malformed line, an unknown architecture or one named twice is a ValueError quoting the line."""
+    weights: dict[str, str] = {}
+    for line in (line.strip() for line in lines):
+        if not line:
+            continue
+        arch, sep, value = (part.strip() for part in line.partition("="))
+        if not sep and arch in ("imagenet", "none"):
+            arch, value = "*", arch
+        elif not sep or not arch or not value:
+            raise ValueError(f"weights {line!r}: write ARCH=FILE (e.g. {WEIGHTS_EXAMPLE}), *=FILE for every architecture, imagenet or none")
+        if arch != "*" and arch not in ARCHITECTURES:
+            raise ValueError(f"weights {line!r}: unknown architecture {arch!r}; choose one of: {', '.join(ARCHITECTURES)}, or * for all")
+        if arch in weights:
+            raise ValueError(f"weights {line!r}: {'every architecture' if arch == '*' else arch} already has weights ({weights[arch]})")
+        weights[arch] = resolve_weights(value)
+    return weights
+
+
+def resolve_weights(value: str) -> str:
+    """Weights as TrainConfig keeps them: imagenet, none, or a file's absolute path (a run may train in another folder)."""
+    return value if value in ("imagenet", "none") else str(Path(value).expanduser().resolve())
 
 
 def grid_name(entry: dict) -> str:
