@@ -19,7 +19,7 @@ import pytest
 from wildvision import paper
 
 REPO = Path(__file__).resolve().parents[1]
-GRID = REPO / "experiments" / "paper_grid.toml"
+GRID = REPO / "wildvision" / "paper_grid.toml"
 
 
 def value(source: str, model: str, metric: str, regime: str | None = None, dataset: str | None = None, test_set: str | None = None) -> float:

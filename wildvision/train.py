@@ -158,7 +158,7 @@ def suggested_lr(arch: str, regime: str, weights: str | Path | None = None) -> t
         return 0.0001, (
             "0.0001 for SqueezeNet with the shipped deep-compression weights file: its first layer has Caffe's 0-255 input "
             "scale folded in, so at Table S5's 0.001 the head's final ReLU clamps most outputs at zero and they stop learning "
-            "(see the README, 'Demo data and offline weights')"
+            "(see docs/data.md, 'Demo data and offline weights')"
         )
     if len(phases) == 1:
         return phases[0].lr, f"Table S5's learning rate for the {regime} regime"
