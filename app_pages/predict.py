@@ -125,7 +125,7 @@ def _model_key(choice: ModelChoice) -> tuple[str, int]:
 # --- cached work ---------------------------------------------------------------------------------
 
 # What the page keeps of a photo, from explain.examine (a plain dict, because st.cache_data pickles it and classes
-# defined in a page script do not unpickle): "probability" and "error" (one of them None), "photo" (display size, None
+# defined in a page script do not unpickle): "probability" and "error" (one of them None), "photo" (display size, as JPEG bytes; None
 # when unreadable), "thumbnail" (a data URL for the table), and for a readable photo its map as a MapRecord's keys.
 PhotoRecord = dict
 # A map as the page keeps it: "heatmap" (uint8 at the photo's display size, a quarter of float32's memory), "method",
@@ -133,12 +133,12 @@ PhotoRecord = dict
 MapRecord = dict
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@st.cache_data(max_entries=8, show_spinner=False)
 def _examined(model_key: tuple, digests: tuple[str, ...], method: str, _loaded: LoadedModel, _paths: tuple[Path, ...]) -> list[PhotoRecord]:
     """Everything shown of each photo, decoding each file once; keyed by the model, the photos' contents and the map.
 
-    16 entries rather than the 64 that scores alone once had: an entry holds display-sized photos and maps, about
-    1.2 MB per photo at 640 x 480.
+    An entry holds each photo at display size as JPEG bytes and its map as uint8, about 0.4 MB per 640 x 480 photo,
+    so a full upload of 500 photos is about 200 MB: 8 entries rather than the 64 that scores alone once had.
     """
     return [_photo_record(examined) for examined in explain.examine(_loaded, list(_paths), method, DISPLAY_MAX)]
 
@@ -149,7 +149,7 @@ def _photo_record(examined: explain.Examined) -> PhotoRecord:
     return {
         "probability": examined.explanation.probability,
         "error": None,
-        "photo": examined.image,
+        "photo": _jpeg(examined.image, quality=90),  # a tenth of the raw pixels' memory in the cache
         "thumbnail": _thumbnail_url(examined.image),
         **_record(examined.explanation),
     }
@@ -160,10 +160,19 @@ def _record(explanation: explain.Explanation) -> MapRecord:
     return {"heatmap": heatmap, "method": explanation.method, "target": explanation.target, "blank": explanation.blank}
 
 
-def _jpeg_url(image: Image.Image) -> str:
+def _jpeg(image: Image.Image, quality: int) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def _jpeg_url(image: Image.Image) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(_jpeg(image, quality=80)).decode("ascii")
+
+
+def _shown_photo(record: PhotoRecord) -> Image.Image:
+    """The display-sized photo kept in a record (as JPEG bytes)."""
+    return Image.open(io.BytesIO(record["photo"])).convert("RGB")
 
 
 @st.cache_data(show_spinner=False)
@@ -229,7 +238,7 @@ def pick_model(choices: list[ModelChoice]) -> ModelChoice:
 def show_detail(loaded: LoadedModel, model_key: tuple, row: dict, method: str) -> None:
     """One photo large: the verdict, the photo and its map side by side, and a steadier map on request."""
     st.markdown(f"**{md(row['file'])}** — {md(wording.verdict_sentence(row['probability'], loaded.threshold, loaded.positive_class))}")
-    record, photo = row["record"], row["record"]["photo"]
+    record, photo = row["record"], _shown_photo(row["record"])
     store = st.session_state.setdefault("predict_ig", {})
     ig = store.get((model_key, row["digest"]))
     columns = st.columns(3 if ig else 2)
@@ -304,7 +313,7 @@ def show_grid(readable: list[dict], method: str) -> None:
             columns = st.columns(GRID_COLUMNS)  # a new row, so photos of different shapes stay in line
         record = row["record"]
         with columns[index % GRID_COLUMNS]:
-            st.image(explain.overlay(record["photo"], record["heatmap"] / 255.0), caption=f"{row['file']}: {row['answer']}", width="content")
+            st.image(explain.overlay(_shown_photo(record), record["heatmap"] / 255.0), caption=f"{row['file']}: {row['answer']}", width="content")
     st.caption(f"{wording.MAP_NAMES[method]}: {wording.MAP_READINGS[method]}.")
 
 
