@@ -73,6 +73,31 @@ def demo_subset(tmp_path: Path, per_class: dict[str, int], source: str = "train"
     return root
 
 
+def train_args(data, runs_dir, *extra) -> tuple[str, ...]:
+    """`python -m wildvision` arguments for a small SqueezeNet transfer run on `data` (the shipped offline weights)."""
+    return (
+        "train",
+        "--arch",
+        "squeezenet1_0",
+        "--regime",
+        "transfer",
+        "--data",
+        str(data),
+        "--with-background",
+        "--weights",
+        str(SQUEEZENET_WEIGHTS),
+        "--lr",
+        "0.0001",
+        "--batch-size",
+        "16",
+        "--runs-dir",
+        str(runs_dir),
+        "--workers",
+        "1",
+        *extra,
+    )
+
+
 @pytest.fixture(scope="session")
 def completed_run(shared, tmp_path_factory) -> Path:
     """One real, completed transfer run of SqueezeNet on a small demo-data subset, trained once per session."""
@@ -83,33 +108,7 @@ def completed_run(shared, tmp_path_factory) -> Path:
     data = demo_subset(tmp, {"captive": 60, "wild": 60, "background": 20})
     test = demo_subset(tmp, {"captive": 20, "other": 40}, source="test_out_pet")
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wildvision",
-            "train",
-            "--arch",
-            "squeezenet1_0",
-            "--regime",
-            "transfer",
-            "--data",
-            str(data),
-            "--with-background",
-            "--weights",
-            str(SQUEEZENET_WEIGHTS),
-            "--lr",
-            "0.0001",
-            "--batch-size",
-            "16",
-            "--workers",
-            "1",
-            "--epochs",
-            "3",
-            "--test",
-            f"test_out_pet={test}",
-            "--runs-dir",
-            str(tmp / "runs"),
-        ],
+        [sys.executable, "-m", "wildvision", *train_args(data, tmp / "runs", "--epochs", "3", "--test", f"test_out_pet={test}")],
         capture_output=True,
         text=True,
         timeout=900,

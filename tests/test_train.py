@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from conftest import SQUEEZENET_WEIGHTS, demo_subset
+from conftest import SQUEEZENET_WEIGHTS, demo_subset, train_args
 from test_cli import run_cli
 from wildvision import runs
 from wildvision.data import scan_folder
@@ -22,30 +22,6 @@ from wildvision.train import TrainConfig
 TRAIN_COUNTS = {"captive": 60, "wild": 60, "background": 20}
 TEST_COUNTS = {"captive": 20, "other": 40}
 RUN_FILES = (runs.CONFIG, runs.STATUS, runs.SPLIT, runs.METRICS, runs.RESULTS, runs.CHECKPOINT, runs.LOG)
-
-
-def train_args(data, runs_dir, *extra):
-    return (
-        "train",
-        "--arch",
-        "squeezenet1_0",
-        "--regime",
-        "transfer",
-        "--data",
-        str(data),
-        "--with-background",
-        "--weights",
-        str(SQUEEZENET_WEIGHTS),
-        "--lr",
-        "0.0001",
-        "--batch-size",
-        "16",
-        "--runs-dir",
-        str(runs_dir),
-        "--workers",
-        "1",
-        *extra,
-    )
 
 
 @pytest.fixture(scope="module")
