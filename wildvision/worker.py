@@ -76,11 +76,12 @@ def train_queue(run_dirs: Sequence[Path]) -> int:
     whole leaves alone what someone cancelled on purpose). Refuses, before training anything, when one
     of them is still running in another process.
     """
-    for run_dir in run_dirs:
-        run = runs.read_run(run_dir)
+    found = [runs.read_run(run_dir) for run_dir in run_dirs]
+    for run in found:
         if run.state == "running":
-            raise runs.RunError(f"run {run_dir} is still running (pid {run.status.get('pid')}); cancel it before resuming")
-    queue = [d for d in run_dirs if runs.read_run(d).state != "completed" and not (len(run_dirs) > 1 and runs.read_run(d).state == "cancelled")]
+            raise runs.RunError(f"run {run.path} is still running (pid {run.status.get('pid')}); cancel it before resuming")
+    skipped = ("completed", "cancelled") if len(run_dirs) > 1 else ("completed",)
+    queue = [run.path for run in found if run.state not in skipped]
     for run_dir in queue:  # claim the queue: a reader can tell that this process will train them
         runs.write_status(run_dir, "queued", pid=os.getpid(), host=socket.gethostname())
     failed = 0
@@ -93,7 +94,7 @@ def train_queue(run_dirs: Sequence[Path]) -> int:
             print(f"cancelled {run_dir}", file=sys.stderr)
             return CANCELLED_EXIT
     if not queue:
-        print("nothing to resume: " + ", ".join(f"{d.name} is {runs.read_run(d).state}" for d in run_dirs))
+        print("nothing to resume: " + ", ".join(f"{run.name} is {run.state}" for run in found))
     return 1 if failed else 0
 
 
