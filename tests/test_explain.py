@@ -14,7 +14,7 @@ from conftest import DEMO
 from wildvision import explain
 from wildvision.data import eval_transform
 from wildvision.images import open_image
-from wildvision.models import ARCHITECTURES, build_model, head
+from wildvision.models import ARCHITECTURES, architecture, build_model, head
 from wildvision.predict import LoadedModel, load_model, predict_paths
 
 FAST = ("saliency", "gradcam")
@@ -61,7 +61,7 @@ def test_every_architecture_names_a_gradcam_layer_with_a_spatial_map(arch):
         model(torch.empty(1, 3, 224, 224, device="meta"))
     finally:
         handle.remove()
-    assert len(shapes) == 1, f"{explain.TARGET_LAYERS[arch]} must run exactly once per forward pass"
+    assert len(shapes) == 1, f"{architecture(arch).gradcam_layer} must run exactly once per forward pass"
     _, channels, height, width = shapes[0]
     assert channels >= 256 and 7 <= height <= 14 and height == width
 

