@@ -8,7 +8,6 @@ import streamlit as st
 from app_pages.widgets import learning_curves_chart, md
 from wildvision import compare, runs
 from wildvision.data import DataFolderError
-from wildvision.evaluate import NO_CUDA
 from wildvision.launch import (
     PAPER_GRID,
     WEIGHTS_EXAMPLE,
@@ -27,23 +26,15 @@ from wildvision.launch import (
     resume_run,
     select_grid,
 )
-from wildvision.models import ARCHITECTURES, OFFLINE_HINT, WeightsError, architecture, imagenet_cache_file, imagenet_weights_problem, weights_file_problem
+from wildvision.models import ARCHITECTURES, WeightsError, architecture, imagenet_cache_file, imagenet_weights_problem, weights_file_problem
 from wildvision.shared import demo_data, local_weights_file, shared_folder
 from wildvision.slurm import SCRIPT, SlurmError, SlurmSettings, batch_script, extra_options, read_task
-from wildvision.train import DEEP_COMPRESSION_WEIGHTS, LR_HINT, REGIMES, TrainConfig, grid_weights, suggested_lr, table_s5
+from wildvision.train import DEEP_COMPRESSION_WEIGHTS, REGIMES, TrainConfig, grid_weights, suggested_lr, table_s5
+from wildvision.wording import LOCAL_WEIGHTS, error_text, with_hint
 
 ACTIVE = ("running", "queued")
-LOCAL = "A local state dict file"
+LOCAL = LOCAL_WEIGHTS  # wording.HINTS' page words name this choice
 NOTHING_STARTED = "Nothing was started."
-
-# Messages written for the command line (a run's status, its log), as this page words them.
-PAGE_WORDING = (
-    (OFFLINE_HINT, f"without internet, start a new run with '{LOCAL}' under Pretrained weights (e.g. a file in shared/weights/)."),
-    (LR_HINT, "try a learning rate of 0.0001"),
-    (NO_CUDA, "the run asked for Device cuda, but this machine has no CUDA GPU; start a new run with Device auto or cpu"),
-    ("`resume` continues it", "Resume continues it"),
-    ("resume starts it", "Resume starts it"),
-)
 
 
 def code(path) -> str:
@@ -51,10 +42,9 @@ def code(path) -> str:
     return md(str(path)) if "`" in str(path) else f"`{path}`"
 
 
-def page_words(text: str) -> str:
-    for cli, page in PAGE_WORDING:
-        text = text.replace(cli, page)
-    return text
+def status_words(run: runs.RunSummary) -> str:
+    """The run's status message with the advice its hint code gives, in this page's words ("" if none)."""
+    return with_hint(run.status.get("message"), run.status.get("hint"), "page")
 
 
 st.title("Train")
@@ -182,7 +172,7 @@ def launch(action) -> None:
     try:
         started = action()
     except (DataFolderError, WeightsError, runs.RunError, ValueError, OSError, SlurmError) as error:
-        st.error(md(page_words(str(error))))
+        st.error(md(error_text(error, "page")))
         return
     st.session_state["train_notices"] = []
     task = read_task(started[0])
@@ -406,7 +396,7 @@ def action_button(label: str, run_dir: Path, action) -> None:
             action(run_dir)
             st.toast(f"{label}: {run_dir.name}")
         except (runs.RunError, OSError, SlurmError) as error:
-            st.error(md(page_words(str(error))))
+            st.error(md(error_text(error, "page")))
 
 
 def run_details(run: runs.RunSummary, slurm_note: str | None) -> None:
@@ -419,14 +409,14 @@ def run_details(run: runs.RunSummary, slurm_note: str | None) -> None:
         st.progress(min(1.0, (p.epoch + p.epoch_fraction) / p.max_epochs), text=progress_line(run, p))
     lr = f"learning rate {train['lr']:g}" if train.get("lr") else "Table S5's learning rate"
     st.caption(f"{train['arch']}, {train['regime']}, {'with' if train['with_background'] else 'without'} background, {lr}; data: {train['data']}")
-    if run.status.get("message"):
-        (st.info if run.state in ACTIVE else st.warning)(md(page_words(run.status["message"])))
+    if status_words(run):
+        (st.info if run.state in ACTIVE else st.warning)(md(status_words(run)))
     for warning in run.config.get("warnings", []):
         st.warning(md(warning))
     figure = learning_curves_chart(run.path)
     if figure:
         st.plotly_chart(figure, key=f"curves_{run.name}", config=compare.chart_config(f"wildvision-{run.name}-learning-curves"))
-    log = page_words(log_tail(run.path))
+    log = log_tail(run.path)
     st.caption(f"The end of the run's log ({code(run.path / runs.LOG)}; Python tracebacks are left out here, the file keeps them):")
     st.code(log or "(no log yet)", language=None, wrap_lines=True)
     if run.state in ACTIVE:
@@ -436,7 +426,7 @@ def run_details(run: runs.RunSummary, slurm_note: str | None) -> None:
 
 
 def finish_notice(run: runs.RunSummary) -> str:
-    message = page_words(run.status.get("message") or "")
+    message = status_words(run)
     return f"Run {run.name} finished: {run.state}" + (f" ({message})" if message else "") + ". It is selected below."
 
 
@@ -476,7 +466,7 @@ def live_runs() -> None:
                     "regime": r.config["train"]["regime"],
                     "dataset": "bg" if r.config["train"]["with_background"] else "no_bg",
                     "epochs": r.epoch,
-                    "message": page_words(r.status.get("message") or ""),
+                    "message": status_words(r),
                 }
                 for r in finished
             ],

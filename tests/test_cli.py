@@ -69,7 +69,17 @@ def test_training_with_imagenet_weights_that_cannot_be_had_stops_before_making_a
     result = run_cli("train", "--arch", "resnet18", "--regime", "transfer", "--data", str(data), "--runs-dir", str(tmp_path / "runs"), env=env)
     assert result.returncode == 2
     assert "ImageNet weights for resnet18" in result.stderr and "--weights PATH" in result.stderr and "Traceback" not in result.stderr
+    assert "under Pretrained weights" not in result.stderr  # the command line's words, not the Train page's
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_gpu_asked_for_on_a_machine_without_one_is_answered_with_the_device_option(tmp_path, monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["predict", "--device", "cuda", str(tmp_path / "photo.jpg")]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: device cuda was asked for, but no CUDA GPU is available here; use --device cpu (or auto)\n"
 
 
 def test_grid_defaults_to_the_paper_grid_and_says_so(capsys):

@@ -1,6 +1,6 @@
 import pytest
 
-from wildvision.evaluate import compute_metrics, threshold_for_precision
+from wildvision.evaluate import compute_metrics, resolve_device, threshold_for_precision
 
 
 def test_metrics_are_weighted_over_both_classes_as_in_the_paper():
@@ -39,3 +39,13 @@ def test_threshold_for_a_target_precision_keeps_the_most_recall():
 def test_unreachable_precision_is_reported_not_hidden():
     rule = threshold_for_precision([1, 0, 1, 0], [0.9, 0.9, 0.8, 0.8], target=0.99)
     assert rule["met"] is False and rule["precision"] == 0.5
+
+
+def test_a_missing_gpu_is_a_value_error_that_names_the_device_and_carries_the_no_cuda_hint(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"^device cuda:1 was asked for, but no CUDA GPU is available here$") as info:
+        resolve_device("cuda:1")
+    assert info.value.hint == "no_cuda"  # each place words the advice (wording.HINTS); the message names no option
+    assert resolve_device("auto").type == "cpu"

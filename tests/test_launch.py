@@ -87,7 +87,7 @@ def test_background_run_can_be_cancelled_and_resumed_to_completion(shared, tmp_p
     assert command[1:] == ["-m", "wildvision.worker", str(run_dir), ""], command  # the worker, not the user-facing CLI
     cancel_run(run_dir)
     run = wait_until(run_dir, lambda r: r.state != "running")
-    assert run.state == "cancelled" and "resume" in run.status["message"]
+    assert run.state == "cancelled" and run.status["message"] == "cancelled by the user" and run.status["hint"] == "resume"
     with pytest.raises(runs.RunError, match="nothing to cancel"):
         cancel_run(run_dir)
 

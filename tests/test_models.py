@@ -51,13 +51,14 @@ def test_missing_weights_file_is_named(tmp_path):
         build_model("resnet18", tmp_path / "nope.pth")
 
 
-def test_imagenet_without_network_or_cache_says_how_to_pass_a_file(tmp_path, monkeypatch):
+def test_imagenet_without_network_or_cache_is_a_weights_error_with_the_offline_hint(tmp_path, monkeypatch):
     # An empty torch cache and a proxy on a closed local port: exactly what an offline machine sees.
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
-    with pytest.raises(WeightsError, match=r"--weights PATH"):
+    with pytest.raises(WeightsError, match=r"^ImageNet weights for resnet18 are not in .* and could not be downloaded") as info:
         build_model("resnet18", "imagenet")
+    assert info.value.hint == "offline_weights"  # how to pass a file is worded where the error is shown (wording.HINTS)
 
 
 def test_unknown_architecture_lists_the_choices():

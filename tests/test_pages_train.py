@@ -150,13 +150,62 @@ def test_a_failed_run_is_shown_in_page_words_without_its_traceback(runs_dir, off
     run_dir = start_run(TrainConfig(arch="resnet18", regime="transfer", data=str(data), weights="imagenet", device="cpu", num_workers=0), runs_dir)
     with pytest.raises(WeightsError):
         execute_run(run_dir)
-    assert "--weights PATH" in runs.read_run(run_dir).status["message"]  # the command line's words stay in the run folder
+    status = runs.read_run(run_dir).status
+    # The folder records what happened and a reason code; the advice is worded by whoever shows it.
+    assert status["hint"] == "offline_weights" and "--" not in status["message"], status
     at = train_page()
     assert not at.exception
     shown = page_text(at)
+    assert "ImageNet weights for resnet18 are not in " in shown and "could not be downloaded" in shown
     assert "without internet, start a new run with 'A local state dict file' under Pretrained weights" in shown
     assert "--weights" not in shown and "Traceback" not in shown and 'File "' not in shown
     assert "[Python traceback left out: the technical details are in this run's train.log]" in at.code[0].value
+    at.radio(key="one_weights_squeezenet1_0").set_value("A local state dict file").run()  # the choice the advice names exists
+    assert not at.exception
+
+
+def test_a_run_that_asked_for_a_missing_gpu_is_told_to_start_again_on_auto_or_cpu(runs_dir, tmp_path, monkeypatch):
+    import torch
+
+    from wildvision.evaluate import DeviceError
+    from wildvision.train import execute_run
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
+    run_dir = start_run(TrainConfig(arch="squeezenet1_0", regime="scratch", data=str(data), device="cuda", num_workers=0), runs_dir)
+    with pytest.raises(DeviceError):
+        execute_run(run_dir)
+    assert runs.read_run(run_dir).status["hint"] == "no_cuda"
+    at = train_page()
+    assert not at.exception
+    shown = page_text(at)
+    assert "device cuda was asked for, but no CUDA GPU is available here; start a new run with Device auto or cpu" in shown
+    assert "--device" not in shown
+
+
+def test_a_queued_run_cancelled_on_the_page_says_resume_continues_it(runs_dir, tmp_path):
+    data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
+    run_dir = start_run(TrainConfig(arch="squeezenet1_0", regime="scratch", data=str(data), device="cpu"), runs_dir)
+    at = train_page()
+    at.button(key=f"Cancel_{run_dir.name}").click().run()
+    assert not at.exception and not at.error
+    assert runs.read_run(run_dir).status["hint"] == "resume"
+    at = train_page()
+    (warning,) = [w.value for w in at.warning if "cancelled before it finished" in w.value]
+    assert warning == "cancelled before it finished; Resume continues it"
+    assert at.button(key=f"Resume_{run_dir.name}").label == "Resume"
+
+
+def test_a_run_folder_from_before_hint_codes_shows_its_message_as_it_was_written(runs_dir, tmp_path):
+    data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
+    run_dir = start_run(TrainConfig(arch="squeezenet1_0", regime="scratch", data=str(data), device="cpu"), runs_dir)
+    old = "WeightsError: ImageNet weights for resnet18 could not be downloaded; pass a local state dict with --weights PATH"
+    status = runs.read_json(run_dir / runs.STATUS) | {"state": "failed", "message": old}  # no hint field, as older versions wrote
+    runs.write_json_atomic(run_dir / runs.STATUS, status)
+    at = train_page()
+    assert not at.exception
+    assert at.dataframe[0].value["message"].tolist() == [old]
+    assert [w.value for w in at.warning if "ImageNet weights" in w.value] == [md(old)]
 
 
 def test_learning_rate_and_table_s5_fields_start_at_what_the_run_will_use(runs_dir, no_shared):

@@ -166,3 +166,15 @@ def test_a_photo_over_the_pixel_limit_is_explained(tmp_path, monkeypatch):
     monkeypatch.setenv("WILDVISION_MAX_IMAGE_PIXELS", "100")
     path = write_image(tmp_path / "big.png", seed=2, size=(20, 20))
     assert wording.problem_text(reason(path)) == "the photo is too large (too many pixels) to check safely"
+
+
+def test_advice_is_worded_for_each_place_and_a_code_this_version_does_not_know_leaves_the_message_alone():
+    for code, words in wording.HINTS.items():
+        assert set(words) == set(wording.PLACES), code
+        assert not re.search(r"(^|\s)--\w", words["page"]), words["page"]  # a page never tells anyone to pass a flag
+    assert wording.with_hint("cancelled by the user", "resume", "page") == "cancelled by the user; Resume continues it"
+    assert wording.with_hint("cancelled by the user", "resume", "cli") == "cancelled by the user; `python -m wildvision resume RUN` continues it"
+    assert wording.with_hint("it failed", "a_newer_code", "page") == "it failed"
+    assert wording.with_hint(None, None, "page") == ""
+    with pytest.raises(ValueError, match="unknown place"):
+        wording.hint_text("resume", "terminal")

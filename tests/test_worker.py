@@ -53,6 +53,21 @@ def test_a_failed_run_is_recorded_and_the_worker_goes_on_with_the_next(tmp_path)
     assert {runs.read_json(d / runs.STATUS)["pid"] for d in (failing, completing)} == {process.pid}
 
 
+def test_a_run_without_imagenet_weights_offline_records_the_reason_and_prints_the_weights_option(tmp_path):
+    data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
+    config = TrainConfig(arch="resnet18", regime="transfer", data=str(data), weights="imagenet", epochs=1, num_workers=0, device="cpu")
+    run_dir = start_run(config, tmp_path / "runs", name="offline")
+    # an empty torch cache, and HTTPS sent to a closed local port: an offline machine
+    env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch"), https_proxy="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9")
+    for name in ("no_proxy", "NO_PROXY"):
+        env.pop(name, None)
+    _, err = worker(run_dir, env=env).communicate(timeout=600)
+    status = runs.read_json(run_dir / runs.STATUS)
+    assert status["state"] == "failed" and status["hint"] == "offline_weights"
+    assert status["message"].startswith("WeightsError: ImageNet weights for resnet18 are not in ") and "--" not in status["message"]
+    assert "; on a machine without internet pass a local ImageNet state dict with --weights PATH" in err and "Traceback" not in err
+
+
 def test_sigterm_cancels_the_run_in_training_and_the_rest_of_the_queue(tmp_path):
     first = scratch_run(tmp_path, "first", epochs=200, patience=200)
     second = scratch_run(tmp_path, "second")
@@ -64,8 +79,9 @@ def test_sigterm_cancels_the_run_in_training_and_the_rest_of_the_queue(tmp_path)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130 and f"cancelled {first}" in err
-    assert runs.read_run(first).status["message"].startswith("cancelled by the user")
-    assert runs.read_run(second).state == "cancelled" and "the queue was cancelled before this run started" in runs.read_run(second).status["message"]
+    assert runs.read_run(first).status["message"] == "cancelled by the user" and runs.read_run(first).status["hint"] == "resume"
+    assert runs.read_run(second).state == "cancelled" and runs.read_run(second).status["message"] == "the queue was cancelled before this run started"
+    assert runs.read_run(second).status["hint"] == "resume"
     assert runs.read_metrics(second) == []
 
 

@@ -14,10 +14,11 @@ from wildvision import runs
 from wildvision.data import DataFolderError
 from wildvision.images import ImageError
 from wildvision.launch import PAPER_GRID, list_runs_shown, parse_named_folder, parse_weights, resolve_weights
-from wildvision.models import ARCHITECTURES, OFFLINE_HINT, PAPER_ARCHITECTURES, WeightsError, imagenet_weights_problem
+from wildvision.models import ARCHITECTURES, PAPER_ARCHITECTURES, WeightsError, imagenet_weights_problem
 from wildvision.predict import CheckpointError
 from wildvision.train import REGIMES, TrainConfig
 from wildvision.uploads import ZIP_EXTENSION, UploadLimits, unpack_uploads
+from wildvision.wording import error_text
 from wildvision.worker import log_to_console, print_results, train_one, train_queue
 
 USER_ERRORS = (DataFolderError, WeightsError, runs.RunError, CheckpointError, ImageError, ValueError, OSError)
@@ -100,7 +101,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if config.regime != "scratch" and config.weights in (None, "imagenet"):
         problem = imagenet_weights_problem(config.arch)
         if problem:  # say so before a run folder is made that could only fail
-            raise WeightsError(f"{problem}; {OFFLINE_HINT}")
+            raise WeightsError(problem, hint="offline_weights")
     run_dir = start_run(config, args.runs_dir, args.name)
     print(f"run folder: {run_dir}", flush=True)
     return 0 if train_one(run_dir) else 1
@@ -221,7 +222,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
             print(f"run folder: {run_dir}", flush=True)
             execute_run(run_dir)
         except USER_ERRORS as error:
-            print(f"{name} failed: {error}", file=sys.stderr)
+            print(f"{name} failed: {error_text(error, 'cli')}", file=sys.stderr)
             failures.append(name)
     print(f"{len(chosen) - len(failures)} completed, {len(failures)} failed{': ' + ', '.join(failures) if failures else ''}")
     return 1 if failures else 0
@@ -403,6 +404,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
+    except USER_ERRORS as error:  # with the advice its hint code gives (wildvision.wording.HINTS), in the command line's words
+        print(f"error: {error_text(error, 'cli')}", file=sys.stderr)
         return 2

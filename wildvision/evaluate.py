@@ -26,7 +26,12 @@ from wildvision.data import Sample, make_loader
 from wildvision.models import IMAGENET, Normalisation
 
 PAPER_THRESHOLD = 0.5  # the paper's metrics are those of the arg-max class
-NO_CUDA = "--device cuda was asked for, but no CUDA GPU is available here; use --device cpu"
+
+
+class DeviceError(ValueError):
+    """A CUDA device was asked for on a machine without one; the advice (hint "no_cuda") is worded where it is shown."""
+
+    hint = "no_cuda"
 
 
 def threshold_for_precision(labels: Sequence[int], probabilities: Sequence[float], target: float) -> dict:
@@ -72,7 +77,7 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(NO_CUDA)
+        raise DeviceError(f"device {name} was asked for, but no CUDA GPU is available here")
     return device
 
 

@@ -176,7 +176,7 @@ def cancel_run(run_dir: Path) -> None:
     elif run.status.get("state") == "running" and run.state == "running":
         os.kill(int(run.status["pid"]), signal.SIGTERM)
     elif run.state in ("queued", runs.INTERRUPTED):
-        runs.write_status(run_dir, "cancelled", message="cancelled before it finished; resume continues it")
+        runs.write_status(run_dir, "cancelled", message="cancelled before it finished", hint="resume")
     else:
         raise runs.RunError(f"run {run_dir.name} is {run.state}; there is nothing to cancel")
 

@@ -25,13 +25,15 @@ IMAGENET: Normalisation = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 MINUS_ONE_TO_ONE: Normalisation = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
-# What the command line says to do when torchvision's ImageNet weights cannot be downloaded. A page
-# shows the run's failure message with this phrase put in its own words.
-OFFLINE_HINT = "on a machine without internet pass a local ImageNet state dict with --weights PATH (e.g. ../shared/weights/*.pth)."
-
-
 class WeightsError(RuntimeError):
-    """Pretrained weights cannot be had or do not fit the architecture; the message says what to do."""
+    """Pretrained weights cannot be had or do not fit the architecture.
+
+    `hint`: a reason code whose advice each place words for itself (wildvision.wording.HINTS), e.g.
+    "offline_weights" when ImageNet weights cannot be downloaded; the message says only what happened."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
 
 
 def _linear_like(old: nn.Module, num_classes: int) -> nn.Module:
@@ -202,7 +204,7 @@ def _imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
         return weights.get_state_dict(progress=False, check_hash=True)
     except (OSError, RuntimeError) as error:  # URLError is an OSError; no network gives one of these
         cache = Path(torch.hub.get_dir()) / "checkpoints"
-        raise WeightsError(f"ImageNet weights for {arch} are not in {cache} and could not be downloaded ({error}); {OFFLINE_HINT}") from error
+        raise WeightsError(f"ImageNet weights for {arch} are not in {cache} and could not be downloaded ({error})", hint="offline_weights") from error
 
 
 def imagenet_cache_file(arch: str) -> Path:

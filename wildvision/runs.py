@@ -2,7 +2,7 @@
 
 runs/<run-id>/
   config.json     all that is needed to re-run it (TrainConfig, data fingerprint, code version)
-  status.json     state (queued, running, completed, failed, cancelled), epoch, message, timestamps, pid, host
+  status.json     state (queued, running, completed, failed, cancelled), epoch, message and its hint code, timestamps, pid, host
   split.json      which files went to train and to test_in, so the split can be audited and reused
   metrics.jsonl   one JSON object per epoch
   results.json    metrics per test set (at 0.5, as the paper; and at the decision threshold)
@@ -123,9 +123,13 @@ def create_run_dir(runs_dir: str | Path, name: str) -> Path:
 
 
 def write_status(run_dir: Path, state: str, **fields: Any) -> dict:
-    """Replace status.json, keeping earlier fields (started_at, ...) that this update does not name."""
+    """Replace status.json, keeping earlier fields (started_at, ...) that this update does not name.
+
+    `hint` (a wildvision.wording reason code) belongs to `message`: a new message without one clears it."""
     if state not in STATES:
         raise ValueError(f"unknown state {state!r}")
+    if "message" in fields:
+        fields.setdefault("hint", None)
     path = Path(run_dir) / STATUS
     status = read_json(path) if path.exists() else {"created_at": now()}
     status.update(fields, state=state, updated_at=now())

@@ -217,4 +217,4 @@ def cancel(run_dir: Path) -> None:
     if result.returncode != 0:
         raise SlurmError(f"scancel {task['task_id']} failed: {result.stderr.strip()}")
     if runs.read_run(Path(run_dir)).state == "queued":
-        runs.write_status(Path(run_dir), "cancelled", message=f"SLURM task {task['task_id']} cancelled before it started; resume resubmits it")
+        runs.write_status(Path(run_dir), "cancelled", message=f"SLURM task {task['task_id']} cancelled before it started", hint="resume")

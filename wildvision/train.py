@@ -38,7 +38,6 @@ CHECKPOINT_FORMAT = "wildvision-checkpoint-1"
 STORED_FEATURES_MESSAGE = "computing backbone features once"
 # The shipped SqueezeNet file whose folded-in 0-255 input scale makes Table S5's learning rate too high for it
 DEEP_COMPRESSION_WEIGHTS = "squeezenet1_0-imagenet-deepcompression.pth"
-LR_HINT = "try --lr 0.0001"
 
 
 @dataclass(frozen=True)
@@ -352,12 +351,13 @@ def execute_run(run_dir: Path) -> dict:
         return results
     except Cancelled:
         log.warning("cancelled")
-        runs.write_status(run_dir, "cancelled", message="cancelled by the user; `resume` continues it")
+        runs.write_status(run_dir, "cancelled", message="cancelled by the user", hint="resume")
         raise
     except Exception as error:
         # The traceback goes to train.log only; the user's terminal gets the one-line message from the CLI.
         handler.emit(log.makeRecord(log.name, logging.ERROR, __file__, 0, "run failed", None, sys.exc_info()))
-        runs.write_status(run_dir, "failed", message=f"{type(error).__name__}: {error}")
+        # The message says what happened; the advice is a reason code that the CLI and the pages word themselves.
+        runs.write_status(run_dir, "failed", message=f"{type(error).__name__}: {error}", hint=getattr(error, "hint", None))
         raise
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
@@ -449,10 +449,9 @@ def _train_and_evaluate(run_dir: Path) -> dict:
             log.warning(
                 "epoch %d: for %.0f%% of test_in images a logit is exactly 0: the head's final ReLU (SqueezeNet) has "
                 "clamped it, so those outputs no longer learn; the learning rate is too high for these weights' "
-                "activation scale (%s)",
+                "activation scale (try a learning rate of 0.0001)",
                 epoch,
                 100 * clamped,
-                LR_HINT,
             )
         improved = val_loss < state["best_val_loss"]
         if improved:

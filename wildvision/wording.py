@@ -9,6 +9,10 @@ can be tested on their own and can never contradict the numbers beside them:
 - how far to trust a model is said as "of every 100 photos it flagged, about N really were ...", from the
   positive class's precision and recall at the model's threshold, not as an F-score;
 - saliency methods are named by what their maps show, not by their papers' names.
+
+It also keeps the advice that ends an error or a run's status message in the words of each place that shows it
+(HINTS): the message itself says only what happened, and carries a reason code the command line and the pages
+each turn into their own words, so that a page never tells anyone to pass a command-line flag.
 """
 
 from __future__ import annotations
@@ -183,3 +187,40 @@ def problem_text(reason: str) -> str:
 def problem_summary(reason: str) -> str:
     """The part of problem_text(reason) that fits a table cell; the full text belongs in a list beside the table."""
     return problem_text(reason).split(" (")[0]
+
+
+# The Train page's Pretrained weights choice for a file of one's own (the page names its radio option with this).
+LOCAL_WEIGHTS = "A local state dict file"
+# Advice by reason code, as each place words it: "cli" names the command line's subcommands and options, "page"
+# the dashboard's fields and buttons. Exceptions carry the code as their `hint` attribute and status.json as its
+# `hint` field; their text is the neutral part (what happened), which reads the same everywhere.
+HINTS: dict[str, dict[str, str]] = {
+    "offline_weights": {
+        "cli": "on a machine without internet pass a local ImageNet state dict with --weights PATH (e.g. ../shared/weights/*.pth)",
+        "page": f"without internet, start a new run with '{LOCAL_WEIGHTS}' under Pretrained weights (e.g. a file in shared/weights/)",
+    },
+    "no_cuda": {"cli": "use --device cpu (or auto)", "page": "start a new run with Device auto or cpu"},
+    "resume": {"cli": "`python -m wildvision resume RUN` continues it", "page": "Resume continues it"},
+}
+PLACES = ("cli", "page")
+
+
+def hint_text(code: str | None, where: str) -> str:
+    """The advice for a reason code in the words of `where` ("cli" or "page"); "" for None or a code this version
+    does not know (a run folder written by a newer one), so that the message is shown on its own."""
+    if where not in PLACES:
+        raise ValueError(f"unknown place {where!r}; choose one of: {', '.join(PLACES)}")
+    return HINTS.get(code, {}).get(where, "") if code else ""
+
+
+def with_hint(message: str | None, code: str | None, where: str) -> str:
+    """A message followed by its advice in the words of `where`: "what happened; what to do".
+
+    A run folder written before reason codes existed has no code, and its message is shown as it is."""
+    advice = hint_text(code, where)
+    return "; ".join(part for part in (message, advice) if part)
+
+
+def error_text(error: BaseException, where: str) -> str:
+    """An exception's message with the advice its `hint` code (if any) gives, in the words of `where`."""
+    return with_hint(str(error), getattr(error, "hint", None), where)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from wildvision import runs
 from wildvision.train import Cancelled, execute_run
+from wildvision.wording import error_text
 
 CANCELLED_EXIT = 130  # as for a process stopped by Ctrl-C
 
@@ -60,7 +61,7 @@ def train_one(run_dir: Path) -> bool:
         raise
     except Exception as error:  # noqa: BLE001 - every failure is recorded in the run folder; say so in one line
         print(
-            f"error: run {run_dir.name} failed: {error} (traceback in {run_dir / runs.LOG}; "
+            f"error: run {run_dir.name} failed: {error_text(error, 'cli')} (traceback in {run_dir / runs.LOG}; "
             f"`python -m wildvision resume {run_dir}` continues after its last completed epoch)",
             file=sys.stderr,
         )
@@ -90,7 +91,7 @@ def train_queue(run_dirs: Sequence[Path]) -> int:
             failed += not train_one(run_dir)
         except Cancelled:
             for later in queue[position + 1 :]:
-                runs.write_status(later, "cancelled", message="the queue was cancelled before this run started; resume starts it")
+                runs.write_status(later, "cancelled", message="the queue was cancelled before this run started", hint="resume")
             print(f"cancelled {run_dir}", file=sys.stderr)
             return CANCELLED_EXIT
     if not queue:
