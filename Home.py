@@ -7,7 +7,7 @@ from collections import Counter
 
 import streamlit as st
 
-from wildvision import model_card, runs, wording
+from wildvision import catalog, model_card, runs
 from wildvision.launch import accelerator, list_runs_shown
 
 st.set_page_config(page_title="wildvision", page_icon=":mag:", layout="wide")
@@ -42,16 +42,16 @@ def home() -> None:
     if not summaries:
         st.info(f"No training runs in `{runs.default_runs_dir()}` yet. Start one on the Train page; the analysis pages already show the paper's results.")
 
-    if model_card.has_default_model():
-        card = model_card.load_card()
+    default = catalog.default_model()
+    if default is not None:
         st.subheader("The default model")
         st.write(
-            f"Ready on every install, offline: {card['architecture']} trained on the demo proxy data (pets in listing "
-            f"photos stand in for captive wild animals). {wording.trust_sentences(card['metrics'], 'captive')[0]} "
+            f"Ready on every install, offline: {default.arch} trained on the demo proxy data (pets in listing "
+            f"photos stand in for captive wild animals). {default.trust[0]} "
             "The Predict page uses it unless you pick one of your runs."
         )
         with st.expander("Model card"):
-            st.markdown(model_card.card_markdown(card))
+            st.markdown(model_card.card_markdown(model_card.load_card()))
 
     st.subheader("Where to go")
     links = {

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 
-import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages.widgets import paper_and_run_results
-from wildvision import compare, paper
+from app_pages.widgets import models_and_results
+from wildvision import paper
+from wildvision.analysis.efficiency import EfficiencyUnavailable, efficiency_points, efficiency_table, gain_headline, inference_times
+from wildvision.analysis.export import chart_config, export_ready, f_axis_range, format_gain, label_positions
+from wildvision.analysis.tidy import DATASET_LABELS, PAPER, REGIME_LABELS, TEST_SET_LABELS, bar_label, dataset_order, has_own_runs, short_run_name
+from wildvision.catalog import RUN, test_set_order
 
 st.title("Efficiency")
 st.caption(
@@ -21,24 +24,18 @@ st.caption(
 )
 
 
-@st.cache_data(show_spinner=False)
-def load_times(folder: str, fingerprint: tuple) -> pd.DataFrame:
-    return compare.inference_times(folder)
+records, frame, folder = models_and_results()
+has_runs = has_own_runs(frame)
 
-
-frame, folder = paper_and_run_results()
-fingerprint = compare.runs_fingerprint(folder)
-has_runs = compare.has_own_runs(frame)
-
-origin_labels = {compare.PAPER: "The paper's reported numbers", compare.RUN: "Your own runs (not the paper's)"}
+origin_labels = {PAPER: "The paper's reported numbers", RUN: "Your own runs (not the paper's)"}
 origin = st.radio("Source", list(origin_labels), format_func=origin_labels.get, horizontal=True, key="origin")
-if origin == compare.RUN and not has_runs:
+if origin == RUN and not has_runs:
     st.info(
         f"No completed runs yet in `{folder}`: start one on the Train page (a SqueezeNet run plus at least one other "
         "architecture with the same regime, dataset and test set gives a gain). Showing the paper's numbers meanwhile."
     )
-    origin = compare.PAPER
-if origin == compare.RUN:
+    origin = PAPER
+if origin == RUN:
     st.warning(
         "Own runs: F-scores measured on your data and test sets, NOT the paper's results. Runs on the shipped demo "
         "data (cats and dogs as a proxy) only show that the software works. Parameter counts are the registry's "
@@ -47,19 +44,19 @@ if origin == compare.RUN:
 
 f_rows = frame[(frame["origin"] == origin) & (frame["metric"] == "f_score")]
 columns = st.columns(3)
-test_sets = compare.test_set_order(f_rows["test_set"])
+test_sets = test_set_order(f_rows["test_set"])
 test_set = columns[0].selectbox(
     "Test set",
     test_sets,
     index=test_sets.index("test_out_pet") if "test_out_pet" in test_sets else 0,
     key="test_set",
-    format_func=lambda t: compare.TEST_SET_LABELS.get(t, t),
+    format_func=lambda t: TEST_SET_LABELS.get(t, t),
 )
-datasets = compare.dataset_order(f_rows["dataset"])
-dataset = columns[1].selectbox("Training dataset", datasets, key="dataset", format_func=lambda d: compare.DATASET_LABELS.get(d, d))
+datasets = dataset_order(f_rows["dataset"])
+dataset = columns[1].selectbox("Training dataset", datasets, key="dataset", format_func=lambda d: DATASET_LABELS.get(d, d))
 regimes = [r for r in paper.REGIMES if r in set(f_rows["regime"])] + sorted(set(f_rows["regime"]) - set(paper.REGIMES))
-regime = columns[2].selectbox("Training regime", regimes, key="regime", format_func=lambda r: compare.REGIME_LABELS.get(r, r))
-selection = f"{'paper' if origin == compare.PAPER else 'own runs'}, {test_set}, {dataset}, {regime}"
+regime = columns[2].selectbox("Training regime", regimes, key="regime", format_func=lambda r: REGIME_LABELS.get(r, r))
+selection = f"{'paper' if origin == PAPER else 'own runs'}, {test_set}, {dataset}, {regime}"
 
 # ---------------------------------------------------------------------------------------------
 # Ranked gain
@@ -67,22 +64,22 @@ selection = f"{'paper' if origin == compare.PAPER else 'own runs'}, {test_set}, 
 
 st.header("Gain over SqueezeNet")
 try:
-    gains = compare.efficiency_table(frame, origin, test_set, dataset, regime)
-except compare.EfficiencyUnavailable as reason:
+    gains = efficiency_table(frame, origin, test_set, dataset, regime)
+except EfficiencyUnavailable as reason:
     st.info(str(reason))
     gains = None
 
-points = compare.efficiency_points(frame, origin, test_set, dataset, regime)
-file_stem = f"wildvision-{'paper' if origin == compare.PAPER else 'runs'}-{test_set}-{dataset}-{regime}"
+points = efficiency_points(frame, origin, test_set, dataset, regime)
+file_stem = f"wildvision-{'paper' if origin == PAPER else 'runs'}-{test_set}-{dataset}-{regime}"
 if gains is not None and gains.empty:
     st.info(f"Only SqueezeNet itself has an F-score for {selection}: there is nothing to rank against it yet.")
 elif gains is not None:
     baseline_f = float(points.loc[points["model"] == paper.BASELINE, "f_score"].iloc[0])
-    st.markdown(compare.gain_headline(gains, baseline_f, selection))
+    st.markdown(gain_headline(gains, baseline_f, selection))
     beats = {True: "beats SqueezeNet (positive gain)", False: "does not beat SqueezeNet (zero or negative gain)"}
     chart = gains.assign(
-        label=compare.bar_label(gains.assign(origin=origin)),
-        shown=gains["gain_per_million"].map(compare.format_gain),
+        label=bar_label(gains.assign(origin=origin)),
+        shown=gains["gain_per_million"].map(format_gain),
         verdict=(gains["gain"] > 0).map(beats),
     )
     figure = px.bar(
@@ -117,11 +114,11 @@ elif gains is not None:
     )
     figure.update_yaxes(categoryorder="array", categoryarray=list(chart["label"])[::-1])
     figure.update_layout(height=max(300, 170 + 45 * len(chart)), margin={"r": 90, "l": 90}, legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
-    st.plotly_chart(compare.export_ready(figure), key="gain_chart", config=compare.chart_config(f"{file_stem}-gain"))
+    st.plotly_chart(export_ready(figure), key="gain_chart", config=chart_config(f"{file_stem}-gain"))
     st.dataframe(
         gains.drop(columns="gain").assign(  # runs named as on the chart, so the table fits the window
             gain_per_million=chart["shown"],
-            source=gains["source"] if origin == compare.PAPER else "run " + gains["source"].map(compare.short_run_name),
+            source=gains["source"] if origin == PAPER else "run " + gains["source"].map(short_run_name),
         ),
         hide_index=True,
         key="gain_table",
@@ -163,23 +160,23 @@ else:
         labels={"params": "parameters (log scale)", "f_score": "F-score (weighted)", "source": "numbers from", "role": ""},
         title=f"F-score against number of parameters ({selection})",
     )
-    above_or_below = dict(zip(points["model"], compare.label_positions(points["params"].astype(float), points["f_score"])))
+    above_or_below = dict(zip(points["model"], label_positions(points["params"].astype(float), points["f_score"])))
     figure.update_traces(marker={"size": 11})
     figure.for_each_trace(lambda trace: trace.update(textposition=[above_or_below[m] for m in trace.text]))  # close labels apart
     low, high = math.log10(int(points["params"].min())), math.log10(int(points["params"].max()))
     figure.update_xaxes(dtick=1, range=[low - 0.35, high + 0.35])  # room for the labels at both ends
-    figure.update_yaxes(range=compare.f_axis_range(points["f_score"]))
+    figure.update_yaxes(range=f_axis_range(points["f_score"]))
     figure.update_layout(height=460, legend={"title": ""})
-    st.plotly_chart(compare.export_ready(figure), key="size_chart", config=compare.chart_config(f"{file_stem}-f-against-parameters"))
+    st.plotly_chart(export_ready(figure), key="size_chart", config=chart_config(f"{file_stem}-f-against-parameters"))
 
-if origin == compare.RUN:
+if origin == RUN:
     st.header("F-score against measured inference time")
-    times = load_times(str(folder), fingerprint)
+    times = inference_times(records)
     chosen = times[(times["test_set"] == test_set) & (times["dataset"] == dataset)]
     if chosen.empty:
         st.info(f"No completed own run was evaluated on {test_set} with dataset {dataset}.")
     else:
-        chosen = chosen.assign(ms_per_image=chosen["seconds_per_image"] * 1000, label=compare.bar_label(chosen.assign(origin=compare.RUN)))
+        chosen = chosen.assign(ms_per_image=chosen["seconds_per_image"] * 1000, label=bar_label(chosen.assign(origin=RUN)))
         figure = px.scatter(
             chosen,
             x="ms_per_image",
@@ -199,13 +196,13 @@ if origin == compare.RUN:
         )
         low, high = chosen["ms_per_image"].min(), chosen["ms_per_image"].max()
         pad = max((high - low) * 0.25, high * 0.1)
-        above_or_below = dict(zip(chosen["label"], compare.label_positions(chosen["ms_per_image"], chosen["f_score"], log_x=False, near_x=pad)))
+        above_or_below = dict(zip(chosen["label"], label_positions(chosen["ms_per_image"], chosen["f_score"], log_x=False, near_x=pad)))
         figure.update_traces(marker={"size": 11})
         figure.for_each_trace(lambda trace: trace.update(textposition=[above_or_below[label] for label in trace.text]))
         figure.update_xaxes(range=[max(0.0, low - pad), high + pad])
-        figure.update_yaxes(range=compare.f_axis_range(chosen["f_score"]))
+        figure.update_yaxes(range=f_axis_range(chosen["f_score"]))
         figure.update_layout(height=460)
-        st.plotly_chart(compare.export_ready(figure), key="time_chart", config=compare.chart_config(f"wildvision-runs-{test_set}-{dataset}-f-against-time"))
+        st.plotly_chart(export_ready(figure), key="time_chart", config=chart_config(f"wildvision-runs-{test_set}-{dataset}-f-against-time"))
         st.caption(
             "Time per image = a run's whole evaluation time on this test set (image loading and decoding included) "
             "divided by its number of images, on the machine and device that ran it; compare runs measured on the same "

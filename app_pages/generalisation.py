@@ -6,9 +6,23 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages.widgets import paper_and_run_results, threshold_tradeoff
-from wildvision import compare, model_card, paper, runs
-from wildvision.predict import stored_scores
+from app_pages.widgets import models_and_results, threshold_tradeoff
+from wildvision import catalog, paper
+from wildvision.analysis.export import chart_config, colour_scaled, export_ready, fixed_formatter, to_csv, to_latex
+from wildvision.analysis.generalisation import drop_long, figure_data, generalisation_drop, regime_comparison_models
+from wildvision.analysis.grid import positive_precision_table, with_short_run_names
+from wildvision.analysis.tidy import (
+    DATASET_LABELS,
+    METRIC_LABELS,
+    PAPER,
+    REGIME_LABELS,
+    TEST_SET_COLOURS,
+    bar_label,
+    dataset_order,
+    has_own_runs,
+    short_run_name,
+)
+from wildvision.catalog import RUN, test_set_order
 
 st.title("Generalisation")
 st.caption(
@@ -19,8 +33,8 @@ st.caption(
 )
 
 
-frame, folder = paper_and_run_results()
-if not compare.has_own_runs(frame):
+records, frame, folder = models_and_results()
+if not has_own_runs(frame):
     st.info(
         f"No completed runs yet in `{folder}`: start one on the Train page, with test sets named test_out_pet and "
         "test_out_nopet, to see your runs next to the paper's bars. Until then the charts show the paper's numbers."
@@ -31,12 +45,12 @@ else:
         "(runs on the shipped demo data are a cats-and-dogs proxy). Solid bars are the paper's."
     )
 
-test_sets = compare.test_set_order(frame["test_set"])
-colours = compare.TEST_SET_COLOURS | {t: c for t, c in zip([t for t in test_sets if t not in compare.TEST_SET_COLOURS], px.colors.qualitative.Set2)}
+test_sets = test_set_order(frame["test_set"])
+colours = TEST_SET_COLOURS | {t: c for t, c in zip([t for t in test_sets if t not in TEST_SET_COLOURS], px.colors.qualitative.Set2)}
 METRIC_AXIS = {"f_score": "F-score (weighted)", "accuracy": "accuracy (fraction)"}
 #: Own runs' bars are hatched, the paper's solid, in every chart; the legend names both.
-ORIGIN_NAMES = {compare.PAPER: "the paper", compare.RUN: "own run (hatched)"}
-ORIGIN_PATTERNS = {ORIGIN_NAMES[compare.PAPER]: "", ORIGIN_NAMES[compare.RUN]: "/"}
+ORIGIN_NAMES = {PAPER: "the paper", RUN: "own run (hatched)"}
+ORIGIN_PATTERNS = {ORIGIN_NAMES[PAPER]: "", ORIGIN_NAMES[RUN]: "/"}
 
 
 def mark_origin(figure, colour_title: str):
@@ -46,7 +60,7 @@ def mark_origin(figure, colour_title: str):
     # white stripes over the full colour: the test set's colour stays as strong as on the paper's bars
     figure.for_each_trace(
         lambda trace: trace.update(marker_pattern={"fillmode": "overlay", "fgcolor": "white", "solidity": 0.3, "size": 7}),
-        selector=lambda trace: trace.name.endswith(ORIGIN_NAMES[compare.RUN]),
+        selector=lambda trace: trace.name.endswith(ORIGIN_NAMES[RUN]),
     )
     figure.update_layout(legend={"title": f"{colour_title}, numbers from"})
     return figure
@@ -88,7 +102,7 @@ def grouped_bars(data: pd.DataFrame, metric: str, facet: str, facet_order: list[
         present.setdefault(trace.xaxis, set()).update(trace.x)
     for axis, labels in present.items():
         figure.layout["xaxis" + axis.removeprefix("x")].update(categoryorder="array", categoryarray=[x for x in order if x in labels])
-    return compare.export_ready(mark_origin(figure, "test set"))
+    return export_ready(mark_origin(figure, "test set"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,7 +110,7 @@ def grouped_bars(data: pd.DataFrame, metric: str, facet: str, facet_order: list[
 # ---------------------------------------------------------------------------------------------
 
 st.header("With and without background images (Fig 1)")
-fig1 = compare.figure_data(frame, regimes=["transfer"])
+fig1 = figure_data(frame, regimes=["transfer"])
 if fig1.empty:
     st.info("No transfer-regime results to show.")
 else:
@@ -108,12 +122,12 @@ else:
                     fig1,
                     metric,
                     "dataset",
-                    compare.dataset_order(fig1["dataset"]),
+                    dataset_order(fig1["dataset"]),
                     f"{METRIC_AXIS[metric].split(' (')[0]} per architecture and test set, transfer regime (paper: Tables S1-S3)",
                     {"bg": "trained with background images (bg)", "no_bg": "trained without background images (no_bg)"},
                 ),
                 key=f"fig1-{metric}",
-                config=compare.chart_config(f"wildvision-fig1-{metric}-transfer-bg-no_bg"),
+                config=chart_config(f"wildvision-fig1-{metric}-transfer-bg-no_bg"),
             )
 
 # ---------------------------------------------------------------------------------------------
@@ -121,12 +135,12 @@ else:
 # ---------------------------------------------------------------------------------------------
 
 st.header("Training regimes: transfer, scratch, combi (Fig 2)")
-fig2 = compare.figure_data(frame, datasets=["bg"], models=compare.regime_comparison_models(frame))
+fig2 = figure_data(frame, datasets=["bg"], models=regime_comparison_models(frame))
 if fig2.empty:
     st.info("No results for the four architectures trained in all three regimes.")
 else:
     best_transfer = (
-        frame[(frame["origin"] == compare.PAPER) & (frame["regime"] == "transfer") & (frame["dataset"] == "bg")].groupby(["metric", "test_set"])["value"].max()
+        frame[(frame["origin"] == PAPER) & (frame["regime"] == "transfer") & (frame["dataset"] == "bg")].groupby(["metric", "test_set"])["value"].max()
     )
     tabs = st.tabs(["F-score", "Accuracy"])
     for tab, metric in zip(tabs, ("f_score", "accuracy")):
@@ -137,7 +151,7 @@ else:
                 "regime",
                 list(paper.REGIMES) + sorted(set(fig2["regime"]) - set(paper.REGIMES)),
                 f"{METRIC_AXIS[metric].split(' (')[0]} of the four top transfer models in each regime, trained with background images",
-                compare.REGIME_LABELS,
+                REGIME_LABELS,
             )
             for test_set in paper.TEST_SETS:
                 if (metric, test_set) in best_transfer.index:
@@ -147,7 +161,7 @@ else:
                         line_color=colours[test_set],
                         line_width=1.5,
                     )
-            st.plotly_chart(compare.export_ready(figure), key=f"fig2-{metric}", config=compare.chart_config(f"wildvision-fig2-{metric}-regimes-bg"))
+            st.plotly_chart(export_ready(figure), key=f"fig2-{metric}", config=chart_config(f"wildvision-fig2-{metric}-regimes-bg"))
     st.caption(
         "Dashed lines: the paper's best transfer-regime value on each test set (Fig 1, bg), in the test set's colour, "
         "as in the paper's Fig 2. The paper trained scratch and combi only with background images."
@@ -159,19 +173,19 @@ else:
 
 st.header("Drop from test_in to out-of-distribution")
 columns = st.columns(3)
-drop_metric = columns[0].selectbox("Metric", ["f_score", "accuracy", "precision", "recall"], format_func=compare.METRIC_LABELS.get, key="drop_metric")
-drops = compare.generalisation_drop(frame, drop_metric)
+drop_metric = columns[0].selectbox("Metric", ["f_score", "accuracy", "precision", "recall"], format_func=METRIC_LABELS.get, key="drop_metric")
+drops = generalisation_drop(frame, drop_metric)
 regimes = [r for r in paper.REGIMES if r in set(drops["regime"])] + sorted(set(drops["regime"]) - set(paper.REGIMES))
-drop_regime = columns[1].selectbox("Regime", regimes, key="drop_regime", format_func=lambda r: compare.REGIME_LABELS.get(r, r))
-datasets = compare.dataset_order(drops.loc[drops["regime"] == drop_regime, "dataset"])
-drop_dataset = columns[2].selectbox("Training dataset", datasets, key="drop_dataset", format_func=lambda d: compare.DATASET_LABELS.get(d, d))
+drop_regime = columns[1].selectbox("Regime", regimes, key="drop_regime", format_func=lambda r: REGIME_LABELS.get(r, r))
+datasets = dataset_order(drops.loc[drops["regime"] == drop_regime, "dataset"])
+drop_dataset = columns[2].selectbox("Training dataset", datasets, key="drop_dataset", format_func=lambda d: DATASET_LABELS.get(d, d))
 
 chosen = drops[(drops["regime"] == drop_regime) & (drops["dataset"] == drop_dataset)]
-long = compare.drop_long(chosen)
+long = drop_long(chosen)
 if long.empty:
     st.info(f"No out-of-distribution results for {drop_regime} on {drop_dataset}: own runs need a test set besides test_in (e.g. --test test_out_pet=DIR).")
 else:
-    long = long.assign(label=compare.bar_label(long), numbers=long["origin"].map(ORIGIN_NAMES))
+    long = long.assign(label=bar_label(long), numbers=long["origin"].map(ORIGIN_NAMES))
     figure = px.bar(
         long,
         x="label",
@@ -194,23 +208,23 @@ else:
             "source": "numbers from",
             "ood_value": "OOD value",
         },
-        title=f"How much {compare.METRIC_LABELS[drop_metric]} falls out of distribution ({drop_regime}, {drop_dataset}); higher = worse",
+        title=f"How much {METRIC_LABELS[drop_metric]} falls out of distribution ({drop_regime}, {drop_dataset}); higher = worse",
     )
     figure.update_xaxes(tickangle=-35)
     figure.update_layout(height=480)
     mark_origin(figure, "out-of-distribution set")
     stem = f"wildvision-drop-{drop_metric}-{drop_regime}-{drop_dataset}"
-    st.plotly_chart(compare.export_ready(figure), key="drop_chart", config=compare.chart_config(stem))
+    st.plotly_chart(export_ready(figure), key="drop_chart", config=chart_config(stem))
     # regime and dataset are the selection above, a run is named as on the chart, and the values sit under two
     # short headers: narrow enough for a 1400 px window (five index columns and long headers pushed the last one out)
-    shown = chosen.assign(source=[s if o == compare.PAPER else f"run {compare.short_run_name(s)}" for s, o in zip(chosen["source"], chosen["origin"])])
+    shown = chosen.assign(source=[s if o == PAPER else f"run {short_run_name(s)}" for s, o in zip(chosen["source"], chosen["origin"])])
     shown = shown.drop(columns=["regime", "dataset", "origin"]).set_index(["model", "source"])
-    metric_name = compare.METRIC_LABELS[drop_metric]
+    metric_name = METRIC_LABELS[drop_metric]
     shown.columns = pd.MultiIndex.from_tuples(
         [("drop from test_in", c.removeprefix("drop_")) if c.startswith("drop_") else (metric_name, c) for c in shown.columns]
     )
     st.dataframe(
-        shown.style.format(compare.fixed_formatter(shown)),
+        shown.style.format(fixed_formatter(shown)),
         height=35 * (len(shown) + 2) + 3,
         placeholder="–",
         key="drop_table",
@@ -222,7 +236,7 @@ else:
     )
     st.download_button(
         "Download drop table as CSV",
-        compare.to_csv(chosen.set_index(["model", "regime", "dataset", "origin", "source"])),
+        to_csv(chosen.set_index(["model", "regime", "dataset", "origin", "source"])),
         file_name=f"{stem}.csv",
         mime="text/csv",
         key="drop_csv",
@@ -238,21 +252,19 @@ st.caption(
     "checks the flagged listings. Models trained with background images (bg), out-of-distribution sets only."
 )
 try:
-    table1 = compare.positive_precision_table(frame)
+    table1 = positive_precision_table(frame)
 except ValueError as reason:
     st.info(str(reason))
 else:
     st.dataframe(  # runs named as on the charts, so the run's name is not cut off
-        compare.colour_scaled(compare.with_short_run_names(table1)).format(compare.fixed_formatter(table1)),
+        colour_scaled(with_short_run_names(table1)).format(fixed_formatter(table1)),
         height=35 * (len(table1) + 1) + 3,
         placeholder="–",
         key="table1",
     )
-    own = compare.has_own_runs(frame)
+    own = has_own_runs(frame)
     caption = "Positive-class precision " + ("(the paper's Table 1 and own runs, which are not the paper's)" if own else "(the paper's Table 1)")
-    st.download_button(
-        "Download Table 1 as LaTeX", compare.to_latex(table1, caption=caption), file_name="wildvision-table1.tex", mime="text/x-tex", key="table1_latex"
-    )
+    st.download_button("Download Table 1 as LaTeX", to_latex(table1, caption=caption), file_name="wildvision-table1.tex", mime="text/x-tex", key="table1_latex")
 
 # ---------------------------------------------------------------------------------------------
 # Decision threshold: precision and recall out of distribution
@@ -263,18 +275,13 @@ st.caption(
     "Each model's threshold is chosen on test_in for a target precision on the positive class (0.95 by default). "
     "Move it to see what it costs on the out-of-distribution sets: the precision and recall of the flagged photos."
 )
-scored = {}
-if model_card.has_default_model():
-    scored["default model (shipped)"] = model_card.DEFAULT_NAME
-for run in runs.list_runs(runs.default_runs_dir()):
-    if run.state == "completed" and (run.path / runs.SCORES).exists():
-        scored[run.name] = str(run.path / runs.CHECKPOINT)
+scored = {("default model (shipped)" if record.is_default else record.key): record for record in records if record.has_scores}
 if not scored:
     st.info("No model with stored test scores yet: train one on the Train page (runs keep their scores).")
 else:
-    chosen_model = st.selectbox("Model", list(scored), key="threshold_model")
-    stored = stored_scores(scored[chosen_model])
+    chosen_model = scored[st.selectbox("Model", list(scored), key="threshold_model")]
+    stored = catalog.stored_scores(chosen_model)
     if stored is None:
-        st.warning(f"{chosen_model}: its stored threshold or test scores cannot be read.")
+        st.warning(f"The stored test scores of {chosen_model.key} cannot be read.")
     else:
-        threshold_tradeoff(stored[1], stored[0], model=scored[chosen_model], key="generalisation_threshold")
+        threshold_tradeoff(stored, chosen_model.threshold, model=chosen_model.model, key="generalisation_threshold")

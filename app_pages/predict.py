@@ -12,7 +12,7 @@ import base64
 import io
 import logging
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +21,8 @@ import streamlit as st
 from PIL import Image, ImageDraw
 
 from app_pages.widgets import md, threshold_tradeoff
-from wildvision import explain, model_card, runs, wording
-from wildvision.predict import CheckpointError, LoadedModel, load_model, stored_scores
+from wildvision import catalog, explain, model_card, runs, wording
+from wildvision.predict import CheckpointError, LoadedModel, load_model
 from wildvision.uploads import UploadLimits, unpack_uploads
 
 log = logging.getLogger("wildvision.pages.predict")
@@ -37,88 +37,13 @@ MAP_METHODS = ("gradcam", "saliency")  # explain.FAST_METHODS, the readable map 
 CSV_DECIMALS = 4
 
 
-# --- which models can be picked ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """One entry of the model picker. To offer another model (e.g. a bundled default), add a ModelChoice."""
-
-    label: str  # what the picker shows
-    model: str  # what load_model takes: a checkpoint path, or "default"
-    checkpoint: Path  # the file whose modification time keys the cached model
-    details: str  # architecture, training regime, data set
-    trained_on: str  # what it learnt from, in a sentence ("" when the card says it)
-    threshold: float | None  # the model's own flagging line, at which `trust` was measured; None when not recorded
-    trust: tuple[str, ...]  # how far to trust it, in plain words: a sentence per test set
-    demo: bool  # trained on the demo proxy data: a demonstration, not a wildlife-trade detector
-
-
-def _trained_on_demo_data(data: str) -> bool:
-    """Whether a run's training folder is the demo proxy data (../shared/demo-data), or links into it."""
-    if "demo-data" in data:
-        return True
-    folder = Path(data)
-    try:
-        for class_dir in sorted(p for p in folder.iterdir() if p.is_dir())[:4]:
-            for image in sorted(class_dir.iterdir())[:3]:
-                if "demo-data" in str(image.resolve()):
-                    return True
-    except OSError:
-        pass
-    return False
-
-
-def _run_choice(run: runs.RunSummary) -> ModelChoice | None:
-    """A completed run with a checkpoint as a picker entry; None for anything else."""
-    checkpoint = run.path / runs.CHECKPOINT
-    if run.state != "completed" or not checkpoint.is_file():
-        return None
-    train = run.config.get("train", {})
-    dataset = "with background images" if train.get("with_background") else "without background images"
-    try:
-        results = runs.read_json(run.path / runs.RESULTS)
-    except runs.RunError:
-        results = {}
-    test_sets = results.get("test_sets")
-    threshold = results.get("threshold", {}).get("threshold")
-    details = f"{train.get('arch', '?')}, {train.get('regime', '?')} training, {dataset}"
-    data = str(train.get("data", "an unrecorded folder"))
-    n_train = run.config.get("n_images", {}).get("train")
-    trained_on = f"Trained on {n_train:,} photos from `{data}`. " if n_train else f"Trained on photos from `{data}`. "
-    trust = tuple(wording.trust_sentences(test_sets if isinstance(test_sets, dict) else {}, train.get("positive", "captive")))
-    label = f"{run.name} — {details}"
-    return ModelChoice(label, str(checkpoint), checkpoint, details, trained_on, threshold, trust, _trained_on_demo_data(data))
-
-
-def model_choices(runs_dir: Path) -> list[ModelChoice]:
-    """Every model the page can use: the shipped default model first, then completed runs, newest first."""
-    choices = [choice for run in runs.list_runs(runs_dir) if (choice := _run_choice(run)) is not None]
-    if model_card.has_default_model():
-        card = model_card.load_card()
-        choices.insert(
-            0,
-            ModelChoice(
-                f"Default model — {card['architecture']}, shipped with wildvision",
-                model_card.DEFAULT_NAME,
-                model_card.DEFAULT_DIR / model_card.HEAD,
-                "default model",
-                "",
-                card["threshold"]["value"],
-                tuple(wording.trust_sentences(card["metrics"], "captive")),
-                demo=True,
-            ),
-        )
-    return choices
-
-
 @st.cache_resource(max_entries=3, show_spinner="Loading the model…")
 def _load(model: str, mtime_ns: int) -> LoadedModel:
     """One model object per checkpoint version, shared by every session (mtime in the key: retrained = reloaded)."""
     return load_model(model, device="auto")
 
 
-def _model_key(choice: ModelChoice) -> tuple[str, int]:
+def _model_key(choice: catalog.ModelRecord) -> tuple[str, int]:
     return choice.model, choice.checkpoint.stat().st_mtime_ns
 
 
@@ -213,15 +138,15 @@ def show_no_models(runs_dir: Path) -> None:
     )
 
 
-def pick_model(choices: list[ModelChoice]) -> ModelChoice:
+def pick_model(choices: list[catalog.ModelRecord]) -> catalog.ModelRecord:
     index = st.selectbox(
         "Model",
         range(len(choices)),
-        format_func=lambda i: choices[i].label,
+        format_func=lambda i: _choice_label(choices[i]),
         help="The default model shipped with wildvision, then your finished training runs, newest first.",
     )
     choice = choices[index]
-    if choice.model == model_card.DEFAULT_NAME:
+    if choice.is_default:
         with st.expander("Model card: what this model is, what it learnt from and where it fails"):
             st.markdown(model_card.card_markdown(model_card.load_card()))
     if choice.demo:
@@ -229,10 +154,17 @@ def pick_model(choices: list[ModelChoice]) -> ModelChoice:
             "**Demo model.** It was trained on the demo proxy photos (pets in adoption listings versus wild animals), "
             "not on photos of wildlife trade. Use it to see how this page works, not to judge real posts."
         )
+    trained_on = "" if choice.is_default else f"{choice.trained_on} "  # the card says what the default model learnt from
     measured = f"Measured at its own flagging line of {wording.line_text(choice.threshold)}:" if choice.threshold is not None else ""
     sentences = "\n".join(f"- {md(sentence)}" for sentence in choice.trust)
-    st.caption(f"**How far to trust it.** {choice.trained_on}{measured}\n{sentences}\n\n{wording.TRUST_CAVEAT}")
+    st.caption(f"**How far to trust it.** {trained_on}{measured}\n{sentences}\n\n{wording.TRUST_CAVEAT}")
     return choice
+
+
+def _choice_label(choice: catalog.ModelRecord) -> str:
+    if choice.is_default:
+        return f"Default model — {choice.arch}, shipped with wildvision"
+    return f"{choice.key} — {choice.description}"
 
 
 def show_detail(loaded: LoadedModel, model_key: tuple, row: dict, method: str) -> None:
@@ -381,7 +313,7 @@ def page() -> None:
         "score, and a map shows which parts of the photo led to that score."
     )
     runs_dir = runs.default_runs_dir()
-    choices = model_choices(runs_dir)
+    choices = catalog.usable_models(runs_dir)
     if not choices:
         show_no_models(runs_dir)
         return
@@ -392,10 +324,10 @@ def page() -> None:
     except (CheckpointError, OSError) as error:
         st.error(f"This model cannot be used: {error}. Pick another one, or train it again.")
         return
-    stored = stored_scores(choice.model, runs_dir)
+    stored = catalog.stored_scores(choice)
     if stored:
         with st.expander("Flagging line: move it, and see what it costs on photos from elsewhere"):
-            loaded = replace(loaded, threshold=threshold_tradeoff(stored[1], loaded.threshold, model=choice.model, key="predict_threshold", as_percent=True))
+            loaded = replace(loaded, threshold=threshold_tradeoff(stored, loaded.threshold, model=choice.model, key="predict_threshold", as_percent=True))
 
     uploads = st.file_uploader(
         "Photos (JPEG, PNG or WebP), or a zip of photos",

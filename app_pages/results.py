@@ -5,8 +5,13 @@ from __future__ import annotations
 import plotly.express as px
 import streamlit as st
 
-from app_pages.widgets import learning_curves_chart, paper_and_run_results
-from wildvision import compare, runs
+from app_pages.widgets import learning_curves_chart, models_and_results
+from wildvision import catalog
+from wildvision.analysis.export import chart_config, colour_scaled, export_ready, fixed_formatter, to_csv, to_latex
+from wildvision.analysis.grid import difference_to, filter_grid, pin_row, results_grid, row_label, sort_grid, source_choices, with_short_run_names
+from wildvision.analysis.run_detail import confusion_matrices, results_table
+from wildvision.analysis.tidy import METRIC_LABELS, PAPER, has_own_runs, run_data_notes, short_run_name
+from wildvision.wording import with_hint
 
 st.title("Results grid")
 st.caption(
@@ -17,16 +22,16 @@ st.caption(
 )
 
 
-frame, folder = paper_and_run_results()
+records, frame, folder = models_and_results()
 
-if not compare.has_own_runs(frame):
+if not has_own_runs(frame):
     st.info(
         f"No completed runs yet in `{folder}`: start one on the Train page (or with `python -m wildvision train`, "
         "see the README). Until then the grid shows the paper's numbers only."
     )
 else:
-    notes = compare.run_data_notes(frame)
-    demo = notes[notes["demo_data"]]
+    notes = run_data_notes(frame)
+    demo = notes[notes["demo"]]
     message = "Rows whose origin is **run** are your own measurements, **NOT the paper's results**: they were trained and tested on your data and test sets."
     if not demo.empty:
         message += (
@@ -41,16 +46,16 @@ else:
 
 metric = st.selectbox(
     "Metric",
-    list(compare.METRIC_LABELS),
-    format_func=compare.METRIC_LABELS.get,
+    list(METRIC_LABELS),
+    format_func=METRIC_LABELS.get,
     key="metric",
     help="Weighted over both classes as in Tables S1-S3; positive-class precision is Table 1 (out-of-distribution sets, bg only).",
 )
-grid = compare.results_grid(frame, metric)
+grid = results_grid(frame, metric)
 
 models = list(dict.fromkeys(grid.index.get_level_values("model")))
 regimes = list(dict.fromkeys(grid.index.get_level_values("regime")))
-sources = compare.source_choices(frame)
+sources = source_choices(frame)
 filter_columns = st.columns(3)
 chosen_models = filter_columns[0].multiselect("Architecture", models, default=models, key="models")
 chosen_regimes = filter_columns[1].multiselect("Regime", regimes, default=regimes, key="regimes")
@@ -59,17 +64,17 @@ chosen_sources = filter_columns[2].multiselect(
     sources,
     default=sources,
     key="sources",
-    format_func=lambda s: "the paper (Tables S1-S3, Table 1)" if s == compare.PAPER else f"run {compare.short_run_name(s)}",  # as in the grid
+    format_func=lambda s: "the paper (Tables S1-S3, Table 1)" if s == PAPER else f"run {short_run_name(s)}",  # as in the grid
 )
-shown = compare.filter_grid(grid, chosen_models, chosen_regimes, chosen_sources)
+shown = filter_grid(grid, chosen_models, chosen_regimes, chosen_sources)
 
 sort_columns = st.columns([1.8, 1, 1.8, 1.6])
 column_names = {f"{dataset} / {test_set}": (dataset, test_set) for dataset, test_set in grid.columns}
 sort_choice = sort_columns[0].selectbox("Sort by", ["Paper order (Table S1)"] + list(column_names), key="sort")
 descending = sort_columns[1].toggle("Highest first", value=True, key="descending")
-shown = compare.sort_grid(shown, column_names.get(sort_choice), descending)
+shown = sort_grid(shown, column_names.get(sort_choice), descending)
 
-row_keys = {compare.row_label(key): key for key in shown.index}
+row_keys = {row_label(key): key for key in shown.index}
 baseline_choice = sort_columns[2].selectbox(
     "Baseline row (pinned at the top)",
     ["none"] + list(row_keys),
@@ -93,15 +98,15 @@ if shown.empty:
     st.info("No rows match the filters: choose at least one architecture, regime and source.")
 else:
     if baseline is not None:
-        shown = compare.pin_row(shown, baseline)
+        shown = pin_row(shown, baseline)
     difference = bool(show_difference and baseline is not None)
-    table = compare.difference_to(shown, baseline) if difference else shown
-    on_screen = compare.with_short_run_names(table)  # run names as on the charts, so the last column fits the window
-    styler = compare.colour_scaled(on_screen, diverging=difference).format(compare.fixed_formatter(table, signed=difference))
-    title = compare.METRIC_LABELS[metric] + (f", difference to {baseline_choice}" if difference else "")
+    table = difference_to(shown, baseline) if difference else shown
+    on_screen = with_short_run_names(table)  # run names as on the charts, so the last column fits the window
+    styler = colour_scaled(on_screen, diverging=difference).format(fixed_formatter(table, signed=difference))
+    title = METRIC_LABELS[metric] + (f", difference to {baseline_choice}" if difference else "")
     st.subheader(title)
     st.dataframe(styler, height=35 * (len(table) + table.columns.nlevels) + 10, placeholder="–", key="grid")
-    n_paper = int((table.index.get_level_values("origin") == compare.PAPER).sum())
+    n_paper = int((table.index.get_level_values("origin") == PAPER).sum())
     st.caption(
         f"{n_paper} paper rows and {len(table) - n_paper} own-run rows shown. The paper's 24 configurations are "
         "8 architectures x transfer on bg and no_bg (16) plus 4 architectures x scratch and combi on bg only (8); "
@@ -112,12 +117,12 @@ else:
     )
     stem = f"wildvision-{metric}-{'difference' if difference else 'grid'}"
     export = st.columns(2)
-    export[0].download_button("Download table as CSV", compare.to_csv(table), file_name=f"{stem}.csv", mime="text/csv", key="csv")
+    export[0].download_button("Download table as CSV", to_csv(table), file_name=f"{stem}.csv", mime="text/csv", key="csv")
     export[1].download_button(
         "Download table as LaTeX",
-        compare.to_latex(
+        to_latex(
             table,
-            caption=title + (" (paper and own runs; own runs are not the paper's)" if compare.has_own_runs(frame) else " (the paper's numbers)"),
+            caption=title + (" (paper and own runs; own runs are not the paper's)" if has_own_runs(frame) else " (the paper's numbers)"),
             signed=difference,
         ),
         file_name=f"{stem}.tex",
@@ -130,11 +135,11 @@ else:
 # ---------------------------------------------------------------------------------------------
 
 st.header("One run in detail")
-all_runs = runs.list_runs(folder)
+all_runs = catalog.list_models(folder, include_default=False)  # read afresh: a run's state changes without its files
 if not all_runs:
     st.info(f"No runs in `{folder}` yet: start one on the Train page to see its learning curves and confusion matrices here.")
 else:
-    by_name = {run.name: run for run in all_runs}
+    by_name = {run.key: run for run in all_runs}
     chosen = st.selectbox(
         "Run",
         list(by_name),
@@ -143,35 +148,35 @@ else:
         help="Your own runs, newest first. Their numbers are measured on your data, not the paper's.",
     )
     run = by_name[chosen]
-    train = run.config.get("train", {})
     facts = st.columns(4)
-    facts[0].metric("Architecture", str(train.get("arch", "?")))
-    facts[1].metric("Regime", str(train.get("regime", "?")))
+    facts[0].metric("Architecture", run.arch)
+    facts[1].metric("Regime", run.regime)
     facts[2].metric("State", run.state)
     facts[3].metric("Epochs run", str(run.epoch if run.epoch is not None else "-"))
-    if compare.is_demo_data(compare.run_data(run)):
+    if run.demo:
         st.warning("This run was trained on the demo data (a proxy): its numbers are NOT the paper's.")
-    if run.state == "failed" and run.status.get("message"):
-        st.warning(f"The run failed: {run.status['message']}")
+    if run.state == "failed" and run.message:
+        st.warning(f"The run failed: {with_hint(run.message, run.hint, 'page')}")
+    if run.problem:
+        st.warning(f"Run {run.key}: {run.problem}; its results are not shown.")
 
     try:
-        figure = learning_curves_chart(run.path, title=f"Learning curves of run {run.name}")
-        threshold = compare.run_threshold(run.path)
-        results_table = compare.run_results_table(run.path)
-    except (runs.RunError, ValueError, KeyError, TypeError, AttributeError) as error:
-        st.warning(f"The files of run {run.name} cannot be read ({error}); its details are not shown.")
-        figure, threshold, results_table = None, None, None
+        figure = learning_curves_chart(run.path, title=f"Learning curves of run {run.key}")
+    except (ValueError, KeyError, TypeError) as error:  # a damaged metrics.jsonl
+        st.warning(f"The learning curves of run {run.key} cannot be read ({error}).")
+        figure = None
+    threshold, test_results = run.threshold, results_table(run)
     if figure is not None:
-        st.plotly_chart(figure, key="curves", config=compare.chart_config(f"wildvision-{run.name}-learning-curves"))
-    elif results_table is not None:
+        st.plotly_chart(figure, key="curves", config=chart_config(f"wildvision-{run.key}-learning-curves"))
+    else:
         st.info("No epoch has finished yet, so there are no learning curves.")
 
-    if results_table is not None and results_table.empty:
+    if test_results.empty:
         st.info("This run has no test results yet (results.json is written when it completes).")
-    elif results_table is not None:
+    else:
         st.subheader("Test results of this run")
         st.dataframe(
-            results_table,
+            test_results,
             key="run_results",
             column_config={
                 "accuracy": st.column_config.NumberColumn("accuracy", format="%.4f"),
@@ -199,11 +204,7 @@ else:
                 "0.5": "0.5 (the paper's threshold, as in the table above)",
             }
             at_threshold = st.radio("Count predictions at", list(counted_at), format_func=counted_at.get, horizontal=True, key="cm_at") == "threshold"
-        try:
-            matrices = compare.confusion_matrices(run.path, at_threshold=at_threshold)
-        except (runs.RunError, ValueError, KeyError, TypeError, AttributeError) as error:
-            st.warning(f"The confusion matrices of run {run.name} cannot be read ({error}).")
-            matrices = {}
+        matrices = confusion_matrices(run, at_threshold=at_threshold)
         where = f"threshold {threshold:.3f}" if at_threshold else "threshold 0.5"
         if matrices:
             cells = st.columns(min(len(matrices), 3))
@@ -218,15 +219,15 @@ else:
                 )
                 heatmap.update_layout(height=340, coloraxis_showscale=False, margin={"l": 10, "r": 10, "t": 70, "b": 10})
                 cells[index % len(cells)].plotly_chart(
-                    compare.export_ready(heatmap),
+                    export_ready(heatmap),
                     key=f"cm-{test_set}",
-                    config=compare.chart_config(f"wildvision-{run.name}-confusion-{test_set}-{where.replace(' ', '-')}"),
+                    config=chart_config(f"wildvision-{run.key}-confusion-{test_set}-{where.replace(' ', '-')}"),
                 )
             st.caption(
                 f"Rows: the true class; columns: what the model predicted. Counts of images at {where}: a photo is predicted "
                 "positive when its score is at least that" + (", the threshold the run chose on test_in for its target precision." if at_threshold else ".")
             )
         else:
-            st.info(f"results.json of run {run.name} has no confusion matrices at {where}.")
+            st.info(f"results.json of run {run.key} has no confusion matrices at {where}.")
     with st.expander("Configuration (config.json)"):
         st.json(run.config, expanded=False)

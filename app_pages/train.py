@@ -6,7 +6,8 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages.widgets import learning_curves_chart, md
-from wildvision import compare, runs
+from wildvision import catalog, runs
+from wildvision.analysis.export import chart_config
 from wildvision.data import DataFolderError
 from wildvision.launch import (
     PAPER_GRID,
@@ -44,7 +45,7 @@ def code(path) -> str:
 
 def status_words(run: runs.RunSummary) -> str:
     """The run's status message with the advice its hint code gives, in this page's words ("" if none)."""
-    return with_hint(run.status.get("message"), run.status.get("hint"), "page")
+    return with_hint(run.message, run.hint, "page")
 
 
 st.title("Train")
@@ -400,22 +401,22 @@ def action_button(label: str, run_dir: Path, action) -> None:
 
 
 def run_details(run: runs.RunSummary, slurm_note: str | None) -> None:
-    train = run.config["train"]
+    record = catalog.from_run(run)
     if slurm_note:
         task = read_task(run.path)
         st.caption(f"{slurm_note}; batch script and Slurm's output in `{task['submission']}`")
     if run.state in ACTIVE:
         p = progress(run)
         st.progress(min(1.0, (p.epoch + p.epoch_fraction) / p.max_epochs), text=progress_line(run, p))
-    lr = f"learning rate {train['lr']:g}" if train.get("lr") else "Table S5's learning rate"
-    st.caption(f"{train['arch']}, {train['regime']}, {'with' if train['with_background'] else 'without'} background, {lr}; data: {train['data']}")
+    lr = f"learning rate {record.learning_rate:g}" if record.learning_rate else "Table S5's learning rate"
+    st.caption(f"{record.description}, {lr}; data: {record.data}")
     if status_words(run):
         (st.info if run.state in ACTIVE else st.warning)(md(status_words(run)))
-    for warning in run.config.get("warnings", []):
+    for warning in run.warnings:
         st.warning(md(warning))
     figure = learning_curves_chart(run.path)
     if figure:
-        st.plotly_chart(figure, key=f"curves_{run.name}", config=compare.chart_config(f"wildvision-{run.name}-learning-curves"))
+        st.plotly_chart(figure, key=f"curves_{run.name}", config=chart_config(f"wildvision-{run.name}-learning-curves"))
     log = log_tail(run.path)
     st.caption(f"The end of the run's log ({code(run.path / runs.LOG)}; Python tracebacks are left out here, the file keeps them):")
     st.code(log or "(no log yet)", language=None, wrap_lines=True)
@@ -462,9 +463,9 @@ def live_runs() -> None:
                     "run": r.name,
                     "state": r.state,
                     **({"SLURM": notes.get(r.name, "")} if notes else {}),
-                    "architecture": r.config["train"]["arch"],
-                    "regime": r.config["train"]["regime"],
-                    "dataset": "bg" if r.config["train"]["with_background"] else "no_bg",
+                    "architecture": r.arch,
+                    "regime": r.regime,
+                    "dataset": r.dataset,
                     "epochs": r.epoch,
                     "message": status_words(r),
                 }

@@ -8,7 +8,10 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from wildvision import compare, runs, wording
+from wildvision import catalog, runs, wording
+from wildvision.analysis.export import export_ready
+from wildvision.analysis.run_detail import learning_curves
+from wildvision.analysis.tidy import combined_results
 from wildvision.evaluate import tradeoff
 
 
@@ -96,7 +99,7 @@ def threshold_tradeoff(scores: dict[str, dict], threshold: float, model: str, ke
 
 def learning_curves_chart(run_dir: Path, title: str | None = None) -> go.Figure | None:
     """A run's losses and validation F-score per epoch, side by side on their own axes; None before the first epoch."""
-    curves = compare.learning_curves(run_dir)
+    curves = learning_curves(run_dir)
     if curves.empty:
         return None
     figure = make_subplots(rows=1, cols=2, subplot_titles=("Cross-entropy loss per epoch", "Validation (test_in) F-score per epoch"))
@@ -111,19 +114,21 @@ def learning_curves_chart(run_dir: Path, title: str | None = None) -> go.Figure 
         figure.update_layout(title={"text": title, "y": 0.98, "yanchor": "top"}, height=420, margin={"t": 125})
     else:
         figure.update_layout(height=380, margin={"t": 90})
-    return compare.export_ready(figure)
+    return export_ready(figure)
 
 
 @st.cache_data(show_spinner="Reading results...")
-def _combined(folder: str, fingerprint: tuple) -> tuple[pd.DataFrame, list[str]]:
-    """Paper + own runs; `fingerprint` (the runs folder's state) makes new or finished runs show up."""
-    return compare.combined_results_with_problems(folder)
+def _models(folder: str, fingerprint: tuple) -> tuple[list[catalog.ModelRecord], pd.DataFrame]:
+    """Every model and the paper + own results table; `fingerprint` (the runs folder's state) makes new or finished runs show up."""
+    records = catalog.list_models(folder)
+    return records, combined_results(records)
 
 
-def paper_and_run_results() -> tuple[pd.DataFrame, Path]:
-    """The paper's and own results (cached), with a warning for each run that could not be read, and the runs folder."""
+def models_and_results() -> tuple[list[catalog.ModelRecord], pd.DataFrame, Path]:
+    """Every model (catalog records, cached), the paper's and own results as one tidy frame, and the runs folder;
+    with a warning for each run whose numbers could not be read."""
     folder = runs.default_runs_dir()  # read on every script run, so a changed WILDVISION_RUNS_DIR applies
-    frame, problems = _combined(str(folder), compare.runs_fingerprint(folder))
-    for problem in problems:
+    records, frame = _models(str(folder), catalog.runs_fingerprint(folder))
+    for problem in catalog.problems(records):
         st.warning(problem)
-    return frame, folder
+    return records, frame, folder

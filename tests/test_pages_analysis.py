@@ -17,8 +17,10 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from test_compare import make_run, scores_with
-from wildvision import compare, model_card
+from test_analysis import make_run, scores_with
+from wildvision import model_card
+from wildvision.analysis.export import CHART_FONT
+from wildvision.analysis.tidy import short_run_name
 
 PAGES = Path(__file__).resolve().parents[1] / "app_pages"
 TIMEOUT = 90  # the first script run imports torch
@@ -124,8 +126,8 @@ def assert_png_export_on_every_chart(at: AppTest) -> list[str]:
     configs = [json.loads(chart.proto.config) for chart in at.get("plotly_chart")]
     assert configs, "no chart on the page"
     for figure in figures(at):  # a font the PNG export has too, or legends overflow in the PNG
-        assert figure["layout"]["font"]["family"] == figure["layout"]["title"]["font"]["family"] == compare.CHART_FONT
-        assert all(note["font"]["family"] == compare.CHART_FONT for note in figure["layout"].get("annotations", []))
+        assert figure["layout"]["font"]["family"] == figure["layout"]["title"]["font"]["family"] == CHART_FONT
+        assert all(note["font"]["family"] == CHART_FONT for note in figure["layout"].get("annotations", []))
     for config in configs:
         assert config["displaylogo"] is False
         assert config["toImageButtonOptions"]["format"] == "png" and config["toImageButtonOptions"]["scale"] == 2
@@ -181,7 +183,7 @@ def test_results_page_with_a_run_shows_it_labelled_and_in_detail(one_run):
     grid = at.dataframe[0].value
     assert grid.shape == (17, 6)
     run_rows = grid.xs("run", level="origin")
-    assert list(run_rows.index.get_level_values("source")) == [f"run {compare.short_run_name(one_run.name)}"]  # as on the charts
+    assert list(run_rows.index.get_level_values("source")) == [f"run {short_run_name(one_run.name)}"]  # as on the charts
     assert float(run_rows[("bg", "test_out_nopet")].iloc[0]) == pytest.approx(0.71)
     assert at.selectbox(key="run").value == one_run.name
     assert {"Test results of this run", "Confusion matrices"} <= {s.value for s in at.subheader}
@@ -189,7 +191,7 @@ def test_results_page_with_a_run_shows_it_labelled_and_in_detail(one_run):
     assert list(results.index) == ["test_in", "test_out_pet", "test_out_nopet"]
     assert results.loc["test_out_pet", "seconds_per_image"] == pytest.approx(0.1)
     assert len(at.get("plotly_chart")) == 1 + 3  # learning curves + one confusion matrix per test set
-    assert at.multiselect(key="sources").options == ["the paper (Tables S1-S3, Table 1)", f"run {compare.short_run_name(one_run.name)}"]
+    assert at.multiselect(key="sources").options == ["the paper (Tables S1-S3, Table 1)", f"run {short_run_name(one_run.name)}"]
     at.multiselect(key="sources").set_value([one_run.name]).run()
     assert at.dataframe[0].value.shape[0] == 1
 
@@ -318,7 +320,7 @@ def test_efficiency_page_own_runs_keep_f_axes_within_zero_and_one(tmp_path, monk
     assert size_chart["layout"]["yaxis"]["range"] == [0.5, 1.05] and time_chart["layout"]["yaxis"]["range"] == [0.5, 1.05]
     assert "**mobilenet_v2** has the highest gain" in texts(at.markdown)
     shown = at.dataframe[0].value.set_index("model")
-    assert shown.loc["mobilenet_v2", "source"] == f"run {compare.short_run_name(next(folder.glob('mobilenet_v2-*')).name)}"  # as on the chart
+    assert shown.loc["mobilenet_v2", "source"] == f"run {short_run_name(next(folder.glob('mobilenet_v2-*')).name)}"  # as on the chart
     names = assert_png_export_on_every_chart(at)
     assert names == [
         "wildvision-runs-test_in-bg-transfer-gain",
@@ -352,10 +354,10 @@ def test_generalisation_page_with_a_run_and_other_selections(one_run):
     at = run_page("generalisation")
     assert "NOT the paper's results" in texts(at.warning)
     drops = at.dataframe[0].value
-    assert f"run {compare.short_run_name(one_run.name)}" in set(drops.index.get_level_values("source"))
+    assert f"run {short_run_name(one_run.name)}" in set(drops.index.get_level_values("source"))
     table1 = at.dataframe[1].value
     assert table1.shape == (17, 2)
-    assert f"run {compare.short_run_name(one_run.name)}" in set(table1.index.get_level_values("source"))  # as on the charts, not cut off
+    assert f"run {short_run_name(one_run.name)}" in set(table1.index.get_level_values("source"))  # as on the charts, not cut off
     at.selectbox(key="drop_regime").select("scratch").run()
     at.selectbox(key="drop_metric").select("accuracy").run()
     assert not at.exception
@@ -389,7 +391,7 @@ def test_results_page_names_a_run_whose_files_are_damaged(one_run):
     assert at.dataframe[0].value.shape == (17, 6)  # the readable run still shows
     at.selectbox(key="run").select(one_run.name).run()
     assert not at.exception
-    assert f"The files of run {one_run.name} cannot be read" in texts(at.warning)
+    assert f"The learning curves of run {one_run.name} cannot be read" in texts(at.warning)
 
 
 def test_generalisation_page_hatches_own_runs_and_keeps_the_drop_table_narrow(one_run, downloads):
@@ -405,7 +407,7 @@ def test_generalisation_page_hatches_own_runs_and_keeps_the_drop_table_narrow(on
     drops = at.dataframe[0].value
     # five index columns (regime, dataset and origin too), full run names and "drop_test_out_nopet"-long headers pushed the last column out
     assert drops.index.names == ["model", "source"]
-    assert list(drops.index.get_level_values("source")).count(f"run {compare.short_run_name(one_run.name)}") == 1
+    assert list(drops.index.get_level_values("source")).count(f"run {short_run_name(one_run.name)}") == 1
     f = "F-score (weighted)"
     assert list(drops.columns) == [
         (f, "test_in"),
@@ -417,7 +419,7 @@ def test_generalisation_page_hatches_own_runs_and_keeps_the_drop_table_narrow(on
     csv = pd.read_csv(io.StringIO(downloads(at.get("download_button")[0])))  # the CSV keeps the full run name
     assert one_run.name in set(csv["source"]) and float(csv.loc[csv["source"] == one_run.name, "drop_test_out_nopet"].item()) == pytest.approx(0.88 - 0.71)
     order = fig1["layout"]["xaxis"]["categoryarray"]  # the run's bars beside the paper's, not after the last architecture
-    assert order.index(f"squeezenet1_0 (run {compare.short_run_name(one_run.name)})") == order.index("squeezenet1_0") + 1
+    assert order.index(f"squeezenet1_0 (run {short_run_name(one_run.name)})") == order.index("squeezenet1_0") + 1
     assert len(fig1["layout"]["xaxis2"]["categoryarray"]) == 8  # the no_bg panel: the paper's 8, no empty slot for the bg run
     names = assert_png_export_on_every_chart(at)
     assert "wildvision-drop-f_score-transfer-bg" in names

@@ -159,7 +159,8 @@ def test_with_a_model_the_page_offers_it_and_says_how_far_to_trust_it(with_model
     trust = next(caption.value for caption in at.caption if "How far to trust it" in caption.value)
     line = wording.line_text(results["threshold"]["threshold"])
     assert f"Measured at its own flagging line of {line}:" in trust
-    assert md(wording.trust_sentence("test_out_pet", results["test_sets"]["test_out_pet"]["at_threshold"], "captive")) in trust
+    pet = results["test_sets"]["test_out_pet"]["at_threshold"]
+    assert md(wording.trust_sentence("test_out_pet", pet["positive_precision"], pet["positive_recall"], "captive")) in trust
     assert trust.endswith(wording.TRUST_CAVEAT)
     assert "of every 100 photos it flagged" in trust and "F =" not in trust and "test_out_pet" not in trust
     (uploader,) = at.file_uploader

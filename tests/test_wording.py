@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import write_image
-from wildvision import explain, model_card, wording
+from wildvision import explain, wording
 from wildvision.images import ImageError, open_image
 
 LINE = 0.507  # the default model's threshold
@@ -100,32 +100,6 @@ def test_other_positive_classes_are_named_in_plain_words():
 )
 def test_out_of_100_never_rounds_a_miss_away(fraction, words):
     assert wording.out_of_100(fraction) == words
-
-
-def test_the_default_models_trust_text_says_what_its_flags_are_worth():
-    card = model_card.load_card()
-    sentences = wording.trust_sentences(card["metrics"], "captive")
-    text = " ".join(sentences)
-    pet = card["metrics"]["test_out_pet"]["at_threshold"]
-    assert (pet["positive_precision"], pet["positive_recall"]) == (0.2988, 0.992), "the card this test reads changed"
-    assert (
-        "On photos from other websites, among them everyday photos of pets: of every 100 photos it flagged, about 30 "
-        "really were captive / for sale; of every 100 that were, it found about 99."
-    ) in sentences
-    assert "with no animals in the everyday ones: of every 100 photos it flagged, about 57 really were" in text
-    assert (
-        len(sentences) == 3
-        and sentences[-1].startswith("On held-back photos")
-        and sentences[-1].endswith("(Optimistic: these photos also helped choose the model.)")
-    )
-    assert "F =" not in text and "F-score" not in text and "test_out" not in text
-    assert "F =" not in wording.TRUST_CAVEAT and wording.TRUST_CAVEAT.endswith("never as proof.")
-
-
-def test_a_run_without_numbers_at_its_threshold_is_not_guessed():
-    metrics = {"test_in": {"f_score": 0.9}, "my_photos": {"at_threshold": {"positive_precision": 0.5, "positive_recall": 0.0}}}
-    assert wording.trust_sentences(metrics, "captive") == ["On the test photos “my_photos”, it flagged none of the photos that really were captive / for sale."]
-    assert wording.trust_sentences({}, "captive") == ["No test results at its flagging line are stored with this model."]
 
 
 # --- maps and problems ---------------------------------------------------------------------------

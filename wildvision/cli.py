@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from wildvision import runs
+from wildvision import catalog, paper, runs
 from wildvision.data import DataFolderError
 from wildvision.images import ImageError
 from wildvision.launch import PAPER_GRID, list_runs_shown, parse_named_folder, parse_weights, resolve_weights
@@ -112,20 +112,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from wildvision.evaluate import resolve_device
-    from wildvision.predict import load_model
-    from wildvision.train import evaluate_run_model, load_config, prepare_tests
+    from wildvision.train import add_test_sets
 
     run_dir = runs.resolve_run(args.run, args.runs_dir)
-    config = load_config(run_dir)
-    config.tests = dict(args.test)
-    loaded = load_model(run_dir, args.runs_dir, args.device)
-    results, scores, _ = evaluate_run_model(loaded.model, config, prepare_tests(config), resolve_device(args.device), loaded.threshold)
-    stored = runs.read_json(run_dir / runs.RESULTS)
-    stored["test_sets"].update(results)
-    stored_scores = runs.read_json(run_dir / runs.SCORES) if (run_dir / runs.SCORES).exists() else {}
-    runs.write_json_atomic(run_dir / runs.SCORES, stored_scores | scores)
-    runs.write_json_atomic(run_dir / runs.RESULTS, stored)
+    add_test_sets(run_dir, dict(args.test), args.device)
     print_results(run_dir)
     return 0
 
@@ -237,9 +227,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(slurm_problem, file=sys.stderr)
     print(f"{'run':<52}{'state':<12}{'epoch':>6}  {'test_in F':>9}")
     for run in summaries:
-        f_score = ""
-        if (run.path / runs.RESULTS).exists():
-            f_score = f"{runs.read_json(run.path / runs.RESULTS)['test_sets']['test_in']['f_score']:.4f}"
+        test_in = catalog.from_run(run).results.get(catalog.IN_DISTRIBUTION)
+        f_score = f"{test_in.f_score:.4f}" if test_in else ""
         print(f"{run.name:<52}{run.state:<12}{run.epoch or 0:>6}  {f_score:>9}  {notes.get(run.name, '')}".rstrip())
     return 0
 
@@ -255,19 +244,16 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_gain(args: argparse.Namespace) -> int:
-    from wildvision import paper
+    from wildvision.analysis.efficiency import efficiency_table
+    from wildvision.analysis.tidy import PAPER, combined_results
 
-    if args.source == "paper":
-        table = paper.paper_gain(args.test, args.dataset, args.regime)
-    else:
-        from wildvision.models import count_parameters
-
-        counts = {arch: count_parameters(arch) for arch in ARCHITECTURES}
-        table = paper.gain_from_results(runs.results_frame(args.runs_dir), args.test, args.dataset, args.regime, counts, f"runs in {args.runs_dir}")
+    records = catalog.list_models(args.runs_dir, include_default=False) if args.source == "runs" else []
+    origin = PAPER if args.source == "paper" else catalog.RUN
+    table = efficiency_table(combined_results(records), origin, args.test, args.dataset, args.regime)  # says plainly when it cannot
     print(f"efficiency gain over squeezenet1_0 ({args.source}: {args.test}, {args.dataset}, {args.regime})")
     print(f"{'rank':<6}{'architecture':<16}{'F':>8}{'parameters':>14}{'gain per parameter':>22}")
-    for rank, row in enumerate(table.itertuples(), 1):
-        print(f"{rank:<6}{row.model:<16}{row.f_score:>8.3f}{row.params:>14,}{row.gain:>22.3e}")
+    for row in table.itertuples():
+        print(f"{row.rank:<6}{row.model:<16}{row.f_score:>8.3f}{row.params:>14,}{row.gain:>22.3e}")
     return 0
 
 
@@ -389,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--source", choices=("paper", "runs"), default="paper", help="the paper's reported F-scores, or own completed runs (default: paper)")
     p.add_argument("--test", default="test_in", help="test set: test_in, test_out_pet, test_out_nopet, or any name your runs used (default: test_in)")
-    p.add_argument("--dataset", choices=("bg", "no_bg"), default="bg", help="trained with or without background images (default: bg)")
+    p.add_argument("--dataset", choices=paper.DATASETS, default="bg", help="trained with or without background images (default: bg)")
     p.add_argument("--regime", choices=REGIMES, default="transfer", help="training regime (default: transfer)")
     _add_runs_dir(p)
     p.set_defaults(func=cmd_gain)

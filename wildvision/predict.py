@@ -119,23 +119,6 @@ def _load_default(device: str) -> LoadedModel:
     return LoadedModel(network, stored["arch"], list(stored["class_names"]), float(stored["threshold"]), "default model", target, norm)
 
 
-def stored_scores(model: str | Path, runs_dir: str | Path = "runs") -> tuple[float, dict] | None:
-    """A model's decision threshold and saved test-set scores (its run's, or the default model's), if it has them.
-
-    Read from the JSON files beside the checkpoint, so no network has to be built to show them.
-    """
-    try:
-        if str(model) == model_card.DEFAULT_NAME:
-            folder = model_card.DEFAULT_DIR
-            threshold = model_card.load_card(folder)["threshold"]["value"]
-        else:
-            folder = checkpoint_path(model, runs_dir).parent
-            threshold = runs.read_json(folder / runs.RESULTS)["threshold"]["threshold"]
-        return float(threshold), runs.read_json(folder / runs.SCORES)
-    except (runs.RunError, CheckpointError, KeyError):
-        return None
-
-
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     """Files as given, and the image files inside any folder (recursively), in a stable order."""
     expanded: list[Path] = []

@@ -180,6 +180,11 @@ def truncate_metrics(run_dir: Path, last_epoch: int) -> None:
     write_text_atomic(Path(run_dir) / METRICS, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
 
 
+def dataset_name(with_background: bool) -> str:
+    """The paper's name for a training set: data_bg has the background images as extra negatives, data_no_bg not."""
+    return "bg" if with_background else "no_bg"
+
+
 @dataclass(frozen=True)
 class RunSummary:
     path: Path
@@ -188,6 +193,37 @@ class RunSummary:
     epoch: int | None
     config: dict
     status: dict
+
+    @property
+    def train(self) -> dict:
+        """The run's TrainConfig fields as stored (arch, regime, data, with_background, ...)."""
+        return self.config.get("train") or {}
+
+    @property
+    def arch(self) -> str:
+        return str(self.train.get("arch", "?"))
+
+    @property
+    def regime(self) -> str:
+        return str(self.train.get("regime", "?"))
+
+    @property
+    def dataset(self) -> str:
+        return dataset_name(bool(self.train.get("with_background")))
+
+    @property
+    def message(self) -> str:
+        return self.status.get("message") or ""
+
+    @property
+    def hint(self) -> str | None:
+        """The reason code of the message's advice (wording.HINTS words it for each place), or None."""
+        return self.status.get("hint")
+
+    @property
+    def warnings(self) -> list[str]:
+        """What start_run found worth saying about the data (duplicates across the split, ...)."""
+        return list(self.config.get("warnings") or [])
 
 
 def resolve_run(run: str | Path, runs_dir: str | Path = "runs") -> Path:
@@ -217,24 +253,3 @@ def list_runs(runs_dir: str | Path) -> list[RunSummary]:
             except RunError:
                 continue
     return sorted(summaries, key=lambda s: s.status.get("created_at", ""), reverse=True)
-
-
-RESULT_METRICS = ("accuracy", "f_score", "precision", "recall", "positive_precision")
-
-
-def results_frame(runs_dir: str | Path):
-    """Own completed runs' test metrics as one tidy table shaped like `paper.reference_results()`.
-
-    Columns: model, regime, dataset, test_set, metric, value, source (the run name), newest run first.
-    """
-    import pandas as pd
-
-    rows = []
-    for run in list_runs(runs_dir):
-        if run.state != "completed" or not (run.path / RESULTS).exists():
-            continue
-        train = run.config["train"]
-        dataset = "bg" if train["with_background"] else "no_bg"
-        for test_set, metrics in read_json(run.path / RESULTS)["test_sets"].items():
-            rows.extend((train["arch"], train["regime"], dataset, test_set, metric, float(metrics[metric]), run.name) for metric in RESULT_METRICS)
-    return pd.DataFrame(rows, columns=["model", "regime", "dataset", "test_set", "metric", "value", "source"])

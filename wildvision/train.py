@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -113,7 +113,7 @@ class TrainConfig:
 
     @property
     def dataset(self) -> str:
-        return "bg" if self.with_background else "no_bg"
+        return runs.dataset_name(self.with_background)
 
     @property
     def cache_folder(self) -> Path:
@@ -531,6 +531,22 @@ def _stored_features(model: nn.Module, config: TrainConfig, train: list[Sample],
 def prepare_tests(config: TrainConfig) -> dict[str, list[Sample]]:
     """Every --test folder, scanned: all of its non-positive folders are negatives."""
     return {name: scan_folder(folder, config.positive, with_background=True) for name, folder in config.tests.items()}
+
+
+def add_test_sets(run_dir: Path, tests: Mapping[str, str], device: str = "auto") -> dict:
+    """Evaluate a completed run's best model on more test sets, at its own threshold, and add their metrics and
+    scores to its results.json and scores.json (sets of the same name are replaced). Returns the new sets' metrics."""
+    from wildvision.predict import load_model
+
+    config = replace(load_config(run_dir), tests=dict(tests))
+    loaded = load_model(run_dir / runs.CHECKPOINT, device=device)
+    results, scores, _ = evaluate_run_model(loaded.model, config, prepare_tests(config), loaded.device, loaded.threshold)
+    stored = runs.read_json(run_dir / runs.RESULTS)
+    stored["test_sets"].update(results)
+    kept_scores = runs.read_json(run_dir / runs.SCORES) if (run_dir / runs.SCORES).is_file() else {}
+    runs.write_json_atomic(run_dir / runs.SCORES, kept_scores | scores)
+    runs.write_json_atomic(run_dir / runs.RESULTS, stored)
+    return results
 
 
 def evaluate_run_model(

@@ -18,7 +18,6 @@ each turn into their own words, so that a page never tells anyone to pass a comm
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
 MAX_DECIMALS = 4  # most percent decimals shown: scores are float32, so finer differences are noise
 
@@ -128,15 +127,17 @@ def out_of_100(fraction: float) -> str:
     return f"about {count}"
 
 
-def trust_sentence(test_set: str, at_threshold: Mapping[str, float], positive_class: str) -> str:
+NO_TRUST_NUMBERS = "No test results at its flagging line are stored with this model."
+
+
+def trust_sentence(test_set: str, precision: float, recall: float, positive_class: str) -> str:
     """How the model did on one stored test set at its own flagging line, as a person checking flags needs it.
 
-    `at_threshold` holds the positive class's precision and recall at the threshold (results.json's and the model
-    card's ``at_threshold``). Precision says how many flags are worth a look; recall how many real cases it finds.
+    `precision` and `recall` are the positive class's at the threshold: precision says how many flags are worth a
+    look, recall how many real cases it finds. catalog.ModelRecord.trust puts them in order.
     """
     where = TEST_SET_WORDS.get(test_set, f"the test photos “{test_set}”")
     positive = positive_words(positive_class)
-    precision, recall = at_threshold["positive_precision"], at_threshold["positive_recall"]
     if recall <= 0:
         text = f"On {where}, it flagged none of the photos that really were {positive}."
     else:
@@ -147,17 +148,6 @@ def trust_sentence(test_set: str, at_threshold: Mapping[str, float], positive_cl
     if test_set == IN_DISTRIBUTION:
         text += " (Optimistic: these photos also helped choose the model.)"
     return text
-
-
-def trust_sentences(metrics: Mapping[str, Mapping], positive_class: str) -> list[str]:
-    """How far to trust a model, one sentence per stored test set (results.json's test_sets, the card's metrics).
-
-    Photos from other websites come first, since they are the honest measure; sets stored without numbers at the
-    threshold (older runs) are left out rather than guessed. Follow them with TRUST_CAVEAT.
-    """
-    measured = {name: m["at_threshold"] for name, m in metrics.items() if isinstance(m, Mapping) and isinstance(m.get("at_threshold"), Mapping)}
-    order = sorted(measured, key=lambda name: (name == IN_DISTRIBUTION, name))
-    return [trust_sentence(name, measured[name], positive_class) for name in order] or ["No test results at its flagging line are stored with this model."]
 
 
 def map_caption(method: str, blank: bool, from_difference: bool) -> str:

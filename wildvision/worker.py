@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from wildvision import runs
+from wildvision import catalog, runs
 from wildvision.train import Cancelled, execute_run
 from wildvision.wording import error_text
 
@@ -35,19 +35,20 @@ def log_to_console() -> None:
 
 def print_results(run_dir: Path) -> None:
     """The finished run's test results at 0.5 and at its decision threshold, one line per test set."""
-    results = runs.read_json(run_dir / runs.RESULTS)
-    rule = results["threshold"]
+    record = catalog.read_model(run_dir)
+    if record.problem:
+        raise runs.RunError(f"run {run_dir.name}: {record.problem}")
+    target = f"{record.target_precision:g}" if record.target_precision is not None else "?"
     print(f"run folder: {run_dir}")
     print(
-        f"best epoch {results['best_epoch']} of {results['epochs_run']}; metrics at 0.5 as in the paper, and at the "
-        f"decision threshold {rule['threshold']:.4f} chosen for precision {rule.get('target_precision', '?')} on test_in"
+        f"best epoch {record.best_epoch} of {record.epochs_run}; metrics at 0.5 as in the paper, and at the "
+        f"decision threshold {record.threshold:.4f} chosen for precision {target} on test_in"
     )
     print(f"{'test set':<16}{'images':>8}{'accuracy':>10}{'F':>8}{'precision':>11}{'recall':>8}{'pos. prec.':>12}{'prec. @thr':>12}{'recall @thr':>13}")
-    for name, m in sorted(results["test_sets"].items(), key=lambda item: item[0] != "test_in"):
-        at = m["at_threshold"]
+    for name, m in record.results.items():
         print(
-            f"{name:<16}{m['n_images']:>8}{m['accuracy']:>10.4f}{m['f_score']:>8.4f}{m['precision']:>11.4f}{m['recall']:>8.4f}"
-            f"{m['positive_precision']:>12.4f}{at['positive_precision']:>12.4f}{at['positive_recall']:>13.4f}"
+            f"{name:<16}{m.n_images:>8}{m.accuracy:>10.4f}{m.f_score:>8.4f}{m.precision:>11.4f}{m.recall:>8.4f}"
+            f"{m.positive_precision:>12.4f}{m.precision_at_threshold:>12.4f}{m.recall_at_threshold:>13.4f}"
         )
 
 

@@ -1,8 +1,8 @@
-"""wildvision.compare: the paper's numbers and own runs in the paper's layout.
+"""wildvision.analysis: the paper's numbers and own runs in the paper's layout.
 
 Own runs are run folders written with wildvision.runs' own writers, following the run-folder
-contract (config.json, status.json, metrics.jsonl, results.json), so the real readers
-(runs.list_runs, runs.results_frame) read them; a CLI training run would take a minute here.
+contract (config.json, status.json, metrics.jsonl, results.json), so the real reader
+(wildvision.catalog) reads them; a CLI training run would take a minute here.
 """
 
 from __future__ import annotations
@@ -18,7 +18,29 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from wildvision import compare, paper, runs
+from wildvision import catalog, paper, runs
+from wildvision.analysis.efficiency import EfficiencyUnavailable, efficiency_points, efficiency_table, gain_headline, inference_times
+from wildvision.analysis.export import (
+    CHART_FONT,
+    chart_config,
+    colour_scaled,
+    export_ready,
+    f_axis_range,
+    format_difference,
+    format_fixed,
+    format_gain,
+    format_value,
+    label_positions,
+    latex_escape,
+    table_decimals,
+    to_csv,
+    to_latex,
+)
+from wildvision.analysis.generalisation import drop_long, figure_data, generalisation_drop, regime_comparison_models
+from wildvision.analysis.grid import difference_to, filter_grid, pin_row, positive_precision_table, results_grid, row_label, sort_grid, with_short_run_names
+from wildvision.analysis.run_detail import confusion_matrices, learning_curves, results_table
+from wildvision.analysis.tidy import combined_results, has_own_runs, own_runs, run_data_notes, short_run_name
+from wildvision.catalog import runs_fingerprint
 from wildvision.evaluate import compute_metrics, threshold_for_precision
 from wildvision.models import count_parameters
 
@@ -121,6 +143,11 @@ def make_run(
     return run_dir
 
 
+def frame_of(runs_dir: Path) -> pd.DataFrame:
+    """The paper's and the runs' numbers as the dashboard's analysis pages get them."""
+    return combined_results(catalog.list_models(runs_dir, include_default=False))
+
+
 def scores_with(tn: int, fp: int, fn_low: int, fn_between: int, tp: int, between: float = 0.3) -> tuple[list[int], list[float]]:
     """Labels and probabilities whose confusion matrix at 0.5 is [[tn, fp], [fn_low + fn_between, tp]]: the
     `fn_between` positives score `between` (< 0.5), so a lower threshold turns them into true positives."""
@@ -131,7 +158,7 @@ def scores_with(tn: int, fp: int, fn_low: int, fn_between: int, tp: int, between
 
 @pytest.fixture(scope="module")
 def paper_frame(tmp_path_factory) -> pd.DataFrame:
-    return compare.combined_results(tmp_path_factory.mktemp("no-runs"))
+    return frame_of(tmp_path_factory.mktemp("no-runs"))
 
 
 def test_paper_only_frame_holds_every_reported_result_labelled_with_its_table(paper_frame):
@@ -145,7 +172,7 @@ def test_paper_only_frame_holds_every_reported_result_labelled_with_its_table(pa
 
 
 def test_grid_has_the_paper_24_configurations_by_3_test_sets_in_table_s1_order(paper_frame):
-    grid = compare.results_grid(paper_frame, "f_score")
+    grid = results_grid(paper_frame, "f_score")
     assert list(grid.columns) == [(d, t) for d in ("bg", "no_bg") for t in ("test_in", "test_out_pet", "test_out_nopet")]
     assert len(grid) == 16  # 8 transfer rows (bg and no_bg side by side), 4 scratch, 4 combi
     assert int(grid.notna().sum().sum()) == 24 * 3
@@ -157,16 +184,16 @@ def test_grid_has_the_paper_24_configurations_by_3_test_sets_in_table_s1_order(p
     assert grid[("no_bg", "test_in")].iloc[8:].isna().all()  # scratch and combi were trained on bg only
     assert grid.loc[("squeezenet1_0", "transfer", "paper", PAPER_ROW), ("no_bg", "test_in")] == pytest.approx(0.957)
     assert grid.loc[("vgg11_bn", "combi", "paper", PAPER_ROW), ("bg", "test_out_pet")] == pytest.approx(0.87)
-    accuracy = compare.results_grid(paper_frame, "accuracy")
+    accuracy = results_grid(paper_frame, "accuracy")
     assert accuracy.loc[("alexnet", "transfer", "paper", PAPER_ROW), ("no_bg", "test_in")] == pytest.approx(0.9486)
 
 
 def test_positive_precision_grid_keeps_only_table_1_columns(paper_frame):
-    grid = compare.results_grid(paper_frame, "positive_precision")
+    grid = results_grid(paper_frame, "positive_precision")
     assert list(grid.columns) == [("bg", "test_out_pet"), ("bg", "test_out_nopet")]
     assert len(grid) == 16 and set(grid.index.get_level_values("source")) == {"paper (Table 1)"}
     assert grid.loc[("alexnet", "transfer", "paper", "paper (Table 1)")].tolist() == [0.94, 0.95]
-    table1 = compare.positive_precision_table(paper_frame)
+    table1 = positive_precision_table(paper_frame)
     assert list(table1.columns) == ["test_out_pet", "test_out_nopet"] and len(table1) == 16
 
 
@@ -179,16 +206,14 @@ def test_own_run_sits_under_the_paper_row_with_its_extra_test_sets(tmp_path):
             "zoo_photos": {"f_score": 0.55, "accuracy": 0.56, "confusion_matrix": [[5, 5], [5, 5]], "n_images": 20, "eval_time_s": 1.0},
         },
     )
-    frame = compare.combined_results(tmp_path)
+    frame = frame_of(tmp_path)
     own = frame[frame["origin"] == "run"]
-    pd.testing.assert_frame_equal(
-        own[list(paper.COLUMNS)].reset_index(drop=True),
-        runs.results_frame(tmp_path).reset_index(drop=True),
-        check_dtype=False,
-    )
-    assert set(own["source"]) == {run_dir.name} and set(own["data"]) == {"/data/train"}
+    assert set(own["source"]) == {run_dir.name} and set(own["data"]) == {"/data/train"} and not own["demo"].any()
+    f_in = own[(own["metric"] == "f_score") & (own["test_set"] == "test_in")]
+    assert f_in[["model", "regime", "dataset", "value"]].values.tolist() == [["squeezenet1_0", "transfer", "bg", 0.81]]
+    assert len(own) == 3 * len(catalog.RESULT_METRICS)
 
-    grid = compare.results_grid(frame, "f_score")
+    grid = results_grid(frame, "f_score")
     assert list(grid.columns)[:4] == [("bg", "test_in"), ("bg", "test_out_pet"), ("bg", "test_out_nopet"), ("bg", "zoo_photos")]
     keys = list(grid.index)
     paper_at = keys.index(("squeezenet1_0", "transfer", "paper", PAPER_ROW))
@@ -200,23 +225,22 @@ def test_own_run_sits_under_the_paper_row_with_its_extra_test_sets(tmp_path):
 def test_runs_that_are_not_completed_do_not_appear(tmp_path):
     make_run(tmp_path, state="running")
     make_run(tmp_path, state="failed")
-    frame = compare.combined_results(tmp_path)
-    assert not compare.has_own_runs(frame)
+    frame = frame_of(tmp_path)
+    assert not has_own_runs(frame)
 
 
 def test_a_damaged_run_is_named_and_the_others_still_show(tmp_path):
     good = make_run(tmp_path, arch="densenet121")
     bad = make_run(tmp_path, arch="alexnet")
     (bad / runs.RESULTS).write_text("{ not json", encoding="utf-8")
-    with pytest.raises(runs.RunError):
-        runs.results_frame(tmp_path)  # the plain reader gives up on the whole folder
-    frame, problems = compare.combined_results_with_problems(tmp_path)
-    assert set(compare.own_runs(frame)["source"]) == {good.name}
+    records = catalog.list_models(tmp_path, include_default=False)
+    frame, problems = combined_results(records), catalog.problems(records)
+    assert set(own_runs(frame)["source"]) == {good.name}
     assert len(problems) == 1 and bad.name in problems[0] and "left out" in problems[0]
 
 
 def test_drop_from_test_in_equals_the_difference_of_the_paper_tables(paper_frame):
-    drops = compare.generalisation_drop(paper_frame, "f_score")
+    drops = generalisation_drop(paper_frame, "f_score")
     row = drops[(drops["model"] == "densenet121") & (drops["regime"] == "transfer") & (drops["dataset"] == "bg")].iloc[0]
     reference = paper.reference_results()
     f = reference[
@@ -230,22 +254,22 @@ def test_drop_from_test_in_equals_the_difference_of_the_paper_tables(paper_frame
     # Section 3.1: training with background images generalises better; every transfer model drops less with bg
     transfer = drops[drops["regime"] == "transfer"].set_index(["model", "dataset"])["drop_test_out_pet"].unstack()
     assert (transfer["bg"] < transfer["no_bg"]).all()
-    accuracy = compare.generalisation_drop(paper_frame, "accuracy")
+    accuracy = generalisation_drop(paper_frame, "accuracy")
     squeeze = accuracy[(accuracy["model"] == "squeezenet1_0") & (accuracy["dataset"] == "no_bg")].iloc[0]
     assert squeeze["drop_test_out_pet"] == pytest.approx(0.9567 - 0.40)
-    long = compare.drop_long(drops)
+    long = drop_long(drops)
     assert len(long) == 48 and set(long["ood_set"]) == {"test_out_pet", "test_out_nopet"}
 
 
 def test_drop_for_own_run_uses_its_own_test_sets(tmp_path):
     run_dir = make_run(tmp_path)
-    drops = compare.generalisation_drop(compare.combined_results(tmp_path), "f_score")
+    drops = generalisation_drop(frame_of(tmp_path), "f_score")
     own = drops[drops["source"] == run_dir.name].iloc[0]
     assert own["origin"] == "run" and own["drop_test_out_pet"] == pytest.approx(0.2) and math.isnan(own["drop_test_out_nopet"])
 
 
 def test_paper_efficiency_ranks_densenet121_first_and_matches_paper_gain(paper_frame):
-    table = compare.efficiency_table(paper_frame, "paper", "test_out_pet", "bg", "transfer")
+    table = efficiency_table(paper_frame, "paper", "test_out_pet", "bg", "transfer")
     assert table["model"].iloc[0] == "densenet121" and table["rank"].tolist() == list(range(1, 8))
     expected = paper.paper_gain("test_out_pet", "bg", "transfer")
     assert table["model"].tolist() == expected["model"].tolist()
@@ -257,11 +281,11 @@ def test_paper_efficiency_ranks_densenet121_first_and_matches_paper_gain(paper_f
 
 
 def test_efficiency_without_a_squeezenet_baseline_says_so_plainly(paper_frame):
-    with pytest.raises(compare.EfficiencyUnavailable, match=r"No squeezenet1_0 \(SqueezeNet\) baseline .* regime scratch.*only for the transfer regime"):
-        compare.efficiency_table(paper_frame, "paper", "test_out_pet", "bg", "scratch")
-    with pytest.raises(compare.EfficiencyUnavailable, match="No F-scores for test set test_in, dataset no_bg, regime combi"):
-        compare.efficiency_table(paper_frame, "paper", "test_in", "no_bg", "combi")
-    points = compare.efficiency_points(paper_frame, "paper", "test_out_pet", "bg", "scratch")
+    with pytest.raises(EfficiencyUnavailable, match=r"No squeezenet1_0 \(SqueezeNet\) baseline .* regime scratch.*only for the transfer regime"):
+        efficiency_table(paper_frame, "paper", "test_out_pet", "bg", "scratch")
+    with pytest.raises(EfficiencyUnavailable, match="No F-scores for test set test_in, dataset no_bg, regime combi"):
+        efficiency_table(paper_frame, "paper", "test_in", "no_bg", "combi")
+    points = efficiency_points(paper_frame, "paper", "test_out_pet", "bg", "scratch")
     assert points["model"].tolist() == ["densenet121", "densenet201", "vgg11_bn", "vgg19_bn"]
     assert points["params"].tolist() == [paper.PAPER_PARAMETER_COUNTS[m] for m in points["model"]]
 
@@ -276,42 +300,42 @@ def test_own_run_efficiency_uses_registry_parameter_counts_and_names_the_run(tmp
             "test_out_pet": {"f_score": 0.8, "accuracy": 0.8, "confusion_matrix": [[35, 5], [11, 29]], "n_images": 80, "eval_time_s": 12.0},
         },
     )
-    frame = compare.combined_results(tmp_path)
-    table = compare.efficiency_table(frame, "run", "test_out_pet", "bg", "transfer")
+    frame = frame_of(tmp_path)
+    table = efficiency_table(frame, "run", "test_out_pet", "bg", "transfer")
     assert table["model"].tolist() == ["mobilenet_v2"] and table["source"].tolist() == [mobile.name]
     extra = count_parameters("mobilenet_v2") - count_parameters("squeezenet1_0")
     assert table["gain"].iloc[0] == pytest.approx((0.8 - 0.7) / extra)
-    points = compare.efficiency_points(frame, "run", "test_out_pet", "bg", "transfer")
+    points = efficiency_points(frame, "run", "test_out_pet", "bg", "transfer")
     assert dict(zip(points["model"], points["source"])) == {"squeezenet1_0": squeeze.name, "mobilenet_v2": mobile.name}
-    assert compare.efficiency_table(frame, "run", "test_in", "bg", "transfer")["model"].tolist() == ["mobilenet_v2"]
+    assert efficiency_table(frame, "run", "test_in", "bg", "transfer")["model"].tolist() == ["mobilenet_v2"]
 
 
 def test_inference_time_per_image_is_eval_time_over_images(tmp_path):
     run_dir = make_run(tmp_path)
-    times = compare.inference_times(tmp_path).set_index("test_set")
+    times = inference_times(catalog.list_models(tmp_path)).set_index("test_set")
     assert times.loc["test_out_pet", "seconds_per_image"] == pytest.approx(8.0 / 80)
     assert times.loc["test_in", "seconds_per_image"] == pytest.approx(4.0 / 80)
     assert times.loc["test_in", "images_per_second"] == pytest.approx(20.0)
     assert set(times["source"]) == {run_dir.name} and times.loc["test_in", "f_score"] == 0.9
-    assert compare.inference_times(tmp_path / "nothing").empty
+    assert inference_times(catalog.list_models(tmp_path / "nothing")).empty
 
 
 def test_filter_sort_pin_and_difference_to_a_baseline(paper_frame):
-    grid = compare.results_grid(paper_frame, "f_score")
-    combi = compare.filter_grid(grid, regimes=["combi"])
+    grid = results_grid(paper_frame, "f_score")
+    combi = filter_grid(grid, regimes=["combi"])
     assert list(combi.index.get_level_values("model")) == ["densenet121", "densenet201", "vgg11_bn", "vgg19_bn"]
-    assert compare.filter_grid(grid, models=[]).empty
-    ranked = compare.sort_grid(grid, ("bg", "test_out_pet"))
+    assert filter_grid(grid, models=[]).empty
+    ranked = sort_grid(grid, ("bg", "test_out_pet"))
     assert ranked.index[0][:2] == ("vgg11_bn", "combi") and ranked[("bg", "test_out_pet")].is_monotonic_decreasing
     baseline = ("squeezenet1_0", "transfer", "paper", PAPER_ROW)
-    pinned = compare.pin_row(ranked, baseline)
+    pinned = pin_row(ranked, baseline)
     assert pinned.index[0] == baseline and len(pinned) == len(grid)
-    diff = compare.difference_to(pinned, baseline)
+    diff = difference_to(pinned, baseline)
     assert (diff.loc[baseline] == 0).all()
     assert diff.loc[("densenet121", "transfer", "paper", PAPER_ROW), ("bg", "test_out_pet")] == pytest.approx(0.75 - 0.64)
     assert math.isnan(diff.loc[("densenet121", "scratch", "paper", PAPER_ROW), ("no_bg", "test_in")])
-    assert compare.row_label(baseline) == f"squeezenet1_0 · transfer · {PAPER_ROW}"
-    styled = compare.colour_scaled(diff, diverging=True)
+    assert row_label(baseline) == f"squeezenet1_0 · transfer · {PAPER_ROW}"
+    styled = colour_scaled(diff, diverging=True)
     styled._compute()
     row = diff.index.get_loc(baseline)
     zero_cell = dict(styled.ctx[(row, 0)])
@@ -322,13 +346,13 @@ def test_filter_sort_pin_and_difference_to_a_baseline(paper_frame):
 
 
 def test_latex_and_csv_exports_carry_the_numbers(paper_frame):
-    grid = compare.results_grid(paper_frame, "f_score")
-    latex = compare.to_latex(grid, caption="F-score")
+    grid = results_grid(paper_frame, "f_score")
+    latex = to_latex(grid, caption="F-score")
     assert "\\toprule" in latex and "\\multicolumn{3}{c}{no\\_bg}" in latex and "test\\_out\\_pet" in latex
     line = next(row for row in latex.splitlines() if row.startswith("squeezenet1\\_0 & transfer"))
     assert line.split(" & ")[4:] == ["0.944", "0.640", "0.640", "0.957", "0.590", "0.610 \\\\"]  # one number of decimals per table
     assert latex.count(" -- ") + latex.count(" --\\") == 8 * 3  # scratch and combi have no no_bg cells
-    csv = compare.to_csv(grid)
+    csv = to_csv(grid)
     back = pd.read_csv(io.StringIO(csv))
     assert len(back) == 16 and list(back.columns)[:4] == ["model", "regime", "origin", "source"]
     assert "no_bg / test_out_nopet" in back.columns
@@ -336,32 +360,32 @@ def test_latex_and_csv_exports_carry_the_numbers(paper_frame):
 
 
 def test_format_value_keeps_the_papers_printed_digits():
-    assert [compare.format_value(v) for v in (0.9486, 0.94, 0.957, 1.0, float("nan"))] == ["0.9486", "0.94", "0.957", "1.00", "--"]
-    assert compare.format_difference(-0.15) == "-0.150" and compare.format_difference(0.02) == "+0.020"
+    assert [format_value(v) for v in (0.9486, 0.94, 0.957, 1.0, float("nan"))] == ["0.9486", "0.94", "0.957", "1.00", "--"]
+    assert format_difference(-0.15) == "-0.150" and format_difference(0.02) == "+0.020"
 
 
 def test_learning_curves_and_confusion_matrices_of_a_run(tmp_path):
     run_dir = make_run(tmp_path, epochs=4)
-    curves = compare.learning_curves(run_dir)
+    curves = learning_curves(run_dir)
     assert len(curves) == 12 and set(curves["series"]) == {"training loss", "validation loss", "validation F-score"}
     val_f = curves[curves["series"] == "validation F-score"].set_index("epoch")["value"]
     assert val_f.to_dict() == pytest.approx({1: 0.6, 2: 0.7, 3: 0.8, 4: 0.9})
-    matrices = compare.confusion_matrices(run_dir)
+    matrices = confusion_matrices(catalog.read_model(run_dir))
     assert list(matrices) == ["test_in", "test_out_pet"]
     assert matrices["test_out_pet"].loc["positive (captive)", "negative"] == 12  # FN: true positive predicted negative
     assert matrices["test_out_pet"].loc["negative", "positive (captive)"] == 10  # FP
-    table = compare.run_results_table(run_dir)
+    table = results_table(catalog.read_model(run_dir))
     assert table.loc["test_in", "seconds_per_image"] == pytest.approx(0.05) and table.loc["test_in", "positive_precision"] == pytest.approx(33 / 35)
     unfinished = make_run(tmp_path, state="running")
-    assert compare.confusion_matrices(unfinished) == {} and compare.run_results_table(unfinished).empty
+    assert confusion_matrices(catalog.read_model(unfinished)) == {} and results_table(catalog.read_model(unfinished)).empty
 
 
 def test_fingerprint_changes_when_a_run_progresses(tmp_path):
-    assert compare.runs_fingerprint(tmp_path / "missing") == ()
+    assert runs_fingerprint(tmp_path / "missing") == ()
     run_dir = make_run(tmp_path, state="running")
-    before = compare.runs_fingerprint(tmp_path)
+    before = runs_fingerprint(tmp_path)
     runs.write_json_atomic(run_dir / runs.RESULTS, {"best_epoch": 1, "epochs_run": 1, "test_sets": {}})
-    assert compare.runs_fingerprint(tmp_path) != before
+    assert runs_fingerprint(tmp_path) != before
 
 
 def test_runs_on_demo_data_are_flagged_even_through_symlinks(tmp_path):
@@ -375,18 +399,18 @@ def test_runs_on_demo_data_are_flagged_even_through_symlinks(tmp_path):
     runs.write_json_atomic(linked / runs.SPLIT, {"data": str(subset), "train": ["captive/a.jpg"], "test_in": []})
     direct = make_run(tmp_path / "runs", arch="densenet121", data="../shared/demo-data/train")
     own = make_run(tmp_path / "runs", arch="alexnet", data="/field/photos")
-    notes = compare.run_data_notes(compare.combined_results(tmp_path / "runs")).set_index("source")
-    assert notes.loc[linked.name, "demo_data"] and notes.loc[direct.name, "demo_data"]
-    assert not notes.loc[own.name, "demo_data"]
+    notes = run_data_notes(frame_of(tmp_path / "runs")).set_index("source")
+    assert notes.loc[linked.name, "demo"] and notes.loc[direct.name, "demo"]
+    assert not notes.loc[own.name, "demo"]
 
 
 def test_figure_data_labels_own_runs_as_runs(tmp_path):
     run_dir = make_run(tmp_path, arch="vgg11_bn", regime="combi")
-    frame = compare.combined_results(tmp_path)
-    fig2 = compare.figure_data(frame, datasets=["bg"], models=compare.regime_comparison_models(frame))
-    assert compare.regime_comparison_models(frame) == ["densenet121", "densenet201", "vgg11_bn", "vgg19_bn"]
+    frame = frame_of(tmp_path)
+    fig2 = figure_data(frame, datasets=["bg"], models=regime_comparison_models(frame))
+    assert regime_comparison_models(frame) == ["densenet121", "densenet201", "vgg11_bn", "vgg19_bn"]
     own = fig2[fig2["origin"] == "run"]
-    assert set(own["label"]) == {f"vgg11_bn (run {compare.short_run_name(run_dir.name)})"}
+    assert set(own["label"]) == {f"vgg11_bn (run {short_run_name(run_dir.name)})"}
     assert set(fig2.loc[fig2["origin"] == "paper", "label"]) == {"densenet121", "densenet201", "vgg11_bn", "vgg19_bn"}
     assert json.dumps(fig2["value"].tolist())  # plain floats
 
@@ -397,11 +421,11 @@ def test_efficiency_of_a_run_with_an_unknown_architecture_is_explained_not_raise
     config = runs.read_json(future / runs.CONFIG)
     config["train"]["arch"] = "future_net"
     runs.write_json_atomic(future / runs.CONFIG, config)
-    frame = compare.combined_results(tmp_path)
-    points = compare.efficiency_points(frame, "run", "test_out_pet", "bg", "transfer")
+    frame = frame_of(tmp_path)
+    points = efficiency_points(frame, "run", "test_out_pet", "bg", "transfer")
     assert points.set_index("model")["params"].isna().to_dict() == {"squeezenet1_0": False, "future_net": True}
-    with pytest.raises(compare.EfficiencyUnavailable, match="no parameter count for \\['future_net'\\]"):
-        compare.efficiency_table(frame, "run", "test_out_pet", "bg", "transfer")
+    with pytest.raises(EfficiencyUnavailable, match="no parameter count for \\['future_net'\\]"):
+        efficiency_table(frame, "run", "test_out_pet", "bg", "transfer")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,15 +442,15 @@ def test_confusion_matrices_at_the_runs_threshold_differ_from_those_at_one_half(
             "test_out_pet": scores_with(tn=30, fp=10, fn_low=8, fn_between=4, tp=28),
         },
     )
-    assert compare.run_threshold(run_dir) == pytest.approx(0.3)
-    at_half = compare.confusion_matrices(run_dir)
-    at_threshold = compare.confusion_matrices(run_dir, at_threshold=True)
+    assert catalog.read_model(run_dir).threshold == pytest.approx(0.3)
+    at_half = confusion_matrices(catalog.read_model(run_dir))
+    at_threshold = confusion_matrices(catalog.read_model(run_dir), at_threshold=True)
     assert at_half["test_in"].to_numpy().tolist() == [[56, 2], [7, 43]]
     assert at_threshold["test_in"].to_numpy().tolist() == [[56, 2], [2, 48]]
     assert at_threshold["test_out_pet"].to_numpy().tolist() == [[30, 10], [8, 32]]
     assert list(at_threshold) == ["test_in", "test_out_pet"]
     old_run = make_run(tmp_path)  # written before thresholds were recorded
-    assert compare.run_threshold(old_run) is None and compare.confusion_matrices(old_run, at_threshold=True) == {}
+    assert catalog.read_model(old_run).threshold is None and confusion_matrices(catalog.read_model(old_run), at_threshold=True) == {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,45 +459,45 @@ def test_confusion_matrices_at_the_runs_threshold_differ_from_those_at_one_half(
 
 
 def test_csv_export_rounds_away_float_noise_but_keeps_every_printed_digit(paper_frame):
-    grid = compare.results_grid(paper_frame, "f_score")
+    grid = results_grid(paper_frame, "f_score")
     baseline = ("squeezenet1_0", "transfer", "paper", PAPER_ROW)
-    difference = compare.difference_to(compare.pin_row(grid, baseline), baseline)
+    difference = difference_to(pin_row(grid, baseline), baseline)
     raw = difference.to_csv()
     assert "0.10999999999999999" in raw or "0.11000000000000001" in raw  # what the plain export wrote
-    csv = compare.to_csv(difference)
+    csv = to_csv(difference)
     assert "9999999" not in csv and "0000001" not in csv
     back = pd.read_csv(io.StringIO(csv)).set_index(["model", "regime", "origin", "source"])
     assert back.loc[("densenet121", "transfer", "paper", PAPER_ROW), "bg / test_out_pet"] == 0.11  # exactly, as printed
-    accuracy = compare.results_grid(paper_frame, "accuracy")
-    back = pd.read_csv(io.StringIO(compare.to_csv(accuracy)))
+    accuracy = results_grid(paper_frame, "accuracy")
+    back = pd.read_csv(io.StringIO(to_csv(accuracy)))
     assert back.loc[back["model"].eq("alexnet") & back["regime"].eq("transfer"), "no_bg / test_in"].item() == 0.9486
     run_values = pd.DataFrame({"f_score": [56 / 108, 2.342952e-11]})
-    assert compare.to_csv(run_values).splitlines() == ["f_score", "0.518519", "2.34295e-11"]
+    assert to_csv(run_values).splitlines() == ["f_score", "0.518519", "2.34295e-11"]
 
 
 def test_latex_escape_makes_plain_text_print_literally():
-    assert compare.latex_escape("squeezenet1_0") == r"squeezenet1\_0"
-    assert compare.latex_escape("95% of {x} & $5 #1 ~ ^ \\") == r"95\% of \{x\} \& \$5 \#1 \textasciitilde{} \textasciicircum{} \textbackslash{}"
-    assert compare.latex_escape("a · b – c “d”") == r"a \textperiodcentered{} b -- c ``d''"
-    latex = compare.to_latex(pd.DataFrame({"F": [0.5]}), caption="F of squeezenet1_0 · transfer, 100%")
+    assert latex_escape("squeezenet1_0") == r"squeezenet1\_0"
+    assert latex_escape("95% of {x} & $5 #1 ~ ^ \\") == r"95\% of \{x\} \& \$5 \#1 \textasciitilde{} \textasciicircum{} \textbackslash{}"
+    assert latex_escape("a · b – c “d”") == r"a \textperiodcentered{} b -- c ``d''"
+    latex = to_latex(pd.DataFrame({"F": [0.5]}), caption="F of squeezenet1_0 · transfer, 100%")
     assert r"\caption{F of squeezenet1\_0 \textperiodcentered{} transfer, 100\%}" in latex
 
 
 def test_latex_prints_one_number_of_decimals_per_table(paper_frame):
-    accuracy = compare.results_grid(paper_frame, "accuracy")
-    assert compare.table_decimals(accuracy) == 4  # Table S1 prints accuracy to 4 decimals (94.86%)
-    latex = compare.to_latex(accuracy)
+    accuracy = results_grid(paper_frame, "accuracy")
+    assert table_decimals(accuracy) == 4  # Table S1 prints accuracy to 4 decimals (94.86%)
+    latex = to_latex(accuracy)
     body = latex[latex.index("\\midrule") : latex.index("\\bottomrule")].splitlines()[1:]
     assert len(body) == 16
     numbers = [cell.strip(" \\") for row in body for cell in row.split(" & ")[4:] if cell.strip(" \\") != "--"]
     assert len(numbers) == 72 and {len(n.split(".")[1]) for n in numbers} == {4}
     assert "0.9486" in numbers and "0.9440" in numbers  # Table S1's 94.86% and 94.4%
-    table1 = compare.positive_precision_table(paper_frame)
-    assert compare.table_decimals(table1) == 2 and "0.94 & 0.95" in compare.to_latex(table1)
+    table1 = positive_precision_table(paper_frame)
+    assert table_decimals(table1) == 2 and "0.94 & 0.95" in to_latex(table1)
     # differences carry their sign; counts stay whole numbers
-    signed = compare.to_latex(pd.DataFrame({"drop": [0.11, -0.2], "images": [80, 64]}), signed=True)
+    signed = to_latex(pd.DataFrame({"drop": [0.11, -0.2], "images": [80, 64]}), signed=True)
     assert "+0.11 & 80" in signed and "-0.20 & 64" in signed
-    assert compare.format_fixed(float("nan"), 3) == "--" and compare.format_fixed(0.0, 3, signed=True) == "+0.000"
+    assert format_fixed(float("nan"), 3) == "--" and format_fixed(0.0, 3, signed=True) == "+0.000"
 
 
 def latex_compiler() -> str:
@@ -490,17 +514,17 @@ def latex_compiler() -> str:
 def test_latex_exports_compile_with_pdflatex(tmp_path):
     pdflatex = latex_compiler()
     make_run(tmp_path / "runs", arch="squeezenet1_0")
-    frame = compare.combined_results(tmp_path / "runs")
-    grid = compare.results_grid(frame, "f_score")
+    frame = frame_of(tmp_path / "runs")
+    grid = results_grid(frame, "f_score")
     baseline = ("squeezenet1_0", "transfer", "paper", PAPER_ROW)
     tables = [
-        compare.to_latex(grid, caption="F-score (weighted) of squeezenet1_0 and 100% of runs"),
-        compare.to_latex(
-            compare.difference_to(compare.pin_row(grid, baseline), baseline),
+        to_latex(grid, caption="F-score (weighted) of squeezenet1_0 and 100% of runs"),
+        to_latex(
+            difference_to(pin_row(grid, baseline), baseline),
             signed=True,
-            caption=f"F-score, difference to {compare.row_label(baseline)} – own runs are not the paper's",
+            caption=f"F-score, difference to {row_label(baseline)} – own runs are not the paper's",
         ),
-        compare.to_latex(compare.positive_precision_table(frame), caption="Positive-class precision (Table 1 and own runs)"),
+        to_latex(positive_precision_table(frame), caption="Positive-class precision (Table 1 and own runs)"),
     ]
     assert all(table.startswith("% needs \\usepackage{booktabs}\n") for table in tables)
     document = "\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage[margin=1cm,landscape]{geometry}\n\\begin{document}\n"
@@ -520,18 +544,18 @@ def test_latex_exports_compile_with_pdflatex(tmp_path):
 
 
 def test_gain_is_printed_with_significant_digits_never_as_zero():
-    assert compare.format_gain(2.342952e-05) == "+0.0000234"  # vgg11_bn on test_in, no_bg: was "+0.0000"
-    assert compare.format_gain(-5.76e-05) == "-0.0000576"  # was "-0.0000"
-    assert compare.format_gain(0.0176864) == "+0.0177" and compare.format_gain(-0.005467) == "-0.00547"
-    assert compare.format_gain(0.000999999) == "+0.00100" and compare.format_gain(0.0) == "0"
-    assert compare.format_gain(float("nan")) == "--"
+    assert format_gain(2.342952e-05) == "+0.0000234"  # vgg11_bn on test_in, no_bg: was "+0.0000"
+    assert format_gain(-5.76e-05) == "-0.0000576"  # was "-0.0000"
+    assert format_gain(0.0176864) == "+0.0177" and format_gain(-0.005467) == "-0.00547"
+    assert format_gain(0.000999999) == "+0.00100" and format_gain(0.0) == "0"
+    assert format_gain(float("nan")) == "--"
 
 
 def test_gain_headline_says_plainly_when_no_architecture_beats_squeezenet(paper_frame):
     def headline(test_set, dataset):
-        gains = compare.efficiency_table(paper_frame, "paper", test_set, dataset, "transfer")
-        points = compare.efficiency_points(paper_frame, "paper", test_set, dataset, "transfer")
-        return compare.gain_headline(gains, points.set_index("model").loc["squeezenet1_0", "f_score"], "the selection")
+        gains = efficiency_table(paper_frame, "paper", test_set, dataset, "transfer")
+        points = efficiency_points(paper_frame, "paper", test_set, dataset, "transfer")
+        return gain_headline(gains, points.set_index("model").loc["squeezenet1_0", "f_score"], "the selection")
 
     assert headline("test_out_pet", "bg").startswith("**densenet121** has the highest gain for the selection: +0.0177 F-score")
     tiny = headline("test_in", "no_bg")
@@ -539,34 +563,34 @@ def test_gain_headline_says_plainly_when_no_architecture_beats_squeezenet(paper_
     frame = paper_frame.copy()
     squeeze_in = (frame["model"] == "squeezenet1_0") & (frame["test_set"] == "test_in") & (frame["metric"] == "f_score")
     frame.loc[squeeze_in, "value"] = 0.97  # above every other architecture's test_in F-score
-    gains = compare.efficiency_table(frame, "paper", "test_in", "no_bg", "transfer")
+    gains = efficiency_table(frame, "paper", "test_in", "no_bg", "transfer")
     assert (gains["gain"] < 0).all()
-    losing = compare.gain_headline(gains, 0.97, "the selection")
+    losing = gain_headline(gains, 0.97, "the selection")
     assert losing.startswith("**No architecture beats SqueezeNet** for the selection") and "0.97" in losing
     frame.loc[squeeze_in, "value"] = 0.96  # vgg11_bn ties
-    gains = compare.efficiency_table(frame, "paper", "test_in", "no_bg", "transfer")
-    assert "the best (vgg11_bn) only equal its F-score of 0.96" in compare.gain_headline(gains, 0.96, "the selection")
+    gains = efficiency_table(frame, "paper", "test_in", "no_bg", "transfer")
+    assert "the best (vgg11_bn) only equal its F-score of 0.96" in gain_headline(gains, 0.96, "the selection")
 
 
 def test_chart_config_saves_a_sharp_png_without_the_plotly_logo():
-    config = compare.chart_config("wildvision-paper-test_out_pet/bg: gain")
+    config = chart_config("wildvision-paper-test_out_pet/bg: gain")
     assert config == {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": "wildvision-paper-test_out_pet-bg-gain", "scale": 2}}
 
 
 def test_f_axis_stays_within_zero_and_one():
-    assert compare.f_axis_range([0.61, 0.79]) == [0.5, 0.95]
-    assert compare.f_axis_range([0.98]) == [0.9, 1.05]  # one point: Plotly alone would run past 1.4
-    assert compare.f_axis_range([0.01, 1.0]) == [0.0, 1.05]
-    assert compare.f_axis_range([]) == [0.0, 1.05]
+    assert f_axis_range([0.61, 0.79]) == [0.5, 0.95]
+    assert f_axis_range([0.98]) == [0.9, 1.05]  # one point: Plotly alone would run past 1.4
+    assert f_axis_range([0.01, 1.0]) == [0.0, 1.05]
+    assert f_axis_range([]) == [0.0, 1.05]
 
 
 def test_grid_on_screen_names_runs_as_the_charts_do(tmp_path):
     run_dir = make_run(tmp_path)
-    grid = compare.results_grid(compare.combined_results(tmp_path), "f_score")
-    short = compare.with_short_run_names(grid)
+    grid = results_grid(frame_of(tmp_path), "f_score")
+    short = with_short_run_names(grid)
     assert short.index.names == grid.index.names
     pd.testing.assert_frame_equal(short.reset_index(drop=True), grid.reset_index(drop=True))
-    run_key = ("squeezenet1_0", "transfer", "run", f"run {compare.short_run_name(run_dir.name)}")
+    run_key = ("squeezenet1_0", "transfer", "run", f"run {short_run_name(run_dir.name)}")
     assert short.loc[run_key, ("bg", "test_in")] == 0.9 and len(run_key[3]) < 20
     assert short.loc[("squeezenet1_0", "transfer", "paper", PAPER_ROW), ("bg", "test_in")] == pytest.approx(0.944)
 
@@ -575,16 +599,16 @@ def test_export_ready_names_one_font_for_all_text_of_a_chart():
     import plotly.express as px
 
     figure = px.bar(pd.DataFrame({"x": ["a", "b"], "y": [1, 2], "panel": ["p", "q"]}), x="x", y="y", facet_col="panel", title="t")
-    assert compare.export_ready(figure) is figure
-    assert figure.layout.font.family == figure.layout.title.font.family == compare.CHART_FONT
-    assert [a.font.family for a in figure.layout.annotations] == [compare.CHART_FONT] * 2  # the facet titles
+    assert export_ready(figure) is figure
+    assert figure.layout.font.family == figure.layout.title.font.family == CHART_FONT
+    assert [a.font.family for a in figure.layout.annotations] == [CHART_FONT] * 2  # the facet titles
 
 
 def test_close_scatter_labels_go_one_above_one_below(paper_frame):
-    points = compare.efficiency_points(paper_frame, "paper", "test_out_pet", "bg", "transfer")
-    where = dict(zip(points["model"], compare.label_positions(points["params"].astype(float), points["f_score"])))
+    points = efficiency_points(paper_frame, "paper", "test_out_pet", "bg", "transfer")
+    where = dict(zip(points["model"], label_positions(points["params"].astype(float), points["f_score"])))
     assert where["vgg11_bn"] == "top center" and where["vgg19_bn"] == "bottom center"  # 129M and 139M parameters, F 0.77 and 0.76
     assert where["densenet121"] == where["squeezenet1_0"] == "top center"  # nothing close by
-    assert compare.label_positions([50.0, 50.0, 80.0], [0.7, 0.7, 0.7], log_x=False, near_x=5) == ["top center", "bottom center", "top center"]
+    assert label_positions([50.0, 50.0, 80.0], [0.7, 0.7, 0.7], log_x=False, near_x=5) == ["top center", "bottom center", "top center"]
     filtered = pd.Series([0.7, 0.71], index=[5, 9])  # a filtered frame's column: positions, not labels
-    assert compare.label_positions(filtered, filtered, log_x=False) == ["bottom center", "top center"]
+    assert label_positions(filtered, filtered, log_x=False) == ["bottom center", "top center"]
