@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from wildvision import model_card, runs, wording
+from wildvision import model_card, paper, runs, wording
 
 DEFAULT_KEY = model_card.DEFAULT_NAME
 IN_DISTRIBUTION = "test_in"
-PAPER_TEST_SETS = ("test_in", "test_out_pet", "test_out_nopet")
 #: Metrics at 0.5, weighted over both classes as in the paper's Tables S1-S3 (positive_precision is Table 1's).
 RESULT_METRICS = ("accuracy", "f_score", "precision", "recall", "positive_precision")
 DEMO_DATA_MARK = "demo-data"
@@ -125,12 +124,12 @@ class ModelRecord:
 def test_set_order(test_sets: Iterable[str]) -> list[str]:
     """The paper's three test sets first (test_in, test_out_pet, test_out_nopet), then others by name."""
     present = set(test_sets)
-    return [t for t in PAPER_TEST_SETS if t in present] + sorted(present - set(PAPER_TEST_SETS))
+    return [t for t in paper.TEST_SETS if t in present] + sorted(present - set(paper.TEST_SETS))
 
 
 def is_demo_data(path: str | Path) -> bool:
     """Whether a path lies in the shipped demo data: a cats-and-dogs proxy, never the paper's data."""
-    return DEMO_DATA_MARK in Path(path).parts or DEMO_DATA_MARK in str(path)
+    return DEMO_DATA_MARK in str(path)
 
 
 def _test_result(stored: Mapping) -> Evaluation:

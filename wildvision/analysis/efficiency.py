@@ -50,13 +50,8 @@ def efficiency_points(frame: pd.DataFrame, origin: str, test_set: str, dataset: 
     frame is used (runs are newest first), as in ``paper.gain_from_results``; ``source`` names it.
     """
     _check_origin(origin)
-    rows = frame[
-        (frame["origin"] == origin)
-        & (frame["metric"] == "f_score")
-        & (frame["test_set"] == test_set)
-        & (frame["dataset"] == dataset)
-        & (frame["regime"] == regime)
-    ].drop_duplicates("model")
+    rows = _f_scores(frame, origin, test_set, dataset)
+    rows = rows[rows["regime"] == regime].drop_duplicates("model")
     counts = parameter_counts(origin, rows["model"]) if not rows.empty else {}
     points = pd.DataFrame(
         {
@@ -141,14 +136,13 @@ def gain_headline(gains: pd.DataFrame, baseline_f: float, selection: str, baseli
     )
 
 
+def _f_scores(frame: pd.DataFrame, origin: str, test_set: str, dataset: str) -> pd.DataFrame:
+    return frame[(frame["origin"] == origin) & (frame["metric"] == "f_score") & (frame["test_set"] == test_set) & (frame["dataset"] == dataset)]
+
+
 def _regimes_with(frame: pd.DataFrame, origin: str, model: str, test_set: str, dataset: str) -> str:
-    rows = frame[
-        (frame["origin"] == origin)
-        & (frame["metric"] == "f_score")
-        & (frame["model"] == model)
-        & (frame["test_set"] == test_set)
-        & (frame["dataset"] == dataset)
-    ]
+    rows = _f_scores(frame, origin, test_set, dataset)
+    rows = rows[rows["model"] == model]
     return ", ".join(r for r in paper.REGIMES if r in set(rows["regime"]))
 
 
