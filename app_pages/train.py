@@ -8,6 +8,7 @@ import streamlit as st
 from app_pages.widgets import learning_curves_chart, md
 from wildvision import catalog, runs
 from wildvision.analysis.export import chart_config
+from wildvision.config import DEEP_COMPRESSION_WEIGHTS, REGIMES, TrainConfig, grid_weights, suggested_lr, table_s5
 from wildvision.data import DataFolderError
 from wildvision.launch import (
     PAPER_GRID,
@@ -30,7 +31,6 @@ from wildvision.launch import (
 from wildvision.models import ARCHITECTURES, WeightsError, architecture, imagenet_cache_file, imagenet_weights_problem, weights_file_problem
 from wildvision.shared import demo_data, local_weights_file, shared_folder
 from wildvision.slurm import SCRIPT, SlurmError, SlurmSettings, batch_script, extra_options, read_task
-from wildvision.train import DEEP_COMPRESSION_WEIGHTS, REGIMES, TrainConfig, grid_weights, suggested_lr, table_s5
 from wildvision.wording import LOCAL_WEIGHTS, error_text, with_hint
 
 ACTIVE = ("running", "queued")

@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 
 from wildvision import runs
+from wildvision.config import TrainConfig
 from wildvision.model_card import DEFAULT_DIR, build_card, save_default_model
-from wildvision.train import TrainConfig, execute_run, start_run
+from wildvision.train import execute_run, start_run
 
 ROOT = Path(__file__).resolve().parents[1]
 

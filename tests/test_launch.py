@@ -8,8 +8,8 @@ import pytest
 import wildvision
 from conftest import SQUEEZENET_WEIGHTS, demo_subset
 from wildvision import runs
+from wildvision.config import TrainConfig
 from wildvision.launch import PAPER_GRID, cancel_run, launch_run, load_grid, parse_named_folders, parse_weights, progress, resume_run, select_grid
-from wildvision.train import TrainConfig
 
 
 def wait_until(run_dir, predicate, timeout_s=300):
@@ -188,7 +188,7 @@ def test_log_lines_after_a_traceback_are_kept():
 
 
 def test_suggested_learning_rate_per_architecture_regime_and_weights():
-    from wildvision.train import suggested_lr
+    from wildvision.config import suggested_lr
 
     deep = "/anywhere/squeezenet1_0-imagenet-deepcompression.pth"
     assert suggested_lr("resnet18", "transfer", "imagenet") == (0.001, "Table S5's learning rate for the transfer regime")

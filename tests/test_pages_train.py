@@ -10,7 +10,8 @@ from streamlit.testing.v1 import AppTest
 from app_pages.widgets import md
 from conftest import make_class_folder
 from wildvision import runs
-from wildvision.train import TrainConfig, start_run
+from wildvision.config import TrainConfig
+from wildvision.train import start_run
 
 
 def train_page() -> AppTest:
@@ -290,7 +291,7 @@ def test_the_grid_starts_each_configuration_with_its_own_weights_line(runs_dir, 
     import torch
     import torchvision
 
-    from wildvision.train import DEEP_COMPRESSION_WEIGHTS
+    from wildvision.config import DEEP_COMPRESSION_WEIGHTS
 
     data = make_class_folder(tmp_path / "train", {"captive": 6, "wild": 6, "background": 4})
     weights = tmp_path / DEEP_COMPRESSION_WEIGHTS  # a state dict of the stock model, under the shipped file's name

@@ -21,8 +21,8 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import SHARED, SQUEEZENET_WEIGHTS, demo_subset
 from wildvision import runs, slurm
+from wildvision.config import TrainConfig
 from wildvision.launch import cancel_run, launch_grid, read_state
-from wildvision.train import TrainConfig
 
 DAEMONS = ("sbatch", "squeue", "sacct", "scancel", "slurmctld", "slurmd", "slurmdbd", "munged", "mariadbd", "mariadb-install-db", "mariadb")
 MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_v2-imagenet-bnfolded.pth"

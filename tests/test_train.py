@@ -14,10 +14,10 @@ import torch
 from conftest import SQUEEZENET_WEIGHTS, demo_subset, train_args
 from test_cli import run_cli
 from wildvision import runs
+from wildvision.config import TrainConfig
 from wildvision.data import scan_folder
 from wildvision.evaluate import compute_metrics
 from wildvision.predict import load_model, predict_paths
-from wildvision.train import TrainConfig
 
 TRAIN_COUNTS = {"captive": 60, "wild": 60, "background": 20}
 TEST_COUNTS = {"captive": 20, "other": 40}

@@ -11,12 +11,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from wildvision import catalog, paper, runs
+from wildvision.config import REGIMES, TrainConfig
 from wildvision.data import DataFolderError
 from wildvision.images import ImageError
 from wildvision.launch import PAPER_GRID, list_runs_shown, parse_named_folder, parse_weights, resolve_weights
 from wildvision.models import ARCHITECTURES, PAPER_ARCHITECTURES, WeightsError, imagenet_weights_problem
 from wildvision.predict import CheckpointError
-from wildvision.train import REGIMES, TrainConfig
 from wildvision.uploads import ZIP_EXTENSION, UploadLimits, unpack_uploads
 from wildvision.wording import error_text
 from wildvision.worker import log_to_console, print_results, train_one, train_queue

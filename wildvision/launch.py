@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 
 from wildvision import runs, slurm
+from wildvision.config import TrainConfig
 from wildvision.models import ARCHITECTURES
-from wildvision.train import STORED_FEATURES_MESSAGE, TrainConfig, start_run
+from wildvision.train import STORED_FEATURES_MESSAGE, start_run
 
 # Package data (pyproject.toml), so an installed wildvision has the paper's 24 configurations too.
 PAPER_GRID = Path(__file__).resolve().parent / "paper_grid.toml"
