@@ -253,3 +253,98 @@ def test_grid_toml_matches_reference_configurations():
 def test_paper_module_does_not_import_torch():
     code = "import sys, wildvision.paper; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+# Table S7 (Supplementary, after Table S6): two side-by-side pairs of
+# "Scientific Name | CITES Appendix", 29 printed lines, 58 entries.
+# (scientific name, CITES appendix as printed); each comment gives the printed line and pair.
+SPECIES_SPOT_CHECKS = [
+    ("Acomys cahirinus", "NA"),  # line 1, left pair (first entry)
+    ("Arctictis binturong", "III"),  # line 4, left
+    ("Canis lupus", "I/II"),  # line 14, left
+    ("Cervus elaphus", "I/II/III/NC"),  # line 17, left
+    ("Chinchilla lanigera", "I"),  # line 19, left
+    ("Cynomys", "NA"),  # line 23, left (a genus)
+    ("Genetta genetta", "NA"),  # line 29, left (last of the left pair)
+    ("Glaucomys volans", "NA"),  # line 1, right pair
+    ("Lemur catta", "I"),  # line 5, right
+    ("Mustela putorius furo", "NA"),  # line 12, right (a subspecies)
+    ("Prionailurus bengalensis", "I/II"),  # line 20, right
+    ("Vulpes vulpes", "III/NC"),  # line 28, right
+    ("Vulpes zerda", "II"),  # line 29, right (last entry)
+]
+
+
+def test_species_table_row_count_and_columns():
+    df = paper.species_table()
+    assert list(df.columns) == ["scientific_name", "cites_appendix"]
+    assert len(df) == 58  # "A total of 58 species were found" (Section 2.2); 29 lines x 2 pairs
+    # Nasua narica is printed twice (right pair, lines 13 and 14), so 57 distinct names.
+    assert df["scientific_name"].nunique() == 57
+    assert df.loc[df["scientific_name"] == "Nasua narica", "cites_appendix"].tolist() == ["III", "III"]
+
+
+@pytest.mark.parametrize(("name", "appendix"), SPECIES_SPOT_CHECKS)
+def test_species_spot_checks(name, appendix):
+    df = paper.species_table()
+    assert df.loc[df["scientific_name"] == name, "cites_appendix"].tolist() == [appendix]
+
+
+def test_species_table_order_first_and_last():
+    names = paper.species_table()["scientific_name"].tolist()
+    # The CSV reads down the left pair, then down the right pair: the paper's alphabetical order.
+    assert names[0] == "Acomys cahirinus"
+    assert names[28] == "Genetta genetta"
+    assert names[29] == "Glaucomys volans"
+    assert names[-1] == "Vulpes zerda"
+    assert names == sorted(names)
+
+
+def test_species_cites_values_are_appendices():
+    values = paper.species_table()["cites_appendix"]
+    for printed in values:
+        if printed == paper.CITES_NOT_LISTED:
+            continue
+        parts = printed.split("/")
+        assert all(part in paper.CITES_APPENDICES for part in parts), printed
+        assert len(set(parts)) == len(parts), printed
+        assert parts != ["NC"], printed  # "NC" only qualifies a split listing
+    # Tallies counted by hand from the printed table.
+    assert values.value_counts().to_dict() == {"NA": 29, "II": 15, "I": 4, "I/II": 4, "III": 4, "I/II/III/NC": 1, "III/NC": 1}
+
+
+def test_species_table_has_no_empty_cells_and_no_markup():
+    df = paper.species_table()
+    assert (df != "").all().all()
+    assert df.notna().all().all()  # "NA" stays the printed string, not a missing value
+    assert not df["scientific_name"].str.contains(r"<|>|\*|_|^\s|\s$|\s\s", regex=True).any()
+
+
+# Table S8 (Supplementary, after Figure S5): one column, 22 queries.
+def test_background_queries_transcription():
+    df = paper.background_queries()
+    assert list(df.columns) == ["query"]
+    queries = df["query"].tolist()
+    assert len(queries) == 22
+    assert queries[0] == "shirt tops"
+    assert queries[1] == "hands"
+    assert queries[4] == "carboard boxes in house"  # the paper's spelling
+    assert queries[7] == "empty cage for sale"  # also quoted in Section 2.2
+    assert queries[15] == "hay"
+    assert queries[-1] == "tree in backyard"
+    assert all(q and q == q.strip() for q in queries)
+    assert len(set(queries)) == 22
+
+
+def test_data_tables_return_copies():
+    species = paper.species_table()
+    species.loc[0, "cites_appendix"] = "changed"
+    assert paper.species_table().loc[0, "cites_appendix"] == "NA"
+    queries = paper.background_queries()
+    queries.loc[0, "query"] = "changed"
+    assert paper.background_queries().loc[0, "query"] == "shirt tops"
+
+
+def test_data_tables_are_package_data():
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["package-data"]["wildvision"]
+    assert {"paper_species.csv", "paper_background_queries.csv"} <= set(package_data)

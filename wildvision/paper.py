@@ -38,6 +38,29 @@ Caveats about the source, kept here so nobody "fixes" the data:
   "densenet121 has the highest gain".
 * Table S4 is titled "trainable parameters" but gives each model's total
   parameter count, not the head-only count that is trained under ``transfer``.
+
+Two supplementary tables describe the data rather than results, and are
+shipped as their own CSVs, also transcribed as printed (``species_table()``
+and ``background_queries()`` load them):
+
+* ``paper_species.csv`` is Table S7, the species listed for sale in the
+  positive class (whose wild photos from iNaturalist form the negative class),
+  columns ``scientific_name, cites_appendix``. The paper prints it as two
+  side-by-side pairs of those columns (29 lines, 58 entries, alphabetical
+  down the left pair, then down the right); the CSV has one row per entry in
+  that alphabetical order, without the paper's italics. It has no common
+  names. Caveats: *Nasua narica* is printed twice (consecutive lines of the
+  right pair, both "III"), so the 58 entries the text counts as "58 species"
+  name 57 distinct taxa; both rows are kept. *Cynomys* is a genus and *Mustela
+  putorius furo* a subspecies. The paper does not define its appendix codes:
+  "NA" is printed where a species is not listed ("CITES appendix is mentioned
+  if the species is listed"), "/" joins several appendices for a species
+  whose populations are listed differently, and "NC" (only in "I/II/III/NC"
+  and "III/NC") reads as CITES' own "non-CITES" for the remaining populations.
+  The values were not checked against CITES' current listings.
+* ``paper_background_queries.csv`` is Table S8, the 22 Google Images search
+  queries for the background images of *data_bg*, one column ``query``, in
+  the paper's order and spelling ("carboard boxes in house" is the paper's).
 """
 
 from __future__ import annotations
@@ -53,6 +76,13 @@ import pandas as pd
 
 RESULTS_FILE = "paper_results.csv"
 COLUMNS = ("model", "regime", "dataset", "test_set", "metric", "value", "source")
+SPECIES_FILE = "paper_species.csv"
+SPECIES_COLUMNS = ("scientific_name", "cites_appendix")
+BACKGROUND_QUERIES_FILE = "paper_background_queries.csv"
+BACKGROUND_QUERIES_COLUMNS = ("query",)
+#: Table S7's CITES codes: "NA" alone (not listed), or appendices joined by "/" (e.g. "I/II", "III/NC").
+CITES_NOT_LISTED = "NA"
+CITES_APPENDICES = ("I", "II", "III", "NC")
 GAIN_COLUMNS = ("model", "f_score", "params", "gain")
 
 #: Section 3.3 uses squeezenet as the baseline: fewest parameters, lowest f-score.
@@ -75,6 +105,54 @@ def _raw_rows() -> tuple[dict[str, str], ...]:
     if tuple(reader.fieldnames or ()) != COLUMNS:
         raise ValueError(f"{RESULTS_FILE} has columns {reader.fieldnames}, expected {list(COLUMNS)}")
     return tuple(reader)
+
+
+@functools.lru_cache(maxsize=2)
+def _text_table(filename: str, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A shipped CSV of printed strings, read once; every column stays a string.
+
+    keep_default_na=False keeps Table S7's "NA" (not listed in CITES) as the
+    string the paper prints instead of turning it into a missing value.
+    """
+    text = resources.files(__package__).joinpath(filename).read_text(encoding="utf-8")
+    frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    if tuple(frame.columns) != columns:
+        raise ValueError(f"{filename} has columns {list(frame.columns)}, expected {list(columns)}")
+    return frame
+
+
+def species_table() -> pd.DataFrame:
+    """Table S7: the 58 species entries found for sale in the positive class, with their CITES appendix.
+
+    These are the species whose wild photos (iNaturalist, research grade) make
+    up the negative class, so that the models cannot flag an image by species
+    alone. One row per entry, in the paper's alphabetical order; all strings:
+
+    * ``scientific_name``: as printed, without the italics ("Canis lupus";
+      "Cynomys" is a genus, "Mustela putorius furo" a subspecies). "Nasua
+      narica" is printed twice and appears twice.
+    * ``cites_appendix``: as printed. ``"NA"`` (``CITES_NOT_LISTED``) when
+      the species is not listed in CITES; otherwise one or more of
+      ``CITES_APPENDICES`` joined by "/" when populations are listed in
+      different appendices ("I/II"; "NC", never alone, is the populations
+      not covered by CITES).
+
+    A new copy each call, so callers may modify it.
+    """
+    return _text_table(SPECIES_FILE, SPECIES_COLUMNS).copy(deep=True)
+
+
+def background_queries() -> pd.DataFrame:
+    """Table S8: the 22 Google Images search queries for background objects.
+
+    Their results (705 images of objects seen behind animals for sale: cages,
+    sofas, hands...) were added to the negative class to make *data_bg*. One
+    column, ``query``: the search string exactly as printed, in the paper's
+    order (spelling included: "carboard boxes in house").
+
+    A new copy each call, so callers may modify it.
+    """
+    return _text_table(BACKGROUND_QUERIES_FILE, BACKGROUND_QUERIES_COLUMNS).copy(deep=True)
 
 
 def _to_float(metric: str, printed: str) -> float:
