@@ -7,7 +7,6 @@ from wildvision.data import (
     DataFolderError,
     eval_transform,
     file_list_hash,
-    find_leaks,
     make_loader,
     scan_folder,
     stratified_split,
@@ -111,10 +110,13 @@ def test_linked_files_and_folders_count_and_a_broken_link_is_named(tmp_path):
         scan_folder(root)
 
 
-def test_identical_images_in_train_and_a_test_set_are_found_by_content(tmp_path):
-    train = scan_folder(make_class_folder(tmp_path / "train", {"captive": 3, "wild": 3}))
-    test_root = make_class_folder(tmp_path / "test", {"captive": 2, "other": 2}, seed=5)
-    copied = test_root / "other" / "renamed.png"
-    copied.write_bytes(train[4].path.read_bytes())  # the same photo under another name
-    leaks = find_leaks(train, {"test_out": scan_folder(test_root), "clean": scan_folder(make_class_folder(tmp_path / "t2", {"captive": 1, "x": 1}, seed=9))})
-    assert leaks == {"test_out": [(copied, train[4].path)]}
+def test_a_grouped_split_keeps_each_group_on_one_side_and_stays_stratified(tmp_path):
+    samples = scan_folder(make_class_folder(tmp_path / "train", {"captive": 50, "wild": 40, "background": 10}))
+    groups = [index // 2 for index in range(len(samples))]  # pairs of copies of one photo, within each class
+    train, test = stratified_split(samples, 0.2, seed=3, groups=groups)
+    group_of = {s.path: g for s, g in zip(samples, groups)}
+    assert not {group_of[s.path] for s in train} & {group_of[s.path] for s in test}
+    assert len(train) + len(test) == 100 and 18 <= len(test) <= 22
+    assert sorted(s.class_name for s in test).count("background") == 2
+    assert stratified_split(samples, 0.2, seed=3, groups=groups) == (train, test)
+    assert stratified_split(samples, 0.2, seed=3, groups=list(range(100))) == stratified_split(samples, 0.2, seed=3)

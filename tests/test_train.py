@@ -303,9 +303,37 @@ def test_a_test_image_identical_to_a_training_image_is_warned_about_before_train
     config = TrainConfig(arch="squeezenet1_0", regime="scratch", data=str(data), tests={"test_out": str(test)}, epochs=1, device="cpu")
     run_dir = start_run(config, tmp_path / "runs")
     (warning,) = runs.read_json(run_dir / runs.CONFIG)["warnings"]
-    assert warning.startswith("1 of the 5 images of test_out are identical to training images") and "copy.png" in warning
+    assert warning.startswith("1 of the 5 images of test_out are identical or nearly identical to training images") and "copy.png" in warning
     assert warning in caplog.text
     assert runs.read_run(run_dir).state == "queued"
+
+
+def test_copies_are_used_once_a_conflict_is_left_out_and_test_copies_can_be_excluded(tmp_path):
+    from conftest import make_class_folder
+    from wildvision.train import samples_in_split, start_run
+
+    data = make_class_folder(tmp_path / "train", {"captive": 20, "wild": 20})
+    for index in range(3):  # three photos saved twice in captive/: each must be used once, on one side of the split
+        (data / "captive" / f"again{index}.png").write_bytes((data / "captive" / f"img{index}.png").read_bytes())
+    (data / "wild" / "misfiled.png").write_bytes((data / "captive" / "img5.png").read_bytes())
+    test = make_class_folder(tmp_path / "test", {"captive": 2, "other": 2}, seed=3)
+    (test / "other" / "leaked.png").write_bytes((data / "wild" / "img7.png").read_bytes())
+    config = TrainConfig(arch="squeezenet1_0", regime="scratch", data=str(data), tests={"test_out": str(test)}, exclude_test_duplicates=True, device="cpu")
+    run_dir = start_run(config, tmp_path / "runs")
+    split, stored = runs.read_json(run_dir / runs.SPLIT), runs.read_json(run_dir / runs.CONFIG)
+    used = split["train"] + split["test_in"]
+    assert "captive/img5.png" not in used and "wild/misfiled.png" not in used and len(used) == 40 - 1
+    assert sum(f"captive/img{i}.png" in used or f"captive/again{i}.png" in used for i in range(3)) == 3
+    assert not any(f"captive/again{i}.png" in used and f"captive/img{i}.png" in used for i in range(3))
+    reasons = {entry["reason"].split(":")[0].split(" of ")[0] for entry in split["left_out"]}
+    assert reasons == {"label conflict", "copies"} and len(split["left_out"]) == 4
+    conflict = next(e for e in stored["excluded"] if e["reason"].startswith("label conflict"))
+    assert sorted(conflict["files"]) == [str(data / "captive" / "img5.png"), str(data / "wild" / "misfiled.png")]
+    assert any("left out of train and test_in" in w for w in stored["warnings"])
+    assert any(w.startswith("1 of the 5 images of test_out") and "left out of it" in w for w in stored["warnings"])
+    assert [e["files"] for e in stored["excluded"] if e["reason"].startswith("test_out")] == [[str(test / "other" / "leaked.png")]]
+    assert stored["n_images"]["test_out"] == 4
+    samples_in_split(config, split, "split.json")  # the split stays readable by what reads it
 
 
 def _file_size_limit(limit_bytes):

@@ -56,6 +56,7 @@ class TrainConfig:
     target_precision: float = 0.95
     feature_views: int = 5  # head-only epochs train on this many stored views per image; 0: plain loop
     cache_dir: str | None = None  # None: wildvision.cache.default_cache_dir()
+    exclude_test_duplicates: bool = False  # leave out test images that are one photo with a training image
 
     def __post_init__(self) -> None:
         check_architecture(self.arch)

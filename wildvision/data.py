@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from wildvision.cache import content_hash, open_reduced
+from wildvision.cache import open_reduced
 from wildvision.images import ImageError, is_image_file, open_image
 from wildvision.models import IMAGENET, Normalisation
 
@@ -90,20 +90,6 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(files)
 
 
-def find_leaks(train: Sequence[Sample], tests: dict[str, Sequence[Sample]]) -> dict[str, list[tuple[Path, Path]]]:
-    """Test images whose bytes equal a training image's, per test set, as (test image, training image) pairs.
-
-    An image in both makes that test set's scores overstate how well the model does on unseen photos.
-    """
-    by_hash = {content_hash(s.path): s.path for s in train}
-    leaks = {}
-    for name, samples in tests.items():
-        pairs = [(s.path, by_hash[h]) for s in samples if (h := content_hash(s.path)) in by_hash]
-        if pairs:
-            leaks[name] = pairs
-    return leaks
-
-
 def file_list_hash(samples: Sequence[Sample], root: str | Path) -> str:
     """A fingerprint of which files a run saw: relative paths and sizes, so a changed dataset is noticed."""
     digest = hashlib.sha256()
@@ -112,9 +98,21 @@ def file_list_hash(samples: Sequence[Sample], root: str | Path) -> str:
     return digest.hexdigest()
 
 
-def stratified_split(samples: Sequence[Sample], test_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """The paper's 80/20 split into train and test_in, stratified by class folder (so background too)."""
-    train, test = train_test_split(list(samples), test_size=test_fraction, random_state=seed, stratify=[s.class_name for s in samples])
+def stratified_split(samples: Sequence[Sample], test_fraction: float, seed: int, groups: Sequence[int] | None = None) -> tuple[list[Sample], list[Sample]]:
+    """The paper's 80/20 split into train and test_in, stratified by class folder (so background too).
+
+    `groups` (one id per sample) keeps samples of one group on one side, so that copies of a photo never
+    end up in both train and test_in: then the test part is one fold of StratifiedGroupKFold with
+    round(1 / test_fraction) folds (so test_fraction 0.2 gives 5 folds and about 20%). Without groups, or when
+    every group is one sample, the split is the plain stratified one it always was, so earlier splits repeat.
+    """
+    classes = [s.class_name for s in samples]
+    if groups is not None and len(set(groups)) < len(samples):
+        folds = StratifiedGroupKFold(n_splits=max(2, round(1 / test_fraction)), shuffle=True, random_state=seed)
+        train_index, test_index = next(folds.split(samples, classes, groups))
+        train, test = [samples[i] for i in train_index], [samples[i] for i in test_index]
+    else:
+        train, test = train_test_split(list(samples), test_size=test_fraction, random_state=seed, stratify=classes)
     key = lambda s: str(s.path)
     return sorted(train, key=key), sorted(test, key=key)
 

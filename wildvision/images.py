@@ -49,8 +49,12 @@ def max_image_pixels() -> int:
     return int(value) if value.strip().isdigit() else DEFAULT_MAX_PIXELS
 
 
-def open_image(path: str | Path) -> Image.Image:
-    """Decode `path` fully into an upright RGB image, or raise ImageError saying why it cannot be used."""
+def open_image(path: str | Path, draft: tuple[int, int] | None = None) -> Image.Image:
+    """Decode `path` fully into an upright RGB image, or raise ImageError saying why it cannot be used.
+
+    `draft`: a JPEG may be decoded at 1/2, 1/4 or 1/8 scale, no smaller than this size, which is several
+    times faster when only a thumbnail is needed (perceptual hashes); other formats ignore it.
+    """
     path = Path(path)
     try:
         with warnings.catch_warnings():
@@ -60,6 +64,8 @@ def open_image(path: str | Path) -> Image.Image:
                 if image.width * image.height > limit:
                     raise ImageError(path, f"{image.width}x{image.height} pixels is over the limit of {limit:,} (set {MAX_PIXELS_ENV} to change it)")
                 image.seek(0)  # animated images: the first frame
+                if draft is not None:
+                    image.draft("RGB", draft)
                 image.load()
                 upright = ImageOps.exif_transpose(image)
                 return to_rgb(upright)

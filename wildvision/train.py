@@ -25,7 +25,8 @@ from torch import nn
 
 from wildvision import features, runs
 from wildvision.config import Phase, TrainConfig
-from wildvision.data import Sample, eval_transform, file_list_hash, find_leaks, make_loader, scan_folder, stratified_split, train_transform
+from wildvision.data import Sample, eval_transform, file_list_hash, make_loader, scan_folder, stratified_split, train_transform
+from wildvision.datacheck import sample_groups, test_duplicates
 from wildvision.evaluate import compute_metrics, evaluate_samples, infer, resolve_device, threshold_for_precision
 from wildvision.models import build_model, count_parameters, head, normalisation, split_at_head
 
@@ -77,32 +78,89 @@ def samples_in_split(config: TrainConfig, split: dict, source: str) -> tuple[lis
     return parts[0], parts[1]
 
 
-def prepare_data(config: TrainConfig) -> tuple[list[Sample], list[Sample], dict[str, list[Sample]]]:
-    """Scan and split the training folder and scan every test folder; raise before any training if one is unusable."""
+def prepare_data(config: TrainConfig) -> tuple[list[Sample], list[Sample], dict[str, list[Sample]], list[dict]]:
+    """Scan and split the training folder and scan every test folder; raise before any training if one is unusable.
+
+    Returns train, test_in, the test sets and what was left out of train and test_in ({"files", "reason"},
+    paths relative to the data folder). A saved split is taken as it is.
+    """
     if config.split:
         train, test_in = samples_in_split(config, runs.read_json(Path(config.split)), f"split {config.split}")
-    else:
-        train, test_in = stratified_split(scan_folder(config.data, config.positive, config.with_background), config.test_fraction, config.seed)
-    return train, test_in, prepare_tests(config)
+        return train, test_in, prepare_tests(config), []
+    train, test_in, left_out = split_distinct(scan_folder(config.data, config.positive, config.with_background), config)
+    return train, test_in, prepare_tests(config), left_out
 
 
-def _split_record(config: TrainConfig, train: list[Sample], test_in: list[Sample]) -> dict:
+def split_distinct(samples: list[Sample], config: TrainConfig) -> tuple[list[Sample], list[Sample], list[dict]]:
+    """The train/test_in split with every photo used once: copies of a photo (identical or near, `datacheck`) stay on
+    one side and only the first is kept, and a photo under both the positive and a negative class (a label conflict)
+    is left out of both, since its label cannot be trusted. Returns train, test_in and what was left out, and why."""
+    relative = lambda sample: str(sample.path.relative_to(config.data))
+    left_out, conflicted, group_of = [], set(), {}
+    for number, group in enumerate(sample_groups(samples)):
+        if len({s.label for s in group}) == 2:
+            conflicted |= {s.path for s in group}
+            places = " and ".join(sorted({f"{s.class_name}/" for s in group}))
+            left_out.append({"files": [relative(s) for s in group], "reason": f"label conflict: one photo under {places}"})
+        else:
+            group_of |= {s.path: number for s in group}
+    kept = [s for s in samples if s.path not in conflicted]
+    ids = [group_of.get(s.path, -1 - index) for index, s in enumerate(kept)]  # a photo without copies is its own group
+    train, test_in = stratified_split(kept, config.test_fraction, config.seed, ids)
+    parts = []
+    for part_name, part in (("train", train), ("test_in", test_in)):
+        first: dict[int, Sample] = {}
+        copies: dict[int, list[Sample]] = {}
+        for sample in part:
+            number = group_of.get(sample.path)
+            if number in first:
+                copies.setdefault(number, []).append(sample)
+            elif number is not None:
+                first[number] = sample
+        left_out += [
+            {"files": [relative(s) for s in group], "reason": f"copies of {relative(first[number])}, which {part_name} keeps"}
+            for number, group in copies.items()
+        ]
+        dropped = {s.path for group in copies.values() for s in group}
+        parts.append([s for s in part if s.path not in dropped])
+    return parts[0], parts[1], left_out
+
+
+def _split_record(config: TrainConfig, train: list[Sample], test_in: list[Sample], left_out: list[dict]) -> dict:
     relative = lambda part: [str(s.path.relative_to(config.data)) for s in part]
-    return {"data": config.data, "seed": config.seed, "train": relative(train), "test_in": relative(test_in)}
+    return {"data": config.data, "seed": config.seed, "train": relative(train), "test_in": relative(test_in), "left_out": left_out}
 
 
-def _leak_warnings(train: list[Sample], test_sets: dict[str, list[Sample]]) -> list[str]:
+def _leak_warnings(leaks: dict[str, list[tuple[Path, Path]]], test_sets: dict[str, list[Sample]], excluded: bool) -> list[str]:
+    consequence = "they are left out of it" if excluded else "its scores will overstate performance on unseen photos"
     return [
-        f"{len(pairs)} of the {len(test_sets[name])} images of {name} are identical to training images "
-        f"(e.g. {pairs[0][0]} and {pairs[0][1]}): its scores will overstate performance on unseen photos"
-        for name, pairs in find_leaks(train, test_sets).items()
+        f"{len(pairs)} of the {len(test_sets[name])} images of {name} are identical or nearly identical to training images "
+        f"(e.g. {pairs[0][0]} and {pairs[0][1]}): {consequence}"
+        for name, pairs in leaks.items()
     ]
+
+
+def _without(tests: dict[str, list[Sample]], leaks: dict[str, list[tuple[Path, Path]]]) -> dict[str, list[Sample]]:
+    """The test sets without their images that duplicate training images."""
+    return {name: [s for s in samples if s.path not in {test for test, _ in leaks.get(name, [])}] for name, samples in tests.items()}
 
 
 def start_run(config: TrainConfig, runs_dir: str | Path = "runs", name: str | None = None) -> Path:
     """Check the data, create the run folder with config, split and a queued status, and return it."""
-    train, test_in, tests = prepare_data(config)
-    warnings = _leak_warnings(train, {"test_in": test_in} | tests)
+    train, test_in, tests, left_out = prepare_data(config)
+    leaks = test_duplicates(train, {"test_in": test_in} | tests)
+    warnings = _leak_warnings(leaks, {"test_in": test_in} | tests, config.exclude_test_duplicates)
+    conflicts = [entry for entry in left_out if entry["reason"].startswith("label conflict")]
+    excluded = [{"files": [str(Path(config.data) / f) for f in entry["files"]], "reason": entry["reason"]} for entry in conflicts]
+    if conflicts:
+        warnings.append(
+            f"{len(conflicts)} photos are under both the positive and a negative class (e.g. {', '.join(conflicts[0]['files'])}): left out of train and test_in"
+        )
+    if config.exclude_test_duplicates:
+        excluded += [
+            {"files": [str(test)], "reason": f"{name}: one photo with training image {image}"} for name, pairs in leaks.items() for test, image in pairs
+        ]
+        tests = _without(tests, leaks)
     for warning in warnings:
         log.warning(warning)
     run_dir = runs.create_run_dir(runs_dir, name or config.name)
@@ -118,10 +176,11 @@ def start_run(config: TrainConfig, runs_dir: str | Path = "runs", name: str | No
             "n_parameters": count_parameters(config.arch),
             "code_version": code_version(),
             "warnings": warnings,
+            "excluded": excluded,
             "created_at": runs.now(),
         },
     )
-    runs.write_json_atomic(run_dir / runs.SPLIT, _split_record(config, train, test_in))
+    runs.write_json_atomic(run_dir / runs.SPLIT, _split_record(config, train, test_in, left_out))
     runs.write_status(run_dir, "queued", epoch=0, max_epochs=config.epochs)
     return run_dir
 
@@ -358,7 +417,7 @@ def _train_and_evaluate(run_dir: Path) -> dict:
 
     best = torch.load(run_dir / runs.CHECKPOINT, map_location=device, weights_only=True)
     model.load_state_dict(best["state_dict"])
-    results, scores, rule = evaluate_run_model(model, config, {"test_in": test_in} | prepare_tests(config), device)
+    results, scores, rule = evaluate_run_model(model, config, {"test_in": test_in} | prepare_tests(config, train), device)
     runs.save_torch_atomic(run_dir / runs.CHECKPOINT, best | {"threshold": rule["threshold"], "threshold_rule": rule})
     runs.write_json_atomic(run_dir / runs.SCORES, scores)
     runs.write_json_atomic(run_dir / runs.RESULTS, {"best_epoch": best["epoch"], "epochs_run": state["epoch"], "threshold": rule, "test_sets": results})
@@ -400,9 +459,13 @@ def _stored_features(model: nn.Module, config: TrainConfig, train: list[Sample],
     return tail, train_features, val_features
 
 
-def prepare_tests(config: TrainConfig) -> dict[str, list[Sample]]:
-    """Every --test folder, scanned: all of its non-positive folders are negatives."""
-    return {name: scan_folder(folder, config.positive, with_background=True) for name, folder in config.tests.items()}
+def prepare_tests(config: TrainConfig, train: list[Sample] | None = None) -> dict[str, list[Sample]]:
+    """Every --test folder, scanned: all of its non-positive folders are negatives. With `exclude_test_duplicates`
+    and the run's `train` samples, images that are one photo with a training image are left out."""
+    tests = {name: scan_folder(folder, config.positive, with_background=True) for name, folder in config.tests.items()}
+    if config.exclude_test_duplicates and train:
+        tests = _without(tests, test_duplicates(train, tests))
+    return tests
 
 
 def add_test_sets(run_dir: Path, tests: Mapping[str, str], device: str = "auto") -> dict:
@@ -412,7 +475,8 @@ def add_test_sets(run_dir: Path, tests: Mapping[str, str], device: str = "auto")
 
     config = replace(load_config(run_dir), tests=dict(tests))
     loaded = load_model(run_dir / runs.CHECKPOINT, device=device)
-    results, scores, _ = evaluate_run_model(loaded.model, config, prepare_tests(config), loaded.device, loaded.threshold)
+    train = samples_in_split(config, runs.read_json(run_dir / runs.SPLIT), "this run's split")[0] if config.exclude_test_duplicates else None
+    results, scores, _ = evaluate_run_model(loaded.model, config, prepare_tests(config, train), loaded.device, loaded.threshold)
     stored = runs.read_json(run_dir / runs.RESULTS)
     stored["test_sets"].update(results)
     kept_scores = runs.read_json(run_dir / runs.SCORES) if (run_dir / runs.SCORES).is_file() else {}

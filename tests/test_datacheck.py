@@ -1,0 +1,79 @@
+"""The data check on real demo photos and copies made the ways people make them: renamed, shrunk and re-saved,
+filed under the wrong class; and the demo data's own label conflict."""
+
+import argparse
+
+from PIL import Image
+
+from conftest import DEMO, demo_subset, make_class_folder
+from wildvision.datacheck import PHASH_THRESHOLD, add_check_arguments, check_data, report_lines, run_check
+
+
+def _shrunk_copy(source, target):
+    """A copy at half size, re-encoded at JPEG quality 60: what a re-upload does to a photo."""
+    with Image.open(source) as image:
+        image.convert("RGB").resize((image.width // 2, image.height // 2), Image.Resampling.LANCZOS).save(target, "JPEG", quality=60)
+
+
+def test_exact_near_and_conflicting_copies_are_grouped_and_named(shared, tmp_path):
+    data = demo_subset(tmp_path, {"captive": 8, "wild": 8})
+    captive, wild = sorted((data / "captive").iterdir()), sorted((data / "wild").iterdir())
+    (data / "captive" / "renamed.jpg").write_bytes(captive[0].read_bytes())
+    _shrunk_copy(wild[0], data / "wild" / "smaller.jpg")
+    (data / "wild" / "misfiled.jpg").write_bytes(captive[1].read_bytes())
+    (data / "wild" / "broken.jpg").write_bytes(wild[1].read_bytes()[:500])
+    test = demo_subset(tmp_path, {"captive": 3, "other": 3}, source="test_out_pet")
+    _shrunk_copy(wild[2], test / "other" / "reposted.jpg")
+
+    report = check_data([data], {"test_out_pet": test})
+
+    groups = {frozenset(m.path.name for m in g.members): g for g in report.groups}
+    assert set(groups) == {
+        frozenset({captive[0].name, "renamed.jpg"}),
+        frozenset({wild[0].name, "smaller.jpg"}),
+        frozenset({captive[1].name, "misfiled.jpg"}),
+        frozenset({wild[2].name, "reposted.jpg"}),
+    }
+    exact, near = groups[frozenset({captive[0].name, "renamed.jpg"})], groups[frozenset({wild[0].name, "smaller.jpg"})]
+    assert exact.identical and exact.kind == "within-data" and not exact.conflict
+    assert not near.identical and 0 <= near.distance <= PHASH_THRESHOLD and near.kind == "within-data"
+    (conflict,) = report.conflicts
+    assert {m.path.name for m in conflict.members} == {captive[1].name, "misfiled.jpg"} and conflict.places == ("train/captive", "train/wild")
+    assert report.test_leaks() == {"test_out_pet": [test / "other" / "reposted.jpg"]}
+    by_class = {(c.source, c.class_name): c for c in report.classes}
+    assert by_class[("train", "wild")].images == 11 and by_class[("train", "captive")].images == 9
+    assert [p.name for p, _ in by_class[("train", "wild")].unreadable] == ["broken.jpg"] and report.unreadable == 1
+    assert by_class[("train", "captive")].share == 9 / 20
+    low, median, high = by_class[("train", "captive")].widths
+    assert 0 < low <= median <= high
+    text = "\n".join(report_lines(report))
+    assert "misfiled.jpg" in text and "smaller.jpg" in text and "broken.jpg" in text and "reposted.jpg" in text
+    assert "4 duplicate groups" in text and "1 label conflicts" in text and "test_out_pet: 1 images also in a data folder" in text
+
+
+def test_distinct_demo_photos_are_not_matched(shared, tmp_path):
+    data = demo_subset(tmp_path, {"captive": 60, "wild": 60, "background": 20})
+    report = check_data([data])
+    assert [c.images for c in report.classes] == [20, 60, 60] and not report.unreadable
+    # the first photos of each class hold no copies; a near match here would be a false one
+    assert report.groups == ()
+
+
+def test_the_demo_datas_polecat_is_found_under_both_classes(shared):
+    report = check_data([DEMO / "train"])
+    conflicts = [{str(m.path.relative_to(DEMO)) for m in g.members} for g in report.conflicts]
+    assert {"train/captive/imagenet-n02443114_polecat.jpg", "train/wild/imagenet-n02443114_polecat.jpg"} in conflicts
+
+
+def test_the_command_prints_the_report_and_exits_by_what_it_found(tmp_path, capsys):
+    clean = make_class_folder(tmp_path / "clean", {"captive": 3, "wild": 3})
+    parser = argparse.ArgumentParser()
+    add_check_arguments(parser)
+    args = parser.parse_args([str(clean), "--test", f"extra={make_class_folder(tmp_path / 'extra', {'captive': 2, 'other': 2}, seed=4)}"])
+    assert run_check(args.folders, args.test) == 0
+    assert "0 duplicate groups" in capsys.readouterr().out
+    (clean / "wild" / "again.png").write_bytes((clean / "captive" / "img0.png").read_bytes())
+    assert run_check([str(clean)], []) == 1
+    assert "again.png" in capsys.readouterr().out
+    assert run_check([str(tmp_path / "nowhere")], []) == 2
+    assert "does not exist" in capsys.readouterr().out
