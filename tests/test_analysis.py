@@ -41,7 +41,7 @@ from wildvision.analysis.grid import difference_to, filter_grid, pin_row, positi
 from wildvision.analysis.run_detail import confusion_matrices, learning_curves, results_table
 from wildvision.analysis.tidy import combined_results, has_own_runs, own_runs, run_data_notes, short_run_name
 from wildvision.catalog import runs_fingerprint
-from wildvision.evaluate import compute_metrics, threshold_for_precision
+from wildvision.evaluate import choose_threshold, compute_metrics
 from wildvision.models import count_parameters
 
 PAPER_ROW = "paper (Tables S1, S2, S3)"
@@ -58,12 +58,15 @@ def make_run(
     epochs: int = 3,
     scores: dict[str, tuple[list[int], list[float]]] | None = None,
     target_precision: float = 0.95,
+    calibrate_on: str | None = "test_in",
 ) -> Path:
     """A run folder as `python -m wildvision train` leaves it (without model weights), written with runs.py.
 
     With `scores` ({test set: (labels, positive-class probabilities)}), results.json is computed from
-    them exactly as train.evaluate_run_model does: the paper's metrics at 0.5, the decision threshold
-    chosen on test_in for `target_precision`, each set's metrics and confusion matrix at that threshold;
+    them as train.evaluate_run_model does (evaluate.choose_threshold): the paper's metrics at 0.5, the decision
+    threshold chosen for `target_precision` on `calibrate_on` (by default test_in itself without the 0.5 floor, so
+    thresholds below 0.5 can be tested; None applies the floor as a default run does), each set's metrics and
+    confusion matrix at that threshold;
     scores.json is written too, and a checkpoint.pt holding the threshold (no weights), so the
     threshold sliders find the run. Otherwise `test_sets` gives each set's numbers directly (no threshold).
     """
@@ -72,7 +75,8 @@ def make_run(
         for name, (labels, probabilities) in scores.items():
             metrics = compute_metrics(labels, probabilities)
             test_sets[name] = metrics | {"eval_time_s": 0.05 * metrics["n_images"]}
-        rule = threshold_for_precision(*scores["test_in"], target_precision) | {"chosen_on": "test_in"}
+        stored = {name: {"labels": labels, "probabilities": probabilities} for name, (labels, probabilities) in scores.items()}
+        rule = choose_threshold(stored, target_precision, calibrate_on=calibrate_on)
         for name, (labels, probabilities) in scores.items():
             at = compute_metrics(labels, probabilities, rule["threshold"])
             test_sets[name]["at_threshold"] = {

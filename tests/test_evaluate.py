@@ -1,6 +1,6 @@
 import pytest
 
-from wildvision.evaluate import compute_metrics, resolve_device, threshold_for_precision
+from wildvision.evaluate import THRESHOLD_FLOOR, choose_threshold, compute_metrics, resolve_device, threshold_for_precision
 
 
 def test_metrics_are_weighted_over_both_classes_as_in_the_paper():
@@ -49,3 +49,27 @@ def test_a_missing_gpu_is_a_value_error_that_names_the_device_and_carries_the_no
         resolve_device("cuda:1")
     assert info.value.hint == "no_cuda"  # each place words the advice (wording.HINTS); the message names no option
     assert resolve_device("auto").type == "cpu"
+
+
+def _scores(**sets: tuple[list[int], list[float]]) -> dict:
+    return {name: {"labels": labels, "probabilities": probabilities} for name, (labels, probabilities) in sets.items()}
+
+
+def test_a_threshold_chosen_on_test_in_is_never_below_one_half():
+    easy = ([0] * 10 + [1] * 10, [0.01] * 10 + [0.2] * 10)  # test_in: every positive above every negative, at low scores
+    other = ([0] * 4 + [1] * 4, [0.3, 0.3, 0.3, 0.6, 0.7, 0.7, 0.8, 0.9])
+    rule = choose_threshold(_scores(test_in=easy, test_out=other), target=0.95)
+    assert rule["threshold"] == THRESHOLD_FLOOR and rule["below_floor"] == pytest.approx(0.2) and rule["chosen_on"] == "test_in"
+    assert rule["precision"] == 0.0 and not rule["met"]  # at 0.5 nothing on test_in is flagged: said, not hidden
+    assert compute_metrics(*other, THRESHOLD_FLOOR)["positive_precision"] == pytest.approx(0.8)  # against 4 of 8 at 0.2
+
+
+def test_a_threshold_above_one_half_is_kept_and_a_named_set_calibrates_without_the_floor():
+    hard = ([0] * 10 + [1] * 10, [0.1] * 9 + [0.8] + [0.9] * 10)
+    rule = choose_threshold(_scores(test_in=hard), target=0.95)
+    assert rule["threshold"] == pytest.approx(0.9) and "below_floor" not in rule
+    market = ([0] * 6 + [1] * 4, [0.05] * 6 + [0.3] * 4)
+    calibrated = choose_threshold(_scores(test_in=hard, market=market), target=0.95, calibrate_on="market")
+    assert calibrated["threshold"] == pytest.approx(0.3) and calibrated["chosen_on"] == "market" and calibrated["met"]
+    with pytest.raises(ValueError, match="no scores for 'elsewhere'"):
+        choose_threshold(_scores(test_in=hard), target=0.95, calibrate_on="elsewhere")

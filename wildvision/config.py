@@ -54,6 +54,7 @@ class TrainConfig:
     test_fraction: float = 0.2
     split: str | None = None
     target_precision: float = 0.95
+    calibrate_on: str | None = None  # a test set to choose the threshold on (no floor); None: test_in, never below 0.5
     feature_views: int = 5  # head-only epochs train on this many stored views per image; 0: plain loop
     cache_dir: str | None = None  # None: wildvision.cache.default_cache_dir()
     exclude_test_duplicates: bool = False  # leave out test images that are one photo with a training image
@@ -71,6 +72,10 @@ class TrainConfig:
         for name, value in (("epochs", self.epochs), ("batch size", self.batch_size), ("patience", self.patience)):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, not {value}")
+        if self.calibrate_on is not None and self.calibrate_on not in self.tests:
+            raise ValueError(
+                f"cannot calibrate the threshold on {self.calibrate_on!r}: it is not one of the test sets ({', '.join(self.tests) or 'none given'})"
+            )
         if not 0 < self.target_precision <= 1:
             raise ValueError(f"target precision must be in (0, 1], not {self.target_precision}")
         if self.feature_views < 0:

@@ -27,7 +27,7 @@ from wildvision import features, runs
 from wildvision.config import Phase, TrainConfig
 from wildvision.data import Sample, eval_transform, file_list_hash, make_loader, scan_folder, stratified_split, train_transform
 from wildvision.datacheck import sample_groups, test_duplicates
-from wildvision.evaluate import compute_metrics, evaluate_samples, infer, resolve_device, threshold_for_precision
+from wildvision.evaluate import choose_threshold, compute_metrics, evaluate_samples, infer, resolve_device
 from wildvision.models import build_model, count_parameters, head, normalisation, split_at_head
 
 log = logging.getLogger(__name__)
@@ -501,12 +501,16 @@ def evaluate_run_model(
         log.info("%s: accuracy %.4f, F %.4f (%d images, %.1f s)", name, metrics["accuracy"], metrics["f_score"], metrics["n_images"], metrics["eval_time_s"])
         results[name] = metrics
     if threshold is None:
-        rule = threshold_for_precision(scores["test_in"]["labels"], scores["test_in"]["probabilities"], config.target_precision)
-        rule["chosen_on"] = "test_in"
+        rule = choose_threshold(scores, config.target_precision, config.calibrate_on)
     else:
         rule = {"threshold": threshold}
     for name, metrics in results.items():
         at = compute_metrics(scores[name]["labels"], scores[name]["probabilities"], rule["threshold"])
         metrics["at_threshold"] = {k: at[k] for k in ("threshold", "positive_precision", "positive_recall", "accuracy", "f_score", "confusion_matrix")}
-    log.info("decision threshold %.4f (target precision %s on test_in)", rule["threshold"], config.target_precision)
+    if "below_floor" in rule:
+        log.info(
+            "decision threshold %.4f: test_in reached precision %s at %.4f, below the floor", rule["threshold"], config.target_precision, rule["below_floor"]
+        )
+    else:
+        log.info("decision threshold %.4f (target precision %s on %s)", rule["threshold"], config.target_precision, rule.get("chosen_on", "test_in"))
     return results, scores, rule
