@@ -1,12 +1,11 @@
 """The data check on real demo photos and copies made the ways people make them: renamed, shrunk and re-saved,
 filed under the wrong class; and the demo data's own label conflict."""
 
-import argparse
-
 from PIL import Image
 
 from conftest import DEMO, demo_subset, make_class_folder
-from wildvision.datacheck import PHASH_THRESHOLD, add_check_arguments, check_data, report_lines, run_check
+from wildvision.cli import main
+from wildvision.datacheck import PHASH_THRESHOLD, check_data, report_lines
 
 
 def _shrunk_copy(source, target):
@@ -67,13 +66,20 @@ def test_the_demo_datas_polecat_is_found_under_both_classes(shared):
 
 def test_the_command_prints_the_report_and_exits_by_what_it_found(tmp_path, capsys):
     clean = make_class_folder(tmp_path / "clean", {"captive": 3, "wild": 3})
-    parser = argparse.ArgumentParser()
-    add_check_arguments(parser)
-    args = parser.parse_args([str(clean), "--test", f"extra={make_class_folder(tmp_path / 'extra', {'captive': 2, 'other': 2}, seed=4)}"])
-    assert run_check(args.folders, args.test) == 0
+    extra = make_class_folder(tmp_path / "extra", {"captive": 2, "other": 2}, seed=4)
+    assert main(["data", "check", str(clean), "--test", f"extra={extra}"]) == 0
     assert "0 duplicate groups" in capsys.readouterr().out
     (clean / "wild" / "again.png").write_bytes((clean / "captive" / "img0.png").read_bytes())
-    assert run_check([str(clean)], []) == 1
+    assert main(["data", "check", str(clean)]) == 1
     assert "again.png" in capsys.readouterr().out
-    assert run_check([str(tmp_path / "nowhere")], []) == 2
+    assert main(["data", "check", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().out
+
+
+def test_checking_the_demo_data_names_its_conflicts_and_duplicate_groups(shared, capsys):
+    """The issue's own command: test sets given as bare folders are named by their folder."""
+    code = main(["data", "check", str(DEMO / "train"), "--test", str(DEMO / "test_out_pet"), "--test", str(DEMO / "test_out_nopet")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "imagenet-n02443114_polecat.jpg" in out and "conflict" in out.lower()
+    assert "test_out_pet" in out and "test_out_nopet" in out and "duplicate groups" in out

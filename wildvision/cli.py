@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from wildvision import catalog, paper, runs
+from wildvision import catalog, datacheck, paper, runs, wordnet_filter
 from wildvision.config import REGIMES, TrainConfig
 from wildvision.data import DataFolderError
 from wildvision.images import ImageError
@@ -29,6 +29,11 @@ def _named_folder(text: str) -> tuple[str, str]:
         return parse_named_folder(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _test_folder(text: str) -> tuple[str, str]:
+    """A test set for `data check`: NAME=DIR, or a bare DIR named by its folder (test_out_pet)."""
+    return _named_folder(text if "=" in text else f"{Path(text).name}={text}")
 
 
 def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +61,19 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         "--target-precision",
         type=float,
         default=0.95,
-        help="the decision threshold is the lowest whose positive-class precision on test_in reaches this (default: 0.95)",
+        help="the decision threshold is the lowest whose positive-class precision on test_in reaches this, but never below 0.5 "
+        "(test_in is easy: a lower line flags many everyday photos); with --calibrate-on, on that test set and with no floor (default: 0.95)",
+    )
+    parser.add_argument(
+        "--exclude-test-duplicates",
+        action="store_true",
+        help="leave out test images that are the same photo as a training image (exact or near copies); they are reported either way",
+    )
+    parser.add_argument(
+        "--calibrate-on",
+        metavar="NAME",
+        help="choose the decision threshold on this --test set instead of test_in, with no floor: a labelled set like the photos "
+        "the model will check (your own market); that set's numbers are then optimistic",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed for the split, initialisation and augmentation (default: 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default: auto)")
@@ -88,6 +105,8 @@ def _training_options(args: argparse.Namespace) -> dict:
         "num_workers": args.workers,
         "split": getattr(args, "split", None),
         "target_precision": args.target_precision,
+        "calibrate_on": args.calibrate_on,
+        "exclude_test_duplicates": args.exclude_test_duplicates,
         "feature_views": args.feature_views,
         "cache_dir": args.cache_dir and str(Path(args.cache_dir).resolve()),
     }
@@ -356,6 +375,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--sbatch", action="append", default=[], metavar="OPTION", help="one more #SBATCH option without its dashes, e.g. qos=short; repeat for more"
     )
     p.set_defaults(func=cmd_grid)
+
+    p = sub.add_parser("data", help="check a dataset, or build a pet-free test set", description="Work on image folders before training on them.")
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    p = data_sub.add_parser(
+        "check",
+        help="find unreadable images, duplicates, near-duplicates and label conflicts",
+        description="Per class folder: images, unreadable files, sizes and balance; exact duplicates (SHA-256) and near-duplicates "
+        f"(perceptual hash, pHash within {datacheck.PHASH_THRESHOLD} of 64 bits) within the data, across its class folders and "
+        "across the test sets; label conflicts (one photo under two classes). Every finding names its files. "
+        "Exit code 0: nothing found; 1: findings; 2: a folder cannot be used.",
+    )
+    p.add_argument("folders", nargs="+", metavar="DIR", help="data folders, each with one sub-folder per class (e.g. ../shared/demo-data/train)")
+    p.add_argument("--test", action="append", type=_test_folder, default=[], metavar="[NAME=]DIR", help="a test set to check against the data; repeat for more")
+    p.add_argument("--positive", default="captive", help="the positive class folder (default: captive)")
+    p.set_defaults(func=lambda args: datacheck.run_check(args.folders, args.test, args.positive))
+    p = data_sub.add_parser(
+        "wordnet-filter",
+        help="keep the captioned photos whose captions name no animal (the paper's test_out_nopet)",
+        description="Link into --out every photo of IMAGES_DIR whose captions name no noun under WordNet's animal.n.01 "
+        "(people excluded), as the paper built test_out_nopet, and list the dropped ones with the words that matched. "
+        "Works offline with Debian's WordNet (apt-get install wordnet-base).",
+    )
+    wordnet_filter.add_filter_arguments(p)
+    p.set_defaults(func=wordnet_filter.run_filter)
 
     p = sub.add_parser("runs", help="list runs and their states", description="List the runs under --runs-dir, newest first.")
     _add_runs_dir(p)

@@ -19,7 +19,6 @@ group whose images carry different labels (the positive class and a negative one
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import statistics
@@ -312,24 +311,6 @@ def report_lines(report: DataReport) -> list[str]:
             lines.append(f"{title}: {len(groups)} groups")
             lines += [_group_line(g) for g in groups]
     return lines
-
-
-def _named_folder(text: str) -> tuple[str, str]:
-    from wildvision.launch import parse_named_folder
-
-    try:
-        return parse_named_folder(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def add_check_arguments(parser: argparse.ArgumentParser) -> None:
-    """`data check`'s arguments: data folders, named test sets and the positive class."""
-    parser.add_argument("folders", nargs="+", metavar="DIR", help="data folders, each with one sub-folder per class (e.g. ../shared/demo-data/train)")
-    parser.add_argument(
-        "--test", action="append", type=_named_folder, default=[], metavar="NAME=DIR", help="a test set to check against the data; repeat for more"
-    )
-    parser.add_argument("--positive", default="captive", help="the positive class folder (default: captive)")
 
 
 def run_check(folders: list[str], tests: list[tuple[str, str]], positive: str = "captive") -> int:
