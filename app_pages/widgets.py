@@ -39,7 +39,8 @@ def threshold_tradeoff(scores: dict[str, dict], threshold: float, model: str, ke
             format="%.1f%%",
             key=f"{key}:{model}",
             help="Where the model's makers put it: the lowest score at which, on photos held back from its training, "
-            "at least 95 of every 100 flagged photos really were captive or for sale. Higher: fewer false alarms, more missed cases.",
+            "at least 95 of every 100 flagged photos really were captive or for sale, but never below 50% (those photos are "
+            "easier than photos from elsewhere). Higher: fewer false alarms, more missed cases.",
         )
         chosen = threshold if chosen == start else chosen / 100
     else:
@@ -53,7 +54,7 @@ def threshold_tradeoff(scores: dict[str, dict], threshold: float, model: str, ke
             format="%.3f",
             key=f"{key}:{model}",
             help="The model's own threshold: the lowest that kept precision for 'captive / for sale' at the target (0.95 by default) "
-            "on test_in. Higher: fewer false alarms, more missed cases.",
+            "on test_in but never below 0.5, or on the test set it was calibrated on. Higher: fewer false alarms, more missed cases.",
         )
         chosen = threshold if chosen == start else chosen
     rows = pd.DataFrame(tradeoff(scores, chosen))
