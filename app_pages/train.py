@@ -154,6 +154,24 @@ def hyperparameter_inputs(key: str, regime: str | None = None, lr: float | None 
             "whose backbone outputs are computed once and reused: much faster. 0 runs the whole network every epoch.",
         ),
     }
+    c = st.columns([1, 1])
+    chosen["calibrate_on"] = (
+        c[0].text_input(
+            "Choose the flagging line on test set",
+            key=f"{key}_calibrate",
+            placeholder="test_in, never below 0.5",
+            help="Leave empty: the line is the lowest score reaching the target precision on test_in, but never below 0.5 "
+            "(test_in is easy, and a lower line flags many everyday photos). Or name one of the test sets above, labelled "
+            "photos like the ones the model will check: the line is chosen there, with no floor, and that set's numbers become optimistic.",
+        ).strip()
+        or None
+    )
+    chosen["exclude_test_duplicates"] = c[1].checkbox(
+        "Leave out test photos that copy a training photo",
+        key=f"{key}_exclude_copies",
+        help="Test photos that are the same photo as a training photo (exact or near copies) are always reported; "
+        "ticked, they are also left out of that test set's numbers.",
+    )
     if single:  # the value Table S5 gives is recorded as "Table S5" (None), as the command line records it
         for name, default in (("patience", single.patience), ("batch_size", single.batch_size), ("lr", single.lr)):
             if chosen[name] == default:

@@ -314,3 +314,17 @@ def test_the_grid_starts_each_configuration_with_its_own_weights_line(runs_dir, 
     sq, dense = (train[arch].config["train"] for arch in ("squeezenet1_0", "densenet121"))
     assert (sq["regime"], sq["with_background"], sq["weights"], sq["lr"], sq["epochs"]) == ("transfer", True, str(weights), 0.0001, 1)
     assert (dense["regime"], dense["with_background"], dense["weights"], dense["lr"], dense["epochs"]) == ("scratch", True, "none", None, 1)
+
+
+def test_a_flagging_line_on_a_test_set_that_is_not_given_is_refused_in_page_words(runs_dir, no_shared, tmp_path):
+    data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
+    market = make_class_folder(tmp_path / "market", {"captive": 2, "other": 2}, seed=3)
+    at = train_page()
+    at.selectbox(key="one_regime").set_value("scratch").run()
+    at.text_input(key="one_data").set_value(str(data))
+    at.text_area(key="one_tests").set_value(f"market={market}")
+    at.text_input(key="one_calibrate").set_value("markets")
+    button(at, "Start training").click().run()
+    assert not at.exception
+    assert md("cannot calibrate the threshold on 'markets': it is not one of the test sets (market)") in page_text(at)
+    assert runs.list_runs(runs_dir) == []
