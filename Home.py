@@ -13,6 +13,7 @@ from wildvision.launch import accelerator, list_runs_shown
 st.set_page_config(page_title="wildvision", page_icon=":mag:", layout="wide")
 
 PAGES = {
+    "data": st.Page("app_pages/data.py", title="Data", icon=":material/dataset:"),
     "train": st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
     "results": st.Page("app_pages/results.py", title="Results grid", icon=":material/table_chart:"),
     "efficiency": st.Page("app_pages/efficiency.py", title="Efficiency", icon=":material/speed:"),
@@ -56,6 +57,7 @@ def home() -> None:
     st.subheader("Where to go")
     links = {
         "predict": "Upload photos and see how likely each shows an animal captive or for sale, with what the model looked at.",
+        "data": "Check a dataset before training: classes, sample photos, duplicates and photos filed under two classes.",
         "train": "Launch one training run or the paper's 24-model grid, and follow runs live.",
         "results": "The paper's results and your runs side by side, exportable as CSV and LaTeX.",
         "efficiency": "How much each extra parameter buys over SqueezeNet.",

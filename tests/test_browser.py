@@ -33,6 +33,7 @@ CHROMIUM_ARGS = [
 ]
 PAGES = {  # url path: what the page's title says
     "": "wildvision",
+    "data": "Data",
     "train": "Train",
     "results": "Results",
     "efficiency": "Efficiency",

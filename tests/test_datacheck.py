@@ -1,6 +1,8 @@
 """The data check on real demo photos and copies made the ways people make them: renamed, shrunk and re-saved,
 filed under the wrong class; and the demo data's own label conflict."""
 
+import pandas as pd
+import pytest
 from PIL import Image
 
 from conftest import DEMO, demo_subset, make_class_folder
@@ -83,3 +85,33 @@ def test_checking_the_demo_data_names_its_conflicts_and_duplicate_groups(shared,
     assert code == 1
     assert "imagenet-n02443114_polecat.jpg" in out and "conflict" in out.lower()
     assert "test_out_pet" in out and "test_out_nopet" in out and "duplicate groups" in out
+
+
+def test_the_findings_as_tables_samples_and_thumbnails(shared, tmp_path):
+    from wildvision.datacheck import class_samples, class_table, findings_table, fingerprint, thumbnail
+
+    data = demo_subset(tmp_path, {"captive": 8, "wild": 8})
+    captive = sorted((data / "captive").iterdir())
+    (data / "wild" / "misfiled.jpg").write_bytes(captive[0].read_bytes())
+    (data / "wild" / "broken.jpg").write_bytes(captive[1].read_bytes()[:500])
+    before = fingerprint([data])
+    report = check_data([data])
+
+    findings = findings_table(report)
+    assert list(findings.columns) == ["group", "kind", "source", "class", "path", "match", "reason"]
+    conflict = findings[findings["kind"] == "conflict"]
+    assert list(conflict["group"]) == [1, 1] and set(conflict["class"]) == {"captive", "wild"} and set(conflict["match"]) == {"identical"}
+    (unreadable,) = findings[findings["kind"] == "unreadable"].itertuples()
+    assert unreadable.path.endswith("broken.jpg") and unreadable.reason and unreadable.group is pd.NA
+    classes = class_table(report)
+    assert list(classes["images"]) == [8, 10] and list(classes["unreadable"]) == [0, 1]
+    assert classes["share"].sum() == pytest.approx(1) and classes["width (min / median / max)"].str.count("/").eq(2).all()
+
+    samples = class_samples(data, 6)
+    assert [len(paths) for paths in samples.values()] == [6, 6] and samples["captive"][0] == captive[0] and samples["captive"][-1] == captive[-1]
+    assert class_samples(data, 20)["captive"] == captive
+    assert thumbnail(captive[0], 96).size == (96, 96)
+
+    assert before == fingerprint([data]) and before[0][1] == 18
+    (data / "wild" / "broken.jpg").unlink()
+    assert fingerprint([data])[0][1] == 17 and fingerprint([tmp_path / "missing"])[0][1] == -1

@@ -32,7 +32,8 @@ from pathlib import Path
 
 import imagehash
 import numpy as np
-from PIL import Image
+import pandas as pd
+from PIL import Image, ImageOps
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -323,3 +324,90 @@ def run_check(folders: list[str], tests: list[tuple[str, str]], positive: str = 
         return 2
     print("\n".join(report_lines(report)))
     return 1 if report.groups or report.unreadable else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The report as tables, for the dashboard's Data page (and its CSV download)
+# ---------------------------------------------------------------------------------------------
+
+FINDING_COLUMNS = ["group", "kind", "source", "class", "path", "match", "reason"]
+
+
+def class_table(report: DataReport) -> pd.DataFrame:
+    """One row per class folder: folder, class, images, share of its folder, unreadable files, and image sizes
+    as "min / median / max" pixels."""
+    size = lambda triple: " / ".join(map(str, triple)) if triple else "-"
+    return pd.DataFrame(
+        [
+            {
+                "folder": c.source,
+                "class": c.class_name,
+                "images": c.images,
+                "share": c.share,
+                "unreadable": len(c.unreadable),
+                "width (min / median / max)": size(c.widths),
+                "height (min / median / max)": size(c.heights),
+            }
+            for c in report.classes
+        ],
+        columns=["folder", "class", "images", "share", "unreadable", "width (min / median / max)", "height (min / median / max)"],
+    )
+
+
+def findings_table(report: DataReport) -> pd.DataFrame:
+    """Every finding, one row per file: each file of each duplicate group (group numbered from 1 as in the report,
+    kind as `DuplicateGroup.kind`, source, class, path, match: identical or how near), then each unreadable file
+    (kind "unreadable", no group, and the reason)."""
+    rows = []
+    for number, group in enumerate(report.groups, 1):
+        match = "identical" if group.identical else f"near-duplicate (pHash <= {group.distance} bits apart)"
+        rows += [
+            {"group": number, "kind": group.kind, "source": m.source, "class": m.class_name, "path": str(m.path), "match": match, "reason": ""}
+            for m in group.members
+        ]
+    for c in report.classes:
+        rows += [
+            {"group": None, "kind": "unreadable", "source": c.source, "class": c.class_name, "path": str(path), "match": "", "reason": reason}
+            for path, reason in c.unreadable
+        ]
+    table = pd.DataFrame(rows, columns=FINDING_COLUMNS)
+    table["group"] = table["group"].astype("Int64")
+    return table
+
+
+def class_samples(folder: str | Path, count: int = 6, positive: str = "captive") -> dict[str, list[Path]]:
+    """Up to `count` images per class folder, spread evenly over each class's files in name order (the same ones
+    every time). Raises DataFolderError like `check_data`."""
+    by_class: dict[str, list[Path]] = defaultdict(list)
+    for sample in scan_folder(folder, positive, with_background=True):
+        by_class[sample.class_name].append(sample.path)
+    picked = {}
+    for class_name, paths in by_class.items():
+        paths = sorted(paths)
+        if len(paths) > count:
+            paths = [paths[round(i * (len(paths) - 1) / max(count - 1, 1))] for i in range(count)]
+        picked[class_name] = paths
+    return picked
+
+
+def thumbnail(path: str | Path, size: int = 160) -> Image.Image:
+    """The whole image, upright, fitted into a `size` x `size` square (padded in light grey), decoded small
+    (`open_image`'s draft); raises ImageError when it cannot be read."""
+    return ImageOps.pad(open_image(path, draft=(size, size)), (size, size), color=(240, 242, 246))
+
+
+def fingerprint(folders: Sequence[str | Path]) -> tuple[tuple[str, int, int], ...]:
+    """Per folder: its path, how many files it holds and the newest modification time (ns): cheap (no file is read),
+    and it changes when a file is added, removed or rewritten, so a cached check can be keyed by it."""
+    result = []
+    for folder in folders:
+        count, newest = 0, 0
+        for directory, _, names in os.walk(folder, followlinks=True):
+            for name in names:
+                try:
+                    stat = os.stat(os.path.join(directory, name))
+                except OSError:  # a link that points nowhere: still a change in the folder
+                    stat = os.lstat(os.path.join(directory, name))
+                count, newest = count + 1, max(newest, stat.st_mtime_ns)
+        result.append((str(folder), count if Path(folder).is_dir() else -1, newest))
+    return tuple(result)
