@@ -4,7 +4,7 @@ import pytest
 
 from conftest import DEMO, write_image
 from test_cli import run_cli
-from wildvision import model_card, runs
+from wildvision import model_card, runs, wording
 from wildvision.config import TrainConfig
 from wildvision.data import scan_folder
 from wildvision.evaluate import compute_metrics, resolve_device
@@ -25,7 +25,9 @@ def test_default_model_predicts_a_generated_image_without_shared_data(tmp_path):
 def test_model_card_renders_its_numbers_and_limits():
     card = model_card.load_card()
     text = model_card.card_markdown(card)
-    assert "PROXY" in text and f"{card['threshold']['value']:.1%}" in text
+    assert "PROXY" in text and wording.line_text(card["threshold"]["value"]) in text
+    if "below_floor" in card["threshold"]:  # the rule's floor put the line at 0.5: the card says where test_in alone put it, and why not there
+        assert wording.line_text(card["threshold"]["below_floor"]) in text and "never put below 50%" in text
     assert set(card["metrics"]) == {"test_in", "test_out_pet", "test_out_nopet"}
     assert f"{card['metrics']['test_out_pet']['f_score']:.3f}" in text
 
