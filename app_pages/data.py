@@ -6,7 +6,7 @@ from pathlib import Path
 import plotly.express as px
 import streamlit as st
 
-from app_pages.widgets import md
+from app_pages.widgets import code, md
 from wildvision import paper
 from wildvision.analysis.export import chart_config, export_ready
 from wildvision.data import DataFolderError
@@ -42,10 +42,6 @@ def _thumbnail(path: str, stamp: tuple):
         return thumbnail(path)
     except ImageError:
         return None
-
-
-def code(path) -> str:
-    return md(str(path)) if "`" in str(path) else f"`{path}`"
 
 
 st.title("Data")
@@ -149,15 +145,16 @@ if report is not None:
         if rows.empty:
             continue
         any_duplicates = True
-        with st.expander(f"{title}: {rows['group'].nunique():,} groups, {len(rows):,} files"):
+        groups = rows["group"].nunique()
+        with st.expander(f"{title}: {groups:,} group{'s' if groups != 1 else ''}, {len(rows):,} files"):
             st.dataframe(rows.drop(columns=["kind", "reason"]), hide_index=True, key=f"groups-{kind}")
     if not any_duplicates:
         st.caption("No photo appears twice.")
     st.caption(
         f"Photos are the same when their bytes are identical or their perceptual hashes are at most {report.threshold} bits apart "
         "(resized or re-saved copies). Training uses one photo of each group and leaves label conflicts out; test photos that "
-        "are also training photos stay in their test set unless you ask to leave them out (`--exclude-test-duplicates`, or "
-        "`exclude_test_duplicates` in a run's config)."
+        "are also training photos stay in their test set, and are named in the run's warnings, unless you tick \"Leave out test "
+        'photos that copy a training photo" on the Train page.'
     )
 
     unreadable = findings[findings["kind"] == "unreadable"]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages.widgets import learning_curves_chart, md
+from app_pages.widgets import code, learning_curves_chart, md
 from wildvision import catalog, runs
 from wildvision.analysis.export import chart_config
 from wildvision.config import DEEP_COMPRESSION_WEIGHTS, REGIMES, TrainConfig, grid_weights, suggested_lr, table_s5
@@ -36,11 +36,6 @@ from wildvision.wording import LOCAL_WEIGHTS, error_text, with_hint
 ACTIVE = ("running", "queued")
 LOCAL = LOCAL_WEIGHTS  # wording.HINTS' page words name this choice
 NOTHING_STARTED = "Nothing was started."
-
-
-def code(path) -> str:
-    """A path as inline code in Markdown (where backslash escapes would show), or escaped text if it holds a backtick."""
-    return md(str(path)) if "`" in str(path) else f"`{path}`"
 
 
 def status_words(run: runs.RunSummary) -> str:
@@ -156,14 +151,16 @@ def hyperparameter_inputs(key: str, regime: str | None = None, lr: float | None 
     }
     c = st.columns([1, 1])
     chosen["calibrate_on"] = (
-        c[0].text_input(
+        c[0]
+        .text_input(
             "Choose the flagging line on test set",
             key=f"{key}_calibrate",
             placeholder="test_in, never below 0.5",
             help="Leave empty: the line is the lowest score reaching the target precision on test_in, but never below 0.5 "
             "(test_in is easy, and a lower line flags many everyday photos). Or name one of the test sets above, labelled "
             "photos like the ones the model will check: the line is chosen there, with no floor, and that set's numbers become optimistic.",
-        ).strip()
+        )
+        .strip()
         or None
     )
     chosen["exclude_test_duplicates"] = c[1].checkbox(

@@ -20,6 +20,11 @@ def md(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]()<>#+!|~$-])", r"\\\1", text)
 
 
+def code(path) -> str:
+    """A path as inline code in Markdown (where backslash escapes would show), or escaped text if it holds a backtick."""
+    return md(str(path)) if "`" in str(path) else f"`{path}`"
+
+
 def threshold_tradeoff(scores: dict[str, dict], threshold: float, model: str, key: str, as_percent: bool = False) -> float:
     """A threshold slider starting at `model`'s own threshold, and what it costs on each stored test set.
 

@@ -50,13 +50,14 @@ def test_a_photo_under_two_classes_is_named_and_duplicates_are_listed(copied):
     classes = at.dataframe[0].value
     assert list(classes["class"]) == ["captive", "wild"] and list(classes["images"]) == [7, 7]
     (expander,) = [e for e in at.expander if e.label.startswith("The same photo more than once in the training folder")]
-    assert expander.label.endswith("1 groups, 2 files")
+    assert expander.label.endswith(": 1 group, 2 files")
     within = expander.get("dataframe")[0].value
     assert set(within["path"].map(lambda p: Path(p).name)) == {duplicated.name, "renamed.jpg"} and set(within["match"]) == {"identical"}
     assert [b.label for b in at.get("download_button")] == ["Download all findings as CSV"]
     assert [t.label for t in at.tabs] == ["train"]
     assert len(at.get("image")) == 12  # 6 sample photos per class
-    assert "exclude-test-duplicates" in texts(at.caption)
+    assert "Leave out test photos that copy a training photo" in texts(at.caption)  # the Train page's own words
+    assert " --" not in texts(at.caption) + texts(at.markdown)  # a page never tells anyone to pass a command-line flag
 
 
 def test_the_demo_data_shows_the_polecat_conflict_and_its_duplicate_groups(shared):
