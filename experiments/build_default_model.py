@@ -30,7 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", default=str(ROOT.parent / "shared"), help="folder holding demo-data/ (default: ../shared)")
-    parser.add_argument("--epochs", type=int, default=5000, help="most epochs (default: 5000, a cap that early stopping, Table S5's patience of 15, ends long before)")
+    parser.add_argument(
+        "--epochs", type=int, default=5000, help="most epochs (default: 5000, a cap that early stopping, Table S5's patience of 15, ends long before)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="image-loading workers (default: 2)")
     args = parser.parse_args()
     demo = Path(args.shared).resolve() / "demo-data"
