@@ -1,0 +1,514 @@
+"""Screening jobs: score thousands of scraped images with one model, so NGO staff review the flagged ones.
+
+`python -m wildvision screen SOURCE...` turns folders (searched recursively), zips and list files (one
+image path per line) into a job folder that survives being killed: `--resume SCREEN_DIR` finishes it.
+
+screens/<name>-<UTC time>-<suffix>/   (under $WILDVISION_SCREENS_DIR, else screens/)
+  config.json   the model as given, its architecture, threshold, class names and version (checkpoint
+                path and mtime, or the default model card's code_version), the sources, the number of
+                files and the part size; a resume refuses a model whose version changed
+  status.json   runs.write_status's contract (queued, running, completed, failed; 'interrupted' derived
+                when the process is gone) plus done, total, images_per_second and seconds_left
+  files.jsonl   the file list, fixed once: one JSON [path as given or listed, file on disk, error] a line
+  unpacked/     zip members that passed uploads' checks, under numbered names (member names are never
+                used as paths: a `../` member is a row with its reason, not a file outside the folder)
+  parts/        part-<first index>.csv per PART_BATCHES batches, while the job runs (removed at the end)
+  scores.csv    when completed: one row per listed file, in list order: path, sha256, probability,
+                label (at the model's threshold), duplicate_group, error
+
+Exactly once: the file list is written before any scoring and never changes; part k always covers list
+rows [k * part_size, (k + 1) * part_size) and is written whole by an atomic rename. A resume scores only
+the parts that are missing, so a kill loses at most one part's work and never duplicates a row;
+scores.csv is merged from the parts and written atomically before the status says completed.
+
+A reposted photo is one review item: files with identical bytes (SHA-256) or pHashes at most
+datacheck.PHASH_THRESHOLD bits apart share `duplicate_group`, the list row number (from 1) of the
+group's first file; a photo seen once is its own group. Groups are computed at the end, over all rows.
+
+A file that cannot be used (corrupt, truncated, a decompression bomb, not an image, missing, an unsafe
+zip member) is a row whose `error` says why; it never stops the job.
+
+The issue's `unlike_training` column (how unlike the training data an image is) is left out here:
+wildvision/novelty.py computes that score and is added to screening separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import imagehash
+import numpy as np
+import torch
+from PIL import Image
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from wildvision import model_card, runs
+from wildvision.data import eval_transform
+from wildvision.datacheck import PHASH_THRESHOLD, near_pairs
+from wildvision.images import IMAGE_EXTENSIONS, ImageError, is_image_file, open_image
+from wildvision.predict import LoadedModel, default_batch_size, load_model, prepared_batches
+from wildvision.uploads import ZIP_EXTENSION, UploadLimits, _is_metadata, _is_symlink, _read_capped, _suffix, _TooBig, _unsafe_member_name
+
+SCREENS_DIR_ENV = "WILDVISION_SCREENS_DIR"
+FILES, SCORES, PARTS, UNPACKED = "files.jsonl", "scores.csv", "parts", "unpacked"
+COLUMNS = ["path", "sha256", "probability", "label", "duplicate_group", "error"]
+PART_COLUMNS = ["index", "path", "sha256", "phash", "probability", "label", "error"]
+PART_BATCHES = 32  # batches per part: at 8 images a batch a kill loses under 3 s of CPU work, and 100,000 images make 391 parts
+WINDOW_PARTS = 16  # parts handed to prepared_batches at once: its prefetch restarts only every 4,096 images
+# as `predict`'s zips: the user's own archive, but its members may come from anyone
+ZIP_LIMITS = UploadLimits(max_images=400_000, max_zip_members=400_000, max_total_bytes=8 * 2**30)
+PHASH_SIDE = 64  # pHash shrinks to 32 x 32; reducing to no less than 64 px first keeps its bits (datacheck.DRAFT_SIZE)
+
+
+def default_screens_dir() -> Path:
+    """$WILDVISION_SCREENS_DIR, else screens/ (read on every call, so tests can point it elsewhere)."""
+    return Path(os.environ.get(SCREENS_DIR_ENV, "screens"))
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One row of the file list: the path as the user knows it, the file to read (None: nothing to read), or why not."""
+
+    path: str
+    file: str | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What one read of a file gives: the model's input, SHA-256 and pHash, or the reason it cannot be scored."""
+
+    tensor: torch.Tensor | None
+    sha256: str
+    phash: int | None
+    error: str | None
+
+
+# ---------------------------------------------------------------------------------------------
+# The file list
+# ---------------------------------------------------------------------------------------------
+
+
+def _folder_files(folder: Path) -> Iterator[Listed]:
+    """Image files under `folder`, recursively, in a stable order, without holding the whole tree in memory."""
+    for directory, subfolders, names in os.walk(folder):
+        subfolders.sort()
+        for name in sorted(names):
+            path = Path(directory) / name
+            if is_image_file(path):
+                yield Listed(str(path), os.path.abspath(path))
+
+
+def _list_file(listing: Path) -> Iterator[Listed]:
+    """The paths in a text file, one a line (blank lines and # comments skipped); relative ones are relative to the file's folder."""
+    with open(listing, encoding="utf-8", errors="surrogateescape") as handle:
+        for line in handle:
+            path = line.rstrip("\r\n")
+            if path.strip() and not path.lstrip().startswith("#"):
+                yield Listed(path, os.path.abspath(listing.parent / path))
+
+
+def _zip_members(archive_path: Path, target: Path, limits: UploadLimits) -> Iterator[Listed]:
+    """A zip's image members written to `target` under numbered names; every unsafe member is a row with its reason.
+
+    Applies uploads' checks (path traversal, absolute names, symbolic links, password protection, size caps,
+    members that inflate beyond what they claim); member names are only ever shown, never used as paths."""
+    try:
+        archive = zipfile.ZipFile(archive_path)
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        yield Listed(str(archive_path), None, f"not a readable zip file ({error})")
+        return
+    with archive:
+        members = archive.infolist()
+        if len(members) > limits.max_zip_members:
+            yield Listed(str(archive_path), None, f"the zip lists {len(members):,} entries (the limit is {limits.max_zip_members:,})")
+            return
+        target.mkdir(parents=True, exist_ok=True)
+        unzipped = 0
+        for number, info in enumerate(members, 1):
+            if info.is_dir() or _is_metadata(info.filename) or _suffix(info.filename) not in IMAGE_EXTENSIONS:
+                continue
+            shown = f"{archive_path}/{info.filename}"
+            reason = _unsafe_member_name(info.filename)
+            if reason:
+                yield Listed(shown, None, f"unsafe zip member: {reason}")
+            elif _is_symlink(info):
+                yield Listed(shown, None, "unsafe zip member: a symbolic link")
+            elif info.flag_bits & 0x1:
+                yield Listed(shown, None, "password-protected zip member")
+            elif info.file_size > limits.max_member_bytes:
+                yield Listed(shown, None, f"zip member over {limits.max_member_bytes // 2**20} MB")
+            elif unzipped + info.file_size > limits.max_total_bytes:
+                yield Listed(shown, None, f"the zip inflates to over {limits.max_total_bytes // 2**20} MB in all")
+            else:
+                try:
+                    content = _read_capped(archive, info, min(limits.max_member_bytes, limits.max_total_bytes - unzipped))
+                except _TooBig:
+                    yield Listed(shown, None, "zip member larger than the zip says: possibly a zip bomb")
+                    continue
+                except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError, EOFError, ValueError):
+                    yield Listed(shown, None, "damaged zip member, or packed in a way Python cannot read")
+                    continue
+                unzipped += len(content)
+                path = target / f"{number:06d}{_suffix(info.filename)}"
+                path.write_bytes(content)
+                yield Listed(shown, str(path.resolve()))
+
+
+def iter_sources(sources: list[str], unpack_dir: Path) -> Iterator[Listed]:
+    """Every file the sources name, in order: folders recursively, zips unpacked into `unpack_dir`, list files line by line."""
+    for number, source in enumerate(sources, 1):
+        path = Path(source)
+        if path.is_dir():
+            yield from _folder_files(path)
+        elif path.suffix.lower() == ZIP_EXTENSION:
+            yield from _zip_members(path, unpack_dir / f"{number:03d}", ZIP_LIMITS)
+        elif is_image_file(path):
+            yield Listed(source, os.path.abspath(path))
+        else:
+            yield from _list_file(path)
+
+
+def write_file_list(screen_dir: Path, sources: list[str]) -> int:
+    """Write files.jsonl (streamed, then renamed into place) and return how many rows it has."""
+    count = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal count
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as handle:
+            for row in iter_sources(sources, screen_dir / UNPACKED):
+                handle.write(json.dumps([row.path, row.file, row.error]) + "\n")
+                count += 1
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    runs._write_atomic(screen_dir / FILES, write)
+    return count
+
+
+def read_file_list(screen_dir: Path) -> Iterator[Listed]:
+    with open(screen_dir / FILES, encoding="utf-8", errors="surrogateescape") as handle:
+        for line in handle:
+            yield Listed(*json.loads(line))
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring
+# ---------------------------------------------------------------------------------------------
+
+
+def _phash(image: Image.Image) -> int:
+    """The image's pHash as an int, from a box-reduced copy no smaller than PHASH_SIDE (cheap on large photos)."""
+    factor = max(1, min(image.width, image.height) // PHASH_SIDE)
+    return int(str(imagehash.phash(image.reduce(factor) if factor > 1 else image)), 16)
+
+
+def decoder(loaded: LoadedModel):
+    """The per-file work of the loader threads: SHA-256 of the bytes, then one decode for both pHash and the model's input.
+
+    The hash reads the file once; the decode reads it again from the page cache (open_image takes a path, and
+    that is where every check on a hostile file lives)."""
+    transform = eval_transform(loaded.normalisation)
+
+    def decode(file: str) -> Decoded:
+        try:
+            with open(file, "rb") as handle:
+                sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+        except FileNotFoundError:
+            return Decoded(None, "", None, "file not found")
+        except OSError as error:
+            return Decoded(None, "", None, f"cannot be read ({error.strerror or error})")
+        try:
+            image = open_image(file)
+        except ImageError as error:
+            return Decoded(None, sha256, None, error.reason)
+        return Decoded(transform(image), sha256, _phash(image), None)
+
+    return decode
+
+
+def _part_path(screen_dir: Path, first: int) -> Path:
+    return screen_dir / PARTS / f"part-{first:09d}.csv"
+
+
+def _unread(index: int, row: Listed) -> list:
+    return [index, row.path, "", "", "", "", row.error or ""]
+
+
+def _score_rows(loaded: LoadedModel, rows: list[tuple[int, Listed]], batch_size: int, workers: int | None) -> Iterator[tuple[int, list]]:
+    """(list index, part row) for every row, in list order; prepared_batches' threads decode the files ahead of the forward pass."""
+    readable = [(index, row) for index, row in rows if row.file is not None and row.error is None]
+    scored: dict[int, list] = {}
+    batches = prepared_batches([row.file for _, row in readable], decoder(loaded), batch_size, workers)
+    pending = iter(rows)
+    with contextlib.closing(batches):
+        for batch in batches:
+            ready = []
+            for position, decoded in batch:  # decode catches every ImageError itself, so each is a Decoded
+                index, row = readable[position]
+                scored[index] = [index, row.path, decoded.sha256, "" if decoded.phash is None else f"{decoded.phash:016x}", "", "", decoded.error or ""]
+                if decoded.tensor is not None:
+                    ready.append((index, decoded.tensor))
+            if ready:
+                inputs = torch.stack([tensor for _, tensor in ready]).to(loaded.device, memory_format=torch.channels_last)
+                with torch.inference_mode(), loaded.lock:
+                    probabilities = torch.softmax(loaded.model(inputs).float(), dim=1)[:, 1].cpu().tolist()
+                for (index, _), probability in zip(ready, probabilities):
+                    scored[index][4:6] = [f"{probability:.6f}", loaded.label_for(probability)]
+            last = readable[batch[-1][0]][0]
+            for index, row in pending:  # rows with nothing to read (unsafe zip members) keep their place
+                yield index, scored.pop(index) if index in scored else _unread(index, row)
+                if index == last:
+                    break
+    for index, row in pending:
+        yield index, _unread(index, row)
+
+
+def _windows(screen_dir: Path, part_size: int) -> Iterator[list[tuple[int, Listed]]]:
+    """The list rows of parts not yet written, up to WINDOW_PARTS parts at a time (whole parts only)."""
+    written = {int(part.stem.split("-")[1]) for part in (screen_dir / PARTS).glob("part-*.csv")}
+    window: list[tuple[int, Listed]] = []
+    for index, row in enumerate(read_file_list(screen_dir)):
+        if index - index % part_size in written:
+            continue
+        if len(window) >= WINDOW_PARTS * part_size and index % part_size == 0:
+            yield window
+            window = []
+        window.append((index, row))
+    if window:
+        yield window
+
+
+def _progress(screen_dir: Path, done: int, total: int, started: float, scored: int) -> None:
+    elapsed = time.perf_counter() - started
+    rate = scored / elapsed if elapsed > 0 and scored else None
+    left = round((total - done) / rate) if rate else None
+    runs.write_status(screen_dir, "running", done=done, total=total, images_per_second=round(rate, 1) if rate else None, seconds_left=left)
+    line = f"screened {done:,} / {total:,}" + (f" ({rate:.1f} images/s, {left} s left)" if rate else "")
+    if sys.stderr.isatty():
+        print("\r" + line, end="" if done < total else "\n", file=sys.stderr, flush=True)
+    else:
+        print(line, file=sys.stderr, flush=True)
+
+
+def score_parts(screen_dir: Path, loaded: LoadedModel, batch_size: int, workers: int | None = None) -> None:
+    """Score every list row that has no part yet, writing each part atomically as soon as its last row is scored."""
+    config = runs.read_json(screen_dir / runs.CONFIG)
+    total, part_size = int(config["files"]), int(config["part_size"])
+    (screen_dir / PARTS).mkdir(exist_ok=True)
+    done = sum(min(part_size, total - int(p.stem.split("-")[1])) for p in (screen_dir / PARTS).glob("part-*.csv"))
+    started, scored = time.perf_counter(), 0
+    _progress(screen_dir, done, total, started, scored)
+    for window in _windows(screen_dir, part_size):
+        part: list[list] = []
+        for index, row in _score_rows(loaded, window, batch_size, workers):
+            part.append(row)
+            if (index + 1) % part_size == 0 or index + 1 == total:
+                buffer = io.StringIO()
+                writer = csv.writer(buffer)
+                writer.writerow(PART_COLUMNS)
+                writer.writerows(part)
+                runs.write_text_atomic(_part_path(screen_dir, part[0][0]), buffer.getvalue())
+                done, scored, part = done + len(part), scored + len(part), []
+                _progress(screen_dir, done, total, started, scored)
+
+
+# ---------------------------------------------------------------------------------------------
+# Duplicate groups and scores.csv
+# ---------------------------------------------------------------------------------------------
+
+
+def _part_rows(screen_dir: Path) -> Iterator[dict]:
+    for part in sorted((screen_dir / PARTS).glob("part-*.csv")):
+        with open(part, newline="", encoding="utf-8") as handle:
+            yield from csv.DictReader(handle)
+
+
+def duplicate_group_ids(sha256s: list[str], phashes: list[int | None], threshold: int = PHASH_THRESHOLD) -> list[int | None]:
+    """Per row, the row number (from 1) of the first row that is the same photo: identical bytes or pHashes at most
+    `threshold` bits apart, joined transitively (a copy of a copy); None for a row with no bytes to compare."""
+    edges = [(i, j) for i, j, _ in near_pairs(phashes, threshold)]
+    first: dict[str, int] = {}
+    for index, sha256 in enumerate(sha256s):
+        if sha256:
+            edges.append((first.setdefault(sha256, index), index))
+    n = len(sha256s)
+    rows, columns = (np.array(c, dtype=np.int64) for c in zip(*edges)) if edges else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    _, component = connected_components(coo_matrix((np.ones(len(rows)), (rows, columns)), shape=(n, n)), directed=False)
+    smallest: dict[int, int] = {}
+    for index, label in enumerate(component.tolist()):
+        smallest.setdefault(label, index)
+    return [smallest[label] + 1 if sha256s[index] else None for index, label in enumerate(component.tolist())]
+
+
+def write_scores(screen_dir: Path) -> None:
+    """Merge the parts into scores.csv (in list order, streamed, renamed into place) with duplicate groups."""
+    sha256s, phashes = [], []
+    for row in _part_rows(screen_dir):
+        sha256s.append(row["sha256"])
+        phashes.append(int(row["phash"], 16) if row["phash"] else None)
+    groups = duplicate_group_ids(sha256s, phashes)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(COLUMNS)
+            for row, group in zip(_part_rows(screen_dir), groups):
+                writer.writerow([row["path"], row["sha256"], row["probability"], row["label"], "" if group is None else group, row["error"]])
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    runs._write_atomic(screen_dir / SCORES, write)
+
+
+# ---------------------------------------------------------------------------------------------
+# Jobs
+# ---------------------------------------------------------------------------------------------
+
+
+def model_version(loaded: LoadedModel) -> dict:
+    """What identifies the weights: the checkpoint's path and modification time, or the default model card's code_version."""
+    if loaded.source == "default model":
+        return {"default_model_code_version": model_card.load_card()["code_version"]}
+    path = Path(loaded.source).resolve()
+    return {"checkpoint": str(path), "checkpoint_mtime_ns": path.stat().st_mtime_ns}
+
+
+def create_screen(
+    sources: list[str], model: str, loaded: LoadedModel, batch_size: int, screens_dir: Path, name: str | None = None, part_batches: int = PART_BATCHES
+) -> Path:
+    """A new job folder with config.json and the file list; scoring is left to `finish_screen`.
+
+    `part_batches`: batches per part file (tests make it small to kill a job between parts)."""
+    missing = [source for source in sources if not Path(source).exists()]
+    if missing:
+        raise ValueError(f"no such file or folder: {', '.join(missing)}")
+    screen_dir = runs.create_run_dir(screens_dir, name or Path(sources[0]).stem or "screen")
+    version = model_version(loaded)
+    config = {
+        "model": model,
+        "model_file": version.get("checkpoint", model_card.DEFAULT_NAME),
+        "model_version": version,
+        "architecture": loaded.arch,
+        "threshold": loaded.threshold,
+        "class_names": loaded.class_names,
+        "sources": [str(Path(s).resolve()) for s in sources],
+        "sources_as_given": sources,
+        "files": None,
+        "part_size": batch_size * part_batches,
+        "batch_size": batch_size,
+        "phash_threshold": PHASH_THRESHOLD,
+        "created_at": runs.now(),
+    }
+    runs.write_json_atomic(screen_dir / runs.CONFIG, config)
+    runs.write_status(screen_dir, "queued", message="listing files", pid=os.getpid(), host=socket.gethostname())
+    config["files"] = write_file_list(screen_dir, sources)
+    runs.write_json_atomic(screen_dir / runs.CONFIG, config)
+    return screen_dir
+
+
+def load_screen_model(screen_dir: Path, device: str = "cpu") -> LoadedModel:
+    """The job's model, refused when its weights changed since the job began (its rows would mix two models)."""
+    config = runs.read_json(screen_dir / runs.CONFIG)
+    loaded = load_model(config["model_file"], device=device)
+    if model_version(loaded) != config["model_version"]:
+        raise runs.RunError(f"the model of {screen_dir} changed since the job began ({config['model_version']}); start a new screening job")
+    return loaded
+
+
+def finish_screen(screen_dir: Path, loaded: LoadedModel, workers: int | None = None) -> Path:
+    """Score what is missing, merge scores.csv and mark the job completed (a failure is recorded, then raised)."""
+    config = runs.read_json(screen_dir / runs.CONFIG)
+    if not (screen_dir / FILES).exists() or config["files"] is None:  # killed while listing: list again
+        config["files"] = write_file_list(screen_dir, config["sources_as_given"])
+        runs.write_json_atomic(screen_dir / runs.CONFIG, config)
+    try:
+        score_parts(screen_dir, loaded, int(config["batch_size"]), workers)
+        write_scores(screen_dir)
+    except Exception as error:
+        runs.write_status(screen_dir, "failed", message=str(error))
+        raise
+    total = int(config["files"])
+    runs.write_status(screen_dir, "completed", done=total, total=total, seconds_left=0, message=f"scores in {screen_dir / SCORES}")
+    shutil.rmtree(screen_dir / PARTS, ignore_errors=True)
+    return screen_dir
+
+
+def resume_screen(screen_dir: Path, device: str = "cpu", workers: int | None = None) -> Path:
+    """Finish a killed or failed job; a completed one is left as it is, a running one refused."""
+    screen_dir = Path(screen_dir)
+    status = runs.read_json(screen_dir / runs.STATUS)
+    state = runs.effective_state(status)
+    if state == "completed":
+        return screen_dir
+    if state in ("running", "queued") and "pid" in status:
+        raise runs.RunError(f"screening job {screen_dir} is still running (pid {status['pid']} on {status.get('host')})")
+    return finish_screen(screen_dir, load_screen_model(screen_dir, device), workers)
+
+
+def screen(sources: list[str], model: str = "default", name: str | None = None, screens_dir: Path | None = None, device: str = "cpu") -> Path:
+    """A whole job, start to finish: returns its folder (scores.csv is there)."""
+    loaded = load_model(model, runs.default_runs_dir(), device)
+    screen_dir = create_screen(sources, model, loaded, default_batch_size(loaded.device), screens_dir or default_screens_dir(), name)
+    return finish_screen(screen_dir, loaded)
+
+
+def add_screen_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `screen` command's options, for cli.build_parser."""
+    parser.add_argument(
+        "sources", nargs="*", metavar="SOURCE", help="folders of images (searched recursively), zips of images, or text files listing image paths"
+    )
+    parser.add_argument("--resume", metavar="SCREEN_DIR", help="finish a killed or failed screening job instead of starting one")
+    parser.add_argument(
+        "--model", default="default", help="default (the shipped model), a run folder, a run name under $WILDVISION_RUNS_DIR, or a checkpoint.pt"
+    )
+    parser.add_argument("--name", help="the job folder's name (default: the first source's name)")
+    parser.add_argument("--screens-dir", type=Path, help=f"where job folders go (default: ${SCREENS_DIR_ENV}, else screens/)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+
+
+def run_screen(args: argparse.Namespace) -> int:
+    """`python -m wildvision screen`: 0 when every file was scored, 1 when some could not be read, 2 on bad arguments."""
+    if bool(args.resume) == bool(args.sources):
+        print("error: give SOURCE... to start a screening job, or --resume SCREEN_DIR to finish one (not both)", file=sys.stderr)
+        return 2
+    if args.resume:
+        screen_dir = resume_screen(Path(args.resume), args.device)
+    else:
+        screen_dir = screen(args.sources, args.model, args.name, args.screens_dir, args.device)
+    positive = runs.read_json(screen_dir / runs.CONFIG)["class_names"][1]
+    files = flagged = failed = 0
+    groups: set[str] = set()
+    with open(screen_dir / SCORES, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            files, flagged, failed = files + 1, flagged + (row["label"] == positive), failed + bool(row["error"])
+            groups.add(row["duplicate_group"])
+    groups.discard("")
+    print(f"{screen_dir / SCORES}: {files:,} files, {flagged:,} flagged {positive}, {len(groups):,} distinct photos, {failed:,} could not be read")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m wildvision.screening`: the same command, for background processes and tests."""
+    parser = argparse.ArgumentParser(prog="python -m wildvision.screening", description=__doc__.split("\n\n")[0])
+    add_screen_arguments(parser)
+    return run_screen(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
