@@ -41,11 +41,13 @@ def document(path):
 
 def test_warning_level_puts_95_percent_of_test_in_at_or_below_it():
     rng = np.random.default_rng(1)
-    test_in = clustered(rng, 400)
-    summary = novelty.fit_summary(clustered(rng, 600), test_in, arch="resnet18", k=5, dims=16)
+    train, test_in = clustered(rng, 600), clustered(rng, 400)
+    summary = novelty.fit_summary(train, test_in, arch="resnet18", k=5, dims=16)
     scores = novelty.score(summary, test_in)
     assert np.mean(scores <= summary.warning_level) >= 0.95
     assert np.mean(summary.unusual(scores)) == pytest.approx(0.05, abs=1 / len(test_in))
+    unreadable = np.full((3, train.shape[1]), np.nan)
+    assert novelty.fit_summary(np.vstack([train, unreadable]), np.vstack([unreadable, test_in]), arch="resnet18", k=5, dims=16) == summary
 
 
 def test_save_load_round_trip_is_equal(tmp_path):

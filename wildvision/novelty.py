@@ -84,11 +84,13 @@ def _distances(train: np.ndarray, projected: np.ndarray, k: int) -> np.ndarray:
 
 def fit_summary(train_features: np.ndarray, test_in_features: np.ndarray, *, arch: str, k: int = DEFAULT_K, dims: int = DEFAULT_DIMS) -> NoveltySummary:
     """The summary of `train_features` ([photos, feature dim]; pooled backbone outputs) with its warning level
-    set on `test_in_features`, photos from the same source that the training features do not include.
+    set on `test_in_features`, photos from the same source that the training features do not include. Rows of
+    NaN (unreadable images, as backbone_features gives them) are left out of both.
 
     test_in and not the training photos set the level because a training photo is among its own nearest
     neighbours, so its distances are too small to say what a new photo of the same kind scores.
     """
+    train_features, test_in_features = (f[~np.isnan(f).any(axis=1)] for f in (np.asarray(train_features), np.asarray(test_in_features)))
     unit = _unit(train_features)
     mean = unit.mean(axis=0)
     dims = min(dims, unit.shape[0], unit.shape[1])
