@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from wildvision import catalog, datacheck, paper, runs, wordnet_filter
+from wildvision import catalog, datacheck, decisions, paper, runs, screening, wordnet_filter
 from wildvision.config import REGIMES, TrainConfig
 from wildvision.data import DataFolderError
 from wildvision.images import ImageError
@@ -399,6 +399,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     wordnet_filter.add_filter_arguments(p)
     p.set_defaults(func=wordnet_filter.run_filter)
+
+    p = sub.add_parser(
+        "screen",
+        help="score folders, zips or lists of images with a model, as a resumable screening job",
+        description="Score every image of each SOURCE (a folder, searched recursively; a zip; or a text file listing image paths) "
+        "and write a screening folder under --screens-dir: config.json, status.json and scores.csv (path, sha256, probability, "
+        "label, duplicate_group, error). Files that cannot be read are listed with their reason. Killed at any moment, "
+        "--resume SCREEN_DIR finishes it with every file scored exactly once.",
+    )
+    screening.add_screen_arguments(p)
+    p.set_defaults(func=screening.run_screen)
+
+    p = sub.add_parser(
+        "review",
+        help="record people's decisions on a screening job's images, or list them",
+        description="Decisions (captive / not / unsure, with reviewer, note and time) are kept in the screening folder's "
+        "decisions.sqlite with their full history; the model's scores are never changed.",
+    )
+    decisions.add_review_arguments(p)
+    p.set_defaults(func=decisions.run_review)
 
     p = sub.add_parser("runs", help="list runs and their states", description="List the runs under --runs-dir, newest first.")
     _add_runs_dir(p)

@@ -53,7 +53,7 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _write_atomic(path: Path, write) -> None:
+def write_atomic(path: Path, write) -> None:
     """Write to a temporary name and rename, so readers never see half a file; a failed write says where and why."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
@@ -77,7 +77,7 @@ def write_text_atomic(path: Path, text: str) -> None:
             handle.flush()
             os.fsync(handle.fileno())
 
-    _write_atomic(path, write)
+    write_atomic(path, write)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -85,7 +85,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def save_torch_atomic(path: Path, data: Any) -> None:
-    _write_atomic(path, lambda tmp: torch.save(data, tmp))
+    write_atomic(path, lambda tmp: torch.save(data, tmp))
 
 
 def read_json(path: Path) -> Any:

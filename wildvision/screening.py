@@ -62,7 +62,7 @@ from wildvision.data import eval_transform
 from wildvision.datacheck import PHASH_THRESHOLD, near_pairs
 from wildvision.images import IMAGE_EXTENSIONS, ImageError, is_image_file, open_image
 from wildvision.predict import LoadedModel, default_batch_size, load_model, prepared_batches
-from wildvision.uploads import ZIP_EXTENSION, UploadLimits, _is_metadata, _is_symlink, _read_capped, _suffix, _TooBig, _unsafe_member_name
+from wildvision.uploads import ZIP_EXTENSION, TooBig, UploadLimits, is_metadata, is_symlink, member_suffix, read_capped, unsafe_member_name
 
 SCREENS_DIR_ENV = "WILDVISION_SCREENS_DIR"
 FILES, SCORES, PARTS, UNPACKED = "files.jsonl", "scores.csv", "parts", "unpacked"
@@ -141,13 +141,13 @@ def _zip_members(archive_path: Path, target: Path, limits: UploadLimits) -> Iter
         target.mkdir(parents=True, exist_ok=True)
         unzipped = 0
         for number, info in enumerate(members, 1):
-            if info.is_dir() or _is_metadata(info.filename) or _suffix(info.filename) not in IMAGE_EXTENSIONS:
+            if info.is_dir() or is_metadata(info.filename) or member_suffix(info.filename) not in IMAGE_EXTENSIONS:
                 continue
             shown = f"{archive_path}/{info.filename}"
-            reason = _unsafe_member_name(info.filename)
+            reason = unsafe_member_name(info.filename)
             if reason:
                 yield Listed(shown, None, f"unsafe zip member: {reason}")
-            elif _is_symlink(info):
+            elif is_symlink(info):
                 yield Listed(shown, None, "unsafe zip member: a symbolic link")
             elif info.flag_bits & 0x1:
                 yield Listed(shown, None, "password-protected zip member")
@@ -157,15 +157,15 @@ def _zip_members(archive_path: Path, target: Path, limits: UploadLimits) -> Iter
                 yield Listed(shown, None, f"the zip inflates to over {limits.max_total_bytes // 2**20} MB in all")
             else:
                 try:
-                    content = _read_capped(archive, info, min(limits.max_member_bytes, limits.max_total_bytes - unzipped))
-                except _TooBig:
+                    content = read_capped(archive, info, min(limits.max_member_bytes, limits.max_total_bytes - unzipped))
+                except TooBig:
                     yield Listed(shown, None, "zip member larger than the zip says: possibly a zip bomb")
                     continue
                 except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError, EOFError, ValueError):
                     yield Listed(shown, None, "damaged zip member, or packed in a way Python cannot read")
                     continue
                 unzipped += len(content)
-                path = target / f"{number:06d}{_suffix(info.filename)}"
+                path = target / f"{number:06d}{member_suffix(info.filename)}"
                 path.write_bytes(content)
                 yield Listed(shown, str(path.resolve()))
 
@@ -197,7 +197,7 @@ def write_file_list(screen_dir: Path, sources: list[str]) -> int:
             handle.flush()
             os.fsync(handle.fileno())
 
-    runs._write_atomic(screen_dir / FILES, write)
+    runs.write_atomic(screen_dir / FILES, write)
     return count
 
 
@@ -373,7 +373,7 @@ def write_scores(screen_dir: Path) -> None:
             handle.flush()
             os.fsync(handle.fileno())
 
-    runs._write_atomic(screen_dir / SCORES, write)
+    runs.write_atomic(screen_dir / SCORES, write)
 
 
 # ---------------------------------------------------------------------------------------------

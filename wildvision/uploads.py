@@ -49,7 +49,7 @@ class UploadBatch:
     notes: list[str] = field(default_factory=list)  # one line each: what was skipped and why
 
 
-def _unsafe_member_name(name: str) -> str | None:
+def unsafe_member_name(name: str) -> str | None:
     """Why a zip member's name is unsafe to honour (path traversal, absolute path), or None if it is fine."""
     if "\x00" in name:
         return "a NUL character in its name"
@@ -62,17 +62,17 @@ def _unsafe_member_name(name: str) -> str | None:
     return None
 
 
-def _is_symlink(info: zipfile.ZipInfo) -> bool:
+def is_symlink(info: zipfile.ZipInfo) -> bool:
     return info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16)  # 3: made on Unix
 
 
-def _is_metadata(name: str) -> bool:
+def is_metadata(name: str) -> bool:
     """Files that archivers add and no user counts as content: macOS resource forks, Finder and Windows files."""
     parts = PurePosixPath(name.replace("\\", "/")).parts
     return any(part == "__MACOSX" for part in parts) or (bool(parts) and (parts[-1].startswith("._") or parts[-1] in (".DS_Store", "Thumbs.db")))
 
 
-def _suffix(name: str) -> str:
+def member_suffix(name: str) -> str:
     return PurePosixPath(name.replace("\\", "/")).suffix.lower()
 
 
@@ -108,13 +108,13 @@ class Unpacker:
         if self.full:
             self._note_full()
             return
-        path = self.folder / f"{len(self.batch.images) + 1:05d}{_suffix(name)}"
+        path = self.folder / f"{len(self.batch.images) + 1:05d}{member_suffix(name)}"
         path.write_bytes(data)
         self.batch.images.append(UploadedImage(name, path, hashlib.sha256(data).hexdigest()))
 
     def add_upload(self, name: str, data: bytes | BinaryIO) -> None:
         """One uploaded file: an image is kept as it is (open_image judges it later); a zip is unpacked."""
-        suffix = _suffix(name)
+        suffix = member_suffix(name)
         if suffix == ZIP_EXTENSION:
             self.add_zip(name, data)
         elif suffix in IMAGE_EXTENSIONS:
@@ -137,16 +137,16 @@ class Unpacker:
             skipped: dict[str, list[str]] = {}
             for info in members:
                 member = f"{name}/{info.filename}"
-                if info.is_dir() or _is_metadata(info.filename):
+                if info.is_dir() or is_metadata(info.filename):
                     continue
-                reason = _unsafe_member_name(info.filename)
+                reason = unsafe_member_name(info.filename)
                 if reason:
                     skipped.setdefault(f"unsafe: {reason}", []).append(info.filename)
                     continue
-                if _is_symlink(info):
+                if is_symlink(info):
                     skipped.setdefault("a symbolic link", []).append(info.filename)
                     continue
-                if _suffix(info.filename) not in IMAGE_EXTENSIONS:
+                if member_suffix(info.filename) not in IMAGE_EXTENSIONS:
                     skipped.setdefault("not an image", []).append(info.filename)
                     continue
                 if self.full:
@@ -162,8 +162,8 @@ class Unpacker:
                     self.batch.notes.append(f"{name}: stopped unpacking at {info.filename}: over {limits.max_total_bytes // 2**20} MB uncompressed in all")
                     break
                 try:
-                    content = _read_capped(archive, info, min(limits.max_member_bytes, limits.max_total_bytes - self.unzipped))
-                except _TooBig:
+                    content = read_capped(archive, info, min(limits.max_member_bytes, limits.max_total_bytes - self.unzipped))
+                except TooBig:
                     skipped.setdefault("larger than the zip says: possibly a zip bomb", []).append(info.filename)
                     continue
                 except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError, EOFError, ValueError):
@@ -175,18 +175,18 @@ class Unpacker:
                 self.batch.notes.append(f"{name}: {_summarise(kind, names)}")
 
 
-class _TooBig(Exception):
+class TooBig(Exception):
     pass
 
 
-def _read_capped(archive: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
+def read_capped(archive: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
     """A member's bytes, refusing to inflate more than `cap` whatever its header claims."""
     chunks, total = [], 0
     with archive.open(info) as handle:
         while chunk := handle.read(1 << 20):
             total += len(chunk)
             if total > cap:
-                raise _TooBig()
+                raise TooBig()
             chunks.append(chunk)
     return b"".join(chunks)
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from wildvision import runs
 from wildvision.images import is_image_file
 
 if TYPE_CHECKING:
@@ -269,21 +270,15 @@ def write_output(decisions: list[Decision], out: str | Path) -> Path:
         if (out / name).is_symlink():
             (out / name).unlink()
     kept = [decision.image for decision in decisions if decision.keep]
-    _write_atomically(out / LINKS_MANIFEST, "".join(f"{image.name}\n" for image in kept))
+    runs.write_text_atomic(out / LINKS_MANIFEST, "".join(f"{image.name}\n" for image in kept))
     for image in kept:
         (out / image.name).symlink_to(image.absolute())
     table = io.StringIO()
     writer = csv.writer(table)
     writer.writerow(["image", "reason", "words"])
     writer.writerows([decision.image.name, decision.reason, " ".join(decision.words)] for decision in decisions if not decision.keep)
-    _write_atomically(out / DROPPED_CSV, table.getvalue())
+    runs.write_text_atomic(out / DROPPED_CSV, table.getvalue())
     return out / DROPPED_CSV
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
 
 
 def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
