@@ -17,9 +17,10 @@ def test_default_model_predicts_a_generated_image_without_shared_data(tmp_path):
     result = run_cli("predict", str(image))
     assert result.returncode == 0, result.stderr[-2000:]
     header, line = result.stdout.strip().splitlines()
-    path, probability, label = line.split(",")
-    assert header == "path,probability,label" and path == str(image)
+    path, probability, label, unlike, unusual = line.split(",")
+    assert header == "path,probability,label,unlike_training,unusual" and path == str(image)
     assert 0 <= float(probability) <= 1 and label in ("captive", "not_captive")
+    assert float(unlike) > 0 and unusual == "true"  # random noise is unlike any photo the default model learnt from
 
 
 def test_model_card_renders_its_numbers_and_limits():

@@ -86,3 +86,19 @@ def test_defaults_suit_the_device_and_the_cores():
     assert default_batch_size(torch.device("cpu")) == 8 and default_batch_size(torch.device("cuda")) == 32
     cores = len(os.sched_getaffinity(0))
     assert 1 <= loader_threads() <= max(1, cores - 1)
+
+
+def test_each_prediction_says_how_unlike_the_training_photos_its_image_is(shared, tmp_path):
+    """The default model keeps a summary of its training photos: a noise image is unusual, a training photo is not."""
+    import numpy as np
+    from PIL import Image
+
+    from wildvision.predict import load_model, predict_paths
+
+    loaded = load_model("default")
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)).save(noise)
+    photo = min((shared / "demo-data" / "train" / "captive").iterdir())
+    unusual, usual = predict_paths(loaded, [noise, photo])
+    assert unusual.unusual and unusual.unlike_training > loaded.novelty.warning_level
+    assert not usual.unusual and usual.unlike_training <= loaded.novelty.warning_level

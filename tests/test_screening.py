@@ -73,6 +73,8 @@ def test_a_folder_a_zip_and_a_list_with_hostile_files_and_reposts(shared, tmp_pa
     for prediction in expected:
         row = by_name[Path(prediction.path).name]
         assert float(row["probability"]) == pytest.approx(prediction.probability, abs=1e-5) and row["label"] == prediction.label
+        assert float(row["unlike_training"]) == pytest.approx(prediction.unlike_training, abs=1e-3)  # the default model keeps a summary
+    assert all(row["unlike_training"] == "" for row in rows if row["error"])
 
     config = runs.read_json(screen_dir / runs.CONFIG)
     assert config["files"] == len(rows) and config["architecture"] == default_model.arch and config["threshold"] == default_model.threshold

@@ -104,7 +104,7 @@ def test_predict_cli_writes_csv_and_reports_unreadable_images(trained_run, tmp_p
     assert result.returncode == 1  # some images failed
     assert "broken.jpg" in result.stderr and "Traceback" not in result.stderr
     lines = (tmp_path / "out.csv").read_text().splitlines()
-    assert lines[0] == "path,probability,label" and len(lines) == 4
+    assert lines[0] == "path,probability,label,unlike_training,unusual" and len(lines) == 4
     assert all(0 <= float(line.split(",")[1]) <= 1 for line in lines[1:])
 
 

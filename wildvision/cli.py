@@ -161,10 +161,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = open(args.csv, "w", newline="", encoding="utf-8") if args.csv else sys.stdout
     try:
         writer = csv.writer(out)
-        writer.writerow(["path", "probability", "label"])
+        writer.writerow(["path", "probability", "label", "unlike_training", "unusual"])  # the last two empty without a summary
         for p in predictions:
             if p.error is None:
-                writer.writerow([p.path, f"{p.probability:.6f}", p.label])
+                unlike = "" if p.unlike_training is None else f"{p.unlike_training:.4f}"
+                writer.writerow([p.path, f"{p.probability:.6f}", p.label, unlike, "" if p.unusual is None else str(p.unusual).lower()])
     finally:
         if args.csv:
             out.close()

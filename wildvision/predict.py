@@ -7,7 +7,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -15,7 +15,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from wildvision import model_card, runs
+from wildvision import model_card, novelty, runs
 from wildvision.data import eval_transform
 from wildvision.evaluate import resolve_device
 from wildvision.images import ImageError, is_image_file, open_image
@@ -46,6 +46,7 @@ class LoadedModel:
     device: torch.device
     normalisation: Normalisation = IMAGENET
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    novelty: novelty.NoveltySummary | None = field(default=None, repr=False, compare=False)  # how unlike its training photos an image is
 
     @property
     def positive_class(self) -> str:
@@ -62,6 +63,19 @@ class Prediction:
     probability: float | None  # of the positive class; None when the image could not be read
     label: str | None
     error: str | None = None
+    unlike_training: float | None = None  # novelty.score; None when the model has no summary of its training photos
+    unusual: bool | None = None  # above the model's warning level: treat the probability with caution
+
+
+def forward(loaded: LoadedModel, inputs: torch.Tensor) -> tuple[list[float], list[float] | None]:
+    """One forward pass under the model's lock: each image's positive-class probability and, when the model keeps a
+    summary of its training photos, how unlike them the image is (novelty.score), read from the same pass."""
+    with loaded.lock, novelty.head_inputs(loaded) if loaded.novelty is not None else nullcontext([]) as captured:
+        logits = loaded.model(inputs)
+    probabilities = torch.softmax(logits.float(), dim=1)[:, 1].cpu().tolist()
+    if loaded.novelty is None:
+        return probabilities, None
+    return probabilities, novelty.score(loaded.novelty, captured[0].float().numpy()).tolist()
 
 
 def checkpoint_path(model: str | Path, runs_dir: str | Path = "runs") -> Path:
@@ -106,7 +120,16 @@ def load_model(model: str | Path, runs_dir: str | Path = "runs", device: str = "
     network = network.to(target, memory_format=torch.channels_last).eval()
     stored = checkpoint.get("normalisation", {})
     norm = (tuple(stored["mean"]), tuple(stored["std"])) if "mean" in stored else normalisation(arch)
-    return LoadedModel(network, arch, list(checkpoint["class_names"]), float(checkpoint["threshold"]), str(path), target, norm)
+    summary = _novelty_summary(path.parent / novelty.FILE, arch)
+    return LoadedModel(network, arch, list(checkpoint["class_names"]), float(checkpoint["threshold"]), str(path), target, norm, novelty=summary)
+
+
+def _novelty_summary(path: Path, arch: str) -> novelty.NoveltySummary | None:
+    """The summary of a model's training photos kept beside it, if there is one for this architecture."""
+    if not path.is_file():
+        return None
+    summary = novelty.load(path)
+    return summary if summary.arch == arch else None
 
 
 def _load_default(device: str) -> LoadedModel:
@@ -116,7 +139,8 @@ def _load_default(device: str) -> LoadedModel:
     target = resolve_device(device)
     network = network.to(target, memory_format=torch.channels_last).eval()
     norm = (tuple(stored["normalisation"]["mean"]), tuple(stored["normalisation"]["std"]))
-    return LoadedModel(network, stored["arch"], list(stored["class_names"]), float(stored["threshold"]), "default model", target, norm)
+    summary = _novelty_summary(model_card.DEFAULT_DIR / novelty.FILE, stored["arch"])
+    return LoadedModel(network, stored["arch"], list(stored["class_names"]), float(stored["threshold"]), "default model", target, norm, novelty=summary)
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
@@ -211,9 +235,9 @@ def predict_paths(loaded: LoadedModel, paths: Sequence[str | Path], batch_size: 
                     readable.append((index, prepared))
             if readable:
                 inputs = torch.stack([tensor for _, tensor in readable]).to(loaded.device, memory_format=torch.channels_last)
-                with loaded.lock:
-                    logits = loaded.model(inputs)
-                probabilities = torch.softmax(logits.float(), dim=1)[:, 1].cpu()
-                for (index, _), probability in zip(readable, probabilities.tolist()):
-                    predictions[index] = Prediction(str(paths[index]), probability, loaded.label_for(probability))
+                probabilities, unlike = forward(loaded, inputs)
+                for position, ((index, _), probability) in enumerate(zip(readable, probabilities)):
+                    score = unlike[position] if unlike is not None else None
+                    unusual = bool(score > loaded.novelty.warning_level) if score is not None else None
+                    predictions[index] = Prediction(str(paths[index]), probability, loaded.label_for(probability), None, score, unusual)
     return predictions

@@ -28,8 +28,8 @@ group's first file; a photo seen once is its own group. Groups are computed at t
 A file that cannot be used (corrupt, truncated, a decompression bomb, not an image, missing, an unsafe
 zip member) is a row whose `error` says why; it never stops the job.
 
-The issue's `unlike_training` column (how unlike the training data an image is) is left out here:
-wildvision/novelty.py computes that score and is added to screening separately.
+`unlike_training` is how unlike the model's training photos an image is (wildvision.novelty, from the same
+forward pass as its probability); empty when the model keeps no summary of its training photos.
 """
 
 from __future__ import annotations
@@ -61,13 +61,13 @@ from wildvision import model_card, runs
 from wildvision.data import eval_transform
 from wildvision.datacheck import PHASH_THRESHOLD, near_pairs
 from wildvision.images import IMAGE_EXTENSIONS, ImageError, is_image_file, open_image
-from wildvision.predict import LoadedModel, default_batch_size, load_model, prepared_batches
+from wildvision.predict import LoadedModel, default_batch_size, forward, load_model, prepared_batches
 from wildvision.uploads import ZIP_EXTENSION, TooBig, UploadLimits, is_metadata, is_symlink, member_suffix, read_capped, unsafe_member_name
 
 SCREENS_DIR_ENV = "WILDVISION_SCREENS_DIR"
 FILES, SCORES, PARTS, UNPACKED = "files.jsonl", "scores.csv", "parts", "unpacked"
-COLUMNS = ["path", "sha256", "probability", "label", "duplicate_group", "error"]
-PART_COLUMNS = ["index", "path", "sha256", "phash", "probability", "label", "error"]
+COLUMNS = ["path", "sha256", "probability", "label", "unlike_training", "duplicate_group", "error"]
+PART_COLUMNS = ["index", "path", "sha256", "phash", "probability", "label", "unlike_training", "error"]
 PART_BATCHES = 32  # batches per part: at 8 images a batch a kill loses under 3 s of CPU work, and 100,000 images make 391 parts
 WINDOW_PARTS = 16  # parts handed to prepared_batches at once: its prefetch restarts only every 4,096 images
 # as `predict`'s zips: the user's own archive, but its members may come from anyone
@@ -247,7 +247,7 @@ def _part_path(screen_dir: Path, first: int) -> Path:
 
 
 def _unread(index: int, row: Listed) -> list:
-    return [index, row.path, "", "", "", "", row.error or ""]
+    return [index, row.path, "", "", "", "", "", row.error or ""]
 
 
 def _score_rows(loaded: LoadedModel, rows: list[tuple[int, Listed]], batch_size: int, workers: int | None) -> Iterator[tuple[int, list]]:
@@ -261,15 +261,16 @@ def _score_rows(loaded: LoadedModel, rows: list[tuple[int, Listed]], batch_size:
             ready = []
             for position, decoded in batch:  # decode catches every ImageError itself, so each is a Decoded
                 index, row = readable[position]
-                scored[index] = [index, row.path, decoded.sha256, "" if decoded.phash is None else f"{decoded.phash:016x}", "", "", decoded.error or ""]
+                scored[index] = [index, row.path, decoded.sha256, "" if decoded.phash is None else f"{decoded.phash:016x}", "", "", "", decoded.error or ""]
                 if decoded.tensor is not None:
                     ready.append((index, decoded.tensor))
             if ready:
                 inputs = torch.stack([tensor for _, tensor in ready]).to(loaded.device, memory_format=torch.channels_last)
-                with torch.inference_mode(), loaded.lock:
-                    probabilities = torch.softmax(loaded.model(inputs).float(), dim=1)[:, 1].cpu().tolist()
-                for (index, _), probability in zip(ready, probabilities):
-                    scored[index][4:6] = [f"{probability:.6f}", loaded.label_for(probability)]
+                with torch.inference_mode():
+                    probabilities, unlike = forward(loaded, inputs)
+                for position, ((index, _), probability) in enumerate(zip(ready, probabilities)):
+                    unlike_training = "" if unlike is None else f"{unlike[position]:.4f}"
+                    scored[index][4:7] = [f"{probability:.6f}", loaded.label_for(probability), unlike_training]
             last = readable[batch[-1][0]][0]
             for index, row in pending:  # rows with nothing to read (unsafe zip members) keep their place
                 yield index, scored.pop(index) if index in scored else _unread(index, row)
@@ -369,7 +370,7 @@ def write_scores(screen_dir: Path) -> None:
             writer = csv.writer(handle)
             writer.writerow(COLUMNS)
             for row, group in zip(_part_rows(screen_dir), groups):
-                writer.writerow([row["path"], row["sha256"], row["probability"], row["label"], "" if group is None else group, row["error"]])
+                writer.writerow([row["path"], row["sha256"], row["probability"], row["label"], row["unlike_training"], "" if group is None else group, row["error"]])
             handle.flush()
             os.fsync(handle.fileno())
 
