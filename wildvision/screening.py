@@ -370,7 +370,9 @@ def write_scores(screen_dir: Path) -> None:
             writer = csv.writer(handle)
             writer.writerow(COLUMNS)
             for row, group in zip(_part_rows(screen_dir), groups):
-                writer.writerow([row["path"], row["sha256"], row["probability"], row["label"], row["unlike_training"], "" if group is None else group, row["error"]])
+                writer.writerow(
+                    [row["path"], row["sha256"], row["probability"], row["label"], row["unlike_training"], "" if group is None else group, row["error"]]
+                )
             handle.flush()
             os.fsync(handle.fileno())
 
