@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from benchmarking import demo_photos, time_interleaved
+from benchmarking import demo_photos, report_throughput, time_interleaved
 from torch.utils.data import DataLoader, Dataset
 
 from wildvision.data import eval_transform
@@ -93,7 +93,6 @@ def main() -> None:
         "predict_paths, batch 32": lambda photos: predict_paths(loaded, photos, 32, args.workers),
     }
     seconds = time_interleaved(variants, paths[:64], paths, args.repeat)
-    throughput = {name: len(paths) / min(times) for name, times in seconds.items()}
 
     reference = per_image_loop(loaded, paths)
     batched = [p.probability for p in predict_paths(loaded, paths, batch_size, args.workers)]
@@ -103,9 +102,7 @@ def main() -> None:
         f"{len(os.sched_getaffinity(0))} cores, batch size {batch_size}, "
         f"loader threads {args.workers or loader_threads()}; best of {args.repeat} interleaved repeats"
     )
-    for name, value in throughput.items():
-        runs = ", ".join(f"{len(paths) / t:.1f}" for t in seconds[name])
-        print(f"  {name:32s} {value:7.1f} images/s  (repeats: {runs})")
+    throughput = report_throughput(len(paths), seconds, width=32)
     batch_vs_loop = throughput["predict_paths"] / throughput["per-image loop"]
     batch_vs_bare = throughput["predict_paths"] / throughput["bare forward"]
     print(f"predict_paths / per-image loop: {batch_vs_loop:.2f}x (target >= 2)")

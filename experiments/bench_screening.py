@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from benchmarking import demo_photos, time_interleaved
+from benchmarking import demo_photos, report_throughput, time_interleaved
 
 from wildvision import screening
 from wildvision.predict import LoadedModel, default_batch_size, load_model, loader_threads, predict_paths
@@ -52,15 +52,12 @@ def main() -> None:
             "screening job": lambda photos: screening_job(loaded, photos, folder),
         }
         seconds = time_interleaved(variants, paths[:64], paths, args.repeat)
-    throughput = {name: len(paths) / min(times) for name, times in seconds.items()}
     print(
         f"{len(paths)} demo photos, default model ({loaded.arch}) on CPU, {torch.get_num_threads()} torch threads, "
         f"{len(os.sched_getaffinity(0))} cores, batch size {default_batch_size(loaded.device)}, "
         f"loader threads {loader_threads()}; best of {args.repeat} interleaved repeats"
     )
-    for name, value in throughput.items():
-        runs = ", ".join(f"{len(paths) / t:.1f}" for t in seconds[name])
-        print(f"  {name:16s} {value:7.1f} images/s  (repeats: {runs})")
+    throughput = report_throughput(len(paths), seconds, width=16)
     print(f"ratio: {throughput['screening job'] / throughput['predict_paths']:.2f}")
 
 

@@ -68,3 +68,12 @@ def time_interleaved(variants: dict[str, Callable[[Sequence], object]], warm_up:
             run(timed)
             seconds[name].append(time.perf_counter() - start)
     return seconds
+
+
+def report_throughput(count: int, seconds: dict[str, list[float]], width: int = 16) -> dict[str, float]:
+    """Print each variant's best images per second (and every repeat's) for `count` images; return the best rates."""
+    throughput = {name: count / min(times) for name, times in seconds.items()}
+    for name, value in throughput.items():
+        repeats = ", ".join(f"{count / t:.1f}" for t in seconds[name])
+        print(f"  {name:{width}s} {value:7.1f} images/s  (repeats: {repeats})")
+    return throughput

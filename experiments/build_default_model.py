@@ -20,8 +20,7 @@ from pathlib import Path
 import torch
 
 from wildvision import runs
-from wildvision.config import TrainConfig
-from wildvision.model_card import DEFAULT_DIR, build_card, save_default_model
+from wildvision.model_card import DEFAULT_DIR, build_card, save_default_model, training_config
 from wildvision.train import execute_run, start_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,18 +35,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="image-loading workers (default: 2)")
     args = parser.parse_args()
     demo = Path(args.shared).resolve() / "demo-data"
-    config = TrainConfig(
-        arch="efficientnet_lite0",
-        regime="transfer",
-        data=str(demo / "train"),
-        with_background=True,
-        weights="imagenet",
-        tests={"test_out_pet": str(demo / "test_out_pet"), "test_out_nopet": str(demo / "test_out_nopet")},
-        epochs=args.epochs,
-        seed=0,
-        device="cpu",
-        num_workers=args.workers,
-    )
+    config = training_config(demo, args.epochs, args.workers)
     with tempfile.TemporaryDirectory() as scratch:
         run_dir = start_run(config, scratch, "default-model")
         execute_run(run_dir)

@@ -25,8 +25,7 @@ from sklearn.covariance import LedoitWolf
 from sklearn.metrics import roc_auc_score
 
 from wildvision import novelty, runs
-from wildvision.config import TrainConfig
-from wildvision.model_card import DEFAULT_DIR
+from wildvision.model_card import DEFAULT_DIR, training_config
 from wildvision.predict import load_model
 from wildvision.train import prepare_data
 
@@ -37,15 +36,7 @@ VARIANTS = ((1, 1280), (5, 1280), (1, 256), (5, 256), (10, 256), (5, 128), (10, 
 
 def demo_sets(demo: Path) -> dict[str, list[Path]]:
     """The default model's train and test_in photos, and each out-of-distribution set's folders."""
-    config = TrainConfig(
-        arch="efficientnet_lite0",
-        regime="transfer",
-        data=str(demo / "train"),
-        with_background=True,
-        weights="imagenet",
-        seed=0,
-        device="cpu",
-    )
+    config = training_config(demo)
     train, test_in, _, _ = prepare_data(config)
     shipped = runs.read_json(DEFAULT_DIR / runs.SPLIT)["test_in"]
     if sorted(str(s.path.relative_to(demo / "train")) for s in test_in) != sorted(shipped):

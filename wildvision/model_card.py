@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from wildvision import runs
+from wildvision.config import TrainConfig
 from wildvision.models import build_model, head, head_prefix
 from wildvision.wording import line_text
 
@@ -37,6 +38,23 @@ PROXY_LIMITATION = (
     "exotic-pet listings the paper studied."
 )
 SIGNIFICANT_DROP = 0.05  # a fall in precision or recall at the threshold, from test_in to another set, worth a sentence
+
+
+def training_config(demo: Path, epochs: int = 5000, workers: int = 2) -> TrainConfig:
+    """The default model's recipe on the demo data at `demo` (../shared/demo-data): what
+    experiments/build_default_model.py trains, and where experiments/measure_novelty.py re-derives its split from."""
+    return TrainConfig(
+        arch=ARCH,
+        regime="transfer",
+        data=str(demo / "train"),
+        with_background=True,
+        weights="imagenet",
+        tests={"test_out_pet": str(demo / "test_out_pet"), "test_out_nopet": str(demo / "test_out_nopet")},
+        epochs=epochs,
+        seed=0,
+        device="cpu",
+        num_workers=workers,
+    )
 
 
 def limitations(metrics: dict[str, dict]) -> list[str]:
