@@ -277,6 +277,13 @@ def cmd_gain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command(sub, name: str, help_text: str, description: str, add_arguments, run) -> None:
+    """A subcommand whose module defines its own arguments and what it runs (screening, decisions, wordnet_filter)."""
+    parser = sub.add_parser(name, help=help_text, description=description)
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m wildvision", description="Train, evaluate and use image classifiers that flag online wildlife trade (Kulkarni & Di Minin, 2022)."
@@ -391,35 +398,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", action="append", type=_test_folder, default=[], metavar="[NAME=]DIR", help="a test set to check against the data; repeat for more")
     p.add_argument("--positive", default="captive", help="the positive class folder (default: captive)")
     p.set_defaults(func=lambda args: datacheck.run_check(args.folders, args.test, args.positive))
-    p = data_sub.add_parser(
+    _command(
+        data_sub,
         "wordnet-filter",
-        help="keep the captioned photos whose captions name no animal (the paper's test_out_nopet)",
-        description="Link into --out every photo of IMAGES_DIR whose captions name no noun under WordNet's animal.n.01 "
+        "keep the captioned photos whose captions name no animal (the paper's test_out_nopet)",
+        "Link into --out every photo of IMAGES_DIR whose captions name no noun under WordNet's animal.n.01 "
         "(people excluded), as the paper built test_out_nopet, and list the dropped ones with the words that matched. "
         "Works offline with Debian's WordNet (apt-get install wordnet-base).",
+        wordnet_filter.add_filter_arguments,
+        wordnet_filter.run_filter,
     )
-    wordnet_filter.add_filter_arguments(p)
-    p.set_defaults(func=wordnet_filter.run_filter)
-
-    p = sub.add_parser(
+    _command(
+        sub,
         "screen",
-        help="score folders, zips or lists of images with a model, as a resumable screening job",
-        description="Score every image of each SOURCE (a folder, searched recursively; a zip; or a text file listing image paths) "
+        "score folders, zips or lists of images with a model, as a resumable screening job",
+        "Score every image of each SOURCE (a folder, searched recursively; a zip; or a text file listing image paths) "
         "and write a screening folder under --screens-dir: config.json, status.json and scores.csv (path, sha256, probability, "
-        "label, duplicate_group, error). Files that cannot be read are listed with their reason. Killed at any moment, "
-        "--resume SCREEN_DIR finishes it with every file scored exactly once.",
+        "label, unlike_training, duplicate_group, error). Files that cannot be read are listed with their reason. Killed at any "
+        "moment, --resume SCREEN_DIR finishes it with every file scored exactly once.",
+        screening.add_screen_arguments,
+        screening.run_screen,
     )
-    screening.add_screen_arguments(p)
-    p.set_defaults(func=screening.run_screen)
-
-    p = sub.add_parser(
+    _command(
+        sub,
         "review",
-        help="record people's decisions on a screening job's images, or list them",
-        description="Decisions (captive / not / unsure, with reviewer, note and time) are kept in the screening folder's "
+        "record people's decisions on a screening job's images, or list them",
+        "Decisions (captive / not / unsure, with reviewer, note and time) are kept in the screening folder's "
         "decisions.sqlite with their full history; the model's scores are never changed.",
+        decisions.add_review_arguments,
+        decisions.run_review,
     )
-    decisions.add_review_arguments(p)
-    p.set_defaults(func=decisions.run_review)
 
     p = sub.add_parser("runs", help="list runs and their states", description="List the runs under --runs-dir, newest first.")
     _add_runs_dir(p)
