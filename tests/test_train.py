@@ -106,6 +106,8 @@ def test_predict_cli_writes_csv_and_reports_unreadable_images(trained_run, tmp_p
     lines = (tmp_path / "out.csv").read_text().splitlines()
     assert lines[0] == "path,probability,label,unlike_training,unusual" and len(lines) == 4
     assert all(0 <= float(line.split(",")[1]) <= 1 for line in lines[1:])
+    assert (run_dir / "novelty.npz").is_file()  # the run keeps what its predictions' unlike-training score needs
+    assert all(float(line.split(",")[3]) >= 0 and line.split(",")[4] in ("true", "false") for line in lines[1:])
 
 
 def test_evaluate_reproduces_the_stored_out_of_distribution_results(trained_run):

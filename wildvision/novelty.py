@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from wildvision import runs
 from wildvision.data import eval_transform
 from wildvision.images import ImageError, open_image
 from wildvision.models import head
@@ -115,16 +116,21 @@ def score(summary: NoveltySummary, features: np.ndarray) -> np.ndarray:
 
 
 def save(summary: NoveltySummary, path: str | Path) -> None:
-    """Store the summary as plain arrays (an .npz that loads without pickle)."""
-    np.savez_compressed(
-        path,
-        arch=np.array(summary.arch),
-        mean=summary.mean,
-        components=summary.components,
-        train=summary.train,
-        k=np.array(summary.k),
-        warning_level=np.array(summary.warning_level),
-    )
+    """Store the summary as plain arrays (an .npz that loads without pickle), written atomically like a run's files."""
+    arrays = {
+        "arch": np.array(summary.arch),
+        "mean": summary.mean,
+        "components": summary.components,
+        "train": summary.train,
+        "k": np.array(summary.k),
+        "warning_level": np.array(summary.warning_level),
+    }
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:  # a handle, so numpy does not add ".npz" to the temporary name
+            np.savez_compressed(handle, **arrays)
+
+    runs.write_atomic(Path(path), write)
 
 
 def load(path: str | Path) -> NoveltySummary:

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from wildvision import features, runs
+from wildvision import features, novelty, runs
 from wildvision.config import Phase, TrainConfig
 from wildvision.data import Sample, eval_transform, file_list_hash, make_loader, scan_folder, stratified_split, train_transform
 from wildvision.datacheck import sample_groups, test_duplicates
@@ -419,10 +419,27 @@ def _train_and_evaluate(run_dir: Path) -> dict:
     model.load_state_dict(best["state_dict"])
     results, scores, rule = evaluate_run_model(model, config, {"test_in": test_in} | prepare_tests(config, train), device)
     runs.save_torch_atomic(run_dir / runs.CHECKPOINT, best | {"threshold": rule["threshold"], "threshold_rule": rule})
+    _save_novelty_summary(run_dir, config, train, test_in)
     runs.write_json_atomic(run_dir / runs.SCORES, scores)
     runs.write_json_atomic(run_dir / runs.RESULTS, {"best_epoch": best["epoch"], "epochs_run": state["epoch"], "threshold": rule, "test_sets": results})
     last_path.unlink(missing_ok=True)  # the best model is in checkpoint.pt; the resume state is no longer needed
     return results
+
+
+def _save_novelty_summary(run_dir: Path, config: TrainConfig, train: list[Sample], test_in: list[Sample]) -> None:
+    """What the "unlike the training photos" score of this run's predictions needs (wildvision.novelty): the training
+    photos' backbone features, and a warning level from test_in's; one more forward pass over both with the best model.
+    The run's results do not depend on it, so a failure is logged and the run completes without the score."""
+    from wildvision.predict import load_model
+
+    try:
+        loaded = load_model(run_dir / runs.CHECKPOINT, device=config.device)
+        train_features = novelty.backbone_features(loaded, [sample.path for sample in train])
+        test_in_features = novelty.backbone_features(loaded, [sample.path for sample in test_in])
+        summary = novelty.fit_summary(train_features, test_in_features, arch=config.arch, k=min(novelty.DEFAULT_K, len(train)))
+        novelty.save(summary, run_dir / novelty.FILE)
+    except (ValueError, RuntimeError, OSError) as error:
+        log.warning("no summary of the training photos, so predictions will not say how unlike them a photo is: %s", error)
 
 
 def _stored_features(model: nn.Module, config: TrainConfig, train: list[Sample], test_in: list[Sample], device: torch.device, run_dir: Path):
