@@ -73,6 +73,26 @@ def demo_subset(tmp_path: Path, per_class: dict[str, int], source: str = "train"
     return root
 
 
+def slow_squeezenet_config(data: Path, epochs: int, **overrides):
+    """A small SqueezeNet transfer run on `data` from the shipped offline weights, on the plain loop (feature_views=0):
+    epochs on stored features could all finish before a cancel arrives, and these runs are there to be cancelled."""
+    from wildvision.config import TrainConfig
+
+    return TrainConfig(
+        arch="squeezenet1_0",
+        regime="transfer",
+        data=str(data),
+        weights=str(SQUEEZENET_WEIGHTS),
+        epochs=epochs,
+        batch_size=8,
+        lr=0.0001,
+        num_workers=0,
+        device="cpu",
+        feature_views=0,
+        **overrides,
+    )
+
+
 def train_args(data, runs_dir, *extra) -> tuple[str, ...]:
     """`python -m wildvision` arguments for a small SqueezeNet transfer run on `data` (the shipped offline weights)."""
     return (

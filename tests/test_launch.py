@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 import wildvision
-from conftest import SQUEEZENET_WEIGHTS, demo_subset
+from conftest import demo_subset, slow_squeezenet_config
 from wildvision import runs
 from wildvision.config import TrainConfig
 from wildvision.launch import PAPER_GRID, cancel_run, launch_run, load_grid, parse_named_folders, parse_weights, progress, resume_run, select_grid
@@ -67,19 +67,7 @@ def test_paper_grid_selection_by_pattern():
 
 def test_background_run_can_be_cancelled_and_resumed_to_completion(shared, tmp_path):
     data = demo_subset(tmp_path, {"captive": 30, "wild": 30})
-    # The plain loop (feature_views=0): epochs on stored features could all finish before the cancel arrives.
-    config = TrainConfig(
-        arch="squeezenet1_0",
-        regime="transfer",
-        data=str(data),
-        weights=str(SQUEEZENET_WEIGHTS),
-        epochs=4,
-        batch_size=8,
-        lr=0.0001,
-        num_workers=0,
-        device="cpu",
-        feature_views=0,
-    )
+    config = slow_squeezenet_config(data, epochs=4)
     run_dir = launch_run(config, tmp_path / "runs")
     run = wait_until(run_dir, lambda r: r.state == "running" and len(runs.read_metrics(r.path)) >= 1)
     assert progress(run).seconds_per_epoch > 0

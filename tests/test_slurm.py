@@ -19,9 +19,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import SHARED, SQUEEZENET_WEIGHTS, demo_subset
+from conftest import SHARED, SQUEEZENET_WEIGHTS, demo_subset, slow_squeezenet_config
 from wildvision import runs, slurm
-from wildvision.config import TrainConfig
 from wildvision.launch import cancel_run, launch_grid, read_state
 
 DAEMONS = ("sbatch", "squeue", "sacct", "scancel", "slurmctld", "slurmd", "slurmdbd", "munged", "mariadbd", "mariadb-install-db", "mariadb")
@@ -395,19 +394,7 @@ def test_a_three_task_grid_from_the_cli_runs_on_slurm_and_the_page_shows_it(clus
 
 def test_cancelling_on_the_train_page_cancels_the_slurm_tasks(cluster, shared, tmp_path, runs_dir):
     data = demo_subset(tmp_path, {"captive": 20, "wild": 20})
-    config = TrainConfig(
-        arch="squeezenet1_0",
-        regime="transfer",
-        data=str(data),
-        weights=str(SQUEEZENET_WEIGHTS),
-        epochs=200,
-        patience=200,
-        batch_size=8,
-        lr=0.0001,
-        num_workers=0,
-        device="cpu",
-        feature_views=0,
-    )
+    config = slow_squeezenet_config(data, epochs=200, patience=200)
     # Each task asks for every CPU of the node, so the second waits (PENDING) while the first runs.
     running, pending = launch_grid([config, config], runs_dir, slurm.SlurmSettings(cpus_per_task=os.cpu_count(), job_name="cancel-test"))
     job_id = slurm.read_task(running)["job_id"]

@@ -52,9 +52,9 @@ from PIL import Image
 from torch import nn
 
 from wildvision.data import eval_transform
-from wildvision.images import ImageError, open_image
+from wildvision.images import open_image
 from wildvision.models import architecture
-from wildvision.predict import LoadedModel, default_batch_size, prepared_batches
+from wildvision.predict import LoadedModel, default_batch_size, partition, prepared_batches, stack_inputs
 
 POSITIVE_INDEX = 1  # class_names is [negative, positive]
 METHODS: dict[str, str] = {
@@ -196,13 +196,9 @@ def target_layer(model: nn.Module, arch: str) -> nn.Module:
         raise ExplainError(f"no Grad-CAM layer is known for architecture {arch!r}") from None
 
 
-def _stack(loaded: LoadedModel, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    return torch.stack(list(tensors)).to(loaded.device).contiguous(memory_format=torch.channels_last)
-
-
 def _to_batch(loaded: LoadedModel, images: Sequence[Image.Image]) -> torch.Tensor:
     transform = eval_transform(loaded.normalisation)
-    return _stack(loaded, [transform(image) for image in images])
+    return stack_inputs(loaded, [transform(image) for image in images])
 
 
 def _resize_maps(maps: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
@@ -410,14 +406,12 @@ def examine(
     batches = prepared_batches(paths, lambda path: _decode_for_display(path, transform, display_max), step, workers)
     with closing(batches):
         for batch in batches:
-            readable = []
-            for index, prepared in batch:
-                if isinstance(prepared, ImageError):
-                    examined[index] = Examined(str(paths[index]), None, None, prepared.reason)
-                else:
-                    readable.append((index, *prepared))
+            decoded, failed = partition(batch)
+            for index, error in failed:
+                examined[index] = Examined(str(paths[index]), None, None, error.reason)
+            readable = [(index, *prepared) for index, prepared in decoded]
             if readable:
-                inputs = _stack(loaded, [tensor for _, tensor, _ in readable])
+                inputs = stack_inputs(loaded, [tensor for _, tensor, _ in readable])
                 sizes = [image.size for _, _, image in readable]
                 with _attribution_session(loaded):
                     explanations = _explain_batch(loaded, inputs, method, sizes, n_steps, _part(progress, batch[0][0], len(batch), len(paths)))

@@ -28,7 +28,7 @@ import torch
 
 from wildvision import runs
 from wildvision.data import eval_transform
-from wildvision.images import ImageError, open_image
+from wildvision.images import open_image
 from wildvision.models import head
 
 if TYPE_CHECKING:
@@ -166,18 +166,17 @@ def backbone_features(loaded: LoadedModel, paths: Sequence[str | Path], batch_si
     Images are read and transformed exactly as predict.predict_paths reads them, so the features are those
     a prediction sees.
     """
-    from wildvision.predict import default_batch_size, prepared_batches  # here, so that predict can import this module
+    from wildvision.predict import default_batch_size, partition, prepared_batches, stack_inputs  # here, so that predict can import this module
 
     transform = eval_transform(loaded.normalisation)
     rows: dict[int, np.ndarray] = {}
     batches = prepared_batches(paths, lambda path: transform(open_image(path)), batch_size or default_batch_size(loaded.device), workers)
     with closing(batches):
         for batch in batches:
-            readable = [(index, tensor) for index, tensor in batch if not isinstance(tensor, ImageError)]
+            readable, _ = partition(batch)
             if readable:
-                inputs = torch.stack([tensor for _, tensor in readable]).to(loaded.device, memory_format=torch.channels_last)
                 with loaded.lock, head_inputs(loaded) as captured:
-                    loaded.model(inputs)
+                    loaded.model(stack_inputs(loaded, [tensor for _, tensor in readable]))
                 rows.update(zip((index for index, _ in readable), captured[0].numpy()))
     if not rows:
         raise ValueError("none of the images could be read, so there are no features")

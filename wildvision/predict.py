@@ -214,6 +214,17 @@ def prepared_batches(
             yield [(index, future.result()) for index, future in zip(batch, futures)]
 
 
+def partition(batch: list[tuple[int, Prepared | ImageError]]) -> tuple[list[tuple[int, Prepared]], list[tuple[int, ImageError]]]:
+    """A batch from prepared_batches split into (index, prepared) for the files that could be read and (index, error) for the rest."""
+    readable = [(index, prepared) for index, prepared in batch if not isinstance(prepared, ImageError)]
+    return readable, [(index, prepared) for index, prepared in batch if isinstance(prepared, ImageError)]
+
+
+def stack_inputs(loaded: LoadedModel, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Transformed images as one input batch on the model's device, channels_last as the model is."""
+    return torch.stack(list(tensors)).to(loaded.device, memory_format=torch.channels_last)
+
+
 @torch.inference_mode()
 def predict_paths(loaded: LoadedModel, paths: Sequence[str | Path], batch_size: int | None = None, workers: int | None = None) -> list[Prediction]:
     """A prediction per path, in order; an unreadable image gets its error instead of a probability.
@@ -227,15 +238,11 @@ def predict_paths(loaded: LoadedModel, paths: Sequence[str | Path], batch_size: 
     batches = prepared_batches(paths, lambda path: transform(open_image(path)), batch_size or default_batch_size(loaded.device), workers)
     with closing(batches):
         for batch in batches:
-            readable = []
-            for index, prepared in batch:
-                if isinstance(prepared, ImageError):
-                    predictions[index] = Prediction(str(paths[index]), None, None, prepared.reason)
-                else:
-                    readable.append((index, prepared))
+            readable, failed = partition(batch)
+            for index, error in failed:
+                predictions[index] = Prediction(str(paths[index]), None, None, error.reason)
             if readable:
-                inputs = torch.stack([tensor for _, tensor in readable]).to(loaded.device, memory_format=torch.channels_last)
-                probabilities, unlike = forward(loaded, inputs)
+                probabilities, unlike = forward(loaded, stack_inputs(loaded, [tensor for _, tensor in readable]))
                 for position, ((index, _), probability) in enumerate(zip(readable, probabilities)):
                     score = unlike[position] if unlike is not None else None
                     unusual = bool(score > loaded.novelty.warning_level) if score is not None else None

@@ -61,7 +61,7 @@ from wildvision import model_card, runs
 from wildvision.data import eval_transform
 from wildvision.datacheck import PHASH_THRESHOLD, near_pairs
 from wildvision.images import IMAGE_EXTENSIONS, ImageError, is_image_file, open_image
-from wildvision.predict import LoadedModel, default_batch_size, forward, load_model, prepared_batches
+from wildvision.predict import LoadedModel, default_batch_size, forward, load_model, prepared_batches, stack_inputs
 from wildvision.uploads import ZIP_EXTENSION, TooBig, UploadLimits, is_metadata, is_symlink, member_suffix, read_capped, unsafe_member_name
 
 SCREENS_DIR_ENV = "WILDVISION_SCREENS_DIR"
@@ -265,7 +265,7 @@ def _score_rows(loaded: LoadedModel, rows: list[tuple[int, Listed]], batch_size:
                 if decoded.tensor is not None:
                     ready.append((index, decoded.tensor))
             if ready:
-                inputs = torch.stack([tensor for _, tensor in ready]).to(loaded.device, memory_format=torch.channels_last)
+                inputs = stack_inputs(loaded, [tensor for _, tensor in ready])
                 with torch.inference_mode():
                     probabilities, unlike = forward(loaded, inputs)
                 for position, ((index, _), probability) in enumerate(zip(ready, probabilities)):
