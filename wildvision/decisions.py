@@ -4,6 +4,8 @@ screens/<screen-id>/decisions.sqlite
   decisions   one current row per item: path (as scores.csv spells it), label, reviewer, note, decided_at (UTC ISO),
               and the item's sha256 and duplicate_group copied from scores.csv
   history     every decision ever made, append-only (triggers refuse UPDATE and DELETE), with the label it replaced
+  thresholds  every threshold adopted for the job (append-only; the latest is the job's line): threshold, reviewer,
+              adopted_at, and the target precision and reviewed items it rests on
 
 scores.csv is the model's and is only read here: a person's word and the model's score stay apart, so the measured
 precision of the flags can always be recomputed from both.
@@ -37,7 +39,7 @@ from wildvision import runs
 from wildvision.evaluate import threshold_for_precision
 
 DATABASE, SCORES_CSV, CONFIG = "decisions.sqlite", "scores.csv", "config.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 UNSURE = "unsure"
 #: The shipped model's class names, negative first (a checkpoint's class_names order; the last is the positive class).
 DEFAULT_CLASSES = ("not_captive", "captive")
@@ -67,6 +69,20 @@ _SCHEMA = (
     "CREATE TRIGGER history_no_update BEFORE UPDATE ON history BEGIN SELECT RAISE(ABORT, 'history is append-only'); END",
     "CREATE TRIGGER history_no_delete BEFORE DELETE ON history BEGIN SELECT RAISE(ABORT, 'history is append-only'); END",
 )
+_SCHEMA_2 = (
+    """CREATE TABLE thresholds (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        threshold REAL NOT NULL,
+        reviewer TEXT NOT NULL,
+        adopted_at TEXT NOT NULL,
+        target_precision REAL,
+        reviewed INTEGER
+    )""",
+    "CREATE TRIGGER thresholds_no_update BEFORE UPDATE ON thresholds BEGIN SELECT RAISE(ABORT, 'thresholds are append-only'); END",
+    "CREATE TRIGGER thresholds_no_delete BEFORE DELETE ON thresholds BEGIN SELECT RAISE(ABORT, 'thresholds are append-only'); END",
+)
+#: The statements that bring a store from version i to i + 1.
+_MIGRATIONS = (_SCHEMA, _SCHEMA_2)
 
 
 @dataclass(frozen=True)
@@ -122,10 +138,9 @@ def _migrate(connection: sqlite3.Connection, database: Path) -> None:
         version = connection.execute("PRAGMA user_version").fetchone()[0]  # another process may have created it meanwhile
         if version > SCHEMA_VERSION:
             raise ValueError(f"{database} was written by a newer wildvision (schema {version}, this one reads {SCHEMA_VERSION}): update wildvision")
-        if version == 0:
-            for statement in _SCHEMA:
-                connection.execute(statement)
-            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        for statement in (statement for step in _MIGRATIONS[version:] for statement in step):
+            connection.execute(statement)
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         connection.execute("COMMIT")
     except BaseException:
         connection.execute("ROLLBACK")
@@ -287,6 +302,39 @@ def threshold_for_reviewed_precision(scores: Mapping[str, float], decisions: Ite
         raise ValueError(f"no scored item has been decided {positive_label!r} yet, so no threshold can be measured")
     rule = threshold_for_precision([int(d.label == positive_label) for d in reviewed], [scores[d.path] for d in reviewed], target)
     return rule | {"n": len(reviewed)}
+
+
+class Adopted(NamedTuple):
+    """A threshold adopted for a job: the line its flags are drawn at from then on, and what it rests on."""
+
+    threshold: float
+    reviewer: str
+    adopted_at: str
+    target_precision: float | None
+    reviewed: int | None
+
+
+def adopt_threshold(screen_dir: str | Path, threshold: float, reviewer: str, target_precision: float | None = None, reviewed: int | None = None) -> None:
+    """Draw the job's flags at `threshold` from now on (the model's own threshold again undoes a change).
+
+    Kept in the decision store, append-only, so who moved the line, when and on what evidence stays on record;
+    scores.csv's `label` column keeps the model's own verdicts."""
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"a threshold is a probability between 0 and 1, not {threshold}")
+    if not reviewer.strip():
+        raise ValueError("no reviewer name: say who adopts the threshold")
+    with contextlib.closing(open_store(screen_dir)) as connection:
+        connection.execute(
+            "INSERT INTO thresholds (threshold, reviewer, adopted_at, target_precision, reviewed) VALUES (?, ?, ?, ?, ?)",
+            (float(threshold), reviewer.strip(), runs.now(), target_precision, reviewed),
+        )
+
+
+def adopted_threshold(screen_dir: str | Path) -> Adopted | None:
+    """The threshold last adopted for the job, or None while it uses its model's own."""
+    with contextlib.closing(open_store(screen_dir)) as connection:
+        row = connection.execute("SELECT threshold, reviewer, adopted_at, target_precision, reviewed FROM thresholds ORDER BY id DESC LIMIT 1").fetchone()
+    return None if row is None else Adopted(*row)
 
 
 # ---------------------------------------------------------------------------------------------
