@@ -76,6 +76,7 @@ def _photo_record(examined: explain.Examined) -> PhotoRecord:
         "error": None,
         "photo": _jpeg(examined.image, quality=90),  # a tenth of the raw pixels' memory in the cache
         "thumbnail": _thumbnail_url(examined.image),
+        "unusual": bool(examined.explanation.unusual),
         **_record(examined.explanation),
     }
 
@@ -170,6 +171,8 @@ def _choice_label(choice: catalog.ModelRecord) -> str:
 def show_detail(loaded: LoadedModel, model_key: tuple, row: dict, method: str) -> None:
     """One photo large: the verdict, the photo and its map side by side, and a steadier map on request."""
     st.markdown(f"**{md(row['file'])}** — {md(wording.verdict_sentence(row['probability'], loaded.threshold, loaded.positive_class))}")
+    if row["unusual"]:
+        st.warning(f"{wording.UNLIKE_TRAINING} {wording.UNLIKE_TRAINING_HOW}")
     record, photo = row["record"], _shown_photo(row["record"])
     store = st.session_state.setdefault("predict_ig", {})
     ig = store.get((model_key, row["digest"]))
@@ -199,7 +202,8 @@ def show_detail(loaded: LoadedModel, model_key: tuple, row: dict, method: str) -
 
 def predictions_csv(rows: list[dict], threshold: float) -> bytes:
     """The table as a CSV file: scores rounded to CSV_DECIMALS (no float noise), and the line that labelled them."""
-    frame = pd.DataFrame(rows)[["file", "probability", "label", "problem"]]
+    frame = pd.DataFrame(rows)[["file", "probability", "label", "unusual", "problem"]]
+    frame["unusual"] = frame["unusual"].map({True: "unlike the training photos", False: ""})
     frame["probability"] = frame["probability"].astype(float).round(CSV_DECIMALS)
     frame.insert(2, "flagging_line", round(threshold, CSV_DECIMALS))
     return frame.to_csv(index=False).encode("utf-8")
@@ -210,7 +214,7 @@ def show_table(loaded: LoadedModel, rows: list[dict]) -> None:
 
     A problem's cell holds its summary; the full reason is in the list of problems above the table.
     """
-    shown = pd.DataFrame(rows)[["thumbnail", "file", "flagged", "score", "problem_summary"]]
+    shown = pd.DataFrame(rows)[["thumbnail", "file", "flagged", "score", "caution", "problem_summary"]]
     st.dataframe(
         shown,
         hide_index=True,
@@ -225,6 +229,7 @@ def show_table(loaded: LoadedModel, rows: list[dict]) -> None:
                 max_value=100,
                 format="%g%%",
             ),
+            "caution": st.column_config.TextColumn("Caution", help=wording.UNLIKE_TRAINING_HOW),
             "problem_summary": st.column_config.TextColumn("Problem", width="medium", help="The full reason is in the list above the table."),
         },
     )
@@ -245,7 +250,11 @@ def show_grid(readable: list[dict], method: str) -> None:
             columns = st.columns(GRID_COLUMNS)  # a new row, so photos of different shapes stay in line
         record = row["record"]
         with columns[index % GRID_COLUMNS]:
-            st.image(explain.overlay(_shown_photo(record), record["heatmap"] / 255.0), caption=f"{row['file']}: {row['answer']}", width="content")
+            st.image(
+                explain.overlay(_shown_photo(record), record["heatmap"] / 255.0),
+                caption=f"{row['file']}: {row['answer']}" + (f" ({wording.UNLIKE_TRAINING_SHORT.lower()})" if row["unusual"] else ""),
+                width="content",
+            )
     st.caption(f"{wording.MAP_NAMES[method]}: {wording.MAP_READINGS[method]}.")
 
 
@@ -277,6 +286,8 @@ def show_results(loaded: LoadedModel, model_key: tuple, batch, method: str) -> N
                 "flagged": wording.flag_word(probability, loaded.threshold) if readable else "Could not be read",
                 "answer": wording.short_verdict(probability, loaded.threshold) if readable else "could not be read",
                 "thumbnail": record["thumbnail"] if len(batch.images) > 1 else None,
+                "unusual": readable and record["unusual"],
+                "caution": wording.UNLIKE_TRAINING_SHORT if readable and record["unusual"] else "",
             }
         )
     unreadable = [f"{row['file']}: {row['problem']}" for row in rows if row["problem"]]

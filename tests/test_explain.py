@@ -340,6 +340,7 @@ def test_examine_gives_predict_paths_scores_explain_many_maps_and_display_photos
     for e, p in readable:
         assert e.explanation.probability == pytest.approx(p.probability, abs=1e-5), e.path
         assert e.explanation.label == p.label and e.explanation.method == method
+        assert e.explanation.unlike_training == pytest.approx(p.unlike_training, abs=1e-4) and e.explanation.unusual == p.unusual
 
     photos = [open_image(path) for path in demo_paths]
     for photo in photos:
@@ -363,6 +364,8 @@ def test_examine_makes_integrated_gradients_with_progress(default_model, demo_pa
     assert examined.explanation.method == "integrated_gradients"
     assert np.allclose(examined.explanation.heatmap, expected.heatmap, atol=1e-5)
     assert examined.explanation.probability == pytest.approx(expected.probability, abs=1e-6)
+    (predicted,) = predict_paths(default_model, demo_paths[:1])  # the photo's own features, not the blends with black
+    assert examined.explanation.unlike_training == pytest.approx(predicted.unlike_training, abs=1e-4)
     assert len(fractions) > 2 and fractions == sorted(fractions) and fractions[-1] == 1.0
 
 

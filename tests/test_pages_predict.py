@@ -249,6 +249,26 @@ def test_an_unreadable_photo_in_a_batch_has_a_placeholder_its_full_reason_and_a_
     assert rows[2]["probability"] == "" and rows[2]["label"] == "" and rows[2]["problem"] == reason
 
 
+def test_a_photo_unlike_the_training_photos_carries_a_plain_caution(runs_dir, downloads):
+    """The default model keeps a summary of its training photos: a street scene from test_out_nopet lies far from them,
+    a captive pet from its own training folder does not (novelty scores 0.72 and 0.14 against a warning level of 0.56)."""
+    unlike = sorted((DEMO / "test_out_nopet" / "other").iterdir())[1]
+    familiar = sorted((DEMO / "train" / "captive").iterdir())[1]
+    at = page()
+    at.file_uploader[0].upload("street.jpg", unlike.read_bytes(), "image/jpeg").upload("pet.jpg", familiar.read_bytes(), "image/jpeg").run()
+    assert not at.exception
+    table = next(frame.value for frame in at.dataframe if "file" in frame.value.columns)
+    assert table.set_index("file")["caution"].to_dict() == {"street.jpg": wording.UNLIKE_TRAINING_SHORT, "pet.jpg": ""}
+    (csv_file,) = set(downloads)
+    assert {row["file"]: row["unusual"] for row in csv.DictReader(io.StringIO(csv_file.decode("utf-8")))} == {
+        "street.jpg": "unlike the training photos",
+        "pet.jpg": "",
+    }
+    assert any(wording.UNLIKE_TRAINING in warning.value for warning in at.warning), "the close look at the first photo says so"
+    at.selectbox[-1].set_value(1).run()
+    assert not any(wording.UNLIKE_TRAINING in warning.value for warning in at.warning)
+
+
 def test_the_page_runs_inside_the_dashboards_navigation(with_model, demo_jpegs):
     at = AppTest.from_file("../Home.py", default_timeout=120).run()
     at.switch_page("app_pages/predict.py").run()

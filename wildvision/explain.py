@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +51,7 @@ from captum.attr import IntegratedGradients, LayerGradCam, Saliency
 from PIL import Image
 from torch import nn
 
+from wildvision import novelty
 from wildvision.data import eval_transform
 from wildvision.images import open_image
 from wildvision.models import architecture
@@ -81,6 +82,8 @@ class Explanation:
     heatmap: np.ndarray  # float32, H x W (the image's or the requested size), in [0, 1]; 1 = most influence
     method: str
     target: str = "positive output"  # or "score difference" where the positive output was clamped (see explain_many)
+    unlike_training: float | None = None  # novelty.score, from the same forward pass; None when the model keeps no summary
+    unusual: bool | None = None  # above the model's warning level: treat the probability with caution
 
     @property
     def blank(self) -> bool:
@@ -303,11 +306,14 @@ def _explain_batch(
 
     progress: the fraction of this batch done (Integrated Gradients reports it step by step).
     """
-    maps, logits = _attribute(loaded, batch, method, n_steps, progress)
+    # The head's input is read from the pass that gave the logits (Integrated Gradients' passes see blends with black).
+    with _head_inputs(loaded, method != "integrated_gradients") as captured:
+        maps, logits = _attribute(loaded, batch, method, n_steps, progress)
     if logits is None:
-        with torch.no_grad():
+        with torch.no_grad(), _head_inputs(loaded, True) as captured:
             logits = loaded.model(batch)
     probabilities = torch.softmax(logits.float(), dim=1)[:, POSITIVE_INDEX].cpu().tolist()
+    unlike = novelty.score(loaded.novelty, captured[0].numpy()).tolist() if captured else [None] * len(batch)
     maps = maps.detach()
     # SqueezeNet's head ends in a ReLU: where it clamps the positive output at 0, that output has no
     # gradient and the paper's map is blank. The answer still depends on the score difference, so
@@ -316,10 +322,16 @@ def _explain_batch(
     if blank:
         maps[blank] = _attribute(loaded, batch[blank], method, n_steps, None, difference=True)[0].detach()
     targets = ["score difference" if index in blank else "positive output" for index in range(len(batch))]
+    level = loaded.novelty.warning_level if loaded.novelty is not None else None
     return [
-        Explanation(probability, loaded.label_for(probability), heatmap, method, target)
-        for probability, heatmap, target in zip(probabilities, _resize_maps(maps, sizes), targets)
+        Explanation(probability, loaded.label_for(probability), heatmap, method, target, score, None if score is None else score > level)
+        for probability, heatmap, target, score in zip(probabilities, _resize_maps(maps, sizes), targets, unlike)
     ]
+
+
+def _head_inputs(loaded: LoadedModel, wanted: bool) -> AbstractContextManager[list[torch.Tensor]]:
+    """novelty.head_inputs when the model keeps a summary of its training photos and `wanted`, else an empty list."""
+    return novelty.head_inputs(loaded) if wanted and loaded.novelty is not None else nullcontext([])
 
 
 def _check_method(loaded: LoadedModel, method: str) -> None:

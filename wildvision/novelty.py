@@ -152,7 +152,7 @@ def head_inputs(loaded: LoadedModel) -> Iterator[list[torch.Tensor]]:
     Hold `loaded.lock` around the block, as for any forward pass: the hook would see other threads' passes.
     """
     captured: list[torch.Tensor] = []
-    handle = head(loaded.model, loaded.arch).register_forward_pre_hook(lambda module, inputs: captured.append(pooled(inputs[0]).cpu()))
+    handle = head(loaded.model, loaded.arch).register_forward_pre_hook(lambda module, inputs: captured.append(pooled(inputs[0].detach()).cpu()))
     try:
         yield captured
     finally:

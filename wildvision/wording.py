@@ -127,6 +127,12 @@ def out_of_100(fraction: float) -> str:
     return f"about {count}"
 
 
+UNLIKE_TRAINING = "This photo is unlike anything the model was trained on: treat its score with caution."
+UNLIKE_TRAINING_SHORT = "Unlike the training photos"
+UNLIKE_TRAINING_HOW = (
+    "A photo counts as unlike the training photos when its features lie further from them than those of 95 in 100 of "
+    "the model's own test photos; scores of such photos are less reliable."
+)
 NO_TRUST_NUMBERS = "No test results at its flagging line are stored with this model."
 
 
