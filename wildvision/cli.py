@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from wildvision import catalog, datacheck, decisions, paper, runs, screening, wordnet_filter
+from wildvision import case_export, catalog, datacheck, decisions, paper, runs, screening, wordnet_filter
 from wildvision.config import REGIMES, TrainConfig
 from wildvision.data import DataFolderError
 from wildvision.images import ImageError
@@ -427,6 +427,18 @@ def build_parser() -> argparse.ArgumentParser:
         "decisions.sqlite with their full history; the model's scores are never changed.",
         decisions.add_review_arguments,
         decisions.run_review,
+    )
+    _command(
+        sub,
+        "export",
+        "export a screening job's confirmed cases: a CSV, an evidence pack, or a training folder",
+        "Take out what people decided in a completed screening job: --csv the confirmed cases (decided the positive class) with "
+        "score, reviewer, time and note; --zip an evidence pack (those photos byte for byte, a saliency map of each, the CSV and a "
+        "README); --training-folder every photo decided a class, copied into a training folder for `train --data` with a manifest, "
+        "reporting photos that are the same photo as a test-set image. Nothing is written when any check fails (exit code 2); "
+        "exit code 1 when some photos were gone or changed since screening and were left out.",
+        case_export.add_export_arguments,
+        case_export.run_export,
     )
 
     p = sub.add_parser("runs", help="list runs and their states", description="List the runs under --runs-dir, newest first.")
