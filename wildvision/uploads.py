@@ -12,11 +12,12 @@ note, and no member name is ever used as a path on disk.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import stat
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -123,54 +124,25 @@ class Unpacker:
             self.batch.notes.append(f"{name}: skipped, not an image or a zip (accepted: {', '.join(sorted(IMAGE_EXTENSIONS))}, .zip)")
 
     def add_zip(self, name: str, data: bytes | BinaryIO) -> None:
-        limits = self.limits
         try:
-            archive = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data)
-        except (zipfile.BadZipFile, OSError, ValueError) as error:
-            self.batch.notes.append(f"{name}: skipped, not a readable zip file ({error})")
+            archive = open_zip(io.BytesIO(data) if isinstance(data, bytes) else data, self.limits)
+        except ZipRefused as error:
+            self.batch.notes.append(f"{name}: skipped, {error}")
             return
         with archive:
-            members = archive.infolist()
-            if len(members) > limits.max_zip_members:
-                self.batch.notes.append(f"{name}: skipped, it lists {len(members):,} entries (the limit is {limits.max_zip_members:,})")
-                return
             skipped: dict[str, list[str]] = {}
-            for info in members:
-                member = f"{name}/{info.filename}"
-                if info.is_dir() or is_metadata(info.filename):
-                    continue
-                reason = unsafe_member_name(info.filename)
-                if reason:
-                    skipped.setdefault(f"unsafe: {reason}", []).append(info.filename)
-                    continue
-                if is_symlink(info):
-                    skipped.setdefault("a symbolic link", []).append(info.filename)
-                    continue
-                if member_suffix(info.filename) not in IMAGE_EXTENSIONS:
-                    skipped.setdefault("not an image", []).append(info.filename)
-                    continue
-                if self.full:
+            for member in zip_members(archive, self.limits, self.unzipped):
+                if member.image and self.full:
                     self._note_full()
                     break
-                if info.flag_bits & 0x1:
-                    skipped.setdefault("password-protected", []).append(info.filename)
-                    continue
-                if info.file_size > limits.max_member_bytes:
-                    skipped.setdefault(f"over {limits.max_member_bytes // 2**20} MB", []).append(info.filename)
-                    continue
-                if self.unzipped + info.file_size > limits.max_total_bytes:
-                    self.batch.notes.append(f"{name}: stopped unpacking at {info.filename}: over {limits.max_total_bytes // 2**20} MB uncompressed in all")
+                if member.over_total:
+                    self.batch.notes.append(f"{name}: stopped unpacking at {member.name}: {member.refused}")
                     break
-                try:
-                    content = read_capped(archive, info, min(limits.max_member_bytes, limits.max_total_bytes - self.unzipped))
-                except TooBig:
-                    skipped.setdefault("larger than the zip says: possibly a zip bomb", []).append(info.filename)
+                if member.data is None:
+                    skipped.setdefault(member.refused, []).append(member.name)
                     continue
-                except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError, EOFError, ValueError):
-                    skipped.setdefault("damaged, or packed in a way Python cannot read", []).append(info.filename)
-                    continue
-                self.unzipped += len(content)
-                self.add_image(member, content)
+                self.unzipped += len(member.data)
+                self.add_image(f"{name}/{member.name}", member.data)
             for kind, names in skipped.items():
                 self.batch.notes.append(f"{name}: {_summarise(kind, names)}")
 
@@ -189,6 +161,77 @@ def read_capped(archive: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> by
                 raise TooBig()
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+class ZipRefused(ValueError):
+    """A whole zip refused: not a zip at all, or more entries than the limits allow (the message says which)."""
+
+
+@dataclass(frozen=True)
+class ZipMember:
+    """One file in a zip and the verdict on it: its bytes when it passed every check, else why it was refused."""
+
+    number: int  # its place among the zip's entries, from 1 (folders counted): a name to write it under
+    name: str  # the name stored in the zip: only ever shown, never used as a path
+    data: bytes | None = None
+    refused: str | None = None  # why, in a few words that follow the member's name or group several
+    over_total: bool = False  # refused because the zip inflates to more than limits.max_total_bytes: so is every later member
+
+    @property
+    def image(self) -> bool:
+        """Its name ends in an image extension (what it holds is for images.open_image to judge)."""
+        return member_suffix(self.name) in IMAGE_EXTENSIONS
+
+
+def open_zip(source: str | Path | BinaryIO, limits: UploadLimits) -> zipfile.ZipFile:
+    """The zip, opened for zip_members; ZipRefused when it is not one or lists more entries than the limits allow."""
+    try:
+        archive = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise ZipRefused(f"not a readable zip file ({error})") from None
+    entries = len(archive.infolist())
+    if entries > limits.max_zip_members:
+        archive.close()
+        raise ZipRefused(f"it lists {entries:,} entries (the limit is {limits.max_zip_members:,})")
+    return archive
+
+
+def zip_members(archive: zipfile.ZipFile, limits: UploadLimits, unzipped: int = 0) -> Iterator[ZipMember]:
+    """Every file of the zip in its order, folders and archivers' metadata left out, each judged: refused for an
+    unsafe name (path traversal, an absolute path), a symbolic link, a name that is not an image's, a password, a
+    size over the caps (`unzipped`: bytes already inflated from other zips, against limits.max_total_bytes; once
+    over it, every later image is refused too) or bytes beyond what the zip claims (a zip bomb); else with its
+    bytes, read in memory. Both the Predict page's uploads and screening jobs unpack zips through it."""
+    over_total = False
+    for number, info in enumerate(archive.infolist(), 1):
+        if info.is_dir() or is_metadata(info.filename):
+            continue
+        member = functools.partial(ZipMember, number, info.filename)
+        reason = unsafe_member_name(info.filename)
+        if reason:
+            yield member(refused=f"unsafe: {reason}")
+        elif is_symlink(info):
+            yield member(refused="unsafe: a symbolic link")
+        elif member_suffix(info.filename) not in IMAGE_EXTENSIONS:
+            yield member(refused="not an image")
+        elif info.flag_bits & 0x1:
+            yield member(refused="password-protected")
+        elif info.file_size > limits.max_member_bytes:
+            yield member(refused=f"over {limits.max_member_bytes // 2**20} MB")
+        elif over_total or unzipped + info.file_size > limits.max_total_bytes:
+            over_total = True
+            yield member(refused=f"over {limits.max_total_bytes // 2**20} MB uncompressed in all", over_total=True)
+        else:
+            try:
+                content = read_capped(archive, info, min(limits.max_member_bytes, limits.max_total_bytes - unzipped))
+            except TooBig:
+                yield member(refused="larger than the zip says: possibly a zip bomb")
+                continue
+            except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError, EOFError, ValueError):
+                yield member(refused="damaged, or packed in a way Python cannot read")
+                continue
+            unzipped += len(content)
+            yield member(data=content)
 
 
 def unpack_uploads(uploads: Iterable[tuple[str, bytes | BinaryIO]], folder: str | Path, limits: UploadLimits = UploadLimits()) -> UploadBatch:
