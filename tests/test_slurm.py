@@ -8,6 +8,7 @@ skip and say why; WILDVISION_REQUIRE_SHARED=1 (set by CI) turns that into a fail
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import socket
@@ -431,3 +432,24 @@ def test_cancelling_on_the_train_page_cancels_the_slurm_tasks(cluster, shared, t
     cancel_run(running)
     wait_for(lambda: all_ended(task["job_id"], 1), 60, "the resubmitted task to end", task["job_id"])
     assert read_state(running).state == "cancelled"
+
+
+def test_a_screening_job_runs_as_a_job_array_whose_last_task_merges_the_scores(cluster, shared, tmp_path):
+    from wildvision import screen_jobs, screening
+
+    folder = demo_subset(tmp_path, {"captive": 12, "wild": 12})
+    settings = slurm.SlurmSettings(cpus_per_task=1, time_limit="10:00", job_name=screen_jobs.JOB_NAME)
+    screen_dir = screen_jobs.submit_screen([str(folder)], "default", tmp_path / "screens", 2, settings, part_batches=1)  # 3 parts of 8
+    job_id = slurm.read_task(screen_dir)["job_id"]
+    wait_for(lambda: all_ended(job_id, 2), 240, "both shards to finish", job_id)
+    print(sacct(job_id))
+    assert {state for state, _ in slurm.task_states([job_id]).values()} == {"COMPLETED"}
+    summary = screen_jobs.read_screen(screen_dir)
+    assert summary.state == "completed" and summary.slurm == f"SLURM job {job_id}, 2 tasks", summary
+    rows = list(csv.DictReader(open(screen_dir / screening.SCORES, newline="")))
+    assert [row["path"] for row in rows] == [row.path for row in screening.read_file_list(screen_dir)] and len(rows) == 24
+    assert all(row["probability"] for row in rows) and not (screen_dir / screening.PARTS).exists()
+    submission = Path(slurm.read_task(screen_dir)["submission"])
+    assert sorted(p.name for p in submission.glob("slurm-*.out")) == [f"slurm-{job_id}_{i}.out" for i in range(2)]
+    log = (screen_dir / "console.log").read_text()
+    assert log.count(": 24 files, ") + log.count("its parts are scored") == 2, log  # each task's last line: it merged, or left it to the other

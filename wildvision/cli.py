@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from wildvision import case_export, catalog, datacheck, decisions, paper, runs, screening, wordnet_filter
+from wildvision import case_export, catalog, datacheck, decisions, paper, runs, screening, slurm, wordnet_filter
 from wildvision.config import REGIMES, TrainConfig
 from wildvision.data import DataFolderError
 from wildvision.images import ImageError
@@ -177,20 +177,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _slurm_settings(args: argparse.Namespace):
-    from wildvision.slurm import SlurmSettings, extra_options
-
-    return SlurmSettings(
-        partition=args.partition,
-        account=args.account,
-        time_limit=args.time,
-        gpus_per_task=args.gpus_per_task,
-        cpus_per_task=args.cpus_per_task,
-        memory=args.mem,
-        extra=extra_options(args.sbatch),
-    )
-
-
 def cmd_grid(args: argparse.Namespace) -> int:
     from wildvision.launch import grid_name, launch_grid, load_grid, select_grid
     from wildvision.train import execute_run, start_run
@@ -199,9 +185,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
     entries = load_grid(args.gridfile)
     chosen = select_grid(entries, args.only)
     if args.launcher == "slurm":
-        from wildvision.slurm import SlurmError, batch_script, read_task
+        from wildvision.slurm import SlurmError, batch_script, read_task, settings_from_arguments
 
-        settings = _slurm_settings(args)
+        settings = settings_from_arguments(args)
         print(batch_script(len(chosen), settings), end="", flush=True)
         for index, entry in enumerate(chosen):
             print(f"# task {index}: {grid_name(entry)}", file=sys.stderr)
@@ -373,15 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="local: train here, one after another, until all are done; slurm: submit one job array and return (default: local)",
     )
     cluster.add_argument("--dry-run", action="store_true", help="print the batch script and the task of each configuration; create and submit nothing")
-    cluster.add_argument("--partition", help="partition (queue) to submit to (default: the cluster's)")
-    cluster.add_argument("--account", help="account to charge (default: yours)")
-    cluster.add_argument("--time", help="time limit per task: MINUTES, HH:MM:SS or DAYS-HH:MM:SS (default: the partition's)")
-    cluster.add_argument("--gpus-per-task", type=int, default=0, help="GPUs per task, requested as --gres=gpu:N (default: 0)")
-    cluster.add_argument("--cpus-per-task", type=int, help="CPUs per task; give --workers a value below it (default: the cluster's)")
-    cluster.add_argument("--mem", help="memory per task, e.g. 32G (default: the cluster's)")
-    cluster.add_argument(
-        "--sbatch", action="append", default=[], metavar="OPTION", help="one more #SBATCH option without its dashes, e.g. qos=short; repeat for more"
-    )
+    slurm.add_settings_arguments(cluster)
     p.set_defaults(func=cmd_grid)
 
     p = sub.add_parser("data", help="check a dataset, or build a pet-free test set", description="Work on image folders before training on them.")
@@ -415,7 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Score every image of each SOURCE (a folder, searched recursively; a zip; or a text file listing image paths) "
         "and write a screening folder under --screens-dir: config.json, status.json and scores.csv (path, sha256, probability, "
         "label, unlike_training, duplicate_group, error). Files that cannot be read are listed with their reason. Killed at any "
-        "moment, --resume SCREEN_DIR finishes it with every file scored exactly once.",
+        "moment, --resume SCREEN_DIR finishes it with every file scored exactly once. --slurm-tasks N lists the files here and "
+        "scores them as a SLURM job array of N shards (--dry-run prints its batch script).",
         screening.add_screen_arguments,
         screening.run_screen,
     )

@@ -105,20 +105,25 @@ def select_grid(entries: list[dict], patterns: Sequence[str]) -> list[dict]:
     return chosen
 
 
-def spawn(run_dirs: Sequence[Path]) -> int:
-    """Start one detached process that trains the given runs one after another; returns its pid."""
-    run_dirs = [Path(d).resolve() for d in run_dirs]
-    with open(run_dirs[0] / "console.log", "ab") as console:  # the child keeps its own copy of the file descriptor
+def spawn_module(module: str, arguments: Sequence[str], folder: Path) -> int:
+    """Start `python -m MODULE ARGUMENTS...` as one detached process, its output appended to FOLDER/console.log; returns its pid."""
+    with open(Path(folder) / "console.log", "ab") as console:  # the child keeps its own copy of the file descriptor
         process = subprocess.Popen(
-            [sys.executable, "-m", "wildvision.worker", *map(str, run_dirs)],
+            [sys.executable, "-m", module, *arguments],
             stdin=subprocess.DEVNULL,
             stdout=console,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # not in the dashboard's process group: survives Streamlit restarts
             cwd=Path(__file__).resolve().parents[1],
         )
-    threading.Thread(target=process.wait, daemon=True).start()  # reap it, so a finished run is not a zombie
+    threading.Thread(target=process.wait, daemon=True).start()  # reap it, so a finished process is not a zombie
     return process.pid
+
+
+def spawn(run_dirs: Sequence[Path]) -> int:
+    """Start one detached process that trains the given runs one after another; returns its pid."""
+    run_dirs = [Path(d).resolve() for d in run_dirs]
+    return spawn_module("wildvision.worker", [str(d) for d in run_dirs], run_dirs[0])
 
 
 def launch_run(config: TrainConfig, runs_dir: str | Path, name: str | None = None) -> Path:

@@ -19,12 +19,16 @@ never sees half a file. A run whose status says running but whose process is gon
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
 import shutil
+import signal
 import socket
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +52,33 @@ INTERRUPTED = "interrupted"  # derived, never written: running, but the process 
 
 class RunError(ValueError):
     """A run folder that is missing or does not follow the contract."""
+
+
+class Cancelled(Exception):
+    """Raised in a process that writes a run or screening folder when it receives SIGTERM (the dashboard's cancel,
+    `scancel`, a SLURM time limit), so that it records 'cancelled' itself before it exits."""
+
+
+CANCELLED_EXIT = 130  # a cancelled process's exit status, as for one stopped by Ctrl-C
+
+
+def _raise_cancelled(signum, frame):
+    raise Cancelled()
+
+
+@contextlib.contextmanager
+def sigterm_cancels() -> Iterator[None]:
+    """Inside the block, SIGTERM raises Cancelled in the main thread; the previous handler comes back after it.
+
+    Outside the main thread (where Python cannot handle signals) it changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_cancelled)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def now() -> str:

@@ -60,17 +60,75 @@ class SlurmSettings:
             raise ValueError("GPUs per task must be 0 or more, CPUs per task 1 or more")
 
 
+def add_settings_arguments(group) -> None:
+    """SlurmSettings' command-line options (`grid --launcher slurm`, `screen --slurm-tasks`), on an argparse parser or group."""
+    group.add_argument("--partition", help="partition (queue) to submit to (default: the cluster's)")
+    group.add_argument("--account", help="account to charge (default: yours)")
+    group.add_argument("--time", help="time limit per task: MINUTES, HH:MM:SS or DAYS-HH:MM:SS (default: the partition's)")
+    group.add_argument("--gpus-per-task", type=int, default=0, help="GPUs per task, requested as --gres=gpu:N (default: 0)")
+    group.add_argument("--cpus-per-task", type=int, help="CPUs per task; give --workers a value below it (default: the cluster's)")
+    group.add_argument("--mem", help="memory per task, e.g. 32G (default: the cluster's)")
+    group.add_argument(
+        "--sbatch", action="append", default=[], metavar="OPTION", help="one more #SBATCH option without its dashes, e.g. qos=short; repeat for more"
+    )
+
+
+def settings_from_arguments(args, job_name: str = "wildvision") -> SlurmSettings:
+    """The settings given with add_settings_arguments' options (a ValueError names a value that cannot go in the script)."""
+    return SlurmSettings(
+        partition=args.partition,
+        account=args.account,
+        time_limit=args.time,
+        gpus_per_task=args.gpus_per_task,
+        cpus_per_task=args.cpus_per_task,
+        memory=args.mem,
+        extra=extra_options(args.sbatch),
+        job_name=job_name,
+    )
+
+
 def extra_options(lines: Sequence[str]) -> tuple[str, ...]:
     """Extra #SBATCH options as people write them: `#SBATCH --qos=short`, `--qos=short` or `qos=short`."""
     options = (re.sub(r"^#SBATCH\s+", "", line.strip()) for line in lines if line.strip())
     return tuple(option if option.startswith("-") else f"--{option}" for option in options)
 
 
-def batch_script(task_count: int, settings: SlurmSettings) -> str:
-    """The job array's batch script: task i trains the run folder on line i+1 of runs.txt beside it.
+@dataclass(frozen=True)
+class ArrayTask:
+    """What every task of a job array runs: a comment saying so, shell lines before `cd` into the code (they may
+    read files beside the script, in $SLURM_SUBMIT_DIR) and the lines after it, which start Python."""
 
-    It depends only on the task count and the settings, so `--dry-run` shows exactly what is submitted.
+    description: str
+    setup: tuple[str, ...]
+    run: tuple[str, ...]
+
+
+def python_module(module: str) -> str:
+    """The shell words that run a wildvision module with the Python that submits: the same environment on every node.
+
+    abspath, not resolve: a virtual environment's python is a symlink whose target would bypass the environment."""
+    return f"{shlex.quote(os.path.abspath(sys.executable))} -m {module}"
+
+
+def grid_task() -> ArrayTask:
+    """The grid's tasks: task i trains the run folder on line i+1 of runs.txt, with the worker (worker.py)."""
+    return ArrayTask(
+        "wildvision grid: array task i trains the run folder on line i+1 of runs.txt, in the folder sbatch ran in.",
+        ('run_dir=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "$SLURM_SUBMIT_DIR/runs.txt")',),
+        (
+            "# the run's console output goes beside its train.log, as for a run started on this machine",
+            f'exec {python_module("wildvision.worker")} "$run_dir" >> "$run_dir/console.log" 2>&1',
+        ),
+    )
+
+
+def batch_script(task_count: int, settings: SlurmSettings, task: ArrayTask | None = None) -> str:
+    """The job array's batch script: the settings' #SBATCH lines, then what each task runs (by default the grid's).
+
+    It depends only on the task count, the settings and the task, never on the folders that submitting creates,
+    so `--dry-run` shows exactly what is submitted.
     """
+    task = task or grid_task()
     options = [f"--job-name={settings.job_name}", f"--array=0-{task_count - 1}", "--ntasks=1", "--output=slurm-%A_%a.out"]
     options += [f"--partition={settings.partition}"] * bool(settings.partition)
     options += [f"--account={settings.account}"] * bool(settings.account)
@@ -80,17 +138,15 @@ def batch_script(task_count: int, settings: SlurmSettings) -> str:
     options += [f"--mem={settings.memory}"] * bool(settings.memory)
     options += list(settings.extra)
     code_root = Path(__file__).resolve().parents[1]
-    # abspath, not resolve: a virtual environment's python is a symlink whose target would bypass the environment
     return "\n".join(
         [
             "#!/bin/bash",
-            "# wildvision grid: array task i trains the run folder on line i+1 of runs.txt, in the folder sbatch ran in.",
+            f"# {task.description}",
             *(f"#SBATCH {option}" for option in options),
             "set -euo pipefail",
-            'run_dir=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "$SLURM_SUBMIT_DIR/runs.txt")',
+            *task.setup,
             f"cd {shlex.quote(str(code_root))}",
-            "# the run's console output goes beside its train.log, as for a run started on this machine",
-            f'exec {shlex.quote(os.path.abspath(sys.executable))} -m wildvision.worker "$run_dir" >> "$run_dir/console.log" 2>&1',
+            *task.run,
             "",
         ]
     )
@@ -105,26 +161,41 @@ def _slurm(command: list[str], cwd: Path | None = None) -> subprocess.CompletedP
         raise SlurmError(f"`{' '.join(command)}` did not answer within 60 s: is the SLURM controller up?") from None
 
 
+def sbatch_array(where: Path, script: str, settings: SlurmSettings, files: dict[str, str] | None = None, record: dict | None = None) -> tuple[str, Path]:
+    """Submit `script` from a new submission folder WHERE/slurm/JOBNAME-TIME-xxxx/ holding it (batch.sh), `files`
+    (read by the script) and, once sbatch accepted it, submission.json (job id, settings and `record`).
+
+    Returns the job id and the folder; a SlurmError says why sbatch could not be run or refused the job."""
+    folder = runs.create_run_dir(Path(where) / "slurm", settings.job_name)
+    runs.write_text_atomic(folder / SCRIPT, script)
+    for name, text in (files or {}).items():
+        runs.write_text_atomic(folder / name, text)
+    result = _slurm(["sbatch", "--parsable", SCRIPT], cwd=folder)
+    if result.returncode != 0:
+        raise SlurmError(f"sbatch refused the job: {result.stderr.strip() or result.stdout.strip()}")
+    job_id = result.stdout.strip().split(";")[0]  # --parsable prints JOBID or JOBID;CLUSTER
+    runs.write_json_atomic(folder / SUBMISSION, {"job_id": job_id, "submitted_at": runs.now(), "settings": dataclasses.asdict(settings)} | (record or {}))
+    return job_id, folder
+
+
 def submit(run_dirs: Sequence[Path], settings: SlurmSettings) -> str:
     """Submit one array task per (already created) run folder; returns the array's job id.
 
-    If sbatch refuses the job, the runs are marked failed with its message, so none waits forever.
+    If the job cannot be submitted (sbatch missing or refusing it), the runs are marked failed with the reason, so none waits forever.
     """
     run_dirs = [Path(d).resolve() for d in run_dirs]
-    folder = runs.create_run_dir(run_dirs[0].parent / "slurm", settings.job_name)
-    script = batch_script(len(run_dirs), settings)
-    runs.write_text_atomic(folder / SCRIPT, script)
-    runs.write_text_atomic(folder / RUN_LIST, "".join(f"{d}\n" for d in run_dirs))
-    result = _slurm(["sbatch", "--parsable", SCRIPT], cwd=folder)
-    if result.returncode != 0:
-        message = f"sbatch refused the job: {result.stderr.strip() or result.stdout.strip()}"
+    try:
+        job_id, folder = sbatch_array(
+            run_dirs[0].parent,
+            batch_script(len(run_dirs), settings),
+            settings,
+            {RUN_LIST: "".join(f"{d}\n" for d in run_dirs)},
+            {"runs": [str(d) for d in run_dirs]},
+        )
+    except SlurmError as error:
         for run_dir in run_dirs:
-            runs.write_status(run_dir, "failed", message=message)
-        raise SlurmError(message)
-    job_id = result.stdout.strip().split(";")[0]  # --parsable prints JOBID or JOBID;CLUSTER
-    runs.write_json_atomic(
-        folder / SUBMISSION, {"job_id": job_id, "submitted_at": runs.now(), "settings": dataclasses.asdict(settings), "runs": [str(d) for d in run_dirs]}
-    )
+            runs.write_status(run_dir, "failed", message=str(error))
+        raise
     for index, run_dir in enumerate(run_dirs):
         runs.write_json_atomic(run_dir / TASK_FILE, {"job_id": job_id, "task_id": f"{job_id}_{index}", "submission": str(folder)})
     return job_id
@@ -180,18 +251,24 @@ def task_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
     return states
 
 
-def shown_state(run: runs.RunSummary, slurm_state: str) -> str:
-    """The state to show for a SLURM run: the run folder's, unless its task ended without the run recording an end.
+def array_state(folder_state: str, slurm_states: Sequence[str]) -> str:
+    """The state to show for a folder that SLURM tasks work on: the folder's, unless none of its tasks is live
+    while the folder still says queued or running.
 
-    Off this machine the run folder cannot tell a dead process from a live one, but Slurm can: a task
-    that is no longer pending or running while its folder still says queued or running was killed
-    (time limit, node failure, out of memory, cancelled while pending).
+    Off this machine a folder cannot tell a dead process from a live one, but Slurm can: when no task is
+    pending or running any more and the folder records no end, they were killed (time limit, node failure,
+    out of memory, cancelled while pending).
     """
-    if run.state not in ("queued", "running") or slurm_state in LIVE:
-        return run.state
-    if slurm_state == "CANCELLED" and run.state == "queued":
+    if folder_state not in ("queued", "running") or any(state in LIVE for state in slurm_states):
+        return folder_state
+    if folder_state == "queued" and slurm_states and all(state == "CANCELLED" for state in slurm_states):
         return "cancelled"
     return runs.INTERRUPTED
+
+
+def shown_state(run: runs.RunSummary, slurm_state: str) -> str:
+    """The state to show for a SLURM run, from its one task's state (array_state)."""
+    return array_state(run.state, [slurm_state])
 
 
 def with_task_states(summaries: Sequence[runs.RunSummary]) -> tuple[list[runs.RunSummary], dict[str, str]]:
@@ -210,11 +287,13 @@ def with_task_states(summaries: Sequence[runs.RunSummary]) -> tuple[list[runs.Ru
     return shown, notes
 
 
-def cancel(run_dir: Path) -> None:
-    """scancel the run's task; a run that had not started yet is marked cancelled here, a started one records it itself."""
-    task = read_task(run_dir)
+def cancel(folder: Path) -> None:
+    """scancel the folder's task (or, for a screening job, its whole array); a folder whose work had not started
+    yet is marked cancelled here, a started one records it itself."""
+    task = read_task(folder)
     result = _slurm(["scancel", task["task_id"]])
     if result.returncode != 0:
         raise SlurmError(f"scancel {task['task_id']} failed: {result.stderr.strip()}")
-    if runs.read_run(Path(run_dir)).state == "queued":
-        runs.write_status(Path(run_dir), "cancelled", message=f"SLURM task {task['task_id']} cancelled before it started", hint="resume")
+    if runs.read_run(Path(folder)).state == "queued":
+        what = "task" if "_" in task["task_id"] else "job"
+        runs.write_status(Path(folder), "cancelled", message=f"SLURM {what} {task['task_id']} cancelled before it started", hint="resume")

@@ -12,7 +12,6 @@ are never seen during training.
 from __future__ import annotations
 
 import logging
-import signal
 import subprocess
 import sys
 import time
@@ -29,20 +28,13 @@ from wildvision.data import Sample, eval_transform, file_list_hash, make_loader,
 from wildvision.datacheck import sample_groups, test_duplicates
 from wildvision.evaluate import choose_threshold, compute_metrics, evaluate_samples, infer, resolve_device
 from wildvision.models import build_model, count_parameters, head, normalisation, split_at_head
+from wildvision.runs import Cancelled
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "wildvision-checkpoint-1"
 # status.json's message while stored backbone features are computed (readers recognise it by this start)
 STORED_FEATURES_MESSAGE = "computing backbone features once"
-
-
-class Cancelled(Exception):
-    """Raised in the training process when it receives SIGTERM (the dashboard's cancel)."""
-
-
-def _raise_cancelled(signum, frame):
-    raise Cancelled()
 
 
 def code_version() -> str:
@@ -274,12 +266,12 @@ def execute_run(run_dir: Path) -> dict:
     handler = logging.FileHandler(run_dir / runs.LOG)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger("wildvision").addHandler(handler)
-    previous_sigterm = signal.signal(signal.SIGTERM, _raise_cancelled)
     try:
-        runs.write_status(run_dir, "running", message=None)
-        results = _train_and_evaluate(run_dir)
-        runs.write_status(run_dir, "completed", message=None)
-        return results
+        with runs.sigterm_cancels():
+            runs.write_status(run_dir, "running", message=None)
+            results = _train_and_evaluate(run_dir)
+            runs.write_status(run_dir, "completed", message=None)
+            return results
     except Cancelled:
         log.warning("cancelled")
         runs.write_status(run_dir, "cancelled", message="cancelled by the user", hint="resume")
@@ -291,7 +283,6 @@ def execute_run(run_dir: Path) -> dict:
         runs.write_status(run_dir, "failed", message=f"{type(error).__name__}: {error}", hint=getattr(error, "hint", None))
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous_sigterm)
         logging.getLogger("wildvision").removeHandler(handler)
         handler.close()
 

@@ -22,10 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from wildvision import catalog, runs
-from wildvision.train import Cancelled, execute_run
+from wildvision.runs import CANCELLED_EXIT, Cancelled
+from wildvision.train import execute_run
 from wildvision.wording import error_text
-
-CANCELLED_EXIT = 130  # as for a process stopped by Ctrl-C
 
 
 def log_to_console() -> None:
