@@ -19,6 +19,7 @@ PAGES = {
     "efficiency": st.Page("app_pages/efficiency.py", title="Efficiency", icon=":material/speed:"),
     "generalisation": st.Page("app_pages/generalisation.py", title="Generalisation", icon=":material/travel_explore:"),
     "predict": st.Page("app_pages/predict.py", title="Predict", icon=":material/image_search:"),
+    "review": st.Page("app_pages/review.py", title="Review", icon=":material/fact_check:"),
 }
 
 
@@ -57,6 +58,7 @@ def home() -> None:
     st.subheader("Where to go")
     links = {
         "predict": "Upload photos and see how likely each shows an animal captive or for sale, with what the model looked at.",
+        "review": "Screen a whole folder of photos in the background, check the flagged ones, and export the confirmed cases.",
         "data": "Check a dataset before training: classes, sample photos, duplicates and photos filed under two classes.",
         "train": "Launch one training run or the paper's 24-model grid, and follow runs live.",
         "results": "The paper's results and your runs side by side, exportable as CSV and LaTeX.",

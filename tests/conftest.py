@@ -136,3 +136,26 @@ def completed_run(shared, tmp_path_factory) -> Path:
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (tmp / "runs").iterdir()
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def screened_job(shared, tmp_path_factory) -> Path:
+    """One completed screening job with the shipped model: 12 captive and 12 other photos from test_out_pet, a
+    byte-identical repost of the first captive one and a corrupt file. Tests that decide anything take a copy_job."""
+    from wildvision import screening
+
+    folder = tmp_path_factory.mktemp("market")
+    for class_name in ("captive", "other"):
+        (folder / class_name).mkdir()
+        for photo in sorted((DEMO / "test_out_pet" / class_name).iterdir())[:12]:
+            (folder / class_name / photo.name).symlink_to(photo)
+    (folder / "repost.jpg").write_bytes(min((folder / "captive").iterdir()).read_bytes())
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a photo")
+    return screening.screen([str(folder)], screens_dir=tmp_path_factory.mktemp("screens"), name="market")
+
+
+def copy_job(job: Path, screens_dir: Path) -> Path:
+    """A copy of a screening job folder under `screens_dir`, so decisions made on it stay with one test."""
+    import shutil
+
+    return Path(shutil.copytree(job, screens_dir / job.name))

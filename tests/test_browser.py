@@ -17,7 +17,8 @@ from typing import NamedTuple
 
 import pytest
 
-from wildvision import runs
+from conftest import copy_job
+from wildvision import decisions, runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -39,6 +40,7 @@ PAGES = {  # url path: what the page's title says
     "efficiency": "Efficiency",
     "generalisation": "Generalisation",
     "predict": "Predict",
+    "review": "Review",
 }
 
 
@@ -46,6 +48,7 @@ class Dashboard(NamedTuple):
     url: str
     runs_dir: Path
     pid: int  # the streamlit server's process
+    screens_dir: Path
 
 
 def _free_port() -> int:
@@ -70,12 +73,14 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def dashboard(completed_run, tmp_path_factory):
-    """A dashboard whose runs folder holds one real completed run."""
+def dashboard(completed_run, screened_job, tmp_path_factory):
+    """A dashboard whose runs folder holds one real completed run, and its screens folder one completed screening job."""
     runs_dir = tmp_path_factory.mktemp("dashboard_runs")
     shutil.copytree(completed_run, runs_dir / completed_run.name)
+    screens_dir = tmp_path_factory.mktemp("dashboard_screens")
+    copy_job(screened_job, screens_dir)
     port = _free_port()
-    env = dict(os.environ, WILDVISION_RUNS_DIR=str(runs_dir))
+    env = dict(os.environ, WILDVISION_RUNS_DIR=str(runs_dir), WILDVISION_SCREENS_DIR=str(screens_dir))
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1"],
         cwd=ROOT,
@@ -91,7 +96,7 @@ def dashboard(completed_run, tmp_path_factory):
             break
         except OSError:
             time.sleep(0.5)
-    yield Dashboard(f"http://127.0.0.1:{port}", runs_dir, server.pid)
+    yield Dashboard(f"http://127.0.0.1:{port}", runs_dir, server.pid, screens_dir)
     server.terminate()
     server.wait(timeout=20)
 
@@ -101,12 +106,17 @@ def open_page(browser, url: str):
     started = time.monotonic()
     page.goto(url)
     page.wait_for_selector("h1", timeout=60_000)
+    settled(page)
+    return page, time.monotonic() - started
+
+
+def settled(page) -> None:
+    """Wait until the page's script run has finished drawing (no skeleton, no running icon)."""
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stSkeleton\"]')"
         ' && !document.querySelector(\'[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"]\')',
         timeout=60_000,
     )
-    return page, time.monotonic() - started
 
 
 @pytest.mark.parametrize("path", list(PAGES))
@@ -127,7 +137,7 @@ def test_every_page_renders_in_chromium_without_an_exception(browser, dashboard,
 def test_a_run_launched_from_the_train_page_completes_while_the_tab_is_closed(browser, dashboard, shared, tmp_path):
     from conftest import SQUEEZENET_WEIGHTS, demo_subset
 
-    url, runs_dir, _ = dashboard
+    url, runs_dir = dashboard.url, dashboard.runs_dir
     data = demo_subset(tmp_path, {"captive": 12, "wild": 12, "background": 4})
     before = {run.name for run in runs.list_runs(runs_dir)}
     page, _ = open_page(browser, f"{url}/train")
@@ -199,5 +209,51 @@ def test_a_chart_downloads_as_a_png_for_a_slide(browser, dashboard, tmp_path):
         with Image.open(saved) as image:
             assert image.format == "PNG" and image.width >= 1000, image.size  # twice the on-screen size: sharp on a slide
         shutil.copy(saved, SCREENSHOTS / f"export-{saved.name}")
+    finally:
+        page.close()
+
+
+def test_twenty_photos_are_reviewed_in_the_browser_by_key_and_by_click(browser, dashboard):
+    """A reviewer types their name, decides 12 photos one at a time with the keyboard, then 8 in the grid by clicking
+    (after adding the lowest score band: the job has 24 photos, and fewer than 20 are flagged or uncertain)."""
+    from playwright.sync_api import expect
+
+    (job,) = [folder for folder in dashboard.screens_dir.iterdir() if folder.is_dir()]
+    page, _ = open_page(browser, f"{dashboard.url}/review?job={job.name}")
+    try:
+        page.get_by_label("Your name").fill("Ana")
+        page.get_by_label("Your name").press("Enter")
+        page.get_by_text("One at a time").click()
+        page.get_by_text("Photo 1 of").wait_for(timeout=30_000)
+        screenshot = False
+        for _ in range(12):
+            before = page.get_by_text("Photo 1 of").inner_text()
+            remaining = int(before.split(" of ")[1].split()[0])
+            page.evaluate("document.activeElement && document.activeElement.blur()")  # keys go to the page, not to a text field
+            page.keyboard.press("2" if len(decisions.current(job)) % 3 else "1")  # 1: captive or for sale, 2: not captive
+            page.get_by_text(f"Photo 1 of {remaining - 1} shown").wait_for(timeout=30_000)
+            settled(page)
+            if not screenshot:
+                page.screenshot(path=SCREENSHOTS / "review-one-at-a-time.png", full_page=True)
+                screenshot = True
+        photos_by_key = len({d.duplicate_group or path for path, d in decisions.current(job).items()})
+        assert photos_by_key == 12
+        page.get_by_text("Grid", exact=True).click()
+        settled(page)
+        page.get_by_role("button", name="Below the uncertain band").click()  # a score band more: the photos scored lowest
+        settled(page)
+        decided_metric = page.locator("[data-testid='stMetric']", has_text="Decided").locator("[data-testid='stMetricValue']")
+        expect(decided_metric).to_have_text("12", timeout=30_000)
+        for clicked in range(8):
+            page.get_by_role("button", name="Not captive").first.click()
+            expect(decided_metric).to_have_text(str(12 + clicked + 1), timeout=30_000)
+            settled(page)  # the grid below the metric is drawn anew before the next click
+        decided = decisions.current(job)
+        assert len({d.duplicate_group or path for path, d in decided.items()}) == 20
+        assert {d.reviewer for d in decided.values()} == {"Ana"}
+        page.get_by_text("Measured precision of the flags").first.wait_for(timeout=30_000)
+        page.wait_for_timeout(1000)
+        assert page.locator("[data-testid='stException']").count() == 0 and "Traceback" not in page.content()
+        page.screenshot(path=SCREENSHOTS / "review-grid-after-20.png", full_page=True)
     finally:
         page.close()

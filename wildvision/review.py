@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 
@@ -146,11 +146,8 @@ def with_decisions(items: pd.DataFrame, decided: Mapping[str, decisions.Decision
 
 def bands(probabilities: pd.Series, threshold: float) -> pd.Series:
     """Each probability's score band at `threshold` (NaN, an unreadable file, is UNREADABLE)."""
-    return pd.Series(
-        [UNREADABLE if math.isnan(p) else FLAGGED if p >= threshold else UNCERTAIN if p >= threshold - UNCERTAIN_WIDTH else BELOW for p in probabilities],
-        index=probabilities.index,
-        dtype=object,
-    )
+    conditions = [probabilities.isna(), probabilities >= threshold, probabilities >= threshold - UNCERTAIN_WIDTH]
+    return pd.Series(np.select(conditions, [UNREADABLE, FLAGGED, UNCERTAIN], BELOW), index=probabilities.index, dtype=object)
 
 
 def queue(items: pd.DataFrame, threshold: float, filters: Filters = Filters(), unusual_level: float | None = None) -> pd.DataFrame:

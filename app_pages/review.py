@@ -1,0 +1,377 @@
+"""Review page: screen a folder of scraped photos in the background, then check the flagged ones and keep the decisions.
+
+For NGO staff and researchers alike: plain words, one click (or key) per decision, and the precision of the flags as
+people measured it. The numbers come from wildvision.review, the decisions live in the job's SQLite store
+(wildvision.decisions) and the jobs are background processes (wildvision.screen_jobs); this file lays them out.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from app_pages.widgets import code, md
+from wildvision import catalog, decisions, explain, review, runs, screen_jobs, wording
+from wildvision.predict import LoadedModel
+from wildvision.screening import default_screens_dir, load_screen_model
+
+GRID_PAGE = 12
+GRID_COLUMNS = 4
+THUMBNAIL_SIDE = 320
+LARGE_SIDE = 720
+LABEL_WORDS = {"unsure": "Unsure"}  # the class names speak for themselves; the shipped model's get friendlier words
+SHIPPED_WORDS = {"captive": "Captive or for sale", "not_captive": "Not captive"}
+SHORTCUTS = ("1", "2", "3", "4", "5", "6", "7", "8", "9")  # each label's key in the one-at-a-time view, in button order
+LIVE = ("running", "queued")  # positive, negative, unsure in the one-at-a-time view
+
+
+def label_words(label: str) -> str:
+    return SHIPPED_WORDS.get(label) or LABEL_WORDS.get(label) or label.replace("_", " ").capitalize()
+
+
+# --- cached reads --------------------------------------------------------------------------------
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _items(screen_dir: str, scores_mtime_ns: int) -> pd.DataFrame:
+    """The job's scored files (scores.csv never changes once written; the mtime guards a re-run job)."""
+    return review.read_items(screen_dir)
+
+
+@st.cache_data(max_entries=600, show_spinner=False)
+def _thumbnail(file: str, side: int) -> bytes | None:
+    return review.thumbnail_jpeg(file, side)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the model…")
+def _model(screen_dir: str) -> LoadedModel:
+    return load_screen_model(Path(screen_dir), device="auto")
+
+
+@st.cache_data(max_entries=200, show_spinner="Working out where the model looked…")
+def _saliency(screen_dir: str, file: str, side: int) -> tuple[bytes | None, str]:
+    """Grad-CAM over the photo as JPEG bytes, and its caption (or None and why not)."""
+    examined = explain.examine(_model(screen_dir), [file], "gradcam", display_max=side)[0]
+    if examined.explanation is None:
+        return None, f"No map: {examined.error}"
+    shown = explain.overlay(examined.image, examined.explanation.heatmap)
+    return review.jpeg_bytes(shown), wording.map_caption("gradcam", examined.explanation.blank, examined.explanation.target == "score difference")
+
+
+# --- decisions (button callbacks: they run before the page, so the queue drawn next already has them) ------------
+
+
+def _decide(screen_dir: str, path: str, label: str) -> None:
+    reviewer = st.session_state.get("reviewer", "").strip()
+    note = st.session_state.get(f"note-{path}") or st.session_state.get("note-current") or None
+    try:
+        job = review.read_job(screen_dir)
+        count = review.decide_photo(job, _items(screen_dir, _mtime(screen_dir)), path, label, reviewer, note)
+    except (ValueError, runs.RunError) as error:
+        st.session_state["review-problem"] = f"That decision was not saved: {error}"
+        return
+    st.session_state["review-saved"] = f"Saved: {label_words(label)}" + (f" for all {count} copies of this photo." if count > 1 else ".")
+    st.session_state.pop("note-current", None)
+
+
+def _mtime(screen_dir: str) -> int:
+    return (Path(screen_dir) / "scores.csv").stat().st_mtime_ns
+
+
+def decision_buttons(job: review.Job, path: str, key: str, shortcuts: bool = False) -> None:
+    reviewer_missing = not st.session_state.get("reviewer", "").strip()
+    places = st.columns(len(job.labels)) if shortcuts else [st.container() for _ in job.labels]  # a grid card is narrow: one under another
+    for index, (place, label) in enumerate(zip(places, job.labels)):
+        place.button(
+            label_words(label),
+            key=f"{key}-{label}",
+            on_click=_decide,
+            args=(str(job.path), path, label),
+            disabled=reviewer_missing,
+            shortcut=SHORTCUTS[index] if shortcuts and index < len(SHORTCUTS) else None,
+            type="primary" if index == 0 else "secondary",
+            width="stretch",
+        )
+
+
+# --- page sections -------------------------------------------------------------------------------
+
+
+def jobs_section(screens_dir: Path) -> screen_jobs.ScreenSummary | None:
+    """Start a job, follow the running ones, pick one to review."""
+    with st.expander("Screen a new folder of photos", expanded=not screen_jobs.list_screens(screens_dir)):
+        new_job_form(screens_dir)
+    jobs = screen_jobs.list_screens(screens_dir)
+    if not jobs:
+        st.info(f"No screening jobs in {code(screens_dir)} yet: start one above.")
+        return None
+    if any(job.state in LIVE for job in jobs):
+        live_jobs(screens_dir)
+    for job in jobs:
+        if job.state not in (*LIVE, "completed"):
+            job_line(job)
+    names = [job.name for job in jobs]
+    wanted = st.query_params.get("job")
+    chosen = st.selectbox(
+        "Screening job to review",
+        names,
+        index=names.index(wanted) if wanted in names else 0,
+        format_func=lambda name: job_label(next(job for job in jobs if job.name == name)),
+    )
+    st.query_params["job"] = chosen
+    return next(job for job in jobs if job.name == chosen)
+
+
+def job_label(job: screen_jobs.ScreenSummary) -> str:
+    files = f"{job.total:,} files" if job.total else "listing files"
+    return f"{job.name} · {files} · {job.state}"
+
+
+def new_job_form(screens_dir: Path) -> None:
+    models = catalog.usable_models(runs.default_runs_dir())
+    if not models:
+        st.warning("There is no model to screen with: the default model is missing and no training run has finished.")
+        return
+    with st.form("new-screen"):
+        sources = st.text_area(
+            "Folders, zip files or lists of photo paths on this computer, one per line",
+            placeholder="/data/marketplace/2026-11-28",
+            help="Folders are searched with all their sub-folders. A text file lists one photo path per line.",
+        )
+        model = st.selectbox("Model", models, format_func=lambda record: record.description)
+        name = st.text_input("Name for this job (optional)", placeholder="marketplace-november")
+        started = st.form_submit_button("Start screening", type="primary")
+    if started:
+        lines = [line.strip() for line in sources.splitlines() if line.strip()]
+        if not lines:
+            st.error("Give at least one folder, zip file or list of photo paths.")
+            return
+        try:
+            screen_dir = screen_jobs.launch_screen(lines, model.model, screens_dir, name.strip() or None)
+        except (ValueError, runs.RunError, OSError) as error:
+            st.error(f"The job was not started: {error}")
+            return
+        st.query_params["job"] = screen_dir.name
+        st.success(f"Started screening job {md(screen_dir.name)}. It runs in the background; you can leave this page.")
+
+
+def job_line(job: screen_jobs.ScreenSummary) -> None:
+    """A job that has not finished: its progress in words, and Cancel or Resume."""
+    columns = st.columns([5, 1])
+    columns[0].markdown(f"**{md(job.name)}** · {md(screen_jobs.screen_progress_line(job))}")
+    if job.state in ("running", "queued"):
+        columns[1].button("Cancel", key=f"cancel-{job.name}", on_click=_job_action, args=(screen_jobs.cancel_screen, job.path))
+        if job.total:
+            st.progress(min(1.0, job.done / job.total))
+    else:
+        columns[1].button("Resume", key=f"resume-{job.name}", on_click=_job_action, args=(screen_jobs.resume_screen_in_background, job.path))
+
+
+@st.fragment(run_every=3)
+def live_jobs(screens_dir: Path) -> None:
+    """The running jobs, refreshed every few seconds; when the last one ends the whole page is drawn again."""
+    running = [job for job in screen_jobs.list_screens(screens_dir) if job.state in LIVE]
+    if not running:
+        st.rerun()
+    for job in running:
+        job_line(job)
+
+
+def _job_action(action, screen_dir: Path) -> None:
+    try:
+        action(screen_dir)
+    except (runs.RunError, OSError, ValueError) as error:
+        st.session_state["review-problem"] = str(error)
+
+
+def summary_section(job: review.Job, items: pd.DataFrame) -> None:
+    photos = review.queue(items, job.threshold, review.Filters(bands=(), decided="any"))
+    columns = st.columns(5)
+    columns[0].metric("Files", f"{len(items):,}")
+    columns[1].metric("Distinct photos", f"{int(photos['probability'].notna().sum()):,}")
+    columns[2].metric("Flagged", f"{int((photos['band'] == review.FLAGGED).sum()):,}")
+    columns[3].metric("Decided", f"{int((photos['group_decision'] != '').sum()):,}")
+    columns[4].metric("Could not be read", f"{int((items['error'] != '').sum()):,}")
+    line = f"Flags are drawn at a score of **{job.threshold:.0%}**"
+    if job.adopted:
+        line += f", adopted by {md(job.adopted.reviewer)} on {job.adopted.adopted_at[:10]} (the model's own line is {job.model_threshold:.0%})."
+    else:
+        line += ", the model's own line."
+    st.markdown(line)
+
+
+def filters_section(job: review.Job, items: pd.DataFrame) -> review.Filters:
+    bands = st.pills(
+        "Score bands",
+        list(review.BANDS),
+        selection_mode="multi",
+        default=[review.FLAGGED, review.UNCERTAIN],
+        format_func=lambda band: review.BANDS[band].split(" (")[0],
+        help=" ".join(f"{text}." for text in review.BANDS.values()),
+    )
+    columns = st.columns([4, 2, 3])
+    folders = sorted(items["folder"].unique())
+    folder = columns[0].selectbox("Source folder", ["all folders", *folders]) if len(folders) > 1 else None
+    decided = columns[1].selectbox("Decided", review.DECIDED_STATES, format_func=lambda state: {"any": "decided or not"}.get(state, state))
+    columns[2].write("")  # lines the checkbox up with the boxes beside it
+    unusual = columns[2].checkbox(
+        "Only photos unlike the training photos",
+        disabled=job.unusual_level is None,
+        help=wording.UNLIKE_TRAINING_HOW,
+    )
+    group = st.session_state.get("review-group")
+    return review.Filters(tuple(bands), None if folder in (None, "all folders") else folder, decided, unusual, group)
+
+
+def card(job: review.Job, row: pd.Series, key: str, side: int, shortcuts: bool = False) -> None:
+    """One photo: the picture (or where the model looked), its score, its reposts, its decision and the buttons."""
+    looked = st.toggle("Where the model looked", key=f"map-{key}", value=False) if row["error"] == "" else False
+    if looked:
+        picture, caption = _saliency(str(job.path), row["file"], side)
+    else:
+        picture, caption = _thumbnail(row["file"], side) if row["error"] == "" else None, ""
+    if picture is not None:
+        st.image(picture, caption=caption or None, width="stretch")
+    st.markdown(item_words(job, row))
+    if row["group_size"] > 1 and st.session_state.get("review-group") is None:
+        st.button(f"See all {row['group_size']} copies", key=f"group-{key}", on_click=st.session_state.__setitem__, args=("review-group", row["group"]))
+    if row["error"] == "":
+        st.text_input(
+            "Note (optional)", key=f"note-{row['path']}" if not shortcuts else "note-current", label_visibility="collapsed", placeholder="Note (optional)"
+        )
+        decision_buttons(job, row["path"], key, shortcuts)
+
+
+def item_words(job: review.Job, row: pd.Series) -> str:
+    if row["error"]:
+        return f"**Could not be read:** {md(row['error'])}  \n{code(row['path'])}"
+    words = f"**{row['probability']:.0%}** {label_words(job.positive).lower()} · {review.BANDS[row['band']].split(' (')[0].lower()}"
+    if job.unusual_level is not None and not math.isnan(row["unlike_training"]) and row["unlike_training"] > job.unusual_level:
+        words += f"  \n:orange[{wording.UNLIKE_TRAINING}]"
+    if row["group_decision"]:
+        words += f"  \nDecided: **{label_words(row['group_decision'])}**" + (f" by {md(row['reviewer'])}" if row["reviewer"] else "")
+    return words + f"  \n{code(Path(row['path']).name)}"
+
+
+def grid_view(job: review.Job, shown: pd.DataFrame) -> None:
+    pages = max(1, math.ceil(len(shown) / GRID_PAGE))
+    page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"page-{job.name}") if pages > 1 else 1
+    rows = shown.iloc[(page - 1) * GRID_PAGE : page * GRID_PAGE]
+    for start in range(0, len(rows), GRID_COLUMNS):
+        for column, (_, row) in zip(st.columns(GRID_COLUMNS), rows.iloc[start : start + GRID_COLUMNS].iterrows()):
+            with column.container(border=True):
+                card(job, row, key=f"g{start}-{row['group']}", side=THUMBNAIL_SIDE)
+
+
+def single_view(job: review.Job, shown: pd.DataFrame) -> None:
+    position = min(st.session_state.get("review-position", 0), len(shown) - 1)
+    row = shown.iloc[position]
+    left, right = st.columns([3, 2])
+    with left:
+        card(job, row, key="single", side=LARGE_SIDE, shortcuts=True)
+    with right:
+        st.markdown(f"Photo {position + 1:,} of {len(shown):,} shown")
+        st.caption("Keys: " + ", ".join(f"**{key}** {label_words(label)}" for key, label in zip(SHORTCUTS, job.labels)) + ".")
+        back, skip = st.columns(2)
+        back.button("Previous", disabled=position == 0, on_click=st.session_state.__setitem__, args=("review-position", position - 1))
+        skip.button("Skip", disabled=position + 1 >= len(shown), on_click=st.session_state.__setitem__, args=("review-position", position + 1))
+        st.markdown(f"Full path: {code(row['path'])}")
+
+
+def precision_section(job: review.Job, items: pd.DataFrame, record: catalog.ModelRecord | None) -> None:
+    st.subheader("How precise are the flags here?")
+    target = st.slider("Precision you need (the share of flags that are right)", 0.5, 1.0, 0.9, 0.01, key="target-precision")
+    view = review.precision_view(job, items, target, record)
+    measured = view.measured
+    columns = st.columns([2, 3])
+    if measured.n:
+        columns[0].metric(
+            "Measured precision of the flags",
+            f"{measured.precision:.0%}",
+            help="Among the flagged photos people decided, the share they found captive or for sale.",
+        )
+        columns[0].caption(f"95% interval {measured.low:.0%} to {measured.high:.0%} (Wilson), from {measured.n} of {view.flagged:,} flagged photos reviewed.")
+    else:
+        columns[0].info(f"Decide some of the {view.flagged:,} flagged photos to measure how often the flags are right here.")
+    if view.test_sets:
+        table = pd.DataFrame({"Photos": list(view.test_sets), "Precision at the model's line": [f"{p:.0%}" for p in view.test_sets.values()]})
+        columns[1].markdown("The model's precision on its test sets, for comparison:")
+        columns[1].dataframe(table, hide_index=True, width="stretch")
+    if view.suggestion is None:
+        st.caption(view.suggestion_problem)
+        return
+    rule = view.suggestion
+    met = "reaches" if rule["met"] else "comes closest to (but does not reach)"
+    st.markdown(
+        f"On the {rule['n']} reviewed photos, a line at **{rule['threshold']:.1%}** {met} {target:.0%} precision "
+        f"({rule['precision']:.0%}, keeping {rule['recall']:.0%} of the photos people confirmed)."
+    )
+    st.caption("People review what was flagged, so this sample can only raise the line with evidence; a small sample moves it a lot.")
+    reviewer_missing = not st.session_state.get("reviewer", "").strip()
+    buttons = st.columns(2)
+    buttons[0].button(
+        f"Adopt {rule['threshold']:.1%} for this job",
+        on_click=_adopt,
+        args=(str(job.path), rule["threshold"], target, rule["n"]),
+        disabled=reviewer_missing or math.isclose(rule["threshold"], job.threshold),
+    )
+    if job.adopted:
+        buttons[1].button("Go back to the model's line", on_click=_adopt, args=(str(job.path), job.model_threshold, None, None), disabled=reviewer_missing)
+
+
+def _adopt(screen_dir: str, threshold: float, target: float | None, reviewed: int | None) -> None:
+    try:
+        decisions.adopt_threshold(screen_dir, threshold, st.session_state.get("reviewer", ""), target, reviewed)
+    except ValueError as error:
+        st.session_state["review-problem"] = f"The threshold was not changed: {error}"
+
+
+def review_section(summary: screen_jobs.ScreenSummary) -> None:
+    try:
+        job = review.read_job(summary.path)
+        items = review.with_decisions(_items(str(summary.path), _mtime(str(summary.path))), decisions.current(summary.path))
+    except (runs.RunError, ValueError, OSError) as error:
+        st.warning(f"This job cannot be reviewed: {error}")
+        return
+    summary_section(job, items)
+    st.text_input("Your name (kept with each decision)", key="reviewer", placeholder="e.g. Ana")
+    for key, show in (("review-problem", st.error), ("review-saved", st.toast)):
+        if message := st.session_state.pop(key, None):
+            show(message)
+    filters = filters_section(job, items)
+    shown = review.queue(items, job.threshold, filters, job.unusual_level)
+    if filters.group is not None:
+        st.info(f"Showing the {len(shown)} copies of one photo. Deciding any of them decides them all.")
+        st.button("Back to all photos", on_click=st.session_state.pop, args=("review-group", None))
+    view = st.radio("View", ["Grid", "One at a time"], horizontal=True, label_visibility="collapsed")
+    if not st.session_state.get("reviewer", "").strip():
+        st.caption("Type your name above to decide.")
+    if shown.empty:
+        st.success("Nothing left to review with these filters.")
+    elif view == "Grid":
+        grid_view(job, shown)
+    else:
+        single_view(job, shown)
+    precision_section(job, items, review.model_record(job))
+
+
+def review_page() -> None:
+    st.title("Review")
+    st.write(
+        "Screen a folder of photos (for example, images saved from a marketplace) with a model, then check the photos it "
+        "flags. Your decisions are kept beside the model's scores, show how often the flags are right, and can be exported "
+        "as evidence or as training data."
+    )
+    summary = jobs_section(default_screens_dir())
+    if summary is None:
+        return
+    if summary.state != "completed":
+        st.info(f"{md(summary.name)} is {summary.state}: photos can be reviewed once the job has finished.")
+        return
+    review_section(summary)
+
+
+review_page()

@@ -1,0 +1,105 @@
+"""The Review page with Streamlit's AppTest on conftest's screened_job (real demo photos, the shipped model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import copy_job
+from wildvision import decisions, review, runs
+
+PAGE = "../app_pages/review.py"
+
+
+@pytest.fixture
+def screens_dir(tmp_path, monkeypatch, runs_dir) -> Path:
+    folder = tmp_path / "screens"
+    folder.mkdir()
+    monkeypatch.setenv("WILDVISION_SCREENS_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def job(screened_job, screens_dir) -> Path:
+    return copy_job(screened_job, screens_dir)
+
+
+def page() -> AppTest:
+    return AppTest.from_file(PAGE, default_timeout=120).run()
+
+
+def buttons(at: AppTest, label: str) -> list:
+    return [button for button in at.button if button.label == label]
+
+
+def test_without_jobs_the_page_offers_to_start_one(screens_dir):
+    at = page()
+    assert not at.exception
+    assert at.title[0].value == "Review"
+    assert any("No screening jobs" in info.value for info in at.info)
+    assert any(area.label.startswith("Folders, zip files or lists") for area in at.text_area)
+
+
+def test_a_new_job_with_a_missing_folder_is_refused_in_plain_words(screens_dir, tmp_path):
+    at = page()
+    at.text_area[0].input(str(tmp_path / "nowhere"))
+    at.button[0].click().run()  # the form's submit button
+    assert not at.exception
+    assert any("The job was not started" in error.value and "nowhere" in error.value for error in at.error)
+    assert not list(screens_dir.iterdir()), "nothing was created"
+
+
+def test_decisions_need_a_name_then_one_click_decides_a_photo_and_its_reposts(job):
+    at = page()
+    assert not at.exception
+    assert all(button.disabled for button in buttons(at, "Captive or for sale")), "no decision without a reviewer's name"
+    at.text_input(key="reviewer").input("Ana").run()
+    items = review.read_items(job)
+    first = review.queue(review.with_decisions(items, {}), review.read_job(job).threshold).iloc[0]
+    buttons(at, "Captive or for sale")[0].click().run()
+    assert not at.exception
+    decided = decisions.current(job)
+    assert set(decided) == set(review.group_paths(items, first["path"])) and {d.reviewer for d in decided.values()} == {"Ana"}
+    assert [metric.value for metric in at.metric if metric.label == "Decided"] == ["1"]
+
+
+def test_one_at_a_time_moves_on_after_each_decision_and_precision_is_measured(job):
+    at = page()
+    at.text_input(key="reviewer").input("Ana").run()
+    at.radio[0].set_value("One at a time").run()
+    shown = [markdown.value for markdown in at.markdown if markdown.value.startswith("Photo 1 of")]
+    total = int(shown[0].split(" of ")[1].split()[0].replace(",", ""))
+    for expected in range(total - 1, total - 4, -1):
+        buttons(at, "Not captive")[0].click().run()
+        assert any(markdown.value.startswith(f"Photo 1 of {expected} ") for markdown in at.markdown), expected
+    assert len({d.label for d in decisions.current(job).values()}) == 1
+    measured = next(metric for metric in at.metric if metric.label == "Measured precision of the flags")
+    assert measured.value == "0%", "three flagged photos, all decided not captive"
+
+
+def test_adopting_the_measured_threshold_is_kept_for_the_job(job):
+    found = review.read_job(job)
+    items = review.with_decisions(review.read_items(job), {})
+    flagged = review.queue(items, found.threshold, review.Filters(bands=(review.FLAGGED,)))
+    for rank, path in enumerate(flagged["path"]):
+        review.decide_photo(found, items, path, "not_captive" if rank < 2 else "captive", "ben")
+    at = page()
+    at.text_input(key="reviewer").input("Ana").run()
+    (adopt,) = [button for button in at.button if button.label.startswith("Adopt ")]
+    adopt.click().run()
+    assert not at.exception
+    adopted = decisions.adopted_threshold(job)
+    assert adopted.reviewer == "Ana" and adopted.threshold > found.model_threshold and adopted.reviewed == len(flagged)
+    assert any("adopted by Ana" in markdown.value for markdown in at.markdown)
+    buttons(at, "Go back to the model's line")[0].click().run()
+    assert review.read_job(job).threshold == found.model_threshold
+
+
+def test_an_unfinished_job_says_so_instead_of_a_review(job):
+    runs.write_status(job, "failed", message="disk full")
+    at = page()
+    assert not at.exception
+    assert any("can be reviewed once the job has finished" in info.value for info in at.info)
+    assert buttons(at, "Resume"), "a failed job can be resumed from the page"
