@@ -89,7 +89,6 @@ def test_the_csv_lists_the_confirmed_cases_in_screening_order(job, tmp_path):
         assert (row["sha256"], row["probability"]) == (scores[row["path"]]["sha256"], scores[row["path"]]["probability"])
         assert row["decision"] == CAPTIVE and row["reviewer"] == "ana" and row["decided_at"].endswith("+00:00")
     assert rows[0]["note"] == "bars and a price tag" and rows[1]["note"] == ""
-    assert case_export.job_threshold(job) == runs.read_json(job / runs.CONFIG)["threshold"]
 
 
 def test_the_evidence_pack_holds_the_photos_as_screened_their_maps_and_a_readme(job, screened, tmp_path):

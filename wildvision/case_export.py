@@ -63,6 +63,7 @@ from wildvision.data import scan_folder
 from wildvision.images import IMAGE_EXTENSIONS, is_image_file
 from wildvision.launch import parse_named_folder
 from wildvision.predict import LoadedModel
+from wildvision.review import Job, read_job
 
 CASE_COLUMNS = ["path", "sha256", "probability", "decision", "reviewer", "decided_at", "note"]
 PACK_COLUMNS = [*CASE_COLUMNS, "image", "saliency"]  # the photo and its map inside the pack ("" when skipped)
@@ -84,27 +85,6 @@ Progress = Callable[[float], None]
 
 class CaseFileError(ValueError):
     """A case's photo cannot be exported as it was screened; the message says why."""
-
-
-@dataclass(frozen=True)
-class Job:
-    """A completed screening job, as its config.json describes it."""
-
-    folder: Path
-    model: str  # as given to `screen`
-    model_file: str  # what predict.load_model takes: "default" or a checkpoint path
-    architecture: str
-    threshold: float
-    class_names: tuple[str, ...]  # negative first, positive last
-    created_at: str | None
-
-    @property
-    def name(self) -> str:
-        return self.folder.name
-
-    @property
-    def positive(self) -> str:
-        return self.class_names[-1]
 
 
 @dataclass(frozen=True)
@@ -200,45 +180,20 @@ class TrainingFolder:
 # ---------------------------------------------------------------------------------------------
 
 
-def job_threshold(screen_dir: str | Path) -> float:
-    """The job's decision threshold: the line its model flagged at (config.json's threshold)."""
-    return float(runs.read_json(Path(screen_dir) / runs.CONFIG)["threshold"])
-
-
-def open_job(screen_dir: str | Path) -> Job:
-    """The job in `screen_dir`, refused unless it is a screening folder whose job completed (its scores.csv is whole)."""
-    folder = Path(screen_dir)
-    if not (folder / runs.CONFIG).is_file() or not (folder / screening.FILES).is_file():
-        raise ValueError(f"{folder} is not a screening folder (it has no {runs.CONFIG} and {screening.FILES}): give a folder `screen` made, screens/<id>")
-    config = runs.read_json(folder / runs.CONFIG)
-    state = runs.effective_state(runs.read_json(folder / runs.STATUS)) if (folder / runs.STATUS).is_file() else "unknown"
-    if state != "completed" or not (folder / screening.SCORES).is_file():
-        raise ValueError(f"screening job {folder} is {state}, not completed: finish it first (`screen --resume {folder}`)")
-    return Job(
-        folder=folder,
-        model=str(config.get("model", "")),
-        model_file=str(config.get("model_file", "")),
-        architecture=str(config.get("architecture", "")),
-        threshold=job_threshold(folder),
-        class_names=tuple(config.get("class_names") or decisions.DEFAULT_CLASSES),
-        created_at=config.get("created_at"),
-    )
-
-
 def decided_cases(screen_dir: str | Path, labels: Iterable[str] | None = None) -> list[Case]:
     """The items people decided (one of `labels`; None: any label, unsure too), in scores.csv's order.
 
     Reads the decision store only when it exists: exporting never creates one."""
-    job = open_job(screen_dir)
-    if not (job.folder / decisions.DATABASE).is_file():
+    job = read_job(screen_dir)
+    if not (job.path / decisions.DATABASE).is_file():
         return []
-    decided = decisions.current(job.folder)
+    decided = decisions.current(job.path)
     wanted = None if labels is None else set(labels)
     cases = []
-    with open(job.folder / screening.SCORES, newline="", encoding="utf-8") as handle:
-        for row_number, (row, listed) in enumerate(zip(csv.DictReader(handle), screening.read_file_list(job.folder), strict=False), 1):
+    with open(job.path / screening.SCORES, newline="", encoding="utf-8") as handle:
+        for row_number, (row, listed) in enumerate(zip(csv.DictReader(handle), screening.read_file_list(job.path), strict=False), 1):
             if row["path"] != listed.path:
-                raise runs.RunError(f"{job.folder}: row {row_number} of {screening.SCORES} ({row['path']}) is not {screening.FILES}'s ({listed.path})")
+                raise runs.RunError(f"{job.path}: row {row_number} of {screening.SCORES} ({row['path']}) is not {screening.FILES}'s ({listed.path})")
             decision = decided.get(row["path"])
             if decision is None or (wanted is not None and decision.label not in wanted):
                 continue
@@ -261,10 +216,10 @@ def decided_cases(screen_dir: str | Path, labels: Iterable[str] | None = None) -
 
 def confirmed_cases(screen_dir: str | Path) -> list[Case]:
     """The items people decided the positive class, refused when there are none (an empty export would look like a finding)."""
-    job = open_job(screen_dir)
-    cases = decided_cases(job.folder, [job.positive])
+    job = read_job(screen_dir)
+    cases = decided_cases(job.path, [job.positive])
     if not cases:
-        raise ValueError(f"no confirmed cases in {job.folder}: nobody has decided any item {job.positive!r} yet (record decisions with `review`)")
+        raise ValueError(f"no confirmed cases in {job.path}: nobody has decided any item {job.positive!r} yet (record decisions with `review`)")
     return cases
 
 
@@ -367,9 +322,10 @@ def _pack_readme(job: Job, exported_at: str, cases: int, images: int, saliency: 
     lines = [
         "wildvision evidence pack",
         "",
-        f"Screening job: {job.name} ({job.folder.resolve()}), started {job.created_at or 'at an unrecorded time'}",
+        f"Screening job: {job.name} ({job.path.resolve()}), started {job.created_at or 'at an unrecorded time'}",
         f"Model: {job.model} ({job.architecture})" + ("" if job.model_file == job.model else f", checkpoint {job.model_file}"),
-        f"Threshold: {job.threshold:g} (the model flagged photos scoring at or above it as {positive!r})",
+        f"Threshold: {job.threshold:g} (photos scoring at or above it were flagged {positive!r})"
+        + (f"; adopted by {job.adopted.reviewer} on {job.adopted.adopted_at}, the model's own is {job.model_threshold:g}" if job.adopted else ""),
         f"Exported: {exported_at} (UTC)",
         f"Cases: {cases} photos people decided {positive!r}; {images} of them are in this pack",
         "",
@@ -400,11 +356,11 @@ def export_evidence_pack(
     loaded on `device`. progress: called with the fraction of cases done."""
     from wildvision.explain import examine, overlay  # captum and the network only when a pack is made
 
-    job = open_job(screen_dir)
-    cases = confirmed_cases(job.folder)
+    job = read_job(screen_dir)
+    cases = confirmed_cases(job.path)
     out = check_output_file(out)
     if saliency and loaded is None:
-        loaded = screening.load_screen_model(job.folder, device)
+        loaded = screening.load_screen_model(job.path, device)
     elif not saliency:
         loaded = None
     now = datetime.now().astimezone()
@@ -579,12 +535,12 @@ def plan_training_folder(
     """Every check of export_training_folder, before anything is written, so that a caller exporting several things
     can refuse them all at once. Refused when `out` holds anything, nothing was decided, an included folder is not a
     training folder, a test-set folder is missing, or training would refuse the folder (_check_class_sizes)."""
-    job = open_job(screen_dir)
+    job = read_job(screen_dir)
     out = check_training_target(out)
-    cases = decided_cases(job.folder, job.class_names)
+    cases = decided_cases(job.path, job.class_names)
     if not cases:
-        raise ValueError(f"nothing in {job.folder} has been decided {' or '.join(map(repr, job.class_names))} yet (unsure says neither): nothing to export")
-    tests = {name: Path(folder) for name, folder in (model_test_sets(job.folder) if test_sets is None else test_sets).items()}
+        raise ValueError(f"nothing in {job.path} has been decided {' or '.join(map(repr, job.class_names))} yet (unsure says neither): nothing to export")
+    tests = {name: Path(folder) for name, folder in (model_test_sets(job.path) if test_sets is None else test_sets).items()}
     missing = [f"{name}={folder}" for name, folder in tests.items() if not folder.is_dir()]
     if missing:
         raise ValueError(f"no such test-set folder: {', '.join(missing)}")
@@ -794,23 +750,23 @@ def run_export(args: argparse.Namespace) -> int:
     if (args.include or args.test_set) and not args.training_folder:
         print("error: --include and --test-set go with --training-folder DIR", file=sys.stderr)
         return 2
-    job = open_job(args.screen_dir)
+    job = read_job(args.screen_dir)
     if args.csv or args.zip:
-        confirmed_cases(job.folder)
+        confirmed_cases(job.path)
     for out in (args.csv, args.zip):
         if out:
             check_output_file(out)
     plan = None
     if args.training_folder:
-        tests = model_test_sets(job.folder) | {name: Path(folder) for name, folder in args.test_set}
-        plan = plan_training_folder(job.folder, args.training_folder, args.include, tests)
-    loaded = screening.load_screen_model(job.folder, args.device) if args.zip and not args.no_saliency else None  # refused when the model changed
+        tests = model_test_sets(job.path) | {name: Path(folder) for name, folder in args.test_set}
+        plan = plan_training_folder(job.path, args.training_folder, args.include, tests)
+    loaded = screening.load_screen_model(job.path, args.device) if args.zip and not args.no_saliency else None  # refused when the model changed
     left_out = False
     if args.csv:
-        written = export_csv(job.folder, args.csv)
+        written = export_csv(job.path, args.csv)
         print(f"wrote {_plural(written.cases, 'confirmed case')} to {written.path}")
     if args.zip:
-        pack = export_evidence_pack(job.folder, args.zip, saliency=not args.no_saliency, loaded=loaded)
+        pack = export_evidence_pack(job.path, args.zip, saliency=not args.no_saliency, loaded=loaded)
         print(
             f"wrote evidence pack {pack.path}: {_plural(len(pack.images), 'photo')}, {_plural(len(pack.saliency_maps), 'saliency map')}, {PACK_CSV}, {README}"
         )

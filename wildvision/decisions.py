@@ -331,7 +331,9 @@ def adopt_threshold(screen_dir: str | Path, threshold: float, reviewer: str, tar
 
 
 def adopted_threshold(screen_dir: str | Path) -> Adopted | None:
-    """The threshold last adopted for the job, or None while it uses its model's own."""
+    """The threshold last adopted for the job, or None while it uses its model's own (reading creates no store)."""
+    if not (Path(screen_dir) / DATABASE).is_file():
+        return None
     with contextlib.closing(open_store(screen_dir)) as connection:
         row = connection.execute("SELECT threshold, reviewer, adopted_at, target_precision, reviewed FROM thresholds ORDER BY id DESC LIMIT 1").fetchone()
     return None if row is None else Adopted(*row)

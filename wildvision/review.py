@@ -65,7 +65,9 @@ class Job:
     path: Path
     name: str
     model: str  # as given to `screen`
-    model_file: str  # the checkpoint, or the default model's name
+    model_file: str  # what predict.load_model takes: the checkpoint, or the default model's name
+    architecture: str
+    created_at: str | None
     model_threshold: float
     class_names: tuple[str, ...]  # negative first, positive last
     adopted: decisions.Adopted | None
@@ -87,18 +89,24 @@ class Job:
 
 
 def read_job(screen_dir: str | Path) -> Job:
-    """The job's model, classes and thresholds; RunError when it has no scores yet (still running, failed, cancelled)."""
+    """The completed screening job in `screen_dir`: its model, classes and thresholds. ValueError for a folder that is
+    not a screening job, RunError for one that has not finished (its scores.csv is not whole yet)."""
     screen_dir = Path(screen_dir)
-    if not (screen_dir / SCORES).is_file():
-        raise runs.RunError(f"{screen_dir.name} has no scores yet: a screening job can be reviewed once it has finished")
+    if not (screen_dir / runs.CONFIG).is_file() or not (screen_dir / FILES).is_file():
+        raise ValueError(f"{screen_dir} is not a screening folder (it has no {runs.CONFIG} and {FILES})")
+    state = runs.effective_state(runs.read_json(screen_dir / runs.STATUS)) if (screen_dir / runs.STATUS).is_file() else "unknown"
+    if state != "completed" or not (screen_dir / SCORES).is_file():
+        raise runs.RunError(f"screening job {screen_dir.name} is {state}, not completed: its photos can be reviewed and exported once it has finished")
     config = runs.read_json(screen_dir / runs.CONFIG)
     return Job(
         path=screen_dir,
         name=screen_dir.name,
         model=str(config["model"]),
         model_file=str(config["model_file"]),
+        architecture=str(config.get("architecture") or ""),
+        created_at=config.get("created_at"),
         model_threshold=float(config["threshold"]),
-        class_names=tuple(config["class_names"]),
+        class_names=tuple(config.get("class_names") or decisions.DEFAULT_CLASSES),
         adopted=decisions.adopted_threshold(screen_dir),
         unusual_level=_warning_level(str(config["model_file"])),
     )
