@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages.widgets import code, md
-from wildvision import catalog, decisions, explain, review, runs, screen_jobs, wording
+from wildvision import case_export, catalog, decisions, explain, launch, review, runs, screen_jobs, shared, wording
 from wildvision.predict import LoadedModel
 from wildvision.screening import default_screens_dir, load_screen_model
 
@@ -329,6 +329,67 @@ def _adopt(screen_dir: str, threshold: float, target: float | None, reviewed: in
         st.session_state["review-problem"] = f"The threshold was not changed: {error}"
 
 
+def export_section(job: review.Job) -> None:
+    """The confirmed cases as a CSV, an evidence pack and a training folder; the last two are made in the background."""
+    st.subheader("Export")
+    st.write(
+        f"Confirmed cases are the photos people decided **{label_words(job.positive).lower()}**. The evidence pack holds "
+        "each of them as it was screened, a map of where the model looked and the list of cases; the training folder "
+        "holds every decided photo, sorted by decision, ready to train a model on your own market's photos."
+    )
+    columns = st.columns(3)
+    with columns[0]:
+        try:
+            text, count = case_export.cases_csv(job.path)
+        except ValueError:
+            st.caption("No confirmed cases yet.")
+        else:
+            st.download_button(f"Confirmed cases, CSV ({count})", text.encode("utf-8"), f"{job.name}-confirmed-cases.csv", "text/csv")
+    with columns[1]:
+        if st.button("Make an evidence pack", disabled=not (job.path / decisions.DATABASE).is_file()):
+            start(job, ["--zip", case_export.new_pack_path(job.path)], "The evidence pack is being made in the background; it is listed here when ready.")
+        for pack in case_export.finished_packs(job.path)[:3]:
+            st.download_button(f"Download {pack.name}", pack.read_bytes(), pack.name, "application/zip", key=f"pack-{pack.name}")
+    with columns[2]:
+        with st.form("training-folder"):
+            folder = st.text_input("New training folder (a path on this computer)", placeholder="/data/training/market-november")
+            demo = shared.demo_data("train")
+            include = st.text_input("Also include this training folder (optional)", value=str(demo) if demo else "")
+            chosen = st.form_submit_button("Write the training folder")
+        if chosen:
+            training_folder(job, folder.strip(), include.strip())
+    log = launch.log_tail(case_export.exports_folder(job.path), lines=6)
+    if log:
+        with st.expander("What the exports printed"):
+            st.code(log, language=None)
+
+
+def training_folder(job: review.Job, folder: str, include: str) -> None:
+    if not folder:
+        st.error("Give the path of a new folder for the training photos.")
+        return
+    try:
+        case_export.plan_training_folder(job.path, folder, [include] if include else [])
+    except (ValueError, OSError) as error:
+        st.error(f"The training folder was not written: {error}")
+        return
+    start(
+        job,
+        ["--training-folder", folder, *(["--include", include] if include else [])],
+        f"Writing {folder} in the background. Its test_overlap.csv lists photos that copy a test-set photo: when training "
+        "on it, tick 'Leave out test photos that copy a training photo' so the test scores stay honest.",
+    )
+
+
+def start(job: review.Job, arguments: list, message: str) -> None:
+    try:
+        case_export.start_export(job.path, arguments)
+    except OSError as error:
+        st.error(f"The export was not started: {error}")
+        return
+    st.success(message)
+
+
 def review_section(summary: screen_jobs.ScreenSummary) -> None:
     try:
         job = review.read_job(summary.path)
@@ -356,6 +417,7 @@ def review_section(summary: screen_jobs.ScreenSummary) -> None:
     else:
         single_view(job, shown)
     precision_section(job, items, review.model_record(job))
+    export_section(job)
 
 
 def review_page() -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
+import zipfile
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import copy_job
-from wildvision import decisions, review, runs
+from wildvision import case_export, decisions, review, runs
 
 PAGE = "../app_pages/review.py"
 
@@ -28,6 +30,10 @@ def job(screened_job, screens_dir) -> Path:
 
 def page() -> AppTest:
     return AppTest.from_file(PAGE, default_timeout=120).run()
+
+
+def field(at: AppTest, label_start: str):
+    return next(text for text in at.text_input if text.label.startswith(label_start))
 
 
 def buttons(at: AppTest, label: str) -> list:
@@ -103,3 +109,39 @@ def test_an_unfinished_job_says_so_instead_of_a_review(job):
     assert not at.exception
     assert any("can be reviewed once the job has finished" in info.value for info in at.info)
     assert buttons(at, "Resume"), "a failed job can be resumed from the page"
+
+
+def test_exports_a_csv_at_once_and_an_evidence_pack_and_a_training_folder_in_the_background(job, tmp_path):
+    found = review.read_job(job)
+    items = review.with_decisions(review.read_items(job), {})
+    ranked = review.queue(items, found.threshold, review.Filters(bands=(), decided="any"))
+    readable = ranked[ranked["probability"].notna()]
+    for path in readable["path"].head(3):
+        review.decide_photo(found, items, path, "captive", "ana")
+    for path in readable["path"].tail(2):
+        review.decide_photo(found, items, path, "not_captive", "ana")
+    at = page()
+    (csv_button,) = [button for button in at.get("download_button") if button.proto.label.startswith("Confirmed cases, CSV")]
+    confirmed = len(case_export.confirmed_cases(job))
+    assert csv_button.proto.label == f"Confirmed cases, CSV ({confirmed})" and confirmed >= 3  # a repost counts as its own case
+    buttons(at, "Make an evidence pack")[0].click().run()
+    assert any("being made in the background" in success.value for success in at.success)
+
+    field(at, "New training folder").input(str(tmp_path / "training"))
+    field(at, "Also include").input("")
+    buttons(at, "Write the training folder")[0].click().run()
+    assert any("Writing" in success.value for success in at.success), [error.value for error in at.error]
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (case_export.finished_packs(job) and (tmp_path / "training" / case_export.MANIFEST).is_file()):
+        time.sleep(1)
+    (pack,) = case_export.finished_packs(job)
+    with zipfile.ZipFile(pack) as archive:
+        assert sum(name.startswith("images/") for name in archive.namelist()) == confirmed
+    assert len(list((tmp_path / "training" / "captive" / case_export.REVIEWED).iterdir())) >= 3
+    at = page()
+    assert [button for button in at.get("download_button") if button.proto.label == f"Download {pack.name}"]
+
+    field(at, "New training folder").input(str(tmp_path / "training"))
+    buttons(at, "Write the training folder")[0].click().run()
+    assert any("The training folder was not written" in error.value and "not an empty folder" in error.value for error in at.error)

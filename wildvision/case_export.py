@@ -52,7 +52,7 @@ import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -61,7 +61,7 @@ from PIL import Image
 from wildvision import datacheck, decisions, model_card, runs, screening, shared
 from wildvision.data import scan_folder
 from wildvision.images import IMAGE_EXTENSIONS, is_image_file
-from wildvision.launch import parse_named_folder
+from wildvision.launch import parse_named_folder, spawn_module
 from wildvision.predict import LoadedModel
 from wildvision.review import Job, read_job
 
@@ -70,6 +70,7 @@ PACK_COLUMNS = [*CASE_COLUMNS, "image", "saliency"]  # the photo and its map ins
 MANIFEST_COLUMNS = ["file", "class", "source_path", "sha256", "reviewer", "decided_at", "screening_job", "note", "test_overlap"]
 OVERLAP_COLUMNS = ["file", "source_path", "test_set", "test_image", "match", "phash_distance"]
 PACK_CSV, README, MANIFEST, OVERLAP_CSV = "cases.csv", "README.txt", "manifest.csv", "test_overlap.csv"
+EXPORTS = "exports"
 IMAGES, SALIENCY = "images", "saliency"
 REVIEWED = "reviewed"  # DIR/<class>/reviewed/: the job's photos, beside linked data folders of the same class
 SALIENCY_METHOD = "gradcam"  # the map a non-expert reads best (wording.MAP_DESCRIPTIONS)
@@ -261,6 +262,35 @@ def _sniffed_suffix(data: bytes | None) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# From the dashboard: exports as background processes, into the job's exports/ folder
+# ---------------------------------------------------------------------------------------------
+
+
+def exports_folder(screen_dir: str | Path) -> Path:
+    """SCREEN_DIR/exports/: what the Review page exported, and console.log, the background exports' output."""
+    return Path(screen_dir) / EXPORTS
+
+
+def start_export(screen_dir: str | Path, arguments: Sequence[str]) -> None:
+    """Run `python -m wildvision export SCREEN_DIR ARGUMENTS...` in the background: an evidence pack's saliency maps and
+    a training folder's copies take minutes for thousands of photos, which the dashboard never waits for."""
+    folder = exports_folder(screen_dir)
+    folder.mkdir(exist_ok=True)
+    spawn_module("wildvision", ["export", str(Path(screen_dir).resolve()), *map(str, arguments)], folder)
+
+
+def new_pack_path(screen_dir: str | Path) -> Path:
+    """Where the next evidence pack of the job goes: exports/evidence-<UTC time>.zip."""
+    return exports_folder(screen_dir) / f"evidence-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}.zip"
+
+
+def finished_packs(screen_dir: str | Path) -> list[Path]:
+    """The job's evidence packs written whole, newest first (one still being written has a hidden temporary name)."""
+    folder = exports_folder(screen_dir)
+    return sorted(folder.glob("evidence-*.zip"), reverse=True) if folder.is_dir() else []
+
+
+# ---------------------------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------------------------
 
@@ -285,12 +315,18 @@ def _csv_text(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return buffer.getvalue()
 
 
+def cases_csv(screen_dir: str | Path) -> tuple[str, int]:
+    """The confirmed cases as CSV text (CASE_COLUMNS) and how many there are (the Review page's download)."""
+    cases = confirmed_cases(screen_dir)
+    return _csv_text(CASE_COLUMNS, (case.csv_row() for case in cases)), len(cases)
+
+
 def export_csv(screen_dir: str | Path, out: str | Path) -> CsvExport:
     """Write the confirmed cases to `out` (CASE_COLUMNS), atomically; returns what was written."""
-    cases = confirmed_cases(screen_dir)
+    text, count = cases_csv(screen_dir)
     out = check_output_file(out)
-    runs.write_text_atomic(out, _csv_text(CASE_COLUMNS, (case.csv_row() for case in cases)))
-    return CsvExport(out, len(cases))
+    runs.write_text_atomic(out, text)
+    return CsvExport(out, count)
 
 
 def _member(name: str, when: datetime) -> zipfile.ZipInfo:
