@@ -166,7 +166,7 @@ def job_line(job: screen_jobs.ScreenSummary) -> None:
         columns[1].button("Cancel", key=f"cancel-{job.name}", on_click=_job_action, args=(screen_jobs.cancel_screen, job.path))
         if job.total:
             st.progress(min(1.0, job.done / job.total))
-    else:
+    elif job.state != screen_jobs.UNREADABLE:
         columns[1].button("Resume", key=f"resume-{job.name}", on_click=_job_action, args=(screen_jobs.resume_screen_in_background, job.path))
 
 
