@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -160,10 +161,18 @@ def _training_data(run: runs.RunSummary) -> tuple[str, bool]:
     if is_demo_data(data):
         return data, True
     try:
-        resolved = (Path(data) / runs.read_json(run.path / runs.SPLIT)["train"][0]).resolve()
+        split = run.path / runs.SPLIT
+        resolved = (Path(data) / _first_training_photo(split, split.stat().st_mtime_ns)).resolve()
     except (runs.RunError, KeyError, IndexError, TypeError, OSError):
         return data, False
     return (f"{data} (links into {resolved.parent.parent})", True) if is_demo_data(resolved) else (data, False)
+
+
+@lru_cache(maxsize=512)
+def _first_training_photo(split: Path, mtime_ns: int) -> str:
+    """split.json lists every training photo (hundreds of kB): the Train page asks every 3 s per live run, so it is read
+    once per version of the file."""
+    return runs.read_json(split)["train"][0]
 
 
 def from_run(run: runs.RunSummary) -> ModelRecord:
