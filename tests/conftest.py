@@ -159,3 +159,16 @@ def copy_job(job: Path, screens_dir: Path) -> Path:
     import shutil
 
     return Path(shutil.copytree(job, screens_dir / job.name))
+
+
+def wait_until(read, predicate, timeout_s: float = 300, interval_s: float = 0.3, describe=repr):
+    """Call `read()` until `predicate` holds of what it returns, and return that; on timeout, fail with describe(last)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = read()
+        if predicate(value):
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out; last: {describe(read())}")

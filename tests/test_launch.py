@@ -1,4 +1,3 @@
-import time
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -7,19 +6,14 @@ import pytest
 
 import wildvision
 from conftest import demo_subset, slow_squeezenet_config
+from conftest import wait_until as poll
 from wildvision import runs
 from wildvision.config import TrainConfig
 from wildvision.launch import PAPER_GRID, cancel_run, launch_run, load_grid, parse_named_folders, parse_weights, progress, resume_run, select_grid
 
 
 def wait_until(run_dir, predicate, timeout_s=300):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        run = runs.read_run(run_dir)
-        if predicate(run):
-            return run
-        time.sleep(0.3)
-    raise AssertionError(f"timed out; last state {runs.read_run(run_dir).state}: {runs.read_run(run_dir).status}")
+    return poll(lambda: runs.read_run(run_dir), predicate, timeout_s, describe=lambda run: f"{run.state}: {run.status}")
 
 
 def test_named_folders_are_parsed_and_bad_lines_explained(tmp_path):

@@ -15,19 +15,17 @@ import pytest
 from test_screening import read_scores
 
 from conftest import demo_subset, make_class_folder
+from conftest import wait_until as poll
 from wildvision import cli, runs, screen_jobs, screening, slurm
 from wildvision.predict import CheckpointError, load_model
 
 
 def wait_for(screen_dir: Path, predicate, timeout_s: float = 300) -> screen_jobs.ScreenSummary:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        summary = screen_jobs.read_screen(screen_dir)
-        if predicate(summary):
-            return summary
-        time.sleep(0.2)
-    log = (screen_dir / "console.log").read_text(errors="replace")[-3000:] if (screen_dir / "console.log").exists() else ""
-    raise AssertionError(f"timed out: {screen_jobs.read_screen(screen_dir)}\n{log}")
+    def described(summary: screen_jobs.ScreenSummary) -> str:
+        log = screen_dir / "console.log"
+        return f"{summary}\n{log.read_text(errors='replace')[-3000:] if log.exists() else ''}"
+
+    return poll(lambda: screen_jobs.read_screen(screen_dir), predicate, timeout_s, interval_s=0.2, describe=described)
 
 
 def test_a_background_job_is_followed_through_the_job_list_to_completion(shared, tmp_path):

@@ -300,10 +300,14 @@ def check_output_file(out: str | Path) -> Path:
     out = Path(out)
     if out.is_dir():
         raise ValueError(f"{out} is a folder: give the name of the file to write")
+    return _writable_parent(out, "write")
+
+
+def _writable_parent(out: Path, verb: str) -> Path:
     if not out.parent.is_dir():
-        raise ValueError(f"cannot write {out}: the folder {out.parent} does not exist")
+        raise ValueError(f"cannot {verb} {out}: the folder {out.parent} does not exist")
     if not os.access(out.parent, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write {out}: the folder {out.parent} is not writable")
+        raise ValueError(f"cannot {verb} {out}: the folder {out.parent} is not writable")
     return out
 
 
@@ -513,11 +517,7 @@ def check_training_target(out: str | Path) -> Path:
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out} already exists and is not an empty folder: give a new folder for the training data (nothing was written)")
-    if not out.parent.is_dir():
-        raise ValueError(f"cannot create {out}: the folder {out.parent} does not exist")
-    if not os.access(out.parent, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot create {out}: the folder {out.parent} is not writable")
-    return out
+    return _writable_parent(out, "create")
 
 
 def included_classes(data_folder: str | Path, positive: str) -> dict[str, tuple[Path, int]]:
