@@ -216,9 +216,10 @@ def screen_progress_line(summary: ScreenSummary) -> str:
 
 
 def _start(screen_dir: Path) -> None:
-    """One detached process that loads the model, lists the files if need be, and scores what is missing."""
+    """One detached process that loads the model, lists the files if need be, and scores what is missing, on this
+    machine's GPU when it has one."""
     screen_dir = Path(screen_dir).resolve()
-    pid = spawn_module("wildvision.screening", ["--resume", str(screen_dir)], screen_dir)
+    pid = spawn_module("wildvision.screening", ["--resume", str(screen_dir), "--device", "auto"], screen_dir)
     runs.write_status(screen_dir, "queued", message="starting", pid=pid, host=socket.gethostname())
 
 

@@ -627,7 +627,11 @@ def add_screen_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--name", help="the job folder's name (default: the first source's name)")
     parser.add_argument("--screens-dir", type=Path, help=f"where job folders go (default: ${SCREENS_DIR_ENV}, else screens/)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu); with --slurm-tasks, what each task uses")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda, cuda:N or auto (a GPU when there is one; default: cpu); with --slurm-tasks, what each task uses (cpu, cuda or cuda:N)",
+    )
     cluster = parser.add_argument_group("SLURM", "with --slurm-tasks; the job folder (--screens-dir) must be on a filesystem the compute nodes share")
     cluster.add_argument(
         "--slurm-tasks",
