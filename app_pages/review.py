@@ -16,7 +16,7 @@ import streamlit as st
 from app_pages.widgets import code, md
 from wildvision import case_export, catalog, decisions, explain, launch, review, runs, screen_jobs, shared, wording
 from wildvision.predict import LoadedModel
-from wildvision.screening import default_screens_dir, load_screen_model
+from wildvision.screening import SCORES, default_screens_dir, load_screen_model
 
 GRID_PAGE = 12
 GRID_COLUMNS = 4
@@ -25,7 +25,7 @@ LARGE_SIDE = 720
 LABEL_WORDS = {"unsure": "Unsure"}  # the class names speak for themselves; the shipped model's get friendlier words
 SHIPPED_WORDS = {"captive": "Captive or for sale", "not_captive": "Not captive"}
 SHORTCUTS = ("1", "2", "3", "4", "5", "6", "7", "8", "9")  # each label's key in the one-at-a-time view, in button order
-LIVE = ("running", "queued")  # positive, negative, unsure in the one-at-a-time view
+LIVE = ("running", "queued")  # job states followed live
 
 
 def label_words(label: str) -> str:
@@ -78,7 +78,7 @@ def _decide(screen_dir: str, path: str, label: str) -> None:
 
 
 def _mtime(screen_dir: str) -> int:
-    return (Path(screen_dir) / "scores.csv").stat().st_mtime_ns
+    return (Path(screen_dir) / SCORES).stat().st_mtime_ns
 
 
 def decision_buttons(job: review.Job, path: str, key: str, shortcuts: bool = False) -> None:
@@ -102,9 +102,10 @@ def decision_buttons(job: review.Job, path: str, key: str, shortcuts: bool = Fal
 
 def jobs_section(screens_dir: Path) -> screen_jobs.ScreenSummary | None:
     """Start a job, follow the running ones, pick one to review."""
-    with st.expander("Screen a new folder of photos", expanded=not screen_jobs.list_screens(screens_dir)):
-        new_job_form(screens_dir)
     jobs = screen_jobs.list_screens(screens_dir)
+    with st.expander("Screen a new folder of photos", expanded=not jobs):
+        if new_job_form(screens_dir):
+            jobs = screen_jobs.list_screens(screens_dir)
     if not jobs:
         st.info(f"No screening jobs in {code(screens_dir)} yet: start one above.")
         return None
@@ -130,11 +131,12 @@ def job_label(job: screen_jobs.ScreenSummary) -> str:
     return f"{job.name} · {files} · {job.state}"
 
 
-def new_job_form(screens_dir: Path) -> None:
+def new_job_form(screens_dir: Path) -> bool:
+    """The form that starts a screening job; True when one was started."""
     models = catalog.usable_models(runs.default_runs_dir())
     if not models:
         st.warning("There is no model to screen with: the default model is missing and no training run has finished.")
-        return
+        return False
     with st.form("new-screen"):
         sources = st.text_area(
             "Folders, zip files or lists of photo paths on this computer, one per line",
@@ -144,25 +146,27 @@ def new_job_form(screens_dir: Path) -> None:
         model = st.selectbox("Model", models, format_func=lambda record: record.description)
         name = st.text_input("Name for this job (optional)", placeholder="marketplace-november")
         started = st.form_submit_button("Start screening", type="primary")
-    if started:
-        lines = [line.strip() for line in sources.splitlines() if line.strip()]
-        if not lines:
-            st.error("Give at least one folder, zip file or list of photo paths.")
-            return
-        try:
-            screen_dir = screen_jobs.launch_screen(lines, model.model, screens_dir, name.strip() or None)
-        except (ValueError, runs.RunError, OSError) as error:
-            st.error(f"The job was not started: {error}")
-            return
-        st.query_params["job"] = screen_dir.name
-        st.success(f"Started screening job {md(screen_dir.name)}. It runs in the background; you can leave this page.")
+    if not started:
+        return False
+    lines = [line.strip() for line in sources.splitlines() if line.strip()]
+    if not lines:
+        st.error("Give at least one folder, zip file or list of photo paths.")
+        return False
+    try:
+        screen_dir = screen_jobs.launch_screen(lines, model.model, screens_dir, name.strip() or None)
+    except (ValueError, runs.RunError, OSError) as error:
+        st.error(f"The job was not started: {error}")
+        return False
+    st.query_params["job"] = screen_dir.name
+    st.success(f"Started screening job {md(screen_dir.name)}. It runs in the background; you can leave this page.")
+    return True
 
 
 def job_line(job: screen_jobs.ScreenSummary) -> None:
     """A job that has not finished: its progress in words, and Cancel or Resume."""
     columns = st.columns([5, 1])
     columns[0].markdown(f"**{md(job.name)}** · {md(screen_jobs.screen_progress_line(job))}")
-    if job.state in ("running", "queued"):
+    if job.state in LIVE:
         columns[1].button("Cancel", key=f"cancel-{job.name}", on_click=_job_action, args=(screen_jobs.cancel_screen, job.path))
         if job.total:
             st.progress(min(1.0, job.done / job.total))

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import copy_job
-from wildvision import case_export, decisions, review, runs
+from conftest import copy_job, demo_subset
+from conftest import wait_until as poll
+from wildvision import case_export, decisions, review, runs, screen_jobs
 
 PAGE = "../app_pages/review.py"
 
@@ -145,3 +146,18 @@ def test_exports_a_csv_at_once_and_an_evidence_pack_and_a_training_folder_in_the
     field(at, "New training folder").input(str(tmp_path / "training"))
     buttons(at, "Write the training folder")[0].click().run()
     assert any("The training folder was not written" in error.value and "not an empty folder" in error.value for error in at.error)
+
+
+def test_a_job_started_on_the_page_runs_in_the_background_and_is_then_offered_for_review(screens_dir, shared, tmp_path):
+    folder = demo_subset(tmp_path, {"captive": 3, "other": 3}, source="test_out_pet")
+    at = page()
+    at.text_area[0].input(str(folder))
+    field(at, "Name for this job").input("market")
+    at.button[0].click().run()
+    assert any("Started screening job" in success.value for success in at.success), [e.value for e in at.error]
+    (job,) = screens_dir.iterdir()
+    poll(lambda: screen_jobs.read_screen(job), lambda summary: summary.state == "completed", timeout_s=120)
+    at = page()
+    assert not at.exception
+    assert next(box for box in at.selectbox if box.label == "Screening job to review").value == job.name
+    assert [metric.value for metric in at.metric if metric.label == "Files"] == ["6"]

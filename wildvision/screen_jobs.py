@@ -220,7 +220,7 @@ def _start(screen_dir: Path) -> None:
     machine's GPU when it has one."""
     screen_dir = Path(screen_dir).resolve()
     pid = spawn_module("wildvision.screening", ["--resume", str(screen_dir), "--device", "auto"], screen_dir)
-    runs.write_status(screen_dir, "queued", message="starting", pid=pid, host=socket.gethostname())
+    runs.write_status(screen_dir, "queued", message="waiting to start", pid=pid, host=socket.gethostname())
 
 
 def launch_screen(sources: list[str], model: str, screens_dir: Path, name: str | None = None, *, part_batches: int = screening.PART_BATCHES) -> Path:
