@@ -174,13 +174,17 @@ def all_facts(paths: Sequence[Path], workers: int | None = None) -> list[ImageFa
         return list(pool.map(image_facts, paths))
 
 
+NEAR_PAIRS_BLOCK = 8_000_000  # pHash pairs compared at once by near_pairs (8 bytes each while XORed)
+
+
 def near_pairs(hashes: Sequence[int | None], threshold: int = PHASH_THRESHOLD) -> list[tuple[int, int, int]]:
     """(i, j, distance) for every i < j whose pHashes differ in at most `threshold` bits (None: no hash)."""
     known = np.array([i for i, h in enumerate(hashes) if h is not None], dtype=np.int64)
     values = np.array([hashes[i] for i in known], dtype=np.uint64)
     pairs = []
-    for start in range(0, len(values), 512):  # a block of rows against the hashes from its first on: bounded memory
-        distances = np.bitwise_count(values[start : start + 512, None] ^ values[None, start:])
+    step = max(1, NEAR_PAIRS_BLOCK // max(1, len(values)))  # rows per block, so a block's XOR stays near 64 MB at any size
+    for start in range(0, len(values), step):  # a block of rows against the hashes from its first on: bounded memory
+        distances = np.bitwise_count(values[start : start + step, None] ^ values[None, start:])
         rows, columns = np.nonzero(distances <= threshold)
         for row, column in zip(rows.tolist(), columns.tolist()):
             if row < column:
