@@ -27,6 +27,7 @@ import csv
 import getpass
 import math
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -119,14 +120,27 @@ def open_store(screen_dir: str | Path) -> sqlite3.Connection:
         raise ValueError(f"{screen_dir} is not a screening folder")
     connection = sqlite3.connect(screen_dir / DATABASE, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     try:
-        if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # WAL is kept in the file: set it once
-            connection.execute("PRAGMA journal_mode = WAL")
+        _use_wal(connection)
         connection.execute("PRAGMA synchronous = FULL")  # a decision reported as saved survives a power cut
         _migrate(connection, screen_dir / DATABASE)
     except BaseException:
         connection.close()
         raise
     return connection
+
+
+def _use_wal(connection: sqlite3.Connection) -> None:
+    """Switch the file to WAL once (it stays in the file). The switch needs the file to itself and SQLite answers
+    "database is locked" at once, without its busy timeout, while another process creates or writes the store: so
+    wait and try again, for as long as a writer would wait."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _migrate(connection: sqlite3.Connection, database: Path) -> None:
