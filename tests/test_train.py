@@ -177,7 +177,7 @@ def test_a_run_killed_while_computing_stored_features_resumes_without_recomputin
     assert runs.read_run(run_dir).state == "completed" and len(runs.read_metrics(run_dir)) == 2
     log = (run_dir / runs.LOG).read_text()
     computed = [int(n) for n in re.findall(r"backbone features of 5 views: (\d+) of 112 images to compute", log)]
-    assert computed[0] == 112 and computed[-1] < 112 - 20, computed  # the second attempt reused what the first stored
+    assert computed[0] == 112 and computed[-1] <= 112 - 20, computed  # the second attempt reused the 20 or more the first stored
 
 
 def _random_backbone(path, arch="squeezenet1_0"):
