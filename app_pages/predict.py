@@ -20,7 +20,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from app_pages.widgets import md, threshold_tradeoff
+from app_pages.widgets import md, model_label, threshold_tradeoff
 from wildvision import catalog, explain, model_card, runs, wording
 from wildvision.predict import CheckpointError, LoadedModel, load_model
 from wildvision.uploads import UploadLimits, unpack_uploads
@@ -143,7 +143,7 @@ def pick_model(choices: list[catalog.ModelRecord]) -> catalog.ModelRecord:
     index = st.selectbox(
         "Model",
         range(len(choices)),
-        format_func=lambda i: _choice_label(choices[i]),
+        format_func=lambda i: model_label(choices[i]),
         help="The default model shipped with wildvision, then your finished training runs, newest first.",
     )
     choice = choices[index]
@@ -160,12 +160,6 @@ def pick_model(choices: list[catalog.ModelRecord]) -> catalog.ModelRecord:
     sentences = "\n".join(f"- {md(sentence)}" for sentence in choice.trust)
     st.caption(f"**How far to trust it.** {trained_on}{measured}\n{sentences}\n\n{wording.TRUST_CAVEAT}")
     return choice
-
-
-def _choice_label(choice: catalog.ModelRecord) -> str:
-    if choice.is_default:
-        return f"Default model — {choice.arch}, shipped with wildvision"
-    return f"{choice.key} — {choice.description}"
 
 
 def show_detail(loaded: LoadedModel, model_key: tuple, row: dict, method: str) -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app_pages.widgets import code, md
-from wildvision import case_export, catalog, decisions, explain, launch, review, runs, screen_jobs, shared, wording
+from app_pages.widgets import code, md, model_label
+from wildvision import case_export, catalog, decisions, explain, review, runs, screen_jobs, shared, wording
 from wildvision.predict import LoadedModel
 from wildvision.screening import SCORES, default_screens_dir, load_screen_model
 
@@ -26,6 +26,11 @@ LABEL_WORDS = {"unsure": "Unsure"}  # the class names speak for themselves; the 
 SHIPPED_WORDS = {"captive": "Captive or for sale", "not_captive": "Not captive"}
 SHORTCUTS = ("1", "2", "3", "4", "5", "6", "7", "8", "9")  # each label's key in the one-at-a-time view, in button order
 LIVE = ("running", "queued")  # job states followed live
+
+
+def line_words(threshold: float) -> str:
+    """A flagging line as a percentage, with the decimals a line high on the scale needs (99.95%, not 100%)."""
+    return wording.percent_text(round(threshold * 100, 2))
 
 
 def label_words(label: str) -> str:
@@ -127,8 +132,8 @@ def jobs_section(screens_dir: Path) -> screen_jobs.ScreenSummary | None:
 
 
 def job_label(job: screen_jobs.ScreenSummary) -> str:
-    files = f"{job.total:,} files" if job.total else "listing files"
-    return f"{job.name} · {files} · {job.state}"
+    """The job as the picker lists it (progress of unfinished jobs is shown above the picker, live)."""
+    return f"{job.name} · {job.total or 0:,} files" if job.state == "completed" else f"{job.name} · not finished"
 
 
 def new_job_form(screens_dir: Path) -> bool:
@@ -143,7 +148,7 @@ def new_job_form(screens_dir: Path) -> bool:
             placeholder="/data/marketplace/2026-11-28",
             help="Folders are searched with all their sub-folders. A text file lists one photo path per line.",
         )
-        model = st.selectbox("Model", models, format_func=lambda record: record.description)
+        model = st.selectbox("Model", models, format_func=model_label)
         name = st.text_input("Name for this job (optional)", placeholder="marketplace-november")
         started = st.form_submit_button("Start screening", type="primary")
     if not started:
@@ -199,9 +204,9 @@ def summary_section(job: review.Job, items: pd.DataFrame) -> None:
     columns[2].metric("Flagged", f"{int((photos['band'] == review.FLAGGED).sum()):,}")
     columns[3].metric("Decided", f"{int((photos['group_decision'] != '').sum()):,}")
     columns[4].metric("Could not be read", f"{int((items['error'] != '').sum()):,}")
-    line = f"Flags are drawn at a score of **{job.threshold:.0%}**"
+    line = f"Flags are drawn at a score of **{line_words(job.threshold)}**"
     if job.adopted:
-        line += f", adopted by {md(job.adopted.reviewer)} on {job.adopted.adopted_at[:10]} (the model's own line is {job.model_threshold:.0%})."
+        line += f", adopted by {md(job.adopted.reviewer)} on {job.adopted.adopted_at[:10]} (the model's own line is {line_words(job.model_threshold)})."
     else:
         line += ", the model's own line."
     st.markdown(line)
@@ -252,7 +257,8 @@ def card(job: review.Job, row: pd.Series, key: str, side: int, shortcuts: bool =
 def item_words(job: review.Job, row: pd.Series) -> str:
     if row["error"]:
         return f"**Could not be read:** {md(row['error'])}  \n{code(row['path'])}"
-    words = f"**{row['probability']:.0%}** {label_words(job.positive).lower()} · {review.BANDS[row['band']].split(' (')[0].lower()}"
+    score = wording.percent_text(wording.shown_percents(row["probability"], job.threshold)[0])  # never contradicts the band
+    words = f"**{score}** {label_words(job.positive).lower()} · {review.BANDS[row['band']].split(' (')[0].lower()}"
     if job.unusual_level is not None and not math.isnan(row["unlike_training"]) and row["unlike_training"] > job.unusual_level:
         words += f"  \n:orange[{wording.UNLIKE_TRAINING}]"
     if row["group_decision"]:
@@ -310,14 +316,14 @@ def precision_section(job: review.Job, items: pd.DataFrame, record: catalog.Mode
     rule = view.suggestion
     met = "reaches" if rule["met"] else "comes closest to (but does not reach)"
     st.markdown(
-        f"On the {rule['n']} reviewed photos, a line at **{rule['threshold']:.1%}** {met} {target:.0%} precision "
+        f"On the {rule['n']} reviewed photos, a line at **{line_words(rule['threshold'])}** {met} {target:.0%} precision "
         f"({rule['precision']:.0%}, keeping {rule['recall']:.0%} of the photos people confirmed)."
     )
     st.caption("People review what was flagged, so this sample can only raise the line with evidence; a small sample moves it a lot.")
     reviewer_missing = not st.session_state.get("reviewer", "").strip()
     buttons = st.columns(2)
     buttons[0].button(
-        f"Adopt {rule['threshold']:.1%} for this job",
+        f"Adopt {line_words(rule['threshold'])} for this job",
         on_click=_adopt,
         args=(str(job.path), rule["threshold"], target, rule["n"]),
         disabled=reviewer_missing or math.isclose(rule["threshold"], job.threshold),
@@ -351,9 +357,8 @@ def export_section(job: review.Job) -> None:
             st.download_button(f"Confirmed cases, CSV ({count})", text.encode("utf-8"), f"{job.name}-confirmed-cases.csv", "text/csv")
     with columns[1]:
         if st.button("Make an evidence pack", disabled=not (job.path / decisions.DATABASE).is_file()):
-            start(job, ["--zip", case_export.new_pack_path(job.path)], "The evidence pack is being made in the background; it is listed here when ready.")
-        for pack in case_export.finished_packs(job.path)[:3]:
-            st.download_button(f"Download {pack.name}", pack.read_bytes(), pack.name, "application/zip", key=f"pack-{pack.name}")
+            pack = case_export.new_pack_path(job.path)
+            start(job, "evidence pack", pack, ["--zip", pack], "The evidence pack is being made in the background; it is listed below when ready.")
     with columns[2]:
         with st.form("training-folder"):
             folder = st.text_input("New training folder (a path on this computer)", placeholder="/data/training/market-november")
@@ -362,10 +367,22 @@ def export_section(job: review.Job) -> None:
             chosen = st.form_submit_button("Write the training folder")
         if chosen:
             training_folder(job, folder.strip(), include.strip())
-    log = launch.log_tail(case_export.exports_folder(job.path), lines=6)
-    if log:
-        with st.expander("What the exports printed"):
-            st.code(log, language=None)
+    for request in case_export.export_requests(job.path)[:6]:
+        export_line(request)
+
+
+def export_line(request: case_export.ExportRequest) -> None:
+    """One export started here: ready (with a download for a pack), still being made, or why it failed."""
+    name = code(request.output.name if request.kind == "evidence pack" else request.output)
+    if request.state == "running":
+        st.caption(f"{request.kind.capitalize()} {name}: being made…")
+    elif request.state == "failed":
+        st.warning(f"{request.kind.capitalize()} {name} was not made: {md(request.detail)}")
+    elif request.kind == "evidence pack":
+        st.download_button(f"Download the evidence pack {request.output.name}", request.output.read_bytes(), request.output.name, "application/zip")
+    else:
+        overlap = " Train on it with 'Leave out test photos that copy a training photo' ticked." if "copy a test-set photo" in request.detail else ""
+        st.success(f"Training folder {name}: {md(request.detail)}.{overlap}")
 
 
 def training_folder(job: review.Job, folder: str, include: str) -> None:
@@ -377,17 +394,13 @@ def training_folder(job: review.Job, folder: str, include: str) -> None:
     except (ValueError, OSError) as error:
         st.error(f"The training folder was not written: {error}")
         return
-    start(
-        job,
-        ["--training-folder", folder, *(["--include", include] if include else [])],
-        f"Writing {folder} in the background. Its test_overlap.csv lists photos that copy a test-set photo: when training "
-        "on it, tick 'Leave out test photos that copy a training photo' so the test scores stay honest.",
-    )
+    arguments = ["--training-folder", folder, *(["--include", include] if include else [])]
+    start(job, "training folder", Path(folder), arguments, f"Writing {folder} in the background; it is listed below when ready.")
 
 
-def start(job: review.Job, arguments: list, message: str) -> None:
+def start(job: review.Job, kind: str, output: Path, arguments: list, message: str) -> None:
     try:
-        case_export.start_export(job.path, arguments)
+        case_export.start_export(job.path, kind, output, arguments)
     except OSError as error:
         st.error(f"The export was not started: {error}")
         return
@@ -435,7 +448,7 @@ def review_page() -> None:
     if summary is None:
         return
     if summary.state != "completed":
-        st.info(f"{md(summary.name)} is {summary.state}: photos can be reviewed once the job has finished.")
+        st.info(f"{md(summary.name)} has not finished (see above): its photos can be reviewed once it has.")
         return
     review_section(summary)
 

@@ -25,6 +25,13 @@ def code(path) -> str:
     return md(str(path)) if "`" in str(path) else f"`{path}`"
 
 
+def model_label(record: catalog.ModelRecord) -> str:
+    """A model as a picker lists it: the shipped default by name, a run by its folder name and what it is."""
+    if record.is_default:
+        return f"Default model — {record.arch}, shipped with wildvision"
+    return f"{record.key} — {record.description}"
+
+
 def threshold_tradeoff(scores: dict[str, dict], threshold: float, model: str, key: str, as_percent: bool = False) -> float:
     """A threshold slider starting at `model`'s own threshold, and what it costs on each stored test set.
 

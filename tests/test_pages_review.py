@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import zipfile
 from pathlib import Path
 
@@ -108,7 +107,7 @@ def test_an_unfinished_job_says_so_instead_of_a_review(job):
     runs.write_status(job, "failed", message="disk full")
     at = page()
     assert not at.exception
-    assert any("can be reviewed once the job has finished" in info.value for info in at.info)
+    assert any("has not finished (see above): its photos can be reviewed once it has" in info.value for info in at.info)
     assert buttons(at, "Resume"), "a failed job can be resumed from the page"
 
 
@@ -133,15 +132,16 @@ def test_exports_a_csv_at_once_and_an_evidence_pack_and_a_training_folder_in_the
     buttons(at, "Write the training folder")[0].click().run()
     assert any("Writing" in success.value for success in at.success), [error.value for error in at.error]
 
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (case_export.finished_packs(job) and (tmp_path / "training" / case_export.MANIFEST).is_file()):
-        time.sleep(1)
-    (pack,) = case_export.finished_packs(job)
+    written = poll(lambda: case_export.export_requests(job), lambda requests: len(requests) == 2 and {r.state for r in requests} == {"written"}, timeout_s=120)
+    pack, folder = (next(r.output for r in written if r.kind == kind) for kind in ("evidence pack", "training folder"))
     with zipfile.ZipFile(pack) as archive:
         assert sum(name.startswith("images/") for name in archive.namelist()) == confirmed
-    assert len(list((tmp_path / "training" / "captive" / case_export.REVIEWED).iterdir())) >= 3
+    assert len(list((folder / "captive" / case_export.REVIEWED).iterdir())) >= 3
     at = page()
-    assert [button for button in at.get("download_button") if button.proto.label == f"Download {pack.name}"]
+    assert [button for button in at.get("download_button") if button.proto.label == f"Download the evidence pack {pack.name}"]
+    (summary,) = [success.value.replace("\\", "") for success in at.success if "Training folder" in success.value]  # Markdown escapes
+    assert f"{confirmed + 2} reviewed photos (captive {confirmed}, not_captive 2)" in summary, summary
+    assert "Leave out test photos that copy a training photo" in summary, "the screened photos are test_out_pet's own"
 
     field(at, "New training folder").input(str(tmp_path / "training"))
     buttons(at, "Write the training folder")[0].click().run()

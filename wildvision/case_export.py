@@ -42,6 +42,7 @@ import argparse
 import csv
 import hashlib
 import io
+import json
 import os
 import re
 import secrets
@@ -70,7 +71,7 @@ PACK_COLUMNS = [*CASE_COLUMNS, "image", "saliency"]  # the photo and its map ins
 MANIFEST_COLUMNS = ["file", "class", "source_path", "sha256", "reviewer", "decided_at", "screening_job", "note", "test_overlap"]
 OVERLAP_COLUMNS = ["file", "source_path", "test_set", "test_image", "match", "phash_distance"]
 PACK_CSV, README, MANIFEST, OVERLAP_CSV = "cases.csv", "README.txt", "manifest.csv", "test_overlap.csv"
-EXPORTS = "exports"
+EXPORTS, REQUESTS = "exports", "requests.jsonl"
 IMAGES, SALIENCY = "images", "saliency"
 REVIEWED = "reviewed"  # DIR/<class>/reviewed/: the job's photos, beside linked data folders of the same class
 SALIENCY_METHOD = "gradcam"  # the map a non-expert reads best (wording.MAP_DESCRIPTIONS)
@@ -271,23 +272,74 @@ def exports_folder(screen_dir: str | Path) -> Path:
     return Path(screen_dir) / EXPORTS
 
 
-def start_export(screen_dir: str | Path, arguments: Sequence[str]) -> None:
-    """Run `python -m wildvision export SCREEN_DIR ARGUMENTS...` in the background: an evidence pack's saliency maps and
-    a training folder's copies take minutes for thousands of photos, which the dashboard never waits for."""
+@dataclass(frozen=True)
+class ExportRequest:
+    """An export the Review page started: what it writes, and where it stands (written, running or failed)."""
+
+    kind: str  # "evidence pack" or "training folder"
+    output: Path
+    state: str
+    detail: str = ""  # why it failed; for a written training folder, what it holds
+
+
+def start_export(screen_dir: str | Path, kind: str, output: str | Path, arguments: Sequence[str]) -> None:
+    """Run `python -m wildvision export SCREEN_DIR ARGUMENTS...` in the background and note it in exports/requests.jsonl:
+    an evidence pack's saliency maps and a training folder's copies take minutes for thousands of photos, which the
+    dashboard never waits for. `output` is what the arguments write (a pack, or a training folder)."""
     folder = exports_folder(screen_dir)
     folder.mkdir(exist_ok=True)
-    spawn_module("wildvision", ["export", str(Path(screen_dir).resolve()), *map(str, arguments)], folder)
+    pid = spawn_module("wildvision", ["export", str(Path(screen_dir).resolve()), *map(str, arguments)], folder)
+    with open(folder / REQUESTS, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"kind": kind, "output": str(Path(output).resolve()), "pid": pid, "started_at": runs.now()}) + "\n")
+
+
+def export_requests(screen_dir: str | Path) -> list[ExportRequest]:
+    """The exports the Review page started for the job, newest first, each written, running or failed (with the
+    error the export printed)."""
+    path = exports_folder(screen_dir) / REQUESTS
+    if not path.is_file():
+        return []
+    requests = []
+    for line in reversed(path.read_text(encoding="utf-8").splitlines()):
+        request = json.loads(line)
+        output = Path(request["output"])
+        if output.is_file() or (output / MANIFEST).is_file():
+            requests.append(ExportRequest(request["kind"], output, "written", training_folder_summary(output) if output.is_dir() else ""))
+        elif _alive(int(request["pid"])):
+            requests.append(ExportRequest(request["kind"], output, "running"))
+        else:
+            requests.append(ExportRequest(request["kind"], output, "failed", _last_error(exports_folder(screen_dir) / "console.log")))
+    return requests
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _last_error(log: Path) -> str:
+    errors = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.startswith("error:")] if log.is_file() else []
+    return errors[-1].removeprefix("error:").strip() if errors else "it stopped before it finished"
+
+
+def training_folder_summary(folder: str | Path) -> str:
+    """A written training folder in words: its reviewed photos by class, and how many copy a test-set photo."""
+    with open(Path(folder) / MANIFEST, newline="", encoding="utf-8") as handle:
+        classes = Counter(row["class"] for row in csv.DictReader(handle))
+    with open(Path(folder) / OVERLAP_CSV, newline="", encoding="utf-8") as handle:
+        overlapping = {row["file"] for row in csv.DictReader(handle)}
+    words = f"{sum(classes.values()):,} reviewed photos ({', '.join(f'{name} {count:,}' for name, count in sorted(classes.items()))})"
+    return words + (f"; {len(overlapping):,} of them copy a test-set photo" if overlapping else "")
 
 
 def new_pack_path(screen_dir: str | Path) -> Path:
     """Where the next evidence pack of the job goes: exports/evidence-<UTC time>.zip."""
     return exports_folder(screen_dir) / f"evidence-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}.zip"
-
-
-def finished_packs(screen_dir: str | Path) -> list[Path]:
-    """The job's evidence packs written whole, newest first (one still being written has a hidden temporary name)."""
-    folder = exports_folder(screen_dir)
-    return sorted(folder.glob("evidence-*.zip"), reverse=True) if folder.is_dir() else []
 
 
 # ---------------------------------------------------------------------------------------------
