@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from wildvision import case_export, catalog, datacheck, decisions, paper, runs, screening, slurm, wordnet_filter
+from wildvision import case_export, catalog, datacheck, decisions, gallery, paper, runs, screening, slurm, wordnet_filter
 from wildvision.config import REGIMES, TrainConfig
 from wildvision.data import DataFolderError
 from wildvision.images import ImageError
@@ -418,6 +418,18 @@ def build_parser() -> argparse.ArgumentParser:
         "exit code 1 when some photos were gone or changed since screening and were left out.",
         case_export.add_export_arguments,
         case_export.run_export,
+    )
+
+    _command(
+        sub,
+        "explain",
+        "an explanation gallery of a model's surest right and wrong answers on test sets (the paper's Figs 4 and 5)",
+        "Score every image of each --test folder, pick per section the --top surest true positives, true negatives, false "
+        "positives and false negatives at the model's threshold, explain only those (--method) and lay them out as "
+        "gallery.png (about twice a screen, for a slide), gallery.pdf and gallery.json (the picks), under "
+        "RUN/explanations/NAME-METHOD/ or --out. Exit code 2 on bad input (unknown run, missing test folder, no positive class).",
+        gallery.add_explain_arguments,
+        gallery.run_explain,
     )
 
     p = sub.add_parser("runs", help="list runs and their states", description="List the runs under --runs-dir, newest first.")
