@@ -10,6 +10,9 @@ is `saliency` here, computed with captum. Two more methods help where plain grad
 - `integrated_gradients`: gradients averaged along a path from a black image to the photo; steadier
   than plain saliency but `n_steps` times the work, so it is only run on request, with progress.
 
+`guided_backprop` (CONTROL_METHODS) is no choice for people: wildvision.explain_checks runs it as the
+control that the weight-randomisation sanity check must flag (Adebayo et al. 2018).
+
 Every map is for the positive class (output index 1), whatever the model predicted, so a bright area
 always means "this part pushed the score for captive / for sale" (where SqueezeNet's final ReLU clamps
 that output at 0 its gradient vanishes, and the map uses the positive-minus-negative score instead). Maps come back in [0, 1] at the
@@ -40,6 +43,7 @@ predict.prepared_batches as predict_paths is.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -47,7 +51,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from captum.attr import IntegratedGradients, LayerGradCam, Saliency
+from captum._utils.common import _register_backward_hook
+from captum.attr import GuidedBackprop, IntegratedGradients, LayerGradCam, Saliency
 from PIL import Image
 from torch import nn
 
@@ -64,6 +69,12 @@ METHODS: dict[str, str] = {
     "integrated_gradients": "Integrated Gradients (steadier, much slower)",
 }
 FAST_METHODS = ("saliency", "gradcam")
+# Methods that wildvision.explain_checks runs as controls and no page offers: Guided Backprop is the
+# method Adebayo et al. (2018) found nearly unchanged when the model's weights are randomised, so the
+# sanity check must flag it. Kept out of METHODS, which lists what people can pick.
+CONTROL_METHODS: dict[str, str] = {
+    "guided_backprop": "Guided Backprop (a control for the sanity check: its maps barely depend on the weights)",
+}
 IG_STEPS = 32
 IG_INTERNAL_BATCH = 8  # images per forward/backward pass inside Integrated Gradients: bounds memory
 SALIENCY_PERCENTILE = 99.0  # pixel gradients are spiky: the top 1% saturate so the rest stays visible
@@ -249,6 +260,33 @@ class _ScoreDifference(nn.Module):
         return torch.stack([-difference, difference], dim=1)
 
 
+class _GuidedBackprop(GuidedBackprop):
+    """captum's GuidedBackprop, whose backward hooks also go on ReLU6 (EfficientNet-Lite's and MobileNetV2's
+    activation), not only nn.ReLU: otherwise those networks would get plain gradients instead.
+
+    For ReLU6 the hook's relu(grad_input) is grad_output * [0 < x < 6] kept where positive: the same
+    guided rule as for ReLU.
+    """
+
+    def _register_hooks(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.ReLU, nn.ReLU6)):
+            self.backward_hooks.extend(_register_backward_hook(module, self._backward_hook, self))
+
+
+class _Recorded(nn.Module):
+    """`model` whose outputs are appended to `seen` (GuidedBackprop hooks modules, so it needs a module, not a function)."""
+
+    def __init__(self, model: nn.Module, seen: list[torch.Tensor]):
+        super().__init__()
+        self.model = model
+        self.seen = seen
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        output = self.model(inputs)
+        self.seen.append(output.detach())
+        return output
+
+
 def _attribute(
     loaded: LoadedModel, batch: torch.Tensor, method: str, n_steps: int, progress: Progress | None, difference: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -274,6 +312,11 @@ def _attribute(
         layer = target_layer(loaded.model, loaded.arch)
         cam = LayerGradCam(recorded, layer).attribute(batch.detach(), target=POSITIVE_INDEX, relu_attributions=True)
         return _normalise(cam[:, 0], None), seen[0]
+    if method == "guided_backprop":  # a control (CONTROL_METHODS), made and scaled like saliency
+        with warnings.catch_warnings():  # captum announces its ReLU hooks on every call
+            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU", category=UserWarning)
+            grads = _GuidedBackprop(_Recorded(model, seen)).attribute(batch.detach().requires_grad_(), target=POSITIVE_INDEX)
+        return _normalise(grads.abs().amax(dim=1), SALIENCY_PERCENTILE), seen[0]
     if method == "integrated_gradients":
         calls, total = 0, math.ceil(n_steps / max(1, IG_INTERNAL_BATCH // len(batch)))
 
@@ -336,7 +379,7 @@ def _head_inputs(loaded: LoadedModel, wanted: bool) -> AbstractContextManager[li
 
 def _check_method(loaded: LoadedModel, method: str) -> None:
     """Fail before any work (and before taking the lock) on an unknown method, or Grad-CAM on an unknown architecture."""
-    if method not in METHODS:
+    if method not in METHODS and method not in CONTROL_METHODS:
         raise ExplainError(f"unknown explanation method {method!r}; choose one of: {', '.join(METHODS)}")
     if method == "gradcam":
         target_layer(loaded.model, loaded.arch)
