@@ -20,6 +20,7 @@ PAGES = {
     "generalisation": st.Page("app_pages/generalisation.py", title="Generalisation", icon=":material/travel_explore:"),
     "predict": st.Page("app_pages/predict.py", title="Predict", icon=":material/image_search:"),
     "review": st.Page("app_pages/review.py", title="Review", icon=":material/fact_check:"),
+    "explanations": st.Page("app_pages/explanations.py", title="Explanations", icon=":material/visibility:"),
 }
 
 
@@ -64,6 +65,7 @@ def home() -> None:
         "results": "The paper's results and your runs side by side, exportable as CSV and LaTeX.",
         "efficiency": "How much each extra parameter buys over SqueezeNet.",
         "generalisation": "How performance drops out of distribution, and the positive-class precision.",
+        "explanations": "Galleries of what a model looked at in its surest right and wrong answers, for a slide (the paper's Figs 4 and 5).",
     }
     for key, text in links.items():
         st.page_link(PAGES[key], label=f"**{PAGES[key].title}**: {text}", icon=PAGES[key].icon)

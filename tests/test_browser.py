@@ -41,6 +41,7 @@ PAGES = {  # url path: what the page's title says
     "generalisation": "Generalisation",
     "predict": "Predict",
     "review": "Review",
+    "explanations": "Explanations",
 }
 
 

@@ -56,7 +56,7 @@ def test_home_on_a_fresh_machine_says_what_to_do_next(runs_dir):
     assert not at.exception
     assert at.title[0].value == "wildvision"
     assert any("No training runs" in info.value for info in at.info)
-    assert len(at.get("page_link")) == 7  # every page but Home
+    assert len(at.get("page_link")) == 8  # every page but Home
     about_default = " ".join(m.value for m in at.markdown if "demo proxy data" in m.value)
     assert "of every 100 photos it flagged" in about_default and "F =" not in about_default, about_default
 

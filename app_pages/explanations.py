@@ -1,0 +1,82 @@
+"""Explanations: galleries of what a model looked at in its surest right and wrong answers (the paper's Figs 4 and 5)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app_pages.widgets import code, model_label, models_and_results
+from wildvision import gallery
+from wildvision.explain import METHODS
+
+st.title("Explanations")
+st.caption(
+    "For a model and one of its test sets: the photos it was surest about, right and wrong (true positives, true "
+    "negatives, false positives, false negatives at its threshold), each beside a map of what raised its score, as in "
+    "the paper's Figs 4 and 5. A gallery is made once in the background and shown at once afterwards; download it as "
+    "PNG (for a slide) or PDF."
+)
+
+records, _, folder = models_and_results()
+usable = [record for record in records if record.usable]
+if not usable:
+    st.info("No model can explain anything yet: the default model is missing and no run has completed.")
+    st.stop()
+record = st.selectbox("Model", usable, format_func=model_label, key="explain_model")
+model = gallery.model_argument(record)
+
+with st.form("make_gallery"):
+    tests = gallery.test_folders(record)
+    columns = st.columns([2, 2, 1])
+    if tests:
+        test_name = columns[0].selectbox("Test set", list(tests), key="explain_test", help="The model's own labelled test sets found on this machine")
+        test_dir = tests[test_name]
+    else:
+        test_dir = columns[0].text_input("Test folder (class sub-folders)", key="explain_folder")
+        test_name = test_dir.rstrip("/").rsplit("/", 1)[-1] or "test"
+    method = columns[1].selectbox("Method", list(METHODS), format_func=METHODS.get, key="explain_method")
+    top = columns[2].number_input("Photos per section", 1, 32, gallery.DEFAULT_TOP, key="explain_top")
+    if st.form_submit_button("Make the gallery", type="primary"):
+        if not test_dir:
+            st.error("Give a test folder first.")
+        else:
+            started = gallery.start_gallery(model, test_name, test_dir, method, int(top), runs_dir=folder)
+            st.success(f"Making the gallery in the background: {code(started)}")
+
+
+def show(item: gallery.StoredGallery) -> None:
+    st.subheader(f"{item.test_name}: {METHODS.get(item.method, item.method).split(' (')[0]}")
+    if item.state == "being made":
+        st.info(f"Being made: {item.message or 'starting'}")
+    elif item.state == "failed":
+        st.error(f"It stopped: {item.message or 'no output'} (see {code(item.folder / gallery.CONSOLE)})")
+    else:
+        st.image(str(item.png), caption=f"{item.images} photos, stored in {item.folder}")
+        buttons = st.columns(4)
+        buttons[0].download_button("Download PNG", item.png.read_bytes(), file_name=f"{item.folder.name}.png", mime="image/png", key=f"png:{item.folder}")
+        if item.pdf is not None:
+            buttons[1].download_button(
+                "Download PDF", item.pdf.read_bytes(), file_name=f"{item.folder.name}.pdf", mime="application/pdf", key=f"pdf:{item.folder}"
+            )
+
+
+stored = gallery.stored_galleries(model, runs_dir=folder)
+if not stored:
+    st.info("No gallery for this model yet: choose a test set and a method, then press Make the gallery.")
+for item in stored:
+    if item.state != "being made":
+        show(item)
+pending = [item for item in stored if item.state == "being made"]
+
+
+@st.fragment(run_every=3)
+def follow() -> None:
+    """Galleries being made, checked every 3 s; the whole page reruns once one is done or stopped."""
+    now = {item.folder: item for item in gallery.stored_galleries(model, runs_dir=folder)}
+    if any(now.get(item.folder) is None or now[item.folder].state != "being made" for item in pending):
+        st.rerun()
+    for item in pending:
+        show(now[item.folder])
+
+
+if pending:
+    follow()
