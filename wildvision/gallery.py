@@ -338,10 +338,9 @@ def _target(args: argparse.Namespace, test_name: str) -> Path:
         return Path(args.out) if len(args.test) == 1 else Path(args.out) / folder_name(test_name, args.method)
     if args.model == model_card.DEFAULT_NAME:
         return gallery_folder(model_card.DEFAULT_NAME, test_name, args.method, args.runs_dir)
-    run_dir = Path(args.model) if Path(args.model).is_dir() else runs.resolve_run(args.model, args.runs_dir)
-    if Path(args.model).is_file():  # a checkpoint: its run folder, when it sits in one
-        run_dir = Path(args.model).parent
-    return gallery_folder(run_dir, test_name, args.method)
+    if Path(args.model).is_file():  # a checkpoint: beside it, in its run folder's explanations/ when it sits in one
+        return gallery_folder(Path(args.model).parent, test_name, args.method)
+    return gallery_folder(runs.resolve_run(args.model, args.runs_dir), test_name, args.method)
 
 
 def run_explain(args: argparse.Namespace) -> int:
