@@ -51,6 +51,11 @@ def show(item: gallery.StoredGallery) -> None:
         st.error(f"It stopped: {item.message or 'no output'} (see {code(item.folder / gallery.CONSOLE)})")
     else:
         st.image(str(item.png), caption=f"{item.images} photos, stored in {item.folder}")
+        if item.sanity:
+            st.caption(
+                f"Sanity check (maps compared as the model's weights are randomised, Adebayo et al. 2018): {item.sanity}. "
+                "A method that fails draws the photo's edges, not the model's reasons."
+            )
         buttons = st.columns(4)
         buttons[0].download_button("Download PNG", item.png.read_bytes(), file_name=f"{item.folder.name}.png", mime="image/png", key=f"png:{item.folder}")
         if item.pdf is not None:

@@ -40,7 +40,9 @@ def loaded(shared):
 @pytest.fixture(scope="module")
 def made(loaded, test_folder, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("made")
-    return out, gallery.make_gallery(loaded, "test_small", test_folder, out, "saliency", 2, "default model", progress=lambda text: None)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gallery, "SANITY_IMAGES", 2)  # the sanity check on 8 photos takes about a minute on 2 cores
+        return out, gallery.make_gallery(loaded, "test_small", test_folder, out, "saliency", 2, "default model", progress=lambda text: None)
 
 
 def test_picks_are_each_sections_surest_images(loaded, test_folder, made):
@@ -78,6 +80,11 @@ def test_gallery_files_are_written_and_open(made):
     assert (out / gallery.PDF).read_bytes()[:5] == b"%PDF-"
     assert stored["sections"][0]["title"] == "Highest captive score, captive"
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
+    assert all(0 <= p["border_share"] <= 1 for p in stored["picks"])
+    sanity = json.loads((out / gallery.SANITY).read_text())
+    assert set(sanity["methods"]) == {"saliency", "gradcam", "guided_backprop"}
+    assert sanity["images"] == [p["path"] for p in stored["picks"][:2]]
+    assert all(len(m["spearman"]) == len(m["stages"]) and isinstance(m["passed"], bool) for m in sanity["methods"].values())
 
 
 def test_score_text_never_rounds_to_certainty():
@@ -88,10 +95,10 @@ def test_score_text_never_rounds_to_certainty():
 
 def test_cli_writes_gallery_and_rejects_bad_input(shared, test_folder, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["explain", "default", "--test", f"small={test_folder}", "--method", "gradcam", "--top", "1", "--out", str(out)]) == 0
+    assert main(["explain", "default", "--test", f"small={test_folder}", "--method", "gradcam", "--top", "1", "--out", str(out), "--no-sanity"]) == 0
     printed = capsys.readouterr().out
     assert "scoring" in printed and "explaining" in printed and str(out / gallery.PNG) in printed
-    assert len(json.loads((out / gallery.JSON).read_text())["picks"]) == 4
+    assert len(json.loads((out / gallery.JSON).read_text())["picks"]) == 4 and not (out / gallery.SANITY).exists()
 
     assert main(["explain", str(tmp_path / "no-such-run"), "--test", f"small={test_folder}", "--runs-dir", str(tmp_path)]) == 2
     assert "no run folder" in capsys.readouterr().err
@@ -105,7 +112,7 @@ def test_cli_writes_gallery_and_rejects_bad_input(shared, test_folder, tmp_path,
 
 def test_background_gallery_is_stored_where_the_dashboard_finds_it(shared, test_folder, tmp_path):
     runs_dir = tmp_path / "runs"
-    folder = gallery.start_gallery("default", "small", test_folder, "gradcam", 1, runs_dir=runs_dir)
+    folder = gallery.start_gallery("default", "small", test_folder, "gradcam", 1, runs_dir=runs_dir, sanity=False)
     assert folder == runs_dir / gallery.DEFAULT_FOLDER / "small-gradcam"
     ready = wait_until(lambda: gallery.stored_galleries("default", runs_dir), lambda found: found and found[0].state != "being made", timeout_s=180)
     (item,) = ready
@@ -118,7 +125,7 @@ def test_explanations_page_shows_a_stored_gallery(runs_dir, made):
     out, _ = made
     target = runs_dir / gallery.DEFAULT_FOLDER / "test_small-saliency"
     target.mkdir(parents=True)
-    for name in (gallery.PNG, gallery.PDF, gallery.JSON):
+    for name in (gallery.PNG, gallery.PDF, gallery.JSON, gallery.SANITY):
         (target / name).write_bytes((out / name).read_bytes())
     at = AppTest.from_file("../app_pages/explanations.py", default_timeout=60).run()
     assert not at.exception
@@ -127,3 +134,4 @@ def test_explanations_page_shows_a_stored_gallery(runs_dir, made):
     assert len(at.image) == 1 and "8 photos" in at.image[0].captions[0]
     labels = [button.proto.label for button in at.get("download_button")]
     assert labels == ["Download PNG", "Download PDF"]
+    assert any("Sanity check" in caption.value and "guided_backprop" in caption.value for caption in at.caption)

@@ -12,8 +12,11 @@ For one model and one labelled test folder (class sub-folders; the positive clas
 Only those picks are explained (`explain.examine`: probability, map and display copy from one decode,
 batched), and laid out with Pillow as one figure: titled sections of (photo | map overlay) pairs, each
 captioned with file name, probability and label. It is saved as gallery.png (about twice a screen's
-size, for a slide) and gallery.pdf from the same image, and gallery.json lists the picks. gallery.json
-is written last, so its presence means the gallery is complete.
+size, for a slide) and gallery.pdf from the same image, and gallery.json lists the picks with each map's
+border share (explain_checks.border_share: maps drawn to corners and captions, the paper's Fig S3).
+sanity.json holds explain_checks' weight-randomisation test (Adebayo et al.) of saliency, Grad-CAM and
+Guided Backprop on the first 8 picks. gallery.json is written last, so its presence means the gallery
+is complete.
 
 Where: for a run, `RUN/explanations/<test>-<method>/`; for the default model,
 `<runs dir>/default-model-explanations/<test>-<method>/`; `--out DIR` overrides both. The dashboard
@@ -34,13 +37,16 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from wildvision import model_card, runs
+from wildvision import explain_checks, model_card, runs
 from wildvision.data import DataFolderError, scan_folder
 from wildvision.explain import METHODS, Examined, examine, overlay
 from wildvision.predict import LoadedModel, load_model, predict_paths
 from wildvision.shared import demo_data
 
 PNG, PDF, JSON = "gallery.png", "gallery.pdf", "gallery.json"
+SANITY = "sanity.json"  # explain_checks.sanity_json of the randomisation test on the gallery's first SANITY_IMAGES photos
+SANITY_IMAGES = 8
+SANITY_METHODS = ("saliency", "gradcam", "guided_backprop")  # guided backprop: the control that should fail
 JOB = "job.json"  # written by start_gallery: the background process's pid and what it was asked
 CONSOLE = "console.log"
 EXPLANATIONS = "explanations"  # inside a run folder
@@ -246,8 +252,13 @@ def make_gallery(
     top: int = DEFAULT_TOP,
     model_name: str | None = None,
     progress=print,
+    sanity: bool = True,
 ) -> dict:
-    """Score, pick, explain and lay out one gallery into `out_dir` (gallery.png, gallery.pdf, gallery.json); returns gallery.json's content."""
+    """Score, pick, explain and lay out one gallery into `out_dir` (gallery.png, gallery.pdf, gallery.json); returns gallery.json's content.
+
+    sanity: also run explain_checks' weight-randomisation test on the first SANITY_IMAGES picks for SANITY_METHODS
+    and write sanity.json (about a minute for 8 photos on 2 CPU cores). Each pick records its map's border share.
+    """
     if method not in METHODS:
         raise GalleryError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
     if top < 1:
@@ -273,6 +284,14 @@ def make_gallery(
     progress(f"writing {out_dir / PNG} and {PDF}")
     runs.write_atomic(out_dir / PNG, lambda tmp: figure.save(tmp, "PNG", optimize=False))
     runs.write_atomic(out_dir / PDF, lambda tmp: figure.save(tmp, "PDF", resolution=200.0))
+    if sanity and paths:
+        photos = [(path, examined[path].image) for path in paths if examined[path].image is not None][:SANITY_IMAGES]
+        progress(f"sanity check: {', '.join(SANITY_METHODS)} maps of {len(photos)} photos as the model's weights are randomised")
+        start = time.perf_counter()
+        results = explain_checks.randomisation_test(loaded, [image for _, image in photos], SANITY_METHODS)
+        verdicts = ", ".join(f"{method} {'passed' if result.passed else 'failed'}" for method, result in results.items())
+        progress(f"sanity check done in {time.perf_counter() - start:.1f} s: {verdicts}")
+        runs.write_json_atomic(out_dir / SANITY, explain_checks.sanity_json(results) | {"images": [path for path, _ in photos]})
     titles = {s.key: s.title for s in section_list}
     stored = {
         "model": name,
@@ -294,12 +313,20 @@ def make_gallery(
                 "method": method,
                 "target": examined[p.path].explanation.target if examined.get(p.path) and examined[p.path].explanation else None,
                 "error": examined[p.path].error if examined.get(p.path) else None,
+                "border_share": _border_share(examined.get(p.path)),
             }
             for p in picks
         ],
     }
     runs.write_json_atomic(out_dir / JSON, stored)
     return stored
+
+
+def _border_share(seen: Examined | None) -> float | None:
+    """The share of the map's mass in the photo's outer tenth (explain_checks.border_share): corners, captions, watermarks."""
+    if seen is None or seen.explanation is None:
+        return None
+    return round(explain_checks.border_share(seen.explanation.heatmap), 4)
 
 
 # --- the command line ------------------------------------------------------------------------------
@@ -328,6 +355,11 @@ def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         help="write here instead (one --test: into DIR; several: DIR/NAME-METHOD/); default: RUN/explanations/NAME-METHOD/, "
         f"or --runs-dir/{DEFAULT_FOLDER}/NAME-METHOD/ for the default model",
+    )
+    parser.add_argument(
+        "--no-sanity",
+        action="store_true",
+        help=f"skip sanity.json: the weight-randomisation check of {', '.join(SANITY_METHODS)} on the first {SANITY_IMAGES} photos (about a minute on 2 CPU cores)",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--runs-dir", default=str(runs.default_runs_dir()), help="folder that holds the run folders (default: $WILDVISION_RUNS_DIR, else runs)")
@@ -363,7 +395,15 @@ def run_explain(args: argparse.Namespace) -> int:
     for (name, folder), target in zip(args.test, targets):
         print(f"[{name}] gallery of {args.method} maps, {args.top} per section", flush=True)
         stored = make_gallery(
-            loaded, name, folder, target, args.method, args.top, model_name, progress=lambda text, name=name: print(f"[{name}] {text}", flush=True)
+            loaded,
+            name,
+            folder,
+            target,
+            args.method,
+            args.top,
+            model_name,
+            sanity=not args.no_sanity,
+            progress=lambda text, name=name: print(f"[{name}] {text}", flush=True),
         )
         print(f"[{name}] wrote {target / PNG} ({len(stored['picks'])} images)", flush=True)
     return 0
@@ -390,10 +430,17 @@ class StoredGallery:
     json: Path | None
     message: str = ""  # the last line of the background process's output, while being made or after it failed
     images: int | None = None  # pictures in the gallery, when ready
+    sanity: str = ""  # the weight-randomisation check's verdicts in words (sanity.json), when it was run
 
 
 def start_gallery(
-    model: str | Path, test_name: str, test_dir: str | Path, method: str = DEFAULT_METHOD, top: int = DEFAULT_TOP, runs_dir: str | Path | None = None
+    model: str | Path,
+    test_name: str,
+    test_dir: str | Path,
+    method: str = DEFAULT_METHOD,
+    top: int = DEFAULT_TOP,
+    runs_dir: str | Path | None = None,
+    sanity: bool = True,
 ) -> Path:
     """Start `python -m wildvision explain` for one test set as a detached process; returns the gallery's folder.
 
@@ -404,11 +451,13 @@ def start_gallery(
 
     folder = gallery_folder(model, test_name, method, runs_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    for name in (JSON, PNG, PDF, CONSOLE):
+    for name in (JSON, PNG, PDF, SANITY, CONSOLE):
         (folder / name).unlink(missing_ok=True)
     arguments = ["explain", str(model), "--test", f"{test_name}={Path(test_dir).resolve()}", "--method", method, "--top", str(top), "--out", str(folder)]
     if runs_dir is not None:
         arguments += ["--runs-dir", str(runs_dir)]
+    if not sanity:
+        arguments.append("--no-sanity")
     pid = spawn_module("wildvision", arguments, folder)
     runs.write_json_atomic(folder / JOB, {"pid": pid, "started_at": runs.now(), "test_name": test_name, "method": method, "arguments": arguments})
     return folder
@@ -438,6 +487,15 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def _sanity_words(path: Path) -> str:
+    """sanity.json's verdicts as a sentence: "saliency passed, gradcam passed, guided_backprop failed"; empty without one."""
+    try:
+        methods = runs.read_json(path)["methods"] if path.is_file() else {}
+        return ", ".join(f"{method} {'passed' if result.get('passed') else 'failed'}" for method, result in methods.items())
+    except (runs.RunError, KeyError, TypeError, AttributeError):
+        return ""
+
+
 def stored_galleries(model: str | Path, runs_dir: str | Path | None = None) -> list[StoredGallery]:
     """Every gallery of a model (a run folder or "default"), ready or not, by test set and method."""
     root = galleries_root(model, runs_dir)
@@ -455,7 +513,10 @@ def stored_galleries(model: str | Path, runs_dir: str | Path | None = None) -> l
         method = (stored or job).get("method") or folder.name.rsplit("-", 1)[-1]
         if stored is not None and (folder / PNG).is_file():
             pdf = folder / PDF if (folder / PDF).is_file() else None
-            found.append(StoredGallery(test_name, method, folder, "ready", folder / PNG, pdf, folder / JSON, images=len(stored.get("picks", []))))
+            images = len(stored.get("picks", []))
+            found.append(
+                StoredGallery(test_name, method, folder, "ready", folder / PNG, pdf, folder / JSON, images=images, sanity=_sanity_words(folder / SANITY))
+            )
         elif job:
             state = "being made" if _alive(int(job.get("pid", 0) or 0)) else "failed"
             found.append(StoredGallery(test_name, method, folder, state, None, None, None, _last_line(folder / CONSOLE)))
