@@ -41,7 +41,7 @@ def loaded(shared):
 def made(loaded, test_folder, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("made")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(gallery, "SANITY_IMAGES", 2)  # the sanity check on 8 photos takes about a minute on 2 cores
+        patch.setattr(gallery, "SANITY_IMAGES", 2)  # fewer photos: a quicker sanity check
         return out, gallery.make_gallery(loaded, "test_small", test_folder, out, "saliency", 2, "default model", progress=lambda text: None)
 
 

@@ -257,7 +257,7 @@ def make_gallery(
     """Score, pick, explain and lay out one gallery into `out_dir` (gallery.png, gallery.pdf, gallery.json); returns gallery.json's content.
 
     sanity: also run explain_checks' weight-randomisation test on the first SANITY_IMAGES picks for SANITY_METHODS
-    and write sanity.json (about a minute for 8 photos on 2 CPU cores). Each pick records its map's border share.
+    and write sanity.json (about 6 s for 8 photos on 2 idle CPU cores). Each pick records its map's border share.
     """
     if method not in METHODS:
         raise GalleryError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
@@ -359,7 +359,7 @@ def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-sanity",
         action="store_true",
-        help=f"skip sanity.json: the weight-randomisation check of {', '.join(SANITY_METHODS)} on the first {SANITY_IMAGES} photos (about a minute on 2 CPU cores)",
+        help=f"skip sanity.json: the weight-randomisation check of {', '.join(SANITY_METHODS)} on the first {SANITY_IMAGES} photos (about 6 s on 2 idle CPU cores)",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--runs-dir", default=str(runs.default_runs_dir()), help="folder that holds the run folders (default: $WILDVISION_RUNS_DIR, else runs)")
