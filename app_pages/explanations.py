@@ -39,8 +39,12 @@ with st.form("make_gallery"):
         if not test_dir:
             st.error("Give a test folder first.")
         else:
-            started = gallery.start_gallery(model, test_name, test_dir, method, int(top), runs_dir=folder)
-            st.success(f"Making the gallery in the background: {code(started)}")
+            try:
+                started = gallery.start_gallery(model, test_name, test_dir, method, int(top), runs_dir=folder)
+            except (ValueError, OSError) as error:
+                st.error(f"The gallery was not started: {error}")
+            else:
+                st.success(f"Making the gallery in the background: {code(started)}")
 
 
 def show(item: gallery.StoredGallery) -> None:

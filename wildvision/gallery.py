@@ -449,6 +449,8 @@ def start_gallery(
     """
     from wildvision.launch import spawn_module
 
+    if not Path(test_dir).is_dir():
+        raise ValueError(f"no test folder {test_dir}: give a folder with a sub-folder per class")
     folder = gallery_folder(model, test_name, method, runs_dir)
     folder.mkdir(parents=True, exist_ok=True)
     for name in (JSON, PNG, PDF, SANITY, CONSOLE):
