@@ -305,21 +305,11 @@ def export_requests(screen_dir: str | Path) -> list[ExportRequest]:
         output = Path(request["output"])
         if output.is_file() or (output / MANIFEST).is_file():
             requests.append(ExportRequest(request["kind"], output, "written", training_folder_summary(output) if output.is_dir() else ""))
-        elif _alive(int(request["pid"])):
+        elif runs.process_alive(int(request["pid"])):
             requests.append(ExportRequest(request["kind"], output, "running"))
         else:
             requests.append(ExportRequest(request["kind"], output, "failed", _last_error(exports_folder(screen_dir) / "console.log")))
     return requests
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _last_error(log: Path) -> str:

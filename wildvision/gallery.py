@@ -473,22 +473,6 @@ def _last_line(path: Path) -> str:
     return lines[-1] if lines else ""
 
 
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a finished child not yet reaped is a zombie: count it as gone
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def _sanity_words(path: Path) -> str:
     """sanity.json's verdicts as a sentence: "saliency passed, gradcam passed, guided_backprop failed"; empty without one."""
     try:
@@ -520,6 +504,6 @@ def stored_galleries(model: str | Path, runs_dir: str | Path | None = None) -> l
                 StoredGallery(test_name, method, folder, "ready", folder / PNG, pdf, folder / JSON, images=images, sanity=_sanity_words(folder / SANITY))
             )
         elif job:
-            state = "being made" if _alive(int(job.get("pid", 0) or 0)) else "failed"
+            state = "being made" if runs.process_alive(int(job.get("pid", 0) or 0)) else "failed"
             found.append(StoredGallery(test_name, method, folder, state, None, None, None, _last_line(folder / CONSOLE)))
     return found

@@ -174,20 +174,27 @@ def write_status(run_dir: Path, state: str, **fields: Any) -> dict:
     return status
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` on this machine still runs; a finished child not yet reaped (a zombie) counts as gone."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 def effective_state(status: dict) -> str:
     """The stored state, except that running or queued with a dead process on this host is 'interrupted'."""
     state = status.get("state", "queued")
-    if state in ("running", "queued") and "pid" in status and status.get("host") == socket.gethostname() and not _process_alive(int(status["pid"])):
+    if state in ("running", "queued") and "pid" in status and status.get("host") == socket.gethostname() and not process_alive(int(status["pid"])):
         return INTERRUPTED
     return state
 
