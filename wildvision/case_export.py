@@ -62,7 +62,7 @@ from PIL import Image
 from wildvision import datacheck, decisions, model_card, runs, screening, shared
 from wildvision.data import scan_folder
 from wildvision.images import IMAGE_EXTENSIONS, is_image_file
-from wildvision.launch import parse_named_folder, spawn_module
+from wildvision.launch import named_folder_argument, spawn_module
 from wildvision.predict import LoadedModel
 from wildvision.review import Job, read_job
 
@@ -737,13 +737,6 @@ def _write_training_folder(
 # ---------------------------------------------------------------------------------------------
 
 
-def _test_set(text: str) -> tuple[str, str]:
-    try:
-        return parse_named_folder(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `python -m wildvision export`."""
     parser.add_argument("screen_dir", metavar="SCREEN_DIR", help="a completed screening folder (screens/<id>, the one holding scores.csv)")
@@ -772,7 +765,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--test-set",
         action="append",
-        type=_test_set,
+        type=named_folder_argument,
         default=[],
         metavar="NAME=DIR",
         help="with --training-folder: also report photos that are the same photo as an image of this test set "

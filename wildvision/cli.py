@@ -14,7 +14,7 @@ from wildvision import case_export, catalog, datacheck, decisions, gallery, pape
 from wildvision.config import REGIMES, TrainConfig
 from wildvision.data import DataFolderError
 from wildvision.images import ImageError
-from wildvision.launch import PAPER_GRID, list_runs_shown, parse_named_folder, parse_weights, resolve_weights
+from wildvision.launch import PAPER_GRID, list_runs_shown, named_folder_argument, parse_weights, resolve_weights
 from wildvision.models import ARCHITECTURES, PAPER_ARCHITECTURES, WeightsError, imagenet_weights_problem
 from wildvision.predict import CheckpointError
 from wildvision.uploads import ZIP_EXTENSION, UploadLimits, unpack_uploads
@@ -24,16 +24,9 @@ from wildvision.worker import log_to_console, print_results, train_one, train_qu
 USER_ERRORS = (DataFolderError, WeightsError, runs.RunError, CheckpointError, ImageError, ValueError, OSError)
 
 
-def _named_folder(text: str) -> tuple[str, str]:
-    try:
-        return parse_named_folder(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
 def _test_folder(text: str) -> tuple[str, str]:
     """A test set for `data check`: NAME=DIR, or a bare DIR named by its folder (test_out_pet)."""
-    return _named_folder(text if "=" in text else f"{Path(text).name}={text}")
+    return named_folder_argument(text if "=" in text else f"{Path(text).name}={text}")
 
 
 def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +40,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--test",
         action="append",
-        type=_named_folder,
+        type=named_folder_argument,
         default=[],
         metavar="NAME=DIR",
         help="an extra test set, laid out like the training folder; repeat for more (e.g. test_out_pet=DIR)",
@@ -305,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a run's best model on test sets and add them to its results.json.",
     )
     p.add_argument("run", help="run folder, or its name under --runs-dir")
-    p.add_argument("--test", action="append", type=_named_folder, required=True, metavar="NAME=DIR", help="a test set; repeat for more")
+    p.add_argument("--test", action="append", type=named_folder_argument, required=True, metavar="NAME=DIR", help="a test set; repeat for more")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     _add_runs_dir(p)
     p.set_defaults(func=cmd_evaluate)

@@ -40,6 +40,7 @@ from PIL import Image, ImageDraw, ImageFont
 from wildvision import explain_checks, model_card, runs
 from wildvision.data import DataFolderError, scan_folder
 from wildvision.explain import METHODS, Examined, examine, overlay
+from wildvision.launch import named_folder_argument, spawn_module
 from wildvision.predict import LoadedModel, load_model, predict_paths
 from wildvision.shared import demo_data
 
@@ -332,17 +333,15 @@ def _border_share(seen: Examined | None) -> float | None:
 # --- the command line ------------------------------------------------------------------------------
 
 
-def _named_folder(text: str) -> tuple[str, str]:
-    name, sep, folder = text.partition("=")
-    if not sep or not name.strip() or not folder.strip():
-        raise argparse.ArgumentTypeError(f"expected NAME=DIR (e.g. test_out_pet=../shared/demo-data/test_out_pet), got {text!r}")
-    return name.strip(), str(Path(folder.strip()).expanduser().resolve())
-
-
 def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="RUN|default", help="a run folder, a run name under --runs-dir, a checkpoint.pt, or default (the shipped model)")
     parser.add_argument(
-        "--test", action="append", type=_named_folder, required=True, metavar="NAME=DIR", help="a labelled test folder (class sub-folders); repeat for more"
+        "--test",
+        action="append",
+        type=named_folder_argument,
+        required=True,
+        metavar="NAME=DIR",
+        help="a labelled test folder (class sub-folders); repeat for more",
     )
     parser.add_argument(
         "--method",
@@ -447,8 +446,6 @@ def start_gallery(
     model: a run folder or "default". The folder's old gallery is removed first, so a reader never shows a
     gallery made for other settings while the new one is being made.
     """
-    from wildvision.launch import spawn_module
-
     if not Path(test_dir).is_dir():
         raise ValueError(f"no test folder {test_dir}: give a folder with a sub-folder per class")
     folder = gallery_folder(model, test_name, method, runs_dir)

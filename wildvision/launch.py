@@ -8,6 +8,7 @@ folders (see runs.py), joined for cluster runs with Slurm's own view of their ta
 
 from __future__ import annotations
 
+import argparse
 import fnmatch
 import os
 import re
@@ -45,6 +46,14 @@ def parse_named_folder(text: str) -> tuple[str, str]:
     if not sep or not name.strip() or not folder.strip():
         raise ValueError(f"expected NAME=DIR (e.g. test_out_pet=data/test_out_pet), got {text!r}")
     return name.strip(), str(Path(folder.strip()).expanduser().resolve())
+
+
+def named_folder_argument(text: str) -> tuple[str, str]:
+    """parse_named_folder as an argparse type: a malformed NAME=DIR is argparse's usage error, not a traceback."""
+    try:
+        return parse_named_folder(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parse_named_folders(lines: str) -> dict[str, str]:
