@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages.widgets import code, model_label, models_and_results
-from wildvision import gallery
+from wildvision import catalog, gallery
 from wildvision.explain import METHODS
 
 st.title("Explanations")
@@ -25,7 +25,7 @@ record = st.selectbox("Model", usable, format_func=model_label, key="explain_mod
 model = gallery.model_argument(record)
 
 with st.form("make_gallery"):
-    tests = gallery.test_folders(record)
+    tests = catalog.test_folders(record)
     columns = st.columns([2, 2, 1])
     if tests:
         test_name = columns[0].selectbox("Test set", list(tests), key="explain_test", help="The model's own labelled test sets found on this machine")

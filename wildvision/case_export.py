@@ -59,7 +59,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
-from wildvision import datacheck, decisions, model_card, runs, screening, shared
+from wildvision import catalog, datacheck, decisions, model_card, runs, screening
 from wildvision.data import scan_folder
 from wildvision.images import IMAGE_EXTENSIONS, is_image_file
 from wildvision.launch import named_folder_argument, spawn_module
@@ -499,19 +499,14 @@ def export_evidence_pack(
 
 
 def model_test_sets(screen_dir: str | Path) -> dict[str, Path]:
-    """The out-of-distribution test sets the job's model was evaluated on, by name, where their folders exist here:
-    a run's `tests` (its config.json, through runs.read_run), or for the shipped model the demo data's."""
-    config = runs.read_json(Path(screen_dir) / runs.CONFIG)
-    model_file = str(config.get("model_file", ""))
-    if model_file == model_card.DEFAULT_NAME:
-        tests = model_card.training_config(shared.shared_folder() / "demo-data").tests
-    else:
-        run_dir = Path(model_file).parent
-        try:
-            tests = (runs.read_run(run_dir).train.get("tests") or {}) if (run_dir / runs.CONFIG).is_file() else {}
-        except runs.RunError:  # a checkpoint outside a readable run folder: its test sets are unknown
-            tests = {}
-    return {name: Path(folder) for name, folder in tests.items() if Path(folder).is_dir()}
+    """The out-of-distribution test sets the job's model was evaluated on, by name, where their folders exist here
+    (catalog.test_folders of its record); none for a checkpoint outside a readable run folder."""
+    model_file = str(runs.read_json(Path(screen_dir) / runs.CONFIG).get("model_file", ""))
+    try:
+        record = catalog.default_model() if model_file == model_card.DEFAULT_NAME else catalog.read_model(Path(model_file).parent)
+    except runs.RunError:
+        return {}
+    return {} if record is None else catalog.test_folders(record)
 
 
 def _image_files(folder: Path) -> list[Path]:

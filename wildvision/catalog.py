@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from wildvision import model_card, paper, runs, wording
+from wildvision import model_card, paper, runs, shared, wording
 
 DEFAULT_KEY = model_card.DEFAULT_NAME
 IN_DISTRIBUTION = "test_in"
@@ -238,6 +238,16 @@ def default_model() -> ModelRecord | None:
         path=model_card.DEFAULT_DIR,
         checkpoint=model_card.DEFAULT_DIR / model_card.HEAD,
     )
+
+
+def test_folders(record: ModelRecord) -> dict[str, Path]:
+    """The labelled test sets a model was evaluated on whose folders are on this machine, by name: a run's `--test`
+    sets, or for the shipped model the demo data's (its card's recipe)."""
+    if record.is_default:
+        tests = model_card.training_config(shared.shared_folder() / "demo-data").tests
+    else:
+        tests = (record.config.get("train") or {}).get("tests") or {}
+    return {str(name): Path(str(folder)) for name, folder in tests.items() if Path(str(folder)).is_dir()}
 
 
 def read_model(run_dir: str | Path) -> ModelRecord:

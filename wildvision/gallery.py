@@ -42,7 +42,6 @@ from wildvision.data import DataFolderError, scan_folder
 from wildvision.explain import METHODS, Examined, examine, overlay
 from wildvision.launch import named_folder_argument, spawn_module
 from wildvision.predict import LoadedModel, load_model, predict_paths
-from wildvision.shared import demo_data
 
 PNG, PDF, JSON = "gallery.png", "gallery.pdf", "gallery.json"
 SANITY = "sanity.json"  # explain_checks.sanity_json of the randomisation test on the gallery's first SANITY_IMAGES photos
@@ -153,15 +152,6 @@ def score_text(probability: float) -> str:
 def model_argument(record) -> str | Path:
     """What start_gallery and stored_galleries take for a catalog record: "default" or its run folder."""
     return model_card.DEFAULT_NAME if record.is_default else record.path
-
-
-def test_folders(record) -> dict[str, str]:
-    """A model's own labelled test folders that exist here, by name: a run's --test sets, the default model's demo sets."""
-    if record.is_default:
-        folders = {name: demo_data(name) for name in ("test_out_pet", "test_out_nopet")}
-        return {name: str(folder) for name, folder in folders.items() if folder is not None}
-    tests = (record.config.get("train") or {}).get("tests") or {}
-    return {str(name): str(folder) for name, folder in tests.items() if Path(str(folder)).is_dir()}
 
 
 # --- the figure -----------------------------------------------------------------------------------
