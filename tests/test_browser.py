@@ -112,10 +112,12 @@ def open_page(browser, url: str):
 
 
 def settled(page) -> None:
-    """Wait until the page's script run has finished drawing (no skeleton, no running icon)."""
+    """Wait until the page's script run has finished drawing (no skeleton, no running icon) and its pictures have
+    loaded: a picture arriving late moves everything below it, so a click could land beside its button."""
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stSkeleton\"]')"
-        ' && !document.querySelector(\'[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"]\')',
+        ' && !document.querySelector(\'[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"]\')'
+        " && Array.from(document.images).every(image => image.complete)",
         timeout=60_000,
     )
 
