@@ -123,6 +123,25 @@ def test_integrated_gradients_reports_progress_to_the_end(loaded, demo_paths):
     assert len(fractions) >= 3 and fractions == sorted(fractions) and fractions[-1] == 1.0
 
 
+def total_variation(heatmap: np.ndarray) -> float:
+    """Mean absolute difference between neighbouring pixels: how speckled a map is."""
+    return float(np.abs(np.diff(heatmap, axis=0)).mean() + np.abs(np.diff(heatmap, axis=1)).mean())
+
+
+def test_smoothgrad_is_a_smoother_saliency_map_with_the_photos_own_score(loaded, demo_paths):
+    """SmoothGrad averages saliency over noisy copies: less speckle; its probability comes from the photo itself."""
+    images = [open_image(path) for path in demo_paths]
+    fractions = []
+    smooth = explain.explain_many(loaded, images, "smoothgrad", progress=fractions.append, sizes=[(224, 224)] * len(images))
+    plain = explain.explain_many(loaded, images, "saliency", sizes=[(224, 224)] * len(images))
+    expected = predict_paths(loaded, demo_paths)
+    for result, prediction in zip(smooth, expected):
+        assert result.method == "smoothgrad" and result.probability == pytest.approx(prediction.probability, abs=1e-5)
+        assert 0.0 <= result.heatmap.min() and result.heatmap.max() <= 1.0 and result.heatmap.std() > 0.01
+    assert np.mean([total_variation(r.heatmap) for r in smooth]) < 0.8 * np.mean([total_variation(r.heatmap) for r in plain])  # 0.59 measured
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
 @pytest.mark.parametrize("arch", ["alexnet", "resnet18", "densenet121", "mobilenet_v2"])
 def test_gradcam_runs_on_random_init_models(arch):
     loaded = random_init(arch)

@@ -7,8 +7,14 @@ is `saliency` here, computed with captum. Two more methods help where plain grad
 - `gradcam`: Grad-CAM on the last convolutional feature map of each architecture (its `gradcam_layer`
   in wildvision.models): coarse regions (7x7 to 14x14 cells) rather than single pixels, easier to read
   for non-experts.
+- `smoothgrad`: SmoothGrad (Smilkov et al. 2017, captum's `NoiseTunnel` over `Saliency`): the pixel
+  map averaged over SMOOTHGRAD_SAMPLES copies of the photo with Gaussian noise (15% of the input's
+  range) added; the speckle of single gradients averages out, at SMOOTHGRAD_SAMPLES times the work.
 - `integrated_gradients`: gradients averaged along a path from a black image to the photo; steadier
   than plain saliency but `n_steps` times the work, so it is only run on request, with progress.
+
+The two slow methods never pass the photo itself through the model, so its probability comes from one
+more forward pass; they run one photo at a time and report progress per pass.
 
 `guided_backprop` (CONTROL_METHODS) is no choice for people: wildvision.explain_checks runs it as the
 control that the weight-randomisation sanity check must flag (Adebayo et al. 2018).
@@ -52,7 +58,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from captum._utils.common import _register_backward_hook
-from captum.attr import GuidedBackprop, IntegratedGradients, LayerGradCam, Saliency
+from captum.attr import GuidedBackprop, IntegratedGradients, LayerGradCam, NoiseTunnel, Saliency
 from PIL import Image
 from torch import nn
 
@@ -66,9 +72,11 @@ POSITIVE_INDEX = 1  # class_names is [negative, positive]
 METHODS: dict[str, str] = {
     "saliency": "Saliency (the paper's method: pixel gradients)",
     "gradcam": "Grad-CAM (coarser regions, easier to read)",
+    "smoothgrad": "SmoothGrad (Saliency averaged over noisy copies: smoother, slower)",
     "integrated_gradients": "Integrated Gradients (steadier, much slower)",
 }
 FAST_METHODS = ("saliency", "gradcam")
+SLOW_METHODS = ("smoothgrad", "integrated_gradients")  # many passes of altered copies, never of the photo itself
 # Methods that wildvision.explain_checks runs as controls and no page offers: Guided Backprop is the
 # method Adebayo et al. (2018) found nearly unchanged when the model's weights are randomised, so the
 # sanity check must flag it. Kept out of METHODS, which lists what people can pick.
@@ -76,7 +84,9 @@ CONTROL_METHODS: dict[str, str] = {
     "guided_backprop": "Guided Backprop (a control for the sanity check: its maps barely depend on the weights)",
 }
 IG_STEPS = 32
-IG_INTERNAL_BATCH = 8  # images per forward/backward pass inside Integrated Gradients: bounds memory
+IG_INTERNAL_BATCH = 8  # images per forward/backward pass inside the slow methods: bounds memory
+SMOOTHGRAD_SAMPLES = 16
+SMOOTHGRAD_NOISE = 0.15  # noise standard deviation as a share of the input's range (Smilkov et al. suggest 10-20%)
 SALIENCY_PERCENTILE = 99.0  # pixel gradients are spiky: the top 1% saturate so the rest stays visible
 
 Progress = Callable[[float], None]  # called with the fraction done, 0..1
@@ -317,8 +327,9 @@ def _attribute(
             warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU", category=UserWarning)
             grads = _GuidedBackprop(_Recorded(model, seen)).attribute(batch.detach().requires_grad_(), target=POSITIVE_INDEX)
         return _normalise(grads.abs().amax(dim=1), SALIENCY_PERCENTILE), seen[0]
-    if method == "integrated_gradients":
-        calls, total = 0, math.ceil(n_steps / max(1, IG_INTERNAL_BATCH // len(batch)))
+    if method in SLOW_METHODS:
+        passes = n_steps if method == "integrated_gradients" else SMOOTHGRAD_SAMPLES
+        calls, total = 0, math.ceil(passes / max(1, IG_INTERNAL_BATCH // len(batch)))
 
         def forward(inputs: torch.Tensor) -> torch.Tensor:
             nonlocal calls
@@ -328,6 +339,17 @@ def _attribute(
                 progress(min(calls / total, 1.0))
             return output
 
+        if method == "smoothgrad":
+            grads = NoiseTunnel(Saliency(forward)).attribute(
+                batch.detach(),
+                nt_type="smoothgrad",
+                nt_samples=SMOOTHGRAD_SAMPLES,
+                nt_samples_batch_size=max(1, IG_INTERNAL_BATCH // len(batch)),
+                stdevs=SMOOTHGRAD_NOISE * float(batch.max() - batch.min()),
+                target=POSITIVE_INDEX,
+                abs=True,
+            )
+            return _normalise(grads.amax(dim=1), SALIENCY_PERCENTILE), None
         mean = torch.tensor(loaded.normalisation[0], device=batch.device)[None, :, None, None]
         std = torch.tensor(loaded.normalisation[1], device=batch.device)[None, :, None, None]
         black = ((0 - mean) / std).expand(batch.shape).contiguous()  # a black photo, normalised like the input
@@ -347,10 +369,10 @@ def _explain_batch(
 ) -> list[Explanation]:
     """An Explanation per image of a transformed batch, maps at `sizes`; the caller holds the attribution session.
 
-    progress: the fraction of this batch done (Integrated Gradients reports it step by step).
+    progress: the fraction of this batch done (the slow methods report it pass by pass).
     """
-    # The head's input is read from the pass that gave the logits (Integrated Gradients' passes see blends with black).
-    with _head_inputs(loaded, method != "integrated_gradients") as captured:
+    # The head's input is read from the pass that gave the logits (the slow methods' passes see altered copies).
+    with _head_inputs(loaded, method not in SLOW_METHODS) as captured:
         maps, logits = _attribute(loaded, batch, method, n_steps, progress)
     if logits is None:
         with torch.no_grad(), _head_inputs(loaded, True) as captured:
@@ -404,7 +426,7 @@ def explain_many(
     sizes: Sequence[tuple[int, int]] | None = None,
     n_steps: int = IG_STEPS,
 ) -> list[Explanation]:
-    """An Explanation per image, in order, computed `batch_size` images per pass (one at a time for IG).
+    """An Explanation per image, in order, computed `batch_size` images per pass (one at a time for SLOW_METHODS).
 
     sizes: (width, height) of each heatmap; default each image's own size. A display-sized map saves
     memory on very large photos and stays aligned, since the map always spans the whole image.
@@ -413,7 +435,7 @@ def explain_many(
     sizes = list(sizes) if sizes is not None else [image.size for image in images]
     if len(sizes) != len(images):
         raise ValueError(f"{len(images)} images but {len(sizes)} sizes")
-    step = 1 if method == "integrated_gradients" else max(1, batch_size)
+    step = 1 if method in SLOW_METHODS else max(1, batch_size)
     explanations: list[Explanation] = []
     with _attribution_session(loaded):
         for start in range(0, len(images), step):
@@ -452,11 +474,11 @@ def examine(
     explain_many's (at the display size) for the same file, up to float rounding. The map and the photo
     are at most `display_max` pixels on their longest side (the size Image.thumbnail gives), so they line
     up and keep memory small. An unreadable file gets its reason instead. batch_size: default
-    `default_batch_size(loaded.device)`; Integrated Gradients runs one photo at a time.
+    `default_batch_size(loaded.device)`; SLOW_METHODS run one photo at a time.
     """
     _check_method(loaded, method)
     transform = eval_transform(loaded.normalisation)
-    step = 1 if method == "integrated_gradients" else batch_size or default_batch_size(loaded.device)
+    step = 1 if method in SLOW_METHODS else batch_size or default_batch_size(loaded.device)
     examined: list[Examined | None] = [None] * len(paths)
     batches = prepared_batches(paths, lambda path: _decode_for_display(path, transform, display_max), step, workers)
     with closing(batches):

@@ -38,17 +38,20 @@ TRUST_CAVEAT = (
 MAP_NAMES: dict[str, str] = {
     "gradcam": "Areas that raised the score",
     "saliency": "Pixels that move the score (the paper's method)",
+    "smoothgrad": "A smoother pixel map (slower)",
     "integrated_gradients": "A steadier map (slower)",
 }
 MAP_DESCRIPTIONS: dict[str, str] = {
     "gradcam": "Coarse regions of the photo that pushed the score up (Grad-CAM). The easiest map to read.",
     "saliency": "How much each single pixel moves the score (plain gradients, as in the paper). Finer, but speckled.",
+    "smoothgrad": "The pixel map averaged over many copies of the photo with a little noise added (SmoothGrad): less speckled, but slower.",
     "integrated_gradients": "The pixel map averaged over many dimmed copies of the photo (Integrated Gradients): less speckled, but it takes a while.",
 }
 # How to read each map: Grad-CAM keeps only what raised the score; the pixel maps show either direction.
 MAP_READINGS: dict[str, str] = {
     "gradcam": "brighter = the areas that pushed the score up most",
     "saliency": "brighter = the pixels that move the score most, up or down",
+    "smoothgrad": "brighter = the pixels that move the score most, up or down",
     "integrated_gradients": "brighter = the pixels that moved the score most, up or down",
 }
 
