@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages.widgets import code, model_label, models_and_results
-from wildvision import catalog, gallery
+from wildvision import catalog, gallery, gallery_jobs
 from wildvision.explain import METHODS
 
 st.title("Explanations")
@@ -40,48 +40,87 @@ with st.form("make_gallery"):
             st.error("Give a test folder first.")
         else:
             try:
-                started = gallery.start_gallery(model, test_name, test_dir, method, int(top), runs_dir=folder)
+                started = gallery_jobs.start_gallery(model, test_name, test_dir, method, int(top), runs_dir=folder)
             except (ValueError, OSError) as error:
                 st.error(f"The gallery was not started: {error}")
             else:
                 st.success(f"Making the gallery in the background: {code(started)}")
 
 
-def show(item: gallery.StoredGallery) -> None:
+def show(item: gallery_jobs.StoredGallery) -> None:
     st.subheader(f"{item.test_name}: {METHODS.get(item.method, item.method).split(' (')[0]}")
-    if item.state == "being made":
+    if item.state == gallery_jobs.BEING_MADE:
         st.info(f"Being made: {item.message or 'starting'}")
-    elif item.state == "failed":
+    elif item.state == gallery_jobs.FAILED:
         st.error(f"It stopped: {item.message or 'no output'} (see {code(item.folder / gallery.CONSOLE)})")
     else:
         st.image(str(item.png), caption=f"{item.images} photos, stored in {item.folder}")
-        if item.sanity:
-            st.caption(
-                f"Sanity check (maps compared as the model's weights are randomised, Adebayo et al. 2018): {item.sanity}. "
-                "A method that fails draws the photo's edges, not the model's reasons."
-            )
         buttons = st.columns(4)
         buttons[0].download_button("Download PNG", item.png.read_bytes(), file_name=f"{item.folder.name}.png", mime="image/png", key=f"png:{item.folder}")
         if item.pdf is not None:
             buttons[1].download_button(
                 "Download PDF", item.pdf.read_bytes(), file_name=f"{item.folder.name}.pdf", mime="application/pdf", key=f"pdf:{item.folder}"
             )
+        checks(item)
 
 
-stored = gallery.stored_galleries(model, runs_dir=folder)
+def checks(item: gallery_jobs.StoredGallery) -> None:
+    """The three checks of the maps: do they depend on the model, do they point at what drives the score, are they drawn to the border?"""
+    with st.expander("Can these maps be trusted? Three checks", expanded=True):
+        sanity = gallery_jobs.sanity_table(item)
+        if sanity.empty:
+            st.caption("The sanity check and the deletion curves were not run for this gallery.")
+        else:
+            st.markdown(
+                "**Do the maps depend on the model?** The model's layers are replaced by random ones, from the top down, and each "
+                "method's maps compared with the trained model's (Spearman correlation, 1 = unchanged; Adebayo et al. 2018). "
+                "A method whose maps stay alike draws the photo's edges, not the model's reasons."
+            )
+            st.dataframe(
+                sanity, hide_index=True, width="stretch", column_config={c: st.column_config.NumberColumn(format="%.2f") for c in sanity.columns[1:-1]}
+            )
+            deletion = gallery_jobs.faithfulness_table(item)
+            st.markdown(
+                "**Do the maps point at what drives the score?** The pixels each map marks brightest are blanked first, and the score "
+                "followed as more go (deletion curve); the area under it is compared with blanking pixels in random order. Lower is better."
+            )
+            if deletion.empty:
+                st.caption("No photo of this test set was flagged, so there was no score to bring down.")
+            else:
+                st.dataframe(
+                    deletion,
+                    hide_index=True,
+                    width="stretch",
+                    column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("Deletion AUC", "Random order AUC")},
+                )
+        border = gallery_jobs.border_table(item)
+        st.markdown(
+            f"**Maps drawn to the border** (a corner, watermark or caption the model may rely on, as in the paper's Fig S3): "
+            f"{len(border):,} of {item.scanned:,} photos have {item.border_threshold:.0%} or more of their map in the outer tenth of the photo."
+        )
+        if not border.empty:
+            st.dataframe(
+                border,
+                hide_index=True,
+                width="stretch",
+                column_config={"Score": st.column_config.NumberColumn(format="%.3f"), "Border share": st.column_config.NumberColumn(format="%.2f")},
+            )
+
+
+stored = gallery_jobs.stored_galleries(model, runs_dir=folder)
 if not stored:
     st.info("No gallery for this model yet: choose a test set and a method, then press Make the gallery.")
 for item in stored:
-    if item.state != "being made":
+    if item.state != gallery_jobs.BEING_MADE:
         show(item)
-pending = [item for item in stored if item.state == "being made"]
+pending = [item for item in stored if item.state == gallery_jobs.BEING_MADE]
 
 
 @st.fragment(run_every=3)
 def follow() -> None:
     """Galleries being made, checked every 3 s; the whole page reruns once one is done or stopped."""
-    now = {item.folder: item for item in gallery.stored_galleries(model, runs_dir=folder)}
-    if any(now.get(item.folder) is None or now[item.folder].state != "being made" for item in pending):
+    now = {item.folder: item for item in gallery_jobs.stored_galleries(model, runs_dir=folder)}
+    if any(now.get(item.folder) is None or now[item.folder].state != gallery_jobs.BEING_MADE for item in pending):
         st.rerun()
     for item in pending:
         show(now[item.folder])

@@ -260,3 +260,24 @@ def test_twenty_photos_are_reviewed_in_the_browser_by_key_and_by_click(browser, 
         page.screenshot(path=SCREENSHOTS / "review-grid-after-20.png", full_page=True)
     finally:
         page.close()
+
+
+def test_a_gallery_is_made_from_the_explanations_page_and_shown_with_its_checks(browser, dashboard):
+    """Pick the trained run and its test set, make a gallery in the background, and see it with its three checks."""
+    (run,) = [folder for folder in dashboard.runs_dir.iterdir() if folder.is_dir() and (folder / "config.json").is_file()]
+    page, _ = open_page(browser, f"{dashboard.url}/explanations")
+    page.set_viewport_size({"width": 1400, "height": 3000})
+    try:
+        page.get_by_role("combobox", name="Model").click()
+        page.get_by_role("option", name=run.name).first.click()
+        settled(page)
+        page.get_by_role("spinbutton", name="Photos per section").fill("2")
+        page.get_by_role("button", name="Make the gallery").click()
+        page.get_by_text("photos, stored in").wait_for(timeout=240_000)
+        page.get_by_text("Do the maps point at what drives the score?").wait_for(timeout=30_000)
+        settled(page)
+        assert page.locator("[data-testid='stException']").count() == 0 and "Traceback" not in page.content()
+        assert (run / "explanations" / "test_out_pet-saliency" / "faithfulness.json").is_file()
+        page.screenshot(path=SCREENSHOTS / "explanations-run-gallery.png", full_page=True)
+    finally:
+        page.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import DEMO, wait_until
-from wildvision import gallery
+from wildvision import catalog, explain, explain_checks, gallery, gallery_jobs
 from wildvision.cli import main
 from wildvision.predict import load_model, predict_paths
 
@@ -18,6 +19,8 @@ from wildvision.predict import load_model, predict_paths
 # gallery of test_out_pet), so every section has something in it.
 CAPTIVE = ["asirra-348.jpg", "asirra-485.jpg"]
 OTHER = ["flickr8k-2094323311_27d58b1513.jpg"]
+BORDER = 0.3  # a lower border threshold than the real one (0.5), so that some of these photos' maps qualify
+SECTIONS = ("true_positive", "true_negative", "false_positive", "false_negative", "border")
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +44,8 @@ def loaded(shared):
 def made(loaded, test_folder, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("made")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(gallery, "SANITY_IMAGES", 2)  # fewer photos: a quicker sanity check
+        patch.setattr(gallery, "CHECK_IMAGES", 2)  # fewer photos: quicker checks
+        patch.setattr(gallery, "BORDER_THRESHOLD", BORDER)
         return out, gallery.make_gallery(loaded, "test_small", test_folder, out, "saliency", 2, "default model", progress=lambda text: None)
 
 
@@ -72,6 +76,21 @@ def test_picks_are_each_sections_surest_images(loaded, test_folder, made):
     assert all(p["true_class"] != "captive" and p["probability"] >= line for p in false_positives)
 
 
+def test_border_heavy_maps_are_found_among_all_the_photos(loaded, test_folder, made):
+    _, stored = made
+    paths = sorted(str(p) for p in test_folder.rglob("*.jpg"))
+    small = explain.examine(loaded, paths, "saliency", display_max=gallery.SCAN_SIDE)
+    shares = {e.path: explain_checks.border_share(e.explanation.heatmap) for e in small}
+    heavy = sorted((p for p in paths if shares[p] >= BORDER), key=lambda p: -shares[p])
+    assert 2 < len(heavy) < len(paths), {Path(p).name: round(share, 2) for p, share in shares.items()}
+    scan = stored["summary"]["border_scan"]
+    assert (scan["method"], scan["threshold"]) == ("saliency", BORDER)
+    assert [image["path"] for image in scan["images"]] == heavy
+    assert [image["border_share"] for image in scan["images"]] == pytest.approx([shares[p] for p in heavy], abs=1e-4)
+    border_picks = [p for p in stored["picks"] if p["section"] == "border"]
+    assert [p["path"] for p in border_picks] == heavy[:2] and stored["summary"]["border"] == len(heavy)
+
+
 def test_gallery_files_are_written_and_open(made):
     out, stored = made
     assert json.loads((out / gallery.JSON).read_text()) == stored
@@ -85,6 +104,13 @@ def test_gallery_files_are_written_and_open(made):
     assert set(sanity["methods"]) == {"saliency", "gradcam", "guided_backprop"}
     assert sanity["images"] == [p["path"] for p in stored["picks"][:2]]
     assert all(len(m["spearman"]) == len(m["stages"]) and isinstance(m["passed"], bool) for m in sanity["methods"].values())
+    faithfulness = json.loads((out / gallery.FAITHFULNESS).read_text())
+    flagged = list(dict.fromkeys(p["path"] for p in stored["picks"] if p["probability"] >= stored["threshold"]))
+    assert faithfulness["images"] == flagged[:2] and len(flagged) >= 2
+    assert set(faithfulness["methods"]) == {"saliency", "gradcam", "guided_backprop"}
+    for result in faithfulness["methods"].values():
+        assert 0 <= result["auc"] <= 1 and 0 <= result["random_auc"] <= 1 and result["images"] == 2
+        assert result["lower_than_random"] == (result["auc"] < result["random_auc"])
 
 
 def test_score_text_never_rounds_to_certainty():
@@ -95,10 +121,13 @@ def test_score_text_never_rounds_to_certainty():
 
 def test_cli_writes_gallery_and_rejects_bad_input(shared, test_folder, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["explain", "default", "--test", f"small={test_folder}", "--method", "gradcam", "--top", "1", "--out", str(out), "--no-sanity"]) == 0
+    assert main(["explain", "default", "--test", f"small={test_folder}", "--method", "gradcam", "--top", "1", "--out", str(out), "--no-checks"]) == 0
     printed = capsys.readouterr().out
     assert "scoring" in printed and "explaining" in printed and str(out / gallery.PNG) in printed
-    assert len(json.loads((out / gallery.JSON).read_text())["picks"]) == 4 and not (out / gallery.SANITY).exists()
+    stored = json.loads((out / gallery.JSON).read_text())
+    assert stored["summary"]["border_scan"]["method"] == "gradcam"
+    assert len(stored["picks"]) == sum(min(1, stored["summary"][key]) for key in SECTIONS) >= 4
+    assert not (out / gallery.SANITY).exists() and not (out / gallery.FAITHFULNESS).exists()
 
     assert main(["explain", str(tmp_path / "no-such-run"), "--test", f"small={test_folder}", "--runs-dir", str(tmp_path)]) == 2
     assert "no run folder" in capsys.readouterr().err
@@ -112,26 +141,56 @@ def test_cli_writes_gallery_and_rejects_bad_input(shared, test_folder, tmp_path,
 
 def test_background_gallery_is_stored_where_the_dashboard_finds_it(shared, test_folder, tmp_path):
     runs_dir = tmp_path / "runs"
-    folder = gallery.start_gallery("default", "small", test_folder, "gradcam", 1, runs_dir=runs_dir, sanity=False)
+    folder = gallery_jobs.start_gallery("default", "small", test_folder, "gradcam", 1, runs_dir=runs_dir, checks=False)
     assert folder == runs_dir / gallery.DEFAULT_FOLDER / "small-gradcam"
-    ready = wait_until(lambda: gallery.stored_galleries("default", runs_dir), lambda found: found and found[0].state != "being made", timeout_s=180)
+    ready = wait_until(
+        lambda: gallery_jobs.stored_galleries("default", runs_dir), lambda found: found and found[0].state != gallery_jobs.BEING_MADE, timeout_s=180
+    )
     (item,) = ready
-    assert item.state == "ready", (folder / gallery.CONSOLE).read_text()
-    assert (item.test_name, item.method, item.images) == ("small", "gradcam", 4)
-    assert item.png.is_file() and item.pdf.is_file()
+    assert item.state == gallery_jobs.READY, (folder / gallery.CONSOLE).read_text()
+    assert (item.test_name, item.method) == ("small", "gradcam")
+    assert item.images == len(json.loads((folder / gallery.JSON).read_text())["picks"]) >= 4
+    assert item.png.is_file() and item.pdf.is_file() and not item.sanity and not item.faithfulness
 
 
-def test_explanations_page_shows_a_stored_gallery(runs_dir, made):
-    out, _ = made
-    target = runs_dir / gallery.DEFAULT_FOLDER / "test_small-saliency"
-    target.mkdir(parents=True)
-    for name in (gallery.PNG, gallery.PDF, gallery.JSON, gallery.SANITY):
-        (target / name).write_bytes((out / name).read_bytes())
+@pytest.fixture(scope="module")
+def run_with_gallery(completed_run, tmp_path_factory) -> Path:
+    """A copy of the session's trained run with a saliency gallery of its test set, made by `explain RUN` into the run folder."""
+    run = tmp_path_factory.mktemp("explained") / completed_run.name
+    shutil.copytree(completed_run, run)
+    (test_name, test_dir), *_ = catalog.test_folders(catalog.read_model(run)).items()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gallery, "CHECK_IMAGES", 4)
+        assert main(["explain", str(run), "--test", f"{test_name}={test_dir}", "--top", "2"]) == 0
+    return run
+
+
+def test_explain_stores_a_runs_gallery_in_the_run_folder(run_with_gallery):
+    (item,) = gallery_jobs.stored_galleries(run_with_gallery)
+    assert item.folder == run_with_gallery / gallery.EXPLANATIONS / "test_out_pet-saliency" and item.state == gallery_jobs.READY
+    stored = json.loads((item.folder / gallery.JSON).read_text())
+    assert stored["model"] == run_with_gallery.name and stored["arch"] == "squeezenet1_0"
+    assert stored["summary"]["images"] == 60 and item.scanned == 60
+    assert set(item.sanity) == {"saliency", "gradcam", "guided_backprop"}
+    sanity = gallery_jobs.sanity_table(item)
+    assert list(sanity["Method"]) == ["saliency", "gradcam", "guided_backprop"] and sanity.columns[1] == "head" and sanity.columns[-1] == "Verdict"
+
+
+def test_explanations_page_shows_a_runs_gallery_and_its_checks(runs_dir, run_with_gallery):
+    shutil.copytree(run_with_gallery, runs_dir / run_with_gallery.name)
     at = AppTest.from_file("../app_pages/explanations.py", default_timeout=60).run()
     assert not at.exception
     assert at.title[0].value == "Explanations"
-    assert [s.value for s in at.subheader] == ["test_small: Saliency"]
-    assert len(at.image) == 1 and "8 photos" in at.image[0].captions[0]
+    model = at.selectbox(key="explain_model")
+    model.select_index(next(index for index, option in enumerate(model.options) if run_with_gallery.name in option)).run()
+    assert not at.exception
+    assert at.selectbox(key="explain_test").value == "test_out_pet"
+    assert [s.value for s in at.subheader] == ["test_out_pet: Saliency"]
+    assert len(at.image) == 1 and "photos, stored in" in at.image[0].captions[0]
     labels = [button.proto.label for button in at.get("download_button")]
     assert labels == ["Download PNG", "Download PDF"]
-    assert any("Sanity check" in caption.value and "guided_backprop" in caption.value for caption in at.caption)
+    texts = " ".join(markdown.value for markdown in at.markdown)
+    assert "Do the maps depend on the model?" in texts and "Do the maps point at what drives the score?" in texts and "of 60 photos" in texts
+    tables = [frame.value for frame in at.dataframe]
+    assert list(tables[0]["Method"]) == ["saliency", "gradcam", "guided_backprop"]
+    assert "Deletion AUC" in tables[1].columns and len(tables[1]) == 3

@@ -1,27 +1,31 @@
-"""Explanation galleries like the paper's Figs 4 and 5: what a model looked at in its surest right and wrong answers.
+"""Explanation galleries like the paper's Figs 4, 5 and S3: what a model looked at in its surest right and wrong answers.
 
 For one model and one labelled test folder (class sub-folders; the positive class is the model's
-`class_names[-1]`, every other folder is negative, as `data.scan_folder` reads it), every image is scored
-(`predict.predict_paths`), and four groups are picked at the model's decision threshold:
+`class_names[-1]`, every other folder is negative, as `data.scan_folder` reads it), every image is
+scored and explained at a small size (`explain.examine`, SCAN_SIDE pixels: the probability and the map
+come from one attribution pass, about twice a forward pass for saliency), and five groups are picked at
+the model's decision threshold:
 
 - the `top` true positives with the highest positive-class probability (Fig 4, "highest output activation"),
 - the `top` true negatives with the highest negative-class probability (Fig 4),
 - the `top` most confident false positives: negatives scored highest above the line (Fig 5),
-- the `top` most confident false negatives: positives scored lowest below it (Fig 5).
+- the `top` most confident false negatives: positives scored lowest below it (Fig 5),
+- the `top` images whose maps lie mostly in the border (explain_checks.border_share at least
+  BORDER_THRESHOLD): the corner, watermark and caption cues of Fig S3, found among all the images.
 
-Only those picks are explained (`explain.examine`: probability, map and display copy from one decode,
-batched), and laid out with Pillow as one figure: titled sections of (photo | map overlay) pairs, each
-captioned with file name, probability and label. It is saved as gallery.png (about twice a screen's
-size, for a slide) and gallery.pdf from the same image, and gallery.json lists the picks with each map's
-border share (explain_checks.border_share: maps drawn to corners and captions, the paper's Fig S3).
-sanity.json holds explain_checks' weight-randomisation test (Adebayo et al.) of saliency, Grad-CAM and
-Guided Backprop on the first 8 picks. gallery.json is written last, so its presence means the gallery
-is complete.
+The picks are explained again at display size and laid out with Pillow as one figure: titled sections
+of (photo | map overlay) pairs, each captioned with file name, probability and label. It is saved as
+gallery.png (about twice a screen's size, for a slide) and gallery.pdf from the same image. gallery.json
+lists the picks and every border-dominated image. Two checks of the maps themselves run on the first
+CHECK_IMAGES picks (explain_checks): sanity.json, the weight-randomisation test (Adebayo et al.) of
+saliency, Grad-CAM, Guided Backprop (the control that should fail) and the gallery's method; and
+faithfulness.json, deletion-curve areas of the same methods on flagged picks against a random order.
+gallery.json is written last, so its presence means the gallery is complete.
 
 Where: for a run, `RUN/explanations/<test>-<method>/`; for the default model,
 `<runs dir>/default-model-explanations/<test>-<method>/`; `--out DIR` overrides both. The dashboard
-starts `python -m wildvision explain ...` as a background process (`start_gallery`) and shows what
-`stored_galleries` finds, so a gallery is made once and shown at once afterwards.
+starts `python -m wildvision explain ...` in the background (wildvision.gallery_jobs), so a gallery is
+made once and shown at once afterwards.
 """
 
 from __future__ import annotations
@@ -38,22 +42,28 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from wildvision import explain_checks, model_card, runs
-from wildvision.data import DataFolderError, scan_folder
-from wildvision.explain import METHODS, Examined, examine, overlay
-from wildvision.launch import named_folder_argument, spawn_module
-from wildvision.predict import LoadedModel, load_model, predict_paths
+from wildvision.data import DataFolderError, Sample, scan_folder
+from wildvision.explain import FAST_METHODS, METHODS, Examined, examine, overlay
+from wildvision.launch import named_folder_argument
+from wildvision.predict import LoadedModel, load_model
 
 PNG, PDF, JSON = "gallery.png", "gallery.pdf", "gallery.json"
-SANITY = "sanity.json"  # explain_checks.sanity_json of the randomisation test on the gallery's first SANITY_IMAGES photos
-SANITY_IMAGES = 8
-SANITY_METHODS = ("saliency", "gradcam", "guided_backprop")  # guided backprop: the control that should fail
-JOB = "job.json"  # written by start_gallery: the background process's pid and what it was asked
+SANITY = "sanity.json"  # explain_checks.sanity_json of the randomisation test on the gallery's first CHECK_IMAGES photos
+FAITHFULNESS = "faithfulness.json"  # explain_checks.deletion_summary on the first CHECK_IMAGES flagged photos
+CHECK_IMAGES = 8
+CHECK_METHODS = ("saliency", "gradcam", "guided_backprop")  # guided backprop: the control that should fail
+DELETION_STEPS = 20
+JOB = "job.json"  # written by gallery_jobs.start_gallery: the background process's pid and what it was asked
 CONSOLE = "console.log"
 EXPLANATIONS = "explanations"  # inside a run folder
 DEFAULT_FOLDER = "default-model-explanations"  # inside the runs folder, for the default model
 DEFAULT_TOP = 8
-GALLERY_METHODS = tuple(METHODS)  # saliency (the paper's), gradcam, integrated_gradients
+GALLERY_METHODS = tuple(METHODS)  # saliency (the paper's), gradcam, smoothgrad, integrated_gradients
 DEFAULT_METHOD = "saliency"
+SCAN_SIDE = 112  # the maps of the whole test set are made this small: a border share needs no more
+SCAN_CHUNK = 256  # images per examine call while scanning, so memory stays flat on a large test set
+BORDER_WIDTH = 0.1  # the outer tenth on each side: 36% of the area, a uniform map's share
+BORDER_THRESHOLD = 0.5  # a map with half its mass or more there is listed
 
 FIGURE_WIDTH = 3840  # about twice a 1920-pixel screen: sharp on a slide
 PAIRS_PER_ROW = 4
@@ -80,7 +90,8 @@ class Pick:
     probability: float  # of the positive class
     label: str  # the model's answer at its threshold
     true_class: str  # the class folder it was filed under
-    rank: int  # 1 = the surest of its section
+    rank: int  # 1 = the surest of its section (for "border": the most border-heavy)
+    border_share: float  # of its map's mass in the outer BORDER_WIDTH, from the scan (SCAN_SIDE pixels)
 
 
 def sections(class_names: Sequence[str]) -> list[Section]:
@@ -91,6 +102,7 @@ def sections(class_names: Sequence[str]) -> list[Section]:
         Section("true_negative", f"Highest {negative} score, {negative}"),
         Section("false_positive", f"Most confident false positives ({negative} scored {positive})"),
         Section("false_negative", f"Most confident false negatives ({positive} scored {negative})"),
+        Section("border", f"Maps mostly in the border: a corner, watermark or caption cue? (share of the map in the outer {BORDER_WIDTH:.0%})"),
     ]
 
 
@@ -112,31 +124,68 @@ def gallery_folder(model: str | Path, test_name: str, method: str, runs_dir: str
 # --- choosing the images --------------------------------------------------------------------------
 
 
-def pick(loaded: LoadedModel, test_dir: str | Path, top: int = DEFAULT_TOP, progress=print) -> tuple[list[Pick], dict]:
-    """Score every image of `test_dir` and choose each section's `top` surest images; also a summary of the scoring."""
+def scan_method(method: str) -> str:
+    """The method that scores and explains the whole test set: the gallery's own when it is fast, else saliency."""
+    return method if method in FAST_METHODS else "saliency"
+
+
+def _scan(loaded: LoadedModel, samples: Sequence[Sample], method: str, progress) -> list[tuple[Sample, Examined]]:
+    """Every readable sample with its small Examined (probability, label, map at SCAN_SIDE), chunk by chunk."""
+    scanned = []
+    for start in range(0, len(samples), SCAN_CHUNK):
+        chunk = samples[start : start + SCAN_CHUNK]
+        found = examine(loaded, [s.path for s in chunk], method, display_max=SCAN_SIDE)
+        scanned += [(sample, seen) for sample, seen in zip(chunk, found) if seen.explanation is not None]
+        progress(f"scored and explained {start + len(chunk)} of {len(samples)} images")
+    return scanned
+
+
+def pick(loaded: LoadedModel, test_dir: str | Path, top: int = DEFAULT_TOP, method: str = DEFAULT_METHOD, progress=print) -> tuple[list[Pick], dict]:
+    """Score and explain every image of `test_dir` (with scan_method(method)) and choose each section's `top` images.
+
+    Returns the picks and a summary: counts per section, unreadable files, and under "border" every
+    image whose map has at least BORDER_THRESHOLD of its mass in the border, most border-heavy first.
+    """
     positive = loaded.class_names[-1]
     try:
         samples = scan_folder(test_dir, positive=positive, with_background=True)
     except DataFolderError as error:
         raise GalleryError(f"test folder {test_dir}: {error}") from None
-    progress(f"scoring {len(samples)} images of {test_dir} with {loaded.source}")
+    scanner = scan_method(method)
+    progress(f"scoring {len(samples)} images of {test_dir} with {loaded.source}, each with a small {scanner} map")
     start = time.perf_counter()
-    predictions = predict_paths(loaded, [s.path for s in samples])
-    scored = [(s, p) for s, p in zip(samples, predictions) if p.error is None]
-    unreadable = len(samples) - len(scored)
-    progress(f"scored {len(scored)} images in {time.perf_counter() - start:.1f} s" + (f" ({unreadable} could not be read)" if unreadable else ""))
-    above = [(s, p) for s, p in scored if p.probability >= loaded.threshold]
-    below = [(s, p) for s, p in scored if p.probability < loaded.threshold]
+    scanned = [
+        (sample, seen.explanation.probability, round(explain_checks.border_share(seen.explanation.heatmap, BORDER_WIDTH), 4))
+        for sample, seen in _scan(loaded, samples, scanner, progress)
+    ]
+    unreadable = len(samples) - len(scanned)
+    progress(f"scored {len(scanned)} images in {time.perf_counter() - start:.1f} s" + (f" ({unreadable} could not be read)" if unreadable else ""))
+    above = [x for x in scanned if x[1] >= loaded.threshold]
+    below = [x for x in scanned if x[1] < loaded.threshold]
     groups = {
-        "true_positive": sorted((x for x in above if x[0].label == 1), key=lambda x: -x[1].probability),
-        "true_negative": sorted((x for x in below if x[0].label == 0), key=lambda x: x[1].probability),
-        "false_positive": sorted((x for x in above if x[0].label == 0), key=lambda x: -x[1].probability),
-        "false_negative": sorted((x for x in below if x[0].label == 1), key=lambda x: x[1].probability),
+        "true_positive": sorted((x for x in above if x[0].label == 1), key=lambda x: -x[1]),
+        "true_negative": sorted((x for x in below if x[0].label == 0), key=lambda x: x[1]),
+        "false_positive": sorted((x for x in above if x[0].label == 0), key=lambda x: -x[1]),
+        "false_negative": sorted((x for x in below if x[0].label == 1), key=lambda x: x[1]),
+        "border": sorted((x for x in scanned if x[2] >= BORDER_THRESHOLD), key=lambda x: -x[2]),
     }
     picks = [
-        Pick(key, str(s.path), float(p.probability), p.label, s.class_name, rank) for key, group in groups.items() for rank, (s, p) in enumerate(group[:top], 1)
+        Pick(key, str(s.path), float(p), loaded.label_for(p), s.class_name, rank, share)
+        for key, group in groups.items()
+        for rank, (s, p, share) in enumerate(group[:top], 1)
     ]
-    summary = {"images": len(samples), "unreadable": unreadable, "threshold": loaded.threshold, **{key: len(group) for key, group in groups.items()}}
+    summary = {
+        "images": len(samples),
+        "unreadable": unreadable,
+        "threshold": loaded.threshold,
+        **{key: len(group) for key, group in groups.items()},
+        "border_scan": {
+            "method": scanner,
+            "width": BORDER_WIDTH,
+            "threshold": BORDER_THRESHOLD,
+            "images": [{"path": str(s.path), "true_class": s.class_name, "probability": float(p), "border_share": share} for s, p, share in groups["border"]],
+        },
+    }
     return picks, summary
 
 
@@ -225,6 +274,8 @@ def render(title: str, subtitle: str, section_list: Sequence[Section], picks: Se
                 name = Path(chosen_pick.path).name
                 first = _ellipsis(draw, f"{chosen_pick.rank}. {name}", caption_font, pair_width)
                 second = f"{positive} score {score_text(chosen_pick.probability)} → {chosen_pick.label}  (filed under {chosen_pick.true_class})"
+                if section.key == "border":
+                    second = f"border share {chosen_pick.border_share:.2f} · " + second
                 draw.text((x, y + side + 8), first, fill="black", font=caption_font)
                 draw.text((x, y + side + 44), _ellipsis(draw, second, caption_font, pair_width), fill=(60, 60, 60), font=caption_font)
         y += heights[kind]
@@ -243,19 +294,18 @@ def make_gallery(
     top: int = DEFAULT_TOP,
     model_name: str | None = None,
     progress=print,
-    sanity: bool = True,
+    checks: bool = True,
 ) -> dict:
     """Score, pick, explain and lay out one gallery into `out_dir` (gallery.png, gallery.pdf, gallery.json); returns gallery.json's content.
 
-    sanity: also run explain_checks' weight-randomisation test on the first SANITY_IMAGES picks for SANITY_METHODS
-    and write sanity.json (about 6 s for 8 photos on 2 idle CPU cores). Each pick records its map's border share.
+    checks: also write sanity.json and faithfulness.json (`run_checks`; about 20 s for 8 photos on 2 idle CPU cores).
     """
     if method not in METHODS:
         raise GalleryError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
     if top < 1:
         raise GalleryError(f"--top must be at least 1, not {top}")
     out_dir = Path(out_dir)
-    picks, summary = pick(loaded, test_dir, top, progress)
+    picks, summary = pick(loaded, test_dir, top, method, progress)
     paths = list(dict.fromkeys(p.path for p in picks))
     progress(f"explaining {len(paths)} picked images with {method}")
     start = time.perf_counter()
@@ -268,21 +318,16 @@ def make_gallery(
     subtitle = (
         f"{METHODS[method]}. Each pair: the photo, then its map over it (bright = pushed the score for "
         f"{loaded.class_names[-1]}). Labels at the model's threshold {loaded.threshold:.3f}; {summary['images']} images scored, "
-        f"{summary['false_positive']} false positives, {summary['false_negative']} false negatives."
+        f"{summary['false_positive']} false positives, {summary['false_negative']} false negatives, "
+        f"{summary['border']} map{'' if summary['border'] == 1 else 's'} mostly in the border."
     )
     figure = render(title, subtitle, section_list, picks, examined)
     out_dir.mkdir(parents=True, exist_ok=True)
     progress(f"writing {out_dir / PNG} and {PDF}")
     runs.write_atomic(out_dir / PNG, lambda tmp: figure.save(tmp, "PNG", optimize=False))
     runs.write_atomic(out_dir / PDF, lambda tmp: figure.save(tmp, "PDF", resolution=200.0))
-    if sanity and paths:
-        photos = [(path, examined[path].image) for path in paths if examined[path].image is not None][:SANITY_IMAGES]
-        progress(f"sanity check: {', '.join(SANITY_METHODS)} maps of {len(photos)} photos as the model's weights are randomised")
-        start = time.perf_counter()
-        results = explain_checks.randomisation_test(loaded, [image for _, image in photos], SANITY_METHODS)
-        verdicts = ", ".join(f"{method} {'passed' if result.passed else 'failed'}" for method, result in results.items())
-        progress(f"sanity check done in {time.perf_counter() - start:.1f} s: {verdicts}")
-        runs.write_json_atomic(out_dir / SANITY, explain_checks.sanity_json(results) | {"images": [path for path, _ in photos]})
+    if checks:
+        run_checks(loaded, picks, examined, method, out_dir, progress)
     titles = {s.key: s.title for s in section_list}
     stored = {
         "model": name,
@@ -304,7 +349,6 @@ def make_gallery(
                 "method": method,
                 "target": examined[p.path].explanation.target if examined.get(p.path) and examined[p.path].explanation else None,
                 "error": examined[p.path].error if examined.get(p.path) else None,
-                "border_share": _border_share(examined.get(p.path)),
             }
             for p in picks
         ],
@@ -313,11 +357,42 @@ def make_gallery(
     return stored
 
 
-def _border_share(seen: Examined | None) -> float | None:
-    """The share of the map's mass in the photo's outer tenth (explain_checks.border_share): corners, captions, watermarks."""
-    if seen is None or seen.explanation is None:
-        return None
-    return round(explain_checks.border_share(seen.explanation.heatmap), 4)
+def run_checks(loaded: LoadedModel, picks: Sequence[Pick], examined: dict[str, Examined], method: str, out_dir: Path, progress=print) -> None:
+    """sanity.json and faithfulness.json for CHECK_METHODS and the gallery's `method`, on the first CHECK_IMAGES picks.
+
+    The randomisation test takes the picks in gallery order (surest right answers first). Deletion
+    curves take flagged picks only: the maps are of the positive score, and removing pixels can only
+    show what drives a score that is there to fall.
+    """
+    methods = tuple(dict.fromkeys((*CHECK_METHODS, method)))
+    photos = [(p.path, examined[p.path].image) for p in picks if examined.get(p.path) and examined[p.path].image is not None]
+    photos = list(dict(photos).items())
+    sample = photos[:CHECK_IMAGES]
+    if not sample:
+        return
+    progress(f"sanity check: {', '.join(methods)} maps of {len(sample)} photos as the model's weights are randomised")
+    start = time.perf_counter()
+    results = explain_checks.randomisation_test(loaded, [image for _, image in sample], methods)
+    verdicts = ", ".join(f"{name} {'passed' if result.passed else 'failed'}" for name, result in results.items())
+    progress(f"sanity check done in {time.perf_counter() - start:.1f} s: {verdicts}")
+    runs.write_json_atomic(out_dir / SANITY, explain_checks.sanity_json(results) | {"images": [path for path, _ in sample]})
+    flagged_paths = {p.path for p in picks if p.probability >= loaded.threshold}
+    flagged = [(path, image) for path, image in photos if path in flagged_paths][:CHECK_IMAGES]
+    faithfulness = {
+        "test": "deletion curves (Petsiuk et al. 2018): the positive-class probability as the most salient pixels are replaced by the mean colour, against a random order",
+        "steps": DELETION_STEPS,
+        "images": [path for path, _ in flagged],
+        "methods": {},
+    }
+    if flagged:
+        progress(f"deletion curves: {', '.join(methods)} on {len(flagged)} flagged photos")
+        start = time.perf_counter()
+        summary = explain_checks.deletion_summary(loaded, [image for _, image in flagged], methods, DELETION_STEPS)
+        faithfulness["methods"] = {
+            name: {key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()} for name, row in summary.items()
+        }
+        progress(f"deletion curves done in {time.perf_counter() - start:.1f} s")
+    runs.write_json_atomic(out_dir / FAITHFULNESS, faithfulness)
 
 
 # --- the command line ------------------------------------------------------------------------------
@@ -337,7 +412,7 @@ def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
         "--method",
         choices=GALLERY_METHODS,
         default=DEFAULT_METHOD,
-        help="saliency (the paper's vanilla gradient, default), gradcam or integrated_gradients (slow)",
+        help="saliency (the paper's vanilla gradient, default), gradcam, smoothgrad or integrated_gradients (both slow)",
     )
     parser.add_argument("--top", type=int, default=DEFAULT_TOP, help=f"images per section (default: {DEFAULT_TOP})")
     parser.add_argument(
@@ -346,9 +421,10 @@ def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
         f"or --runs-dir/{DEFAULT_FOLDER}/NAME-METHOD/ for the default model",
     )
     parser.add_argument(
-        "--no-sanity",
+        "--no-checks",
         action="store_true",
-        help=f"skip sanity.json: the weight-randomisation check of {', '.join(SANITY_METHODS)} on the first {SANITY_IMAGES} photos (about 6 s on 2 idle CPU cores)",
+        help=f"skip sanity.json and faithfulness.json: the weight-randomisation test and deletion curves of {', '.join(CHECK_METHODS)} "
+        f"and --method on the first {CHECK_IMAGES} photos (about 20 s on 2 idle CPU cores)",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--runs-dir", default=str(runs.default_runs_dir()), help="folder that holds the run folders (default: $WILDVISION_RUNS_DIR, else runs)")
@@ -391,7 +467,7 @@ def run_explain(args: argparse.Namespace) -> int:
             args.method,
             args.top,
             model_name,
-            sanity=not args.no_sanity,
+            checks=not args.no_checks,
             progress=lambda text, name=name: print(f"[{name}] {text}", flush=True),
         )
         print(f"[{name}] wrote {target / PNG} ({len(stored['picks'])} images)", flush=True)
@@ -403,94 +479,3 @@ def _check_positive(loaded: LoadedModel, folder: str) -> None:
     if not (Path(folder) / positive).is_dir():
         found = sorted(d.name for d in Path(folder).iterdir() if d.is_dir())
         raise GalleryError(f"test folder {folder} has no {positive}/ folder, the model's positive class (found: {', '.join(found) or 'no folders'})")
-
-
-# --- background jobs for the dashboard --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StoredGallery:
-    test_name: str
-    method: str
-    folder: Path
-    state: str  # "ready", "being made" or "failed"
-    png: Path | None
-    pdf: Path | None
-    json: Path | None
-    message: str = ""  # the last line of the background process's output, while being made or after it failed
-    images: int | None = None  # pictures in the gallery, when ready
-    sanity: str = ""  # the weight-randomisation check's verdicts in words (sanity.json), when it was run
-
-
-def start_gallery(
-    model: str | Path,
-    test_name: str,
-    test_dir: str | Path,
-    method: str = DEFAULT_METHOD,
-    top: int = DEFAULT_TOP,
-    runs_dir: str | Path | None = None,
-    sanity: bool = True,
-) -> Path:
-    """Start `python -m wildvision explain` for one test set as a detached process; returns the gallery's folder.
-
-    model: a run folder or "default". The folder's old gallery is removed first, so a reader never shows a
-    gallery made for other settings while the new one is being made.
-    """
-    if not Path(test_dir).is_dir():
-        raise ValueError(f"no test folder {test_dir}: give a folder with a sub-folder per class")
-    folder = gallery_folder(model, test_name, method, runs_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in (JSON, PNG, PDF, SANITY, CONSOLE):
-        (folder / name).unlink(missing_ok=True)
-    arguments = ["explain", str(model), "--test", f"{test_name}={Path(test_dir).resolve()}", "--method", method, "--top", str(top), "--out", str(folder)]
-    if runs_dir is not None:
-        arguments += ["--runs-dir", str(runs_dir)]
-    if not sanity:
-        arguments.append("--no-sanity")
-    pid = spawn_module("wildvision", arguments, folder)
-    runs.write_json_atomic(folder / JOB, {"pid": pid, "started_at": runs.now(), "test_name": test_name, "method": method, "arguments": arguments})
-    return folder
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return ""
-    return lines[-1] if lines else ""
-
-
-def _sanity_words(path: Path) -> str:
-    """sanity.json's verdicts as a sentence: "saliency passed, gradcam passed, guided_backprop failed"; empty without one."""
-    try:
-        methods = runs.read_json(path)["methods"] if path.is_file() else {}
-        return ", ".join(f"{method} {'passed' if result.get('passed') else 'failed'}" for method, result in methods.items())
-    except (runs.RunError, KeyError, TypeError, AttributeError):
-        return ""
-
-
-def stored_galleries(model: str | Path, runs_dir: str | Path | None = None) -> list[StoredGallery]:
-    """Every gallery of a model (a run folder or "default"), ready or not, by test set and method."""
-    root = galleries_root(model, runs_dir)
-    if not root.is_dir():
-        return []
-    found = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        job, stored = {}, None
-        try:
-            job = runs.read_json(folder / JOB) if (folder / JOB).is_file() else {}
-            stored = runs.read_json(folder / JSON) if (folder / JSON).is_file() else None
-        except runs.RunError:
-            pass
-        test_name = (stored or job).get("test_name") or folder.name.rsplit("-", 1)[0]
-        method = (stored or job).get("method") or folder.name.rsplit("-", 1)[-1]
-        if stored is not None and (folder / PNG).is_file():
-            pdf = folder / PDF if (folder / PDF).is_file() else None
-            images = len(stored.get("picks", []))
-            found.append(
-                StoredGallery(test_name, method, folder, "ready", folder / PNG, pdf, folder / JSON, images=images, sanity=_sanity_words(folder / SANITY))
-            )
-        elif job:
-            state = "being made" if runs.process_alive(int(job.get("pid", 0) or 0)) else "failed"
-            found.append(StoredGallery(test_name, method, folder, state, None, None, None, _last_line(folder / CONSOLE)))
-    return found

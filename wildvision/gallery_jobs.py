@@ -1,0 +1,176 @@
+"""Explanation galleries as background jobs for the dashboard: start one, find the stored ones, read their checks.
+
+A gallery (wildvision.gallery) takes from seconds to minutes, so the Explanations page never makes one in
+its own script run: `start_gallery` launches `python -m wildvision explain ... --out FOLDER` as a detached
+process (launch.spawn_module) and notes its pid in FOLDER/job.json; `stored_galleries` reads every
+gallery folder of a model as ready, being made or failed. The tables the page shows (the sanity test, the
+deletion curves, the border-heavy maps) are built here from the gallery's files, so the page only lays
+them out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from wildvision import gallery, runs
+from wildvision.explain import CONTROL_METHODS, METHODS
+from wildvision.gallery import CONSOLE, FAITHFULNESS, JOB, JSON, PDF, PNG, SANITY
+from wildvision.launch import spawn_module
+
+READY, BEING_MADE, FAILED = "ready", "being made", "failed"
+
+
+@dataclass(frozen=True)
+class StoredGallery:
+    test_name: str
+    method: str
+    folder: Path
+    state: str  # READY, BEING_MADE or FAILED
+    png: Path | None = None
+    pdf: Path | None = None
+    message: str = ""  # the last line of the background process's output, while being made or after it failed
+    images: int | None = None  # pictures in the gallery, when ready
+    summary: dict = field(default_factory=dict)  # gallery.json's summary: counts per section, the border scan
+    sanity: dict = field(default_factory=dict)  # sanity.json's "methods", when the checks ran
+    faithfulness: dict = field(default_factory=dict)  # faithfulness.json, when the checks ran
+
+    @property
+    def scanned(self) -> int:
+        """Images of the test set that were scored and explained (the readable ones)."""
+        return int(self.summary.get("images", 0)) - int(self.summary.get("unreadable", 0))
+
+    @property
+    def border_threshold(self) -> float:
+        """The share of a map in the border from which its photo is listed."""
+        return float(self.summary.get("border_scan", {}).get("threshold", gallery.BORDER_THRESHOLD))
+
+
+def start_gallery(
+    model: str | Path,
+    test_name: str,
+    test_dir: str | Path,
+    method: str = gallery.DEFAULT_METHOD,
+    top: int = gallery.DEFAULT_TOP,
+    runs_dir: str | Path | None = None,
+    checks: bool = True,
+) -> Path:
+    """Start `python -m wildvision explain` for one test set as a detached process; returns the gallery's folder.
+
+    model: a run folder or "default". The folder's old gallery is removed first, so a reader never shows a
+    gallery made for other settings while the new one is being made.
+    """
+    if not Path(test_dir).is_dir():
+        raise ValueError(f"no test folder {test_dir}: give a folder with a sub-folder per class")
+    folder = gallery.gallery_folder(model, test_name, method, runs_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (JSON, PNG, PDF, SANITY, FAITHFULNESS, CONSOLE):
+        (folder / name).unlink(missing_ok=True)
+    arguments = ["explain", str(model), "--test", f"{test_name}={Path(test_dir).resolve()}", "--method", method, "--top", str(top), "--out", str(folder)]
+    if runs_dir is not None:
+        arguments += ["--runs-dir", str(runs_dir)]
+    if not checks:
+        arguments.append("--no-checks")
+    pid = spawn_module("wildvision", arguments, folder)
+    runs.write_json_atomic(folder / JOB, {"pid": pid, "started_at": runs.now(), "test_name": test_name, "method": method, "arguments": arguments})
+    return folder
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+def _optional_json(path: Path) -> dict:
+    """A check's file, or {} when it was skipped or cannot be read (the gallery itself is still worth showing)."""
+    try:
+        content = runs.read_json(path) if path.is_file() else {}
+    except runs.RunError:
+        return {}
+    return content if isinstance(content, dict) else {}
+
+
+def stored_galleries(model: str | Path, runs_dir: str | Path | None = None) -> list[StoredGallery]:
+    """Every gallery of a model (a run folder or "default"), ready or not, by test set and method."""
+    root = gallery.galleries_root(model, runs_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        job, stored = _optional_json(folder / JOB), _optional_json(folder / JSON)
+        test_name = (stored or job).get("test_name") or folder.name.rsplit("-", 1)[0]
+        method = (stored or job).get("method") or folder.name.rsplit("-", 1)[-1]
+        if stored and (folder / PNG).is_file():
+            found.append(
+                StoredGallery(
+                    test_name,
+                    method,
+                    folder,
+                    READY,
+                    png=folder / PNG,
+                    pdf=folder / PDF if (folder / PDF).is_file() else None,
+                    images=len(stored.get("picks", [])),
+                    summary=stored.get("summary", {}),
+                    sanity=_optional_json(folder / SANITY).get("methods", {}),
+                    faithfulness=_optional_json(folder / FAITHFULNESS),
+                )
+            )
+        elif job:
+            state = BEING_MADE if runs.process_alive(int(job.get("pid", 0) or 0)) else FAILED
+            found.append(StoredGallery(test_name, method, folder, state, message=_last_line(folder / CONSOLE)))
+    return found
+
+
+# --- what the page shows of a gallery's checks ------------------------------------------------------------
+
+_ORDER = [*METHODS, *CONTROL_METHODS]  # the methods people pick, in the pickers' order, then the control
+
+
+def _in_order(results: dict) -> list[tuple[str, dict]]:
+    return sorted(results.items(), key=lambda item: _ORDER.index(item[0]) if item[0] in _ORDER else len(_ORDER))
+
+
+
+def sanity_table(item: StoredGallery) -> pd.DataFrame:
+    """Per method, the mean Spearman correlation with the trained model's maps at each randomisation stage, and the verdict."""
+    rows = []
+    for method, result in _in_order(item.sanity):
+        row = {"Method": method}
+        row.update(zip(result.get("stages", []), result.get("spearman", [])))
+        row["Verdict"] = "passed" if result.get("passed") else "flagged: maps barely depend on the model"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def faithfulness_table(item: StoredGallery) -> pd.DataFrame:
+    """Per method, the deletion curve's area against the random order's; lower than random = the map points at what drives the score."""
+    rows = [
+        {
+            "Method": method,
+            "Deletion AUC": result["auc"],
+            "Random order AUC": result["random_auc"],
+            "Photos": result["images"],
+            "Drives the score?": "yes: lower than random" if result["lower_than_random"] else "no: not lower than random",
+        }
+        for method, result in _in_order(item.faithfulness.get("methods", {}))
+    ]
+    return pd.DataFrame(rows)
+
+
+def border_table(item: StoredGallery) -> pd.DataFrame:
+    """Every image of the test set whose map lies mostly in the border, most border-heavy first."""
+    images = item.summary.get("border_scan", {}).get("images", [])
+    return pd.DataFrame(
+        {
+            "Photo": [Path(image["path"]).name for image in images],
+            "Filed under": [image["true_class"] for image in images],
+            "Score": [image["probability"] for image in images],
+            "Border share": [image["border_share"] for image in images],
+            "Path": [image["path"] for image in images],
+        }
+    )
