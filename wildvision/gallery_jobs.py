@@ -135,7 +135,6 @@ def _in_order(results: dict) -> list[tuple[str, dict]]:
     return sorted(results.items(), key=lambda item: _ORDER.index(item[0]) if item[0] in _ORDER else len(_ORDER))
 
 
-
 def sanity_table(item: StoredGallery) -> pd.DataFrame:
     """Per method, the mean Spearman correlation with the trained model's maps at each randomisation stage, and the verdict."""
     rows = []
