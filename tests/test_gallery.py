@@ -102,11 +102,11 @@ def test_gallery_files_are_written_and_open(made):
     assert all(0 <= p["border_share"] <= 1 for p in stored["picks"])
     sanity = json.loads((out / gallery.SANITY).read_text())
     assert set(sanity["methods"]) == {"saliency", "gradcam", "guided_backprop"}
-    assert sanity["images"] == [p["path"] for p in stored["picks"][:2]]
+    first = {p["section"]: p["path"] for p in stored["picks"] if p["rank"] == 1}
+    assert sanity["images"] == [first["true_positive"], first["true_negative"]]  # the sections in turn
     assert all(len(m["spearman"]) == len(m["stages"]) and isinstance(m["passed"], bool) for m in sanity["methods"].values())
     faithfulness = json.loads((out / gallery.FAITHFULNESS).read_text())
-    flagged = list(dict.fromkeys(p["path"] for p in stored["picks"] if p["probability"] >= stored["threshold"]))
-    assert faithfulness["images"] == flagged[:2] and len(flagged) >= 2
+    assert faithfulness["images"] == [first["true_positive"], first["false_positive"]]  # flagged ones, the sections in turn
     assert set(faithfulness["methods"]) == {"saliency", "gradcam", "guided_backprop"}
     for result in faithfulness["methods"].values():
         assert 0 <= result["auc"] <= 1 and 0 <= result["random_auc"] <= 1 and result["images"] == 2

@@ -16,10 +16,11 @@ the model's decision threshold:
 The picks are explained again at display size and laid out with Pillow as one figure: titled sections
 of (photo | map overlay) pairs, each captioned with file name, probability and label. It is saved as
 gallery.png (about twice a screen's size, for a slide) and gallery.pdf from the same image. gallery.json
-lists the picks and every border-dominated image. Two checks of the maps themselves run on the first
-CHECK_IMAGES picks (explain_checks): sanity.json, the weight-randomisation test (Adebayo et al.) of
-saliency, Grad-CAM, Guided Backprop (the control that should fail) and the gallery's method; and
-faithfulness.json, deletion-curve areas of the same methods on flagged picks against a random order.
+lists the picks and every border-dominated image. Two checks of the maps themselves run on
+CHECK_IMAGES picks, taken from the sections in turn (explain_checks): sanity.json, the
+weight-randomisation test (Adebayo et al.) of saliency, Grad-CAM, Guided Backprop (the control that
+should fail) and the gallery's method; and faithfulness.json, deletion-curve areas of the same methods
+on flagged picks against a random order.
 gallery.json is written last, so its presence means the gallery is complete.
 
 Where: for a run, `RUN/explanations/<test>-<method>/`; for the default model,
@@ -358,14 +359,16 @@ def make_gallery(
 
 
 def run_checks(loaded: LoadedModel, picks: Sequence[Pick], examined: dict[str, Examined], method: str, out_dir: Path, progress=print) -> None:
-    """sanity.json and faithfulness.json for CHECK_METHODS and the gallery's `method`, on the first CHECK_IMAGES picks.
+    """sanity.json and faithfulness.json for CHECK_METHODS and the gallery's `method`, on CHECK_IMAGES of the picks.
 
-    The randomisation test takes the picks in gallery order (surest right answers first). Deletion
-    curves take flagged picks only: the maps are of the positive score, and removing pixels can only
-    show what drives a score that is there to fall.
+    The picks are taken from the sections in turn (the surest true positive, the surest true negative,
+    the most confident false positive, ..., then each section's second), so the sample holds both classes
+    and both kinds of error. Deletion curves take flagged picks only: the maps are of the positive score,
+    and removing pixels can only show what drives a score that is there to fall.
     """
     methods = tuple(dict.fromkeys((*CHECK_METHODS, method)))
-    photos = [(p.path, examined[p.path].image) for p in picks if examined.get(p.path) and examined[p.path].image is not None]
+    in_turn = sorted(picks, key=lambda p: p.rank)  # stable: within a rank, the sections keep their order
+    photos = [(p.path, examined[p.path].image) for p in in_turn if examined.get(p.path) and examined[p.path].image is not None]
     photos = list(dict(photos).items())
     sample = photos[:CHECK_IMAGES]
     if not sample:
