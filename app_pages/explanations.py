@@ -12,7 +12,7 @@ st.title("Explanations")
 st.caption(
     "For a model and one of its test sets: the photos it was surest about, right and wrong (true positives, true "
     "negatives, false positives, false negatives at its threshold), each beside a map of what raised its score, as in "
-    "the paper's Figs 4 and 5. A gallery is made once in the background and shown at once afterwards; download it as "
+    "the paper's Figs 4 and 5, and the flagged photos whose maps are drawn to the border (Fig S3). A gallery is made once in the background and shown at once afterwards; download it as "
     "PNG (for a slide) or PDF."
 )
 
@@ -96,7 +96,8 @@ def checks(item: gallery_jobs.StoredGallery) -> None:
         border = gallery_jobs.border_table(item)
         st.markdown(
             f"**Maps drawn to the border** (a corner, watermark or caption the model may rely on, as in the paper's Fig S3): "
-            f"{len(border):,} of {item.scanned:,} photos have {item.border_threshold:.0%} or more of their map in the outer tenth of the photo."
+            f"{len(border):,} of the {item.flagged:,} flagged photos have {item.border_threshold:.0%} or more of their map in the outer "
+            "tenth of the photo."
         )
         if not border.empty:
             st.dataframe(

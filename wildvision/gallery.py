@@ -10,8 +10,10 @@ the model's decision threshold:
 - the `top` true negatives with the highest negative-class probability (Fig 4),
 - the `top` most confident false positives: negatives scored highest above the line (Fig 5),
 - the `top` most confident false negatives: positives scored lowest below it (Fig 5),
-- the `top` images whose maps lie mostly in the border (explain_checks.border_share at least
-  BORDER_THRESHOLD): the corner, watermark and caption cues of Fig S3, found among all the images.
+- the `top` flagged images (above the line) whose maps lie mostly in the border
+  (explain_checks.border_share at least BORDER_THRESHOLD): the corner, watermark and caption cues of
+  Fig S3, found among all the images. Only flagged ones: a shortcut matters where it raised the score,
+  and the positive-class map of a photo scored near 0 is mostly noise, which lands anywhere.
 
 The picks are explained again at display size and laid out with Pillow as one figure: titled sections
 of (photo | map overlay) pairs, each captioned with file name, probability and label. It is saved as
@@ -103,7 +105,7 @@ def sections(class_names: Sequence[str]) -> list[Section]:
         Section("true_negative", f"Highest {negative} score, {negative}"),
         Section("false_positive", f"Most confident false positives ({negative} scored {positive})"),
         Section("false_negative", f"Most confident false negatives ({positive} scored {negative})"),
-        Section("border", f"Maps mostly in the border: a corner, watermark or caption cue? (share of the map in the outer {BORDER_WIDTH:.0%})"),
+        Section("border", f"Flagged, with the map mostly in the border: a corner, watermark or caption cue? (share in the outer {BORDER_WIDTH:.0%})"),
     ]
 
 
@@ -145,7 +147,7 @@ def pick(loaded: LoadedModel, test_dir: str | Path, top: int = DEFAULT_TOP, meth
     """Score and explain every image of `test_dir` (with scan_method(method)) and choose each section's `top` images.
 
     Returns the picks and a summary: counts per section, unreadable files, and under "border" every
-    image whose map has at least BORDER_THRESHOLD of its mass in the border, most border-heavy first.
+    flagged image whose map has at least BORDER_THRESHOLD of its mass in the border, most border-heavy first.
     """
     positive = loaded.class_names[-1]
     try:
@@ -168,7 +170,7 @@ def pick(loaded: LoadedModel, test_dir: str | Path, top: int = DEFAULT_TOP, meth
         "true_negative": sorted((x for x in below if x[0].label == 0), key=lambda x: x[1]),
         "false_positive": sorted((x for x in above if x[0].label == 0), key=lambda x: -x[1]),
         "false_negative": sorted((x for x in below if x[0].label == 1), key=lambda x: x[1]),
-        "border": sorted((x for x in scanned if x[2] >= BORDER_THRESHOLD), key=lambda x: -x[2]),
+        "border": sorted((x for x in above if x[2] >= BORDER_THRESHOLD), key=lambda x: -x[2]),
     }
     picks = [
         Pick(key, str(s.path), float(p), loaded.label_for(p), s.class_name, rank, share)
@@ -320,7 +322,7 @@ def make_gallery(
         f"{METHODS[method]}. Each pair: the photo, then its map over it (bright = pushed the score for "
         f"{loaded.class_names[-1]}). Labels at the model's threshold {loaded.threshold:.3f}; {summary['images']} images scored, "
         f"{summary['false_positive']} false positives, {summary['false_negative']} false negatives, "
-        f"{summary['border']} map{'' if summary['border'] == 1 else 's'} mostly in the border."
+        f"{summary['border']} flagged with the map mostly in the border."
     )
     figure = render(title, subtitle, section_list, picks, examined)
     out_dir.mkdir(parents=True, exist_ok=True)

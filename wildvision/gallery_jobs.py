@@ -43,6 +43,11 @@ class StoredGallery:
         return int(self.summary.get("images", 0)) - int(self.summary.get("unreadable", 0))
 
     @property
+    def flagged(self) -> int:
+        """Images scored at or above the model's line: those searched for maps drawn to the border."""
+        return int(self.summary.get("true_positive", 0)) + int(self.summary.get("false_positive", 0))
+
+    @property
     def border_threshold(self) -> float:
         """The share of a map in the border from which its photo is listed."""
         return float(self.summary.get("border_scan", {}).get("threshold", gallery.BORDER_THRESHOLD))
@@ -162,7 +167,7 @@ def faithfulness_table(item: StoredGallery) -> pd.DataFrame:
 
 
 def border_table(item: StoredGallery) -> pd.DataFrame:
-    """Every image of the test set whose map lies mostly in the border, most border-heavy first."""
+    """Every flagged image of the test set whose map lies mostly in the border, most border-heavy first."""
     images = item.summary.get("border_scan", {}).get("images", [])
     return pd.DataFrame(
         {
