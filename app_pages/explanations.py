@@ -74,7 +74,7 @@ def checks(item: gallery_jobs.StoredGallery) -> None:
             st.markdown(
                 "**Do the maps depend on the model?** The model's layers are replaced by random ones, from the top down, and each "
                 "method's maps compared with the trained model's (Spearman correlation, 1 = unchanged; Adebayo et al. 2018). "
-                "A method whose maps stay alike draws the photo's edges, not the model's reasons."
+                "A method whose maps stay alike draws the photo's edges, not the model's reasons: it is flagged."
             )
             st.dataframe(
                 sanity, hide_index=True, width="stretch", column_config={c: st.column_config.NumberColumn(format="%.2f") for c in sanity.columns[1:-1]}
