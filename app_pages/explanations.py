@@ -54,12 +54,12 @@ def show(item: gallery_jobs.StoredGallery) -> None:
     elif item.state == gallery_jobs.FAILED:
         st.error(f"It stopped: {item.message or 'no output'} (see {code(item.folder / gallery.CONSOLE)})")
     else:
-        st.image(str(item.png), caption=f"{item.images} photos, stored in {item.folder}")
+        st.image(str(item.preview), caption=f"{item.images} photos, stored in {item.folder}")
         buttons = st.columns(4)
-        buttons[0].download_button("Download PNG", item.png.read_bytes(), file_name=f"{item.folder.name}.png", mime="image/png", key=f"png:{item.folder}")
+        buttons[0].download_button("Download PNG", item.png.read_bytes, file_name=f"{item.folder.name}.png", mime="image/png", key=f"png:{item.folder}")
         if item.pdf is not None:
             buttons[1].download_button(
-                "Download PDF", item.pdf.read_bytes(), file_name=f"{item.folder.name}.pdf", mime="application/pdf", key=f"pdf:{item.folder}"
+                "Download PDF", item.pdf.read_bytes, file_name=f"{item.folder.name}.pdf", mime="application/pdf", key=f"pdf:{item.folder}"
             )
         checks(item)
 

@@ -262,7 +262,7 @@ def test_twenty_photos_are_reviewed_in_the_browser_by_key_and_by_click(browser, 
         page.close()
 
 
-def test_a_gallery_is_made_from_the_explanations_page_and_shown_with_its_checks(browser, dashboard):
+def test_a_gallery_is_made_from_the_explanations_page_and_shown_with_its_checks(browser, dashboard, tmp_path):
     """Pick the trained run and its test set, make a gallery in the background, and see it with its three checks."""
     (run,) = [folder for folder in dashboard.runs_dir.iterdir() if folder.is_dir() and (folder / "config.json").is_file()]
     page, _ = open_page(browser, f"{dashboard.url}/explanations")
@@ -279,5 +279,13 @@ def test_a_gallery_is_made_from_the_explanations_page_and_shown_with_its_checks(
         assert page.locator("[data-testid='stException']").count() == 0 and "Traceback" not in page.content()
         assert (run / "explanations" / "test_out_pet-saliency" / "faithfulness.json").is_file()
         page.screenshot(path=SCREENSHOTS / "explanations-run-gallery.png", full_page=True)
+        with page.expect_download(timeout=60_000) as download_info:
+            page.get_by_role("button", name="Download PNG").click()
+        saved = tmp_path / download_info.value.suggested_filename
+        download_info.value.save_as(saved)
+        from PIL import Image
+
+        with Image.open(saved) as figure:
+            assert saved.name == "test_out_pet-saliency.png" and figure.format == "PNG" and figure.width == 3840, (saved.name, figure.size)
     finally:
         page.close()

@@ -98,6 +98,9 @@ def test_gallery_files_are_written_and_open(made):
     with Image.open(out / gallery.PNG) as figure:
         assert figure.width == gallery.FIGURE_WIDTH and figure.height > 1000
     assert (out / gallery.PDF).read_bytes()[:5] == b"%PDF-"
+    with Image.open(out / gallery.PREVIEW) as preview, Image.open(out / gallery.PNG) as figure:
+        assert preview.format == "JPEG" and preview.width == gallery.PREVIEW_WIDTH
+        assert abs(preview.height / preview.width - figure.height / figure.width) < 0.01
     assert stored["sections"][0]["title"] == "Highest captive score, captive"
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
     assert all(0 <= p["border_share"] <= 1 for p in stored["picks"])
@@ -151,7 +154,7 @@ def test_background_gallery_is_stored_where_the_dashboard_finds_it(shared, test_
     assert item.state == gallery_jobs.READY, (folder / gallery.CONSOLE).read_text()
     assert (item.test_name, item.method) == ("small", "gradcam")
     assert item.images == len(json.loads((folder / gallery.JSON).read_text())["picks"]) >= 4
-    assert item.png.is_file() and item.pdf.is_file() and not item.sanity and not item.faithfulness
+    assert item.png.is_file() and item.pdf.is_file() and item.preview.is_file() and not item.sanity and not item.faithfulness
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ the model's decision threshold:
 
 The picks are explained again at display size and laid out with Pillow as one figure: titled sections
 of (photo | map overlay) pairs, each captioned with file name, probability and label. It is saved as
-gallery.png (about twice a screen's size, for a slide) and gallery.pdf from the same image. gallery.json
+gallery.png (about twice a screen's size, for a slide) and gallery.pdf from the same image, with a
+smaller preview.jpg for the page. gallery.json
 lists the picks and every border-dominated image. Two checks of the maps themselves run on
 CHECK_IMAGES picks, taken from the sections in turn (explain_checks): sanity.json, the
 weight-randomisation test (Adebayo et al.) of saliency, Grad-CAM, Guided Backprop (the control that
@@ -51,6 +52,8 @@ from wildvision.launch import named_folder_argument
 from wildvision.predict import LoadedModel, load_model
 
 PNG, PDF, JSON = "gallery.png", "gallery.pdf", "gallery.json"
+PREVIEW = "preview.jpg"  # what the page shows: the PNG is about 15 MB of photos, too much to send on every visit
+PREVIEW_WIDTH = 1600
 SANITY = "sanity.json"  # explain_checks.sanity_json of the randomisation test on the gallery's first CHECK_IMAGES photos
 FAITHFULNESS = "faithfulness.json"  # explain_checks.deletion_summary on the first CHECK_IMAGES flagged photos
 CHECK_IMAGES = 8
@@ -329,6 +332,8 @@ def make_gallery(
     progress(f"writing {out_dir / PNG} and {PDF}")
     runs.write_atomic(out_dir / PNG, lambda tmp: figure.save(tmp, "PNG", optimize=False))
     runs.write_atomic(out_dir / PDF, lambda tmp: figure.save(tmp, "PDF", resolution=200.0))
+    preview = figure.resize((PREVIEW_WIDTH, round(figure.height * PREVIEW_WIDTH / figure.width)), Image.Resampling.LANCZOS)
+    runs.write_atomic(out_dir / PREVIEW, lambda tmp: preview.save(tmp, "JPEG", quality=85))
     if checks:
         run_checks(loaded, picks, examined, method, out_dir, progress)
     titles = {s.key: s.title for s in section_list}

@@ -17,7 +17,7 @@ import pandas as pd
 
 from wildvision import gallery, runs
 from wildvision.explain import CONTROL_METHODS, METHODS
-from wildvision.gallery import CONSOLE, FAITHFULNESS, JOB, JSON, PDF, PNG, SANITY
+from wildvision.gallery import CONSOLE, FAITHFULNESS, JOB, JSON, PDF, PNG, PREVIEW, SANITY
 from wildvision.launch import spawn_module
 
 READY, BEING_MADE, FAILED = "ready", "being made", "failed"
@@ -31,6 +31,7 @@ class StoredGallery:
     state: str  # READY, BEING_MADE or FAILED
     png: Path | None = None
     pdf: Path | None = None
+    preview: Path | None = None  # a smaller JPEG of the figure for the page; the PNG where there is none
     message: str = ""  # the last line of the background process's output, while being made or after it failed
     images: int | None = None  # pictures in the gallery, when ready
     summary: dict = field(default_factory=dict)  # gallery.json's summary: counts per section, the border scan
@@ -71,7 +72,7 @@ def start_gallery(
         raise ValueError(f"no test folder {test_dir}: give a folder with a sub-folder per class")
     folder = gallery.gallery_folder(model, test_name, method, runs_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    for name in (JSON, PNG, PDF, SANITY, FAITHFULNESS, CONSOLE):
+    for name in (JSON, PNG, PDF, PREVIEW, SANITY, FAITHFULNESS, CONSOLE):
         (folder / name).unlink(missing_ok=True)
     arguments = ["explain", str(model), "--test", f"{test_name}={Path(test_dir).resolve()}", "--method", method, "--top", str(top), "--out", str(folder)]
     if runs_dir is not None:
@@ -119,6 +120,7 @@ def stored_galleries(model: str | Path, runs_dir: str | Path | None = None) -> l
                     READY,
                     png=folder / PNG,
                     pdf=folder / PDF if (folder / PDF).is_file() else None,
+                    preview=folder / PREVIEW if (folder / PREVIEW).is_file() else folder / PNG,
                     images=len(stored.get("picks", [])),
                     summary=stored.get("summary", {}),
                     sanity=_optional_json(folder / SANITY).get("methods", {}),
