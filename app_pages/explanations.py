@@ -82,7 +82,8 @@ def checks(item: gallery_jobs.StoredGallery) -> None:
             deletion = gallery_jobs.faithfulness_table(item)
             st.markdown(
                 "**Do the maps point at what drives the score?** The pixels each map marks brightest are blanked first, and the score "
-                "followed as more go (deletion curve); the area under it is compared with blanking pixels in random order. Lower is better."
+                "followed as more go (deletion curve); the area under it is compared with blanking pixels in random order. Lower is better, "
+                "but a method flagged above can still do well here (blanking a photo's edges lowers any score): trust one that passes both."
             )
             if deletion.empty:
                 st.caption("No photo of this test set was flagged, so there was no score to bring down.")
