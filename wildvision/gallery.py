@@ -18,13 +18,12 @@ the model's decision threshold:
 The picks are explained again at display size and laid out with Pillow as one figure: titled sections
 of (photo | map overlay) pairs, each captioned with file name, probability and label. It is saved as
 gallery.png (about twice a screen's size, for a slide) and gallery.pdf from the same image, with a
-smaller preview.jpg for the page. gallery.json
-lists the picks and every border-dominated image. Two checks of the maps themselves run on
-CHECK_IMAGES picks, taken from the sections in turn (explain_checks): sanity.json, the
-weight-randomisation test (Adebayo et al.) of saliency, Grad-CAM, Guided Backprop (the control that
-should fail) and the gallery's method; and faithfulness.json, deletion-curve areas of the same methods
-on flagged picks against a random order.
-gallery.json is written last, so its presence means the gallery is complete.
+smaller preview.jpg for the page. gallery.json lists the picks and every border-dominated image. Two
+checks of the maps themselves run on CHECK_IMAGES picks, taken from the sections in turn
+(explain_checks): sanity.json, the weight-randomisation test (Adebayo et al.) of saliency, Grad-CAM,
+Guided Backprop (the control that should fail) and the gallery's method; and faithfulness.json,
+deletion-curve areas of the same methods on flagged picks against a random order. gallery.json is
+written last, so its presence means the gallery is complete.
 
 Where: for a run, `RUN/explanations/<test>-<method>/`; for the default model,
 `<runs dir>/default-model-explanations/<test>-<method>/`; `--out DIR` overrides both. The dashboard
@@ -54,8 +53,8 @@ from wildvision.predict import LoadedModel, load_model
 PNG, PDF, JSON = "gallery.png", "gallery.pdf", "gallery.json"
 PREVIEW = "preview.jpg"  # what the page shows: the PNG is about 15 MB of photos, too much to send on every visit
 PREVIEW_WIDTH = 1600
-SANITY = "sanity.json"  # explain_checks.sanity_json of the randomisation test on the gallery's first CHECK_IMAGES photos
-FAITHFULNESS = "faithfulness.json"  # explain_checks.deletion_summary on the first CHECK_IMAGES flagged photos
+SANITY = "sanity.json"  # explain_checks.sanity_json of the randomisation test on CHECK_IMAGES of the picks
+FAITHFULNESS = "faithfulness.json"  # explain_checks.deletion_summary on CHECK_IMAGES of the flagged picks
 CHECK_IMAGES = 8
 CHECK_METHODS = ("saliency", "gradcam", "guided_backprop")  # guided backprop: the control that should fail
 DELETION_STEPS = 20
@@ -149,7 +148,7 @@ def _scan(loaded: LoadedModel, samples: Sequence[Sample], method: str, progress)
 def pick(loaded: LoadedModel, test_dir: str | Path, top: int = DEFAULT_TOP, method: str = DEFAULT_METHOD, progress=print) -> tuple[list[Pick], dict]:
     """Score and explain every image of `test_dir` (with scan_method(method)) and choose each section's `top` images.
 
-    Returns the picks and a summary: counts per section, unreadable files, and under "border" every
+    Returns the picks and a summary: counts per section, unreadable files, and under "border_scan" every
     flagged image whose map has at least BORDER_THRESHOLD of its mass in the border, most border-heavy first.
     """
     positive = loaded.class_names[-1]
