@@ -12,8 +12,8 @@ st.title("Explanations")
 st.caption(
     "For a model and one of its test sets: the photos it was surest about, right and wrong (true positives, true "
     "negatives, false positives, false negatives at its threshold), each beside a map of what raised its score, as in "
-    "the paper's Figs 4 and 5, and the flagged photos whose maps are drawn to the border (Fig S3). A gallery is made once in the background and shown at once afterwards; download it as "
-    "PNG (for a slide) or PDF."
+    "the paper's Figs 4 and 5, and the flagged photos whose maps are drawn to the border (Fig S3). A gallery is made "
+    "once in the background and shown at once afterwards; download it as PNG (for a slide) or PDF."
 )
 
 records, _, folder = models_and_results()
