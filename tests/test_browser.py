@@ -112,11 +112,16 @@ def open_page(browser, url: str):
 
 
 def settled(page) -> None:
-    """Wait until the page's script run has finished drawing (no skeleton, no running icon) and its pictures have
-    loaded: a picture arriving late moves everything below it, so a click could land beside its button."""
+    """Wait until the page's script run has finished drawing and its pictures have loaded.
+
+    Finished: no skeleton, no running icon, and no element left over from the previous run (Streamlit marks
+    those data-stale while a run is under way, and a click on a stale button acts on what that run drew).
+    Loaded: a picture arriving late moves everything below it, so a click could land beside its button.
+    """
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stSkeleton\"]')"
         ' && !document.querySelector(\'[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"]\')'
+        ' && !document.querySelector(\'[data-testid="stElementContainer"][data-stale="true"]\')'
         " && Array.from(document.images).every(image => image.complete)",
         timeout=60_000,
     )
@@ -262,9 +267,9 @@ def test_twenty_photos_are_reviewed_in_the_browser_by_key_and_by_click(browser, 
         page.close()
 
 
-def test_a_gallery_is_made_from_the_explanations_page_and_shown_with_its_checks(browser, dashboard, tmp_path):
+def test_a_gallery_is_made_from_the_explanations_page_and_shown_with_its_checks(browser, dashboard, completed_run, tmp_path):
     """Pick the trained run and its test set, make a gallery in the background, and see it with its three checks."""
-    (run,) = [folder for folder in dashboard.runs_dir.iterdir() if folder.is_dir() and (folder / "config.json").is_file()]
+    run = dashboard.runs_dir / completed_run.name  # the train-page test may have added a second run
     page, _ = open_page(browser, f"{dashboard.url}/explanations")
     page.set_viewport_size({"width": 1400, "height": 3000})
     try:
