@@ -263,6 +263,52 @@ def _probabilities(loaded: LoadedModel, batch: torch.Tensor) -> np.ndarray:
     return torch.softmax(logits.float(), dim=1)[:, explain.POSITIVE_INDEX].cpu().numpy().astype(np.float64)
 
 
+@dataclass(frozen=True)
+class _Deletion:
+    """What a photo's deletion curves share, whatever the map: its input, the removal steps, the seeded
+    tie-break values and the random-order baseline (made once per photo, not once per method)."""
+
+    inputs: torch.Tensor  # 1 x 3 x H x W, normalised as the model expects
+    mean: torch.Tensor  # 1 x 3 x 1 x 1: the colour removed pixels take
+    fractions: np.ndarray
+    counts: np.ndarray  # pixels removed at each step
+    tie_break: np.ndarray  # a random value per pixel: equal map values are removed in this order
+    random: np.ndarray  # the probability at each step, pixels removed in random order
+
+
+def _removal_probabilities(loaded: LoadedModel, inputs: torch.Tensor, mean: torch.Tensor, counts: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """The probability at each step as pixels go in `order`: the steps' inputs go through the model as one batch."""
+    height, width = inputs.shape[-2:]
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    removed = torch.from_numpy(rank.reshape(height, width)[None] < counts[:, None, None]).to(inputs.device)  # (steps+1) x H x W
+    return _probabilities(loaded, torch.where(removed[:, None], mean, inputs))
+
+
+def _deletion(loaded: LoadedModel, image: Image.Image, steps: int, seed: int) -> _Deletion:
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, not {steps}")
+    inputs = explain._to_batch(loaded, [image])
+    pixels = inputs.shape[-2] * inputs.shape[-1]
+    rng = np.random.default_rng(seed)
+    tie_break = rng.random(pixels)
+    random_order = rng.permutation(pixels)
+    fractions = np.linspace(0.0, 1.0, steps + 1)
+    counts = np.round(fractions * pixels).astype(np.int64)
+    mean = inputs.mean(dim=(2, 3), keepdim=True)
+    return _Deletion(inputs, mean, fractions, counts, tie_break, _removal_probabilities(loaded, inputs, mean, counts, random_order))
+
+
+def _deletion_curve(loaded: LoadedModel, prepared: _Deletion, heatmap: np.ndarray) -> DeletionCurve:
+    height, width = prepared.inputs.shape[-2:]
+    saliency = torch.as_tensor(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)))[None, None]
+    saliency = nn.functional.interpolate(saliency, size=(height, width), mode="bilinear", align_corners=False)[0, 0].numpy().ravel()
+    salient_order = np.lexsort((prepared.tie_break, -saliency))  # descending saliency, ties at random
+    salient = _removal_probabilities(loaded, prepared.inputs, prepared.mean, prepared.counts, salient_order)
+    fractions = prepared.fractions
+    return DeletionCurve(fractions, salient, prepared.random, float(trapezoid(salient, fractions)), float(trapezoid(prepared.random, fractions)))
+
+
 def deletion_curve(loaded: LoadedModel, image: Image.Image, heatmap: np.ndarray, steps: int = 20, seed: int = 0) -> DeletionCurve:
     """Remove `image`'s most salient pixels first, in `steps` equal fractions, and track the probability.
 
@@ -274,29 +320,7 @@ def deletion_curve(loaded: LoadedModel, image: Image.Image, heatmap: np.ndarray,
     so a saturated map does not remove pixels in raster order. The same is done in a random order as
     the baseline. Each curve's steps + 1 inputs go through the model as one batch.
     """
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, not {steps}")
-    inputs = explain._to_batch(loaded, [image])  # 1 x 3 x 224 x 224, normalised as the model expects
-    height, width = inputs.shape[-2:]
-    saliency = torch.as_tensor(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)))[None, None]
-    saliency = nn.functional.interpolate(saliency, size=(height, width), mode="bilinear", align_corners=False)[0, 0].numpy().ravel()
-    rng = np.random.default_rng(seed)
-    pixels = height * width
-    salient_order = np.lexsort((rng.random(pixels), -saliency))  # descending saliency, ties at random
-    random_order = rng.permutation(pixels)
-    fractions = np.linspace(0.0, 1.0, steps + 1)
-    counts = np.round(fractions * pixels).astype(np.int64)
-    mean = inputs.mean(dim=(2, 3), keepdim=True)
-
-    def curve(order: np.ndarray) -> np.ndarray:
-        rank = np.empty(pixels, dtype=np.int64)
-        rank[order] = np.arange(pixels)
-        removed = torch.from_numpy(rank.reshape(height, width)[None] < counts[:, None, None]).to(inputs.device)  # (steps+1) x H x W
-        batch = torch.where(removed[:, None], mean, inputs)
-        return _probabilities(loaded, batch)
-
-    salient, baseline = curve(salient_order), curve(random_order)
-    return DeletionCurve(fractions, salient, baseline, float(trapezoid(salient, fractions)), float(trapezoid(baseline, fractions)))
+    return _deletion_curve(loaded, _deletion(loaded, image, steps, seed), heatmap)
 
 
 def deletion_summary(
@@ -306,13 +330,13 @@ def deletion_summary(
 
     Returns {method: {"auc", "random_auc", "images", "lower_than_random"}}: an AUC below the random
     baseline's means removing what the map points at lowers the score faster than removing anything,
-    i.e. the map points at what drives the prediction. Image i uses seed + i, the same for every method,
-    so all methods are measured against the same random orders.
+    i.e. the map points at what drives the prediction. Image i uses seed + i, and its random-order curve
+    is made once and shared by every method, so all methods are measured against the same baseline.
     """
+    prepared = [_deletion(loaded, image, steps, seed + index) for index, image in enumerate(images)]
     summary: dict[str, dict] = {}
     for method in methods:
-        maps = _maps(loaded, images, method)
-        curves = [deletion_curve(loaded, image, heatmap, steps, seed + index) for index, (image, heatmap) in enumerate(zip(images, maps))]
+        curves = [_deletion_curve(loaded, photo, heatmap) for photo, heatmap in zip(prepared, _maps(loaded, images, method))]
         auc = float(np.mean([c.auc for c in curves]))
         random_auc = float(np.mean([c.random_auc for c in curves]))
         summary[method] = {"auc": auc, "random_auc": random_auc, "images": len(curves), "lower_than_random": auc < random_auc}
