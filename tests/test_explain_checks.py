@@ -94,10 +94,6 @@ def test_border_share():
     assert explain_checks.border_share(np.ones((50, 50))) == pytest.approx(1 - 0.8**2)
     assert explain_checks.border_share(np.zeros((20, 20))) == 0.0
 
-    flagged = explain_checks.border_dominated({"corner": border, "animal": blob, "flat": np.ones((50, 50))}, threshold=0.5)
-    assert [name for name, _ in flagged] == ["corner"]
-    assert explain_checks.border_dominated([("a", blob), ("b", border)], threshold=0.0)[0][0] == "b"
-
 
 def test_ssim_and_spearman_of_maps():
     rng = np.random.default_rng(0)

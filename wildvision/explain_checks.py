@@ -25,9 +25,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 import torch
@@ -49,9 +48,6 @@ SPEARMAN_THRESHOLD = 0.8  # a method passes when its maps' mean Spearman stays b
 SSIM_SIGMA = 1.5
 SSIM_C1 = 0.01**2
 SSIM_C2 = 0.03**2
-
-Key = TypeVar("Key")
-
 
 # --- 1. sanity: model-parameter randomisation ---------------------------------------------------
 
@@ -366,15 +362,3 @@ def border_share(heatmap: np.ndarray, width: float = 0.1) -> float:
     band_rows, band_cols = round(width * rows), round(width * cols)
     inner = mass[band_rows : rows - band_rows, band_cols : cols - band_cols].sum()
     return float((total - inner) / total)
-
-
-def border_dominated(items: Mapping[Key, np.ndarray] | Iterable[tuple[Key, np.ndarray]], threshold: float = 0.5, width: float = 0.1) -> list[tuple[Key, float]]:
-    """The images whose maps put at least `threshold` of their mass in the border, most border-heavy first.
-
-    items: {name: heatmap} or (name, heatmap) pairs (a name is anything: a path, an index). The default
-    0.5 asks for more than half the mass in the 36% of the area that the border is at width 0.1, well
-    above a uniform map's 0.36: such maps deserve a look for a corner, watermark or caption cue.
-    """
-    pairs = items.items() if isinstance(items, Mapping) else items
-    shares = [(name, border_share(heatmap, width)) for name, heatmap in pairs]
-    return sorted([(name, share) for name, share in shares if share >= threshold], key=lambda pair: -pair[1])
