@@ -56,7 +56,6 @@ PREVIEW_WIDTH = 1600
 SANITY = "sanity.json"  # explain_checks.sanity_json of the randomisation test on CHECK_IMAGES of the picks
 FAITHFULNESS = "faithfulness.json"  # explain_checks.deletion_summary on CHECK_IMAGES of the flagged picks
 CHECK_IMAGES = 8
-CHECK_METHODS = ("saliency", "gradcam", "guided_backprop")  # guided backprop: the control that should fail
 DELETION_STEPS = 20
 JOB = "job.json"  # written by gallery_jobs.start_gallery: the background process's pid and what it was asked
 CONSOLE = "console.log"
@@ -365,14 +364,14 @@ def make_gallery(
 
 
 def run_checks(loaded: LoadedModel, picks: Sequence[Pick], examined: dict[str, Examined], method: str, out_dir: Path, progress=print) -> None:
-    """sanity.json and faithfulness.json for CHECK_METHODS and the gallery's `method`, on CHECK_IMAGES of the picks.
+    """sanity.json and faithfulness.json for explain_checks.SANITY_METHODS and the gallery's `method`, on CHECK_IMAGES of the picks.
 
     The picks are taken from the sections in turn (the surest true positive, the surest true negative,
     the most confident false positive, ..., then each section's second), so the sample holds both classes
     and both kinds of error. Deletion curves take flagged picks only: the maps are of the positive score,
     and removing pixels can only show what drives a score that is there to fall.
     """
-    methods = tuple(dict.fromkeys((*CHECK_METHODS, method)))
+    methods = tuple(dict.fromkeys((*explain_checks.SANITY_METHODS, method)))
     in_turn = sorted(picks, key=lambda p: p.rank)  # stable: within a rank, the sections keep their order
     photos = [(p.path, examined[p.path].image) for p in in_turn if examined.get(p.path) and examined[p.path].image is not None]
     photos = list(dict(photos).items())
@@ -432,7 +431,7 @@ def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-checks",
         action="store_true",
-        help=f"skip sanity.json and faithfulness.json: the weight-randomisation test and deletion curves of {', '.join(CHECK_METHODS)} "
+        help=f"skip sanity.json and faithfulness.json: the weight-randomisation test and deletion curves of {', '.join(explain_checks.SANITY_METHODS)} "
         f"and --method on the first {CHECK_IMAGES} photos (about 20 s on 2 idle CPU cores)",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
