@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -82,13 +83,19 @@ def test_a_gpu_asked_for_on_a_machine_without_one_is_answered_with_the_device_op
     assert err == "error: device cuda was asked for, but no CUDA GPU is available here; use --device cpu (or auto)\n"
 
 
-def test_grid_defaults_to_the_paper_grid_and_says_so(capsys):
-    from wildvision.launch import PAPER_GRID
+def test_grid_defaults_to_the_paper_grid_and_says_so_wherever_the_clone_lives(capsys, monkeypatch):
+    """A clone at a long path once made argparse wrap the grid's absolute path mid-word, so its help lost the name."""
+    from wildvision import cli
 
-    assert build_parser().parse_args(["grid", "--data", "x"]).gridfile == str(PAPER_GRID)
+    monkeypatch.setenv("COLUMNS", "80")  # what argparse assumes without a terminal, as in CI
+    deep = Path("/builds", *["a-rather-long-folder-name"] * 6, "ci", "wildvision", "wildvision", "paper_grid.toml")
+    monkeypatch.setattr(cli, "PAPER_GRID", deep)
+    assert build_parser().parse_args(["grid", "--data", "x"]).gridfile == str(deep), "the default is still the file itself"
     with pytest.raises(SystemExit):
         main(["grid", "--help"])
-    assert f"(default: the paper's 24 configurations, {PAPER_GRID})" in " ".join(capsys.readouterr().out.split())
+    help_text = capsys.readouterr().out
+    assert "(default: the paper's 24 configurations in the package's wildvision/paper_grid.toml)" in " ".join(help_text.split())
+    assert "a-rather-long-folder-name" not in help_text
 
 
 def test_grid_weights_that_cannot_be_read_stop_it_before_anything_is_made(tmp_path, capsys):

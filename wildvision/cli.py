@@ -326,7 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
         "gridfile",
         nargs="?",
         default=str(PAPER_GRID),
-        help=f"TOML file with [[run]] tables holding arch, regime and background (default: the paper's 24 configurations, {PAPER_GRID})",
+        # named inside the package, not by its absolute path: the help must not depend on where the clone lives
+        help="TOML file with [[run]] tables holding arch, regime and background "
+        f"(default: the paper's 24 configurations in the package's {PAPER_GRID.parent.name}/{PAPER_GRID.name})",
     )
     p.add_argument(
         "--only",
