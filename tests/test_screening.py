@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import DEMO, demo_subset
+from conftest import DEMO, demo_subset, write_image
 from wildvision import runs, screening
 from wildvision.predict import load_model, predict_paths
 
@@ -81,6 +81,14 @@ def test_a_folder_a_zip_and_a_list_with_hostile_files_and_reposts(shared, tmp_pa
     assert config["model"] == "default" and "default_model_code_version" in config["model_version"]
     status = runs.read_json(screen_dir / runs.STATUS)
     assert status["state"] == "completed" and status["done"] == status["total"] == len(rows)
+    flagged = [row for row in rows if row["label"] == default_model.positive_class]
+    assert status["counts"] == {
+        "files": 24,
+        "distinct_photos": len(readable) - 2,  # the unreadable files are no photos, and a repost is no new one
+        "flagged": len(flagged),
+        "flagged_photos": len({row["duplicate_group"] for row in flagged}),
+        "unreadable": 7,
+    }
     assert not (screen_dir / screening.PARTS).exists()
 
 
@@ -121,3 +129,74 @@ def test_a_killed_job_resumes_with_every_file_scored_once(shared, tmp_path):
     assert runs.read_json(screen_dir / runs.STATUS)["state"] == "completed"
     assert screening.main(["--resume", str(screen_dir)]) == 0  # a completed job is left as it is
     assert read_scores(screen_dir) == resumed
+
+
+def test_every_file_in_a_folder_is_a_row_zips_inside_included_and_system_files_counted_in_the_log(tmp_path, capsys):
+    """A zip inside a folder is screened as a zip given directly is; a file that is no image is a row saying so; only
+    system files are left out, and the log and config.json say how many."""
+    folder = tmp_path / "scraped"
+    write_image(folder / "a.jpg", seed=1)
+    photo = write_image(tmp_path / "b.png", seed=2).read_bytes()
+    (folder / "day2").mkdir()
+    with zipfile.ZipFile(folder / "day2" / "posts.zip", "w") as zipped:
+        zipped.writestr("kennel/b.png", photo)
+        zipped.writestr("../escaped.png", photo)
+        zipped.writestr("readme.txt", "prices on request")
+        zipped.writestr("older.zip", b"PK")
+        zipped.writestr("__MACOSX/kennel/._b.png", b"\x00\x05\x16\x07")
+    (folder / "bad_zip.zip").write_bytes(b"PK but not really a zip")
+    (folder / "notes.txt").write_text("seller list")
+    (folder / "listing.pdf").write_bytes(b"%PDF-1.4")
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (folder / "day2" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    (folder / "also-day2").symlink_to(folder / "day2")  # not followed (a loop could never end), but a row
+
+    screen_dir = screening.new_screen([str(folder)], "default", tmp_path / "screens")
+    assert screening.list_files(screen_dir) == 9
+    rows = {row.path: row for row in screening.read_file_list(screen_dir)}
+    posts = f"{folder}/day2/posts.zip"
+    assert list(rows) == [
+        str(folder / "also-day2"),
+        str(folder / "a.jpg"),
+        str(folder / "bad_zip.zip"),
+        str(folder / "listing.pdf"),
+        str(folder / "notes.txt"),
+        f"{posts}/kennel/b.png",
+        f"{posts}/../escaped.png",
+        f"{posts}/readme.txt",
+        f"{posts}/older.zip",
+    ]
+    assert rows[str(folder / "a.jpg")].error is None and Path(rows[f"{posts}/kennel/b.png"].file).read_bytes() == photo
+    assert Path(rows[f"{posts}/kennel/b.png"].file).is_relative_to(screen_dir / screening.UNPACKED)
+    assert rows[str(folder / "bad_zip.zip")].error.startswith("not a readable zip file")
+    assert rows[f"{posts}/../escaped.png"].error == "zip member unsafe: a path that leads outside the zip"
+    assert rows[f"{posts}/readme.txt"].error == "zip member not an image"
+    assert rows[f"{posts}/older.zip"].error == "zip member a zip inside the zip, not opened: unzip it first"
+    assert rows[str(folder / "also-day2")].error == "a link to a folder, not followed: screen that folder itself"
+    for name in ("listing.pdf", "notes.txt"):
+        assert rows[str(folder / name)].file is None and rows[str(folder / name)].error.startswith("not an image or a zip")
+    assert runs.read_json(screen_dir / runs.CONFIG)["system_files_left_out"] == 3
+    assert "listed 9 files; left out 3 system files" in capsys.readouterr().err
+
+
+def test_the_counts_name_their_units_and_count_only_readable_files_as_photos(tmp_path):
+    """Files, distinct photos (duplicate groups of readable files), flagged files and flagged distinct photos."""
+    screen_dir = tmp_path / "job"
+    (screen_dir / screening.PARTS).mkdir(parents=True)
+    runs.write_json_atomic(screen_dir / runs.CONFIG, {"class_names": ["wild", "captive"]})
+    # index, path, sha256, phash, probability, label, unlike_training, error
+    part = [
+        [0, "a.jpg", "aa", "0000000000000000", "0.9", "captive", "", ""],
+        [1, "a-repost.jpg", "aa", "0000000000000000", "0.9", "captive", "", ""],
+        [2, "b.jpg", "bb", "ffffffffffffffff", "0.1", "wild", "", ""],
+        [3, "c.jpg", "cc", "0f0f0f0f0f0f0f0f", "0.8", "captive", "", ""],
+        [4, "corrupt.jpg", "dd", "", "", "", "", "corrupt or truncated image"],
+        [5, "missing.jpg", "", "", "", "", "", "file not found"],
+    ]
+    with open(screen_dir / screening.PARTS / "part-000000000.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([screening.PART_COLUMNS, *part])
+    counts = screening.write_scores(screen_dir)
+    assert counts == {"files": 6, "distinct_photos": 3, "flagged": 3, "flagged_photos": 2, "unreadable": 2}
+    assert screening.counts_line(counts, "captive") == "6 files: 3 distinct photos, 3 files / 2 distinct photos flagged captive, 2 files unreadable"
+    one = {"files": 1, "distinct_photos": 1, "flagged": 0, "flagged_photos": 0, "unreadable": 0}
+    assert screening.counts_line(one, "captive") == "1 file: 1 distinct photo, 0 files / 0 distinct photos flagged captive"

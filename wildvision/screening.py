@@ -2,6 +2,7 @@
 
 `python -m wildvision screen SOURCE...` turns folders (searched recursively), zips and list files (one
 image path per line) into a job folder that survives being killed: `--resume SCREEN_DIR` finishes it.
+wildvision.sources lists what the sources hold, every file a row (zips inside folders too).
 The dashboard runs the same jobs in the background, and `--slurm-tasks N` as a SLURM job array of N
 shards (wildvision.screen_jobs: starting, following, cancelling, resuming).
 
@@ -10,10 +11,12 @@ screens/<name>-<UTC time>-<suffix>/   (under $WILDVISION_SCREENS_DIR, else scree
                 path and mtime, or the default model card's code_version), the sources, the number of
                 files and the part size; a resume refuses a model whose version changed. A job started
                 in the background records the model (and so the part size) when its process loads it,
-                and the number of files once they are listed (null until then)
+                and the number of files once they are listed (null until then), with the number of
+                system files (.DS_Store, Thumbs.db...) left out, which the log names too
   status.json   runs.write_status's contract (queued, running, completed, failed, cancelled; 'interrupted'
                 derived when the process is gone) plus done, total, images_per_second and seconds_left,
-                and once completed, counts: files, flagged, unreadable, distinct_photos
+                and once completed, counts (write_scores: files, distinct_photos, flagged files,
+                flagged_photos, unreadable files)
   files.jsonl   the file list, fixed once: one JSON [path as given or listed, file on disk, error] a line
   unpacked/     zip members that passed uploads' checks, under numbered names (member names are never
                 used as paths: a `../` member is a row with its reason, not a file outside the folder)
@@ -39,7 +42,7 @@ datacheck.PHASH_THRESHOLD bits apart share `duplicate_group`, the list row numbe
 group's first file; a photo seen once is its own group. Groups are computed at the end, over all rows.
 
 A file that cannot be used (corrupt, truncated, a decompression bomb, not an image, missing, an unsafe
-zip member) is a row whose `error` says why; it never stops the job.
+zip member, a zip that cannot be opened) is a row whose `error` says why; it never stops the job.
 
 `unlike_training` is how unlike the model's training photos an image is (wildvision.novelty, from the same
 forward pass as its probability); empty when the model keeps no summary of its training photos.
@@ -73,9 +76,9 @@ from scipy.sparse.csgraph import connected_components
 from wildvision import model_card, runs, slurm
 from wildvision.data import eval_transform
 from wildvision.datacheck import PHASH_THRESHOLD, near_pairs
-from wildvision.images import ImageError, is_image_file, open_image
+from wildvision.images import ImageError, open_image
 from wildvision.predict import LoadedModel, checkpoint_path, default_batch_size, forward, load_model, prepared_batches, stack_inputs
-from wildvision.uploads import ZIP_EXTENSION, UploadLimits, ZipRefused, member_suffix, open_zip, zip_members
+from wildvision.sources import Listed, iter_sources, listing_note
 
 SCREENS_DIR_ENV = "WILDVISION_SCREENS_DIR"
 FILES, SCORES, PARTS, UNPACKED = "files.jsonl", "scores.csv", "parts", "unpacked"
@@ -83,8 +86,6 @@ COLUMNS = ["path", "sha256", "probability", "label", "unlike_training", "duplica
 PART_COLUMNS = ["index", "path", "sha256", "phash", "probability", "label", "unlike_training", "error"]
 PART_BATCHES = 32  # batches per part: at 8 images a batch a kill loses under 3 s of CPU work, and 100,000 images make 391 parts
 WINDOW_PARTS = 16  # parts handed to prepared_batches at once: its prefetch restarts only every 4,096 images
-# as `predict`'s zips: the user's own archive, but its members may come from anyone
-ZIP_LIMITS = UploadLimits(max_images=400_000, max_zip_members=400_000, max_total_bytes=8 * 2**30)
 Shard = tuple[int, int]  # (I, N): the parts whose number modulo N is I, what SLURM array task I of N scores
 PHASH_SIDE = 64  # pHash shrinks to 32 x 32; reducing to no less than 64 px first keeps its bits (datacheck.DRAFT_SIZE)
 
@@ -92,15 +93,6 @@ PHASH_SIDE = 64  # pHash shrinks to 32 x 32; reducing to no less than 64 px firs
 def default_screens_dir() -> Path:
     """$WILDVISION_SCREENS_DIR, else screens/ (read on every call, so tests can point it elsewhere)."""
     return Path(os.environ.get(SCREENS_DIR_ENV, "screens"))
-
-
-@dataclass(frozen=True)
-class Listed:
-    """One row of the file list: the path as the user knows it, the file to read (None: nothing to read), or why not."""
-
-    path: str
-    file: str | None
-    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,72 +110,15 @@ class Decoded:
 # ---------------------------------------------------------------------------------------------
 
 
-def _folder_files(folder: Path) -> Iterator[Listed]:
-    """Image files under `folder`, recursively, in a stable order, without holding the whole tree in memory."""
-    for directory, subfolders, names in os.walk(folder):
-        subfolders.sort()
-        for name in sorted(names):
-            path = Path(directory) / name
-            if is_image_file(path):
-                yield Listed(str(path), os.path.abspath(path))
-
-
-def _list_file(listing: Path) -> Iterator[Listed]:
-    """The paths in a text file, one a line (blank lines and # comments skipped); relative ones are relative to the file's folder."""
-    with open(listing, encoding="utf-8", errors="surrogateescape") as handle:
-        for line in handle:
-            path = line.rstrip("\r\n")
-            if path.strip() and not path.lstrip().startswith("#"):
-                yield Listed(path, os.path.abspath(listing.parent / path))
-
-
-def _zip_members(archive_path: Path, target: Path, limits: UploadLimits) -> Iterator[Listed]:
-    """A zip's image members written to `target` under numbered names; every refused member is a row with its reason.
-
-    uploads.zip_members judges each member (path traversal, absolute names, symbolic links, password protection,
-    size caps, members that inflate beyond what they claim); member names are only ever shown, never used as paths.
-    Members whose names are not images' are passed over, as a folder's other files are."""
-    try:
-        archive = open_zip(archive_path, limits)
-    except ZipRefused as error:
-        yield Listed(str(archive_path), None, str(error))
-        return
-    with archive:
-        target.mkdir(parents=True, exist_ok=True)
-        for member in zip_members(archive, limits):
-            shown = f"{archive_path}/{member.name}"
-            if not member.image:
-                continue
-            if member.data is None:
-                yield Listed(shown, None, f"zip member {member.refused}")
-                continue
-            path = target / f"{member.number:06d}{member_suffix(member.name)}"
-            path.write_bytes(member.data)
-            yield Listed(shown, str(path.resolve()))
-
-
-def iter_sources(sources: list[str], unpack_dir: Path) -> Iterator[Listed]:
-    """Every file the sources name, in order: folders recursively, zips unpacked into `unpack_dir`, list files line by line."""
-    for number, source in enumerate(sources, 1):
-        path = Path(source)
-        if path.is_dir():
-            yield from _folder_files(path)
-        elif path.suffix.lower() == ZIP_EXTENSION:
-            yield from _zip_members(path, unpack_dir / f"{number:03d}", ZIP_LIMITS)
-        elif is_image_file(path):
-            yield Listed(source, os.path.abspath(path))
-        else:
-            yield from _list_file(path)
-
-
-def write_file_list(screen_dir: Path, sources: list[str]) -> int:
-    """Write files.jsonl (streamed, then renamed into place) and return how many rows it has."""
+def write_file_list(screen_dir: Path, sources: list[str], left_out: list[str]) -> int:
+    """Write files.jsonl (streamed, then renamed into place) and return how many rows it has; the system files
+    left out are added to `left_out`."""
     count = 0
 
     def write(tmp: Path) -> None:
         nonlocal count
         with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as handle:
-            for row in iter_sources(sources, screen_dir / UNPACKED):
+            for row in iter_sources(sources, screen_dir / UNPACKED, left_out):
                 handle.write(json.dumps([row.path, row.file, row.error]) + "\n")
                 count += 1
             handle.flush()
@@ -318,7 +253,7 @@ def _progress(screen_dir: Path, part_size: int, total: int, started: float, done
     rate = (done - done_at_start) / elapsed if elapsed > 0 and done > done_at_start else None
     left = round((total - done) / rate) if rate else None
     runs.write_status(screen_dir, "running", message=None, done=done, total=total, images_per_second=round(rate, 1) if rate else None, seconds_left=left)
-    line = f"screened {done:,} / {total:,}" + (f" ({rate:.1f} images/s, {left} s left)" if rate else "")
+    line = f"screened {done:,} / {total:,} files" + (f" ({rate:.1f} files/s, {left} s left)" if rate else "")
     if sys.stderr.isatty():
         print("\r" + line, end="" if done < total else "\n", file=sys.stderr, flush=True)
     else:
@@ -376,14 +311,18 @@ def duplicate_group_ids(sha256s: list[str], phashes: list[int | None], threshold
 
 def write_scores(screen_dir: Path) -> dict:
     """Merge the parts into scores.csv (in list order, streamed, renamed into place) with duplicate groups; returns
-    what the job list shows of it: files, flagged (labelled the positive class), unreadable, distinct_photos."""
-    sha256s, phashes = [], []
+    what the job list and the log show of it (counts_line), each count in one unit: files (rows), distinct_photos
+    (duplicate groups of readable files: an unreadable file is no photo), flagged (files labelled the positive
+    class), flagged_photos (distinct photos with a flagged file) and unreadable (files)."""
+    sha256s, phashes, readable = [], [], []
     for row in _part_rows(screen_dir):
         sha256s.append(row["sha256"])
         phashes.append(int(row["phash"], 16) if row["phash"] else None)
+        readable.append(not row["error"])
     groups = duplicate_group_ids(sha256s, phashes)
     positive = runs.read_json(screen_dir / runs.CONFIG)["class_names"][1]
-    counts = {"files": len(groups), "flagged": 0, "unreadable": 0, "distinct_photos": len({group for group in groups if group is not None})}
+    counts = {"files": len(groups), "distinct_photos": len({group for group, ok in zip(groups, readable) if ok}), "flagged": 0, "unreadable": 0}
+    flagged_photos = set()
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
@@ -393,13 +332,29 @@ def write_scores(screen_dir: Path) -> dict:
                 writer.writerow(
                     [row["path"], row["sha256"], row["probability"], row["label"], row["unlike_training"], "" if group is None else group, row["error"]]
                 )
-                counts["flagged"] += row["label"] == positive
+                if row["label"] == positive:
+                    counts["flagged"] += 1
+                    flagged_photos.add(group)
                 counts["unreadable"] += bool(row["error"])
             handle.flush()
             os.fsync(handle.fileno())
 
     runs.write_atomic(screen_dir / SCORES, write)
-    return counts
+    return counts | {"flagged_photos": len(flagged_photos)}
+
+
+def _count(number: int, unit: str) -> str:
+    return f"{number:,} {unit}{'' if number == 1 else 's'}"
+
+
+def counts_line(counts: dict, positive: str) -> str:
+    """A completed job's counts in words, each number with its unit, as the log and the job list both say them:
+    "230 files: 227 distinct photos, 109 files / 74 distinct photos flagged captive, 3 files unreadable"."""
+    flagged = _count(counts["flagged"], "file")
+    if "flagged_photos" in counts:  # counted since jobs count flagged distinct photos
+        flagged += f" / {_count(counts['flagged_photos'], 'distinct photo')}"
+    unreadable = f", {_count(counts['unreadable'], 'file')} unreadable" if counts["unreadable"] else ""
+    return f"{_count(counts['files'], 'file')}: {_count(counts['distinct_photos'], 'distinct photo')}, {flagged} flagged {positive}{unreadable}"
 
 
 @contextlib.contextmanager
@@ -519,10 +474,14 @@ def new_screen(
 
 
 def list_files(screen_dir: Path) -> int:
-    """Write the job's file list (files.jsonl) and record its length in config.json; returns it."""
+    """Write the job's file list (files.jsonl), record its length and the system files left out in config.json, and
+    say both in the job's log; returns the length."""
     config = runs.read_json(screen_dir / runs.CONFIG)
-    config["files"] = write_file_list(screen_dir, config["sources_as_given"])
+    left_out: list[str] = []
+    config["files"] = write_file_list(screen_dir, config["sources_as_given"], left_out)
+    config["system_files_left_out"] = len(left_out)
     runs.write_json_atomic(screen_dir / runs.CONFIG, config)
+    print(listing_note(config["files"], left_out), file=sys.stderr, flush=True)
     return config["files"]
 
 
@@ -681,10 +640,7 @@ def run_screen(args: argparse.Namespace) -> int:
         print(f"{screen_dir / SCORES}: completed")
         return 0
     positive = runs.read_json(screen_dir / runs.CONFIG)["class_names"][1]
-    print(
-        f"{screen_dir / SCORES}: {counts['files']:,} files, {counts['flagged']:,} flagged {positive}, "
-        f"{counts['distinct_photos']:,} distinct photos, {counts['unreadable']:,} could not be read"
-    )
+    print(f"screened {counts_line(counts, positive)}; scores in {screen_dir / SCORES}")
     return 1 if counts["unreadable"] else 0
 
 

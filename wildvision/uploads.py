@@ -25,6 +25,7 @@ from typing import BinaryIO
 from wildvision.images import IMAGE_EXTENSIONS
 
 ZIP_EXTENSION = ".zip"
+SYSTEM_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})  # what Finder and Windows Explorer leave in folders
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def is_symlink(info: zipfile.ZipInfo) -> bool:
 def is_metadata(name: str) -> bool:
     """Files that archivers add and no user counts as content: macOS resource forks, Finder and Windows files."""
     parts = PurePosixPath(name.replace("\\", "/")).parts
-    return any(part == "__MACOSX" for part in parts) or (bool(parts) and (parts[-1].startswith("._") or parts[-1] in (".DS_Store", "Thumbs.db")))
+    return any(part == "__MACOSX" for part in parts) or (bool(parts) and (parts[-1].startswith("._") or parts[-1] in SYSTEM_FILES))
 
 
 def member_suffix(name: str) -> str:
@@ -198,10 +199,11 @@ def open_zip(source: str | Path | BinaryIO, limits: UploadLimits) -> zipfile.Zip
 
 def zip_members(archive: zipfile.ZipFile, limits: UploadLimits, unzipped: int = 0) -> Iterator[ZipMember]:
     """Every file of the zip in its order, folders and archivers' metadata left out, each judged: refused for an
-    unsafe name (path traversal, an absolute path), a symbolic link, a name that is not an image's, a password, a
-    size over the caps (`unzipped`: bytes already inflated from other zips, against limits.max_total_bytes; once
-    over it, every later image is refused too) or bytes beyond what the zip claims (a zip bomb); else with its
-    bytes, read in memory. Both the Predict page's uploads and screening jobs unpack zips through it."""
+    unsafe name (path traversal, an absolute path), a symbolic link, a name that is not an image's (a zip inside
+    is not opened), a password, a size over the caps (`unzipped`: bytes already inflated from other zips, against
+    limits.max_total_bytes; once over it, every later image is refused too) or bytes beyond what the zip claims (a
+    zip bomb); else with its bytes, read in memory. Both the Predict page's uploads and screening jobs unpack zips
+    through it."""
     over_total = False
     for number, info in enumerate(archive.infolist(), 1):
         if info.is_dir() or is_metadata(info.filename):
@@ -212,6 +214,8 @@ def zip_members(archive: zipfile.ZipFile, limits: UploadLimits, unzipped: int = 
             yield member(refused=f"unsafe: {reason}")
         elif is_symlink(info):
             yield member(refused="unsafe: a symbolic link")
+        elif member_suffix(info.filename) == ZIP_EXTENSION:
+            yield member(refused="a zip inside the zip, not opened: unzip it first")
         elif member_suffix(info.filename) not in IMAGE_EXTENSIONS:
             yield member(refused="not an image")
         elif info.flag_bits & 0x1:
