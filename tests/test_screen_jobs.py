@@ -55,10 +55,14 @@ def test_a_background_job_is_followed_through_the_job_list_to_completion(shared,
     assert done.architecture == load_model("default").arch and done.threshold == load_model("default").threshold
     assert done.scores == screen_dir / screening.SCORES and done.model == "default" and done.seconds_left is None
     rows = read_scores(screen_dir)
-    assert done.flagged == sum(row["label"] == "captive" for row in rows)
-    assert done.distinct_photos == len({row["duplicate_group"] for row in rows if row["duplicate_group"]})
-    assert screen_jobs.screen_progress_line(done) == f"13 images screened: {done.flagged} flagged captive, 1 could not be read"
-    assert "screened 13 / 13" in (screen_dir / "console.log").read_text()
+    flagged = [row for row in rows if row["label"] == "captive"]
+    assert done.flagged == len(flagged) and done.flagged_photos == len({row["duplicate_group"] for row in flagged})
+    assert done.distinct_photos == len({row["duplicate_group"] for row in rows if not row["error"]}) == 12, "broken.jpg is a file, not a photo"
+    line = screen_jobs.screen_progress_line(done)
+    assert line == f"screened 13 files: 12 distinct photos, {done.flagged} files / {done.flagged_photos} distinct photos flagged captive, 1 file unreadable"
+    log = (screen_dir / "console.log").read_text()
+    assert "listed 13 files\n" in log and "screened 13 / 13 files" in log
+    assert f"{line}; scores in {screen_dir / screening.SCORES}\n" in log, "the log says the job list's numbers"
     with pytest.raises(runs.RunError, match="completed; only a queued or running job can be cancelled"):
         screen_jobs.cancel_screen(screen_dir)
     with pytest.raises(runs.RunError, match="completed; only interrupted, failed or cancelled"):
@@ -76,7 +80,7 @@ def test_a_job_cancelled_mid_way_keeps_its_parts_and_a_resume_scores_each_file_o
     kept = screening.rows_done(screen_dir, 8, 240)
     assert 16 <= kept < 240, "cancelled between its parts, which it keeps"
     assert not (screen_dir / screening.SCORES).exists()
-    assert screen_jobs.screen_progress_line(cancelled) == f"cancelled after {cancelled.done:,} of 240 images; resume scores the rest"
+    assert screen_jobs.screen_progress_line(cancelled) == f"cancelled after {cancelled.done:,} of 240 files; resume scores the rest"
     with pytest.raises(runs.RunError, match="cancelled; only a queued or running job can be cancelled"):
         screen_jobs.cancel_screen(screen_dir)
 
@@ -88,7 +92,7 @@ def test_a_job_cancelled_mid_way_keeps_its_parts_and_a_resume_scores_each_file_o
     assert [row["path"] for row in rows] == listed and len(set(listed)) == 240, "every file scored exactly once, in list order"
     assert all(row["probability"] and not row["error"] for row in rows)
     log = (screen_dir / "console.log").read_text()
-    assert f"screened {kept:,} / 240\n" in log, "the resumed process started from the parts the cancelled one kept"
+    assert f"screened {kept:,} / 240 files\n" in log, "the resumed process started from the parts the cancelled one kept"
 
 
 def test_a_queued_job_is_marked_cancelled_and_broken_folders_never_raise(tmp_path):
@@ -118,15 +122,15 @@ def test_a_queued_job_is_marked_cancelled_and_broken_folders_never_raise(tmp_pat
 
 def test_progress_lines_say_where_a_job_stands_in_plain_words(tmp_path):
     job = screen_jobs.ScreenSummary(tmp_path, "job", "running", done=412, total=1250, seconds_left=125.0, images_per_second=6.6)
-    assert screen_jobs.screen_progress_line(job) == "412 of 1,250 images, about 2 min 05 s left"
+    assert screen_jobs.screen_progress_line(job) == "412 of 1,250 files, about 2 min 05 s left"
     assert screen_jobs.screen_progress_line(screen_jobs.ScreenSummary(tmp_path, "job", "running", done=0, total=1250)).startswith(
-        "0 of 1,250 images; the time left is known"
+        "0 of 1,250 files; the time left is known"
     )
     assert screen_jobs.screen_progress_line(screen_jobs.ScreenSummary(tmp_path, "job", "running", message="listing files")) == "listing files…"
     interrupted = screen_jobs.ScreenSummary(tmp_path, "job", runs.INTERRUPTED, done=64, total=100)
-    assert screen_jobs.screen_progress_line(interrupted) == "stopped after 64 of 100 images (its process ended without finishing); resume scores the rest"
+    assert screen_jobs.screen_progress_line(interrupted) == "stopped after 64 of 100 files (its process ended without finishing); resume scores the rest"
     failed = screen_jobs.ScreenSummary(tmp_path, "job", "failed", done=8, total=100, message="the model of x changed")
-    assert screen_jobs.screen_progress_line(failed) == "failed after 8 of 100 images: the model of x changed"
+    assert screen_jobs.screen_progress_line(failed) == "failed after 8 of 100 files: the model of x changed"
 
 
 # --- SLURM ---------------------------------------------------------------------------------------

@@ -74,8 +74,9 @@ class ScreenSummary:
     finished_at: str | None = None
     scores: Path | None = None  # scores.csv, once the job is completed
     flagged: int | None = None  # files labelled the positive class, once completed
+    flagged_photos: int | None = None  # distinct photos with a flagged file, once completed (None for jobs from before it was counted)
     unreadable: int | None = None  # files that could not be scored, once completed
-    distinct_photos: int | None = None  # duplicate groups, once completed
+    distinct_photos: int | None = None  # duplicate groups of readable files, once completed
     slurm: str | None = None  # e.g. "SLURM job 12: 3 RUNNING, 1 PENDING", or why Slurm could not be asked
     problem: str | None = None
     config: dict = field(default_factory=dict)
@@ -113,6 +114,7 @@ def _summary(screen_dir: Path) -> ScreenSummary | None:
             finished_at=status.get("finished_at"),
             scores=screen_dir / screening.SCORES if state == "completed" and (screen_dir / screening.SCORES).is_file() else None,
             flagged=counts.get("flagged"),
+            flagged_photos=counts.get("flagged_photos"),
             unreadable=counts.get("unreadable"),
             distinct_photos=counts.get("distinct_photos"),
             config=config,
@@ -187,27 +189,29 @@ def list_screens(screens_dir: Path) -> list[ScreenSummary]:
 
 
 def screen_progress_line(summary: ScreenSummary) -> str:
-    """Where a job stands, in plain words: "412 of 1,250 images, about 2 min 05 s left"."""
+    """Where a job stands, in plain words: "412 of 1,250 files, about 2 min 05 s left" (every listed file, the
+    unreadable ones too); a completed job's counts as its log says them (screening.counts_line)."""
     if summary.problem:
         return f"cannot be read: {summary.problem}"
-    images = f"{summary.done:,} of {summary.total:,} images" if summary.total is not None else f"{summary.done:,} images"
+    files = f"{summary.done:,} of {summary.total:,} files" if summary.total is not None else f"{summary.done:,} files"
     if summary.state == "queued":
         return "waiting to start" + (f": {summary.message}" if summary.message and summary.message != "waiting to start" else "")
     if summary.state == "running":
         if summary.total is None:
             return f"{summary.message or 'starting'}…"
         if summary.seconds_left is not None and summary.done < summary.total:
-            return f"{images}, about {format_duration(summary.seconds_left)} left"
-        return f"{images}; the time left is known once the first images are scored"
+            return f"{files}, about {format_duration(summary.seconds_left)} left"
+        return f"{files}; the time left is known once the first files are scored"
     if summary.state == "completed":
-        found = [f"{summary.flagged:,} flagged {summary.positive_class}"] if summary.flagged is not None else []
-        found += [f"{summary.unreadable:,} could not be read"] if summary.unreadable else []
-        return f"{summary.total or 0:,} images screened" + (f": {', '.join(found)}" if found else "")
+        try:
+            return f"screened {screening.counts_line(summary.status['counts'], summary.positive_class or 'positive')}"
+        except (KeyError, TypeError):  # completed by a wildvision that did not count
+            return f"{summary.total or 0:,} files screened"
     if summary.state == "cancelled":
-        return f"cancelled after {images}; resume scores the rest"
+        return f"cancelled after {files}; resume scores the rest"
     if summary.state == runs.INTERRUPTED:
-        return f"stopped after {images} (its process ended without finishing); resume scores the rest"
-    return f"failed after {images}: {summary.message}" if summary.message else f"failed after {images}"
+        return f"stopped after {files} (its process ended without finishing); resume scores the rest"
+    return f"failed after {files}: {summary.message}" if summary.message else f"failed after {files}"
 
 
 # ---------------------------------------------------------------------------------------------
