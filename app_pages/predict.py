@@ -175,7 +175,10 @@ def show_detail(loaded: LoadedModel, model_key: tuple, row: dict, method: str) -
     columns[1].image(explain.overlay(photo, record["heatmap"] / 255.0), caption=wording.MAP_NAMES[method], width="content")
     if ig:
         columns[2].image(explain.overlay(photo, ig["heatmap"] / 255.0), caption=wording.MAP_NAMES["integrated_gradients"], width="content")
-    st.caption(map_caption(record) + ("" if not ig else " " + map_caption(ig)))
+    captions = [map_caption(record)] + ([map_caption(ig)] if ig else [])
+    if not record["blank"]:
+        captions.append(wording.below_line_note(row["probability"], loaded.threshold))
+    st.caption(" ".join(caption for caption in captions if caption))
     steadier = wording.MAP_NAMES["integrated_gradients"]
     if not ig and st.button(
         "Make a steadier map of this photo (takes longer)",

@@ -108,15 +108,20 @@ def test_without_runs_the_shipped_default_model_is_offered(runs_dir):
 def test_moving_the_threshold_changes_the_verdict_and_its_cost(runs_dir, demo_jpegs):
     at = page()
     at.file_uploader[0].upload("photo.jpg", demo_jpegs[2], "image/jpeg").run()
+    (map_caption,) = [caption.value for caption in at.caption if wording.MAP_READINGS["gradcam"] in caption.value]
+    assert "far below the flagging line" in map_caption and "not a reason to flag it" in map_caption, "an everyday photo scored about 0%"
     at.slider[0].set_value(0.0).run()
     assert not at.exception
     tradeoff = at.dataframe[0].value
     assert (tradeoff["flagged"] == tradeoff["checked"]).all() and (tradeoff["captive photos found"] == 100).all()
     assert "test_in" not in tradeoff["photos"].tolist(), "test sets in plain words"
     assert verdict_of(at, "photo.jpg").endswith("at or above the flagging line of 0%")
+    assert not any("flagging line" in caption.value for caption in at.caption if wording.MAP_READINGS["gradcam"] in caption.value)
     at.slider[0].set_value(100.0).run()
     assert (at.dataframe[0].value["flagged"] <= 1).all()
     assert "Not flagged: score " in verdict_of(at, "photo.jpg") and verdict_of(at, "photo.jpg").endswith("below the flagging line of 100%")
+    (map_caption,) = [caption.value for caption in at.caption if wording.MAP_READINGS["gradcam"] in caption.value]
+    assert "below the flagging line of 100%" in map_caption, "a map of a photo that was not flagged says what its bright parts are"
 
 
 def test_switching_models_moves_the_flagging_line_to_each_models_own(with_model, demo_jpegs, tmp_path):

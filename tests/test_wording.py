@@ -115,6 +115,17 @@ def test_every_saliency_method_has_plain_words():
     assert "difference between the model's two scores" in wording.map_caption("saliency", blank=False, from_difference=True)
 
 
+def test_a_map_of_a_photo_far_below_the_line_says_its_bright_parts_are_no_reason_to_flag_it():
+    far = wording.below_line_note(0.003, 0.855)
+    assert far.startswith("This photo scored only 0.3%, far below the flagging line of 85.5%.")
+    assert "scaled to its own photo" in far and "not a reason to flag it" in far
+    near = wording.below_line_note(0.6, 0.855)
+    assert near.startswith("This photo scored 60%, below the flagging line of 85.5%") and "far below" not in near
+    assert wording.below_line_note(0.9, 0.855) == wording.below_line_note(0.855, 0.855) == "", "a flagged photo's map needs no note"
+    verdict = wording.verdict_sentence(0.50695, 0.507, "captive")  # "score 50.695%, below the flagging line of 50.7%"
+    assert verdict.split("score ")[1] in wording.below_line_note(0.50695, 0.507), "the verdict's own decimals"
+
+
 def reason(path) -> str:
     with pytest.raises(ImageError) as caught:
         open_image(path)

@@ -169,6 +169,29 @@ def map_caption(method: str, blank: bool, from_difference: bool) -> str:
     return text
 
 
+LOW_SCORE = 0.10  # below this (and below the line) a score is far below the line: its map shows the little it rests on
+
+
+def below_line_note(score: float, line: float) -> str:
+    """What the map of a photo that was not flagged shows, after its caption; "" for a flagged photo.
+
+    Every map is scaled to its own photo, so the map of a photo scored 0% looks as bright as a flagged one's, and a
+    reader takes its bright parts for a reason to flag it unless told otherwise.
+    """
+    if score >= line:
+        return ""
+    shown_score, shown_line = (percent_text(value) for value in shown_percents(score, line))
+    if score < LOW_SCORE:
+        return (
+            f"This photo scored only {shown_score}, far below the flagging line of {shown_line}. Each map is scaled to its own "
+            "photo, so it looks as bright here as on a flagged photo: the bright parts are the little the score rests on, "
+            "not a reason to flag it."
+        )
+    return (
+        f"This photo scored {shown_score}, below the flagging line of {shown_line}: the bright parts are what its score rests on, but it stayed below the line."
+    )
+
+
 def problem_text(reason: str) -> str:
     """Why a file could not be used, in plain words (wildvision.images' reasons name the Pillow library).
 
