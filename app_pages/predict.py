@@ -30,6 +30,7 @@ log = logging.getLogger("wildvision.pages.predict")
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "zip"]
 DISPLAY_MAX = 640  # longest side, in pixels, of the photos and maps shown on the page
 THUMBNAIL_MAX = 96
+NOTE_WIDTH = 280  # pixels: the table's note column holds "the photo is damaged or cut short" whole
 GRID_PAGE = 12  # saliency maps shown at once when many photos are uploaded
 GRID_COLUMNS = 4
 LIMITS = UploadLimits()
@@ -122,6 +123,10 @@ def _thumbnail_url(photo: Image.Image) -> str:
     return _jpeg_url(thumbnail)
 
 
+def _sentence_case(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def map_caption(record: MapRecord) -> str:
     return wording.map_caption(record["method"], record["blank"], record["target"] == "score difference")
 
@@ -209,9 +214,11 @@ def predictions_csv(rows: list[dict], threshold: float) -> bytes:
 def show_table(loaded: LoadedModel, rows: list[dict]) -> None:
     """One row per file; scores carry the verdict's own decimals ("%g"), so a row never contradicts its answer.
 
-    A problem's cell holds its summary; the full reason is in the list of problems above the table.
+    A photo's caution and a file's problem share one note column wide enough for either (a photo that was read has
+    no problem, one that was not has no caution): two narrow columns cut both off. A problem's note is its summary;
+    the full reason is in the list of problems above the table.
     """
-    shown = pd.DataFrame(rows)[["thumbnail", "file", "flagged", "score", "caution", "problem_summary"]]
+    shown = pd.DataFrame(rows)[["thumbnail", "file", "flagged", "score", "note"]]
     st.dataframe(
         shown,
         hide_index=True,
@@ -226,8 +233,12 @@ def show_table(loaded: LoadedModel, rows: list[dict]) -> None:
                 max_value=100,
                 format="%g%%",
             ),
-            "caution": st.column_config.TextColumn("Caution", help=wording.UNLIKE_TRAINING_HOW),
-            "problem_summary": st.column_config.TextColumn("Problem", width="medium", help="The full reason is in the list above the table."),
+            "note": st.column_config.TextColumn(
+                "Note",
+                width=NOTE_WIDTH,
+                help=f"{wording.UNLIKE_TRAINING_SHORT}: {wording.UNLIKE_TRAINING_HOW} For a file that could not be read, why; "
+                "the full reason is in the list above the table.",
+            ),
         },
     )
     csv = predictions_csv(rows, loaded.threshold)
@@ -278,13 +289,12 @@ def show_results(loaded: LoadedModel, model_key: tuple, batch, method: str) -> N
                 "probability": probability,
                 "label": loaded.label_for(probability) if readable else None,  # at the line chosen now
                 "problem": wording.problem_text(error) if not readable else "",
-                "problem_summary": wording.problem_summary(error) if not readable else "",
                 "score": wording.shown_percents(probability, loaded.threshold)[0] if readable else None,
                 "flagged": wording.flag_word(probability, loaded.threshold) if readable else "Could not be read",
                 "answer": wording.short_verdict(probability, loaded.threshold) if readable else "could not be read",
                 "thumbnail": record["thumbnail"] if len(batch.images) > 1 else None,
                 "unusual": readable and record["unusual"],
-                "caution": wording.UNLIKE_TRAINING_SHORT if readable and record["unusual"] else "",
+                "note": (wording.UNLIKE_TRAINING_SHORT if record["unusual"] else "") if readable else _sentence_case(wording.problem_summary(error)),
             }
         )
     unreadable = [f"{row['file']}: {row['problem']}" for row in rows if row["problem"]]

@@ -56,6 +56,12 @@ def verdict_of(at: AppTest, file: str) -> str:
     return next(md.value for md in at.markdown if file in md.value)
 
 
+def column_width(at: AppTest, column: str) -> int:
+    """The width in pixels the results table gives `column` (its column_config; 0 when it sets none)."""
+    (table,) = [frame for frame in at.dataframe if "file" in frame.value.columns]
+    return json.loads(table.proto.columns)[column].get("width", 0)
+
+
 def shown_numbers(verdict: str) -> tuple[float, float]:
     """The score and the flagging line, in percent, as a verdict sentence shows them."""
     score, line = re.search(r"score ([\d.]+)%, .* flagging line of ([\d.]+)%$", verdict).groups()
@@ -216,7 +222,7 @@ def test_many_files_give_a_table_and_bad_ones_a_line_each(with_model, demo_jpegs
     assert "_a.jpg" not in problems.value, "archiver metadata is passed over silently"
     table = next(frame.value for frame in at.dataframe if "file" in frame.value.columns)  # the first is the threshold trade-off
     assert table["file"].tolist() == ["one.jpg", "two.jpg", "broken.jpg", "photos.zip/kennel/a.jpg"]
-    assert [bool(problem) for problem in table["problem_summary"]] == [False, False, True, False]
+    assert table["note"][2] == "Not a photo this page can read" and not table["note"][[0, 1, 3]].str.startswith("Not a photo").any()
     assert table["flagged"][2] == "Could not be read" and set(table["flagged"][[0, 1, 3]]) <= {"Flagged", "Not flagged"}
     assert table["score"].dropna().between(0, 100).all()
     assert table["thumbnail"].str.startswith("data:image/jpeg;base64,").all()
@@ -238,7 +244,7 @@ def test_an_unreadable_photo_in_a_batch_has_a_placeholder_its_full_reason_and_a_
     cells = [cell for column in table.columns if table[column].dtype == object for cell in table[column]]
     assert all(cell is not None and str(cell) != "None" for cell in cells), "no cell reads None"
     assert table["thumbnail"].str.startswith("data:image/jpeg;base64,").all(), "the broken file gets a placeholder tile"
-    assert table["problem_summary"][2] == "not a photo this page can read", "short enough for its cell"
+    assert table["note"][2] == "Not a photo this page can read", "short enough for its cell"
     reason = "not a photo this page can read (a damaged file, or not a JPEG, PNG or WebP photo)"
     assert any(md(f"broken.jpg: {reason}") in warning.value for warning in at.warning), "the full reason, in the list above"
 
@@ -263,7 +269,8 @@ def test_a_photo_unlike_the_training_photos_carries_a_plain_caution(runs_dir, do
     at.file_uploader[0].upload("street.jpg", unlike.read_bytes(), "image/jpeg").upload("pet.jpg", familiar.read_bytes(), "image/jpeg").run()
     assert not at.exception
     table = next(frame.value for frame in at.dataframe if "file" in frame.value.columns)
-    assert table.set_index("file")["caution"].to_dict() == {"street.jpg": wording.UNLIKE_TRAINING_SHORT, "pet.jpg": ""}
+    assert table.set_index("file")["note"].to_dict() == {"street.jpg": wording.UNLIKE_TRAINING_SHORT, "pet.jpg": ""}
+    assert column_width(at, "note") >= 8 * len("the photo is damaged or cut short"), "a note is never cut off (about 7 px a letter)"
     (csv_file,) = set(downloads)
     assert {row["file"]: row["unusual"] for row in csv.DictReader(io.StringIO(csv_file.decode("utf-8")))} == {
         "street.jpg": "unlike the training photos",
