@@ -5,7 +5,7 @@ from __future__ import annotations
 import plotly.express as px
 import streamlit as st
 
-from app_pages.widgets import learning_curves_chart, models_and_results
+from app_pages.widgets import learning_curves_chart, md, models_and_results
 from wildvision import catalog
 from wildvision.analysis.export import chart_config, colour_scaled, export_ready, fixed_formatter, to_csv, to_latex
 from wildvision.analysis.grid import difference_to, filter_grid, pin_row, results_grid, row_label, sort_grid, source_choices, with_short_run_names
@@ -148,11 +148,9 @@ else:
         help="Your own runs, newest first. Their numbers are measured on your data, not the paper's.",
     )
     run = by_name[chosen]
-    facts = st.columns(4)
-    facts[0].metric("Architecture", run.arch)
-    facts[1].metric("Regime", run.regime)
-    facts[2].metric("State", run.state)
-    facts[3].metric("Epochs run", str(run.epoch if run.epoch is not None else "-"))
+    # one line of text, not four st.metric boxes: a metric cuts a long value off ("squeezenet…") where text wraps
+    epochs = run.epoch if run.epoch is not None else "-"
+    st.markdown(f"Architecture **{md(run.arch)}** · Regime **{md(run.regime)}** · State **{md(run.state)}** · Epochs run **{epochs}**")
     if run.demo:
         st.warning("This run was trained on the demo data (a proxy): its numbers are NOT the paper's.")
     if run.state == "failed" and run.message:

@@ -186,6 +186,7 @@ def test_results_page_with_a_run_shows_it_labelled_and_in_detail(one_run):
     assert list(run_rows.index.get_level_values("source")) == [f"run {short_run_name(one_run.name)}"]  # as on the charts
     assert float(run_rows[("bg", "test_out_nopet")].iloc[0]) == pytest.approx(0.71)
     assert at.selectbox(key="run").value == one_run.name
+    assert "Architecture **squeezenet1\\_0** · Regime **transfer**" in texts(at.markdown), "in text that wraps, not a metric that cuts it off"
     assert {"Test results of this run", "Confusion matrices"} <= {s.value for s in at.subheader}
     results = at.dataframe[1].value
     assert list(results.index) == ["test_in", "test_out_pet", "test_out_nopet"]
