@@ -22,6 +22,8 @@ from wildvision import catalog, paper, runs
 from wildvision.analysis.efficiency import EfficiencyUnavailable, efficiency_points, efficiency_table, gain_headline, inference_times
 from wildvision.analysis.export import (
     CHART_FONT,
+    EDGE,
+    LEGEND_PAD,
     chart_config,
     colour_scaled,
     export_ready,
@@ -598,6 +600,19 @@ def test_export_ready_names_one_font_for_all_text_of_a_chart():
     assert export_ready(figure) is figure
     assert figure.layout.font.family == figure.layout.title.font.family == CHART_FONT
     assert [a.font.family for a in figure.layout.annotations] == [CHART_FONT] * 2  # the facet titles
+
+
+def test_export_ready_keeps_charts_off_the_pictures_edges_and_legends_off_the_plots():
+    """Streamlit's theme sets the side margins to 0: a plot with nothing to its right ran to the exported PNG's edge."""
+    import plotly.express as px
+
+    frame = pd.DataFrame({"x": ["a", "b"], "y": [1, 2], "kind": ["p", "q"]})
+    figure = export_ready(px.bar(frame, x="x", y="y", color="kind").update_layout(margin={"l": 0, "r": 0}))
+    assert figure.layout.margin.l == figure.layout.margin.r == EDGE > 0
+    assert figure.layout.legend.borderwidth == LEGEND_PAD > 0 and figure.layout.legend.bordercolor == "rgba(0,0,0,0)", "a clear border is padding"
+    wide = export_ready(px.bar(frame, x="x", y="y").update_layout(margin={"l": 90, "r": 120}, legend={"borderwidth": 1, "bordercolor": "grey"}))
+    assert (wide.layout.margin.l, wide.layout.margin.r) == (90, 120), "a wider margin a page chose stays"
+    assert (wide.layout.legend.borderwidth, wide.layout.legend.bordercolor) == (1, "grey"), "and so does a legend border it drew"
 
 
 def test_close_scatter_labels_go_one_above_one_below(paper_frame):

@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from test_analysis import make_run, scores_with
 from wildvision import model_card
-from wildvision.analysis.export import CHART_FONT
+from wildvision.analysis.export import CHART_FONT, EDGE
 from wildvision.analysis.tidy import short_run_name
 
 PAGES = Path(__file__).resolve().parents[1] / "app_pages"
@@ -128,6 +128,8 @@ def assert_png_export_on_every_chart(at: AppTest) -> list[str]:
     for figure in figures(at):  # a font the PNG export has too, or legends overflow in the PNG
         assert figure["layout"]["font"]["family"] == figure["layout"]["title"]["font"]["family"] == CHART_FONT
         assert all(note["font"]["family"] == CHART_FONT for note in figure["layout"].get("annotations", []))
+        margin, legend = figure["layout"]["margin"], figure["layout"]["legend"]
+        assert min(margin["l"], margin["r"]) >= EDGE and legend["borderwidth"] > 0, "off the picture's edges; legends not flush"
     for config in configs:
         assert config["displaylogo"] is False
         assert config["toImageButtonOptions"]["format"] == "png" and config["toImageButtonOptions"]["scale"] == 2

@@ -208,11 +208,23 @@ def label_positions(x: Sequence[float], y: Sequence[float], log_x: bool = True, 
 CHART_FONT = "Arial, Helvetica, 'Liberation Sans', sans-serif"
 
 
+#: Pixels of white kept on each side of a chart. Streamlit's theme sets the left and right margins to 0, so a plot
+#: with nothing beside it (the right-hand learning curve) ran to the edge of the exported picture and lost its last tick.
+EDGE = 24
+#: A transparent legend border, in pixels: room between a legend and the plot beside it and the picture's edge.
+LEGEND_PAD = 10
+
+
 def export_ready(figure):
     """The Plotly figure with ``CHART_FONT`` for all its text (layout, title, facet and subplot titles), so
-    its PNG export (``chart_config``) lays out exactly as on screen; returns it."""
+    its PNG export (``chart_config``) lays out exactly as on screen, at least ``EDGE`` pixels of margin left and right,
+    and room around its legend (``LEGEND_PAD``); returns it."""
     figure.update_layout(font_family=CHART_FONT, title_font_family=CHART_FONT)
     figure.update_annotations(font_family=CHART_FONT)
+    margin = figure.layout.margin
+    figure.update_layout(margin={"l": max(margin.l or 0, EDGE), "r": max(margin.r or 0, EDGE)})
+    if not figure.layout.legend.borderwidth:
+        figure.update_layout(legend={"borderwidth": LEGEND_PAD, "bordercolor": "rgba(0,0,0,0)"})
     return figure
 
 
