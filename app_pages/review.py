@@ -16,7 +16,7 @@ import streamlit as st
 from app_pages.widgets import code, md, model_label
 from wildvision import case_export, catalog, decisions, explain, review, runs, screen_jobs, shared, wording
 from wildvision.predict import LoadedModel
-from wildvision.screening import SCORES, default_screens_dir, load_screen_model
+from wildvision.screening import default_screens_dir, load_screen_model
 
 GRID_PAGE = 12
 GRID_COLUMNS = 4
@@ -41,8 +41,8 @@ def label_words(label: str) -> str:
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def _items(screen_dir: str, scores_mtime_ns: int) -> pd.DataFrame:
-    """The job's scored files (scores.csv never changes once written; the mtime guards a re-run job)."""
+def _items(screen_dir: str, version: int) -> pd.DataFrame:
+    """The job's scored files (`version`, review.items_version, changes when they do)."""
     return review.read_items(screen_dir)
 
 
@@ -69,12 +69,12 @@ def _saliency(screen_dir: str, file: str, side: int) -> tuple[bytes | None, str]
 # --- decisions (button callbacks: they run before the page, so the queue drawn next already has them) ------------
 
 
-def _decide(screen_dir: str, path: str, label: str) -> None:
-    reviewer = st.session_state.get("reviewer", "").strip()
-    note = st.session_state.get(f"note-{path}") or st.session_state.get("note-current") or None
+def _decide(screen_dir: str, path: str, label: str, note_key: str) -> None:
+    reviewer = (st.session_state.get("reviewer") or "").strip()
+    note = st.session_state.get(note_key) or None
     try:
-        job = review.read_job(screen_dir)
-        count = review.decide_photo(job, _items(screen_dir, _mtime(screen_dir)), path, label, reviewer, note)
+        job = review.read_job(screen_dir, unfinished=True)
+        count = review.decide_photo(job, _items(screen_dir, review.items_version(screen_dir)), path, label, reviewer, note)
     except (ValueError, runs.RunError) as error:
         st.session_state["review-problem"] = f"That decision was not saved: {error}"
         return
@@ -82,19 +82,15 @@ def _decide(screen_dir: str, path: str, label: str) -> None:
     st.session_state.pop("note-current", None)
 
 
-def _mtime(screen_dir: str) -> int:
-    return (Path(screen_dir) / SCORES).stat().st_mtime_ns
-
-
-def decision_buttons(job: review.Job, path: str, key: str, shortcuts: bool = False) -> None:
-    reviewer_missing = not st.session_state.get("reviewer", "").strip()
+def decision_buttons(job: review.Job, path: str, key: str, note_key: str, shortcuts: bool = False) -> None:
+    reviewer_missing = not (st.session_state.get("reviewer") or "").strip()
     places = st.columns(len(job.labels)) if shortcuts else [st.container() for _ in job.labels]  # a grid card is narrow: one under another
     for index, (place, label) in enumerate(zip(places, job.labels)):
         place.button(
             label_words(label),
             key=f"{key}-{label}",
             on_click=_decide,
-            args=(str(job.path), path, label),
+            args=(str(job.path), path, label, note_key),
             disabled=reviewer_missing,
             shortcut=SHORTCUTS[index] if shortcuts and index < len(SHORTCUTS) else None,
             type="primary" if index == 0 else "secondary",
@@ -120,11 +116,13 @@ def jobs_section(screens_dir: Path) -> screen_jobs.ScreenSummary | None:
         if job.state not in (*LIVE, "completed"):
             job_line(job)
     names = [job.name for job in jobs]
-    wanted = st.query_params.get("job")
+    if st.session_state.get("review-job") not in names:  # a new session (the address may name the job), or a job deleted since
+        st.session_state["review-job"] = st.query_params.get("job") if st.query_params.get("job") in names else names[0]
     chosen = st.selectbox(
         "Screening job to review",
         names,
-        index=names.index(wanted) if wanted in names else 0,
+        key="review-job",  # kept for the session, like the reviewer's name, and in the address (a bound one would hold the label)
+        persist_state="session",
         format_func=lambda name: job_label(next(job for job in jobs if job.name == name)),
     )
     st.query_params["job"] = chosen
@@ -133,7 +131,11 @@ def jobs_section(screens_dir: Path) -> screen_jobs.ScreenSummary | None:
 
 def job_label(job: screen_jobs.ScreenSummary) -> str:
     """The job as the picker lists it (progress of unfinished jobs is shown above the picker, live)."""
-    return f"{job.name} · {job.total or 0:,} files" if job.state == "completed" else f"{job.name} · not finished"
+    if job.state == "completed":
+        return f"{job.name} · {job.total or 0:,} files"
+    if job.state in review.STOPPED and job.total:
+        return f"{job.name} · partial: {job.done:,} of {job.total:,} files scored"
+    return f"{job.name} · not finished"
 
 
 def new_job_form(screens_dir: Path) -> bool:
@@ -162,7 +164,7 @@ def new_job_form(screens_dir: Path) -> bool:
     except (ValueError, runs.RunError, OSError) as error:
         st.error(f"The job was not started: {error}")
         return False
-    st.query_params["job"] = screen_dir.name
+    st.session_state["review-job"] = screen_dir.name  # the picker below shows the new job
     st.success(f"Started screening job {md(screen_dir.name)}. It runs in the background; you can leave this page.")
     return True
 
@@ -197,13 +199,14 @@ def _job_action(action, screen_dir: Path) -> None:
 
 
 def summary_section(job: review.Job, items: pd.DataFrame) -> None:
-    photos = review.queue(items, job.threshold, review.Filters(bands=(), decided="any"))
+    """The job's numbers, each naming its unit: reposts of one photo count once as a distinct photo."""
+    counts = review.counts(items, job.threshold)
     columns = st.columns(5)
-    columns[0].metric("Files", f"{len(items):,}")
-    columns[1].metric("Distinct photos", f"{int(photos['probability'].notna().sum()):,}")
-    columns[2].metric("Flagged", f"{int((photos['band'] == review.FLAGGED).sum()):,}")
-    columns[3].metric("Decided", f"{int((photos['group_decision'] != '').sum()):,}")
-    columns[4].metric("Could not be read", f"{int((items['error'] != '').sum()):,}")
+    columns[0].metric("Files", f"{counts['files']:,}", help="Every file listed, readable or not.")
+    columns[1].metric("Distinct photos", f"{counts['distinct_photos']:,}", help="Readable files, with the copies of one photo counted once.")
+    columns[2].metric("Distinct photos flagged", f"{counts['flagged_photos']:,}")
+    columns[3].metric("Distinct photos decided", f"{counts['decided_photos']:,}")
+    columns[4].metric("Files that could not be read", f"{counts['unreadable_files']:,}")
     line = f"Flags are drawn at a score of **{line_words(job.threshold)}**"
     if job.adopted:
         line += f", adopted by {md(job.adopted.reviewer)} on {job.adopted.adopted_at[:10]} (the model's own line is {line_words(job.model_threshold)})."
@@ -236,7 +239,8 @@ def filters_section(job: review.Job, items: pd.DataFrame) -> review.Filters:
 
 
 def card(job: review.Job, row: pd.Series, key: str, side: int, shortcuts: bool = False) -> None:
-    """One photo: the picture (or where the model looked), its score, its reposts, its decision and the buttons."""
+    """One photo: the picture (or where the model looked), its score, its reposts, its decision and the buttons.
+    `key` is the card's own (its row in the job): copies of one photo shown side by side are separate cards."""
     looked = st.toggle("Where the model looked", key=f"map-{key}", value=False) if row["error"] == "" else False
     if looked:
         picture, caption = _saliency(str(job.path), row["file"], side)
@@ -245,25 +249,26 @@ def card(job: review.Job, row: pd.Series, key: str, side: int, shortcuts: bool =
     if picture is not None:
         st.image(picture, caption=caption or None, width="stretch")
     st.markdown(item_words(job, row))
+    # a long name is cut in the middle rather than broken mid-word; the full path is in the tooltip
+    st.caption(md(review.short_name(row["path"], review.NAME_LENGTH * (2 if shortcuts else 1))), help=f"Full path: {code(row['path'])}")
     if row["group_size"] > 1 and st.session_state.get("review-group") is None:
         st.button(f"See all {row['group_size']} copies", key=f"group-{key}", on_click=st.session_state.__setitem__, args=("review-group", row["group"]))
     if row["error"] == "":
-        st.text_input(
-            "Note (optional)", key=f"note-{row['path']}" if not shortcuts else "note-current", label_visibility="collapsed", placeholder="Note (optional)"
-        )
-        decision_buttons(job, row["path"], key, shortcuts)
+        note_key = "note-current" if shortcuts else f"note-{key}"
+        st.text_input("Note (optional)", key=note_key, label_visibility="collapsed", placeholder="Note (optional)")
+        decision_buttons(job, row["path"], key, note_key, shortcuts)
 
 
 def item_words(job: review.Job, row: pd.Series) -> str:
     if row["error"]:
-        return f"**Could not be read:** {md(row['error'])}  \n{code(row['path'])}"
+        return f"**Could not be read:** {md(wording.problem_text(row['error']))}"
     score = wording.percent_text(wording.shown_percents(row["probability"], job.threshold)[0])  # never contradicts the band
     words = f"**{score}** {label_words(job.positive).lower()} · {review.BANDS[row['band']].split(' (')[0].lower()}"
     if job.unusual_level is not None and not math.isnan(row["unlike_training"]) and row["unlike_training"] > job.unusual_level:
         words += f"  \n:orange[{wording.UNLIKE_TRAINING}]"
     if row["group_decision"]:
         words += f"  \nDecided: **{label_words(row['group_decision'])}**" + (f" by {md(row['reviewer'])}" if row["reviewer"] else "")
-    return words + f"  \n{code(Path(row['path']).name)}"
+    return words
 
 
 def grid_view(job: review.Job, shown: pd.DataFrame) -> None:
@@ -271,9 +276,9 @@ def grid_view(job: review.Job, shown: pd.DataFrame) -> None:
     page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"page-{job.name}") if pages > 1 else 1
     rows = shown.iloc[(page - 1) * GRID_PAGE : page * GRID_PAGE]
     for start in range(0, len(rows), GRID_COLUMNS):
-        for column, (_, row) in zip(st.columns(GRID_COLUMNS), rows.iloc[start : start + GRID_COLUMNS].iterrows()):
+        for column, (index, row) in zip(st.columns(GRID_COLUMNS), rows.iloc[start : start + GRID_COLUMNS].iterrows()):
             with column.container(border=True):
-                card(job, row, key=f"g{start}-{row['group']}", side=THUMBNAIL_SIDE)
+                card(job, row, key=f"g{index}", side=THUMBNAIL_SIDE)
 
 
 def single_view(job: review.Job, shown: pd.DataFrame) -> None:
@@ -288,7 +293,8 @@ def single_view(job: review.Job, shown: pd.DataFrame) -> None:
         back, skip = st.columns(2)
         back.button("Previous", disabled=position == 0, on_click=st.session_state.__setitem__, args=("review-position", position - 1))
         skip.button("Skip", disabled=position + 1 >= len(shown), on_click=st.session_state.__setitem__, args=("review-position", position + 1))
-        st.markdown(f"Full path: {code(row['path'])}")
+        st.caption("Full path")
+        st.code(row["path"], language=None, wrap_lines=True)
 
 
 def precision_section(job: review.Job, items: pd.DataFrame, record: catalog.ModelRecord | None) -> None:
@@ -310,31 +316,35 @@ def precision_section(job: review.Job, items: pd.DataFrame, record: catalog.Mode
         table = pd.DataFrame({"Photos": list(view.test_sets), "Precision at the model's line": [f"{p:.0%}" for p in view.test_sets.values()]})
         columns[1].markdown("The model's precision on its test sets, for comparison:")
         columns[1].dataframe(table, hide_index=True, width="stretch")
-    if view.suggestion is None:
-        st.caption(view.suggestion_problem)
-        return
-    rule = view.suggestion
-    met = "reaches" if rule["met"] else "comes closest to (but does not reach)"
-    st.markdown(
-        f"On the {rule['n']} reviewed photos, a line at **{line_words(rule['threshold'])}** {met} {target:.0%} precision "
-        f"({rule['precision']:.0%}, keeping {rule['recall']:.0%} of the photos people confirmed)."
-    )
-    st.caption("People review what was flagged, so this sample can only raise the line with evidence; a small sample moves it a lot.")
-    reviewer_missing = not st.session_state.get("reviewer", "").strip()
-    buttons = st.columns(2)
-    buttons[0].button(
-        f"Adopt {line_words(rule['threshold'])} for this job",
-        on_click=_adopt,
-        args=(str(job.path), rule["threshold"], target, rule["n"]),
-        disabled=reviewer_missing or math.isclose(rule["threshold"], job.threshold),
-    )
+    reviewer_missing = not (st.session_state.get("reviewer") or "").strip()
+    line = view.suggestion
+    if line.threshold is None:
+        st.markdown(md(line.reason))
+    else:
+        positive = label_words(job.positive).lower()
+        st.markdown(
+            f"Of the {line.reviewed} flagged photos reviewed, {line.right} were {positive} ({line.right / line.reviewed:.0%}), below the "
+            f"{target:.0%} you need. A line at **{line_words(line.threshold)}** reaches {line.precision:.0%} on the {line.kept} reviewed "
+            f"photos at or above it and keeps {line.right_kept} of the {line.right} confirmed {positive}; {view.flagged_at_suggestion:,} of the "
+            f"{view.flagged:,} distinct photos flagged now would stay flagged."
+        )
+        st.caption(
+            f"People review what was flagged, so their decisions can only raise the line, and only as far as {review.MIN_REVIEWED} "
+            "reviewed photos stay above it."
+        )
+        st.button(
+            f"Adopt {line_words(line.threshold)} for this job",
+            on_click=_adopt,
+            args=(str(job.path), line.threshold, target, line.reviewed),
+            disabled=reviewer_missing,
+        )
     if job.adopted:
-        buttons[1].button("Go back to the model's line", on_click=_adopt, args=(str(job.path), job.model_threshold, None, None), disabled=reviewer_missing)
+        st.button("Go back to the model's line", on_click=_adopt, args=(str(job.path), job.model_threshold, None, None), disabled=reviewer_missing)
 
 
 def _adopt(screen_dir: str, threshold: float, target: float | None, reviewed: int | None) -> None:
     try:
-        decisions.adopt_threshold(screen_dir, threshold, st.session_state.get("reviewer", ""), target, reviewed)
+        decisions.adopt_threshold(screen_dir, threshold, st.session_state.get("reviewer") or "", target, reviewed)
     except ValueError as error:
         st.session_state["review-problem"] = f"The threshold was not changed: {error}"
 
@@ -367,7 +377,22 @@ def export_section(job: review.Job) -> None:
             chosen = st.form_submit_button("Write the training folder")
         if chosen:
             training_folder(job, folder.strip(), include.strip())
-    for request in case_export.export_requests(job.path)[:6]:
+    requests = case_export.export_requests(job.path)[:6]
+    if any(request.state == "running" for request in requests):
+        live_exports(str(job.path))
+    else:
+        for request in requests:
+            export_line(request)
+
+
+@st.fragment(run_every=3)
+def live_exports(screen_dir: str) -> None:
+    """The exports while one is being made, checked every 3 s; once none is, the whole page is drawn again, without
+    this fragment, so the checking stops."""
+    requests = case_export.export_requests(screen_dir)[:6]
+    if not any(request.state == "running" for request in requests):
+        st.rerun()
+    for request in requests:
         export_line(request)
 
 
@@ -409,23 +434,34 @@ def start(job: review.Job, kind: str, output: Path, arguments: list, message: st
 
 def review_section(summary: screen_jobs.ScreenSummary) -> None:
     try:
-        job = review.read_job(summary.path)
-        items = review.with_decisions(_items(str(summary.path), _mtime(str(summary.path))), decisions.current(summary.path))
+        job = review.read_job(summary.path, unfinished=True)
+        items = review.with_decisions(_items(str(summary.path), review.items_version(summary.path)), decisions.current(summary.path))
     except (runs.RunError, ValueError, OSError) as error:
         st.warning(f"This job cannot be reviewed: {error}")
         return
-    summary_section(job, items)
-    st.text_input("Your name (kept with each decision)", key="reviewer", placeholder="e.g. Ana")
+    if job.partial:
+        st.info(
+            f"**This job is partial: {job.scored:,} of {job.total:,} files scored so far** (it was {summary.state}). You can review "
+            "them now; your decisions are kept when the job is resumed (above) and finished. Exports are made once it has finished."
+        )
     for key, show in (("review-problem", st.error), ("review-saved", st.toast)):
         if message := st.session_state.pop(key, None):
             show(message)
-    filters = filters_section(job, items)
+    top = st.columns([2, 3], vertical_alignment="bottom")
+    top[0].text_input("Your name (kept with each decision)", key="reviewer", bind="query-params", persist_state="session", placeholder="e.g. Ana")
+    view = top[1].radio("View", ["Grid", "One at a time"], horizontal=True, key="review-view")
+    if view == "Grid":
+        summary_section(job, items)
+        filters = filters_section(job, items)
+    else:  # the photo comes first, the numbers and filters folded above it
+        with st.expander("Numbers and filters"):
+            summary_section(job, items)
+            filters = filters_section(job, items)
     shown = review.queue(items, job.threshold, filters, job.unusual_level)
     if filters.group is not None:
         st.info(f"Showing the {len(shown)} copies of one photo. Deciding any of them decides them all.")
         st.button("Back to all photos", on_click=st.session_state.pop, args=("review-group", None))
-    view = st.radio("View", ["Grid", "One at a time"], horizontal=True, label_visibility="collapsed")
-    if not st.session_state.get("reviewer", "").strip():
+    if not (st.session_state.get("reviewer") or "").strip():
         st.caption("Type your name above to decide.")
     if shown.empty:
         st.success("Nothing left to review with these filters.")
@@ -434,7 +470,8 @@ def review_section(summary: screen_jobs.ScreenSummary) -> None:
     else:
         single_view(job, shown)
     precision_section(job, items, review.model_record(job))
-    export_section(job)
+    if not job.partial:  # the note above says exports wait for the job to finish
+        export_section(job)
 
 
 def review_page() -> None:
@@ -447,8 +484,10 @@ def review_page() -> None:
     summary = jobs_section(default_screens_dir())
     if summary is None:
         return
-    if summary.state != "completed":
-        st.info(f"{md(summary.name)} has not finished (see above): its photos can be reviewed once it has.")
+    if summary.state in LIVE:
+        st.info(
+            f"{md(summary.name)} is still {summary.state} (see above): its photos can be reviewed once it has finished, or cancel it to review those scored so far."
+        )
         return
     review_section(summary)
 

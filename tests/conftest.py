@@ -154,6 +154,30 @@ def screened_job(shared, tmp_path_factory) -> Path:
     return screening.screen([str(folder)], screens_dir=tmp_path_factory.mktemp("screens"), name="market")
 
 
+@pytest.fixture(scope="session")
+def partial_job(shared, tmp_path_factory) -> Path:
+    """A screening job cancelled part-way, with the shipped model: 6 captive and 6 other photos from test_out_pet, a
+    repost of the first captive one listed first and another copy of it listed last, scored in parts of 4 files of
+    which only the even-numbered ones were written (shard 0/2), as a cancel between parts leaves a job. Rows 0-3 and
+    8-11 of 14 are scored: the repost and its original, not the last copy. Tests that decide anything take a copy_job."""
+    from wildvision import runs, screening
+    from wildvision.predict import load_model
+
+    folder = tmp_path_factory.mktemp("market-partial")
+    for class_name in ("captive", "other"):
+        (folder / class_name).mkdir()
+        for photo in sorted((DEMO / "test_out_pet" / class_name).iterdir())[:6]:
+            (folder / class_name / photo.name).symlink_to(photo)
+    original = min((folder / "captive").iterdir()).read_bytes()
+    (folder / "repost.jpg").write_bytes(original)
+    (folder / "other" / "zz-copy.jpg").write_bytes(original)
+    loaded = load_model("default", device="cpu")
+    job = screening.create_screen([str(folder)], "default", loaded, 4, tmp_path_factory.mktemp("screens"), "partial", part_batches=1)
+    screening.finish_screen(job, loaded, shard=(0, 2))
+    runs.write_status(job, "cancelled", message=screening.CANCELLED_MESSAGE)
+    return job
+
+
 def copy_job(job: Path, screens_dir: Path) -> Path:
     """A copy of a screening job folder under `screens_dir`, so decisions made on it stay with one test."""
     import shutil

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from wildvision import decisions
-from wildvision.decisions import add_review_arguments, current, decide, history, import_csv, measured_precision, run_review, threshold_for_reviewed_precision
+from wildvision.decisions import add_review_arguments, current, decide, history, import_csv, measured_precision, run_review
 
 SCORES = [  # path, probability, the model's label, duplicate group
     ("a.jpg", 0.97, "captive", "g1"),
@@ -155,17 +155,6 @@ def test_wilson_interval_matches_the_hand_computed_value() -> None:
     precision, low, high, n = measured_precision(decided, "captive", flagged={f"{i}.jpg" for i in range(10)} | {"u.jpg"})
     assert (precision, round(low, 3), round(high, 3), n) == (0.8, 0.490, 0.943, 10)
     assert measured_precision([], "captive").n == 0
-
-
-def test_threshold_for_reviewed_precision(screen: Path) -> None:
-    scores = {path: probability for path, probability, _, _ in SCORES}
-    decide(screen, ["a.jpg", "b.jpg", "d.jpg"], "captive", "ana")
-    decide(screen, ["c.jpg"], "not_captive", "ana")
-    decide(screen, ["a-copy.jpg"], "unsure", "ana")
-    rule = threshold_for_reviewed_precision(scores, current(screen).values(), target=1.0)
-    assert (rule["threshold"], rule["precision"], rule["met"], rule["n"]) == (0.91, 1.0, True, 4)  # above c.jpg, the one false flag
-    with pytest.raises(ValueError, match="no scored item has been decided 'captive'"):
-        threshold_for_reviewed_precision(scores, [], target=0.9)
 
 
 def review(*argv: str) -> int:

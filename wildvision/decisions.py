@@ -37,7 +37,6 @@ from typing import NamedTuple
 from scipy.stats import binomtest
 
 from wildvision import runs
-from wildvision.evaluate import threshold_for_precision
 
 DATABASE, SCORES_CSV, CONFIG = "decisions.sqlite", "scores.csv", "config.json"
 SCHEMA_VERSION = 2
@@ -302,20 +301,6 @@ def measured_precision(decisions: Iterable[Decision], positive_label: str, flagg
     positives = sum(d.label == positive_label for d in reviewed)
     interval = binomtest(positives, len(reviewed)).proportion_ci(confidence_level=0.95, method="wilson")
     return Precision(positives / len(reviewed), float(interval.low), float(interval.high), len(reviewed))
-
-
-def threshold_for_reviewed_precision(scores: Mapping[str, float], decisions: Iterable[Decision], target: float, positive_label: str = "captive") -> dict:
-    """The lowest threshold whose precision on the reviewed items reaches `target` (evaluate.threshold_for_precision's
-    answer, plus n, the reviewed items it rests on). `scores` is each path's positive-class probability.
-
-    People review what was flagged, so every reviewed item scores above the job's line: this can raise the line
-    with evidence, but a line below the lowest reviewed score would need unflagged items reviewed too.
-    """
-    reviewed = [d for d in _reviewed(decisions, None) if d.path in scores]
-    if not any(d.label == positive_label for d in reviewed):
-        raise ValueError(f"no scored item has been decided {positive_label!r} yet, so no threshold can be measured")
-    rule = threshold_for_precision([int(d.label == positive_label) for d in reviewed], [scores[d.path] for d in reviewed], target)
-    return rule | {"n": len(reviewed)}
 
 
 class Adopted(NamedTuple):

@@ -7,6 +7,10 @@ A review item is a distinct photo: the files of one duplicate group (byte-identi
 screening) are shown once, by the member the model scored highest, and a decision on it is a decision on every member.
 Measured precision counts each photo once too, so a photo reposted twenty times weighs no more than one posted once.
 
+A job that stopped before it finished (cancelled, failed, interrupted) can be reviewed as far as it was scored: its
+rows come from the part files written so far, with duplicate groups among them, and decisions are kept by path as for
+a finished job, so they stay valid when it is resumed and completed.
+
 The order is the issue's: highest probability first, which puts the flagged photos first and then the uncertain band
 just below the job's threshold; unreadable files come last. The job's threshold is the model's own until someone adopts
 another from the reviewed sample (decisions.adopt_threshold); scores.csv is never rewritten, its `label` column keeps
@@ -17,7 +21,8 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +30,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from wildvision import catalog, decisions, model_card, novelty, runs
+from wildvision import catalog, decisions, model_card, novelty, runs, screening, wording
 from wildvision.images import ImageError, open_image
-from wildvision.screening import FILES, SCORES
+from wildvision.screening import FILES, PARTS, SCORES
 
 UNCERTAIN_WIDTH = 0.2  # the uncertain band: this far below the job's threshold
 FLAGGED, UNCERTAIN, BELOW, UNREADABLE = "flagged", "uncertain", "below", "unreadable"
@@ -39,6 +44,11 @@ BANDS = {
 }
 DECIDED_STATES = ("undecided", "decided", "any")
 DECISION_COLUMNS = ("decision", "reviewer", "note", "decided_at")
+STOPPED = ("cancelled", "failed", runs.INTERRUPTED)  # unfinished jobs whose scored photos can be reviewed
+#: Reviewed flagged photos a line is moved on, and that must stay flagged above a new line: below 20, one decision
+#: moves the measured precision by more than 5 points, as much as the gap between the targets people pick (90%, 95%).
+MIN_REVIEWED = 20
+NAME_LENGTH = 24  # characters of a file name a grid card shows: what fits a quarter of a 1400-pixel window beside the sidebar
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,8 @@ class Filters:
 
 @dataclass(frozen=True)
 class Job:
-    """A completed screening job as review needs it: where, with which model and classes, at which line."""
+    """A screening job as review needs it: where, with which model and classes, at which line; for a job that stopped
+    before it finished, how far it got."""
 
     path: Path
     name: str
@@ -72,6 +83,12 @@ class Job:
     class_names: tuple[str, ...]  # negative first, positive last
     adopted: decisions.Adopted | None
     unusual_level: float | None  # unlike_training above this is unlike the training photos; None: no summary kept
+    scored: int | None = None  # files scored so far, for a job that stopped before it finished; None once completed
+    total: int | None = None  # files listed
+
+    @property
+    def partial(self) -> bool:
+        return self.scored is not None
 
     @property
     def positive(self) -> str:
@@ -88,16 +105,22 @@ class Job:
         return (self.positive, *self.class_names[:-1], decisions.UNSURE)
 
 
-def read_job(screen_dir: str | Path) -> Job:
+def read_job(screen_dir: str | Path, unfinished: bool = False) -> Job:
     """The completed screening job in `screen_dir`: its model, classes and thresholds. ValueError for a folder that is
-    not a screening job, RunError for one that has not finished (its scores.csv is not whole yet)."""
+    not a screening job, RunError for one that has not finished (its scores.csv is not whole yet). With `unfinished`,
+    a job that stopped before it finished (STOPPED) is read too, as far as it was scored (Job.partial)."""
     screen_dir = Path(screen_dir)
     if not (screen_dir / runs.CONFIG).is_file() or not (screen_dir / FILES).is_file():
         raise ValueError(f"{screen_dir} is not a screening folder (it has no {runs.CONFIG} and {FILES})")
     state = runs.effective_state(runs.read_json(screen_dir / runs.STATUS)) if (screen_dir / runs.STATUS).is_file() else "unknown"
-    if state != "completed" or not (screen_dir / SCORES).is_file():
-        raise runs.RunError(f"screening job {screen_dir.name} is {state}, not completed: its photos can be reviewed and exported once it has finished")
     config = runs.read_json(screen_dir / runs.CONFIG)
+    scored = None
+    if state != "completed" or not (screen_dir / SCORES).is_file():
+        if not unfinished or state not in STOPPED:
+            raise runs.RunError(f"screening job {screen_dir.name} is {state}, not completed: its photos can be reviewed and exported once it has finished")
+        scored = screening.rows_done(screen_dir, int(config["part_size"] or 0), int(config["files"] or 0)) if config.get("part_size") else 0
+        if not scored:
+            raise runs.RunError(f"screening job {screen_dir.name} is {state} and had not scored any photo yet: resume it to score them")
     return Job(
         path=screen_dir,
         name=screen_dir.name,
@@ -109,6 +132,8 @@ def read_job(screen_dir: str | Path) -> Job:
         class_names=tuple(config.get("class_names") or decisions.DEFAULT_CLASSES),
         adopted=decisions.adopted_threshold(screen_dir),
         unusual_level=_warning_level(str(config["model_file"])),
+        scored=scored,
+        total=None if config.get("files") is None else int(config["files"]),
     )
 
 
@@ -125,20 +150,42 @@ def _warning_level(model_file: str) -> float | None:
 def read_items(screen_dir: str | Path) -> pd.DataFrame:
     """scores.csv as a table, one row per listed file, with the file to show (`file`: zip members are read from the
     job's unpacked/ copy), its source `folder`, its `group` (its duplicate group, or the path of a photo seen once)
-    and `group_size`."""
+    and `group_size`. A job with no scores.csv yet (one that stopped before it finished) gives the rows scored so far."""
     screen_dir = Path(screen_dir)
-    items = pd.read_csv(screen_dir / SCORES, dtype={"path": str, "sha256": str, "label": str, "duplicate_group": str, "error": str}, keep_default_na=False)
-    items["probability"] = pd.to_numeric(items["probability"], errors="coerce")
-    items["unlike_training"] = pd.to_numeric(items["unlike_training"], errors="coerce")
     with open(screen_dir / FILES, encoding="utf-8", errors="surrogateescape") as handle:
         files = [json.loads(line)[1] for line in handle]
-    if len(files) != len(items):
-        raise runs.RunError(f"{screen_dir / FILES} lists {len(files):,} files but {SCORES} has {len(items):,} rows: the job's folder was changed")
-    items["file"] = files
+    if (screen_dir / SCORES).is_file():
+        items = pd.read_csv(screen_dir / SCORES, dtype=str, keep_default_na=False)
+        if len(files) != len(items):
+            raise runs.RunError(f"{screen_dir / FILES} lists {len(files):,} files but {SCORES} has {len(items):,} rows: the job's folder was changed")
+        items["file"] = files
+    else:
+        items = _scored_so_far(screen_dir)
+        items["file"] = [files[index] for index in items.pop("index").astype(int)]
+    items["probability"] = pd.to_numeric(items["probability"], errors="coerce")
+    items["unlike_training"] = pd.to_numeric(items["unlike_training"], errors="coerce")
     items["folder"] = items["path"].map(lambda path: str(Path(path).parent))
     items["group"] = items["duplicate_group"].where(items["duplicate_group"] != "", items["path"])
     items["group_size"] = items.groupby("group")["path"].transform("size")
     return items
+
+
+def _scored_so_far(screen_dir: Path) -> pd.DataFrame:
+    """An unfinished job's part files as scores.csv's rows plus each row's list `index`: duplicate groups are found
+    among the rows scored so far, each named by the list row number (from 1) of its first scored member, as scores.csv
+    names them among all rows."""
+    rows = pd.DataFrame(list(screening._part_rows(screen_dir)), columns=screening.PART_COLUMNS, dtype=str)
+    phashes = [int(phash, 16) if phash else None for phash in rows["phash"]]
+    first = screening.duplicate_group_ids(rows["sha256"].tolist(), phashes)
+    rows["duplicate_group"] = [str(int(rows["index"].iloc[group - 1]) + 1) if group is not None else "" for group in first]
+    return rows[["index", *screening.COLUMNS]]
+
+
+def items_version(screen_dir: str | Path) -> int:
+    """What changes when the job's rows do (a cache key for read_items): scores.csv's time, else the parts folder's,
+    which a new part renamed into it changes."""
+    path = Path(screen_dir) / SCORES
+    return (path if path.is_file() else Path(screen_dir) / PARTS).stat().st_mtime_ns
 
 
 def with_decisions(items: pd.DataFrame, decided: Mapping[str, decisions.Decision]) -> pd.DataFrame:
@@ -178,6 +225,21 @@ def queue(items: pd.DataFrame, threshold: float, filters: Filters = Filters(), u
     return frame[keep]
 
 
+def counts(items: pd.DataFrame, threshold: float) -> dict[str, int]:
+    """The job's numbers, each in its unit, as the job's log counts them: files listed; distinct photos (duplicate
+    groups of readable files: an unreadable file is no photo, and reposts count once); distinct photos flagged at
+    `threshold` and decided; files that could not be read. `items` as with_decisions returns them."""
+    photos = queue(items, threshold, Filters(bands=(), decided="any"))
+    photos = photos[photos["probability"].notna()]
+    return {
+        "files": len(items),
+        "distinct_photos": len(photos),
+        "flagged_photos": int((photos["band"] == FLAGGED).sum()),
+        "decided_photos": int((photos["group_decision"] != "").sum()),
+        "unreadable_files": int((items["error"] != "").sum()),
+    }
+
+
 def group_paths(items: pd.DataFrame, path: str) -> list[str]:
     """Every readable file of `path`'s duplicate group (just `path` for a photo seen once)."""
     group = items.loc[items["path"] == path, "group"]
@@ -196,14 +258,72 @@ def decide_photo(job: Job, items: pd.DataFrame, path: str, label: str, reviewer:
 
 
 @dataclass(frozen=True)
+class LineSuggestion:
+    """A higher flagging line that the reviewed flagged photos show reaches a target precision, or why the line stays.
+
+    People review what was flagged, so the reviewed photos can only tell whether to raise the line, and only as far as
+    MIN_REVIEWED of them stay flagged above it; they never lower it."""
+
+    threshold: float | None  # the line to adopt; None: keep the job's line (`reason` says why)
+    reason: str  # why the line stays; "" when a line is suggested
+    reviewed: int = 0  # flagged photos decided positive or negative, at the job's line
+    right: int = 0  # of them, decided positive
+    precision: float = math.nan  # on the reviewed photos at `threshold`
+    kept: int = 0  # reviewed photos at or above `threshold`
+    right_kept: int = 0  # of them, decided positive
+
+
+def suggest_line(scores: Sequence[float], right: Sequence[bool], line: float, target: float, positive: str, flagged: int | None = None) -> LineSuggestion:
+    """The lowest line above `line` at which the reviewed photos (their `scores`, and whether people decided each one
+    the `positive` class) reach `target` precision with at least MIN_REVIEWED of them still at or above it.
+
+    No line is suggested while the flags already meet the target at `line`, while fewer than MIN_REVIEWED flagged
+    photos are reviewed (`flagged`, the photos flagged in all, says when there are not that many), or when none of them
+    was decided positive (nothing shows where the flags start being right)."""
+    reviewed = sorted(((score, bool(yes)) for score, yes in zip(scores, right) if score >= line), reverse=True)
+    n, positives = len(reviewed), sum(yes for _, yes in reviewed)
+    words = wording.positive_words(positive)
+    if not n:
+        return LineSuggestion(None, f"Decide some flagged photos ({words} or not) to see whether the line should move.")
+    if positives / n >= target:
+        reason = f"Keep the line: {positives} of the {n} reviewed flagged photos were {words} ({positives / n:.0%}), which meets the {target:.0%} you need."
+        return LineSuggestion(None, reason, n, positives)
+    if n < MIN_REVIEWED and flagged is not None and flagged < MIN_REVIEWED:
+        reason = f"Only {flagged} photos are flagged in this job, fewer than the {MIN_REVIEWED} a line is moved on: the line stays."
+        return LineSuggestion(None, reason, n, positives)
+    if n < MIN_REVIEWED:
+        reason = (
+            f"The line stays until at least {MIN_REVIEWED} flagged photos are decided ({n} so far): with fewer, one decision moves "
+            "the measured precision by more than 5 points."
+        )
+        return LineSuggestion(None, reason, n, positives)
+    if not positives:
+        reason = f"All {n} reviewed flagged photos were decided not {words}, so they show no score above which the flags are right: the line stays."
+        return LineSuggestion(None, reason, n, positives)
+    best, kept_right = None, 0
+    for kept, (score, yes) in enumerate(reviewed, 1):
+        kept_right += yes
+        tied = kept < n and reviewed[kept][0] == score  # a line at this score also keeps the photos tied with it
+        if not tied and kept >= MIN_REVIEWED and kept_right / kept >= target:
+            best = LineSuggestion(score, "", n, positives, kept_right / kept, kept, kept_right)
+    if best is None:
+        reason = (
+            f"No higher line reaches {target:.0%} on the reviewed photos while leaving at least {MIN_REVIEWED} of them flagged: "
+            "decide more flagged photos, or choose a lower precision."
+        )
+        return LineSuggestion(None, reason, n, positives)
+    return best
+
+
+@dataclass(frozen=True)
 class PrecisionView:
     """The precision of the job's flags as people judged them, beside the model's test-set precision."""
 
     measured: decisions.Precision  # over distinct flagged photos decided positive or negative
     flagged: int  # distinct photos flagged at the job's threshold
     test_sets: dict[str, float]  # the model's positive-class precision at its threshold, by test set
-    suggestion: dict | None  # threshold_for_reviewed_precision's answer for the target, None while it cannot be measured
-    suggestion_problem: str | None
+    suggestion: LineSuggestion
+    flagged_at_suggestion: int  # distinct photos that stay flagged at the suggested line (0 when none is suggested)
 
 
 def _photo_decisions(photos: pd.DataFrame) -> list[decisions.Decision]:
@@ -213,20 +333,19 @@ def _photo_decisions(photos: pd.DataFrame) -> list[decisions.Decision]:
 
 def precision_view(job: Job, items: pd.DataFrame, target: float, record: catalog.ModelRecord | None) -> PrecisionView:
     """Measured precision of the flags at the job's threshold, with its Wilson interval, the model's test-set figures,
-    and the threshold `target` precision would need on the reviewed photos."""
+    and the higher line (if any) that the reviewed photos show `target` precision needs (suggest_line)."""
     photos = queue(items, job.threshold, Filters(bands=(), decided="any"))
     flagged = photos[photos["band"] == FLAGGED]
     measured = decisions.measured_precision(_photo_decisions(flagged), job.positive)
     test_sets = {}
     if record is not None:
         test_sets = {name: e.precision_at_threshold for name, e in record.results.items() if e.precision_at_threshold is not None}
-    reviewed = photos[photos["probability"].notna()]
-    scores = dict(zip(reviewed["path"], reviewed["probability"]))
-    try:
-        suggestion, problem = decisions.threshold_for_reviewed_precision(scores, _photo_decisions(reviewed), target, job.positive), None
-    except ValueError as error:
-        suggestion, problem = None, str(error)
-    return PrecisionView(measured, len(flagged), test_sets, suggestion, problem)
+    reviewed = flagged[flagged["group_decision"].isin(job.class_names)]
+    suggestion = suggest_line(
+        reviewed["probability"].tolist(), (reviewed["group_decision"] == job.positive).tolist(), job.threshold, target, job.positive, len(flagged)
+    )
+    still = 0 if suggestion.threshold is None else int((flagged["probability"] >= suggestion.threshold).sum())
+    return PrecisionView(measured, len(flagged), test_sets, suggestion, still)
 
 
 def model_record(job: Job) -> catalog.ModelRecord | None:
@@ -250,6 +369,16 @@ def thumbnail_jpeg(file: str | None, side: int = 320) -> bytes | None:
         return None
     image.thumbnail((side, side))
     return jpeg_bytes(image)
+
+
+def short_name(path: str, length: int = NAME_LENGTH) -> str:
+    """A file's name cut to `length` characters in the middle ("flickr8k-1000…cb0e.jpg"), so a narrow card shows its
+    start and its end instead of breaking it mid-word; the full path belongs beside it."""
+    name = Path(path).name
+    if len(name) <= length:
+        return name
+    tail = (length - 1) // 2
+    return name[: length - 1 - tail] + "…" + name[-tail:]
 
 
 def jpeg_bytes(image: Image.Image, quality: int = 85) -> bytes:
