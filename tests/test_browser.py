@@ -223,7 +223,8 @@ def test_a_chart_downloads_as_a_png_for_a_slide(browser, dashboard, tmp_path):
 
 def test_twenty_photos_are_reviewed_in_the_browser_by_key_and_by_click(browser, dashboard):
     """A reviewer types their name, decides 12 photos one at a time with the keyboard, then 8 in the grid by clicking
-    (after adding the lowest score band: the job has 24 photos, and fewer than 20 are flagged or uncertain)."""
+    (after adding the lowest score band: the job has 24 photos, and fewer than 20 are flagged or uncertain); an
+    evidence pack of the confirmed cases is then offered for download without another click."""
     from playwright.sync_api import expect
 
     (job,) = [folder for folder in dashboard.screens_dir.iterdir() if folder.is_dir()]
@@ -231,8 +232,15 @@ def test_twenty_photos_are_reviewed_in_the_browser_by_key_and_by_click(browser, 
     try:
         page.get_by_label("Your name").fill("Ana")
         page.get_by_label("Your name").press("Enter")
+        page.wait_for_function("() => new URLSearchParams(location.search).get('reviewer') === 'Ana'", timeout=30_000)  # a reload keeps it
         page.get_by_text("One at a time").click()
         page.get_by_text("Photo 1 of").wait_for(timeout=30_000)
+        settled(page)
+        page.set_viewport_size({"width": 1400, "height": 1000})  # the window of issue 20: the photo starts above the fold
+        page.screenshot(path=SCREENSHOTS / "review-one-at-a-time-1400x1000.png")
+        photo = page.locator("[data-testid='stImage'] img").first.bounding_box()
+        assert photo is not None and photo["y"] < 1000 - 200, photo
+        page.set_viewport_size({"width": 1400, "height": 2400})
         screenshot = False
         for _ in range(12):
             before = page.get_by_text("Photo 1 of").inner_text()
@@ -263,6 +271,9 @@ def test_twenty_photos_are_reviewed_in_the_browser_by_key_and_by_click(browser, 
         page.wait_for_timeout(1000)
         assert page.locator("[data-testid='stException']").count() == 0 and "Traceback" not in page.content()
         page.screenshot(path=SCREENSHOTS / "review-grid-after-20.png", full_page=True)
+        page.get_by_role("button", name="Make an evidence pack").click()
+        page.get_by_text("being made…").wait_for(timeout=30_000)
+        page.get_by_role("button", name="Download the evidence pack").wait_for(timeout=180_000)  # the list refreshes by itself
     finally:
         page.close()
 
