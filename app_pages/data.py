@@ -10,7 +10,19 @@ from app_pages.widgets import code, md
 from wildvision import paper
 from wildvision.analysis.export import chart_config, export_ready
 from wildvision.data import DataFolderError
-from wildvision.datacheck import DataReport, check_data, class_samples, class_table, findings_table, fingerprint, thumbnail
+from wildvision.datacheck import (
+    DataReport,
+    DuplicateGroup,
+    check_data,
+    class_samples,
+    class_table,
+    contained_test_sets,
+    findings_table,
+    fingerprint,
+    match_words,
+    subset_line,
+    thumbnail,
+)
 from wildvision.images import ImageError
 from wildvision.launch import parse_named_folders
 from wildvision.shared import demo_data
@@ -42,6 +54,29 @@ def _thumbnail(path: str, stamp: tuple):
         return thumbnail(path)
     except ImageError:
         return None
+
+
+def show_photo(cell, path: Path, caption: str) -> None:
+    """One photo's thumbnail in a column, captioned; a file that cannot be opened says so instead."""
+    stat = path.stat()
+    image = _thumbnail(str(path), (stat.st_size, stat.st_mtime_ns))
+    if image is None:
+        cell.caption(f"{md(caption)}: cannot be opened")
+    else:
+        cell.image(image, caption=caption, width="stretch")
+
+
+def show_group(group: DuplicateGroup) -> None:
+    """A duplicate group's photos side by side, each captioned with where it is filed, so a person sees they are one photo."""
+    for cell, member in zip(st.columns(SAMPLES), group.members):
+        show_photo(cell, member.path, f"{member.where}: {member.path.name}")
+    if len(group.members) > SAMPLES:
+        st.caption(f"and {len(group.members) - SAMPLES:,} more files (in the table above)")
+
+
+def is_demo(name: str, path: str) -> bool:
+    demo = demo_data(name)
+    return demo is not None and Path(path).resolve() == demo.resolve()
 
 
 st.title("Data")
@@ -132,6 +167,7 @@ if report is not None:
         if group.conflict:
             files = "\n".join(f"- {code(m.path)} ({md(m.where)})" for m in group.members)
             st.error(f"**The same photo is filed under {md(' and '.join(group.places))}** (group {number}):\n{files}")
+            show_group(group)
     if report.conflicts:
         st.caption("Training leaves these photos out. Keep each in the one class folder it belongs to.")
 
@@ -145,14 +181,25 @@ if report is not None:
         if rows.empty:
             continue
         any_duplicates = True
-        groups = rows["group"].nunique()
-        with st.expander(f"{title}: {groups:,} group{'s' if groups != 1 else ''}, {len(rows):,} files"):
+        if kind == "between-tests":  # many groups here are often one test set made from another: say so before it alarms
+            for subset in contained_test_sets(report):
+                demo = is_demo(subset.inner, dict(tests)[subset.inner]) and is_demo(subset.outer, dict(tests)[subset.outer])
+                st.info(md(subset_line(subset)) + (" The demo data is made that way (see its README.md)." if demo else ""))
+        group_numbers = [int(n) for n in dict.fromkeys(rows["group"])]
+        with st.expander(f"{title}: {len(group_numbers):,} group{'s' if len(group_numbers) != 1 else ''}, {len(rows):,} files"):
             st.dataframe(rows.drop(columns=["kind", "reason"]), hide_index=True, key=f"groups-{kind}")
+            number = st.selectbox(
+                "Look at a group",
+                group_numbers,
+                key=f"look-{kind}",
+                format_func=lambda n: f"group {n}: {len(report.groups[n - 1].members)} files, {match_words(report.groups[n - 1])}",
+            )
+            show_group(report.groups[number - 1])
     if not any_duplicates:
         st.caption("No photo appears twice.")
     st.caption(
-        f"Photos are the same when their bytes are identical or their perceptual hashes are at most {report.threshold} bits apart "
-        "(resized or re-saved copies). Training uses one photo of each group and leaves label conflicts out; test photos that "
+        f"Photos are the same when their files are identical, or when their perceptual hashes (a 64-bit summary of what a photo "
+        f"looks like) are at most {report.threshold} bits apart: resized or re-saved copies. Training uses one photo of each group and leaves label conflicts out; test photos that "
         "are also training photos stay in their test set, and are named in the run's warnings, unless you tick \"Leave out test "
         'photos that copy a training photo" on the Train page.'
     )
@@ -185,12 +232,7 @@ if report is not None:
                 st.markdown(f"**{md(class_name)}**")
                 cells = st.columns(SAMPLES)
                 for cell, path in zip(cells, paths):
-                    stat = path.stat()
-                    image = _thumbnail(str(path), (stat.st_size, stat.st_mtime_ns))
-                    if image is None:
-                        cell.caption(f"{md(path.name)}: cannot be opened")
-                    else:
-                        cell.image(image, caption=path.name, width="stretch")
+                    show_photo(cell, path, path.name)
 
 # ---------------------------------------------------------------------------------------------
 # The paper's lists

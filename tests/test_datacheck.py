@@ -7,7 +7,7 @@ from PIL import Image
 
 from conftest import DEMO, demo_subset, make_class_folder
 from wildvision.cli import main
-from wildvision.datacheck import PHASH_THRESHOLD, check_data, report_lines
+from wildvision.datacheck import PHASH_THRESHOLD, Subset, check_data, contained_test_sets, match_words, report_lines
 
 
 def _shrunk_copy(source, target):
@@ -38,6 +38,11 @@ def test_exact_near_and_conflicting_copies_are_grouped_and_named(shared, tmp_pat
     exact, near = groups[frozenset({captive[0].name, "renamed.jpg"})], groups[frozenset({wild[0].name, "smaller.jpg"})]
     assert exact.identical and exact.kind == "within-data" and not exact.conflict
     assert not near.identical and 0 <= near.distance <= PHASH_THRESHOLD and near.kind == "within-data"
+    assert match_words(exact) == "identical files"
+    assert match_words(near) == (
+        f"near-duplicate (perceptual hashes {near.distance} of 64 bits apart at most)" if near.distance else "looks identical (a re-saved copy)"
+    )
+    assert match_words(type(near)(near.members, False, 0)) == "looks identical (a re-saved copy)", "not 'pHash <= 0 bits apart'"
     (conflict,) = report.conflicts
     assert {m.path.name for m in conflict.members} == {captive[1].name, "misfiled.jpg"} and conflict.places == ("train/captive", "train/wild")
     assert report.test_leaks() == {"test_out_pet": [test / "other" / "reposted.jpg"]}
@@ -100,7 +105,7 @@ def test_the_findings_as_tables_samples_and_thumbnails(shared, tmp_path):
     findings = findings_table(report)
     assert list(findings.columns) == ["group", "kind", "source", "class", "path", "match", "reason"]
     conflict = findings[findings["kind"] == "conflict"]
-    assert list(conflict["group"]) == [1, 1] and set(conflict["class"]) == {"captive", "wild"} and set(conflict["match"]) == {"identical"}
+    assert list(conflict["group"]) == [1, 1] and set(conflict["class"]) == {"captive", "wild"} and set(conflict["match"]) == {"identical files"}
     (unreadable,) = findings[findings["kind"] == "unreadable"].itertuples()
     assert unreadable.path.endswith("broken.jpg") and unreadable.reason and unreadable.group is pd.NA
     classes = class_table(report)
@@ -115,3 +120,22 @@ def test_the_findings_as_tables_samples_and_thumbnails(shared, tmp_path):
     assert before == fingerprint([data]) and before[0][1] == 18
     (data / "wild" / "broken.jpg").unlink()
     assert fingerprint([data])[0][1] == 17 and fingerprint([tmp_path / "missing"])[0][1] == -1
+
+
+def test_a_test_set_made_from_anothers_photos_is_named_a_subset(shared, tmp_path):
+    """Every photo of `small` is a copy of one in `large` (byte-identical or re-saved), `large` has more: small is a subset
+    of large, and large is not one of small; a test set sharing only some photos with another is no subset."""
+    large = demo_subset(tmp_path / "large", {"captive": 4, "other": 4}, source="test_out_pet")
+    small = tmp_path / "small"
+    for index, photo in enumerate(sorted((large / "captive").iterdir())[:2] + sorted((large / "other").iterdir())[:2]):
+        (small / photo.parent.name).mkdir(parents=True, exist_ok=True)
+        if index % 2:
+            _shrunk_copy(photo, small / photo.parent.name / f"copy{index}.jpg")
+        else:
+            (small / photo.parent.name / f"copy{index}.jpg").write_bytes(photo.read_bytes())
+    some = demo_subset(tmp_path / "some", {"captive": 2, "other": 6}, source="test_out_pet")  # 2 + 4 of large's 8, and 2 more
+
+    report = check_data([demo_subset(tmp_path, {"captive": 4, "wild": 4})], {"large": large, "small": small})
+    assert contained_test_sets(report) == [Subset("small", "large", 4, 4)]
+    assert "Every one of the 4 photos of small is also in large (small is a subset of large)" in "\n".join(report_lines(report))
+    assert contained_test_sets(check_data([demo_subset(tmp_path / "train", {"captive": 4, "wild": 4})], {"large": large, "some": some})) == []

@@ -46,16 +46,20 @@ def test_a_photo_under_two_classes_is_named_and_duplicates_are_listed(copied):
     assert not at.error[1:] and len(at.error) == 1
     conflict = at.error[0].value
     assert "train/captive and train/wild" in conflict and conflicting.name in conflict and "misfiled.jpg" in conflict
+    assert [image.captions[0] for image in at.get("image")[:2]] == [f"train/captive: {conflicting.name}", "train/wild: misfiled.jpg"], "shown"
     assert {m.label: m.value for m in at.metric} == {"Photos": "14", "Class folders": "2", "Duplicate groups": "2", "Label conflicts": "1", "Unreadable": "0"}
     classes = at.dataframe[0].value
     assert list(classes["class"]) == ["captive", "wild"] and list(classes["images"]) == [7, 7]
     (expander,) = [e for e in at.expander if e.label.startswith("The same photo more than once in the training folder")]
     assert expander.label.endswith(": 1 group, 2 files")
     within = expander.get("dataframe")[0].value
-    assert set(within["path"].map(lambda p: Path(p).name)) == {duplicated.name, "renamed.jpg"} and set(within["match"]) == {"identical"}
+    assert set(within["path"].map(lambda p: Path(p).name)) == {duplicated.name, "renamed.jpg"} and set(within["match"]) == {"identical files"}
+    (look,) = expander.get("selectbox")
+    assert look.options == ["group 2: 2 files, identical files"]
+    assert {image.captions[0] for image in expander.get("image")} == {f"train/captive: {duplicated.name}", "train/captive: renamed.jpg"}
     assert [b.label for b in at.get("download_button")] == ["Download all findings as CSV"]
     assert [t.label for t in at.tabs] == ["train"]
-    assert len(at.get("image")) == 12  # 6 sample photos per class
+    assert len(at.get("image")) == 2 + 2 + 12  # the conflict's two photos, the duplicate group's two, 6 sample photos per class
     assert "Leave out test photos that copy a training photo" in texts(at.caption)  # the Train page's own words
     assert " --" not in texts(at.caption) + texts(at.markdown)  # a page never tells anyone to pass a command-line flag
 
@@ -69,7 +73,12 @@ def test_the_demo_data_shows_the_polecat_conflict_and_its_duplicate_groups(share
     assert {m.label: m.value for m in at.metric}["Label conflicts"] == "2"
     labels = [e.label for e in at.expander]
     assert any(label.startswith("The same photo more than once in the training folder: 165 groups") for label in labels), labels
-    assert any(label.startswith("The same photo more than once in the test sets") for label in labels), labels
+    assert any(label.startswith("The same photo more than once in the test sets: 690 groups") for label in labels), labels
+    (subset,) = [info.value for info in at.info if "subset" in info.value]  # computed, so 690 shared groups do not alarm
+    assert subset.replace("\\", "").startswith("Every one of the 690 photos of test_out_nopet is also in test_out_pet (test_out_nopet is a subset of")
+    assert subset.endswith("The demo data is made that way (see its README.md).")
+    (between,) = [e for e in at.expander if e.label.startswith("The same photo more than once in the test sets")]
+    assert [image.captions[0].split(": ")[0] for image in between.get("image")] == ["test_out_nopet/captive", "test_out_pet/captive"]
     assert [t.label for t in at.tabs] == ["train", "test_out_pet", "test_out_nopet"]
 
 

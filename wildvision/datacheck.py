@@ -282,9 +282,54 @@ def check_data(folders: Sequence[str | Path], tests: dict[str, Path] | None = No
     return DataReport(tuple(classes), tuple(duplicate_groups(entries, facts)), PHASH_THRESHOLD, time.perf_counter() - started)
 
 
+def match_words(group: DuplicateGroup) -> str:
+    """How a group's files matched, in plain words. Equal perceptual hashes are "looks identical", not identical
+    pixels: on the demo data such copies differ by 0.2 to 0.6 levels of 255 on average (re-saved JPEGs)."""
+    if group.identical:
+        return "identical files"
+    if group.distance == 0:
+        return "looks identical (a re-saved copy)"
+    return f"near-duplicate (perceptual hashes {group.distance} of 64 bits apart at most)"
+
+
 def _group_line(group: DuplicateGroup) -> str:
-    how = "identical" if group.identical else f"near-duplicates (pHash <= {group.distance} bits apart)"
-    return f"  {how}: " + " | ".join(f"{m.source}: {m.path}" for m in group.members)
+    return f"  {match_words(group)}: " + " | ".join(f"{m.source}: {m.path}" for m in group.members)
+
+
+@dataclass(frozen=True)
+class Subset:
+    """Every photo of test set `inner` (`photos` files) has a copy in test set `outer`."""
+
+    inner: str
+    outer: str
+    photos: int
+    groups: int  # duplicate groups holding photos of both
+
+
+def contained_test_sets(report: DataReport) -> list[Subset]:
+    """Test sets all of whose photos are also in another test set, e.g. one made from another's photos by design (the
+    demo data's test_out_nopet is test_out_pet without its everyday photos of animals): their many shared groups are
+    that overlap, not copies made by mistake. Computed from the groups, so it holds for any test sets."""
+    files: dict[str, int] = defaultdict(int)
+    for c in report.classes:
+        files[c.source] += c.images
+    shared_photos: dict[tuple[str, str], int] = defaultdict(int)
+    shared_groups: dict[tuple[str, str], int] = defaultdict(int)
+    for group in report.groups:
+        tests = {m.source for m in group.members if m.test}
+        for inner in tests:
+            for outer in tests - {inner}:
+                shared_photos[(inner, outer)] += sum(m.source == inner for m in group.members)
+                shared_groups[(inner, outer)] += 1
+    return [Subset(inner, outer, count, shared_groups[(inner, outer)]) for (inner, outer), count in shared_photos.items() if count == files[inner] > 0]
+
+
+def subset_line(subset: Subset) -> str:
+    return (
+        f"Every one of the {subset.photos:,} photos of {subset.inner} is also in {subset.outer} ({subset.inner} is a subset of "
+        f"{subset.outer}), so {subset.groups:,} duplicate groups join the two. A test set made from "
+        "another's photos overlaps it by design; it matters only if the two were meant to hold different photos."
+    )
 
 
 SECTIONS = {
@@ -310,6 +355,7 @@ def report_lines(report: DataReport) -> list[str]:
         f"{len(report.conflicts)} label conflicts, {report.unreadable} unreadable; checked in {report.seconds:.1f} s"
     )
     lines += [f"{name}: {len(paths)} images also in a data folder" for name, paths in report.test_leaks().items()]
+    lines += [subset_line(subset) for subset in contained_test_sets(report)]
     for kind, title in SECTIONS.items():
         groups = [g for g in report.groups if g.kind == kind]
         if groups:
@@ -364,7 +410,7 @@ def findings_table(report: DataReport) -> pd.DataFrame:
     (kind "unreadable", no group, and the reason)."""
     rows = []
     for number, group in enumerate(report.groups, 1):
-        match = "identical" if group.identical else f"near-duplicate (pHash <= {group.distance} bits apart)"
+        match = match_words(group)
         rows += [
             {"group": number, "kind": group.kind, "source": m.source, "class": m.class_name, "path": str(m.path), "match": match, "reason": ""}
             for m in group.members
