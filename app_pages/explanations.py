@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages.widgets import code, model_label, models_and_results
+from app_pages.widgets import code, md, model_label, models_and_results
 from wildvision import catalog, gallery, gallery_jobs
 from wildvision.explain import METHODS
 
@@ -49,10 +49,11 @@ with st.form("make_gallery"):
 
 def show(item: gallery_jobs.StoredGallery) -> None:
     st.subheader(f"{item.test_name}: {METHODS.get(item.method, item.method).split(' (')[0]}")
-    if item.state == gallery_jobs.BEING_MADE:
-        st.info(f"Being made: {item.message or 'starting'}")
+    if item.state == gallery_jobs.BEING_MADE:  # a spinner at once, its line refreshed by follow() while the process runs
+        status = st.status(f"Being made, {md(gallery_jobs.progress_text(item))}", state="running")  # not `with`: on leaving it is "complete"
+        status.caption(f"In the background: this page shows the gallery when it is done. Its files go to {code(item.folder)}.")
     elif item.state == gallery_jobs.FAILED:
-        st.error(f"It stopped: {item.message or 'no output'} (see {code(item.folder / gallery.CONSOLE)})")
+        st.error(f"It stopped: {md(item.message or 'no output')} (see {code(item.folder / gallery.CONSOLE)})")
     else:
         st.image(str(item.preview), caption=f"{item.images} photos, stored in {item.folder}")
         buttons = st.columns(4)

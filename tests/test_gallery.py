@@ -200,3 +200,45 @@ def test_explanations_page_shows_a_runs_gallery_and_its_checks(runs_dir, run_wit
     tables = [frame.value for frame in at.dataframe]
     assert list(tables[0]["Method"]) == ["saliency", "gradcam", "guided_backprop"]
     assert "Deletion AUC" in tables[1].columns and len(tables[1]) == 3
+
+
+def test_making_a_gallery_shows_a_running_status_at_once_and_an_error_when_its_process_stops(runs_dir, shared):
+    """The page starts the process and returns (no waiting on it): the same script run shows the gallery as being made,
+    with a spinner and how far it has got; once the process is gone, the page says it stopped instead."""
+    import os
+    import signal
+    import time
+
+    at = AppTest.from_file("../app_pages/explanations.py", default_timeout=60).run()
+    assert not at.exception and not at.status
+    at.selectbox(key="explain_test").set_value("test_out_nopet")
+    started = time.monotonic()
+    next(button for button in at.button if button.label == "Make the gallery").click().run()
+    seconds = time.monotonic() - started
+    job = json.loads((runs_dir / gallery.DEFAULT_FOLDER / "test_out_nopet-saliency" / gallery.JOB).read_text())
+    try:
+        assert not at.exception and "Making the gallery in the background" in at.success[0].value
+        (status,) = at.status
+        assert status.state == "running" and status.label.startswith("Being made, running for ")
+        assert seconds < 10, f"the page waited {seconds:.1f} s on the gallery"
+    finally:
+        os.kill(job["pid"], signal.SIGTERM)
+    wait_until(lambda: gallery_jobs.stored_galleries("default", runs_dir)[0].state, lambda state: state == gallery_jobs.FAILED, timeout_s=30)
+    at.run()
+    assert not at.status and "It stopped" in at.error[0].value, "nothing runs, so nothing refreshes: the page says why"
+
+
+def test_progress_text_says_how_long_a_gallery_has_run_and_its_last_step(tmp_path):
+    from datetime import UTC, datetime
+
+    item = gallery_jobs.StoredGallery(
+        "test_out_pet",
+        "saliency",
+        tmp_path,
+        gallery_jobs.BEING_MADE,
+        message="[test_out_pet] scored and explained 96 of 690 images",
+        started_at="2026-01-01T10:00:00+00:00",
+    )
+    assert gallery_jobs.progress_text(item, datetime(2026, 1, 1, 10, 1, 5, tzinfo=UTC)) == "running for 1 min 05 s: scored and explained 96 of 690 images"
+    unstarted = gallery_jobs.StoredGallery("test_out_pet", "saliency", tmp_path, gallery_jobs.BEING_MADE)
+    assert gallery_jobs.progress_text(unstarted) == "starting", "a job.json without a start time"

@@ -11,6 +11,7 @@ them out.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +19,7 @@ import pandas as pd
 from wildvision import gallery, runs
 from wildvision.explain import CONTROL_METHODS, METHODS
 from wildvision.gallery import CONSOLE, FAITHFULNESS, JOB, JSON, PDF, PNG, PREVIEW, SANITY
-from wildvision.launch import spawn_module
+from wildvision.launch import format_duration, spawn_module
 
 READY, BEING_MADE, FAILED = "ready", "being made", "failed"
 
@@ -33,6 +34,7 @@ class StoredGallery:
     pdf: Path | None = None
     preview: Path | None = None  # a smaller JPEG of the figure for the page; the PNG where there is none
     message: str = ""  # the last line of the background process's output, while being made or after it failed
+    started_at: str = ""  # job.json's ISO time, while being made or after it failed
     images: int | None = None  # pictures in the gallery, when ready
     summary: dict = field(default_factory=dict)  # gallery.json's summary: counts per section, the border scan
     sanity: dict = field(default_factory=dict)  # sanity.json's "methods", when the checks ran
@@ -129,8 +131,19 @@ def stored_galleries(model: str | Path, runs_dir: str | Path | None = None) -> l
             )
         elif job:
             state = BEING_MADE if runs.process_alive(int(job.get("pid", 0) or 0)) else FAILED
-            found.append(StoredGallery(test_name, method, folder, state, message=_last_line(folder / CONSOLE)))
+            found.append(StoredGallery(test_name, method, folder, state, message=_last_line(folder / CONSOLE), started_at=job.get("started_at", "")))
     return found
+
+
+def progress_text(item: StoredGallery, now: datetime | None = None) -> str:
+    """How far a gallery being made has got, for a status line refreshed while it runs: "running for 1 min 05 s:
+    scored and explained 96 of 690 images" (the process's last line, without its "[test set]" prefix)."""
+    try:
+        elapsed = format_duration(((now or datetime.now(UTC)) - datetime.fromisoformat(item.started_at)).total_seconds())
+    except ValueError:  # a job.json without a readable start time
+        elapsed = ""
+    step = item.message.removeprefix(f"[{item.test_name}] ") or "starting"
+    return f"running for {elapsed}: {step}" if elapsed else step
 
 
 # --- what the page shows of a gallery's checks ------------------------------------------------------------
