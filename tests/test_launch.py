@@ -1,3 +1,4 @@
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -64,7 +65,7 @@ def test_background_run_can_be_cancelled_and_resumed_to_completion(shared, tmp_p
     config = slow_squeezenet_config(data, epochs=4)
     run_dir = launch_run(config, tmp_path / "runs")
     run = wait_until(run_dir, lambda r: r.state == "running" and len(runs.read_metrics(r.path)) >= 1)
-    assert progress(run).seconds_per_epoch > 0
+    assert progress(run).words.startswith("epoch ")
     command = Path(f"/proc/{run.status['pid']}/cmdline").read_bytes().decode().split("\0")
     assert command[1:] == ["-m", "wildvision.worker", str(run_dir), ""], command  # the worker, not the user-facing CLI
     cancel_run(run_dir)
@@ -81,17 +82,20 @@ def test_background_run_can_be_cancelled_and_resumed_to_completion(shared, tmp_p
         resume_run(run_dir)
 
 
-def test_time_left_leaves_out_the_one_off_computation_of_stored_features(tmp_path):
-    from conftest import make_class_folder
-    from wildvision.train import start_run
+def test_epoch_times_leave_out_stored_features_and_a_kind_of_epoch_not_yet_timed_is_not_guessed():
+    from wildvision.progress import epochs_left
 
-    data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
-    run_dir = start_run(TrainConfig(arch="squeezenet1_0", regime="scratch", data=str(data), epochs=10, device="cpu"), tmp_path / "runs")
-    runs.append_metrics(run_dir, {"epoch": 1, "epoch_time_s": 62.0, "feature_cache_s": 60.0})
-    runs.append_metrics(run_dir, {"epoch": 2, "epoch_time_s": 2.0})
-    runs.write_status(run_dir, "running", epoch=2)
-    estimate = progress(runs.read_run(run_dir))
-    assert estimate.seconds_per_epoch == 2.0 and estimate.seconds_left_at_most == 16.0
+    transfer = TrainConfig(arch="squeezenet1_0", regime="transfer", data="", epochs=10)
+    metrics = [
+        {"epoch": 1, "phase": "head", "on_stored_features": True, "epoch_time_s": 62.0, "feature_cache_s": 60.0},
+        {"epoch": 2, "phase": "head", "on_stored_features": True, "epoch_time_s": 2.0},
+    ]
+    assert epochs_left(transfer, metrics) == 16.0 and epochs_left(transfer, metrics, fraction=0.5) == 15.0
+    assert epochs_left(transfer, []) is None
+    combi = TrainConfig(arch="squeezenet1_0", regime="combi", data="", epochs=12, head_epochs=10)  # then 2 epochs on all layers
+    assert epochs_left(combi, metrics) is None  # the all-layer epochs to come have not been timed
+    timed = metrics * 5 + [{"epoch": 11, "phase": "all_layers", "on_stored_features": False, "epoch_time_s": 30.0}]
+    assert epochs_left(combi, timed) == 30.0
 
 
 def test_durations_read_as_seconds_minutes_and_hours():
@@ -109,23 +113,32 @@ def test_durations_read_as_seconds_minutes_and_hours():
     ]
 
 
-def test_progress_says_what_is_happening_instead_of_unknown(tmp_path):
+def test_progress_names_the_phase_and_time_left_counts_down_or_is_not_yet_known(tmp_path):
     from conftest import make_class_folder
     from wildvision.launch import progress_line
-    from wildvision.train import STORED_FEATURES_MESSAGE, start_run
+    from wildvision.train import start_run
 
     data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
     run_dir = start_run(TrainConfig(arch="squeezenet1_0", regime="transfer", data=str(data), epochs=10, device="cpu"), tmp_path / "runs")
-    assert progress_line(runs.read_run(run_dir)).startswith("queued: waiting to start")
-    runs.write_status(run_dir, "running", epoch=0, message=f"{STORED_FEATURES_MESSAGE}: 3 of 8 images")
+    assert progress_line(runs.read_run(run_dir)) == "queued: waiting to start (at most 10 epochs)"
+    evaluating = {"phase": "evaluation", "words": "evaluating test_out_pet: 400 of 1,250 photos", "step": 4, "steps": 5, "done": 400, "total": 1250}
+    runs.write_status(run_dir, "running", progress=evaluating | {"phase_seconds_left": 200.0, "seconds_left": 300.0})
+    run = runs.read_run(run_dir)
+    assert progress(run).fraction == 400 / 1250  # the bar of the phase under way, not a full one
+    seconds = r"(00|59|58) s"  # counting down from when status.json was written, a second or two ago
+    line = progress_line(run)
+    assert re.fullmatch(rf"running: step 4 of 5: evaluating test_out_pet: 400 of 1,250 photos; time left: about (5|4) min {seconds}", line), line
+    runs.write_status(run_dir, "running", progress=evaluating | {"phase_seconds_left": 240.0, "seconds_left": None})
     line = progress_line(runs.read_run(run_dir))
-    assert "computing stored features for epoch 1" in line and "unknown" not in line
-    runs.write_status(run_dir, "running", epoch=0, message=None, batch=2, batches=5)
-    assert "epoch 1 under way, batch 2 of 5" in progress_line(runs.read_run(run_dir))
-    runs.append_metrics(run_dir, {"epoch": 1, "epoch_time_s": 30.3, "feature_cache_s": 30.0})
-    runs.write_status(run_dir, "running", epoch=1, batch=None, batches=None)
+    assert re.fullmatch(rf"running: step 4 of 5: .*; time left: not yet known \(this step: about (4|3) min {seconds} left\)", line), line
+    epochs = {"phase": "epochs", "words": "epoch 3 of at most 10", "step": 2, "steps": 5, "done": 2.5, "total": 10, "phase_seconds_left": 80.0}
+    runs.write_status(run_dir, "running", progress=epochs | {"seconds_left": 3000.0})
     line = progress_line(runs.read_run(run_dir))
-    assert line == ("running: 1 of at most 10 epochs done; 0.3 s per epoch; at most 2.7 s left (early stopping usually ends it sooner)"), line
+    assert line.endswith(("time left: at most 50 min (early stopping usually ends it sooner)", "at most 49 min (early stopping usually ends it sooner)")), line
+    # An estimate written long ago that has run out while the run goes on is not shown as "under 0.1 s left"
+    stale = runs.read_json(run_dir / runs.STATUS) | {"updated_at": "2020-01-01T00:00:00+00:00"}
+    runs.write_json_atomic(run_dir / runs.STATUS, stale)
+    assert progress_line(runs.read_run(run_dir)).endswith("time left: not yet known")
 
 
 def test_the_log_tail_of_a_real_failed_run_leaves_out_its_traceback(tmp_path, monkeypatch):

@@ -170,7 +170,7 @@ def test_a_run_killed_while_computing_stored_features_resumes_without_recomputin
     process.wait()
     (run_dir,) = runs_dir.iterdir()
     assert runs.read_run(run_dir).state == runs.INTERRUPTED and runs.read_metrics(run_dir) == []
-    assert runs.read_json(run_dir / runs.STATUS)["message"].startswith("computing backbone features once")
+    assert runs.read_json(run_dir / runs.STATUS)["progress"]["words"].startswith("computing stored features: ")
 
     result = run_cli("resume", str(run_dir))
     assert result.returncode == 0, result.stderr[-3000:]

@@ -2,8 +2,8 @@
 
 Home, the pages, the command line and the worker all ask the same question: which models are there, trained on
 what, with which numbers, and how far to trust them? This module answers it once. It reads run folders through
-``runs`` and the default model's card through ``model_card``; nothing else reads results.json, config.json or
-split.json keys, so a change to those files is made here and nowhere else.
+``runs`` and the default model's card through ``model_card``; nothing else reads results.json, comparison.json,
+config.json or split.json keys, so a change to those files is made here and nowhere else.
 """
 
 from __future__ import annotations
@@ -248,6 +248,38 @@ def test_folders(record: ModelRecord) -> dict[str, Path]:
     else:
         tests = (record.config.get("train") or {}).get("tests") or {}
     return {str(name): Path(str(folder)) for name, folder in tests.items() if Path(str(folder)).is_dir()}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Another model's numbers on a run's test sets (comparison.json, written by wildvision.compare)."""
+
+    key: str  # "default" or the replaced run's name
+    role: str  # "default" or "replaced"
+    label: str  # how a page names it: "the default model", "the model it replaces (NAME)"
+    results: dict[str, Evaluation]
+    reused: tuple[str, ...] = ()  # the test sets whose numbers come from its stored scores of the same folder
+
+
+def comparisons(record: ModelRecord) -> list[Comparison]:
+    """The models a run was compared with on its own test sets, in the order compared; [] for the default model, a run
+    from before comparisons, or a comparison.json that cannot be read."""
+    path = record.path / runs.COMPARISON if record.path is not None and not record.is_default else None
+    if path is None or not path.is_file():
+        return []
+    try:
+        return [
+            Comparison(
+                str(model["model"]),
+                str(model["role"]),
+                str(model["label"]),
+                _results(model["test_sets"]),
+                tuple(name for name in test_set_order(model["test_sets"]) if model["test_sets"][name].get("reused")),
+            )
+            for model in runs.read_json(path)["models"]
+        ]
+    except (runs.RunError, KeyError, TypeError, ValueError, AttributeError):
+        return []
 
 
 def read_model(run_dir: str | Path) -> ModelRecord:

@@ -58,6 +58,7 @@ class TrainConfig:
     feature_views: int = 5  # head-only epochs train on this many stored views per image; 0: plain loop
     cache_dir: str | None = None  # None: wildvision.cache.default_cache_dir()
     exclude_test_duplicates: bool = False  # leave out test images that are one photo with a training image
+    replaces: str | None = None  # the run folder of a model this run is meant to replace: compared on the same test sets
 
     def __post_init__(self) -> None:
         check_architecture(self.arch)
@@ -118,6 +119,19 @@ class TrainConfig:
         if self.regime == "scratch":
             return [all_phase]
         return [Phase(False, head_phase.batch_size, head_phase.lr, None, self.head_epochs), all_phase]
+
+    def phase_at(self, epoch: int) -> tuple[int, Phase]:
+        """Which of `phases()` a (1-based) epoch belongs to, and its index."""
+        phases, start = self.phases(), 0
+        for index, phase in enumerate(phases):
+            if phase.epochs is None or epoch <= start + phase.epochs:
+                return index, phase
+            start += phase.epochs
+        return len(phases) - 1, phases[-1]
+
+    def on_stored_features(self, phase: Phase) -> bool:
+        """Whether the phase's epochs train the head on stored backbone outputs (wildvision.features)."""
+        return not phase.train_all_layers and self.feature_views > 0
 
 
 def grid_weights(weights: Mapping[str, str], arch: str, regime: str) -> str | None:

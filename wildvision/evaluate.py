@@ -8,7 +8,7 @@ the positive-class probability (0.5 unless a checkpoint says otherwise).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -178,15 +178,22 @@ def evaluate_samples(
     batch_size: int = 64,
     num_workers: int = 0,
     normalisation: Normalisation = IMAGENET,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[dict, dict]:
     """The paper's metrics on `samples` (at 0.5), loss, evaluation time and unreadable images; and the raw scores.
 
     The scores (label and positive-class probability per readable image) let a reader recompute the
-    metrics at any other threshold.
+    metrics at any other threshold. `progress` is told how many images are done after each batch.
     """
     started = time.perf_counter()
     loader = make_loader(samples, train=False, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda", normalisation=normalisation)
-    result = infer(model, loader, device)
+
+    def reported():
+        for number, batch in enumerate(loader, 1):
+            yield batch
+            progress(min(number * batch_size, len(samples)))
+
+    result = infer(model, loader if progress is None else reported(), device)
     if len(result.labels) == 0:
         raise ValueError("none of the images could be read, so nothing could be evaluated")
     labels, probabilities = result.labels.tolist(), result.probabilities.tolist()

@@ -19,6 +19,7 @@ import threading
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -26,7 +27,9 @@ import torch
 from wildvision import runs, slurm
 from wildvision.config import TrainConfig
 from wildvision.models import ARCHITECTURES
-from wildvision.train import STORED_FEATURES_MESSAGE, start_run
+from wildvision.progress import EVALUATION, NOVELTY
+from wildvision.run_data import check_folders
+from wildvision.train import create_run, start_run
 
 # Package data (pyproject.toml), so an installed wildvision has the paper's 24 configurations too.
 PAPER_GRID = Path(__file__).resolve().parent / "paper_grid.toml"
@@ -136,16 +139,20 @@ def spawn(run_dirs: Sequence[Path]) -> int:
 
 
 def launch_run(config: TrainConfig, runs_dir: str | Path, name: str | None = None) -> Path:
-    """Check the data, create the run folder and start training it in the background."""
-    run_dir = start_run(config, runs_dir, name)
+    """Check the folders, create the run folder and start training it in the background, without waiting: the
+    photos are split and checked for copies by the run's process (train.prepare_run), not here."""
+    run_dir = start_run(config, runs_dir, name, prepare=False)
     spawn([run_dir])
     return run_dir
 
 
 def launch_grid(configs: Sequence[TrainConfig], runs_dir: str | Path, cluster: slurm.SlurmSettings | None = None) -> list[Path]:
-    """Create a run folder per configuration (all checked before any starts), then train them: in turn in
-    one background process here, or, given SLURM settings, as one job array with a task per run."""
-    run_dirs = [start_run(config, runs_dir) for config in configs]
+    """Create a run folder per configuration (the folders of all checked before any starts), then train them: in
+    turn in one background process here, or, given SLURM settings, as one job array with a task per run. The
+    photos are split and checked for copies by the process that trains each run."""
+    for config in {(c.data, c.positive, c.with_background, c.split, tuple(c.tests.items())): c for c in configs}.values():
+        check_folders(config)  # once per set of folders: the grid's 24 configurations share two
+    run_dirs = [create_run(config, runs_dir) for config in configs]
     if cluster is None:
         spawn(run_dirs)
     else:
@@ -198,26 +205,45 @@ def cancel_run(run_dir: Path) -> None:
 
 @dataclass(frozen=True)
 class Progress:
-    epoch: int
-    max_epochs: int
-    epoch_fraction: float  # how far into the current epoch, 0..1
-    seconds_per_epoch: float | None
-    seconds_left_at_most: float | None  # if early stopping does not end it sooner
-    computing_features: bool = False  # the one-off computation of stored backbone features is under way
+    """Where a queued or running run stands: status.json's `progress`, as its process wrote it (wildvision.progress)."""
+
+    words: str  # what it is doing: "epoch 3 of at most 10", "evaluating test_out_pet: 400 of 1,250 photos"
+    fraction: float  # how far into that, 0..1
+    step: int | None  # which of the run's phases, of `steps`
+    steps: int | None
+    phase_seconds_left: float | None  # None: not yet known
+    seconds_left: float | None  # of the whole run; None: not yet known
+    epochs_to_come: bool  # the time left counts epochs, which early stopping may cut short
+
+
+def _seconds_since(stamp: str | None) -> float:
+    try:
+        return max(0.0, (datetime.now(UTC) - datetime.fromisoformat(str(stamp))).total_seconds())
+    except ValueError:
+        return 0.0
 
 
 def progress(run: runs.RunSummary) -> Progress:
-    """Where a run stands, from its status and per-epoch metrics."""
-    metrics = runs.read_metrics(run.path)
-    max_epochs = int(run.config["train"]["epochs"])
-    done = len(metrics)
-    batches = run.status.get("batches")
-    fraction = (run.status.get("batch") or 0) / batches if batches else 0.0
-    # The one-off computation of stored features is not an epoch's cost: leaving it in would overstate the time left.
-    per_epoch = sum(row["epoch_time_s"] - row.get("feature_cache_s", 0.0) for row in metrics) / done if done else None
-    left = per_epoch * (max_epochs - done - fraction) if per_epoch and run.state == "running" else None
-    computing = run.state == "running" and str(run.status.get("message") or "").startswith(STORED_FEATURES_MESSAGE)
-    return Progress(done, max_epochs, fraction, per_epoch, left, computing)
+    """Where a run stands. The times left were estimated when status.json was written and count down from then;
+    one that has run out while the run goes on is not known any more."""
+    recorded = run.status.get("progress") or {}
+    since = _seconds_since(run.status.get("updated_at"))
+
+    def left(key: str) -> float | None:
+        value = recorded.get(key)
+        return value - since if value is not None and value - since > 0 else None
+
+    done, total = recorded.get("done"), recorded.get("total")
+    words = recorded.get("words") or f"{run.epoch or 0} of at most {run.config['train']['epochs']} epochs done"
+    return Progress(
+        words=words,
+        fraction=min(1.0, max(0.0, done / total)) if done is not None and total else 0.0,
+        step=recorded.get("step"),
+        steps=recorded.get("steps"),
+        phase_seconds_left=left("phase_seconds_left"),
+        seconds_left=left("seconds_left"),
+        epochs_to_come=recorded.get("phase") not in (EVALUATION, NOVELTY),
+    )
 
 
 def format_duration(seconds: float) -> str:
@@ -238,20 +264,22 @@ def format_duration(seconds: float) -> str:
 
 
 def progress_line(run: runs.RunSummary, p: Progress | None = None) -> str:
-    """One line on where a queued or running run stands and how long it may still take."""
-    p = p or progress(run)
+    """One line on where a queued or running run stands and how long it may still take, over all its phases."""
     if run.state == "queued":
-        return f"queued: waiting to start (at most {p.max_epochs} epochs, {p.epoch} done)"
-    done = f"{p.epoch} of at most {p.max_epochs} epochs done"
-    if p.computing_features:
-        return f"{run.state}: {done}; computing stored features for epoch {p.epoch + 1} (once per run: later head-only epochs reuse them and are much faster)…"
-    if p.seconds_per_epoch is None:
-        batch = f", batch {run.status['batch']} of {run.status['batches']}" if run.status.get("batches") else ""
-        return f"{run.state}: {done}; epoch {p.epoch + 1} under way{batch} (the time per epoch is known once it ends)"
-    line = f"{run.state}: {done}; {format_duration(p.seconds_per_epoch)} per epoch"
-    if p.seconds_left_at_most is not None:
-        line += f"; at most {format_duration(p.seconds_left_at_most)} left (early stopping usually ends it sooner)"
-    return line
+        return f"queued: waiting to start (at most {run.config['train']['epochs']} epochs)"
+    p = p or progress(run)
+    step = f"step {p.step} of {p.steps}: " if p.step and p.steps else ""
+    return f"{run.state}: {step}{p.words}; {time_left(p)}"
+
+
+def time_left(p: Progress) -> str:
+    """The time left in words: an upper bound while epochs are to come, "not yet known" rather than a guess."""
+    if p.seconds_left is not None and p.epochs_to_come:
+        return f"time left: at most {format_duration(p.seconds_left)} (early stopping usually ends it sooner)"
+    if p.seconds_left is not None:
+        return f"time left: about {format_duration(p.seconds_left)}"
+    this_step = f" (this step: about {format_duration(p.phase_seconds_left)} left)" if p.phase_seconds_left is not None else ""
+    return f"time left: not yet known{this_step}"
 
 
 _LOG_RECORD = re.compile(r"^(\d{4}-\d{2}-\d{2} )?\d{2}:\d{2}:\d{2}")  # train.log's and the console's time stamps

@@ -15,26 +15,25 @@ import logging
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from wildvision import features, novelty, runs
-from wildvision.config import Phase, TrainConfig
-from wildvision.data import Sample, eval_transform, file_list_hash, make_loader, scan_folder, stratified_split, train_transform
-from wildvision.datacheck import sample_groups, test_duplicates
+from wildvision import compare, features, novelty, progress, runs
+from wildvision.config import TrainConfig
+from wildvision.data import Sample, eval_transform, file_list_hash, make_loader, train_transform
+from wildvision.datacheck import test_duplicates
 from wildvision.evaluate import choose_threshold, compute_metrics, evaluate_samples, infer, resolve_device
 from wildvision.models import build_model, count_parameters, head, normalisation, split_at_head
+from wildvision.run_data import check_folders, leak_warnings, prepare_data, prepare_tests, samples_in_split, split_record, without
 from wildvision.runs import Cancelled
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "wildvision-checkpoint-1"
-# status.json's message while stored backbone features are computed (readers recognise it by this start)
-STORED_FEATURES_MESSAGE = "computing backbone features once"
 
 
 def code_version() -> str:
@@ -58,90 +57,33 @@ def set_trainable(model: nn.Module, arch: str, train_all_layers: bool) -> list[n
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def samples_in_split(config: TrainConfig, split: dict, source: str) -> tuple[list[Sample], list[Sample]]:
-    """The train and test_in samples a saved split names, looked up in the data folder as it is now."""
-    by_path = {str(s.path.relative_to(config.data)): s for s in scan_folder(config.data, config.positive, config.with_background)}
-    parts = []
-    for part in ("train", "test_in"):
-        missing = [p for p in split[part] if p not in by_path]
-        if missing:
-            raise ValueError(f"{source} names {len(missing)} files not in {config.data}, e.g. {missing[0]}")
-        parts.append([by_path[p] for p in split[part]])
-    return parts[0], parts[1]
+def start_run(config: TrainConfig, runs_dir: str | Path = "runs", name: str | None = None, prepare: bool = True) -> Path:
+    """Create the run folder with its config and a queued status, and return it; a training or test folder that
+    cannot be used raises first, before anything is made. With `prepare` the photos are also split and checked for
+    copies and label conflicts now (prepare_run); the dashboard passes False, since that takes seconds per thousand
+    photos and its page must answer at once: the run's process then does it before it trains."""
+    check_folders(config)
+    run_dir = create_run(config, runs_dir, name)
+    if prepare:
+        prepare_run(run_dir)
+    return run_dir
 
 
-def prepare_data(config: TrainConfig) -> tuple[list[Sample], list[Sample], dict[str, list[Sample]], list[dict]]:
-    """Scan and split the training folder and scan every test folder; raise before any training if one is unusable.
-
-    Returns train, test_in, the test sets and what was left out of train and test_in ({"files", "reason"},
-    paths relative to the data folder). A saved split is taken as it is.
-    """
-    if config.split:
-        train, test_in = samples_in_split(config, runs.read_json(Path(config.split)), f"split {config.split}")
-        return train, test_in, prepare_tests(config), []
-    train, test_in, left_out = split_distinct(scan_folder(config.data, config.positive, config.with_background), config)
-    return train, test_in, prepare_tests(config), left_out
+def create_run(config: TrainConfig, runs_dir: str | Path = "runs", name: str | None = None) -> Path:
+    """The run folder with its config and a queued status, its folders taken as checked (run_data.check_folders)."""
+    run_dir = runs.create_run_dir(runs_dir, name or config.name)
+    runs.write_json_atomic(run_dir / runs.CONFIG, {"train": asdict(config), "dataset": config.dataset, "created_at": runs.now()})
+    runs.write_status(run_dir, "queued", epoch=0, max_epochs=config.epochs)
+    return run_dir
 
 
-def split_distinct(samples: list[Sample], config: TrainConfig) -> tuple[list[Sample], list[Sample], list[dict]]:
-    """The train/test_in split with every photo used once: copies of a photo (identical or near, `datacheck`) stay on
-    one side and only the first is kept, and a photo under both the positive and a negative class (a label conflict)
-    is left out of both, since its label cannot be trusted. Returns train, test_in and what was left out, and why."""
-    relative = lambda sample: str(sample.path.relative_to(config.data))
-    left_out, conflicted, group_of = [], set(), {}
-    for number, group in enumerate(sample_groups(samples)):
-        if len({s.label for s in group}) == 2:
-            conflicted |= {s.path for s in group}
-            places = " and ".join(sorted({f"{s.class_name}/" for s in group}))
-            left_out.append({"files": [relative(s) for s in group], "reason": f"label conflict: one photo under {places}"})
-        else:
-            group_of |= {s.path: number for s in group}
-    kept = [s for s in samples if s.path not in conflicted]
-    ids = [group_of.get(s.path, -1 - index) for index, s in enumerate(kept)]  # a photo without copies is its own group
-    train, test_in = stratified_split(kept, config.test_fraction, config.seed, ids)
-    parts = []
-    for part_name, part in (("train", train), ("test_in", test_in)):
-        first: dict[int, Sample] = {}
-        copies: dict[int, list[Sample]] = {}
-        for sample in part:
-            number = group_of.get(sample.path)
-            if number in first:
-                copies.setdefault(number, []).append(sample)
-            elif number is not None:
-                first[number] = sample
-        left_out += [
-            {"files": [relative(s) for s in group], "reason": f"copies of {relative(first[number])}, which {part_name} keeps"}
-            for number, group in copies.items()
-        ]
-        dropped = {s.path for group in copies.values() for s in group}
-        parts.append([s for s in part if s.path not in dropped])
-    return parts[0], parts[1], left_out
-
-
-def _split_record(config: TrainConfig, train: list[Sample], test_in: list[Sample], left_out: list[dict]) -> dict:
-    relative = lambda part: [str(s.path.relative_to(config.data)) for s in part]
-    return {"data": config.data, "seed": config.seed, "train": relative(train), "test_in": relative(test_in), "left_out": left_out}
-
-
-def _leak_warnings(leaks: dict[str, list[tuple[Path, Path]]], test_sets: dict[str, list[Sample]], excluded: bool) -> list[str]:
-    consequence = "they are left out of it" if excluded else "its scores will overstate performance on unseen photos"
-    return [
-        f"{len(pairs)} of the {len(test_sets[name])} images of {name} are identical or nearly identical to training images "
-        f"(e.g. {pairs[0][0]} and {pairs[0][1]}): {consequence}"
-        for name, pairs in leaks.items()
-    ]
-
-
-def _without(tests: dict[str, list[Sample]], leaks: dict[str, list[tuple[Path, Path]]]) -> dict[str, list[Sample]]:
-    """The test sets without their images that duplicate training images."""
-    return {name: [s for s in samples if s.path not in {test for test, _ in leaks.get(name, [])}] for name, samples in tests.items()}
-
-
-def start_run(config: TrainConfig, runs_dir: str | Path = "runs", name: str | None = None) -> Path:
-    """Check the data, create the run folder with config, split and a queued status, and return it."""
+def prepare_run(run_dir: Path) -> None:
+    """Split the photos with each used once, look for test photos that copy training photos, and complete config.json
+    (fingerprints, counts, warnings, what was left out) and split.json."""
+    config = load_config(run_dir)
     train, test_in, tests, left_out = prepare_data(config)
     leaks = test_duplicates(train, {"test_in": test_in} | tests)
-    warnings = _leak_warnings(leaks, {"test_in": test_in} | tests, config.exclude_test_duplicates)
+    warnings = leak_warnings(leaks, {"test_in": test_in} | tests, config.exclude_test_duplicates)
     conflicts = [entry for entry in left_out if entry["reason"].startswith("label conflict")]
     excluded = [{"files": [str(Path(config.data) / f) for f in entry["files"]], "reason": entry["reason"]} for entry in conflicts]
     if conflicts:
@@ -152,29 +94,23 @@ def start_run(config: TrainConfig, runs_dir: str | Path = "runs", name: str | No
         excluded += [
             {"files": [str(test)], "reason": f"{name}: one photo with training image {image}"} for name, pairs in leaks.items() for test, image in pairs
         ]
-        tests = _without(tests, leaks)
+        tests = without(tests, leaks)
     for warning in warnings:
         log.warning(warning)
-    run_dir = runs.create_run_dir(runs_dir, name or config.name)
-    all_samples = train + test_in
     runs.write_json_atomic(
         run_dir / runs.CONFIG,
-        {
-            "train": asdict(config),
-            "dataset": config.dataset,
-            "data_hash": file_list_hash(all_samples, config.data),
+        runs.read_json(run_dir / runs.CONFIG)
+        | {
+            "data_hash": file_list_hash(train + test_in, config.data),
             "test_hashes": {n: file_list_hash(s, config.tests[n]) for n, s in tests.items()},
             "n_images": {"train": len(train), "test_in": len(test_in)} | {n: len(s) for n, s in tests.items()},
             "n_parameters": count_parameters(config.arch),
             "code_version": code_version(),
             "warnings": warnings,
             "excluded": excluded,
-            "created_at": runs.now(),
         },
     )
-    runs.write_json_atomic(run_dir / runs.SPLIT, _split_record(config, train, test_in, left_out))
-    runs.write_status(run_dir, "queued", epoch=0, max_epochs=config.epochs)
-    return run_dir
+    runs.write_json_atomic(run_dir / runs.SPLIT, split_record(config, train, test_in, left_out))
 
 
 def load_config(run_dir: Path) -> TrainConfig:
@@ -215,8 +151,8 @@ def train_head_epoch(
     return loss_sum / max(len(order), 1), len(order)
 
 
-def _train_one_epoch(model, loader, optimizer, scaler, device, run_dir, epoch) -> tuple[float, int]:
-    loss_sum, seen, last_report = 0.0, 0, time.monotonic()
+def _train_one_epoch(model, loader, optimizer, scaler, device, tracker: progress.Tracker, epoch) -> tuple[float, int]:
+    loss_sum, seen = 0.0, 0
     for batch_index, batch in enumerate(loader):
         if batch is None:
             continue
@@ -226,9 +162,7 @@ def _train_one_epoch(model, loader, optimizer, scaler, device, run_dir, epoch) -
         loss = _optimisation_step(model, images, labels, optimizer, scaler, device)
         loss_sum += loss * len(labels)
         seen += len(labels)
-        if time.monotonic() - last_report > 5:
-            runs.write_status(run_dir, "running", epoch=epoch, batch=batch_index + 1, batches=len(loader))
-            last_report = time.monotonic()
+        tracker.epoch(epoch, batch_index + 1, len(loader))
     return loss_sum / max(seen, 1), seen
 
 
@@ -247,16 +181,6 @@ def _checkpoint(config: TrainConfig, model: nn.Module, epoch: int, val_loss: flo
     }
 
 
-def _phase_at(phases: list[Phase], epoch: int) -> tuple[int, Phase]:
-    """Which phase a (1-based) epoch belongs to."""
-    start = 0
-    for index, phase in enumerate(phases):
-        if phase.epochs is None or epoch <= start + phase.epochs:
-            return index, phase
-        start += phase.epochs
-    return len(phases) - 1, phases[-1]
-
-
 def execute_run(run_dir: Path) -> dict:
     """Train (or continue training) the run in `run_dir`, evaluate its best epoch and write results.json.
 
@@ -269,8 +193,13 @@ def execute_run(run_dir: Path) -> dict:
     try:
         with runs.sigterm_cancels():
             runs.write_status(run_dir, "running", message=None)
-            results = _train_and_evaluate(run_dir)
-            runs.write_status(run_dir, "completed", message=None)
+            tracker = progress.Tracker(run_dir, load_config(run_dir), checking=not (run_dir / runs.SPLIT).is_file())
+            if tracker.checking:  # started from the dashboard, whose page does not wait for the photos to be checked
+                tracker.plan(compare.needed(tracker.config, prepare_tests(tracker.config)))
+                tracker.start(progress.CHECKING, progress.CHECKING_WORDS)
+                prepare_run(run_dir)
+            results = _train_and_evaluate(run_dir, tracker)
+            runs.write_status(run_dir, "completed", message=None, progress=None)
             return results
     except Cancelled:
         log.warning("cancelled")
@@ -287,18 +216,23 @@ def execute_run(run_dir: Path) -> dict:
         handler.close()
 
 
-def _train_and_evaluate(run_dir: Path) -> dict:
-    config = load_config(run_dir)
+def _train_and_evaluate(run_dir: Path, tracker: progress.Tracker) -> dict:
+    config = tracker.config
     train, test_in = samples_in_split(config, runs.read_json(run_dir / runs.SPLIT), "this run's split")
+    tests = prepare_tests(config, train)
     device = resolve_device(config.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     log.info("run %s: %s on %s, %d train / %d test_in images", run_dir.name, config.name, device, len(train), len(test_in))
+    compared = (run_dir / runs.COMPARISON).is_file()  # before a resume
+    tracker.plan(not compared and compare.needed(config, tests), len(train), len(test_in), sum(map(len, tests.values())))
+    if not compared:
+        tracker.start(progress.COMPARISON, "scoring the test sets with the models this run is compared with", 0)
+        compare.compare(run_dir, config, tests, tracker.counted)
 
     torch.manual_seed(config.seed)
     # channels_last speeds up convolutions on both CPU (oneDNN) and GPU (tensor cores).
     model = build_model(config.arch, config.weights).to(device, memory_format=torch.channels_last)
-    phases = config.phases()
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
     state = {"epoch": 0, "best_val_loss": float("inf"), "best_epoch": 0, "epochs_since_best": 0, "done": False}
 
@@ -308,7 +242,7 @@ def _train_and_evaluate(run_dir: Path) -> dict:
         last = torch.load(last_path, map_location=device, weights_only=True)
         model.load_state_dict(last["model"])
         state.update(last["state"])
-        phase_index, phase = _phase_at(phases, state["epoch"])
+        phase_index, phase = config.phase_at(state["epoch"])
         optimizer = torch.optim.SGD(set_trainable(model, config.arch, phase.train_all_layers), lr=phase.lr, momentum=config.momentum)
         optimizer.load_state_dict(last["optimizer"])
         scaler.load_state_dict(last["scaler"])
@@ -318,20 +252,21 @@ def _train_and_evaluate(run_dir: Path) -> dict:
 
     while not state["done"] and state["epoch"] < config.epochs:
         epoch = state["epoch"] + 1
-        index, phase = _phase_at(phases, epoch)
+        index, phase = config.phase_at(epoch)
         if index != phase_index:
             phase_index = index
             optimizer = torch.optim.SGD(set_trainable(model, config.arch, phase.train_all_layers), lr=phase.lr, momentum=config.momentum)
             state["epochs_since_best"] = 0
             log.info("epoch %d: %s, batch %d, lr %g", epoch, "all layers" if phase.train_all_layers else "head only", phase.batch_size, phase.lr)
         started = time.perf_counter()
-        on_stored_features = not phase.train_all_layers and config.feature_views > 0
+        on_stored_features = config.on_stored_features(phase)
         cache_time = None
         if on_stored_features and stored is None:
-            stored = _stored_features(model, config, train, test_in, device, run_dir)
+            stored = _stored_features(model, config, train, test_in, device, tracker)
             cache_time = time.perf_counter() - started
         elif not on_stored_features:
             stored = None
+        tracker.epoch(epoch)
         # Head-only: frozen layers stay in eval mode, so BatchNorm statistics and dropout do not change them.
         model.train(phase.train_all_layers)
         train_started = time.perf_counter()
@@ -352,7 +287,7 @@ def _train_and_evaluate(run_dir: Path) -> dict:
                 normalisation=normalisation(config.arch),
                 image_cache=config.cache_folder,
             )
-            train_loss, n_trained = _train_one_epoch(model, loader, optimizer, scaler, device, run_dir, epoch)
+            train_loss, n_trained = _train_one_epoch(model, loader, optimizer, scaler, device, tracker, epoch)
             train_time = time.perf_counter() - train_started
             val_loader = make_loader(
                 test_in,
@@ -403,29 +338,33 @@ def _train_and_evaluate(run_dir: Path) -> dict:
             last_path,
             {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "state": state},
         )
-        runs.write_status(run_dir, "running", epoch=epoch, best_epoch=state["best_epoch"], batch=None, batches=None)
+        tracker.epoch_done(row, best_epoch=state["best_epoch"])
         log.info("epoch %d: train loss %.4f, val loss %.4f, val F %.3f, %.1f s", epoch, train_loss, val_loss, val_metrics["f_score"], row["epoch_time_s"])
 
     best = torch.load(run_dir / runs.CHECKPOINT, map_location=device, weights_only=True)
     model.load_state_dict(best["state_dict"])
-    results, scores, rule = evaluate_run_model(model, config, {"test_in": test_in} | prepare_tests(config, train), device)
+    tracker.start(progress.EVALUATION, "evaluating the best epoch on every test set", 0, tracker.photos[progress.EVALUATION])
+    results, scores, rule = evaluate_run_model(model, config, {"test_in": test_in} | tests, device, report=tracker.counted)
     runs.save_torch_atomic(run_dir / runs.CHECKPOINT, best | {"threshold": rule["threshold"], "threshold_rule": rule})
-    _save_novelty_summary(run_dir, config, train, test_in)
+    _save_novelty_summary(run_dir, config, train, test_in, tracker)
     runs.write_json_atomic(run_dir / runs.SCORES, scores)
     runs.write_json_atomic(run_dir / runs.RESULTS, {"best_epoch": best["epoch"], "epochs_run": state["epoch"], "threshold": rule, "test_sets": results})
     last_path.unlink(missing_ok=True)  # the best model is in checkpoint.pt; the resume state is no longer needed
     return results
 
 
-def _save_novelty_summary(run_dir: Path, config: TrainConfig, train: list[Sample], test_in: list[Sample]) -> None:
+def _save_novelty_summary(run_dir: Path, config: TrainConfig, train: list[Sample], test_in: list[Sample], tracker: progress.Tracker) -> None:
     """What the "unlike the training photos" score of this run's predictions needs (wildvision.novelty): the training
     photos' backbone features, and a warning level from test_in's; one more forward pass over both with the best model.
     The run's results do not depend on it, so a failure is logged and the run completes without the score."""
     from wildvision.predict import load_model
 
+    photos = len(train) + len(test_in)
+    tracker.start(progress.NOVELTY, f"{progress.NOVELTY_WORDS}: a forward pass over {photos:,} photos", 0, photos)
     try:
         loaded = load_model(run_dir / runs.CHECKPOINT, device=config.device)
         train_features = novelty.backbone_features(loaded, [sample.path for sample in train])
+        tracker.report(f"{progress.NOVELTY_WORDS}: {len(train):,} of {photos:,} photos", len(train), photos, force=True)
         test_in_features = novelty.backbone_features(loaded, [sample.path for sample in test_in])
         summary = novelty.fit_summary(train_features, test_in_features, arch=config.arch, k=min(novelty.DEFAULT_K, len(train)))
         novelty.save(summary, run_dir / novelty.FILE)
@@ -433,21 +372,22 @@ def _save_novelty_summary(run_dir: Path, config: TrainConfig, train: list[Sample
         log.warning("no summary of the training photos, so predictions will not say how unlike them a photo is: %s", error)
 
 
-def _stored_features(model: nn.Module, config: TrainConfig, train: list[Sample], test_in: list[Sample], device: torch.device, run_dir: Path):
+def _stored_features(model: nn.Module, config: TrainConfig, train: list[Sample], test_in: list[Sample], device: torch.device, tracker: progress.Tracker):
     """(tail, training views' features, test_in features) for head-only epochs, computing what is not cached yet."""
     backbone, tail = split_at_head(model, config.arch)
     norm = normalisation(config.arch)
-
-    def report(done: int, total: int) -> None:
-        runs.write_status(run_dir, "running", message=f"{STORED_FEATURES_MESSAGE}: {done} of {total} images")
-
+    photos, work = len(train) + len(test_in), config.feature_views * len(train) + len(test_in)  # work: forward passes
     # Said before the first batch too: on a CPU that batch alone can take a while.
-    runs.write_status(
-        run_dir,
-        "running",
-        message=f"{STORED_FEATURES_MESSAGE}: {config.feature_views} views of {len(train)} training images, "
-        f"then {len(test_in)} test_in images (images already in the cache are skipped)",
-    )
+    tracker.start(progress.FEATURES, f"computing stored features: 0 of {photos:,} photos", None, work)
+
+    def part(before: int, samples: list[Sample], views: int):
+        """A progress callback for one of the two calls below, counting photos already in the cache as done."""
+
+        def report(done: int, to_compute: int) -> None:
+            finished = len(samples) - to_compute + done
+            tracker.counted("computing stored features", before + finished, photos, before * config.feature_views + finished * views, work)
+
+        return report
 
     common = {
         "arch": config.arch,
@@ -456,24 +396,21 @@ def _stored_features(model: nn.Module, config: TrainConfig, train: list[Sample],
         "cache_dir": config.cache_folder,
         "device": device,
         "num_workers": config.num_workers,
-        "progress": report,
     }
     train_features = features.backbone_features(
-        train, transform_for_label=lambda label: train_transform(label == 1, norm), views=config.feature_views, seed=config.seed, **common
+        train,
+        transform_for_label=lambda label: train_transform(label == 1, norm),
+        views=config.feature_views,
+        seed=config.seed,
+        progress=part(0, train, config.feature_views),
+        **common,
     )
-    val_features = features.backbone_features(test_in, transform_for_label=lambda label: eval_transform(norm), views=1, seed=0, **common)
-    runs.write_status(run_dir, "running", message=None)
+    val_features = features.backbone_features(
+        test_in, transform_for_label=lambda label: eval_transform(norm), views=1, seed=0, progress=part(len(train), test_in, 1), **common
+    )
+    tracker.measure_phase(work)
     log.info("head-only epochs train on %d stored views of %d images (cache: %s)", config.feature_views, len(train_features.labels), config.cache_folder)
     return tail, train_features, val_features
-
-
-def prepare_tests(config: TrainConfig, train: list[Sample] | None = None) -> dict[str, list[Sample]]:
-    """Every --test folder, scanned: all of its non-positive folders are negatives. With `exclude_test_duplicates`
-    and the run's `train` samples, images that are one photo with a training image are left out."""
-    tests = {name: scan_folder(folder, config.positive, with_background=True) for name, folder in config.tests.items()}
-    if config.exclude_test_duplicates and train:
-        tests = _without(tests, test_duplicates(train, tests))
-    return tests
 
 
 def add_test_sets(run_dir: Path, tests: Mapping[str, str], device: str = "auto") -> dict:
@@ -494,16 +431,26 @@ def add_test_sets(run_dir: Path, tests: Mapping[str, str], device: str = "auto")
 
 
 def evaluate_run_model(
-    model: nn.Module, config: TrainConfig, test_sets: dict[str, list[Sample]], device: torch.device, threshold: float | None = None
+    model: nn.Module,
+    config: TrainConfig,
+    test_sets: dict[str, list[Sample]],
+    device: torch.device,
+    threshold: float | None = None,
+    report: Callable[[str, int, int], None] | None = None,
 ) -> tuple[dict, dict, dict]:
     """The paper's metrics for each named test set, plus precision and recall at the model's decision threshold.
 
     Without a `threshold`, it is chosen on test_in for the configured target precision. Returns
-    (metrics per test set, scores per test set, the threshold and how it was chosen).
+    (metrics per test set, scores per test set, the threshold and how it was chosen). `report(words, photos done,
+    photos to do)` follows the evaluation over all the sets.
     """
-    results, scores = {}, {}
+    results, scores, done, total = {}, {}, 0, sum(map(len, test_sets.values()))
     for name, samples in test_sets.items():
-        metrics, scores[name] = evaluate_samples(model, samples, device, num_workers=config.num_workers, normalisation=normalisation(config.arch))
+        counted = None if report is None else (lambda photos, name=name, before=done: report(f"evaluating {name}", before + photos, total))
+        metrics, scores[name] = evaluate_samples(
+            model, samples, device, num_workers=config.num_workers, normalisation=normalisation(config.arch), progress=counted
+        )
+        done += len(samples)
         for path in metrics["skipped"]:
             log.warning("%s: skipped unreadable image %s", name, path)
         log.info("%s: accuracy %.4f, F %.4f (%d images, %.1f s)", name, metrics["accuracy"], metrics["f_score"], metrics["n_images"], metrics["eval_time_s"])
