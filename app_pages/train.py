@@ -5,42 +5,30 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages.widgets import code, learning_curves_chart, md
-from wildvision import catalog, runs
-from wildvision.analysis.export import chart_config
+from app_pages.train_runs import live_runs
+from app_pages.widgets import code, md
+from wildvision import catalog, model_card, runs
 from wildvision.config import DEEP_COMPRESSION_WEIGHTS, REGIMES, TrainConfig, grid_weights, suggested_lr, table_s5
 from wildvision.data import DataFolderError
 from wildvision.launch import (
     PAPER_GRID,
     WEIGHTS_EXAMPLE,
     accelerator,
-    cancel_run,
     grid_name,
     launch_grid,
     launch_run,
-    list_runs_shown,
     load_grid,
-    log_tail,
     parse_named_folders,
     parse_weights,
-    progress,
-    progress_line,
-    resume_run,
     select_grid,
 )
 from wildvision.models import ARCHITECTURES, WeightsError, architecture, imagenet_cache_file, imagenet_weights_problem, weights_file_problem
 from wildvision.shared import demo_data, local_weights_file, shared_folder
 from wildvision.slurm import SCRIPT, SlurmError, SlurmSettings, batch_script, extra_options, read_task
-from wildvision.wording import LOCAL_WEIGHTS, error_text, with_hint
+from wildvision.wording import LOCAL_WEIGHTS, error_text
 
-ACTIVE = ("running", "queued")
 LOCAL = LOCAL_WEIGHTS  # wording.HINTS' page words name this choice
 NOTHING_STARTED = "Nothing was started."
-
-
-def status_words(run: runs.RunSummary) -> str:
-    """The run's status message with the advice its hint code gives, in this page's words ("" if none)."""
-    return with_hint(run.message, run.hint, "page")
 
 
 st.title("Train")
@@ -56,14 +44,17 @@ st.caption(
 
 demo_train, demo_tests = demo_data("train"), {name: demo_data(name) for name in ("test_out_pet", "test_out_nopet")}
 default_tests = "\n".join(f"{name}={folder}" for name, folder in demo_tests.items() if folder) if demo_train else ""
-ENTER_DATA = "Enter the training folder: the folder that holds one sub-folder per class (captive/, wild/ and, optionally, background/)" + (
+# As data.scan_folder reads a folder: captive/ is the class to flag, every other sub-folder a negative class (the Review
+# page's export writes not_captive/), background/ only with background images.
+CLASS_FOLDERS = "captive/ for the photos to flag, any other sub-folder (wild/, not_captive/, ...) for the rest; background/ counts with background images"
+ENTER_DATA = f"Enter the training folder: the folder that holds one sub-folder per class ({CLASS_FOLDERS})" + (
     "." if demo_train else f". The demo data is not on this machine (looked in {shared_folder() / 'demo-data'})."
 )
 
 
 def data_inputs(key: str) -> tuple[str, str]:
     data = st.text_input(
-        "Training folder (one sub-folder per class: captive/, wild/, optional background/)",
+        f"Training folder (one sub-folder per class: {CLASS_FOLDERS})",
         str(demo_train or ""),
         key=f"{key}_data",
         placeholder="/path/to/train",
@@ -186,7 +177,8 @@ def lr_override(arch: str, regime: str, weights: str | None) -> float | None:
 def launch(action) -> None:
     """Run a launch action and turn the expected problems into one clear message."""
     try:
-        started = action()
+        with st.spinner("Checking the folders and starting the run in the background…"):
+            started = action()
     except (DataFolderError, WeightsError, runs.RunError, ValueError, OSError, SlurmError) as error:
         st.error(md(error_text(error, "page")))
         return
@@ -200,6 +192,18 @@ def launch(action) -> None:
         f"the batch script and Slurm's output per task are in `{task['submission']}`."
     )
     st.code((Path(task["submission"]) / SCRIPT).read_text(encoding="utf-8"), language="bash")
+
+
+def replaced_input() -> str | None:
+    """The finished run this one is meant to replace, if any: it is scored on the same test sets, as the default model is."""
+    finished = {record.key: str(record.path) for record in catalog.usable_models(runs.default_runs_dir()) if not record.is_default}
+    chosen = st.selectbox(
+        "Meant to replace",
+        ["no run (compared with the default model only)", *finished],
+        key="one_replaces",
+        help="When it finishes, the new run is shown beside the default model, and beside the run chosen here, on the same test sets.",
+    )
+    return finished.get(chosen)
 
 
 def slurm_inputs() -> SlurmSettings:
@@ -283,7 +287,8 @@ def weights_problem_one(arch: str, weights: str | None, path: str | None) -> str
 one_run, grid = st.tabs(["One run", "The paper's grid"])
 with one_run:
     c = st.columns(3)
-    arch = c[0].selectbox("Architecture", ARCHITECTURES, index=ARCHITECTURES.index("squeezenet1_0"), key="one_arch")
+    # The default model's architecture: what the Review page's export names, and the model a new run is compared with
+    arch = c[0].selectbox("Architecture", ARCHITECTURES, index=ARCHITECTURES.index(model_card.ARCH), key="one_arch")
     regime = c[1].selectbox(
         "Regime", REGIMES, key="one_regime", help="transfer: last layer only; scratch: all layers from random init; combi: last layer, then all layers"
     )
@@ -292,6 +297,7 @@ with one_run:
     lr, lr_reason = suggested_lr(arch, regime, weights if weights not in (None, "imagenet") else None)
     with st.form("one_run"):
         data, tests = data_inputs("one")
+        replaces = replaced_input()
         options = hyperparameter_inputs("one", regime, lr, lr_reason)
         start = st.form_submit_button("Start training", type="primary")
     if start:
@@ -309,6 +315,7 @@ with one_run:
                             with_background=with_background,
                             weights=weights,
                             tests=parse_named_folders(tests),
+                            replaces=replaces,
                             **options,
                         ),
                         runs.default_runs_dir(),
@@ -404,95 +411,6 @@ with grid, st.form("grid"):
                 st.error(problem)
             else:
                 launch(start_grid)
-
-
-def action_button(label: str, run_dir: Path, action) -> None:
-    if st.button(label, key=f"{label}_{run_dir.name}"):
-        try:
-            action(run_dir)
-            st.toast(f"{label}: {run_dir.name}")
-        except (runs.RunError, OSError, SlurmError) as error:
-            st.error(md(error_text(error, "page")))
-
-
-def run_details(run: runs.RunSummary, slurm_note: str | None) -> None:
-    record = catalog.from_run(run)
-    if slurm_note:
-        task = read_task(run.path)
-        st.caption(f"{slurm_note}; batch script and Slurm's output in `{task['submission']}`")
-    if run.state in ACTIVE:
-        p = progress(run)
-        st.progress(min(1.0, (p.epoch + p.epoch_fraction) / p.max_epochs), text=progress_line(run, p))
-    lr = f"learning rate {record.learning_rate:g}" if record.learning_rate else "Table S5's learning rate"
-    st.caption(f"{record.description}, {lr}; data: {record.data}")
-    if status_words(run):
-        (st.info if run.state in ACTIVE else st.warning)(md(status_words(run)))
-    for warning in run.warnings:
-        st.warning(md(warning))
-    figure = learning_curves_chart(run.path)
-    if figure:
-        st.plotly_chart(figure, key=f"curves_{run.name}", config=chart_config(f"wildvision-{run.name}-learning-curves"))
-    log = log_tail(run.path)
-    st.caption(f"The end of the run's log ({code(run.path / runs.LOG)}; Python tracebacks are left out here, the file keeps them):")
-    st.code(log or "(no log yet)", language=None, wrap_lines=True)
-    if run.state in ACTIVE:
-        action_button("Cancel", run.path, cancel_run)
-    elif run.state in ("failed", "cancelled", runs.INTERRUPTED):
-        action_button("Resume", run.path, resume_run)
-
-
-def finish_notice(run: runs.RunSummary) -> str:
-    message = status_words(run)
-    return f"Run {run.name} finished: {run.state}" + (f" ({message})" if message else "") + ". It is selected below."
-
-
-@st.fragment(run_every=3)
-def live_runs() -> None:
-    summaries, notes, slurm_problem = list_runs_shown(runs.default_runs_dir())
-    # Runs that were active when this page last looked and are not now have just finished: say so, and select them below.
-    active_before = st.session_state.get("train_active_runs")
-    st.session_state["train_active_runs"] = {run.name for run in summaries if run.state in ACTIVE}
-    just_finished = [run for run in summaries if active_before is not None and run.name in active_before and run.state not in ACTIVE]
-    for run in just_finished:
-        st.toast(finish_notice(run), icon=":material/check_circle:" if run.state == "completed" else ":material/warning:")
-    if just_finished:
-        st.session_state["train_notices"] = [(run.state, finish_notice(run)) for run in just_finished] + st.session_state.get("train_notices", [])[:4]
-        st.session_state["finished_run"] = just_finished[0].name
-    st.subheader("Runs")
-    for state, notice in st.session_state.get("train_notices", []):
-        (st.success if state == "completed" else st.warning)(md(notice))
-    if not summaries:
-        st.info("No runs yet. Start one above; it will appear here and update by itself.")
-        return
-    if slurm_problem:
-        st.warning(md(slurm_problem))
-    active = [run for run in summaries if run.state in ACTIVE]
-    for run in active:
-        with st.expander(f"{run.name}: **{run.state}**" + (f" · {notes[run.name]}" if run.name in notes else ""), expanded=True):
-            run_details(run, notes.get(run.name))
-    finished = [run for run in summaries if run.state not in ACTIVE]
-    if finished:
-        st.dataframe(
-            [
-                {
-                    "run": r.name,
-                    "state": r.state,
-                    **({"SLURM": notes.get(r.name, "")} if notes else {}),
-                    "architecture": r.arch,
-                    "regime": r.regime,
-                    "dataset": r.dataset,
-                    "epochs": r.epoch,
-                    "message": status_words(r),
-                }
-                for r in finished
-            ],
-            hide_index=True,
-        )
-        names = [r.name for r in finished]
-        if st.session_state.get("finished_run") not in names:
-            st.session_state.pop("finished_run", None)
-        chosen = st.selectbox("Look at a finished run", names, key="finished_run")
-        run_details(next(r for r in finished if r.name == chosen), notes.get(chosen))
 
 
 live_runs()

