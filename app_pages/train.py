@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages.train_runs import live_runs
+from app_pages.train_runs import follow_runs
 from app_pages.widgets import code, md
 from wildvision import catalog, model_card, runs
 from wildvision.config import DEEP_COMPRESSION_WEIGHTS, REGIMES, TrainConfig, grid_weights, suggested_lr, table_s5
@@ -413,4 +413,4 @@ with grid, st.form("grid"):
                 launch(start_grid)
 
 
-live_runs()
+follow_runs()

@@ -78,9 +78,26 @@ def finish_notice(run: runs.RunSummary) -> str:
     return f"Run {run.name} finished: {run.state}" + (f" ({message})" if message else "") + ". It is selected below."
 
 
+def follow_runs() -> None:
+    """The runs: refreshed every 3 s while one is queued or running, drawn once when none is."""
+    summaries, notes, slurm_problem = list_runs_shown(runs.default_runs_dir())
+    if any(run.state in ACTIVE for run in summaries):
+        live_runs()
+    else:
+        show_runs(summaries, notes, slurm_problem)
+
+
 @st.fragment(run_every=3)
 def live_runs() -> None:
+    """The runs while one is active; once none is, the whole page is drawn again, without this fragment, so the
+    refreshing stops (and a run that has just finished is announced there)."""
     summaries, notes, slurm_problem = list_runs_shown(runs.default_runs_dir())
+    if not any(run.state in ACTIVE for run in summaries):
+        st.rerun()
+    show_runs(summaries, notes, slurm_problem)
+
+
+def show_runs(summaries: list[runs.RunSummary], notes: dict[str, str], slurm_problem: str | None) -> None:
     # Runs that were active when this page last looked and are not now have just finished: say so, and select them below.
     active_before = st.session_state.get("train_active_runs")
     st.session_state["train_active_runs"] = {run.name for run in summaries if run.state in ACTIVE}
@@ -125,6 +142,3 @@ def live_runs() -> None:
             st.session_state.pop("finished_run", None)
         chosen = st.selectbox("Look at a finished run", names, key="finished_run")
         run_details(next(r for r in finished if r.name == chosen), notes.get(chosen))
-
-
-live_runs()
