@@ -452,4 +452,4 @@ def test_a_screening_job_runs_as_a_job_array_whose_last_task_merges_the_scores(c
     submission = Path(slurm.read_task(screen_dir)["submission"])
     assert sorted(p.name for p in submission.glob("slurm-*.out")) == [f"slurm-{job_id}_{i}.out" for i in range(2)]
     log = (screen_dir / "console.log").read_text()
-    assert log.count(": 24 files, ") + log.count("its parts are scored") == 2, log  # each task's last line: it merged, or left it to the other
+    assert log.count("screened 24 files: ") + log.count("its parts are scored") == 2, log  # each task's last line: it merged, or left it to the other
