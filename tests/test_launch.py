@@ -121,13 +121,22 @@ def test_progress_names_the_phase_and_time_left_counts_down_or_is_not_yet_known(
     data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
     run_dir = start_run(TrainConfig(arch="squeezenet1_0", regime="transfer", data=str(data), epochs=10, device="cpu"), tmp_path / "runs")
     assert progress_line(runs.read_run(run_dir)) == "queued: waiting to start (at most 10 epochs)"
-    evaluating = {"phase": "evaluation", "words": "evaluating test_out_pet: 400 of 1,250 photos", "step": 4, "steps": 5, "done": 400, "total": 1250}
+    evaluating = {
+        "phase": "evaluation",
+        "words": "evaluating the test sets, now test_out_pet: 400 of 1,250 photos",
+        "step": 4,
+        "steps": 5,
+        "done": 400,
+        "total": 1250,
+    }
     runs.write_status(run_dir, "running", progress=evaluating | {"phase_seconds_left": 200.0, "seconds_left": 300.0})
     run = runs.read_run(run_dir)
     assert progress(run).fraction == 400 / 1250  # the bar of the phase under way, not a full one
     seconds = r"(00|59|58) s"  # counting down from when status.json was written, a second or two ago
     line = progress_line(run)
-    assert re.fullmatch(rf"running: step 4 of 5: evaluating test_out_pet: 400 of 1,250 photos; time left: about (5|4) min {seconds}", line), line
+    assert re.fullmatch(
+        rf"running: step 4 of 5: evaluating the test sets, now test_out_pet: 400 of 1,250 photos; time left: about (5|4) min {seconds}", line
+    ), line
     runs.write_status(run_dir, "running", progress=evaluating | {"phase_seconds_left": 240.0, "seconds_left": None})
     line = progress_line(runs.read_run(run_dir))
     assert re.fullmatch(rf"running: step 4 of 5: .*; time left: not yet known \(this step: about (4|3) min {seconds} left\)", line), line

@@ -446,7 +446,7 @@ def evaluate_run_model(
     """
     results, scores, done, total = {}, {}, 0, sum(map(len, test_sets.values()))
     for name, samples in test_sets.items():
-        counted = None if report is None else (lambda photos, name=name, before=done: report(f"evaluating {name}", before + photos, total))
+        counted = None if report is None else (lambda photos, name=name, before=done: report(f"evaluating the test sets, now {name}", before + photos, total))
         metrics, scores[name] = evaluate_samples(
             model, samples, device, num_workers=config.num_workers, normalisation=normalisation(config.arch), progress=counted
         )
