@@ -115,17 +115,18 @@ def jobs_section(screens_dir: Path) -> screen_jobs.ScreenSummary | None:
     for job in jobs:
         if job.state not in (*LIVE, "completed"):
             job_line(job)
-    names = [job.name for job in jobs]
+    names, labels = [job.name for job in jobs], {job.name: job_label(job) for job in jobs}
     if st.session_state.get("review-job") not in names:  # a new session (the address may name the job), or a job deleted since
         st.session_state["review-job"] = st.query_params.get("job") if st.query_params.get("job") in names else names[0]
     chosen = st.selectbox(
         "Screening job to review",
         names,
-        key="review-job",  # kept for the session, like the reviewer's name, and in the address (a bound one would hold the label)
-        persist_state="session",
-        format_func=lambda name: job_label(next(job for job in jobs if job.name == name)),
+        index=names.index(st.session_state["review-job"]),
+        # a widget keyed by name alone keeps showing the labels of its first run ("not finished" for a job done since)
+        key=f"review-job-{hash(tuple(labels.values()))}",
+        format_func=labels.__getitem__,
     )
-    st.query_params["job"] = chosen
+    st.session_state["review-job"] = st.query_params["job"] = chosen  # kept for the session, like the reviewer's name
     return next(job for job in jobs if job.name == chosen)
 
 
