@@ -26,6 +26,7 @@ from wildvision.datacheck import (
 from wildvision.images import ImageError
 from wildvision.launch import parse_named_folders
 from wildvision.shared import demo_data
+from wildvision.wording import CLASS_FOLDERS
 
 SAMPLES = 6  # thumbnails per class folder
 KINDS = {  # DuplicateGroup.kind: what it means, in the page's words
@@ -90,7 +91,7 @@ demo_train = demo_data("train")
 demo_tests = {name: demo_data(name) for name in ("test_out_pet", "test_out_nopet")}
 inputs = st.columns([3, 1])
 folder = inputs[0].text_input(
-    "Training folder (one sub-folder per class: captive/, wild/, optional background/)",
+    f"Training folder (one sub-folder per class: {CLASS_FOLDERS})",
     str(demo_train) if demo_train else "",
     key="folder",
     placeholder="/path/to/train",

@@ -25,7 +25,7 @@ from wildvision.launch import (
 from wildvision.models import ARCHITECTURES, WeightsError, architecture, imagenet_cache_file, imagenet_weights_problem, weights_file_problem
 from wildvision.shared import demo_data, local_weights_file, shared_folder
 from wildvision.slurm import SCRIPT, SlurmError, SlurmSettings, batch_script, extra_options, read_task
-from wildvision.wording import LOCAL_WEIGHTS, error_text
+from wildvision.wording import CLASS_FOLDERS, LOCAL_WEIGHTS, error_text
 
 LOCAL = LOCAL_WEIGHTS  # wording.HINTS' page words name this choice
 NOTHING_STARTED = "Nothing was started."
@@ -46,7 +46,6 @@ demo_train, demo_tests = demo_data("train"), {name: demo_data(name) for name in 
 default_tests = "\n".join(f"{name}={folder}" for name, folder in demo_tests.items() if folder) if demo_train else ""
 # As data.scan_folder reads a folder: captive/ is the class to flag, every other sub-folder a negative class (the Review
 # page's export writes not_captive/), background/ only with background images.
-CLASS_FOLDERS = "captive/ for the photos to flag, any other sub-folder (wild/, not_captive/, ...) for the rest; background/ counts with background images"
 ENTER_DATA = f"Enter the training folder: the folder that holds one sub-folder per class ({CLASS_FOLDERS})" + (
     "." if demo_train else f". The demo data is not on this machine (looked in {shared_folder() / 'demo-data'})."
 )

@@ -104,6 +104,7 @@ def test_a_folder_without_the_class_to_flag_says_what_is_expected(tmp_path):
 def test_an_empty_folder_field_explains_the_layout():
     at = run_page(folder="", tests="")
     assert "Enter a training folder" in texts(at.info) and "captive/" in texts(at.info)
+    assert "not_captive/" in at.text_input(key="folder").label  # the folder the Review page's export writes is named too
     assert not at.error
 
 

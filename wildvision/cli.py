@@ -18,7 +18,7 @@ from wildvision.launch import PAPER_GRID, list_runs_shown, named_folder_argument
 from wildvision.models import ARCHITECTURES, PAPER_ARCHITECTURES, WeightsError, imagenet_weights_problem
 from wildvision.predict import CheckpointError
 from wildvision.uploads import ZIP_EXTENSION, UploadLimits, unpack_uploads
-from wildvision.wording import error_text
+from wildvision.wording import CLASS_FOLDERS, error_text
 from wildvision.worker import log_to_console, print_results, train_one, train_queue
 
 USER_ERRORS = (DataFolderError, WeightsError, runs.RunError, CheckpointError, ImageError, ValueError, OSError)
@@ -35,7 +35,7 @@ def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by `train` and `grid`: data, test sets and hyperparameter overrides."""
-    parser.add_argument("--data", required=True, help="training folder: one sub-folder per class (captive/, wild/, optional background/)")
+    parser.add_argument("--data", required=True, help=f"training folder: one sub-folder per class ({CLASS_FOLDERS})")
     parser.add_argument("--positive", default="captive", help="name of the positive class folder; every other folder is negative (default: captive)")
     parser.add_argument(
         "--test",

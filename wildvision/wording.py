@@ -27,6 +27,9 @@ TEST_SET_WORDS: dict[str, str] = {
     "test_out_pet": "photos from other websites, among them everyday photos of pets",
     "test_out_nopet": "photos from other websites, with no animals in the everyday ones",
 }
+# what a training folder holds, as the Train and Data pages and the command line's help say it (data.py accepts any
+# negative folder name, and the Review page's export writes not_captive/)
+CLASS_FOLDERS = "captive/ for the photos to flag, any other sub-folder (wild/, not_captive/, ...) for the rest; background/ counts with background images"
 IN_DISTRIBUTION = "test_in"
 TRUST_CAVEAT = (
     "Expect it to do worse on photos unlike the ones it learnt from: in the paper, every model did. "
