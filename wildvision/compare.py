@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -50,12 +51,9 @@ def baselines(config: TrainConfig) -> list[tuple[str, catalog.ModelRecord]]:
     return chosen
 
 
-def stored_scores_of(record: catalog.ModelRecord, folder: str | Path, photos: int) -> dict | None:
-    """The model's stored scores of this very test set: one of its own test sets in the same folder, with as many
-    scored photos as the run's set has photos; None when they are not kept or the photos differ."""
-    stored = catalog.stored_scores(record)
-    if not stored:
-        return None
+def stored_scores_of(record: catalog.ModelRecord, stored: dict, folder: str | Path, photos: int) -> dict | None:
+    """The model's stored scores (`stored`, its scores.json) of this very test set: one of its own test sets in the
+    same folder, with as many scored photos as the run's set has photos; None when they are not kept or differ."""
     here = Path(folder).resolve()
     for name, own in catalog.test_folders(record).items():
         if own.resolve() == here and name in stored and len(stored[name]["labels"]) == photos:
@@ -63,22 +61,38 @@ def stored_scores_of(record: catalog.ModelRecord, folder: str | Path, photos: in
     return None
 
 
-def to_score(config: TrainConfig, tests: Mapping[str, list[Sample]]) -> list[tuple[str, catalog.ModelRecord, dict[str, list[Sample]]]]:
-    """Per model compared with: its role, record and the test sets whose photos it must score (none where its stored
-    scores are reused)."""
-    return [
-        (role, record, {name: samples for name, samples in tests.items() if stored_scores_of(record, config.tests[name], len(samples)) is None})
-        for role, record in baselines(config)
-    ]
+@dataclass(frozen=True)
+class Plan:
+    """One model a run is compared with: its role, its record, the test sets whose photos it must score, and the
+    stored scores reused for the others."""
+
+    role: str
+    record: catalog.ModelRecord
+    to_score: dict[str, list[Sample]]
+    reused: dict[str, dict]
+
+
+def plans(config: TrainConfig, tests: Mapping[str, list[Sample]]) -> list[Plan]:
+    """Per model compared with, what it must score and what is reused (its scores.json is read once)."""
+    chosen = []
+    for role, record in baselines(config):
+        stored = catalog.stored_scores(record) or {}
+        reused = {}
+        for name, samples in tests.items():
+            scores = stored_scores_of(record, stored, config.tests[name], len(samples))
+            if scores is not None:
+                reused[name] = scores
+        chosen.append(Plan(role, record, {name: samples for name, samples in tests.items() if name not in reused}, reused))
+    return chosen
 
 
 def needed(config: TrainConfig, tests: Mapping[str, list[Sample]]) -> bool:
     """Whether a model the run is compared with must score photos (its stored scores of these sets cannot be reused)."""
-    return photos_to_score(to_score(config, tests)) > 0
+    return photos_to_score(plans(config, tests)) > 0
 
 
-def photos_to_score(plan: list[tuple[str, catalog.ModelRecord, dict[str, list[Sample]]]]) -> int:
-    return sum(len(samples) for _, _, sets in plan for samples in sets.values())
+def photos_to_score(chosen: list[Plan]) -> int:
+    return sum(len(samples) for plan in chosen for samples in plan.to_score.values())
 
 
 def _metrics(scores: dict, threshold: float) -> dict:
@@ -98,16 +112,17 @@ def compare(
     and write comparison.json. `report(words, photos done, photos to do)` follows the scoring. Returns what it wrote."""
     from wildvision.predict import load_model
 
-    plan = to_score(config, tests)
-    total, done = photos_to_score(plan), 0
+    chosen = plans(config, tests)
+    total, done = photos_to_score(chosen), 0
     models = []
-    for role, record, scored in plan:
+    for plan in chosen:
+        role, record = plan.role, plan.record
         label = "the default model" if role == DEFAULT else f"the model it replaces ({record.key})"
-        loaded = load_model(record.model, device=config.device) if scored else None
+        loaded = load_model(record.model, device=config.device) if plan.to_score else None
         sets = {}
         for name, samples in tests.items():
-            if name not in scored:
-                sets[name] = _metrics(stored_scores_of(record, config.tests[name], len(samples)), record.threshold) | {"reused": True}
+            if name in plan.reused:
+                sets[name] = _metrics(plan.reused[name], record.threshold) | {"reused": True}
                 continue
             words = f"scoring {name} with {label} for the comparison"
             progress = None if report is None else (lambda photos, words=words, offset=done: report(words, offset + photos, total))
