@@ -11,7 +11,7 @@ them out.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -138,10 +138,8 @@ def stored_galleries(model: str | Path, runs_dir: str | Path | None = None) -> l
 def progress_text(item: StoredGallery, now: datetime | None = None) -> str:
     """How far a gallery being made has got, for a status line refreshed while it runs: "running for 1 min 05 s:
     scored and explained 96 of 690 images" (the process's last line, without its "[test set]" prefix)."""
-    try:
-        elapsed = format_duration(((now or datetime.now(UTC)) - datetime.fromisoformat(item.started_at)).total_seconds())
-    except ValueError:  # a job.json without a readable start time
-        elapsed = ""
+    seconds = runs.seconds_since(item.started_at, now)
+    elapsed = "" if seconds is None else format_duration(seconds)  # "": a job.json without a readable start time
     step = item.message.removeprefix(f"[{item.test_name}] ") or "starting"
     return f"running for {elapsed}: {step}" if elapsed else step
 

@@ -19,7 +19,6 @@ import threading
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -216,18 +215,11 @@ class Progress:
     epochs_to_come: bool  # the time left counts epochs, which early stopping may cut short
 
 
-def _seconds_since(stamp: str | None) -> float:
-    try:
-        return max(0.0, (datetime.now(UTC) - datetime.fromisoformat(str(stamp))).total_seconds())
-    except ValueError:
-        return 0.0
-
-
 def progress(run: runs.RunSummary) -> Progress:
     """Where a run stands. The times left were estimated when status.json was written and count down from then;
     one that has run out while the run goes on is not known any more."""
     recorded = run.status.get("progress") or {}
-    since = _seconds_since(run.status.get("updated_at"))
+    since = runs.seconds_since(run.status.get("updated_at")) or 0.0
 
     def left(key: str) -> float | None:
         value = recorded.get(key)

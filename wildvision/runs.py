@@ -86,6 +86,14 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def seconds_since(stamp: str | None, at: datetime | None = None) -> float | None:
+    """Seconds from a time stamp that now() wrote to `at` (default: now), never negative; None if it cannot be read."""
+    try:
+        return max(0.0, ((at or datetime.now(UTC)) - datetime.fromisoformat(str(stamp))).total_seconds())
+    except ValueError:
+        return None
+
+
 def write_atomic(path: Path, write) -> None:
     """Write to a temporary name and rename, so readers never see half a file; a failed write says where and why."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
