@@ -69,12 +69,16 @@ def _saliency(screen_dir: str, file: str, side: int) -> tuple[bytes | None, str]
 # --- decisions (button callbacks: they run before the page, so the queue drawn next already has them) ------------
 
 
+def reviewer() -> str:
+    """The reviewer's name as typed ("" before one is: the field may not have been drawn yet in this session)."""
+    return (st.session_state.get("reviewer") or "").strip()
+
+
 def _decide(screen_dir: str, path: str, label: str, note_key: str) -> None:
-    reviewer = (st.session_state.get("reviewer") or "").strip()
     note = st.session_state.get(note_key) or None
     try:
         job = review.read_job(screen_dir, unfinished=True)
-        count = review.decide_photo(job, _items(screen_dir, review.items_version(screen_dir)), path, label, reviewer, note)
+        count = review.decide_photo(job, _items(screen_dir, review.items_version(screen_dir)), path, label, reviewer(), note)
     except (ValueError, runs.RunError) as error:
         st.session_state["review-problem"] = f"That decision was not saved: {error}"
         return
@@ -83,7 +87,7 @@ def _decide(screen_dir: str, path: str, label: str, note_key: str) -> None:
 
 
 def decision_buttons(job: review.Job, path: str, key: str, note_key: str, shortcuts: bool = False) -> None:
-    reviewer_missing = not (st.session_state.get("reviewer") or "").strip()
+    reviewer_missing = not reviewer()
     places = st.columns(len(job.labels)) if shortcuts else [st.container() for _ in job.labels]  # a grid card is narrow: one under another
     for index, (place, label) in enumerate(zip(places, job.labels)):
         place.button(
@@ -317,7 +321,7 @@ def precision_section(job: review.Job, items: pd.DataFrame, record: catalog.Mode
         table = pd.DataFrame({"Photos": list(view.test_sets), "Precision at the model's line": [f"{p:.0%}" for p in view.test_sets.values()]})
         columns[1].markdown("The model's precision on its test sets, for comparison:")
         columns[1].dataframe(table, hide_index=True, width="stretch")
-    reviewer_missing = not (st.session_state.get("reviewer") or "").strip()
+    reviewer_missing = not reviewer()
     line = view.suggestion
     if line.threshold is None:
         st.markdown(md(line.reason))
@@ -345,7 +349,7 @@ def precision_section(job: review.Job, items: pd.DataFrame, record: catalog.Mode
 
 def _adopt(screen_dir: str, threshold: float, target: float | None, reviewed: int | None) -> None:
     try:
-        decisions.adopt_threshold(screen_dir, threshold, st.session_state.get("reviewer") or "", target, reviewed)
+        decisions.adopt_threshold(screen_dir, threshold, reviewer(), target, reviewed)
     except ValueError as error:
         st.session_state["review-problem"] = f"The threshold was not changed: {error}"
 
@@ -462,7 +466,7 @@ def review_section(summary: screen_jobs.ScreenSummary) -> None:
     if filters.group is not None:
         st.info(f"Showing the {len(shown)} copies of one photo. Deciding any of them decides them all.")
         st.button("Back to all photos", on_click=st.session_state.pop, args=("review-group", None))
-    if not (st.session_state.get("reviewer") or "").strip():
+    if not reviewer():
         st.caption("Type your name above to decide.")
     if shown.empty:
         st.success("Nothing left to review with these filters.")
