@@ -44,8 +44,6 @@ st.caption(
 
 demo_train, demo_tests = demo_data("train"), {name: demo_data(name) for name in ("test_out_pet", "test_out_nopet")}
 default_tests = "\n".join(f"{name}={folder}" for name, folder in demo_tests.items() if folder) if demo_train else ""
-# As data.scan_folder reads a folder: captive/ is the class to flag, every other sub-folder a negative class (the Review
-# page's export writes not_captive/), background/ only with background images.
 ENTER_DATA = f"Enter the training folder: the folder that holds one sub-folder per class ({CLASS_FOLDERS})" + (
     "." if demo_train else f". The demo data is not on this machine (looked in {shared_folder() / 'demo-data'})."
 )
