@@ -174,7 +174,7 @@ def _scored_so_far(screen_dir: Path) -> pd.DataFrame:
     """An unfinished job's part files as scores.csv's rows plus each row's list `index`: duplicate groups are found
     among the rows scored so far, each named by the list row number (from 1) of its first scored member, as scores.csv
     names them among all rows."""
-    rows = pd.DataFrame(list(screening._part_rows(screen_dir)), columns=screening.PART_COLUMNS, dtype=str)
+    rows = pd.DataFrame(list(screening.part_rows(screen_dir)), columns=screening.PART_COLUMNS, dtype=str)
     phashes = [int(phash, 16) if phash else None for phash in rows["phash"]]
     first = screening.duplicate_group_ids(rows["sha256"].tolist(), phashes)
     rows["duplicate_group"] = [str(int(rows["index"].iloc[group - 1]) + 1) if group is not None else "" for group in first]

@@ -286,7 +286,7 @@ def score_parts(screen_dir: Path, loaded: LoadedModel, batch_size: int, workers:
 # ---------------------------------------------------------------------------------------------
 
 
-def _part_rows(screen_dir: Path) -> Iterator[dict]:
+def part_rows(screen_dir: Path) -> Iterator[dict]:
     for part in sorted((screen_dir / PARTS).glob("part-*.csv")):
         with open(part, newline="", encoding="utf-8") as handle:
             yield from csv.DictReader(handle)
@@ -315,7 +315,7 @@ def write_scores(screen_dir: Path) -> dict:
     (duplicate groups of readable files: an unreadable file is no photo), flagged (files labelled the positive
     class), flagged_photos (distinct photos with a flagged file) and unreadable (files)."""
     sha256s, phashes, readable = [], [], []
-    for row in _part_rows(screen_dir):
+    for row in part_rows(screen_dir):
         sha256s.append(row["sha256"])
         phashes.append(int(row["phash"], 16) if row["phash"] else None)
         readable.append(not row["error"])
@@ -328,7 +328,7 @@ def write_scores(screen_dir: Path) -> dict:
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(COLUMNS)
-            for row, group in zip(_part_rows(screen_dir), groups):
+            for row, group in zip(part_rows(screen_dir), groups):
                 writer.writerow(
                     [row["path"], row["sha256"], row["probability"], row["label"], row["unlike_training"], "" if group is None else group, row["error"]]
                 )
