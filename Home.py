@@ -8,7 +8,7 @@ from collections import Counter
 import streamlit as st
 
 from wildvision import catalog, model_card, runs
-from wildvision.launch import accelerator, list_runs_shown
+from wildvision.training.launch import accelerator, list_runs_shown
 
 st.set_page_config(page_title="wildvision", page_icon=":mag:", layout="wide")
 

@@ -24,8 +24,8 @@ from wildvision.datacheck import (
     thumbnail,
 )
 from wildvision.images import ImageError
-from wildvision.launch import parse_named_folders
 from wildvision.shared import demo_data
+from wildvision.training.launch import parse_named_folders
 from wildvision.wording import CLASS_FOLDERS
 
 SAMPLES = 6  # thumbnails per class folder

@@ -5,8 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages.widgets import code, md, model_label, models_and_results
-from wildvision import catalog, gallery, gallery_jobs
-from wildvision.explain import METHODS
+from wildvision import catalog
+from wildvision.explain import gallery, gallery_jobs
+from wildvision.explain.saliency import METHODS
 
 st.title("Explanations")
 st.caption(

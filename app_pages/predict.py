@@ -1,7 +1,7 @@
 """Predict page: score uploaded photos with a trained model and show which parts of each photo drove the score.
 
 Written for NGO staff with no machine-learning background: plain words, one line per problem, and never a
-traceback. The work itself lives in wildvision (uploads.unpack_uploads, and explain.examine, which gives each photo's
+traceback. The work itself lives in wildvision (uploads.unpack_uploads, and saliency.examine, which gives each photo's
 score, map and display-sized copy from one decode and takes the shared model's lock itself); this file only lays it
 out. It is a page of Home.py's st.navigation, so it does not call st.set_page_config.
 """
@@ -21,7 +21,8 @@ import streamlit as st
 from PIL import Image, ImageDraw
 
 from app_pages.widgets import md, model_label, threshold_tradeoff
-from wildvision import catalog, explain, model_card, runs, wording
+from wildvision import catalog, model_card, runs, wording
+from wildvision.explain import saliency
 from wildvision.predict import CheckpointError, LoadedModel, load_model
 from wildvision.uploads import UploadLimits, unpack_uploads
 
@@ -34,7 +35,7 @@ NOTE_WIDTH = 280  # pixels: the table's note column holds "the photo is damaged 
 GRID_PAGE = 12  # saliency maps shown at once when many photos are uploaded
 GRID_COLUMNS = 4
 LIMITS = UploadLimits()
-MAP_METHODS = ("gradcam", "saliency")  # explain.FAST_METHODS, the readable map first; the paper's one click away
+MAP_METHODS = ("gradcam", "saliency")  # saliency.FAST_METHODS, the readable map first; the paper's one click away
 CSV_DECIMALS = 4
 
 
@@ -50,7 +51,7 @@ def _model_key(choice: catalog.ModelRecord) -> tuple[str, int]:
 
 # --- cached work ---------------------------------------------------------------------------------
 
-# What the page keeps of a photo, from explain.examine (a plain dict, because st.cache_data pickles it and classes
+# What the page keeps of a photo, from saliency.examine (a plain dict, because st.cache_data pickles it and classes
 # defined in a page script do not unpickle): "probability" and "error" (one of them None), "photo" (display size, as JPEG bytes; None
 # when unreadable), "thumbnail" (a data URL for the table), and for a readable photo its map as a MapRecord's keys.
 PhotoRecord = dict
@@ -66,10 +67,10 @@ def _examined(model_key: tuple, digests: tuple[str, ...], method: str, _loaded: 
     An entry holds each photo at display size as JPEG bytes and its map as uint8, about 0.4 MB per 640 x 480 photo,
     so a full upload of 500 photos is about 200 MB: 8 entries rather than the 64 that scores alone once had.
     """
-    return [_photo_record(examined) for examined in explain.examine(_loaded, list(_paths), method, DISPLAY_MAX)]
+    return [_photo_record(examined) for examined in saliency.examine(_loaded, list(_paths), method, DISPLAY_MAX)]
 
 
-def _photo_record(examined: explain.Examined) -> PhotoRecord:
+def _photo_record(examined: saliency.Examined) -> PhotoRecord:
     if examined.explanation is None:
         return {"probability": None, "error": examined.error, "photo": None, "thumbnail": _placeholder_url()}
     return {
@@ -82,7 +83,7 @@ def _photo_record(examined: explain.Examined) -> PhotoRecord:
     }
 
 
-def _record(explanation: explain.Explanation) -> MapRecord:
+def _record(explanation: saliency.Explanation) -> MapRecord:
     heatmap = (explanation.heatmap * 255).round().astype(np.uint8)
     return {"heatmap": heatmap, "method": explanation.method, "target": explanation.target, "blank": explanation.blank}
 
@@ -177,9 +178,9 @@ def show_detail(loaded: LoadedModel, model_key: tuple, row: dict, method: str) -
     ig = store.get((model_key, row["digest"]))
     columns = st.columns(3 if ig else 2)
     columns[0].image(photo, caption="Photo", width="content")
-    columns[1].image(explain.overlay(photo, record["heatmap"] / 255.0), caption=wording.MAP_NAMES[method], width="content")
+    columns[1].image(saliency.overlay(photo, record["heatmap"] / 255.0), caption=wording.MAP_NAMES[method], width="content")
     if ig:
-        columns[2].image(explain.overlay(photo, ig["heatmap"] / 255.0), caption=wording.MAP_NAMES["integrated_gradients"], width="content")
+        columns[2].image(saliency.overlay(photo, ig["heatmap"] / 255.0), caption=wording.MAP_NAMES["integrated_gradients"], width="content")
     captions = [map_caption(record)] + ([map_caption(ig)] if ig else [])
     if not record["blank"]:
         captions.append(wording.below_line_note(row["probability"], loaded.threshold))
@@ -191,7 +192,7 @@ def show_detail(loaded: LoadedModel, model_key: tuple, row: dict, method: str) -
         help=wording.MAP_DESCRIPTIONS["integrated_gradients"],
     ):
         bar = st.progress(0.0, text=f"{steadier}: starting…")
-        (examined,) = explain.examine(
+        (examined,) = saliency.examine(
             loaded,
             [row["path"]],
             "integrated_gradients",
@@ -259,7 +260,7 @@ def show_grid(readable: list[dict], method: str) -> None:
         record = row["record"]
         with columns[index % GRID_COLUMNS]:
             st.image(
-                explain.overlay(_shown_photo(record), record["heatmap"] / 255.0),
+                saliency.overlay(_shown_photo(record), record["heatmap"] / 255.0),
                 caption=f"{row['file']}: {row['answer']}" + (f" ({wording.UNLIKE_TRAINING_SHORT.lower()})" if row["unusual"] else ""),
                 width="content",
             )

@@ -14,7 +14,8 @@ import pandas as pd
 import streamlit as st
 
 from app_pages.widgets import code, md, model_label
-from wildvision import case_export, catalog, decisions, explain, review, runs, screen_jobs, shared, wording
+from wildvision import case_export, catalog, decisions, review, runs, screen_jobs, shared, wording
+from wildvision.explain import saliency
 from wildvision.predict import LoadedModel
 from wildvision.screening import default_screens_dir, load_screen_model
 
@@ -59,10 +60,10 @@ def _model(screen_dir: str) -> LoadedModel:
 @st.cache_data(max_entries=200, show_spinner="Working out where the model looked…")
 def _saliency(screen_dir: str, file: str, side: int) -> tuple[bytes | None, str]:
     """Grad-CAM over the photo as JPEG bytes, and its caption (or None and why not)."""
-    examined = explain.examine(_model(screen_dir), [file], "gradcam", display_max=side)[0]
+    examined = saliency.examine(_model(screen_dir), [file], "gradcam", display_max=side)[0]
     if examined.explanation is None:
         return None, f"No map: {examined.error}"
-    shown = explain.overlay(examined.image, examined.explanation.heatmap)
+    shown = saliency.overlay(examined.image, examined.explanation.heatmap)
     return review.jpeg_bytes(shown), wording.map_caption("gradcam", examined.explanation.blank, examined.explanation.target == "score difference")
 
 

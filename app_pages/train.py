@@ -8,9 +8,12 @@ import streamlit as st
 from app_pages.train_runs import follow_runs
 from app_pages.widgets import code, md
 from wildvision import catalog, model_card, runs
-from wildvision.config import DEEP_COMPRESSION_WEIGHTS, REGIMES, TrainConfig, grid_weights, suggested_lr, table_s5
 from wildvision.data import DataFolderError
-from wildvision.launch import (
+from wildvision.models import ARCHITECTURES, WeightsError, architecture, imagenet_cache_file, imagenet_weights_problem, weights_file_problem
+from wildvision.shared import demo_data, local_weights_file, shared_folder
+from wildvision.slurm import SCRIPT, SlurmError, SlurmSettings, batch_script, extra_options, read_task
+from wildvision.training.config import DEEP_COMPRESSION_WEIGHTS, REGIMES, TrainConfig, grid_weights, suggested_lr, table_s5
+from wildvision.training.launch import (
     PAPER_GRID,
     WEIGHTS_EXAMPLE,
     accelerator,
@@ -22,9 +25,6 @@ from wildvision.launch import (
     parse_weights,
     select_grid,
 )
-from wildvision.models import ARCHITECTURES, WeightsError, architecture, imagenet_cache_file, imagenet_weights_problem, weights_file_problem
-from wildvision.shared import demo_data, local_weights_file, shared_folder
-from wildvision.slurm import SCRIPT, SlurmError, SlurmSettings, batch_script, extra_options, read_task
 from wildvision.wording import CLASS_FOLDERS, LOCAL_WEIGHTS, error_text
 
 LOCAL = LOCAL_WEIGHTS  # wording.HINTS' page words name this choice

@@ -6,10 +6,11 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages.widgets import code, learning_curves_chart, md
-from wildvision import catalog, compare, runs
+from wildvision import catalog, runs
 from wildvision.analysis.export import chart_config
-from wildvision.launch import cancel_run, list_runs_shown, log_tail, progress, progress_line, resume_run
 from wildvision.slurm import SlurmError, read_task
+from wildvision.training import compare
+from wildvision.training.launch import cancel_run, list_runs_shown, log_tail, progress, progress_line, resume_run
 from wildvision.wording import error_text, with_hint
 
 ACTIVE = ("running", "queued")

@@ -29,8 +29,8 @@ import torchvision
 from benchmarking import SHARED, subset, train
 
 from wildvision import runs
-from wildvision.config import TrainConfig
 from wildvision.evaluate import resolve_device
+from wildvision.training.config import TrainConfig
 
 
 def random_stock_weights(arch: str, folder: Path) -> str:

@@ -1,6 +1,6 @@
 """What explaining a gallery's picks costs against scoring the same photos (issue 15: at most 3x for Saliency and Grad-CAM).
 
-A gallery (wildvision.gallery) explains only its picks, 16 for `--top 4`, with one batched `explain.examine` call
+A gallery (wildvision.explain.gallery) explains only its picks, 16 for `--top 4`, with one batched `saliency.examine` call
 from the files. This times that call for Saliency and for Grad-CAM against `predict_paths` on the same 16 demo photo
 files (decoding included on both sides), interleaved and best of the repeats, in one process after a warm-up.
 The last line is `ratio: <the slower of Saliency and Grad-CAM / predict_paths>`.
@@ -14,8 +14,8 @@ import argparse
 
 from benchmarking import demo_photos, report_throughput, time_interleaved
 
-from wildvision import explain
-from wildvision.gallery import DISPLAY_MAX
+from wildvision.explain import saliency
+from wildvision.explain.gallery import DISPLAY_MAX
 from wildvision.predict import load_model, predict_paths
 
 
@@ -27,13 +27,13 @@ def main() -> None:
     paths = demo_photos(args.images)
     loaded = load_model("default", device="cpu")
     variants = {"predict_paths": lambda batch: predict_paths(loaded, batch)}
-    for method in explain.FAST_METHODS:
-        variants[method] = lambda batch, method=method: explain.examine(loaded, batch, method, display_max=DISPLAY_MAX)
+    for method in saliency.FAST_METHODS:
+        variants[method] = lambda batch, method=method: saliency.examine(loaded, batch, method, display_max=DISPLAY_MAX)
     seconds = time_interleaved(variants, paths[:4], paths, args.repeat)
     print(f"{len(paths)} demo photo files, default model ({loaded.arch}) on CPU; best of {args.repeat} interleaved repeats")
     rate = report_throughput(len(paths), seconds)
-    worst = max(rate["predict_paths"] / rate[method] for method in explain.FAST_METHODS)
-    for method in explain.FAST_METHODS:
+    worst = max(rate["predict_paths"] / rate[method] for method in saliency.FAST_METHODS)
+    for method in saliency.FAST_METHODS:
         print(f"  {method}: {rate['predict_paths'] / rate[method]:.2f}x the time of predict_paths (target <= 3)")
     print(f"ratio: {worst:.2f}")
 

@@ -23,9 +23,9 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from wildvision import runs
-from wildvision.config import TrainConfig
-from wildvision.launch import grid_name, load_grid
-from wildvision.train import execute_run, start_run
+from wildvision.training.config import TrainConfig
+from wildvision.training.launch import grid_name, load_grid
+from wildvision.training.train import execute_run, start_run
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {"home": "Home.py"} | {name: f"app_pages/{name}.py" for name in ("train", "results", "efficiency", "generalisation", "predict")}

@@ -97,7 +97,7 @@ def main() -> None:
         with open(screen_dir / SCORES, newline="", encoding="utf-8") as handle:
             decided = [row["path"] for row in csv.DictReader(handle) if not row["error"]][: args.items // 20]
         decisions.decide(screen_dir, decided, "captive", "bench")
-        for module in ("app_pages.widgets", "wildvision.explain", "wildvision.review", "wildvision.screen_jobs"):
+        for module in ("app_pages.widgets", "wildvision.explain.saliency", "wildvision.review", "wildvision.screen_jobs"):
             importlib.import_module(module)  # the page's imports (torch, captum), as on a server that is already up
         first = render_seconds(screen_dir.parent)
         again = [render_seconds(screen_dir.parent) for _ in range(args.repeat)]

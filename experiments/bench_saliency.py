@@ -25,8 +25,8 @@ from collections.abc import Callable
 import torch
 from benchmarking import demo_photos, time_interleaved
 
-from wildvision import explain
 from wildvision.data import eval_transform
+from wildvision.explain import saliency
 from wildvision.images import open_image
 from wildvision.predict import load_model
 
@@ -55,9 +55,9 @@ def main() -> None:
                 loaded.model(batch.contiguous(memory_format=torch.channels_last))
 
     methods: dict[str, Callable[[list], object]] = {"forward": forward, "forward from the photos": forward_from_photos}
-    for method in explain.FAST_METHODS:
-        methods[f"{method}, batched"] = lambda images, method=method: explain.explain_many(loaded, images, method, batch_size=args.batch_size)
-        methods[f"{method}, one at a time"] = lambda images, method=method: [explain.explain(loaded, image, method) for image in images]
+    for method in saliency.FAST_METHODS:
+        methods[f"{method}, batched"] = lambda images, method=method: saliency.explain_many(loaded, images, method, batch_size=args.batch_size)
+        methods[f"{method}, one at a time"] = lambda images, method=method: [saliency.explain(loaded, image, method) for image in images]
     seconds = {name: [t / len(photos) for t in times] for name, times in time_interleaved(methods, photos[: args.batch_size], photos, args.repeat).items()}
     best = {name: min(times) for name, times in seconds.items()}
 
@@ -68,7 +68,7 @@ def main() -> None:
     for name, value in best.items():
         runs = ", ".join(f"{t * 1000:.1f}" for t in seconds[name])
         print(f"  {name:28s} {value * 1000:7.1f} ms per image  {value / best['forward']:5.2f}x forward  (repeats: {runs})")
-    worst = max(best[f"{method}, batched"] for method in explain.FAST_METHODS)
+    worst = max(best[f"{method}, batched"] for method in saliency.FAST_METHODS)
     print(
         f"slower of batched Saliency and Grad-CAM: {worst / best['forward']:.2f}x forward (target <= 3); "
         f"{worst / best['forward from the photos']:.2f}x the forward from the photos"

@@ -26,7 +26,7 @@ import torch
 from benchmarking import SHARED, demo_folder, subset, train
 
 from wildvision import runs
-from wildvision.config import TrainConfig
+from wildvision.training.config import TrainConfig
 
 OFFLINE_WEIGHTS = {  # weights that need no download
     "efficientnet_lite0": "imagenet",

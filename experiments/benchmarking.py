@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from wildvision.config import TrainConfig
 from wildvision.images import is_image_file
 from wildvision.shared import shared_folder
-from wildvision.train import execute_run, start_run
+from wildvision.training.config import TrainConfig
+from wildvision.training.train import execute_run, start_run
 
 SHARED = shared_folder()
 

@@ -21,7 +21,7 @@ import torch
 
 from wildvision import runs
 from wildvision.model_card import DEFAULT_DIR, build_card, save_default_model, training_config
-from wildvision.train import execute_run, start_run
+from wildvision.training.train import execute_run, start_run
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -27,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 from wildvision import novelty, runs
 from wildvision.model_card import DEFAULT_DIR, training_config
 from wildvision.predict import load_model
-from wildvision.train import prepare_data
+from wildvision.training.train import prepare_data
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE_BUDGET = 2_000_000  # bytes: the summary ships in the package beside a head of a few kB

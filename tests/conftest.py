@@ -76,7 +76,7 @@ def demo_subset(tmp_path: Path, per_class: dict[str, int], source: str = "train"
 def slow_squeezenet_config(data: Path, epochs: int, **overrides):
     """A small SqueezeNet transfer run on `data` from the shipped offline weights, on the plain loop (feature_views=0):
     epochs on stored features could all finish before a cancel arrives, and these runs are there to be cancelled."""
-    from wildvision.config import TrainConfig
+    from wildvision.training.config import TrainConfig
 
     return TrainConfig(
         arch="squeezenet1_0",

@@ -15,11 +15,12 @@ import pytest
 from PIL import Image
 
 from conftest import DEMO, SHARED, make_class_folder
-from wildvision import case_export, datacheck, decisions, explain, runs, screening
+from wildvision import case_export, datacheck, decisions, runs, screening
 from wildvision.cli import main
-from wildvision.config import TrainConfig
 from wildvision.data import scan_folder
-from wildvision.train import start_run
+from wildvision.explain import saliency
+from wildvision.training.config import TrainConfig
+from wildvision.training.train import start_run
 
 CAPTIVE, NEGATIVE = decisions.DEFAULT_CLASSES[1], decisions.DEFAULT_CLASSES[0]
 
@@ -130,7 +131,7 @@ def test_a_pack_killed_halfway_leaves_nothing_under_its_name(job, tmp_path, monk
     def killed(*args, **kwargs):
         raise Killed
 
-    monkeypatch.setattr(explain, "overlay", killed)
+    monkeypatch.setattr(saliency, "overlay", killed)
     with pytest.raises(Killed):
         case_export.export_evidence_pack(job, out)
     assert out.read_bytes() == b"an earlier pack"

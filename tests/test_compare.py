@@ -1,14 +1,15 @@
-"""A run beside the default model and the model it replaces, on the same test sets (wildvision.compare)."""
+"""A run beside the default model and the model it replaces, on the same test sets (wildvision.training.compare)."""
 
 import pytest
 
 from conftest import DEMO
-from wildvision import catalog, compare
-from wildvision.config import TrainConfig
+from wildvision import catalog
 from wildvision.data import scan_folder
 from wildvision.evaluate import compute_metrics
 from wildvision.predict import load_model, predict_paths
-from wildvision.run_data import prepare_tests
+from wildvision.training import compare
+from wildvision.training.config import TrainConfig
+from wildvision.training.run_data import prepare_tests
 
 
 def test_a_finished_run_is_scored_with_the_default_model_on_its_own_test_sets(completed_run):

@@ -1,10 +1,10 @@
-"""wildvision.config: what a run is, checked before a run folder is made."""
+"""wildvision.training.config: what a run is, checked before a run folder is made."""
 
 from __future__ import annotations
 
 import pytest
 
-from wildvision.config import TrainConfig
+from wildvision.training.config import TrainConfig
 
 
 def test_the_threshold_can_only_be_calibrated_on_a_named_test_set():

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from conftest import DEMO
-from wildvision import explain
 from wildvision.data import eval_transform
+from wildvision.explain import saliency
 from wildvision.images import open_image
 from wildvision.models import ARCHITECTURES, architecture, build_model, head
 from wildvision.predict import LoadedModel, load_model, predict_paths
@@ -54,7 +54,7 @@ def test_every_architecture_names_a_gradcam_layer_with_a_spatial_map(arch):
     """Checked on the meta device: no weights, no compute, so every architecture (VGG19, ResNet152...) is cheap."""
     with torch.device("meta"):
         model = build_model(arch).eval()
-    layer = explain.target_layer(model, arch)
+    layer = saliency.target_layer(model, arch)
     shapes = []
     handle = layer.register_forward_hook(lambda module, inputs, output: shapes.append(tuple(output.shape)))
     try:
@@ -69,7 +69,7 @@ def test_every_architecture_names_a_gradcam_layer_with_a_spatial_map(arch):
 @pytest.mark.parametrize("method", FAST)
 def test_trained_model_map_is_image_sized_in_range_and_not_constant(loaded, demo_paths, method):
     image = open_image(demo_paths[0])
-    result = explain.explain(loaded, image, method)
+    result = saliency.explain(loaded, image, method)
     assert result.method == method and not result.blank
     assert_valid_map(result.heatmap, image)
     (prediction,) = predict_paths(loaded, [demo_paths[0]])
@@ -80,7 +80,7 @@ def test_trained_model_map_is_image_sized_in_range_and_not_constant(loaded, demo
 def test_saliency_differs_between_two_images(loaded, demo_paths):
     first, second = (open_image(path) for path in demo_paths[:2])
     size = (120, 90)
-    a, b = (explain.explain(loaded, image, "saliency", size=size).heatmap for image in (first, second))
+    a, b = (saliency.explain(loaded, image, "saliency", size=size).heatmap for image in (first, second))
     assert a.shape == b.shape == (90, 120)
     assert np.abs(a - b).mean() > 0.05
 
@@ -88,8 +88,8 @@ def test_saliency_differs_between_two_images(loaded, demo_paths):
 def test_batched_explanations_equal_one_at_a_time(loaded, demo_paths):
     images = [open_image(path) for path in demo_paths]
     fractions = []
-    together = explain.explain_many(loaded, images, "gradcam", progress=fractions.append, batch_size=3)
-    alone = [explain.explain(loaded, image, "gradcam") for image in images]
+    together = saliency.explain_many(loaded, images, "gradcam", progress=fractions.append, batch_size=3)
+    alone = [saliency.explain(loaded, image, "gradcam") for image in images]
     for batched, single, image in zip(together, alone, images):
         assert_valid_map(batched.heatmap, image)
         assert np.allclose(batched.heatmap, single.heatmap, atol=1e-3)
@@ -102,23 +102,23 @@ def test_squeezenet_clamped_output_falls_back_to_the_score_difference(loaded, de
     images = [open_image(path) for path in demo_paths]
     with torch.inference_mode():
         logits = loaded.model(torch.stack([eval_transform()(image) for image in images]))
-    for image, result, positive in zip(images, explain.explain_many(loaded, images, "saliency"), logits[:, 1].tolist()):
+    for image, result, positive in zip(images, saliency.explain_many(loaded, images, "saliency"), logits[:, 1].tolist()):
         assert result.target == ("score difference" if positive == 0 else "positive output")
         assert_valid_map(result.heatmap, image)
     clamped = random_init("squeezenet1_0")
     with torch.no_grad():  # a head whose positive output is always clamped to 0, and whose negative one never is
         head(clamped.model, "squeezenet1_0").bias.copy_(torch.tensor([10.0, -1000.0]))
-    result = explain.explain(clamped, images[0], "saliency")
+    result = saliency.explain(clamped, images[0], "saliency")
     assert result.target == "score difference" and result.probability < 1e-3
     assert_valid_map(result.heatmap, images[0])
     # Grad-CAM keeps only regions that raise the score; with this head none does, so its map may stay dark.
-    assert explain.explain(clamped, images[0], "gradcam").target == "score difference"
+    assert saliency.explain(clamped, images[0], "gradcam").target == "score difference"
 
 
 def test_integrated_gradients_reports_progress_to_the_end(loaded, demo_paths):
     image = open_image(demo_paths[0])
     fractions = []
-    result = explain.explain(loaded, image, "integrated_gradients", progress=fractions.append, n_steps=16)
+    result = saliency.explain(loaded, image, "integrated_gradients", progress=fractions.append, n_steps=16)
     assert_valid_map(result.heatmap, image)
     assert len(fractions) >= 3 and fractions == sorted(fractions) and fractions[-1] == 1.0
 
@@ -132,8 +132,8 @@ def test_smoothgrad_is_a_smoother_saliency_map_with_the_photos_own_score(loaded,
     """SmoothGrad averages saliency over noisy copies: less speckle; its probability comes from the photo itself."""
     images = [open_image(path) for path in demo_paths]
     fractions = []
-    smooth = explain.explain_many(loaded, images, "smoothgrad", progress=fractions.append, sizes=[(224, 224)] * len(images))
-    plain = explain.explain_many(loaded, images, "saliency", sizes=[(224, 224)] * len(images))
+    smooth = saliency.explain_many(loaded, images, "smoothgrad", progress=fractions.append, sizes=[(224, 224)] * len(images))
+    plain = saliency.explain_many(loaded, images, "saliency", sizes=[(224, 224)] * len(images))
     expected = predict_paths(loaded, demo_paths)
     for result, prediction in zip(smooth, expected):
         assert result.method == "smoothgrad" and result.probability == pytest.approx(prediction.probability, abs=1e-5)
@@ -147,16 +147,16 @@ def test_gradcam_runs_on_random_init_models(arch):
     loaded = random_init(arch)
     image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8))
     for method in FAST:
-        result = explain.explain(loaded, image, method)
+        result = saliency.explain(loaded, image, method)
         assert result.heatmap.shape == (48, 64) and 0 <= result.heatmap.min() and result.heatmap.max() <= 1
-    assert sum(explain.hook_counts(loaded.model).values()) == 0
+    assert sum(saliency.hook_counts(loaded.model).values()) == 0
 
 
 def test_gradcam_equals_a_hand_computed_reference_through_an_in_place_relu():
     """AlexNet's Grad-CAM layer is an in-place ReLU: captum must still see the rectified conv5 maps and their gradients."""
     loaded = random_init("alexnet")
     image = Image.fromarray(np.random.default_rng(2).integers(0, 256, (224, 224, 3), dtype=np.uint8))
-    result = explain.explain(loaded, image, "gradcam", size=(13, 13))  # the layer's own 13 x 13 grid: no resampling
+    result = saliency.explain(loaded, image, "gradcam", size=(13, 13))  # the layer's own 13 x 13 grid: no resampling
     features = {}
 
     def keep(module, inputs, output):
@@ -164,7 +164,7 @@ def test_gradcam_equals_a_hand_computed_reference_through_an_in_place_relu():
         features["a"].retain_grad()
         return features["a"]
 
-    handle = explain.target_layer(loaded.model, "alexnet").register_forward_hook(keep)
+    handle = saliency.target_layer(loaded.model, "alexnet").register_forward_hook(keep)
     try:
         loaded.model(eval_transform()(image)[None])[0, 1].backward()
     finally:
@@ -178,7 +178,7 @@ def test_gradcam_equals_a_hand_computed_reference_through_an_in_place_relu():
 def test_a_failure_mid_attribution_leaves_no_hooks_and_restores_flags_and_modes(loaded, demo_paths):
     image = open_image(demo_paths[0])
     model = loaded.model
-    layer = explain.target_layer(model, loaded.arch)
+    layer = saliency.target_layer(model, loaded.arch)
     frozen = next(model.parameters())
     frozen.requires_grad_(False)  # as a caller might have it; must come back exactly so
     model.features[0].train()  # an odd mode, to see that modes are restored per module and not just set to eval
@@ -191,10 +191,10 @@ def test_a_failure_mid_attribution_leaves_no_hooks_and_restores_flags_and_modes(
 
     failing = head(model, loaded.arch).register_forward_hook(fail_on_gradient_pass)
     try:
-        before = explain.hook_counts(model)
+        before = saliency.hook_counts(model)
         with pytest.raises(RuntimeError, match="simulated failure"):
-            explain.explain(loaded, image, "gradcam")
-        assert explain.hook_counts(model) == before
+            saliency.explain(loaded, image, "gradcam")
+        assert saliency.hook_counts(model) == before
         assert not layer._forward_hooks and not layer._forward_pre_hooks and not layer._backward_hooks
     finally:
         failing.remove()
@@ -203,9 +203,9 @@ def test_a_failure_mid_attribution_leaves_no_hooks_and_restores_flags_and_modes(
         raise ScriptStopped()
 
     with pytest.raises(ScriptStopped):
-        explain.explain(loaded, image, "integrated_gradients", n_steps=16, progress=stop)
+        saliency.explain(loaded, image, "integrated_gradients", n_steps=16, progress=stop)
     try:
-        assert sum(explain.hook_counts(model).values()) == 0
+        assert sum(saliency.hook_counts(model).values()) == 0
         assert [p.requires_grad for p in model.parameters()] == flags
         assert [m.training for m in model.modules()] == modes
         assert loaded.lock.acquire(blocking=False), "the model's lock must be released after a failure"
@@ -213,26 +213,26 @@ def test_a_failure_mid_attribution_leaves_no_hooks_and_restores_flags_and_modes(
     finally:
         frozen.requires_grad_(True)
         model.eval()
-    assert explain.explain(loaded, image, "gradcam").heatmap.std() > 0.01  # and the model still works
+    assert saliency.explain(loaded, image, "gradcam").heatmap.std() > 0.01  # and the model still works
 
 
 def test_concurrent_explanations_equal_sequential_ones(loaded, demo_paths):
     images = [open_image(path) for path in demo_paths[:2]]
     jobs = [(index, method) for index in range(len(images)) for method in FAST] * 2
-    sequential = {(i, m): explain.explain(loaded, images[i], m) for i, m in jobs}
+    sequential = {(i, m): saliency.explain(loaded, images[i], m) for i, m in jobs}
     start = threading.Barrier(4)  # all four threads ask at once
 
     def run(job):
         start.wait(timeout=60)
         index, method = job
-        return job, explain.explain(loaded, images[index], method)
+        return job, saliency.explain(loaded, images[index], method)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(run, jobs))
     for job, result in results:
         assert np.array_equal(result.heatmap, sequential[job].heatmap), job
         assert result.probability == sequential[job].probability
-    assert sum(explain.hook_counts(loaded.model).values()) == 0
+    assert sum(saliency.hook_counts(loaded.model).values()) == 0
 
 
 def test_overlay_is_aligned_with_the_upright_image(tmp_path, loaded):
@@ -245,19 +245,19 @@ def test_overlay_is_aligned_with_the_upright_image(tmp_path, loaded):
     Image.fromarray(pixels).save(path, exif=exif.tobytes())
     upright = open_image(path)
     assert upright.size == (60, 100)
-    result = explain.explain(loaded, upright, "gradcam")
+    result = saliency.explain(loaded, upright, "gradcam")
     assert result.heatmap.shape == (100, 60)
-    blended = explain.overlay(upright, result.heatmap, alpha=0.5)
+    blended = saliency.overlay(upright, result.heatmap, alpha=0.5)
     assert blended.size == upright.size and blended.mode == "RGB"
     ramp = np.tile(np.linspace(0, 1, 60, dtype=np.float32), (100, 1))  # a known map: dark left, bright right
-    shown = np.asarray(explain.overlay(Image.new("RGB", (60, 100)), ramp, alpha=1.0)).astype(int).sum(axis=2)
+    shown = np.asarray(saliency.overlay(Image.new("RGB", (60, 100)), ramp, alpha=1.0)).astype(int).sum(axis=2)
     assert shown[:, :10].mean() < shown[:, -10:].mean()
-    assert np.array_equal(np.asarray(explain.colorize(np.zeros((2, 2))))[0, 0], explain.COLORMAP[0])
+    assert np.array_equal(np.asarray(saliency.colorize(np.zeros((2, 2))))[0, 0], saliency.COLORMAP[0])
 
 
 def test_unknown_method_is_a_clear_error(loaded):
-    with pytest.raises(explain.ExplainError, match="choose one of"):
-        explain.explain(loaded, Image.new("RGB", (32, 32)), "lime")
+    with pytest.raises(saliency.ExplainError, match="choose one of"):
+        saliency.explain(loaded, Image.new("RGB", (32, 32)), "lime")
 
 
 @pytest.fixture(scope="module")
@@ -276,8 +276,8 @@ def test_batched_saliency_equals_one_at_a_time_and_restores_the_model(default_mo
     try:
         images = [open_image(path) for path in demo_paths] + [open_image(demo_paths[0]).rotate(90, expand=True)]
         for method in FAST:
-            together = explain.explain_many(default_model, images, method, batch_size=3)
-            alone = [explain.explain(default_model, image, method) for image in images]
+            together = saliency.explain_many(default_model, images, method, batch_size=3)
+            alone = [saliency.explain(default_model, image, method) for image in images]
             for batched, single, image in zip(together, alone, images):
                 assert_valid_map(batched.heatmap, image)
                 assert np.allclose(batched.heatmap, single.heatmap, atol=1e-4), method
@@ -286,13 +286,13 @@ def test_batched_saliency_equals_one_at_a_time_and_restores_the_model(default_mo
             assert [p.requires_grad for p in model.parameters()] == flags
             assert [m.training for m in model.modules()] == modes
             assert not [m for m in model.modules() if "forward" in m.__dict__], "BatchNorm forwards must be put back"
-            assert sum(explain.hook_counts(model).values()) == 0
+            assert sum(saliency.hook_counts(model).values()) == 0
 
         def stop(fraction: float) -> None:
             raise ScriptStopped()
 
         with pytest.raises(ScriptStopped):  # the user leaves the page after the first batch
-            explain.explain_many(default_model, images, "saliency", progress=stop, batch_size=2)
+            saliency.explain_many(default_model, images, "saliency", progress=stop, batch_size=2)
         assert [p.requires_grad for p in model.parameters()] == flags
         assert [m.training for m in model.modules()] == modes
         assert not [m for m in model.modules() if "forward" in m.__dict__]
@@ -306,7 +306,7 @@ def test_batched_saliency_equals_one_at_a_time_and_restores_the_model(default_mo
 def test_saliency_equals_plain_autograd_with_pytorchs_own_batchnorm_backward(default_model, demo_paths):
     """_EvalBatchNorm and the percentile from top values must leave the paper's map as plain autograd and torch.quantile make it."""
     images = [open_image(path) for path in demo_paths]
-    maps = explain.explain_many(default_model, images, "saliency", sizes=[(224, 224)] * len(images))
+    maps = saliency.explain_many(default_model, images, "saliency", sizes=[(224, 224)] * len(images))
     batch = torch.stack([eval_transform(default_model.normalisation)(image) for image in images]).contiguous(memory_format=torch.channels_last)
     batch.requires_grad_()
     (gradient,) = torch.autograd.grad(default_model.model(batch)[:, 1].sum(), batch)
@@ -324,7 +324,7 @@ def test_percentile_from_top_values_equals_torch_quantile():
     tied = (spiky * 3).round()
     for flat in (spiky, sparse, tied):
         for percentile in (0.0, 50.0, 99.0, 100.0):
-            assert torch.allclose(explain._percentile(flat, percentile), torch.quantile(flat, percentile / 100, dim=1), rtol=1e-6, atol=0)
+            assert torch.allclose(saliency._percentile(flat, percentile), torch.quantile(flat, percentile / 100, dim=1), rtol=1e-6, atol=0)
 
 
 # --- examine: what the Predict page shows, from one decode ---------------------------------------
@@ -332,14 +332,14 @@ def test_percentile_from_top_values_equals_torch_quantile():
 
 @pytest.fixture
 def decodes(monkeypatch) -> list[str]:
-    """The files wildvision.explain decodes, in order, recorded by a wrapper that still calls the real open_image."""
+    """The files wildvision.explain.saliency decodes, in order, recorded by a wrapper that still calls the real open_image."""
     opened: list[str] = []
 
     def counted(path):
         opened.append(str(path))
         return open_image(path)
 
-    monkeypatch.setattr(explain, "open_image", counted)
+    monkeypatch.setattr(saliency, "open_image", counted)
     return opened
 
 
@@ -348,7 +348,7 @@ def test_examine_gives_predict_paths_scores_explain_many_maps_and_display_photos
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(demo_paths[0].read_bytes()[:1500])
     paths = [demo_paths[0], broken, *demo_paths[1:], tmp_path / "missing.jpg"]
-    examined = explain.examine(default_model, paths, method, display_max=200, batch_size=3)
+    examined = saliency.examine(default_model, paths, method, display_max=200, batch_size=3)
     assert sorted(decodes) == sorted(map(str, paths)), "each file decoded once"
 
     predicted = predict_paths(default_model, paths)
@@ -366,20 +366,20 @@ def test_examine_gives_predict_paths_scores_explain_many_maps_and_display_photos
         photo.thumbnail((200, 200))
     sizes = [photo.size for photo in photos]
     assert all(max(size) == 200 for size in sizes), "the demo photos are larger than 200 pixels, so they were shrunk"
-    maps = explain.explain_many(default_model, [open_image(path) for path in demo_paths], method, sizes=sizes)
+    maps = saliency.explain_many(default_model, [open_image(path) for path in demo_paths], method, sizes=sizes)
     for (e, _), photo, expected in zip(readable, photos, maps):
         assert e.image.size == photo.size and np.array_equal(np.asarray(e.image), np.asarray(photo)), "the photo as Image.thumbnail shrinks it"
         assert e.explanation.heatmap.shape == (photo.height, photo.width)
         assert np.allclose(e.explanation.heatmap, expected.heatmap, atol=1e-5), e.path
         assert e.explanation.target == expected.target
-    assert sum(explain.hook_counts(default_model.model).values()) == 0
-    assert explain.examine(default_model, [], method) == []
+    assert sum(saliency.hook_counts(default_model.model).values()) == 0
+    assert saliency.examine(default_model, [], method) == []
 
 
 def test_examine_makes_integrated_gradients_with_progress(default_model, demo_paths):
     fractions: list[float] = []
-    (examined,) = explain.examine(default_model, demo_paths[:1], "integrated_gradients", display_max=640, progress=fractions.append, n_steps=24)
-    expected = explain.explain(default_model, open_image(demo_paths[0]), "integrated_gradients", n_steps=24)
+    (examined,) = saliency.examine(default_model, demo_paths[:1], "integrated_gradients", display_max=640, progress=fractions.append, n_steps=24)
+    expected = saliency.explain(default_model, open_image(demo_paths[0]), "integrated_gradients", n_steps=24)
     assert examined.explanation.method == "integrated_gradients"
     assert np.allclose(examined.explanation.heatmap, expected.heatmap, atol=1e-5)
     assert examined.explanation.probability == pytest.approx(expected.probability, abs=1e-6)
@@ -396,14 +396,14 @@ def test_one_loaded_model_explains_and_predicts_in_two_threads_as_one_at_a_time(
     the short tail of a forward pass after the Grad-CAM layer.
     """
     images = [open_image(path) for path in demo_paths]
-    maps = [e.heatmap for e in explain.explain_many(default_model, images, "gradcam")]
+    maps = [e.heatmap for e in saliency.explain_many(default_model, images, "gradcam")]
     scores = [p.probability for p in predict_paths(default_model, demo_paths)]
     start, explained_all = threading.Barrier(2), threading.Event()
 
     def explaining() -> list[list[np.ndarray]]:
         start.wait(timeout=60)
         try:
-            return [[e.heatmap for e in explain.explain_many(default_model, images, "gradcam", batch_size=1)] for _ in range(16)]
+            return [[e.heatmap for e in saliency.explain_many(default_model, images, "gradcam", batch_size=1)] for _ in range(16)]
         finally:
             explained_all.set()
 
@@ -421,4 +421,4 @@ def test_one_loaded_model_explains_and_predicts_in_two_threads_as_one_at_a_time(
         assert all(np.allclose(got, expected, atol=1e-5) for got, expected in zip(round_maps, maps))
     for round_scores in predicted:
         assert round_scores == pytest.approx(scores, abs=1e-6)
-    assert sum(explain.hook_counts(default_model.model).values()) == 0
+    assert sum(saliency.hook_counts(default_model.model).values()) == 0

@@ -8,7 +8,7 @@ from wildvision import features
 from wildvision.cache import content_hash, open_reduced
 from wildvision.data import eval_transform, scan_folder, train_transform
 from wildvision.models import build_model, split_at_head
-from wildvision.train import train_head_epoch
+from wildvision.training.train import train_head_epoch
 
 ARCH = "squeezenet1_0"  # random init: no weights needed, and its stored output is a full feature map
 

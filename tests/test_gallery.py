@@ -1,4 +1,4 @@
-"""Explanation galleries (wildvision/gallery.py, `explain`, the Explanations page) with the shipped model on demo photos."""
+"""Explanation galleries (wildvision/explain/gallery.py, `explain`, the Explanations page) with the shipped model on demo photos."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import DEMO, wait_until
-from wildvision import catalog, explain, explain_checks, gallery, gallery_jobs
+from wildvision import catalog
 from wildvision.cli import main
+from wildvision.explain import checks, gallery, gallery_jobs, saliency
 from wildvision.predict import load_model, predict_paths
 
 # Two captive photos the default model scores below its line and one other photo it scores above it (see the
@@ -79,8 +80,8 @@ def test_picks_are_each_sections_surest_images(loaded, test_folder, made):
 def test_border_heavy_maps_are_found_among_all_the_photos(loaded, test_folder, made):
     _, stored = made
     paths = sorted(str(p) for p in test_folder.rglob("*.jpg"))
-    small = explain.examine(loaded, paths, "saliency", display_max=gallery.SCAN_SIDE)
-    shares = {e.path: explain_checks.border_share(e.explanation.heatmap) for e in small}
+    small = saliency.examine(loaded, paths, "saliency", display_max=gallery.SCAN_SIDE)
+    shares = {e.path: checks.border_share(e.explanation.heatmap) for e in small}
     scores = {e.path: e.explanation.probability for e in small}
     heavy = sorted((p for p in paths if shares[p] >= BORDER and scores[p] >= loaded.threshold), key=lambda p: -shares[p])
     assert 2 < len(heavy) < sum(scores[p] >= loaded.threshold for p in paths), {Path(p).name: round(share, 2) for p, share in shares.items()}

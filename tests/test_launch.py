@@ -9,8 +9,8 @@ import wildvision
 from conftest import demo_subset, slow_squeezenet_config
 from conftest import wait_until as poll
 from wildvision import runs
-from wildvision.config import TrainConfig
-from wildvision.launch import PAPER_GRID, cancel_run, launch_run, load_grid, parse_named_folders, parse_weights, progress, resume_run, select_grid
+from wildvision.training.config import TrainConfig
+from wildvision.training.launch import PAPER_GRID, cancel_run, launch_run, load_grid, parse_named_folders, parse_weights, progress, resume_run, select_grid
 
 
 def wait_until(run_dir, predicate, timeout_s=300):
@@ -83,7 +83,7 @@ def test_background_run_can_be_cancelled_and_resumed_to_completion(shared, tmp_p
 
 
 def test_epoch_times_leave_out_stored_features_and_a_kind_of_epoch_not_yet_timed_is_not_guessed():
-    from wildvision.progress import epochs_left
+    from wildvision.training.progress import epochs_left
 
     transfer = TrainConfig(arch="squeezenet1_0", regime="transfer", data="", epochs=10)
     metrics = [
@@ -99,7 +99,7 @@ def test_epoch_times_leave_out_stored_features_and_a_kind_of_epoch_not_yet_timed
 
 
 def test_durations_read_as_seconds_minutes_and_hours():
-    from wildvision.launch import format_duration
+    from wildvision.training.launch import format_duration
 
     assert [format_duration(s) for s in (0.01, 0.42, 4.25, 42.4, 59.6, 185, 2520, 7500)] == [
         "under 0.1 s",
@@ -115,8 +115,8 @@ def test_durations_read_as_seconds_minutes_and_hours():
 
 def test_progress_names_the_phase_and_time_left_counts_down_or_is_not_yet_known(tmp_path):
     from conftest import make_class_folder
-    from wildvision.launch import progress_line
-    from wildvision.train import start_run
+    from wildvision.training.launch import progress_line
+    from wildvision.training.train import start_run
 
     data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
     run_dir = start_run(TrainConfig(arch="squeezenet1_0", regime="transfer", data=str(data), epochs=10, device="cpu"), tmp_path / "runs")
@@ -152,9 +152,9 @@ def test_progress_names_the_phase_and_time_left_counts_down_or_is_not_yet_known(
 
 def test_the_log_tail_of_a_real_failed_run_leaves_out_its_traceback(tmp_path, monkeypatch):
     from conftest import make_class_folder
-    from wildvision.launch import log_tail
     from wildvision.models import WeightsError
-    from wildvision.train import execute_run, start_run
+    from wildvision.training.launch import log_tail
+    from wildvision.training.train import execute_run, start_run
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # offline: nothing cached, downloads refused at once
     for name in ("https_proxy", "HTTPS_PROXY"):
@@ -172,7 +172,7 @@ def test_the_log_tail_of_a_real_failed_run_leaves_out_its_traceback(tmp_path, mo
 
 
 def test_log_lines_after_a_traceback_are_kept():
-    from wildvision.launch import without_tracebacks
+    from wildvision.training.launch import without_tracebacks
 
     lines = [
         "2026-01-01 10:00:00,000 INFO epoch 1",
@@ -192,7 +192,7 @@ def test_log_lines_after_a_traceback_are_kept():
 
 
 def test_suggested_learning_rate_per_architecture_regime_and_weights():
-    from wildvision.config import suggested_lr
+    from wildvision.training.config import suggested_lr
 
     deep = "/anywhere/squeezenet1_0-imagenet-deepcompression.pth"
     assert suggested_lr("resnet18", "transfer", "imagenet") == (0.001, "Table S5's learning rate for the transfer regime")

@@ -5,11 +5,11 @@ import pytest
 from conftest import DEMO, write_image
 from test_cli import run_cli
 from wildvision import model_card, runs, wording
-from wildvision.config import TrainConfig
 from wildvision.data import scan_folder
 from wildvision.evaluate import compute_metrics, resolve_device
 from wildvision.predict import load_model, predict_paths
-from wildvision.train import evaluate_run_model
+from wildvision.training.config import TrainConfig
+from wildvision.training.train import evaluate_run_model
 
 
 def test_default_model_predicts_a_generated_image_without_shared_data(tmp_path):

@@ -19,7 +19,8 @@ from streamlit.testing.v1 import AppTest
 
 from app_pages.widgets import md
 from conftest import DEMO, write_image
-from wildvision import explain, model_card, wording
+from wildvision import model_card, wording
+from wildvision.explain import saliency
 from wildvision.uploads import UploadLimits, unpack_uploads
 
 PAGE = "../app_pages/predict.py"
@@ -178,7 +179,7 @@ def test_with_a_model_the_page_offers_it_and_says_how_far_to_trust_it(with_model
     assert uploader.accept_multiple_files and {"jpg", "jpeg", "png", "webp", "zip"} <= {t.lstrip(".") for t in uploader.allowed_type}
     (maps,) = at.radio
     assert maps.options == [wording.MAP_NAMES["gradcam"], wording.MAP_NAMES["saliency"]] and maps.value == "gradcam"
-    assert {method for method, name in wording.MAP_NAMES.items() if name in maps.options} == set(explain.FAST_METHODS)
+    assert {method for method, name in wording.MAP_NAMES.items() if name in maps.options} == set(saliency.FAST_METHODS)
     assert any("Upload one or more photos" in info.value for info in at.info)
 
 

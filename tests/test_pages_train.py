@@ -10,8 +10,8 @@ from streamlit.testing.v1 import AppTest
 from app_pages.widgets import md
 from conftest import make_class_folder
 from wildvision import runs
-from wildvision.config import TrainConfig
-from wildvision.train import start_run
+from wildvision.training.config import TrainConfig
+from wildvision.training.train import start_run
 
 
 def train_page() -> AppTest:
@@ -148,7 +148,7 @@ def test_the_grid_refuses_imagenet_downloads_it_cannot_make(runs_dir, no_shared,
 
 def test_a_failed_run_is_shown_in_page_words_without_its_traceback(runs_dir, offline, tmp_path):
     from wildvision.models import WeightsError
-    from wildvision.train import execute_run
+    from wildvision.training.train import execute_run
 
     data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
     run_dir = start_run(TrainConfig(arch="resnet18", regime="transfer", data=str(data), weights="imagenet", device="cpu", num_workers=0), runs_dir)
@@ -173,7 +173,7 @@ def test_a_run_that_asked_for_a_missing_gpu_is_told_to_start_again_on_auto_or_cp
     import torch
 
     from wildvision.evaluate import DeviceError
-    from wildvision.train import execute_run
+    from wildvision.training.train import execute_run
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
@@ -253,8 +253,8 @@ def test_start_without_a_training_folder_asks_for_one(runs_dir, no_shared):
 
 
 def test_a_running_run_shows_its_phase_and_says_when_the_time_left_is_not_yet_known(runs_dir, tmp_path, monkeypatch):
-    from wildvision import progress
-    from wildvision.train import load_config
+    from wildvision.training import progress
+    from wildvision.training.train import load_config
 
     data = make_class_folder(tmp_path / "train", {"captive": 4, "wild": 4})
     run_dir = start_run(TrainConfig(arch="squeezenet1_0", regime="transfer", data=str(data), device="cpu"), runs_dir)
@@ -303,7 +303,7 @@ def test_the_grid_starts_each_configuration_with_its_own_weights_line(runs_dir, 
     import torch
     import torchvision
 
-    from wildvision.config import DEEP_COMPRESSION_WEIGHTS
+    from wildvision.training.config import DEEP_COMPRESSION_WEIGHTS
 
     data = make_class_folder(tmp_path / "train", {"captive": 6, "wild": 6, "background": 4})
     weights = tmp_path / DEEP_COMPRESSION_WEIGHTS  # a state dict of the stock model, under the shipped file's name
@@ -389,7 +389,8 @@ def test_a_class_folder_of_one_photo_is_refused_at_once(runs_dir, no_shared, tmp
 
 
 def test_a_finished_run_is_shown_beside_the_default_model_on_its_test_sets(runs_dir, completed_run):
-    from wildvision import catalog, compare
+    from wildvision import catalog
+    from wildvision.training import compare
 
     shutil.copytree(completed_run, runs_dir / completed_run.name)
     at = train_page()

@@ -1,11 +1,12 @@
-"""Progress over every phase of a real run, as its process writes it into status.json (wildvision.progress)."""
+"""Progress over every phase of a real run, as its process writes it into status.json (wildvision.training.progress)."""
 
 import re
 
 from conftest import SQUEEZENET_WEIGHTS, make_class_folder
-from wildvision import progress, runs
-from wildvision.config import TrainConfig
-from wildvision.train import execute_run, start_run
+from wildvision import runs
+from wildvision.training import progress
+from wildvision.training.config import TrainConfig
+from wildvision.training.train import execute_run, start_run
 
 
 def test_progress_names_every_phase_and_the_time_left_covers_the_phases_to_come(shared, tmp_path, monkeypatch):

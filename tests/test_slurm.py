@@ -22,7 +22,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import SHARED, SQUEEZENET_WEIGHTS, demo_subset, slow_squeezenet_config
 from wildvision import runs, slurm
-from wildvision.launch import cancel_run, launch_grid, read_state
+from wildvision.training.launch import cancel_run, launch_grid, read_state
 
 DAEMONS = ("sbatch", "squeue", "sacct", "scancel", "slurmctld", "slurmd", "slurmdbd", "munged", "mariadbd", "mariadb-install-db", "mariadb")
 MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_v2-imagenet-bnfolded.pth"

@@ -6,9 +6,9 @@ import torch
 
 from conftest import DEMO, SQUEEZENET_WEIGHTS, demo_subset
 from wildvision import runs
-from wildvision.config import TrainConfig
-from wildvision.launch import launch_run
 from wildvision.predict import load_model, predict_paths
+from wildvision.training.config import TrainConfig
+from wildvision.training.launch import launch_run
 
 
 def test_four_concurrent_runs_and_predictions_all_finish_with_sound_run_folders(shared, tmp_path):

@@ -14,10 +14,10 @@ import torch
 from conftest import SQUEEZENET_WEIGHTS, demo_subset, train_args
 from test_cli import run_cli
 from wildvision import runs
-from wildvision.config import TrainConfig
 from wildvision.data import scan_folder
 from wildvision.evaluate import compute_metrics
 from wildvision.predict import load_model, predict_paths
+from wildvision.training.config import TrainConfig
 
 TRAIN_COUNTS = {"captive": 60, "wild": 60, "background": 20}
 TEST_COUNTS = {"captive": 20, "other": 40}
@@ -190,7 +190,7 @@ def _random_backbone(path, arch="squeezenet1_0"):
 
 def test_combi_trains_the_head_first_then_all_layers(tmp_path):
     from conftest import make_class_folder
-    from wildvision.train import execute_run, start_run
+    from wildvision.training.train import execute_run, start_run
 
     data = make_class_folder(tmp_path / "train", {"captive": 10, "wild": 10})
     weights = _random_backbone(tmp_path / "backbone.pth")
@@ -208,7 +208,7 @@ def test_combi_trains_the_head_first_then_all_layers(tmp_path):
 
 def test_scratch_runs_repeat_exactly_with_the_same_seed(tmp_path):
     from conftest import make_class_folder
-    from wildvision.train import execute_run, start_run
+    from wildvision.training.train import execute_run, start_run
 
     data = make_class_folder(tmp_path / "train", {"captive": 8, "wild": 8})
     losses = []
@@ -226,7 +226,7 @@ def test_scratch_refuses_pretrained_weights():
 
 
 def test_a_grid_entry_becomes_the_same_run_config_from_the_cli_and_the_page():
-    from wildvision.launch import grid_name, load_grid
+    from wildvision.training.launch import grid_name, load_grid
 
     weights = {"squeezenet1_0": "/w/squeezenet.pth", "*": "/w/any.pth"}
     sq = TrainConfig.from_grid_entry({"arch": "squeezenet1_0", "regime": "combi", "background": True}, data="/d", weights=weights, epochs=3, lr=0.01)
@@ -283,7 +283,7 @@ def test_grid_runs_the_chosen_configurations_and_reports_failures(shared, tmp_pa
 
 def test_efficientnet_lite0_trains_in_the_combi_regime_offline(tmp_path):
     from conftest import make_class_folder
-    from wildvision.train import execute_run, start_run
+    from wildvision.training.train import execute_run, start_run
 
     data = make_class_folder(tmp_path / "train", {"captive": 8, "wild": 8})
     config = TrainConfig(arch="efficientnet_lite0", regime="combi", data=str(data), epochs=2, head_epochs=1, batch_size=8, num_workers=0, device="cpu")
@@ -297,7 +297,7 @@ def test_efficientnet_lite0_trains_in_the_combi_regime_offline(tmp_path):
 
 def test_a_test_image_identical_to_a_training_image_is_warned_about_before_training(tmp_path, caplog):
     from conftest import make_class_folder
-    from wildvision.train import start_run
+    from wildvision.training.train import start_run
 
     data = make_class_folder(tmp_path / "train", {"captive": 5, "wild": 5})
     test = make_class_folder(tmp_path / "test", {"captive": 2, "other": 2}, seed=3)
@@ -312,7 +312,7 @@ def test_a_test_image_identical_to_a_training_image_is_warned_about_before_train
 
 def test_copies_are_used_once_a_conflict_is_left_out_and_test_copies_can_be_excluded(tmp_path):
     from conftest import make_class_folder
-    from wildvision.train import samples_in_split, start_run
+    from wildvision.training.train import samples_in_split, start_run
 
     data = make_class_folder(tmp_path / "train", {"captive": 20, "wild": 20})
     for index in range(3):  # three photos saved twice in captive/: each must be used once, on one side of the split

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import write_image
-from wildvision import explain, wording
+from wildvision import wording
+from wildvision.explain import saliency
 from wildvision.images import ImageError, open_image
 
 LINE = 0.507  # the default model's threshold
@@ -106,7 +107,7 @@ def test_out_of_100_never_rounds_a_miss_away(fraction, words):
 
 
 def test_every_saliency_method_has_plain_words():
-    assert set(wording.MAP_NAMES) == set(wording.MAP_DESCRIPTIONS) == set(wording.MAP_READINGS) == set(explain.METHODS)
+    assert set(wording.MAP_NAMES) == set(wording.MAP_DESCRIPTIONS) == set(wording.MAP_READINGS) == set(saliency.METHODS)
     assert "Integrated" not in wording.MAP_NAMES["integrated_gradients"]
     assert wording.map_caption("gradcam", blank=False, from_difference=False) == (
         "Areas that raised the score: brighter = the areas that pushed the score up most."

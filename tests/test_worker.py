@@ -13,8 +13,8 @@ import torchvision
 
 from conftest import make_class_folder
 from wildvision import runs
-from wildvision.config import TrainConfig
-from wildvision.train import start_run
+from wildvision.training.config import TrainConfig
+from wildvision.training.train import start_run
 
 
 def scratch_run(tmp_path: Path, name: str, **overrides) -> Path:

@@ -62,9 +62,9 @@ from PIL import Image
 from wildvision import catalog, datacheck, decisions, model_card, runs, screening
 from wildvision.data import scan_folder
 from wildvision.images import IMAGE_EXTENSIONS, is_image_file
-from wildvision.launch import named_folder_argument, spawn_module
 from wildvision.predict import LoadedModel
 from wildvision.review import Job, read_job
+from wildvision.training.launch import named_folder_argument, spawn_module
 
 CASE_COLUMNS = ["path", "sha256", "probability", "decision", "reviewer", "decided_at", "note"]
 PACK_COLUMNS = [*CASE_COLUMNS, "image", "saliency"]  # the photo and its map inside the pack ("" when skipped)
@@ -436,7 +436,7 @@ def export_evidence_pack(
     its cases.csv row without an image and is listed in README.txt and in `skipped`; when no photo can be, nothing
     is written. loaded: the job's model (screening.load_screen_model) when the caller holds it already; else it is
     loaded on `device`. progress: called with the fraction of cases done."""
-    from wildvision.explain import examine, overlay  # captum and the network only when a pack is made
+    from wildvision.explain.saliency import examine, overlay  # captum and the network only when a pack is made
 
     job = read_job(screen_dir)
     cases = confirmed_cases(job.path)

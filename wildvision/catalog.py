@@ -252,7 +252,7 @@ def test_folders(record: ModelRecord) -> dict[str, Path]:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Another model's numbers on a run's test sets (comparison.json, written by wildvision.compare)."""
+    """Another model's numbers on a run's test sets (comparison.json, written by wildvision.training.compare)."""
 
     key: str  # "default" or the replaced run's name
     role: str  # "default" or "replaced"

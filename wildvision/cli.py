@@ -10,13 +10,14 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from wildvision import case_export, catalog, datacheck, decisions, gallery, paper, runs, screening, slurm, wordnet_filter
-from wildvision.config import REGIMES, TrainConfig
+from wildvision import case_export, catalog, datacheck, decisions, paper, runs, screening, slurm, wordnet_filter
 from wildvision.data import DataFolderError
+from wildvision.explain import gallery
 from wildvision.images import ImageError
-from wildvision.launch import PAPER_GRID, list_runs_shown, named_folder_argument, parse_weights, resolve_weights
 from wildvision.models import ARCHITECTURES, PAPER_ARCHITECTURES, WeightsError, imagenet_weights_problem
 from wildvision.predict import CheckpointError
+from wildvision.training.config import REGIMES, TrainConfig
+from wildvision.training.launch import PAPER_GRID, list_runs_shown, named_folder_argument, parse_weights, resolve_weights
 from wildvision.uploads import ZIP_EXTENSION, UploadLimits, unpack_uploads
 from wildvision.wording import CLASS_FOLDERS, error_text
 from wildvision.worker import log_to_console, print_results, train_one, train_queue
@@ -106,7 +107,7 @@ def _training_options(args: argparse.Namespace) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from wildvision.train import start_run
+    from wildvision.training.train import start_run
 
     weights = resolve_weights(args.weights) if args.weights else None
     config = TrainConfig(arch=args.arch, regime=args.regime, with_background=args.with_background, weights=weights, **_training_options(args))
@@ -124,7 +125,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from wildvision.train import add_test_sets
+    from wildvision.training.train import add_test_sets
 
     run_dir = runs.resolve_run(args.run, args.runs_dir)
     add_test_sets(run_dir, dict(args.test), args.device)
@@ -171,8 +172,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from wildvision.launch import grid_name, launch_grid, load_grid, select_grid
-    from wildvision.train import execute_run, start_run
+    from wildvision.training.launch import grid_name, launch_grid, load_grid, select_grid
+    from wildvision.training.train import execute_run, start_run
 
     weights = parse_weights(args.weights)
     entries = load_grid(args.gridfile)

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from wildvision import runs
-from wildvision.config import TrainConfig
 from wildvision.models import build_model, head, head_prefix
+from wildvision.training.config import TrainConfig
 from wildvision.wording import line_text
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "default_model"

@@ -34,7 +34,7 @@ class LoadedModel:
 
     `lock` serialises every forward pass and attribution on `model`: the dashboard shares one model between
     all sessions, and a Grad-CAM hook or the gradient settings of an explanation would otherwise act on
-    another thread's forward pass. predict_paths and wildvision.explain take it themselves, so callers
+    another thread's forward pass. predict_paths and wildvision.explain.saliency take it themselves, so callers
     never have to. Copies made with dataclasses.replace (a moved threshold) share the network and this lock.
     """
 

@@ -7,7 +7,7 @@ runs/<run-id>/
   metrics.jsonl   one JSON object per epoch
   results.json    metrics per test set (at 0.5, as the paper; and at the decision threshold)
   scores.json     label and positive-class probability of every test image, to recompute any threshold
-  comparison.json the run's test sets scored with the default model and the model it replaces (wildvision.compare)
+  comparison.json the run's test sets scored with the default model and the model it replaces (wildvision.training.compare)
   checkpoint.pt   the best model and what is needed to rebuild it (loads with weights_only=True)
   novelty.npz     the training photos' features, so predictions say how unlike them an image is (wildvision.novelty)
   last.pt         the latest epoch's full training state, for `resume`

@@ -43,8 +43,8 @@ from pathlib import Path
 import torch
 
 from wildvision import runs, screening, slurm
-from wildvision.launch import format_duration, spawn_module
 from wildvision.predict import default_batch_size, load_model
+from wildvision.training.launch import format_duration, spawn_module
 
 JOB_NAME = "wildvision-screen"  # SLURM's name for screening arrays (SlurmSettings.job_name)
 UNREADABLE = "unreadable"  # ScreenSummary.state of a folder whose config.json or status.json cannot be read

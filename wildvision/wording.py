@@ -36,7 +36,7 @@ TRUST_CAVEAT = (
     "Treat a flag as a pointer for a person to check, never as proof."
 )
 
-# Saliency methods (keys of wildvision.explain.METHODS): a short name for captions and pickers, and one line
+# Saliency methods (keys of wildvision.explain.saliency.METHODS): a short name for captions and pickers, and one line
 # on what the map shows. Grad-CAM comes first on the page: its regions are what a non-expert can read.
 MAP_NAMES: dict[str, str] = {
     "gradcam": "Areas that raised the score",

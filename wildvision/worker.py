@@ -23,7 +23,7 @@ from pathlib import Path
 
 from wildvision import catalog, runs
 from wildvision.runs import CANCELLED_EXIT, Cancelled
-from wildvision.train import execute_run
+from wildvision.training.train import execute_run
 from wildvision.wording import error_text
 
 

@@ -1,6 +1,6 @@
 """What a training run is: TrainConfig (saved as config.json), the paper's regimes and their Table S5 phases.
 
-Kept apart from the training loop (wildvision.train) so that the dashboard, the launcher and the command line can
+Kept apart from the training loop (wildvision.training.train) so that the dashboard, the launcher and the command line can
 build, check and describe runs without the loop's machinery; one constructor turns a grid entry into a run.
 """
 

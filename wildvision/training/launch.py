@@ -24,14 +24,14 @@ from pathlib import Path
 import torch
 
 from wildvision import runs, slurm
-from wildvision.config import TrainConfig
 from wildvision.models import ARCHITECTURES
-from wildvision.progress import EVALUATION, NOVELTY
-from wildvision.run_data import check_folders
-from wildvision.train import create_run, start_run
+from wildvision.training.config import TrainConfig
+from wildvision.training.progress import EVALUATION, NOVELTY
+from wildvision.training.run_data import check_folders
+from wildvision.training.train import create_run, start_run
 
 # Package data (pyproject.toml), so an installed wildvision has the paper's 24 configurations too.
-PAPER_GRID = Path(__file__).resolve().parent / "paper_grid.toml"
+PAPER_GRID = Path(__file__).resolve().parents[1] / "paper_grid.toml"
 WEIGHTS_EXAMPLE = "squeezenet1_0=/path/to/squeezenet1_0-imagenet.pth"
 
 
@@ -125,7 +125,7 @@ def spawn_module(module: str, arguments: Sequence[str], folder: Path) -> int:
             stdout=console,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # not in the dashboard's process group: survives Streamlit restarts
-            cwd=Path(__file__).resolve().parents[1],
+            cwd=Path(__file__).resolve().parents[2],
         )
     threading.Thread(target=process.wait, daemon=True).start()  # reap it, so a finished process is not a zombie
     return process.pid
@@ -204,7 +204,7 @@ def cancel_run(run_dir: Path) -> None:
 
 @dataclass(frozen=True)
 class Progress:
-    """Where a queued or running run stands: status.json's `progress`, as its process wrote it (wildvision.progress)."""
+    """Where a queued or running run stands: status.json's `progress`, as its process wrote it (wildvision.training.progress)."""
 
     words: str  # what it is doing: "epoch 3 of at most 10", "evaluating test_out_pet: 400 of 1,250 photos"
     fraction: float  # how far into that, 0..1

@@ -19,9 +19,9 @@ from pathlib import Path
 import pandas as pd
 
 from wildvision import catalog, runs
-from wildvision.config import TrainConfig
 from wildvision.data import Sample
 from wildvision.evaluate import PAPER_THRESHOLD, compute_metrics, evaluate_samples
+from wildvision.training.config import TrainConfig
 from wildvision.wording import out_of_100, positive_words
 
 log = logging.getLogger(__name__)

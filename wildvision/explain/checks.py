@@ -1,13 +1,13 @@
 """Checks that a saliency map says something about the model, not only about the photo (issue 15).
 
 A map on the Predict page or in an evidence pack is only worth showing if it depends on what the model
-learned and points at what drives its score. Three checks, all on the maps wildvision.explain makes:
+learned and points at what drives its score. Three checks, all on the maps wildvision.explain.saliency makes:
 
 1. Sanity (Adebayo et al. 2018, "Sanity Checks for Saliency Maps", model-parameter randomisation
    test): re-initialise the network's layers from the head down, in stages, on a deep copy, and
    compare each method's maps with the trained model's. A method whose maps hardly change once the
    weights are random shows edges of the photo, not the model's reasons. Guided Backprop is the known
-   failure and runs here as a control (explain.CONTROL_METHODS); Saliency and Grad-CAM should pass.
+   failure and runs here as a control (saliency.CONTROL_METHODS); Saliency and Grad-CAM should pass.
 2. Faithfulness (deletion curves, Petsiuk et al. 2018): the positive-class probability as the most
    salient pixels are removed first, against removing them in random order. A map that points at what
    drives the prediction makes the probability fall faster, so its area under the curve is lower.
@@ -35,7 +35,7 @@ from scipy import ndimage, stats
 from scipy.integrate import trapezoid
 from torch import nn
 
-from wildvision import explain
+from wildvision.explain import saliency
 from wildvision.models import architecture
 from wildvision.predict import LoadedModel
 
@@ -147,7 +147,7 @@ def _stage_name(randomised: int, total: int) -> str:
 
 def _maps(loaded: LoadedModel, images: Sequence[Image.Image], method: str) -> list[np.ndarray]:
     """The method's maps of `images` at the model's input size (with explain's blank-map fallback)."""
-    return [e.heatmap for e in explain.explain_many(loaded, images, method, sizes=[INPUT_SIZE] * len(images))]
+    return [e.heatmap for e in saliency.explain_many(loaded, images, method, sizes=[INPUT_SIZE] * len(images))]
 
 
 def randomisation_test(
@@ -181,7 +181,7 @@ def randomisation_test(
     state is left as it was.
     """
     for method in methods:
-        explain._check_method(loaded, method)
+        saliency._check_method(loaded, method)
     if not images:
         raise ValueError("the randomisation test needs at least one image")
     fractions = sorted({float(f) for f in stages})
@@ -256,7 +256,7 @@ class DeletionCurve:
 def _probabilities(loaded: LoadedModel, batch: torch.Tensor) -> np.ndarray:
     with loaded.lock, torch.inference_mode():
         logits = loaded.model(batch.contiguous(memory_format=torch.channels_last))
-    return torch.softmax(logits.float(), dim=1)[:, explain.POSITIVE_INDEX].cpu().numpy().astype(np.float64)
+    return torch.softmax(logits.float(), dim=1)[:, saliency.POSITIVE_INDEX].cpu().numpy().astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -284,7 +284,7 @@ def _removal_probabilities(loaded: LoadedModel, inputs: torch.Tensor, mean: torc
 def _deletion(loaded: LoadedModel, image: Image.Image, steps: int, seed: int) -> _Deletion:
     if steps < 1:
         raise ValueError(f"steps must be at least 1, not {steps}")
-    inputs = explain._to_batch(loaded, [image])
+    inputs = saliency._to_batch(loaded, [image])
     pixels = inputs.shape[-2] * inputs.shape[-1]
     rng = np.random.default_rng(seed)
     tie_break = rng.random(pixels)
@@ -320,7 +320,7 @@ def deletion_curve(loaded: LoadedModel, image: Image.Image, heatmap: np.ndarray,
 
 
 def deletion_summary(
-    loaded: LoadedModel, images: Sequence[Image.Image], methods: Sequence[str] = explain.FAST_METHODS, steps: int = 20, seed: int = 0
+    loaded: LoadedModel, images: Sequence[Image.Image], methods: Sequence[str] = saliency.FAST_METHODS, steps: int = 20, seed: int = 0
 ) -> dict[str, dict]:
     """Per method, the mean deletion AUC over `images` against the random order's mean AUC.
 

@@ -16,7 +16,7 @@ is `saliency` here, computed with captum. Two more methods help where plain grad
 The two slow methods never pass the photo itself through the model, so its probability comes from one
 more forward pass; they run one photo at a time and report progress per pass.
 
-`guided_backprop` (CONTROL_METHODS) is no choice for people: wildvision.explain_checks runs it as the
+`guided_backprop` (CONTROL_METHODS) is no choice for people: wildvision.explain.checks runs it as the
 control that the weight-randomisation sanity check must flag (Adebayo et al. 2018).
 
 Every map is for the positive class (output index 1), whatever the model predicted, so a bright area
@@ -77,7 +77,7 @@ METHODS: dict[str, str] = {
 }
 FAST_METHODS = ("saliency", "gradcam")
 SLOW_METHODS = ("smoothgrad", "integrated_gradients")  # many passes of altered copies, never of the photo itself
-# Methods that wildvision.explain_checks runs as controls and no page offers: Guided Backprop is the
+# Methods that wildvision.explain.checks runs as controls and no page offers: Guided Backprop is the
 # method Adebayo et al. (2018) found nearly unchanged when the model's weights are randomised, so the
 # sanity check must flag it. Kept out of METHODS, which lists what people can pick.
 CONTROL_METHODS: dict[str, str] = {

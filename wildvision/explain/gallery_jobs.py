@@ -1,6 +1,6 @@
 """Explanation galleries as background jobs for the dashboard: start one, find the stored ones, read their checks.
 
-A gallery (wildvision.gallery) takes from seconds to minutes, so the Explanations page never makes one in
+A gallery (wildvision.explain.gallery) takes from seconds to minutes, so the Explanations page never makes one in
 its own script run: `start_gallery` launches `python -m wildvision explain ... --out FOLDER` as a detached
 process (launch.spawn_module) and notes its pid in FOLDER/job.json; `stored_galleries` reads every
 gallery folder of a model as ready, being made or failed. The tables the page shows (the sanity test, the
@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from wildvision import gallery, runs
-from wildvision.explain import CONTROL_METHODS, METHODS
-from wildvision.gallery import CONSOLE, FAITHFULNESS, JOB, JSON, PDF, PNG, PREVIEW, SANITY
-from wildvision.launch import format_duration, spawn_module
+from wildvision import runs
+from wildvision.explain import gallery
+from wildvision.explain.gallery import CONSOLE, FAITHFULNESS, JOB, JSON, PDF, PNG, PREVIEW, SANITY
+from wildvision.explain.saliency import CONTROL_METHODS, METHODS
+from wildvision.training.launch import format_duration, spawn_module
 
 READY, BEING_MADE, FAILED = "ready", "being made", "failed"
 

@@ -11,7 +11,7 @@ the model's decision threshold:
 - the `top` most confident false positives: negatives scored highest above the line (Fig 5),
 - the `top` most confident false negatives: positives scored lowest below it (Fig 5),
 - the `top` flagged images (above the line) whose maps lie mostly in the border
-  (explain_checks.border_share at least BORDER_THRESHOLD): the corner, watermark and caption cues of
+  (checks.border_share at least BORDER_THRESHOLD): the corner, watermark and caption cues of
   Fig S3, found among all the images. Only flagged ones: a shortcut matters where it raised the score,
   and the positive-class map of a photo scored near 0 is mostly noise, which lands anywhere.
 
@@ -27,7 +27,7 @@ written last, so its presence means the gallery is complete.
 
 Where: for a run, `RUN/explanations/<test>-<method>/`; for the default model,
 `<runs dir>/default-model-explanations/<test>-<method>/`; `--out DIR` overrides both. The dashboard
-starts `python -m wildvision explain ...` in the background (wildvision.gallery_jobs), so a gallery is
+starts `python -m wildvision explain ...` in the background (wildvision.explain.gallery_jobs), so a gallery is
 made once and shown at once afterwards.
 """
 
@@ -44,17 +44,18 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from wildvision import explain_checks, model_card, runs
+from wildvision import model_card, runs
 from wildvision.data import DataFolderError, Sample, scan_folder
-from wildvision.explain import FAST_METHODS, METHODS, Examined, examine, overlay
-from wildvision.launch import named_folder_argument
+from wildvision.explain import checks
+from wildvision.explain.saliency import FAST_METHODS, METHODS, Examined, examine, overlay
 from wildvision.predict import LoadedModel, load_model
+from wildvision.training.launch import named_folder_argument
 
 PNG, PDF, JSON = "gallery.png", "gallery.pdf", "gallery.json"
 PREVIEW = "preview.jpg"  # what the page shows: the PNG is about 15 MB of photos, too much to send on every visit
 PREVIEW_WIDTH = 1600
-SANITY = "sanity.json"  # explain_checks.sanity_json of the randomisation test on CHECK_IMAGES of the picks
-FAITHFULNESS = "faithfulness.json"  # explain_checks.deletion_summary on CHECK_IMAGES of the flagged picks
+SANITY = "sanity.json"  # checks.sanity_json of the randomisation test on CHECK_IMAGES of the picks
+FAITHFULNESS = "faithfulness.json"  # checks.deletion_summary on CHECK_IMAGES of the flagged picks
 CHECK_IMAGES = 8
 DELETION_STEPS = 20
 JOB = "job.json"  # written by gallery_jobs.start_gallery: the background process's pid and what it was asked
@@ -159,7 +160,7 @@ def pick(loaded: LoadedModel, test_dir: str | Path, top: int = DEFAULT_TOP, meth
     progress(f"scoring {len(samples)} images of {test_dir} with {loaded.source}, each with a small {scanner} map")
     start = time.perf_counter()
     scanned = [
-        (sample, seen.explanation.probability, round(explain_checks.border_share(seen.explanation.heatmap, BORDER_WIDTH), 4))
+        (sample, seen.explanation.probability, round(checks.border_share(seen.explanation.heatmap, BORDER_WIDTH), 4))
         for sample, seen in _scan(loaded, samples, scanner, progress)
     ]
     unreadable = len(samples) - len(scanned)
@@ -364,14 +365,14 @@ def make_gallery(
 
 
 def run_checks(loaded: LoadedModel, picks: Sequence[Pick], examined: dict[str, Examined], method: str, out_dir: Path, progress=print) -> None:
-    """sanity.json and faithfulness.json for explain_checks.SANITY_METHODS and the gallery's `method`, on CHECK_IMAGES of the picks.
+    """sanity.json and faithfulness.json for checks.SANITY_METHODS and the gallery's `method`, on CHECK_IMAGES of the picks.
 
     The picks are taken from the sections in turn (the surest true positive, the surest true negative,
     the most confident false positive, ..., then each section's second), so the sample holds both classes
     and both kinds of error. Deletion curves take flagged picks only: the maps are of the positive score,
     and removing pixels can only show what drives a score that is there to fall.
     """
-    methods = tuple(dict.fromkeys((*explain_checks.SANITY_METHODS, method)))
+    methods = tuple(dict.fromkeys((*checks.SANITY_METHODS, method)))
     in_turn = sorted(picks, key=lambda p: p.rank)  # stable: within a rank, the sections keep their order
     photos = [(p.path, examined[p.path].image) for p in in_turn if examined.get(p.path) and examined[p.path].image is not None]
     photos = list(dict(photos).items())
@@ -380,10 +381,10 @@ def run_checks(loaded: LoadedModel, picks: Sequence[Pick], examined: dict[str, E
         return
     progress(f"sanity check: {', '.join(methods)} maps of {len(sample)} photos as the model's weights are randomised")
     start = time.perf_counter()
-    results = explain_checks.randomisation_test(loaded, [image for _, image in sample], methods)
+    results = checks.randomisation_test(loaded, [image for _, image in sample], methods)
     verdicts = ", ".join(f"{name} {'passed' if result.passed else 'failed'}" for name, result in results.items())
     progress(f"sanity check done in {time.perf_counter() - start:.1f} s: {verdicts}")
-    runs.write_json_atomic(out_dir / SANITY, explain_checks.sanity_json(results) | {"images": [path for path, _ in sample]})
+    runs.write_json_atomic(out_dir / SANITY, checks.sanity_json(results) | {"images": [path for path, _ in sample]})
     flagged_paths = {p.path for p in picks if p.probability >= loaded.threshold}
     flagged = [(path, image) for path, image in photos if path in flagged_paths][:CHECK_IMAGES]
     faithfulness = {
@@ -395,7 +396,7 @@ def run_checks(loaded: LoadedModel, picks: Sequence[Pick], examined: dict[str, E
     if flagged:
         progress(f"deletion curves: {', '.join(methods)} on {len(flagged)} flagged photos")
         start = time.perf_counter()
-        summary = explain_checks.deletion_summary(loaded, [image for _, image in flagged], methods, DELETION_STEPS)
+        summary = checks.deletion_summary(loaded, [image for _, image in flagged], methods, DELETION_STEPS)
         faithfulness["methods"] = {
             name: {key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()} for name, row in summary.items()
         }
@@ -431,7 +432,7 @@ def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-checks",
         action="store_true",
-        help=f"skip sanity.json and faithfulness.json: the weight-randomisation test and deletion curves of {', '.join(explain_checks.SANITY_METHODS)} "
+        help=f"skip sanity.json and faithfulness.json: the weight-randomisation test and deletion curves of {', '.join(checks.SANITY_METHODS)} "
         f"and --method on the first {CHECK_IMAGES} photos (about 20 s on 2 idle CPU cores)",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")

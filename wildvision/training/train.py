@@ -22,14 +22,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from wildvision import compare, features, novelty, progress, runs
-from wildvision.config import TrainConfig
+from wildvision import features, novelty, runs
 from wildvision.data import Sample, eval_transform, file_list_hash, make_loader, train_transform
 from wildvision.datacheck import test_duplicates
 from wildvision.evaluate import choose_threshold, compute_metrics, evaluate_samples, infer, resolve_device
 from wildvision.models import build_model, count_parameters, head, normalisation, split_at_head
-from wildvision.run_data import check_folders, leak_warnings, prepare_data, prepare_tests, samples_in_split, split_record, without
 from wildvision.runs import Cancelled
+from wildvision.training import compare, progress
+from wildvision.training.config import TrainConfig
+from wildvision.training.run_data import check_folders, leak_warnings, prepare_data, prepare_tests, samples_in_split, split_record, without
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Which photos a run trains and tests on: its train/test_in split with every photo used once, and its test sets.
 
-Kept apart from the training loop (wildvision.train): the split and the checks for copies and label conflicts are
+Kept apart from the training loop (wildvision.training.train): the split and the checks for copies and label conflicts are
 read by the run's process before it trains (train.prepare_run), and by experiments that re-derive a split.
 """
 
@@ -10,9 +10,9 @@ from collections import Counter
 from pathlib import Path
 
 from wildvision import runs
-from wildvision.config import TrainConfig
 from wildvision.data import DataFolderError, Sample, scan_folder, stratified_split
 from wildvision.datacheck import sample_groups, test_duplicates
+from wildvision.training.config import TrainConfig
 
 MIN_CLASS_PHOTOS = 2  # the stratified split needs a photo of every class folder on each side
 

@@ -1,7 +1,7 @@
 """How far a training run has come and how long it has left, over every phase its process goes through.
 
 A run's process checks its photos (when the dashboard started it: the page must answer at once), scores its test
-sets with the models it is compared with (wildvision.compare), computes stored backbone features for head-only
+sets with the models it is compared with (wildvision.training.compare), computes stored backbone features for head-only
 epochs, trains its epochs, evaluates the best epoch on every test set and fits the unlike-the-training-photos
 summary. It records where it is in status.json's `progress` (docs/run-folder.md): the phase in words, its step among
 the run's phases, how far into it, and the seconds left in the phase and in the whole run. Time left is estimated
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wildvision import runs
-from wildvision.config import TrainConfig
+from wildvision.training.config import TrainConfig
 
 CHECKING, COMPARISON, FEATURES, EPOCHS, EVALUATION, NOVELTY = "checking", "comparison", "features", "epochs", "evaluation", "novelty"
 PHASES = (CHECKING, COMPARISON, FEATURES, EPOCHS, EVALUATION, NOVELTY)
