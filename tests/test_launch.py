@@ -99,7 +99,7 @@ def test_epoch_times_leave_out_stored_features_and_a_kind_of_epoch_not_yet_timed
 
 
 def test_durations_read_as_seconds_minutes_and_hours():
-    from wildvision.training.launch import format_duration
+    from wildvision.jobs import format_duration
 
     assert [format_duration(s) for s in (0.01, 0.42, 4.25, 42.4, 59.6, 185, 2520, 7500)] == [
         "under 0.1 s",

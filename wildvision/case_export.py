@@ -59,12 +59,12 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
-from wildvision import catalog, datacheck, decisions, model_card, runs, screening
+from wildvision import catalog, datacheck, decisions, jobs, model_card, runs, screening
 from wildvision.data import scan_folder
 from wildvision.images import IMAGE_EXTENSIONS, is_image_file
 from wildvision.predict import LoadedModel
 from wildvision.review import Job, read_job
-from wildvision.training.launch import named_folder_argument, spawn_module
+from wildvision.training.launch import named_folder_argument
 
 CASE_COLUMNS = ["path", "sha256", "probability", "decision", "reviewer", "decided_at", "note"]
 PACK_COLUMNS = [*CASE_COLUMNS, "image", "saliency"]  # the photo and its map inside the pack ("" when skipped)
@@ -288,7 +288,7 @@ def start_export(screen_dir: str | Path, kind: str, output: str | Path, argument
     dashboard never waits for. `output` is what the arguments write (a pack, or a training folder)."""
     folder = exports_folder(screen_dir)
     folder.mkdir(exist_ok=True)
-    pid = spawn_module("wildvision", ["export", str(Path(screen_dir).resolve()), *map(str, arguments)], folder)
+    pid = jobs.spawn("wildvision", ["export", str(Path(screen_dir).resolve()), *map(str, arguments)], folder / jobs.CONSOLE)
     with open(folder / REQUESTS, "a", encoding="utf-8") as handle:
         handle.write(json.dumps({"kind": kind, "output": str(Path(output).resolve()), "pid": pid, "started_at": runs.now()}) + "\n")
 
@@ -305,16 +305,11 @@ def export_requests(screen_dir: str | Path) -> list[ExportRequest]:
         output = Path(request["output"])
         if output.is_file() or (output / MANIFEST).is_file():
             requests.append(ExportRequest(request["kind"], output, "written", training_folder_summary(output) if output.is_dir() else ""))
-        elif runs.process_alive(int(request["pid"])):
+        elif jobs.process_alive(int(request["pid"])):
             requests.append(ExportRequest(request["kind"], output, "running"))
         else:
-            requests.append(ExportRequest(request["kind"], output, "failed", _last_error(exports_folder(screen_dir) / "console.log")))
+            requests.append(ExportRequest(request["kind"], output, "failed", jobs.last_error(exports_folder(screen_dir) / jobs.CONSOLE)))
     return requests
-
-
-def _last_error(log: Path) -> str:
-    errors = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.startswith("error:")] if log.is_file() else []
-    return errors[-1].removeprefix("error:").strip() if errors else "it stopped before it finished"
 
 
 def training_folder_summary(folder: str | Path) -> str:

@@ -20,22 +20,20 @@ never sees half a file. A run whose status says running but whose process is gon
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import secrets
 import shutil
-import signal
 import socket
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from wildvision import jobs
 
 CONFIG, STATUS, SPLIT, METRICS, RESULTS = "config.json", "status.json", "split.json", "metrics.jsonl", "results.json"
 SCORES, COMPARISON = "scores.json", "comparison.json"
@@ -53,33 +51,6 @@ INTERRUPTED = "interrupted"  # derived, never written: running, but the process 
 
 class RunError(ValueError):
     """A run folder that is missing or does not follow the contract."""
-
-
-class Cancelled(Exception):
-    """Raised in a process that writes a run or screening folder when it receives SIGTERM (the dashboard's cancel,
-    `scancel`, a SLURM time limit), so that it records 'cancelled' itself before it exits."""
-
-
-CANCELLED_EXIT = 130  # a cancelled process's exit status, as for one stopped by Ctrl-C
-
-
-def _raise_cancelled(signum, frame):
-    raise Cancelled()
-
-
-@contextlib.contextmanager
-def sigterm_cancels() -> Iterator[None]:
-    """Inside the block, SIGTERM raises Cancelled in the main thread; the previous handler comes back after it.
-
-    Outside the main thread (where Python cannot handle signals) it changes nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_cancelled)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def now() -> str:
@@ -183,27 +154,10 @@ def write_status(run_dir: Path, state: str, **fields: Any) -> dict:
     return status
 
 
-def process_alive(pid: int) -> bool:
-    """Whether process `pid` on this machine still runs; a finished child not yet reaped (a zombie) counts as gone."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def effective_state(status: dict) -> str:
     """The stored state, except that running or queued with a dead process on this host is 'interrupted'."""
     state = status.get("state", "queued")
-    if state in ("running", "queued") and "pid" in status and status.get("host") == socket.gethostname() and not process_alive(int(status["pid"])):
+    if state in ("running", "queued") and "pid" in status and status.get("host") == socket.gethostname() and not jobs.process_alive(int(status["pid"])):
         return INTERRUPTED
     return state
 

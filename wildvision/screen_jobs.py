@@ -4,7 +4,7 @@ screening.py scores; this module runs its jobs as the dashboard and `screen --sl
 
 In the background (launch_screen): the job folder is made at once, with config.json naming the model's checkpoint
 (found, not loaded) and no file list yet (files: null), and status queued. One detached process in its own session
-(launch.spawn_module), `python -m wildvision.screening --resume SCREEN_DIR`, then loads the model, lists the files
+(jobs.spawn), `python -m wildvision.screening --resume SCREEN_DIR`, then loads the model, lists the files
 and scores them, appending its output to the job's console.log. So the dashboard's script run never waits for a
 model to load or for 100,000 files to be listed, and closing the tab or restarting Streamlit never stops a job.
 
@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import signal
 import socket
 import sys
 from collections import Counter
@@ -42,9 +41,9 @@ from pathlib import Path
 
 import torch
 
-from wildvision import runs, screening, slurm
+from wildvision import jobs, runs, screening, slurm
+from wildvision.jobs import format_duration
 from wildvision.predict import default_batch_size, load_model
-from wildvision.training.launch import format_duration, spawn_module
 
 JOB_NAME = "wildvision-screen"  # SLURM's name for screening arrays (SlurmSettings.job_name)
 UNREADABLE = "unreadable"  # ScreenSummary.state of a folder whose config.json or status.json cannot be read
@@ -223,7 +222,7 @@ def _start(screen_dir: Path) -> None:
     """One detached process that loads the model, lists the files if need be, and scores what is missing, on this
     machine's GPU when it has one."""
     screen_dir = Path(screen_dir).resolve()
-    pid = spawn_module("wildvision.screening", ["--resume", str(screen_dir), "--device", "auto"], screen_dir)
+    pid = jobs.spawn("wildvision.screening", ["--resume", str(screen_dir), "--device", "auto"], screen_dir / jobs.CONSOLE)
     runs.write_status(screen_dir, "queued", message="waiting to start", pid=pid, host=socket.gethostname())
 
 
@@ -276,7 +275,7 @@ def cancel_screen(screen_dir: Path) -> None:
         raise runs.RunError(f"screening job {summary.name} runs on {status.get('host')} (pid {pid}): cancel it there")
     if pid is not None:
         try:
-            os.kill(int(pid), signal.SIGTERM)
+            jobs.stop(int(pid))
         except ProcessLookupError:
             pass  # it has just ended: its status says how
     if status.get("state") == "queued":  # not started, or starting: it may end before it can record anything

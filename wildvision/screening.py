@@ -73,7 +73,7 @@ from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from wildvision import model_card, runs, slurm
+from wildvision import jobs, model_card, runs, slurm
 from wildvision.data import eval_transform
 from wildvision.datacheck import PHASH_THRESHOLD, near_pairs
 from wildvision.images import ImageError, open_image
@@ -515,9 +515,9 @@ def _recorded(screen_dir: Path) -> Iterator[None]:
     """Inside the block SIGTERM (cancel, scancel, a SLURM time limit) is recorded as 'cancelled', any other failure
     as 'failed' with its message; both are raised again. Parts written so far stay: a resume scores only the rest."""
     try:
-        with runs.sigterm_cancels():
+        with jobs.sigterm_cancels():
             yield
-    except runs.Cancelled:
+    except jobs.Cancelled:
         runs.write_status(screen_dir, "cancelled", message=CANCELLED_MESSAGE)
         raise
     except Exception as error:
@@ -628,9 +628,9 @@ def run_screen(args: argparse.Namespace) -> int:
             screen_dir = resume_screen(Path(args.resume), args.device, shard=args.shard)
         else:
             screen_dir = screen(args.sources, args.model, args.name, args.screens_dir, args.device)
-    except runs.Cancelled:
+    except jobs.Cancelled:
         print(f"cancelled: {CANCELLED_MESSAGE}", file=sys.stderr)
-        return runs.CANCELLED_EXIT
+        return jobs.CANCELLED_EXIT
     status = runs.read_json(screen_dir / runs.STATUS)
     if status["state"] != "completed":  # a shard whose parts are done while other shards' are not
         print(f"shard {args.shard[0]}/{args.shard[1]} of {screen_dir}: its parts are scored; the shard that finishes last merges scores.csv")

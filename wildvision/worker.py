@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from wildvision import catalog, runs
-from wildvision.runs import CANCELLED_EXIT, Cancelled
+from wildvision.jobs import CANCELLED_EXIT, Cancelled
 from wildvision.training.train import execute_run
 from wildvision.wording import error_text
 

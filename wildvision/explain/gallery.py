@@ -44,7 +44,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from wildvision import model_card, runs
+from wildvision import jobs, model_card, runs
 from wildvision.data import DataFolderError, Sample, scan_folder
 from wildvision.explain import checks
 from wildvision.explain.saliency import FAST_METHODS, METHODS, Examined, examine, overlay
@@ -59,7 +59,7 @@ FAITHFULNESS = "faithfulness.json"  # checks.deletion_summary on CHECK_IMAGES of
 CHECK_IMAGES = 8
 DELETION_STEPS = 20
 JOB = "job.json"  # written by gallery_jobs.start_gallery: the background process's pid and what it was asked
-CONSOLE = "console.log"
+CONSOLE = jobs.CONSOLE
 EXPLANATIONS = "explanations"  # inside a run folder
 DEFAULT_FOLDER = "default-model-explanations"  # inside the runs folder, for the default model
 DEFAULT_TOP = 8

@@ -2,7 +2,7 @@
 
 A gallery (wildvision.explain.gallery) takes from seconds to minutes, so the Explanations page never makes one in
 its own script run: `start_gallery` launches `python -m wildvision explain ... --out FOLDER` as a detached
-process (launch.spawn_module) and notes its pid in FOLDER/job.json; `stored_galleries` reads every
+process (jobs.spawn) and notes its pid in FOLDER/job.json; `stored_galleries` reads every
 gallery folder of a model as ready, being made or failed. The tables the page shows (the sanity test, the
 deletion curves, the border-heavy maps) are built here from the gallery's files, so the page only lays
 them out.
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from wildvision import runs
+from wildvision import jobs, runs
 from wildvision.explain import gallery
 from wildvision.explain.gallery import CONSOLE, FAITHFULNESS, JOB, JSON, PDF, PNG, PREVIEW, SANITY
 from wildvision.explain.saliency import CONTROL_METHODS, METHODS
-from wildvision.training.launch import format_duration, spawn_module
+from wildvision.jobs import format_duration
 
 READY, BEING_MADE, FAILED = "ready", "being made", "failed"
 
@@ -82,17 +82,9 @@ def start_gallery(
         arguments += ["--runs-dir", str(runs_dir)]
     if not checks:
         arguments.append("--no-checks")
-    pid = spawn_module("wildvision", arguments, folder)
+    pid = jobs.spawn("wildvision", arguments, folder / CONSOLE)
     runs.write_json_atomic(folder / JOB, {"pid": pid, "started_at": runs.now(), "test_name": test_name, "method": method, "arguments": arguments})
     return folder
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return ""
-    return lines[-1] if lines else ""
 
 
 def _optional_json(path: Path) -> dict:
@@ -131,8 +123,8 @@ def stored_galleries(model: str | Path, runs_dir: str | Path | None = None) -> l
                 )
             )
         elif job:
-            state = BEING_MADE if runs.process_alive(int(job.get("pid", 0) or 0)) else FAILED
-            found.append(StoredGallery(test_name, method, folder, state, message=_last_line(folder / CONSOLE), started_at=job.get("started_at", "")))
+            state = BEING_MADE if jobs.process_alive(int(job.get("pid", 0) or 0)) else FAILED
+            found.append(StoredGallery(test_name, method, folder, state, message=jobs.last_line(folder / CONSOLE), started_at=job.get("started_at", "")))
     return found
 
 

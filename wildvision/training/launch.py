@@ -10,12 +10,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import os
 import re
-import signal
-import subprocess
-import sys
-import threading
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from wildvision import runs, slurm
+from wildvision import jobs, runs, slurm
 from wildvision.models import ARCHITECTURES
 from wildvision.training.config import TrainConfig
 from wildvision.training.progress import EVALUATION, NOVELTY
@@ -116,25 +111,10 @@ def select_grid(entries: list[dict], patterns: Sequence[str]) -> list[dict]:
     return chosen
 
 
-def spawn_module(module: str, arguments: Sequence[str], folder: Path) -> int:
-    """Start `python -m MODULE ARGUMENTS...` as one detached process, its output appended to FOLDER/console.log; returns its pid."""
-    with open(Path(folder) / "console.log", "ab") as console:  # the child keeps its own copy of the file descriptor
-        process = subprocess.Popen(
-            [sys.executable, "-m", module, *arguments],
-            stdin=subprocess.DEVNULL,
-            stdout=console,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # not in the dashboard's process group: survives Streamlit restarts
-            cwd=Path(__file__).resolve().parents[2],
-        )
-    threading.Thread(target=process.wait, daemon=True).start()  # reap it, so a finished process is not a zombie
-    return process.pid
-
-
 def spawn(run_dirs: Sequence[Path]) -> int:
     """Start one detached process that trains the given runs one after another; returns its pid."""
     run_dirs = [Path(d).resolve() for d in run_dirs]
-    return spawn_module("wildvision.worker", [str(d) for d in run_dirs], run_dirs[0])
+    return jobs.spawn("wildvision.worker", [str(d) for d in run_dirs], run_dirs[0] / jobs.CONSOLE)
 
 
 def launch_run(config: TrainConfig, runs_dir: str | Path, name: str | None = None) -> Path:
@@ -195,7 +175,7 @@ def cancel_run(run_dir: Path) -> None:
     if slurm.read_task(run.path) and run.state in ("queued", "running"):
         slurm.cancel(run.path)
     elif run.status.get("state") == "running" and run.state == "running":
-        os.kill(int(run.status["pid"]), signal.SIGTERM)
+        jobs.stop(int(run.status["pid"]))
     elif run.state in ("queued", runs.INTERRUPTED):
         runs.write_status(run_dir, "cancelled", message="cancelled before it finished", hint="resume")
     else:
@@ -238,23 +218,6 @@ def progress(run: runs.RunSummary) -> Progress:
     )
 
 
-def format_duration(seconds: float) -> str:
-    """A duration as people read it: 4.2 s, 42 s, 3 min 05 s, 42 min, 2 h 05 min."""
-    if seconds < 0.05:
-        return "under 0.1 s"
-    if seconds < 9.95:
-        return f"{seconds:.1f} s"
-    if seconds < 59.5:
-        return f"{seconds:.0f} s"
-    if seconds < 600:
-        minutes, rest = divmod(round(seconds), 60)
-        return f"{minutes} min {rest:02d} s"
-    if seconds < 3570:
-        return f"{seconds / 60:.0f} min"
-    hours, minutes = divmod(round(seconds / 60), 60)
-    return f"{hours} h {minutes:02d} min"
-
-
 def progress_line(run: runs.RunSummary, p: Progress | None = None) -> str:
     """One line on where a queued or running run stands and how long it may still take, over all its phases."""
     if run.state == "queued":
@@ -267,10 +230,10 @@ def progress_line(run: runs.RunSummary, p: Progress | None = None) -> str:
 def time_left(p: Progress) -> str:
     """The time left in words: an upper bound while epochs are to come, "not yet known" rather than a guess."""
     if p.seconds_left is not None and p.epochs_to_come:
-        return f"time left: at most {format_duration(p.seconds_left)} (early stopping usually ends it sooner)"
+        return f"time left: at most {jobs.format_duration(p.seconds_left)} (early stopping usually ends it sooner)"
     if p.seconds_left is not None:
-        return f"time left: about {format_duration(p.seconds_left)}"
-    this_step = f" (this step: about {format_duration(p.phase_seconds_left)} left)" if p.phase_seconds_left is not None else ""
+        return f"time left: about {jobs.format_duration(p.seconds_left)}"
+    this_step = f" (this step: about {jobs.format_duration(p.phase_seconds_left)} left)" if p.phase_seconds_left is not None else ""
     return f"time left: not yet known{this_step}"
 
 
@@ -301,7 +264,7 @@ def without_tracebacks(lines: Sequence[str], note: str = traceback_note()) -> li
 def log_tail(run_dir: Path, lines: int = 20, tracebacks: bool = False) -> str:
     """The last lines of the run's log (train.log, else the process's console output); Python tracebacks
     are replaced by a note unless `tracebacks`."""
-    for name in (runs.LOG, "console.log"):
+    for name in (runs.LOG, jobs.CONSOLE):
         path = Path(run_dir) / name
         if path.exists():
             text = path.read_text(encoding="utf-8", errors="replace").splitlines()

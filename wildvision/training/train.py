@@ -22,12 +22,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from wildvision import features, novelty, runs
+from wildvision import features, jobs, novelty, runs
 from wildvision.data import Sample, eval_transform, file_list_hash, make_loader, train_transform
 from wildvision.datacheck import test_duplicates
 from wildvision.evaluate import choose_threshold, compute_metrics, evaluate_samples, infer, resolve_device
 from wildvision.models import build_model, count_parameters, head, normalisation, split_at_head
-from wildvision.runs import Cancelled
 from wildvision.training import compare, progress
 from wildvision.training.config import TrainConfig
 from wildvision.training.run_data import check_folders, leak_warnings, prepare_data, prepare_tests, samples_in_split, split_record, without
@@ -192,7 +191,7 @@ def execute_run(run_dir: Path) -> dict:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger("wildvision").addHandler(handler)
     try:
-        with runs.sigterm_cancels():
+        with jobs.sigterm_cancels():
             runs.write_status(run_dir, "running", message=None)
             tracker = progress.Tracker(run_dir, load_config(run_dir), checking=not (run_dir / runs.SPLIT).is_file())
             if tracker.checking:  # started from the dashboard, whose page does not wait for the photos to be checked
@@ -202,7 +201,7 @@ def execute_run(run_dir: Path) -> dict:
             results = _train_and_evaluate(run_dir, tracker)
             runs.write_status(run_dir, "completed", message=None, progress=None)
             return results
-    except Cancelled:
+    except jobs.Cancelled:
         log.warning("cancelled")
         runs.write_status(run_dir, "cancelled", message="cancelled by the user", hint="resume")
         raise
