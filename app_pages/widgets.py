@@ -1,6 +1,9 @@
 """Widgets that more than one page shows (layout only; the numbers come from wildvision)."""
 
+import logging
 import re
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +16,29 @@ from wildvision.analysis.export import export_ready
 from wildvision.analysis.run_detail import learning_curves
 from wildvision.analysis.tidy import combined_results
 from wildvision.evaluate import tradeoff
+
+ERROR_LOG = "dashboard-errors.log"  # in the runs folder: where a page's unexpected error keeps its traceback
+
+
+def run_page(page: Callable[[], None], title: str) -> None:
+    """Run a page's `page()` behind the last line of defence: an unexpected error becomes one short line saying where its
+    traceback was written, never a traceback on the page (the people checking flags must not see one)."""
+    try:
+        page()
+    except Exception as error:
+        logging.getLogger(f"wildvision.pages.{title.lower()}").exception("%s page failed", title)
+        log_file = runs.default_runs_dir() / ERROR_LOG
+        try:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            with open(log_file, "a", encoding="utf-8") as handle:
+                handle.write(f"{runs.now()} {title} page\n{''.join(traceback.format_exception(error))}\n")
+            where = f"the details are in {code(log_file.resolve())}"
+        except OSError:
+            where = "the details are in the dashboard's console"
+        summary = md(str(error).splitlines()[0]) if str(error) else "no details"
+        st.error(
+            f"Something went wrong on this page ({type(error).__name__}: {summary}). Try again; if it keeps happening, tell whoever runs this dashboard: {where}."
+        )
 
 
 def md(text: str) -> str:
