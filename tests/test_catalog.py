@@ -107,7 +107,7 @@ def test_a_run_on_the_demo_data_is_flagged_however_it_is_reached(tmp_path):
 
 def test_no_page_home_or_command_reads_run_folder_json_itself():
     """The catalog is the one reader of results.json, config.json and split.json: pages and the CLI ask it."""
-    readers = [ROOT / "Home.py", ROOT / "wildvision" / "cli.py", *sorted((ROOT / "app_pages").glob("*.py"))]
+    readers = [ROOT / "Home.py", *sorted((ROOT / "wildvision" / "cli").glob("*.py")), *sorted((ROOT / "app_pages").glob("*.py"))]
     pattern = re.compile(r"read_json\(|\.config\[|\.config\.get\(|\.train\[|\.train\.get\(|\[\"test_sets\"\]|\.status\[|\.status\.get\(")
     found = [
         f"{path.name}:{number}: {line.strip()}" for path in readers for number, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)
