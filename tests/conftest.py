@@ -196,3 +196,11 @@ def wait_until(read, predicate, timeout_s: float = 300, interval_s: float = 0.3,
             return value
         time.sleep(interval_s)
     raise AssertionError(f"timed out; last: {describe(read())}")
+
+
+@pytest.fixture(scope="module")
+def paper_frame(tmp_path_factory):
+    """The paper's numbers alone, as the analysis pages get them on a machine without runs."""
+    from helpers import frame_of
+
+    return frame_of(tmp_path_factory.mktemp("no-runs"))

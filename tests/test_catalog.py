@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from test_analysis import make_run, scores_with
+from helpers import make_run, scores_with
 from wildvision import catalog, model_card, runs, wording
 from wildvision.models import count_parameters
 

@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from test_cli import run_cli
+from helpers import run_cli
 from wildvision.models import build_model
 from wildvision.predict import CheckpointError, load_model
 

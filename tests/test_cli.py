@@ -1,15 +1,10 @@
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers import run_cli
 from wildvision.cli import build_parser, main
-
-
-def run_cli(*args: str, cwd=None, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wildvision", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
 
 def _subcommands():

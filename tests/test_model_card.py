@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import DEMO, write_image
-from test_cli import run_cli
+from helpers import run_cli
 from wildvision import model_card, runs, wording
 from wildvision.data import scan_folder
 from wildvision.evaluate import compute_metrics, resolve_device

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from test_analysis import make_run, scores_with
+from helpers import make_run, scores_with
 from wildvision import model_card
 from wildvision.analysis.export import CHART_FONT, EDGE
 from wildvision.analysis.tidy import short_run_name

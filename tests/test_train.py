@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import SQUEEZENET_WEIGHTS, demo_subset, train_args
-from test_cli import run_cli
+from helpers import run_cli
 from wildvision import runs
 from wildvision.data import scan_folder
 from wildvision.evaluate import compute_metrics
