@@ -7,6 +7,7 @@ from collections import Counter
 
 import streamlit as st
 
+from app_pages.widgets import run_page
 from wildvision import catalog, model_card, runs
 from wildvision.training.launch import accelerator, list_runs_shown
 
@@ -24,7 +25,7 @@ PAGES = {
 }
 
 
-def home() -> None:
+def home_page() -> None:
     st.title("wildvision")
     st.write(
         "wildvision flags photos of live wild animals kept captive or offered for sale, to help find online "
@@ -69,6 +70,10 @@ def home() -> None:
     }
     for key, text in links.items():
         st.page_link(PAGES[key], label=f"**{PAGES[key].title}**: {text}", icon=PAGES[key].icon)
+
+
+def home() -> None:
+    run_page(home_page, "Home")
 
 
 st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True), *PAGES.values()]).run()

@@ -2,50 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
-from app_pages.widgets import code, md, model_label, models_and_results
+from app_pages.widgets import code, md, model_label, models_and_results, run_page
 from wildvision import catalog
 from wildvision.explain import gallery, gallery_jobs
 from wildvision.explain.saliency import METHODS
-
-st.title("Explanations")
-st.caption(
-    "For a model and one of its test sets: the photos it was surest about, right and wrong (true positives, true "
-    "negatives, false positives, false negatives at its threshold), each beside a map of what raised its score, as in "
-    "the paper's Figs 4 and 5, and the flagged photos whose maps are drawn to the border (Fig S3). A gallery is made "
-    "once in the background and shown at once afterwards; download it as PNG (for a slide) or PDF."
-)
-
-records, _, folder = models_and_results()
-usable = [record for record in records if record.usable]
-if not usable:
-    st.info("No model can explain anything yet: the default model is missing and no run has completed.")
-    st.stop()
-record = st.selectbox("Model", usable, format_func=model_label, key="explain_model")
-model = gallery.model_argument(record)
-
-with st.form("make_gallery"):
-    tests = catalog.test_folders(record)
-    columns = st.columns([2, 2, 1])
-    if tests:
-        test_name = columns[0].selectbox("Test set", list(tests), key="explain_test", help="The model's own labelled test sets found on this machine")
-        test_dir = tests[test_name]
-    else:
-        test_dir = columns[0].text_input("Test folder (class sub-folders)", key="explain_folder")
-        test_name = test_dir.rstrip("/").rsplit("/", 1)[-1] or "test"
-    method = columns[1].selectbox("Method", list(METHODS), format_func=METHODS.get, key="explain_method")
-    top = columns[2].number_input("Photos per section", 1, 32, gallery.DEFAULT_TOP, key="explain_top")
-    if st.form_submit_button("Make the gallery", type="primary"):
-        if not test_dir:
-            st.error("Give a test folder first.")
-        else:
-            try:
-                started = gallery_jobs.start_gallery(model, test_name, test_dir, method, int(top), runs_dir=folder)
-            except (ValueError, OSError) as error:
-                st.error(f"The gallery was not started: {error}")
-            else:
-                st.success(f"Making the gallery in the background: {code(started)}")
 
 
 def show(item: gallery_jobs.StoredGallery) -> None:
@@ -111,17 +75,8 @@ def checks(item: gallery_jobs.StoredGallery) -> None:
             )
 
 
-stored = gallery_jobs.stored_galleries(model, runs_dir=folder)
-if not stored:
-    st.info("No gallery for this model yet: choose a test set and a method, then press Make the gallery.")
-for item in stored:
-    if item.state != gallery_jobs.BEING_MADE:
-        show(item)
-pending = [item for item in stored if item.state == gallery_jobs.BEING_MADE]
-
-
 @st.fragment(run_every=3)
-def follow() -> None:
+def follow(model: str, folder: Path, pending: list[gallery_jobs.StoredGallery]) -> None:
     """Galleries being made, checked every 3 s; the whole page reruns once one is done or stopped."""
     now = {item.folder: item for item in gallery_jobs.stored_galleries(model, runs_dir=folder)}
     if any(now.get(item.folder) is None or now[item.folder].state != gallery_jobs.BEING_MADE for item in pending):
@@ -130,5 +85,55 @@ def follow() -> None:
         show(now[item.folder])
 
 
-if pending:
-    follow()
+def page() -> None:
+    st.title("Explanations")
+    st.caption(
+        "For a model and one of its test sets: the photos it was surest about, right and wrong (true positives, true "
+        "negatives, false positives, false negatives at its threshold), each beside a map of what raised its score, as in "
+        "the paper's Figs 4 and 5, and the flagged photos whose maps are drawn to the border (Fig S3). A gallery is made "
+        "once in the background and shown at once afterwards; download it as PNG (for a slide) or PDF."
+    )
+
+    records, _, folder = models_and_results()
+    usable = [record for record in records if record.usable]
+    if not usable:
+        st.info("No model can explain anything yet: the default model is missing and no run has completed.")
+        st.stop()
+    record = st.selectbox("Model", usable, format_func=model_label, key="explain_model")
+    model = gallery.model_argument(record)
+
+    with st.form("make_gallery"):
+        tests = catalog.test_folders(record)
+        columns = st.columns([2, 2, 1])
+        if tests:
+            test_name = columns[0].selectbox("Test set", list(tests), key="explain_test", help="The model's own labelled test sets found on this machine")
+            test_dir = tests[test_name]
+        else:
+            test_dir = columns[0].text_input("Test folder (class sub-folders)", key="explain_folder")
+            test_name = test_dir.rstrip("/").rsplit("/", 1)[-1] or "test"
+        method = columns[1].selectbox("Method", list(METHODS), format_func=METHODS.get, key="explain_method")
+        top = columns[2].number_input("Photos per section", 1, 32, gallery.DEFAULT_TOP, key="explain_top")
+        if st.form_submit_button("Make the gallery", type="primary"):
+            if not test_dir:
+                st.error("Give a test folder first.")
+            else:
+                try:
+                    started = gallery_jobs.start_gallery(model, test_name, test_dir, method, int(top), runs_dir=folder)
+                except (ValueError, OSError) as error:
+                    st.error(f"The gallery was not started: {error}")
+                else:
+                    st.success(f"Making the gallery in the background: {code(started)}")
+
+    stored = gallery_jobs.stored_galleries(model, runs_dir=folder)
+    if not stored:
+        st.info("No gallery for this model yet: choose a test set and a method, then press Make the gallery.")
+    for item in stored:
+        if item.state != gallery_jobs.BEING_MADE:
+            show(item)
+    pending = [item for item in stored if item.state == gallery_jobs.BEING_MADE]
+
+    if pending:
+        follow(model, folder, pending)
+
+
+run_page(page, "Explanations")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import io
-import logging
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -20,13 +19,11 @@ import pandas as pd
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from app_pages.widgets import md, model_label, threshold_tradeoff
+from app_pages.widgets import md, model_label, run_page, threshold_tradeoff
 from wildvision import catalog, model_card, runs, wording
 from wildvision.explain import saliency
 from wildvision.predict import CheckpointError, LoadedModel, load_model
 from wildvision.uploads import UploadLimits, unpack_uploads
-
-log = logging.getLogger("wildvision.pages.predict")
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "zip"]
 DISPLAY_MAX = 640  # longest side, in pixels, of the photos and maps shown on the page
@@ -373,11 +370,4 @@ def page() -> None:
         show_results(loaded, model_key, batch, method)
 
 
-try:
-    page()
-except Exception as error:  # the last line of defence: a person sees one line, the log keeps the traceback
-    log.exception("Predict page failed")
-    st.error(
-        f"Something went wrong on this page ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no details'}). "
-        "Try again, or with other photos; if it keeps happening, tell whoever runs this dashboard (details are in its log)."
-    )
+run_page(page, "Predict")

@@ -6,7 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages.train_runs import follow_runs
-from app_pages.widgets import code, md
+from app_pages.widgets import code, md, run_page
 from wildvision import catalog, model_card, runs
 from wildvision.data import DataFolderError
 from wildvision.models import ARCHITECTURES, WeightsError, architecture, imagenet_cache_file, imagenet_weights_problem, weights_file_problem
@@ -31,25 +31,21 @@ LOCAL = LOCAL_WEIGHTS  # wording.HINTS' page words name this choice
 NOTHING_STARTED = "Nothing was started."
 
 
-st.title("Train")
-gpu = accelerator()
-if gpu:
-    st.success(f"Training will use the GPU: {gpu}.")
-else:
-    st.warning("No GPU on this machine: training runs on the CPU. Expect minutes per epoch for SqueezeNet and hours for VGG.")
-st.caption(
-    "Runs start as separate processes: closing this tab or restarting the dashboard does not stop them. "
-    f"Each run writes a folder under `{runs.default_runs_dir()}`."
-)
+def demo_defaults() -> tuple[Path | None, str]:
+    """The demo training folder and its test sets as NAME=FOLDER lines, where the fields start (None, "" without ../shared)."""
+    demo_train = demo_data("train")
+    tests = {name: demo_data(name) for name in ("test_out_pet", "test_out_nopet")}
+    return demo_train, "\n".join(f"{name}={folder}" for name, folder in tests.items() if folder) if demo_train else ""
 
-demo_train, demo_tests = demo_data("train"), {name: demo_data(name) for name in ("test_out_pet", "test_out_nopet")}
-default_tests = "\n".join(f"{name}={folder}" for name, folder in demo_tests.items() if folder) if demo_train else ""
-ENTER_DATA = f"Enter the training folder: the folder that holds one sub-folder per class ({CLASS_FOLDERS})" + (
-    "." if demo_train else f". The demo data is not on this machine (looked in {shared_folder() / 'demo-data'})."
-)
+
+def enter_data() -> str:
+    return f"Enter the training folder: the folder that holds one sub-folder per class ({CLASS_FOLDERS})" + (
+        "." if demo_data("train") else f". The demo data is not on this machine (looked in {shared_folder() / 'demo-data'})."
+    )
 
 
 def data_inputs(key: str) -> tuple[str, str]:
+    demo_train, default_tests = demo_defaults()
     data = st.text_input(
         f"Training folder (one sub-folder per class: {CLASS_FOLDERS})",
         str(demo_train or ""),
@@ -74,7 +70,7 @@ def table_s5_summary() -> str:
 
 
 def device_choices() -> list[str]:
-    return ["auto", "cpu", "cuda"] if gpu else ["auto", "cpu"]
+    return ["auto", "cpu", "cuda"] if accelerator() else ["auto", "cpu"]
 
 
 def hyperparameter_inputs(key: str, regime: str | None = None, lr: float | None = None, lr_reason: str = "") -> dict:
@@ -281,133 +277,148 @@ def weights_problem_one(arch: str, weights: str | None, path: str | None) -> str
     return f"{md(reason)}. Enter an ImageNet state dict of the stock {arch} under Local weights file. {NOTHING_STARTED}" if reason else None
 
 
-one_run, grid = st.tabs(["One run", "The paper's grid"])
-with one_run:
-    c = st.columns(3)
-    # The default model's architecture: what the Review page's export names, and the model a new run is compared with
-    arch = c[0].selectbox("Architecture", ARCHITECTURES, index=ARCHITECTURES.index(model_card.ARCH), key="one_arch")
-    regime = c[1].selectbox(
-        "Regime", REGIMES, key="one_regime", help="transfer: last layer only; scratch: all layers from random init; combi: last layer, then all layers"
+def page() -> None:
+    st.title("Train")
+    gpu = accelerator()
+    if gpu:
+        st.success(f"Training will use the GPU: {gpu}.")
+    else:
+        st.warning("No GPU on this machine: training runs on the CPU. Expect minutes per epoch for SqueezeNet and hours for VGG.")
+    st.caption(
+        "Runs start as separate processes: closing this tab or restarting the dashboard does not stop them. "
+        f"Each run writes a folder under `{runs.default_runs_dir()}`."
     )
-    with_background = c[2].checkbox("With background images (data_bg)", value=True, key="one_background")
-    weights, weights_path = weights_inputs(arch, regime)
-    lr, lr_reason = suggested_lr(arch, regime, weights if weights not in (None, "imagenet") else None)
-    with st.form("one_run"):
-        data, tests = data_inputs("one")
-        replaces = replaced_input()
-        options = hyperparameter_inputs("one", regime, lr, lr_reason)
-        start = st.form_submit_button("Start training", type="primary")
-    if start:
-        problem = (ENTER_DATA + " " + NOTHING_STARTED) if not data.strip() else weights_problem_one(arch, weights, weights_path)
-        if problem:
-            st.error(problem)
-        else:
-            launch(
-                lambda: [
-                    launch_run(
-                        TrainConfig(
-                            arch=arch,
-                            regime=regime,
-                            data=str(Path(data.strip()).expanduser().resolve()),
-                            with_background=with_background,
-                            weights=weights,
-                            tests=parse_named_folders(tests),
-                            replaces=replaces,
-                            **options,
-                        ),
-                        runs.default_runs_dir(),
-                    )
-                ]
-            )
 
-with grid, st.form("grid"):
-    entries = load_grid(PAPER_GRID)
-    st.write(
-        f"The paper's {len(entries)} configurations (Tables S1-S3), trained one after another in one background process "
-        "on this machine, or as one SLURM job array with a task per configuration, run as the cluster has room."
-    )
-    data, tests = data_inputs("grid")
-    names = st.multiselect("Configurations", [grid_name(e) for e in entries], default=[grid_name(e) for e in entries], key="grid_names")
-    shipped_lines = [f"{arch}={path}" for arch in dict.fromkeys(e["arch"] for e in entries) if (path := local_weights_file(arch))]
-    weights_lines = st.text_area(
-        "Local weights per architecture, one per line as ARCH=FILE; architectures not listed use ImageNet weights from torchvision",
-        "\n".join(shipped_lines),
-        key="grid_weights",
-        placeholder=WEIGHTS_EXAMPLE,
-    )
-    options = hyperparameter_inputs("grid")
-    backend = st.radio(
-        "Where to train",
-        ["This machine", "A SLURM cluster"],
-        horizontal=True,
-        key="grid_backend",
-        help="A SLURM cluster: submitted with sbatch from this machine, which must be a login node of the cluster "
-        f"with the runs folder (`{runs.default_runs_dir()}`) on the filesystem its nodes share.",
-    )
-    with st.expander("SLURM settings"):
-        settings_error = None
-        try:
-            settings = slurm_inputs()
-        except ValueError as error:
-            settings, settings_error = None, str(error)
-    show_script = st.form_submit_button("Show the SLURM batch script")
-    if st.form_submit_button("Start the grid", type="primary") or show_script:
-        chosen = select_grid(entries, names) if names else []
-        on_slurm = backend == "A SLURM cluster" or show_script
-
-        def grid_problem() -> str | None:
-            """Why the grid cannot start, worded for this page; None if it can (weights checked before any run folder exists)."""
-            if not data.strip():
-                return ENTER_DATA + " " + NOTHING_STARTED
-            weights = parse_weights(weights_lines.splitlines())
-            pretrained = {e["arch"]: grid_weights(weights, e["arch"], e["regime"]) for e in chosen if e["regime"] != "scratch"}
-            for arch, arch_weights in pretrained.items():
-                if arch_weights == "none":
-                    return f"Only scratch trains from random initialisation: give {arch} a weights file or imagenet under Local weights per architecture. {NOTHING_STARTED}"
-                if arch_weights not in (None, "imagenet") and (reason := weights_file_problem(arch, arch_weights)):
-                    return f"{md(reason)}. Correct the line for {arch} under Local weights per architecture. {NOTHING_STARTED}"
-            downloads = [arch for arch, arch_weights in pretrained.items() if arch_weights in (None, "imagenet")]
-            reason = imagenet_weights_problem(downloads) if downloads else None
-            return (
-                None
-                if reason is None
-                else imagenet_unavailable(
-                    reason, "Give a local ImageNet state dict for each of them under Local weights per architecture (ARCH=FILE), leave those configurations out"
-                )
-            )
-
-        def start_grid() -> list[Path]:
-            weights = parse_weights(weights_lines.splitlines())
-            configs = [
-                TrainConfig.from_grid_entry(
-                    e, data=str(Path(data.strip()).expanduser().resolve()), weights=weights, tests=parse_named_folders(tests), **options
-                )
-                for e in chosen
-            ]
-            # An empty learning rate field: each configuration's suggested rate (0.0001 for SqueezeNet's deep-compression file)
-            configs = [c if c.lr else replace(c, lr=lr_override(c.arch, c.regime, c.weights)) for c in configs]
-            return launch_grid(configs, runs.default_runs_dir(), settings if on_slurm else None)
-
-        if on_slurm and settings_error:
-            st.error(settings_error)
-        elif show_script and chosen:
-            st.caption(
-                f"The batch script for {len(chosen)} configuration(s); task i trains the i-th of: "
-                + ", ".join(f"{i}: {grid_name(e)}" for i, e in enumerate(chosen))
-                + ". Nothing was submitted."
-            )
-            st.code(batch_script(len(chosen), settings), language="bash")
-        elif not chosen:
-            st.error("Choose at least one configuration.")
-        else:
-            try:
-                problem = grid_problem()
-            except ValueError as error:  # a malformed weights line
-                problem = md(str(error))
+    one_run, grid = st.tabs(["One run", "The paper's grid"])
+    with one_run:
+        c = st.columns(3)
+        # The default model's architecture: what the Review page's export names, and the model a new run is compared with
+        arch = c[0].selectbox("Architecture", ARCHITECTURES, index=ARCHITECTURES.index(model_card.ARCH), key="one_arch")
+        regime = c[1].selectbox(
+            "Regime", REGIMES, key="one_regime", help="transfer: last layer only; scratch: all layers from random init; combi: last layer, then all layers"
+        )
+        with_background = c[2].checkbox("With background images (data_bg)", value=True, key="one_background")
+        weights, weights_path = weights_inputs(arch, regime)
+        lr, lr_reason = suggested_lr(arch, regime, weights if weights not in (None, "imagenet") else None)
+        with st.form("one_run"):
+            data, tests = data_inputs("one")
+            replaces = replaced_input()
+            options = hyperparameter_inputs("one", regime, lr, lr_reason)
+            start = st.form_submit_button("Start training", type="primary")
+        if start:
+            problem = (enter_data() + " " + NOTHING_STARTED) if not data.strip() else weights_problem_one(arch, weights, weights_path)
             if problem:
                 st.error(problem)
             else:
-                launch(start_grid)
+                launch(
+                    lambda: [
+                        launch_run(
+                            TrainConfig(
+                                arch=arch,
+                                regime=regime,
+                                data=str(Path(data.strip()).expanduser().resolve()),
+                                with_background=with_background,
+                                weights=weights,
+                                tests=parse_named_folders(tests),
+                                replaces=replaces,
+                                **options,
+                            ),
+                            runs.default_runs_dir(),
+                        )
+                    ]
+                )
+
+    with grid, st.form("grid"):
+        entries = load_grid(PAPER_GRID)
+        st.write(
+            f"The paper's {len(entries)} configurations (Tables S1-S3), trained one after another in one background process "
+            "on this machine, or as one SLURM job array with a task per configuration, run as the cluster has room."
+        )
+        data, tests = data_inputs("grid")
+        names = st.multiselect("Configurations", [grid_name(e) for e in entries], default=[grid_name(e) for e in entries], key="grid_names")
+        shipped_lines = [f"{arch}={path}" for arch in dict.fromkeys(e["arch"] for e in entries) if (path := local_weights_file(arch))]
+        weights_lines = st.text_area(
+            "Local weights per architecture, one per line as ARCH=FILE; architectures not listed use ImageNet weights from torchvision",
+            "\n".join(shipped_lines),
+            key="grid_weights",
+            placeholder=WEIGHTS_EXAMPLE,
+        )
+        options = hyperparameter_inputs("grid")
+        backend = st.radio(
+            "Where to train",
+            ["This machine", "A SLURM cluster"],
+            horizontal=True,
+            key="grid_backend",
+            help="A SLURM cluster: submitted with sbatch from this machine, which must be a login node of the cluster "
+            f"with the runs folder (`{runs.default_runs_dir()}`) on the filesystem its nodes share.",
+        )
+        with st.expander("SLURM settings"):
+            settings_error = None
+            try:
+                settings = slurm_inputs()
+            except ValueError as error:
+                settings, settings_error = None, str(error)
+        show_script = st.form_submit_button("Show the SLURM batch script")
+        if st.form_submit_button("Start the grid", type="primary") or show_script:
+            chosen = select_grid(entries, names) if names else []
+            on_slurm = backend == "A SLURM cluster" or show_script
+
+            def grid_problem() -> str | None:
+                """Why the grid cannot start, worded for this page; None if it can (weights checked before any run folder exists)."""
+                if not data.strip():
+                    return enter_data() + " " + NOTHING_STARTED
+                weights = parse_weights(weights_lines.splitlines())
+                pretrained = {e["arch"]: grid_weights(weights, e["arch"], e["regime"]) for e in chosen if e["regime"] != "scratch"}
+                for arch, arch_weights in pretrained.items():
+                    if arch_weights == "none":
+                        return f"Only scratch trains from random initialisation: give {arch} a weights file or imagenet under Local weights per architecture. {NOTHING_STARTED}"
+                    if arch_weights not in (None, "imagenet") and (reason := weights_file_problem(arch, arch_weights)):
+                        return f"{md(reason)}. Correct the line for {arch} under Local weights per architecture. {NOTHING_STARTED}"
+                downloads = [arch for arch, arch_weights in pretrained.items() if arch_weights in (None, "imagenet")]
+                reason = imagenet_weights_problem(downloads) if downloads else None
+                return (
+                    None
+                    if reason is None
+                    else imagenet_unavailable(
+                        reason,
+                        "Give a local ImageNet state dict for each of them under Local weights per architecture (ARCH=FILE), leave those configurations out",
+                    )
+                )
+
+            def start_grid() -> list[Path]:
+                weights = parse_weights(weights_lines.splitlines())
+                configs = [
+                    TrainConfig.from_grid_entry(
+                        e, data=str(Path(data.strip()).expanduser().resolve()), weights=weights, tests=parse_named_folders(tests), **options
+                    )
+                    for e in chosen
+                ]
+                # An empty learning rate field: each configuration's suggested rate (0.0001 for SqueezeNet's deep-compression file)
+                configs = [c if c.lr else replace(c, lr=lr_override(c.arch, c.regime, c.weights)) for c in configs]
+                return launch_grid(configs, runs.default_runs_dir(), settings if on_slurm else None)
+
+            if on_slurm and settings_error:
+                st.error(settings_error)
+            elif show_script and chosen:
+                st.caption(
+                    f"The batch script for {len(chosen)} configuration(s); task i trains the i-th of: "
+                    + ", ".join(f"{i}: {grid_name(e)}" for i, e in enumerate(chosen))
+                    + ". Nothing was submitted."
+                )
+                st.code(batch_script(len(chosen), settings), language="bash")
+            elif not chosen:
+                st.error("Choose at least one configuration.")
+            else:
+                try:
+                    problem = grid_problem()
+                except ValueError as error:  # a malformed weights line
+                    problem = md(str(error))
+                if problem:
+                    st.error(problem)
+                else:
+                    launch(start_grid)
+
+    follow_runs()
 
 
-follow_runs()
+run_page(page, "Train")

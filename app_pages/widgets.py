@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 from wildvision import catalog, runs, wording
 from wildvision.analysis.export import export_ready
 from wildvision.analysis.run_detail import learning_curves
-from wildvision.analysis.tidy import combined_results
+from wildvision.analysis.tidy import combined_results, has_own_runs
 from wildvision.evaluate import tradeoff
 
 ERROR_LOG = "dashboard-errors.log"  # in the runs folder: where a page's unexpected error keeps its traceback
@@ -39,6 +39,15 @@ def run_page(page: Callable[[], None], title: str) -> None:
         st.error(
             f"Something went wrong on this page ({type(error).__name__}: {summary}). Try again; if it keeps happening, tell whoever runs this dashboard: {where}."
         )
+
+
+def own_runs_notice(frame: pd.DataFrame, folder: Path, none_yet: str, warning: str) -> None:
+    """What an analysis page says first: that there are no runs yet in `folder` (and what it shows until then, `none_yet`),
+    or `warning` that the runs' numbers are not the paper's."""
+    if has_own_runs(frame):
+        st.warning(warning)
+    else:
+        st.info(f"No completed runs yet in {code(folder)}: start one on the Train page{none_yet}")
 
 
 def md(text: str) -> str:
