@@ -80,11 +80,11 @@ def test_a_gpu_asked_for_on_a_machine_without_one_is_answered_with_the_device_op
 
 def test_grid_defaults_to_the_paper_grid_and_says_so_wherever_the_clone_lives(capsys, monkeypatch):
     """A clone at a long path once made argparse wrap the grid's absolute path mid-word, so its help lost the name."""
-    from wildvision import cli
+    from wildvision.cli import training
 
     monkeypatch.setenv("COLUMNS", "80")  # what argparse assumes without a terminal, as in CI
     deep = Path("/builds", *["a-rather-long-folder-name"] * 6, "ci", "wildvision", "wildvision", "paper_grid.toml")
-    monkeypatch.setattr(cli, "PAPER_GRID", deep)
+    monkeypatch.setattr(training, "PAPER_GRID", deep)
     assert build_parser().parse_args(["grid", "--data", "x"]).gridfile == str(deep), "the default is still the file itself"
     with pytest.raises(SystemExit):
         main(["grid", "--help"])

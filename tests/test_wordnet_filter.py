@@ -9,17 +9,16 @@ import os
 import pytest
 
 from conftest import DEMO, demo_subset
+from wildvision.cli import build_parser
 from wildvision.wordnet_filter import (
     DROPPED_CSV,
     LINKS_MANIFEST,
     NO_CAPTION,
     AnimalWords,
     WordNetMissingError,
-    add_filter_arguments,
     lexnames_text,
     load_wordnet,
     read_captions,
-    run_filter,
     write_output,
 )
 
@@ -36,9 +35,12 @@ def animal_words() -> AnimalWords:
 
 
 def filter_args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_filter_arguments(parser)
-    return parser.parse_args(argv)
+    return build_parser().parse_args(["data", "wordnet-filter", *argv])
+
+
+def run_filter(args: argparse.Namespace) -> int:
+    """What `python -m wildvision data wordnet-filter ARGS` runs, in this process."""
+    return args.func(args)
 
 
 def test_lexnames_is_wordnet_30s_list_of_45_lexicographer_files():

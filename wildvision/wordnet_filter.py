@@ -28,14 +28,13 @@ moved or deleted: a folder is only reused when it holds nothing but links this m
 
 from __future__ import annotations
 
-import argparse
 import csv
 import functools
 import io
 import os
 import re
 import warnings
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,38 +278,3 @@ def write_output(decisions: list[Decision], out: str | Path) -> Path:
     writer.writerows([decision.image.name, decision.reason, " ".join(decision.words)] for decision in decisions if not decision.keep)
     runs.write_text_atomic(out / DROPPED_CSV, table.getvalue())
     return out / DROPPED_CSV
-
-
-def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `python -m wildvision data wordnet-filter`."""
-    parser.add_argument("images_dir", metavar="IMAGES_DIR", help="folder of captioned photos, e.g. Flickr8k's (only files directly in it)")
-    parser.add_argument("--captions", required=True, metavar="CSV", help="captions CSV with the columns image,caption (image = file name in IMAGES_DIR)")
-    parser.add_argument(
-        "--out",
-        required=True,
-        metavar="DIR",
-        help=f"new or empty folder for links to the kept photos and {DROPPED_CSV} (a folder this command made earlier is refreshed)",
-    )
-
-
-def run_filter(args: argparse.Namespace) -> int:
-    """Build the pet-free test folder and print what was kept and why the rest was dropped."""
-    animal_words = AnimalWords(load_wordnet())
-    decisions = decide(image_files(args.images_dir), read_captions(args.captions), animal_words)
-    if not decisions:
-        raise ValueError(f"{args.images_dir} holds no image files (.jpg, .png, ...)")
-    if not any(decision.captioned for decision in decisions):
-        raise ValueError(
-            f"no image in {args.images_dir} is named in {args.captions}'s image column (e.g. {decisions[0].image.name}); is it their captions file?"
-        )
-    dropped_csv = write_output(decisions, args.out)
-    kept = sum(decision.keep for decision in decisions)
-    uncaptioned = sum(not decision.captioned for decision in decisions)
-    counts = Counter(word for decision in decisions for word in decision.words)
-    print(f"kept {kept} of {len(decisions)} images as links in {args.out} (WordNet {animal_words.wordnet.get_version()})")
-    print(
-        f"dropped {len(decisions) - kept}: {len(decisions) - kept - uncaptioned} whose captions name an animal, {uncaptioned} without a caption; list: {dropped_csv}"
-    )
-    if counts:
-        print("words that dropped most: " + ", ".join(f"{word} {count}" for word, count in counts.most_common(10)))
-    return 0
