@@ -10,9 +10,8 @@ import argparse
 import sys
 
 from wildvision import case_export, decisions, screening
-from wildvision.cli import data, models, training
+from wildvision.cli import data, explain, models, training
 from wildvision.cli.options import USER_ERRORS
-from wildvision.explain import gallery
 from wildvision.wording import error_text
 from wildvision.worker import log_to_console
 
@@ -66,17 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         case_export.run_export,
     )
 
-    _command(
-        sub,
-        "explain",
-        "an explanation gallery of a model's surest right and wrong answers on test sets (the paper's Figs 4 and 5)",
-        "Score every image of each --test folder, pick per section the --top surest true positives, true negatives, false "
-        "positives and false negatives at the model's threshold, explain only those (--method) and lay them out as "
-        "gallery.png (about twice a screen, for a slide), gallery.pdf and gallery.json (the picks), under "
-        "RUN/explanations/NAME-METHOD/ or --out. Exit code 2 on bad input (unknown run, missing test folder, no positive class).",
-        gallery.add_explain_arguments,
-        gallery.run_explain,
-    )
+    explain.register(sub)
 
     return parser
 

@@ -33,9 +33,7 @@ made once and shown at once afterwards.
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import textwrap
 import time
 from collections.abc import Sequence
@@ -48,8 +46,7 @@ from wildvision import jobs, model_card, runs
 from wildvision.data import DataFolderError, Sample, scan_folder
 from wildvision.explain import checks
 from wildvision.explain.saliency import FAST_METHODS, METHODS, Examined, examine, overlay
-from wildvision.predict import LoadedModel, load_model
-from wildvision.training.launch import named_folder_argument
+from wildvision.predict import LoadedModel
 
 PNG, PDF, JSON = "gallery.png", "gallery.pdf", "gallery.json"
 PREVIEW = "preview.jpg"  # what the page shows: the PNG is about 15 MB of photos, too much to send on every visit
@@ -404,86 +401,20 @@ def run_checks(loaded: LoadedModel, picks: Sequence[Pick], examined: dict[str, E
     runs.write_json_atomic(out_dir / FAITHFULNESS, faithfulness)
 
 
-# --- the command line ------------------------------------------------------------------------------
+def target_folder(model: str, test_name: str, method: str, out: str | None, several: bool, runs_dir: str | Path) -> Path:
+    """Where the gallery of one test set goes: into `out` (DIR/NAME-METHOD/ when `several` test sets share it), else
+    beside the model: RUN/explanations/NAME-METHOD/, or under the runs folder for the default model."""
+    if out:
+        return Path(out) / folder_name(test_name, method) if several else Path(out)
+    if model == model_card.DEFAULT_NAME:
+        return gallery_folder(model_card.DEFAULT_NAME, test_name, method, runs_dir)
+    if Path(model).is_file():  # a checkpoint: beside it, in its run folder's explanations/ when it sits in one
+        return gallery_folder(Path(model).parent, test_name, method)
+    return gallery_folder(runs.resolve_run(model, runs_dir), test_name, method)
 
 
-def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="RUN|default", help="a run folder, a run name under --runs-dir, a checkpoint.pt, or default (the shipped model)")
-    parser.add_argument(
-        "--test",
-        action="append",
-        type=named_folder_argument,
-        required=True,
-        metavar="NAME=DIR",
-        help="a labelled test folder (class sub-folders); repeat for more",
-    )
-    parser.add_argument(
-        "--method",
-        choices=GALLERY_METHODS,
-        default=DEFAULT_METHOD,
-        help="saliency (the paper's vanilla gradient, default), gradcam, smoothgrad or integrated_gradients (both slow)",
-    )
-    parser.add_argument("--top", type=int, default=DEFAULT_TOP, help=f"images per section (default: {DEFAULT_TOP})")
-    parser.add_argument(
-        "--out",
-        help="write here instead (one --test: into DIR; several: DIR/NAME-METHOD/); default: RUN/explanations/NAME-METHOD/, "
-        f"or --runs-dir/{DEFAULT_FOLDER}/NAME-METHOD/ for the default model",
-    )
-    parser.add_argument(
-        "--no-checks",
-        action="store_true",
-        help=f"skip sanity.json and faithfulness.json: the weight-randomisation test and deletion curves of {', '.join(checks.SANITY_METHODS)} "
-        f"and --method on the first {CHECK_IMAGES} photos (about 20 s on 2 idle CPU cores)",
-    )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    parser.add_argument("--runs-dir", default=str(runs.default_runs_dir()), help="folder that holds the run folders (default: $WILDVISION_RUNS_DIR, else runs)")
-
-
-def _target(args: argparse.Namespace, test_name: str) -> Path:
-    if args.out:
-        return Path(args.out) if len(args.test) == 1 else Path(args.out) / folder_name(test_name, args.method)
-    if args.model == model_card.DEFAULT_NAME:
-        return gallery_folder(model_card.DEFAULT_NAME, test_name, args.method, args.runs_dir)
-    if Path(args.model).is_file():  # a checkpoint: beside it, in its run folder's explanations/ when it sits in one
-        return gallery_folder(Path(args.model).parent, test_name, args.method)
-    return gallery_folder(runs.resolve_run(args.model, args.runs_dir), test_name, args.method)
-
-
-def run_explain(args: argparse.Namespace) -> int:
-    """`python -m wildvision explain`: one gallery per --test; one clear line and exit 2 on bad input."""
-    try:
-        if args.top < 1:
-            raise GalleryError(f"--top must be at least 1, not {args.top}")
-        for name, folder in args.test:
-            if not Path(folder).is_dir():
-                raise GalleryError(f"test folder {folder} ({name}) does not exist or is not a folder")
-        targets = [_target(args, name) for name, _ in args.test]
-        print(f"loading {args.model}", flush=True)
-        loaded = load_model(args.model, args.runs_dir, args.device)
-        for name, _ in args.test:  # check every folder before the long work
-            _check_positive(loaded, dict(args.test)[name])
-    except (GalleryError, runs.RunError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    model_name = "default model" if args.model == model_card.DEFAULT_NAME else Path(args.model).name
-    for (name, folder), target in zip(args.test, targets):
-        print(f"[{name}] gallery of {args.method} maps, {args.top} per section", flush=True)
-        stored = make_gallery(
-            loaded,
-            name,
-            folder,
-            target,
-            args.method,
-            args.top,
-            model_name,
-            checks=not args.no_checks,
-            progress=lambda text, name=name: print(f"[{name}] {text}", flush=True),
-        )
-        print(f"[{name}] wrote {target / PNG} ({len(stored['picks'])} images)", flush=True)
-    return 0
-
-
-def _check_positive(loaded: LoadedModel, folder: str) -> None:
+def check_positive(loaded: LoadedModel, folder: str) -> None:
+    """A clear error before the long work when a test folder lacks the model's positive class folder."""
     positive = loaded.class_names[-1]
     if not (Path(folder) / positive).is_dir():
         found = sorted(d.name for d in Path(folder).iterdir() if d.is_dir())
