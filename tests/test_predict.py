@@ -11,7 +11,8 @@ import torch
 from conftest import DEMO
 from wildvision.data import eval_transform
 from wildvision.images import ImageError, open_image
-from wildvision.predict import Prediction, default_batch_size, load_model, loader_threads, predict_paths
+from wildvision.inference import default_batch_size, loader_threads
+from wildvision.predict import Prediction, load_model, predict_paths
 
 
 @pytest.fixture(scope="module")

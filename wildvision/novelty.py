@@ -17,9 +17,10 @@ training photos) do not exceed: above it, an image is further from the training 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,9 +28,6 @@ import numpy as np
 import torch
 
 from wildvision import runs
-from wildvision.data import eval_transform
-from wildvision.images import open_image
-from wildvision.models import head
 
 if TYPE_CHECKING:
     from wildvision.predict import LoadedModel
@@ -61,26 +59,31 @@ class NoveltySummary:
         same_arrays = all(np.array_equal(getattr(self, name), getattr(other, name)) for name in ("mean", "components", "train"))
         return same_arrays and (self.arch, self.k, self.warning_level) == (other.arch, other.k, other.warning_level)
 
+    @cached_property
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """mean, components and train as float32 tensors, converted once rather than on every batch scored."""
+        return tuple(torch.from_numpy(np.asarray(array, dtype=np.float32)) for array in (self.mean, self.components, self.train))
+
     def unusual(self, scores: np.ndarray) -> np.ndarray:
         """Whether each score lies above the warning level (NaN, an unreadable image, never does)."""
         return np.asarray(scores) > self.warning_level
 
 
-def _unit(features: np.ndarray) -> np.ndarray:
-    features = np.asarray(features, dtype=np.float32)
-    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+def _unit(features: torch.Tensor) -> torch.Tensor:
+    return features / features.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
-def _project(features: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
-    return _unit((_unit(features) - mean) @ components.astype(np.float32))
+def _project(features: torch.Tensor, mean: torch.Tensor, components: torch.Tensor) -> torch.Tensor:
+    return _unit((_unit(features) - mean) @ components)
 
 
-def _distances(train: np.ndarray, projected: np.ndarray, k: int) -> np.ndarray:
+def _distances(train: torch.Tensor, projected: torch.Tensor, k: int) -> torch.Tensor:
     """Mean cosine distance from each row of `projected` to its k nearest rows of `train` (a brute-force
-    product: a few thousand training photos take well under a millisecond per image)."""
-    similarity = projected @ train.astype(np.float32).T
-    nearest = -np.partition(-similarity, k - 1, axis=1)[:, :k]
-    return 1.0 - nearest.mean(axis=1)
+    product: a few thousand training photos take well under a millisecond per image).
+
+    torch, not numpy: inside the inference loop numpy's BLAS threads would compete with torch's forward pass
+    for the same cores (on 2 cores the score cost 15 ms per batch of 8 in numpy, about 1 in torch)."""
+    return 1.0 - (projected @ train.T).topk(k, dim=1).values.mean(dim=1)
 
 
 def fit_summary(train_features: np.ndarray, test_in_features: np.ndarray, *, arch: str, k: int = DEFAULT_K, dims: int = DEFAULT_DIMS) -> NoveltySummary:
@@ -91,27 +94,41 @@ def fit_summary(train_features: np.ndarray, test_in_features: np.ndarray, *, arc
     test_in and not the training photos set the level because a training photo is among its own nearest
     neighbours, so its distances are too small to say what a new photo of the same kind scores.
     """
-    train_features, test_in_features = (f[~np.isnan(f).any(axis=1)] for f in (np.asarray(train_features), np.asarray(test_in_features)))
-    unit = _unit(train_features)
-    mean = unit.mean(axis=0)
+    train_features, test_in_features = (f[~np.isnan(f).any(axis=1)] for f in (np.asarray(train_features, np.float32), np.asarray(test_in_features, np.float32)))
+    unit = _unit(torch.from_numpy(train_features))
+    mean = unit.mean(dim=0)
     dims = min(dims, unit.shape[0], unit.shape[1])
-    _, _, right = np.linalg.svd(unit - mean, full_matrices=False)
+    _, _, right = np.linalg.svd((unit - mean).numpy(), full_matrices=False)
     components = right[:dims].T.astype(np.float16)
-    train = _project(train_features, mean, components).astype(np.float16)
-    scores = _distances(train, _project(test_in_features, mean, components), k)
+    components32 = torch.from_numpy(components.astype(np.float32))
+    train = _project(torch.from_numpy(train_features), mean, components32).numpy().astype(np.float16)
+    scores = _distances(torch.from_numpy(train.astype(np.float32)), _project(torch.from_numpy(test_in_features), mean, components32), k).numpy()
     level = float(np.quantile(scores, IN_DISTRIBUTION_SHARE, method="inverted_cdf"))
-    return NoveltySummary(arch, mean.astype(np.float32), components, train, k, level)
+    return NoveltySummary(arch, mean.numpy(), components, train, k, level)
 
 
 def score(summary: NoveltySummary, features: np.ndarray) -> np.ndarray:
     """Each image's novelty score (0: at its training photos; larger: further away); NaN for a NaN row."""
-    features = np.asarray(features, dtype=np.float32)
+    return score_tensor(summary, torch.from_numpy(np.asarray(features, dtype=np.float32))).numpy()
+
+
+def score_tensor(summary: NoveltySummary, features: torch.Tensor) -> torch.Tensor:
+    """`score` of a [images, feature dim] float tensor (the pooled head inputs of a forward pass), as a CPU tensor."""
     if features.ndim != 2 or features.shape[1] != summary.mean.shape[0]:
-        raise ValueError(f"features of shape {features.shape} do not fit this summary of {summary.mean.shape[0]}-dimensional {summary.arch} features")
-    scores = np.full(len(features), np.nan, dtype=np.float32)
-    readable = ~np.isnan(features).any(axis=1)
+        raise ValueError(f"features of shape {tuple(features.shape)} do not fit this summary of {summary.mean.shape[0]}-dimensional {summary.arch} features")
+    mean, components, train = summary.tensors
+    features = features.detach().float().cpu()
+    with torch.no_grad():
+        return _scores(features, mean, components, train, summary.k)
+
+
+def _scores(features: torch.Tensor, mean: torch.Tensor, components: torch.Tensor, train: torch.Tensor, k: int) -> torch.Tensor:
+    readable = ~features.isnan().any(dim=1)
+    if readable.all():
+        return _distances(train, _project(features, mean, components), k)
+    scores = torch.full((len(features),), float("nan"))
     if readable.any():
-        scores[readable] = _distances(summary.train, _project(features[readable], summary.mean, summary.components), summary.k)
+        scores[readable] = _distances(train, _project(features[readable], mean, components), k)
     return scores
 
 
@@ -138,46 +155,20 @@ def load(path: str | Path) -> NoveltySummary:
         return NoveltySummary(str(stored["arch"]), stored["mean"], stored["components"], stored["train"], int(stored["k"]), float(stored["warning_level"]))
 
 
-def pooled(outputs: torch.Tensor) -> torch.Tensor:
-    """One vector per image: a feature map (SqueezeNet's head reads 512 x 13 x 13) is averaged over its positions."""
-    return outputs.float().mean(dim=(2, 3)) if outputs.ndim == 4 else outputs.float().flatten(1)
-
-
-@contextmanager
-def head_inputs(loaded: LoadedModel) -> Iterator[list[torch.Tensor]]:
-    """A list that collects the pooled input of the model's head, one [batch, dim] tensor per forward pass in the block.
-
-    The head's input is the backbone output of models.split_at_head (in eval mode), read by a hook so that
-    one forward pass gives both the logits and the features and no second copy of the network is made.
-    Hold `loaded.lock` around the block, as for any forward pass: the hook would see other threads' passes.
-    """
-    captured: list[torch.Tensor] = []
-    handle = head(loaded.model, loaded.arch).register_forward_pre_hook(lambda module, inputs: captured.append(pooled(inputs[0].detach()).cpu()))
-    try:
-        yield captured
-    finally:
-        handle.remove()
-
-
-@torch.inference_mode()
 def backbone_features(loaded: LoadedModel, paths: Sequence[str | Path], batch_size: int | None = None, workers: int | None = None) -> np.ndarray:
     """The pooled backbone output for each image file, [len(paths), dim] float32; a row of NaN for an unreadable image.
 
-    Images are read and transformed exactly as predict.predict_paths reads them, so the features are those
+    The images go through inference.batches, as predict.predict_paths reads them, so the features are those
     a prediction sees.
     """
-    from wildvision.predict import default_batch_size, partition, prepared_batches, stack_inputs  # here, so that predict can import this module
+    from wildvision import inference  # here: inference scores novelty with this module
 
-    transform = eval_transform(loaded.normalisation)
     rows: dict[int, np.ndarray] = {}
-    batches = prepared_batches(paths, lambda path: transform(open_image(path)), batch_size or default_batch_size(loaded.device), workers)
+    batches = inference.batches(loaded, paths, batch_size=batch_size, workers=workers, features=True)
     with closing(batches):
         for batch in batches:
-            readable, _ = partition(batch)
-            if readable:
-                with loaded.lock, head_inputs(loaded) as captured:
-                    loaded.model(stack_inputs(loaded, [tensor for _, tensor in readable]))
-                rows.update(zip((index for index, _ in readable), captured[0].numpy()))
+            if batch.features is not None:
+                rows.update(zip((row.position for row in batch.readable), batch.features.cpu().numpy()))
     if not rows:
         raise ValueError("none of the images could be read, so there are no features")
     dim = next(iter(rows.values())).shape[0]

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing, nullcontext
+from collections.abc import Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import torch
 from torch import nn
 
-from wildvision import model_card, novelty, runs
-from wildvision.data import eval_transform
+from wildvision import inference, model_card, novelty, runs
 from wildvision.evaluate import resolve_device
-from wildvision.images import ImageError, is_image_file, open_image
+from wildvision.images import is_image_file
+
+# Kept importable from here until wildvision.screening.scoring uses inference.batches (issue 21): it imports them from predict.
+from wildvision.inference import decoded_batches as prepared_batches  # noqa: F401
+from wildvision.inference import default_batch_size, loader_threads, stack_inputs  # noqa: F401
 from wildvision.models import IMAGENET, Normalisation, build_model, check_architecture, normalisation
 
 REQUIRED_KEYS = ("arch", "state_dict", "class_names", "threshold")
@@ -50,7 +49,7 @@ class LoadedModel:
 
     @property
     def positive_class(self) -> str:
-        return self.class_names[1]
+        return inference.positive_class(self.class_names)
 
     def label_for(self, probability: float) -> str:
         """The class at this model's decision threshold."""
@@ -68,14 +67,10 @@ class Prediction:
 
 
 def forward(loaded: LoadedModel, inputs: torch.Tensor) -> tuple[list[float], list[float] | None]:
-    """One forward pass under the model's lock: each image's positive-class probability and, when the model keeps a
-    summary of its training photos, how unlike them the image is (novelty.score), read from the same pass."""
-    with loaded.lock, novelty.head_inputs(loaded) if loaded.novelty is not None else nullcontext([]) as captured:
-        logits = loaded.model(inputs)
-    probabilities = torch.softmax(logits.float(), dim=1)[:, 1].cpu().tolist()
-    if loaded.novelty is None:
-        return probabilities, None
-    return probabilities, novelty.score(loaded.novelty, captured[0].float().numpy()).tolist()
+    """inference.forward's probabilities and novelty scores (None without a summary); kept for wildvision.screening.scoring
+    until it uses inference.batches (issue 21)."""
+    probabilities, unlike, _ = inference.forward(loaded, inputs)
+    return probabilities, None if loaded.novelty is None else unlike
 
 
 def checkpoint_path(model: str | Path, runs_dir: str | Path = "runs") -> Path:
@@ -154,97 +149,21 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     return expanded
 
 
-MAX_LOADER_THREADS = 8
-PREFETCH_BATCHES = 2  # batches decoded ahead of the forward pass: bounds memory on long path lists
-CPU_BATCH_SIZE = 8
-GPU_BATCH_SIZE = 32
-
-
-def default_batch_size(device: torch.device) -> int:
-    """Images per forward pass: 32 on a GPU, 8 on the CPU.
-
-    On the CPU bigger batches are slower, not faster: once an activation tensor passes glibc's 32 MB
-    mmap ceiling (EfficientNet-Lite0 between 8 and 12 images), every pass maps fresh memory and
-    page-faults it in. On 2 cores the default model ran about 100 images/s at batch 8, 60 at 12 and 32 at 32.
-    """
-    return GPU_BATCH_SIZE if device.type == "cuda" else CPU_BATCH_SIZE
-
-
-def loader_threads() -> int:
-    """Threads that decode images while the model runs: one core is left to the forward pass.
-
-    Threads, not worker processes: Pillow and torch release the GIL while they decode, resize and
-    normalise, and threads start at once and are safe inside Streamlit's script thread, where forking
-    a multi-threaded server is not. On a 2-core machine that is one thread, on one core still one (it
-    overlaps file reads with the forward pass); more than 8 never paid off.
-    """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(MAX_LOADER_THREADS, cores - 1))
-
-
-Prepared = TypeVar("Prepared")
-
-
-def _attempt(prepare: Callable[[str | Path], Prepared], path: str | Path) -> Prepared | ImageError:
-    try:
-        return prepare(path)
-    except ImageError as error:
-        return error
-
-
-def prepared_batches(
-    paths: Sequence[str | Path], prepare: Callable[[str | Path], Prepared], batch_size: int, workers: int | None = None
-) -> Iterator[list[tuple[int, Prepared | ImageError]]]:
-    """`paths` in batches of `batch_size`, each as (index, prepare(path), or the ImageError that stopped it).
-
-    `workers` threads (default `loader_threads()`) run `prepare` (decoding, transforming) on the next
-    PREFETCH_BATCHES batches while the caller works on this one, so decoding costs little time on top of
-    the forward pass and memory stays bounded on long path lists. Closing the iterator early stops them.
-    """
-    batches = [range(start, min(start + batch_size, len(paths))) for start in range(0, len(paths), batch_size)]
-    with ThreadPoolExecutor(max_workers=workers or loader_threads(), thread_name_prefix="wildvision-load") as pool:
-        pending = deque([pool.submit(_attempt, prepare, paths[i]) for i in batch] for batch in batches[:PREFETCH_BATCHES])
-        for number, batch in enumerate(batches):
-            futures = pending.popleft()
-            if number + PREFETCH_BATCHES < len(batches):
-                pending.append([pool.submit(_attempt, prepare, paths[i]) for i in batches[number + PREFETCH_BATCHES]])
-            yield [(index, future.result()) for index, future in zip(batch, futures)]
-
-
-def partition(batch: list[tuple[int, Prepared | ImageError]]) -> tuple[list[tuple[int, Prepared]], list[tuple[int, ImageError]]]:
-    """A batch from prepared_batches split into (index, prepared) for the files that could be read and (index, error) for the rest."""
-    readable = [(index, prepared) for index, prepared in batch if not isinstance(prepared, ImageError)]
-    return readable, [(index, prepared) for index, prepared in batch if isinstance(prepared, ImageError)]
-
-
-def stack_inputs(loaded: LoadedModel, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Transformed images as one input batch on the model's device, channels_last as the model is."""
-    return torch.stack(list(tensors)).to(loaded.device, memory_format=torch.channels_last)
-
-
-@torch.inference_mode()
 def predict_paths(loaded: LoadedModel, paths: Sequence[str | Path], batch_size: int | None = None, workers: int | None = None) -> list[Prediction]:
     """A prediction per path, in order; an unreadable image gets its error instead of a probability.
 
-    Images are decoded and transformed by `workers` loader threads ahead of the forward pass
-    (`prepared_batches`); each forward pass holds the model's lock. batch_size: default
-    `default_batch_size(loaded.device)`.
+    The images go through inference.batches: decoded by `workers` loader threads ahead of the forward pass,
+    each pass under the model's lock. batch_size: default `inference.default_batch_size(loaded.device)`.
     """
-    transform = eval_transform(loaded.normalisation)
-    predictions: list[Prediction | None] = [None] * len(paths)
-    batches = prepared_batches(paths, lambda path: transform(open_image(path)), batch_size or default_batch_size(loaded.device), workers)
+    predictions: list[Prediction] = []
+    batches = inference.batches(loaded, paths, batch_size=batch_size, workers=workers)
     with closing(batches):
         for batch in batches:
-            readable, failed = partition(batch)
-            for index, error in failed:
-                predictions[index] = Prediction(str(paths[index]), None, None, error.reason)
-            if readable:
-                probabilities, unlike = forward(loaded, stack_inputs(loaded, [tensor for _, tensor in readable]))
-                for position, ((index, _), probability) in enumerate(zip(readable, probabilities)):
-                    score = unlike[position] if unlike is not None else None
-                    unusual = bool(score > loaded.novelty.warning_level) if score is not None else None
-                    predictions[index] = Prediction(str(paths[index]), probability, loaded.label_for(probability), None, score, unusual)
+            for row in batch.rows:
+                path, probability, score = str(paths[row.position]), row.probability, row.unlike_training
+                if probability is None:
+                    predictions.append(Prediction(path, None, None, row.error))
+                    continue
+                unusual = bool(score > loaded.novelty.warning_level) if score is not None else None
+                predictions.append(Prediction(path, probability, loaded.label_for(probability), None, score, unusual))
     return predictions

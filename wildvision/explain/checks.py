@@ -35,6 +35,7 @@ from scipy import ndimage, stats
 from scipy.integrate import trapezoid
 from torch import nn
 
+from wildvision import inference
 from wildvision.explain import saliency
 from wildvision.models import architecture
 from wildvision.predict import LoadedModel
@@ -256,7 +257,7 @@ class DeletionCurve:
 def _probabilities(loaded: LoadedModel, batch: torch.Tensor) -> np.ndarray:
     with loaded.lock, torch.inference_mode():
         logits = loaded.model(batch.contiguous(memory_format=torch.channels_last))
-    return torch.softmax(logits.float(), dim=1)[:, saliency.POSITIVE_INDEX].cpu().numpy().astype(np.float64)
+    return inference.positive_probabilities(logits).cpu().numpy().astype(np.float64)
 
 
 @dataclass(frozen=True)

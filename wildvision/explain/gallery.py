@@ -1,7 +1,7 @@
 """Explanation galleries like the paper's Figs 4, 5 and S3: what a model looked at in its surest right and wrong answers.
 
 For one model and one labelled test folder (class sub-folders; the positive class is the model's
-`class_names[-1]`, every other folder is negative, as `data.scan_folder` reads it), every image is
+`positive_class`, every other folder is negative, as `data.scan_folder` reads it), every image is
 scored and explained at a small size (`explain.examine`, SCAN_SIDE pixels: the probability and the map
 come from one attribution pass, about twice a forward pass for saliency), and five groups are picked at
 the model's decision threshold:
@@ -42,7 +42,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from wildvision import jobs, model_card, runs
+from wildvision import inference, jobs, model_card, runs
 from wildvision.data import DataFolderError, Sample, scan_folder
 from wildvision.explain import checks
 from wildvision.explain.saliency import FAST_METHODS, METHODS, Examined, examine, overlay
@@ -98,7 +98,7 @@ class Pick:
 
 def sections(class_names: Sequence[str]) -> list[Section]:
     """The gallery's four sections, in order, titled with the model's class names."""
-    negative, positive = class_names[0], class_names[-1]
+    negative, positive = class_names[0], inference.positive_class(class_names)
     return [
         Section("true_positive", f"Highest {positive} score, {positive}"),
         Section("true_negative", f"Highest {negative} score, {negative}"),
@@ -148,7 +148,7 @@ def pick(loaded: LoadedModel, test_dir: str | Path, top: int = DEFAULT_TOP, meth
     Returns the picks and a summary: counts per section, unreadable files, and under "border_scan" every
     flagged image whose map has at least BORDER_THRESHOLD of its mass in the border, most border-heavy first.
     """
-    positive = loaded.class_names[-1]
+    positive = loaded.positive_class
     try:
         samples = scan_folder(test_dir, positive=positive, with_background=True)
     except DataFolderError as error:
@@ -319,7 +319,7 @@ def make_gallery(
     title = f"{name} on {test_name}: {METHODS[method].split(' (')[0]} maps"
     subtitle = (
         f"{METHODS[method]}. Each pair: the photo, then its map over it (bright = pushed the score for "
-        f"{loaded.class_names[-1]}). Labels at the model's threshold {loaded.threshold:.3f}; {summary['images']} images scored, "
+        f"{loaded.positive_class}). Labels at the model's threshold {loaded.threshold:.3f}; {summary['images']} images scored, "
         f"{summary['false_positive']} false positives, {summary['false_negative']} false negatives, "
         f"{summary['border']} flagged with the map mostly in the border."
     )
@@ -415,7 +415,7 @@ def target_folder(model: str, test_name: str, method: str, out: str | None, seve
 
 def check_positive(loaded: LoadedModel, folder: str) -> None:
     """A clear error before the long work when a test folder lacks the model's positive class folder."""
-    positive = loaded.class_names[-1]
+    positive = loaded.positive_class
     if not (Path(folder) / positive).is_dir():
         found = sorted(d.name for d in Path(folder).iterdir() if d.is_dir())
         raise GalleryError(f"test folder {folder} has no {positive}/ folder, the model's positive class (found: {', '.join(found) or 'no folders'})")

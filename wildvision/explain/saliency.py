@@ -43,7 +43,7 @@ model's hooks and its BatchNorm layers' forwards.
 
 `examine` is what the dashboard's Predict page runs: for each file, from one decode, the probability,
 the label, the map at display size and the photo at that size, batched and decoded ahead by
-predict.prepared_batches as predict_paths is.
+inference.batches as predict_paths is.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,13 +62,13 @@ from captum.attr import GuidedBackprop, IntegratedGradients, LayerGradCam, Noise
 from PIL import Image
 from torch import nn
 
-from wildvision import novelty
+from wildvision import inference
 from wildvision.data import eval_transform
 from wildvision.images import open_image
+from wildvision.inference import POSITIVE
 from wildvision.models import architecture
-from wildvision.predict import LoadedModel, default_batch_size, partition, prepared_batches, stack_inputs
+from wildvision.predict import LoadedModel
 
-POSITIVE_INDEX = 1  # class_names is [negative, positive]
 METHODS: dict[str, str] = {
     "saliency": "Saliency (the paper's method: pixel gradients)",
     "gradcam": "Grad-CAM (coarser regions, easier to read)",
@@ -222,7 +222,7 @@ def target_layer(model: nn.Module, arch: str) -> nn.Module:
 
 def _to_batch(loaded: LoadedModel, images: Sequence[Image.Image]) -> torch.Tensor:
     transform = eval_transform(loaded.normalisation)
-    return stack_inputs(loaded, [transform(image) for image in images])
+    return inference.stack_inputs(loaded, [transform(image) for image in images])
 
 
 def _resize_maps(maps: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
@@ -266,7 +266,7 @@ class _ScoreDifference(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         logits = self.model(inputs)
-        difference = logits[:, POSITIVE_INDEX] - logits[:, 1 - POSITIVE_INDEX]
+        difference = logits[:, POSITIVE] - logits[:, 1 - POSITIVE]
         return torch.stack([-difference, difference], dim=1)
 
 
@@ -315,17 +315,17 @@ def _attribute(
         return output
 
     if method == "saliency":
-        grads = Saliency(recorded).attribute(batch.detach().requires_grad_(), target=POSITIVE_INDEX, abs=True)
+        grads = Saliency(recorded).attribute(batch.detach().requires_grad_(), target=POSITIVE, abs=True)
         return _normalise(grads.amax(dim=1), SALIENCY_PERCENTILE), seen[0]  # max over colour channels, as Simonyan et al.
     if method == "gradcam":
         # The input needs no gradient: captum makes the layer's output require one, so the graph starts there.
         layer = target_layer(loaded.model, loaded.arch)
-        cam = LayerGradCam(recorded, layer).attribute(batch.detach(), target=POSITIVE_INDEX, relu_attributions=True)
+        cam = LayerGradCam(recorded, layer).attribute(batch.detach(), target=POSITIVE, relu_attributions=True)
         return _normalise(cam[:, 0], None), seen[0]
     if method == "guided_backprop":  # a control (CONTROL_METHODS), made and scaled like saliency
         with warnings.catch_warnings():  # captum announces its ReLU hooks on every call
             warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU", category=UserWarning)
-            grads = _GuidedBackprop(_Recorded(model, seen)).attribute(batch.detach().requires_grad_(), target=POSITIVE_INDEX)
+            grads = _GuidedBackprop(_Recorded(model, seen)).attribute(batch.detach().requires_grad_(), target=POSITIVE)
         return _normalise(grads.abs().amax(dim=1), SALIENCY_PERCENTILE), seen[0]
     if method in SLOW_METHODS:
         passes = n_steps if method == "integrated_gradients" else SMOOTHGRAD_SAMPLES
@@ -346,7 +346,7 @@ def _attribute(
                 nt_samples=SMOOTHGRAD_SAMPLES,
                 nt_samples_batch_size=max(1, IG_INTERNAL_BATCH // len(batch)),
                 stdevs=SMOOTHGRAD_NOISE * float(batch.max() - batch.min()),
-                target=POSITIVE_INDEX,
+                target=POSITIVE,
                 abs=True,
             )
             return _normalise(grads.amax(dim=1), SALIENCY_PERCENTILE), None
@@ -356,7 +356,7 @@ def _attribute(
         attributions = IntegratedGradients(forward).attribute(
             batch,
             baselines=black,
-            target=POSITIVE_INDEX,
+            target=POSITIVE,
             n_steps=n_steps,
             internal_batch_size=max(IG_INTERNAL_BATCH, len(batch)),
         )
@@ -372,13 +372,13 @@ def _explain_batch(
     progress: the fraction of this batch done (the slow methods report it pass by pass).
     """
     # The head's input is read from the pass that gave the logits (the slow methods' passes see altered copies).
-    with _head_inputs(loaded, method not in SLOW_METHODS) as captured:
+    with inference.maybe_head_inputs(loaded, method not in SLOW_METHODS) as captured:
         maps, logits = _attribute(loaded, batch, method, n_steps, progress)
     if logits is None:
-        with torch.no_grad(), _head_inputs(loaded, True) as captured:
+        with torch.no_grad(), inference.maybe_head_inputs(loaded) as captured:
             logits = loaded.model(batch)
-    probabilities = torch.softmax(logits.float(), dim=1)[:, POSITIVE_INDEX].cpu().tolist()
-    unlike = novelty.score(loaded.novelty, captured[0].numpy()).tolist() if captured else [None] * len(batch)
+    probabilities = inference.positive_probabilities(logits).cpu().tolist()
+    unlike = inference.novelty_scores(loaded, captured, len(batch))
     maps = maps.detach()
     # SqueezeNet's head ends in a ReLU: where it clamps the positive output at 0, that output has no
     # gradient and the paper's map is blank. The answer still depends on the score difference, so
@@ -392,11 +392,6 @@ def _explain_batch(
         Explanation(probability, loaded.label_for(probability), heatmap, method, target, score, None if score is None else score > level)
         for probability, heatmap, target, score in zip(probabilities, _resize_maps(maps, sizes), targets, unlike)
     ]
-
-
-def _head_inputs(loaded: LoadedModel, wanted: bool) -> AbstractContextManager[list[torch.Tensor]]:
-    """novelty.head_inputs when the model keeps a summary of its training photos and `wanted`, else an empty list."""
-    return novelty.head_inputs(loaded) if wanted and loaded.novelty is not None else nullcontext([])
 
 
 def _check_method(loaded: LoadedModel, method: str) -> None:
@@ -468,34 +463,42 @@ def examine(
     """Each file's probability, label, map and photo at display size, in order, decoding each file once.
 
     This is everything the Predict page shows of a photo. Loader threads decode the next batches while
-    this one is explained (`predict.prepared_batches`, as in predict_paths); each batch is explained as
+    this one is explained (`inference.batches`, as in predict_paths); each batch is explained as
     in explain_many, and its probabilities come from the attribution's own forward pass, so a score and
     its Grad-CAM map cost about 1.3 forward passes. The probability equals predict_paths' and the map
     explain_many's (at the display size) for the same file, up to float rounding. The map and the photo
     are at most `display_max` pixels on their longest side (the size Image.thumbnail gives), so they line
     up and keep memory small. An unreadable file gets its reason instead. batch_size: default
-    `default_batch_size(loaded.device)`; SLOW_METHODS run one photo at a time.
+    `inference.default_batch_size(loaded.device)`; SLOW_METHODS run one photo at a time.
     """
     _check_method(loaded, method)
     transform = eval_transform(loaded.normalisation)
-    step = 1 if method in SLOW_METHODS else batch_size or default_batch_size(loaded.device)
-    examined: list[Examined | None] = [None] * len(paths)
-    batches = prepared_batches(paths, lambda path: _decode_for_display(path, transform, display_max), step, workers)
+    step = 1 if method in SLOW_METHODS else batch_size or inference.default_batch_size(loaded.device)
+    examined: list[Examined] = []
+    batches = inference.batches(
+        loaded,
+        paths,
+        lambda path: _decode_for_display(path, transform, display_max),
+        tensor=lambda decoded: decoded[0],
+        batch_size=step,
+        workers=workers,
+        run_forward=False,
+    )
     with closing(batches):
         for batch in batches:
-            decoded, failed = partition(batch)
-            for index, error in failed:
-                examined[index] = Examined(str(paths[index]), None, None, error.reason)
-            readable = [(index, *prepared) for index, prepared in decoded]
-            if readable:
-                inputs = stack_inputs(loaded, [tensor for _, tensor, _ in readable])
-                sizes = [image.size for _, _, image in readable]
+            explanations = {}
+            if batch.inputs is not None:
+                sizes = [row.prepared[1].size for row in batch.readable]
                 with _attribution_session(loaded):
-                    explanations = _explain_batch(loaded, inputs, method, sizes, n_steps, _part(progress, batch[0][0], len(batch), len(paths)))
-                for (index, _, image), explanation in zip(readable, explanations):
-                    examined[index] = Examined(str(paths[index]), image, explanation)
+                    explained = _explain_batch(
+                        loaded, batch.inputs, method, sizes, n_steps, _part(progress, batch.rows[0].position, len(batch.rows), len(paths))
+                    )
+                explanations = {row.position: explanation for row, explanation in zip(batch.readable, explained)}
+            for row in batch.rows:
+                path = str(paths[row.position])
+                examined.append(Examined(path, row.prepared[1], explanations[row.position]) if row.prepared else Examined(path, None, None, row.error))
             if progress is not None:
-                progress((batch[-1][0] + 1) / len(paths))
+                progress((batch.rows[-1].position + 1) / len(paths))
     return examined
 
 
