@@ -1,8 +1,8 @@
 """Review page: screen a folder of scraped photos in the background, then check the flagged ones and keep the decisions.
 
 For NGO staff and researchers alike: plain words, one click (or key) per decision, and the precision of the flags as
-people measured it. The numbers come from wildvision.review, the decisions live in the job's SQLite store
-(wildvision.decisions) and the jobs are background processes (wildvision.screen_jobs); this file lays them out.
+people measured it. The numbers come from wildvision.screening.review, the decisions live in the job's SQLite store
+(screening.decisions) and the jobs are background processes (screening.background); this file lays them out.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ import pandas as pd
 import streamlit as st
 
 from app_pages.widgets import code, md, model_label
-from wildvision import case_export, catalog, decisions, review, runs, screen_jobs, shared, wording
+from wildvision import catalog, runs, shared, wording
 from wildvision.explain import saliency
 from wildvision.predict import LoadedModel
-from wildvision.screening import default_screens_dir, load_screen_model
+from wildvision.screening import background, decisions, export, export_requests, review, training_export
+from wildvision.screening.config import default_screens_dir
+from wildvision.screening.job import load_screen_model
 
 GRID_PAGE = 12
 GRID_COLUMNS = 4
@@ -106,12 +108,12 @@ def decision_buttons(job: review.Job, path: str, key: str, note_key: str, shortc
 # --- page sections -------------------------------------------------------------------------------
 
 
-def jobs_section(screens_dir: Path) -> screen_jobs.ScreenSummary | None:
+def jobs_section(screens_dir: Path) -> background.ScreenSummary | None:
     """Start a job, follow the running ones, pick one to review."""
-    jobs = screen_jobs.list_screens(screens_dir)
+    jobs = background.list_screens(screens_dir)
     with st.expander("Screen a new folder of photos", expanded=not jobs):
         if new_job_form(screens_dir):
-            jobs = screen_jobs.list_screens(screens_dir)
+            jobs = background.list_screens(screens_dir)
     if not jobs:
         st.info(f"No screening jobs in {code(screens_dir)} yet: start one above.")
         return None
@@ -135,7 +137,7 @@ def jobs_section(screens_dir: Path) -> screen_jobs.ScreenSummary | None:
     return next(job for job in jobs if job.name == chosen)
 
 
-def job_label(job: screen_jobs.ScreenSummary) -> str:
+def job_label(job: background.ScreenSummary) -> str:
     """The job as the picker lists it (progress of unfinished jobs is shown above the picker, live)."""
     if job.state == "completed":
         return f"{job.name} · {job.total or 0:,} files"
@@ -166,7 +168,7 @@ def new_job_form(screens_dir: Path) -> bool:
         st.error("Give at least one folder, zip file or list of photo paths.")
         return False
     try:
-        screen_dir = screen_jobs.launch_screen(lines, model.model, screens_dir, name.strip() or None)
+        screen_dir = background.launch_screen(lines, model.model, screens_dir, name.strip() or None)
     except (ValueError, runs.RunError, OSError) as error:
         st.error(f"The job was not started: {error}")
         return False
@@ -175,22 +177,22 @@ def new_job_form(screens_dir: Path) -> bool:
     return True
 
 
-def job_line(job: screen_jobs.ScreenSummary) -> None:
+def job_line(job: background.ScreenSummary) -> None:
     """A job that has not finished: its progress in words, and Cancel or Resume."""
     columns = st.columns([5, 1])
-    columns[0].markdown(f"**{md(job.name)}** · {md(screen_jobs.screen_progress_line(job))}")
+    columns[0].markdown(f"**{md(job.name)}** · {md(background.screen_progress_line(job))}")
     if job.state in LIVE:
-        columns[1].button("Cancel", key=f"cancel-{job.name}", on_click=_job_action, args=(screen_jobs.cancel_screen, job.path))
+        columns[1].button("Cancel", key=f"cancel-{job.name}", on_click=_job_action, args=(background.cancel_screen, job.path))
         if job.total:
             st.progress(min(1.0, job.done / job.total))
-    elif job.state != screen_jobs.UNREADABLE:
-        columns[1].button("Resume", key=f"resume-{job.name}", on_click=_job_action, args=(screen_jobs.resume_screen_in_background, job.path))
+    elif job.state != background.UNREADABLE:
+        columns[1].button("Resume", key=f"resume-{job.name}", on_click=_job_action, args=(background.resume_screen_in_background, job.path))
 
 
 @st.fragment(run_every=3)
 def live_jobs(screens_dir: Path) -> None:
     """The running jobs, refreshed every few seconds; when the last one ends the whole page is drawn again."""
-    running = [job for job in screen_jobs.list_screens(screens_dir) if job.state in LIVE]
+    running = [job for job in background.list_screens(screens_dir) if job.state in LIVE]
     if not running:
         st.rerun()
     for job in running:
@@ -366,14 +368,14 @@ def export_section(job: review.Job) -> None:
     columns = st.columns(3)
     with columns[0]:
         try:
-            text, count = case_export.cases_csv(job.path)
+            text, count = export.cases_csv(job.path)
         except ValueError:
             st.caption("No confirmed cases yet.")
         else:
             st.download_button(f"Confirmed cases, CSV ({count})", text.encode("utf-8"), f"{job.name}-confirmed-cases.csv", "text/csv")
     with columns[1]:
         if st.button("Make an evidence pack", disabled=not (job.path / decisions.DATABASE).is_file()):
-            pack = case_export.new_pack_path(job.path)
+            pack = export_requests.new_pack_path(job.path)
             start(job, "evidence pack", pack, ["--zip", pack], "The evidence pack is being made in the background; it is listed below when ready.")
     with columns[2]:
         with st.form("training-folder"):
@@ -383,7 +385,7 @@ def export_section(job: review.Job) -> None:
             chosen = st.form_submit_button("Write the training folder")
         if chosen:
             training_folder(job, folder.strip(), include.strip())
-    requests = case_export.export_requests(job.path)[:6]
+    requests = export_requests.export_requests(job.path)[:6]
     if any(request.state == "running" for request in requests):
         live_exports(str(job.path))
     else:
@@ -395,14 +397,14 @@ def export_section(job: review.Job) -> None:
 def live_exports(screen_dir: str) -> None:
     """The exports while one is being made, checked every 3 s; once none is, the whole page is drawn again, without
     this fragment, so the checking stops."""
-    requests = case_export.export_requests(screen_dir)[:6]
+    requests = export_requests.export_requests(screen_dir)[:6]
     if not any(request.state == "running" for request in requests):
         st.rerun()
     for request in requests:
         export_line(request)
 
 
-def export_line(request: case_export.ExportRequest) -> None:
+def export_line(request: export_requests.ExportRequest) -> None:
     """One export started here: ready (with a download for a pack), still being made, or why it failed."""
     name = code(request.output.name if request.kind == "evidence pack" else request.output)
     if request.state == "running":
@@ -421,7 +423,7 @@ def training_folder(job: review.Job, folder: str, include: str) -> None:
         st.error("Give the path of a new folder for the training photos.")
         return
     try:
-        case_export.plan_training_folder(job.path, folder, [include] if include else [])
+        training_export.plan_training_folder(job.path, folder, [include] if include else [])
     except (ValueError, OSError) as error:
         st.error(f"The training folder was not written: {error}")
         return
@@ -431,14 +433,14 @@ def training_folder(job: review.Job, folder: str, include: str) -> None:
 
 def start(job: review.Job, kind: str, output: Path, arguments: list, message: str) -> None:
     try:
-        case_export.start_export(job.path, kind, output, arguments)
+        export_requests.start_export(job.path, kind, output, arguments)
     except OSError as error:
         st.error(f"The export was not started: {error}")
         return
     st.success(message)
 
 
-def review_section(summary: screen_jobs.ScreenSummary) -> None:
+def review_section(summary: background.ScreenSummary) -> None:
     try:
         job = review.read_job(summary.path, unfinished=True)
         items = review.with_decisions(_items(str(summary.path), review.items_version(summary.path)), decisions.current(summary.path))

@@ -27,8 +27,10 @@ import numpy as np
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from wildvision import decisions, model_card, runs
-from wildvision.screening import COLUMNS, FILES, SCORES
+from wildvision import model_card, runs
+from wildvision.screening import decisions
+from wildvision.screening.config import FILES, SCORES
+from wildvision.screening.merge import SCORES_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the page imports app_pages.widgets, as Home.py's navigation runs it from the clone
@@ -52,7 +54,7 @@ def write_job(screen_dir: Path, items: int, photos: list[Path]) -> None:
     runs.write_status(screen_dir, "completed", done=items, total=items, seconds_left=0)
     with open(screen_dir / FILES, "w", encoding="utf-8") as listing, open(screen_dir / SCORES, "w", newline="", encoding="utf-8") as scores:
         writer = csv.writer(scores)
-        writer.writerow(COLUMNS)
+        writer.writerow(SCORES_COLUMNS)
         group = 0
         for index in range(items):
             path = f"market/day-{index // 1000:02d}/post-{index:06d}.jpg"
@@ -97,7 +99,7 @@ def main() -> None:
         with open(screen_dir / SCORES, newline="", encoding="utf-8") as handle:
             decided = [row["path"] for row in csv.DictReader(handle) if not row["error"]][: args.items // 20]
         decisions.decide(screen_dir, decided, "captive", "bench")
-        for module in ("app_pages.widgets", "wildvision.explain.saliency", "wildvision.review", "wildvision.screen_jobs"):
+        for module in ("app_pages.widgets", "wildvision.explain.saliency", "wildvision.screening.review", "wildvision.screening.background"):
             importlib.import_module(module)  # the page's imports (torch, captum), as on a server that is already up
         first = render_seconds(screen_dir.parent)
         again = [render_seconds(screen_dir.parent) for _ in range(args.repeat)]

@@ -6,7 +6,7 @@ measures what that costs. On N demo photos and the default model, in one process
 repeat times in turn:
 
 - predict_paths: what `python -m wildvision predict` runs (threads decode the next batches meanwhile);
-- screening job: `screening.create_screen` on a list file of the same photos, then `finish_screen`, in a
+- screening job: `create_screen` on a list file of the same photos, then `finish_screen`, in a
   fresh job folder every time (listing, scoring, hashing, merging scores.csv with duplicate groups).
 
 Each throughput is the best of the repeats, interleaved so that no variant is spared a busy spell. The
@@ -26,16 +26,16 @@ from pathlib import Path
 import torch
 from benchmarking import demo_photos, report_throughput, time_interleaved
 
-from wildvision import screening
 from wildvision.predict import LoadedModel, default_batch_size, load_model, loader_threads, predict_paths
+from wildvision.screening.job import create_screen, finish_screen
 
 
 def screening_job(loaded: LoadedModel, photos: Sequence[Path], folder: Path) -> Path:
     """A whole job on a list file of `photos`, as `python -m wildvision screen LIST` runs it."""
     listing = folder / f"list-{len(list(folder.iterdir()))}.txt"
     listing.write_text("".join(f"{photo}\n" for photo in photos), encoding="utf-8")
-    screen_dir = screening.create_screen([str(listing)], "default", loaded, default_batch_size(loaded.device), folder / "screens")
-    return screening.finish_screen(screen_dir, loaded)
+    screen_dir = create_screen([str(listing)], "default", loaded, default_batch_size(loaded.device), folder / "screens")
+    return finish_screen(screen_dir, loaded)
 
 
 def main() -> None:

@@ -142,7 +142,7 @@ def completed_run(shared, tmp_path_factory) -> Path:
 def screened_job(shared, tmp_path_factory) -> Path:
     """One completed screening job with the shipped model: 12 captive and 12 other photos from test_out_pet, a
     byte-identical repost of the first captive one and a corrupt file. Tests that decide anything take a copy_job."""
-    from wildvision import screening
+    from wildvision.screening.job import screen
 
     folder = tmp_path_factory.mktemp("market")
     for class_name in ("captive", "other"):
@@ -151,7 +151,7 @@ def screened_job(shared, tmp_path_factory) -> Path:
             (folder / class_name / photo.name).symlink_to(photo)
     (folder / "repost.jpg").write_bytes(min((folder / "captive").iterdir()).read_bytes())
     (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a photo")
-    return screening.screen([str(folder)], screens_dir=tmp_path_factory.mktemp("screens"), name="market")
+    return screen([str(folder)], screens_dir=tmp_path_factory.mktemp("screens"), name="market")
 
 
 @pytest.fixture(scope="session")
@@ -160,8 +160,9 @@ def partial_job(shared, tmp_path_factory) -> Path:
     repost of the first captive one listed first and another copy of it listed last, scored in parts of 4 files of
     which only the even-numbered ones were written (shard 0/2), as a cancel between parts leaves a job. Rows 0-3 and
     8-11 of 14 are scored: the repost and its original, not the last copy. Tests that decide anything take a copy_job."""
-    from wildvision import runs, screening
+    from wildvision import runs
     from wildvision.predict import load_model
+    from wildvision.screening.job import CANCELLED_MESSAGE, create_screen, finish_screen
 
     folder = tmp_path_factory.mktemp("market-partial")
     for class_name in ("captive", "other"):
@@ -172,9 +173,9 @@ def partial_job(shared, tmp_path_factory) -> Path:
     (folder / "repost.jpg").write_bytes(original)
     (folder / "other" / "zz-copy.jpg").write_bytes(original)
     loaded = load_model("default", device="cpu")
-    job = screening.create_screen([str(folder)], "default", loaded, 4, tmp_path_factory.mktemp("screens"), "partial", part_batches=1)
-    screening.finish_screen(job, loaded, shard=(0, 2))
-    runs.write_status(job, "cancelled", message=screening.CANCELLED_MESSAGE)
+    job = create_screen([str(folder)], "default", loaded, 4, tmp_path_factory.mktemp("screens"), "partial", part_batches=1)
+    finish_screen(job, loaded, shard=(0, 2))
+    runs.write_status(job, "cancelled", message=CANCELLED_MESSAGE)
     return job
 
 

@@ -5,6 +5,7 @@ Fixtures live in conftest.py; plain helpers live here, so test modules never imp
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from wildvision import catalog, runs
 from wildvision.analysis.tidy import combined_results
 from wildvision.evaluate import choose_threshold, compute_metrics
 from wildvision.models import count_parameters
+from wildvision.screening.config import SCORES
 
 
 def run_cli(*args: str, cwd=None, env=None) -> subprocess.CompletedProcess:
@@ -133,6 +135,12 @@ def scores_with(tn: int, fp: int, fn_low: int, fn_between: int, tp: int, between
 def frame_of(runs_dir: Path) -> pd.DataFrame:
     """The paper's and the runs' numbers as the dashboard's analysis pages get them."""
     return combined_results(catalog.list_models(runs_dir, include_default=False))
+
+
+def read_scores(screen_dir: Path) -> list[dict]:
+    """A screening job's scores.csv, one dict a row."""
+    with open(screen_dir / SCORES, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
 
 
 PAPER_ROW = "paper (Tables S1, S2, S3)"  # the source column of the paper's rows in the results grid

@@ -18,7 +18,8 @@ from typing import NamedTuple
 import pytest
 
 from conftest import copy_job
-from wildvision import decisions, runs
+from wildvision import runs
+from wildvision.screening import decisions
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"

@@ -8,6 +8,7 @@ import io
 import os
 import shutil
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +16,15 @@ import pytest
 from PIL import Image
 
 from conftest import DEMO, SHARED, make_class_folder
-from wildvision import case_export, datacheck, decisions, runs, screening
+from wildvision import datacheck, runs
 from wildvision.cli import main
 from wildvision.data import scan_folder
 from wildvision.explain import saliency
+from wildvision.screening import decisions
+from wildvision.screening.config import ScreenConfig, write_config
+from wildvision.screening.export import CASE_COLUMNS, PACK_COLUMNS, export_csv, export_evidence_pack
+from wildvision.screening.job import screen
+from wildvision.screening.training_export import MANIFEST_COLUMNS, export_training_folder, model_test_sets
 from wildvision.training.config import TrainConfig
 from wildvision.training.train import start_run
 
@@ -46,7 +52,7 @@ def screened(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.writestr("kennel/cage.png", cage)
         zipped.writestr("../escaped.jpg", originals["post 0.jpg"])
-    job = screening.screen([str(folder), str(archive)], screens_dir=root / "screens", name="market")
+    job = screen([str(folder), str(archive)], screens_dir=root / "screens", name="market")
     by_path = {str(folder / name): data for name, data in originals.items()} | {str(folder / "repost.jpg"): originals["post 1.jpg"]}
     return job, by_path | {f"{archive}/kennel/cage.png": cage}
 
@@ -81,10 +87,10 @@ def read_csv(text: str) -> list[dict]:
 def test_the_csv_lists_the_confirmed_cases_in_screening_order(job, tmp_path):
     decide_some(job)
     scores = decisions.scored_items(job)
-    written = case_export.export_csv(job, tmp_path / "cases.csv")
+    written = export_csv(job, tmp_path / "cases.csv")
 
     rows = read_csv((tmp_path / "cases.csv").read_text(encoding="utf-8"))
-    assert written.cases == len(rows) == 4 and list(rows[0]) == case_export.CASE_COLUMNS
+    assert written.cases == len(rows) == 4 and list(rows[0]) == CASE_COLUMNS
     assert [Path(row["path"]).name for row in rows] == ["post 0.jpg", "post 1.jpg", "repost.jpg", "cage.png"]  # list order
     for row in rows:
         assert (row["sha256"], row["probability"]) == (scores[row["path"]]["sha256"], scores[row["path"]]["probability"])
@@ -97,14 +103,14 @@ def test_the_evidence_pack_holds_the_photos_as_screened_their_maps_and_a_readme(
     unsafe = path_of(job, "escaped.jpg")  # an unsafe zip member: a row the model could not read, decided anyway
     decisions.decide(job, [unsafe], CAPTIVE, "ana")
 
-    pack = case_export.export_evidence_pack(job, tmp_path / "pack.zip")
+    pack = export_evidence_pack(job, tmp_path / "pack.zip")
 
     with zipfile.ZipFile(tmp_path / "pack.zip") as archive:
         names = archive.namelist()
         assert sorted(names) == sorted(pack.members) and names[-2:] == ["cases.csv", "README.txt"]
         rows = read_csv(archive.read("cases.csv").decode())
         readme = archive.read("README.txt").decode()
-        assert list(rows[0]) == case_export.PACK_COLUMNS and len(rows) == pack.cases == 5
+        assert list(rows[0]) == PACK_COLUMNS and len(rows) == pack.cases == 5
         for row in rows[:4]:
             assert archive.read(row["image"]) == screened[1][row["path"]]  # byte for byte what was screened
             with Image.open(io.BytesIO(archive.read(row["saliency"]))) as overlay:
@@ -133,7 +139,7 @@ def test_a_pack_killed_halfway_leaves_nothing_under_its_name(job, tmp_path, monk
 
     monkeypatch.setattr(saliency, "overlay", killed)
     with pytest.raises(Killed):
-        case_export.export_evidence_pack(job, out)
+        export_evidence_pack(job, out)
     assert out.read_bytes() == b"an earlier pack"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
@@ -149,7 +155,7 @@ def test_the_training_folder_is_training_data_with_its_manifest_links_and_test_o
     blob_photo(test / "other" / "unrelated.jpg", 1234)
     out = tmp_path / "training"
 
-    folder = case_export.export_training_folder(job, out, include=[base], test_sets={"mine": test})
+    folder = export_training_folder(job, out, include=[base], test_sets={"mine": test})
 
     reviewed = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and "reviewed" in p.parts}
     assert (
@@ -174,7 +180,7 @@ def test_the_training_folder_is_training_data_with_its_manifest_links_and_test_o
     assert not (out / decisions.UNSURE).exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
     manifest = read_csv((out / "manifest.csv").read_text(encoding="utf-8"))
-    assert list(manifest[0]) == case_export.MANIFEST_COLUMNS and len(manifest) == 6  # one row per decision, the repost too
+    assert list(manifest[0]) == MANIFEST_COLUMNS and len(manifest) == 6  # one row per decision, the repost too
     by_source = {Path(row["source_path"]).name: row for row in manifest}
     assert by_source["repost.jpg"]["file"] == by_source["post 1.jpg"]["file"] == "captive/reviewed/000002-post-1.jpg"
     assert by_source["post 2.jpg"]["class"] == NEGATIVE and {row["screening_job"] for row in manifest} == {job.name}
@@ -207,18 +213,19 @@ def test_model_test_sets_are_a_runs_tests_that_exist_here(tmp_path, monkeypatch)
     runs.write_json_atomic(run_dir / runs.CONFIG, {"train": {"tests": {"test_out_pet": str(kept), "gone": str(tmp_path / "gone")}}})
     job = tmp_path / "job"
     job.mkdir()
-    runs.write_json_atomic(job / runs.CONFIG, {"model_file": str(run_dir / runs.CHECKPOINT)})
-    assert case_export.model_test_sets(job) == {"test_out_pet": kept}
+    config = ScreenConfig(model=str(run_dir), model_file=str(run_dir / runs.CHECKPOINT), sources=(), sources_as_given=())
+    write_config(job, config)
+    assert model_test_sets(job) == {"test_out_pet": kept}
 
-    runs.write_json_atomic(job / runs.CONFIG, {"model_file": "default"})
+    write_config(job, replace(config, model="default", model_file="default"))
     monkeypatch.setenv("WILDVISION_SHARED", str(tmp_path / "no-shared"))
-    assert case_export.model_test_sets(job) == {}
+    assert model_test_sets(job) == {}
 
 
 def test_the_shipped_models_test_sets_are_the_demo_datas(shared, tmp_path, monkeypatch):
     monkeypatch.setenv("WILDVISION_SHARED", str(SHARED))
-    runs.write_json_atomic(tmp_path / runs.CONFIG, {"model_file": "default"})
-    assert case_export.model_test_sets(tmp_path) == {"test_out_pet": DEMO / "test_out_pet", "test_out_nopet": DEMO / "test_out_nopet"}
+    write_config(tmp_path, ScreenConfig(model="default", model_file="default", sources=(), sources_as_given=()))
+    assert model_test_sets(tmp_path) == {"test_out_pet": DEMO / "test_out_pet", "test_out_nopet": DEMO / "test_out_nopet"}
 
 
 def test_the_command_writes_all_three_and_suggests_leaving_test_copies_out(job, screened, tmp_path, capsys):

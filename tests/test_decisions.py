@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from wildvision import decisions
-from wildvision.decisions import add_review_arguments, current, decide, history, import_csv, measured_precision, run_review
+from wildvision.cli.screening import add_review_arguments, run_review
+from wildvision.screening import decisions
+from wildvision.screening.decisions import current, decide, history, import_csv, measured_precision
 
 SCORES = [  # path, probability, the model's label, duplicate group
     ("a.jpg", 0.97, "captive", "g1"),

@@ -11,7 +11,12 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import copy_job, demo_subset
 from conftest import wait_until as poll
-from wildvision import case_export, decisions, review, runs, screen_jobs, screening
+from wildvision import runs
+from wildvision.screening import background, decisions, review
+from wildvision.screening.export import confirmed_cases
+from wildvision.screening.export_requests import export_requests
+from wildvision.screening.job import screen
+from wildvision.screening.training_export import REVIEWED
 
 PAGE = "../app_pages/review.py"
 
@@ -33,7 +38,7 @@ def job(screened_job, screens_dir) -> Path:
 def big_job(shared, tmp_path_factory) -> Path:
     """A completed screening job of 24 captive and 8 other photos from test_out_pet: more flagged than MIN_REVIEWED."""
     folder = demo_subset(tmp_path_factory.mktemp("big"), {"captive": 24, "other": 8}, source="test_out_pet")
-    return screening.screen([str(folder)], screens_dir=tmp_path_factory.mktemp("screens"), name="big")
+    return screen([str(folder)], screens_dir=tmp_path_factory.mktemp("screens"), name="big")
 
 
 def page(**query) -> AppTest:
@@ -219,7 +224,7 @@ def test_exports_a_csv_at_once_and_an_evidence_pack_and_a_training_folder_in_the
         review.decide_photo(found, items, path, "not_captive", "ana")
     at = page()
     (csv_button,) = [button for button in at.get("download_button") if button.proto.label.startswith("Confirmed cases, CSV")]
-    confirmed = len(case_export.confirmed_cases(job))
+    confirmed = len(confirmed_cases(job))
     assert csv_button.proto.label == f"Confirmed cases, CSV ({confirmed})" and confirmed >= 3  # a repost counts as its own case
     buttons(at, "Make an evidence pack")[0].click().run()
     assert any("being made in the background" in success.value for success in at.success)
@@ -229,11 +234,11 @@ def test_exports_a_csv_at_once_and_an_evidence_pack_and_a_training_folder_in_the
     buttons(at, "Write the training folder")[0].click().run()
     assert any("Writing" in success.value for success in at.success), [error.value for error in at.error]
 
-    written = poll(lambda: case_export.export_requests(job), lambda requests: len(requests) == 2 and {r.state for r in requests} == {"written"}, timeout_s=120)
+    written = poll(lambda: export_requests(job), lambda requests: len(requests) == 2 and {r.state for r in requests} == {"written"}, timeout_s=120)
     pack, folder = (next(r.output for r in written if r.kind == kind) for kind in ("evidence pack", "training folder"))
     with zipfile.ZipFile(pack) as archive:
         assert sum(name.startswith("images/") for name in archive.namelist()) == confirmed
-    assert len(list((folder / "captive" / case_export.REVIEWED).iterdir())) >= 3
+    assert len(list((folder / "captive" / REVIEWED).iterdir())) >= 3
     at = page()
     assert [button for button in at.get("download_button") if button.proto.label == f"Download the evidence pack {pack.name}"]
     (summary,) = [success.value.replace("\\", "") for success in at.success if "Training folder" in success.value]  # Markdown escapes
@@ -253,7 +258,7 @@ def test_a_job_started_on_the_page_runs_in_the_background_and_is_then_offered_fo
     at.button[0].click().run()
     assert any("Started screening job" in success.value for success in at.success), [e.value for e in at.error]
     (job,) = screens_dir.iterdir()
-    poll(lambda: screen_jobs.read_screen(job), lambda summary: summary.state == "completed", timeout_s=120)
+    poll(lambda: background.read_screen(job), lambda summary: summary.state == "completed", timeout_s=120)
     at = page()
     assert not at.exception
     assert next(box for box in at.selectbox if box.label == "Screening job to review").value == job.name

@@ -15,7 +15,10 @@ import pytest
 from PIL import Image
 
 from conftest import copy_job
-from wildvision import decisions, review, runs, screening
+from wildvision import runs
+from wildvision.screening import decisions, review
+from wildvision.screening.config import FILES, SCORES
+from wildvision.screening.job import resume_screen
 
 
 @pytest.fixture
@@ -30,7 +33,7 @@ def loaded(screen_dir: Path):
 
 def test_items_are_scores_csv_with_the_file_to_show_and_repost_groups(job):
     found, items = loaded(job)
-    with open(job / screening.SCORES, newline="", encoding="utf-8") as handle:
+    with open(job / SCORES, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert items["path"].tolist() == [row["path"] for row in rows]
     assert (found.positive, found.threshold, found.labels) == ("captive", found.model_threshold, ("captive", "not_captive", "unsure"))
@@ -172,7 +175,7 @@ def test_thumbnails_are_small_jpegs_and_unreadable_files_have_none(job, tmp_path
 
 def test_the_counts_name_files_and_distinct_readable_photos_as_scores_csv_has_them(job):
     found, items = loaded(job)
-    with open(job / screening.SCORES, newline="", encoding="utf-8") as handle:
+    with open(job / SCORES, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     readable = [row for row in rows if not row["error"]]
     flagged = {row["duplicate_group"] for row in readable if float(row["probability"]) >= found.threshold}
@@ -198,7 +201,7 @@ def test_a_cancelled_job_is_reviewed_as_far_as_it_was_scored_and_its_decisions_o
         review.read_job(job)
     found, items = review.read_job(job, unfinished=True), review.read_items(job)
     assert (found.partial, found.scored, found.total) == (True, 8, 14)
-    listed = [json.loads(line) for line in (job / screening.FILES).read_text(encoding="utf-8").splitlines()]
+    listed = [json.loads(line) for line in (job / FILES).read_text(encoding="utf-8").splitlines()]
     assert items["path"].tolist() == [listed[i][0] for i in (0, 1, 2, 3, 8, 9, 10, 11)]
     assert items["file"].tolist() == [listed[i][1] for i in (0, 1, 2, 3, 8, 9, 10, 11)]
     repost = items[items["path"].str.endswith("repost.jpg")].iloc[0]
@@ -207,9 +210,9 @@ def test_a_cancelled_job_is_reviewed_as_far_as_it_was_scored_and_its_decisions_o
     other = items[items["path"].str.contains("/other/")].iloc[0]["path"]
     review.decide_photo(found, items, other, "not_captive", "ana")
 
-    screening.resume_screen(job)
+    resume_screen(job)
     done = review.read_items(job)
-    with open(job / screening.SCORES, newline="", encoding="utf-8") as handle:
+    with open(job / SCORES, newline="", encoding="utf-8") as handle:
         final = {row["path"]: row for row in csv.DictReader(handle)}
     for _, row in items.iterrows():  # the partial rows are the final rows of those files
         assert (row["sha256"], row["label"], row["error"]) == (final[row["path"]]["sha256"], final[row["path"]]["label"], final[row["path"]]["error"])

@@ -15,18 +15,19 @@ import pytest
 from PIL import Image
 
 from conftest import DEMO, demo_subset, write_image
-from wildvision import runs, screening
+from helpers import read_scores
+from wildvision import cli, runs
 from wildvision.predict import load_model, predict_paths
+from wildvision.screening.config import PARTS, SCORES, UNPACKED, ScreenConfig
+from wildvision.screening.job import list_files, new_screen, screen
+from wildvision.screening.merge import SCORES_COLUMNS, counts_line, write_scores
+from wildvision.screening.scoring import PART_COLUMNS
+from wildvision.screening.sources import read_file_list
 
 
 @pytest.fixture(scope="module")
 def default_model():
     return load_model("default")
-
-
-def read_scores(screen_dir: Path) -> list[dict]:
-    with open(screen_dir / screening.SCORES, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_a_folder_a_zip_and_a_list_with_hostile_files_and_reposts(shared, tmp_path, default_model):
@@ -50,10 +51,10 @@ def test_a_folder_a_zip_and_a_list_with_hostile_files_and_reposts(shared, tmp_pa
     listed = sorted((DEMO / "test_out_nopet" / "other").iterdir())[:2]
     listing.write_text(f"# scraped on Monday\n{listed[0]}\n\n{listed[1]}\nmissing.jpg\n")
 
-    screen_dir = screening.screen([str(folder), str(archive), str(listing)], screens_dir=tmp_path / "screens", name="monday")
+    screen_dir = screen([str(folder), str(archive), str(listing)], screens_dir=tmp_path / "screens", name="monday")
 
     rows = read_scores(screen_dir)
-    assert list(rows[0]) == screening.COLUMNS
+    assert list(rows[0]) == SCORES_COLUMNS
     by_name = {Path(row["path"]).name: row for row in rows}
     assert len(by_name) == len(rows)
     assert len(rows) == 16 + 5 + 3  # folder: 10 photos and 6 made here; zip: 3 photos, 2 unsafe; list: 3
@@ -89,18 +90,18 @@ def test_a_folder_a_zip_and_a_list_with_hostile_files_and_reposts(shared, tmp_pa
         "flagged_photos": len({row["duplicate_group"] for row in flagged}),
         "unreadable": 7,
     }
-    assert not (screen_dir / screening.PARTS).exists()
+    assert not (screen_dir / PARTS).exists()
 
 
 JOB = """
 import sys
 from pathlib import Path
-from wildvision import screening
+from wildvision.screening.job import create_screen, finish_screen
 from wildvision.predict import load_model
 loaded = load_model("default")
-screen_dir = screening.create_screen([sys.argv[1]], "default", loaded, 8, Path(sys.argv[2]), part_batches=1)
+screen_dir = create_screen([sys.argv[1]], "default", loaded, 8, Path(sys.argv[2]), part_batches=1)
 print(screen_dir, flush=True)
-screening.finish_screen(screen_dir, loaded)
+finish_screen(screen_dir, loaded)
 """
 
 
@@ -109,25 +110,25 @@ def test_a_killed_job_resumes_with_every_file_scored_once(shared, tmp_path):
     job = subprocess.Popen([sys.executable, "-c", JOB, str(folder), str(tmp_path / "screens")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     screen_dir = Path(job.stdout.readline().strip())
     deadline = time.monotonic() + 300
-    while len(list((screen_dir / screening.PARTS).glob("part-*.csv"))) < 3 and time.monotonic() < deadline and job.poll() is None:
+    while len(list((screen_dir / PARTS).glob("part-*.csv"))) < 3 and time.monotonic() < deadline and job.poll() is None:
         time.sleep(0.05)
     job.send_signal(signal.SIGKILL)
     job.wait()
-    written = len(list((screen_dir / screening.PARTS).glob("part-*.csv")))
+    written = len(list((screen_dir / PARTS).glob("part-*.csv")))
     assert 3 <= written < 12, "the job should have been killed between its parts"
     assert runs.effective_state(runs.read_json(screen_dir / runs.STATUS)) == runs.INTERRUPTED
-    assert not (screen_dir / screening.SCORES).exists()
+    assert not (screen_dir / SCORES).exists()
 
-    assert screening.main(["--resume", str(screen_dir)]) == 0
+    assert cli.main(["screen", "--resume", str(screen_dir)]) == 0
 
     resumed = read_scores(screen_dir)
-    uninterrupted = read_scores(screening.screen([str(folder)], screens_dir=tmp_path / "again"))
+    uninterrupted = read_scores(screen([str(folder)], screens_dir=tmp_path / "again"))
     assert len(resumed) == 96 and len({row["path"] for row in resumed}) == 96
     assert [row["path"] for row in resumed] == [row["path"] for row in uninterrupted]
     for a, b in zip(resumed, uninterrupted):
         assert float(a["probability"]) == pytest.approx(float(b["probability"]), abs=1e-5) and a["label"] == b["label"] and a["sha256"] == b["sha256"]
     assert runs.read_json(screen_dir / runs.STATUS)["state"] == "completed"
-    assert screening.main(["--resume", str(screen_dir)]) == 0  # a completed job is left as it is
+    assert cli.main(["screen", "--resume", str(screen_dir)]) == 0  # a completed job is left as it is
     assert read_scores(screen_dir) == resumed
 
 
@@ -151,9 +152,9 @@ def test_every_file_in_a_folder_is_a_row_zips_inside_included_and_system_files_c
     (folder / "day2" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
     (folder / "also-day2").symlink_to(folder / "day2")  # not followed (a loop could never end), but a row
 
-    screen_dir = screening.new_screen([str(folder)], "default", tmp_path / "screens")
-    assert screening.list_files(screen_dir) == 9
-    rows = {row.path: row for row in screening.read_file_list(screen_dir)}
+    screen_dir = new_screen([str(folder)], "default", tmp_path / "screens")
+    assert list_files(screen_dir).files == 9
+    rows = {row.path: row for row in read_file_list(screen_dir)}
     posts = f"{folder}/day2/posts.zip"
     assert list(rows) == [
         str(folder / "also-day2"),
@@ -167,7 +168,7 @@ def test_every_file_in_a_folder_is_a_row_zips_inside_included_and_system_files_c
         f"{posts}/older.zip",
     ]
     assert rows[str(folder / "a.jpg")].error is None and Path(rows[f"{posts}/kennel/b.png"].file).read_bytes() == photo
-    assert Path(rows[f"{posts}/kennel/b.png"].file).is_relative_to(screen_dir / screening.UNPACKED)
+    assert Path(rows[f"{posts}/kennel/b.png"].file).is_relative_to(screen_dir / UNPACKED)
     assert rows[str(folder / "bad_zip.zip")].error.startswith("not a readable zip file")
     assert rows[f"{posts}/../escaped.png"].error == "zip member unsafe: a path that leads outside the zip"
     assert rows[f"{posts}/readme.txt"].error == "zip member not an image"
@@ -182,8 +183,7 @@ def test_every_file_in_a_folder_is_a_row_zips_inside_included_and_system_files_c
 def test_the_counts_name_their_units_and_count_only_readable_files_as_photos(tmp_path):
     """Files, distinct photos (duplicate groups of readable files), flagged files and flagged distinct photos."""
     screen_dir = tmp_path / "job"
-    (screen_dir / screening.PARTS).mkdir(parents=True)
-    runs.write_json_atomic(screen_dir / runs.CONFIG, {"class_names": ["wild", "captive"]})
+    (screen_dir / PARTS).mkdir(parents=True)
     # index, path, sha256, phash, probability, label, unlike_training, error
     part = [
         [0, "a.jpg", "aa", "0000000000000000", "0.9", "captive", "", ""],
@@ -193,10 +193,11 @@ def test_the_counts_name_their_units_and_count_only_readable_files_as_photos(tmp
         [4, "corrupt.jpg", "dd", "", "", "", "", "corrupt or truncated image"],
         [5, "missing.jpg", "", "", "", "", "", "file not found"],
     ]
-    with open(screen_dir / screening.PARTS / "part-000000000.csv", "w", newline="") as handle:
-        csv.writer(handle).writerows([screening.PART_COLUMNS, *part])
-    counts = screening.write_scores(screen_dir)
+    with open(screen_dir / PARTS / "part-000000000.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([PART_COLUMNS, *part])
+    config = ScreenConfig(model="default", model_file="default", sources=(), sources_as_given=(), class_names=("wild", "captive"))
+    counts = write_scores(screen_dir, config)
     assert counts == {"files": 6, "distinct_photos": 3, "flagged": 3, "flagged_photos": 2, "unreadable": 2}
-    assert screening.counts_line(counts, "captive") == "6 files: 3 distinct photos, 3 files / 2 distinct photos flagged captive, 2 files unreadable"
+    assert counts_line(counts, "captive") == "6 files: 3 distinct photos, 3 files / 2 distinct photos flagged captive, 2 files unreadable"
     one = {"files": 1, "distinct_photos": 1, "flagged": 0, "flagged_photos": 0, "unreadable": 0}
-    assert screening.counts_line(one, "captive") == "1 file: 1 distinct photo, 0 files / 0 distinct photos flagged captive"
+    assert counts_line(one, "captive") == "1 file: 1 distinct photo, 0 files / 0 distinct photos flagged captive"

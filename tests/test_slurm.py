@@ -435,20 +435,22 @@ def test_cancelling_on_the_train_page_cancels_the_slurm_tasks(cluster, shared, t
 
 
 def test_a_screening_job_runs_as_a_job_array_whose_last_task_merges_the_scores(cluster, shared, tmp_path):
-    from wildvision import screen_jobs, screening
+    from wildvision.screening import background
+    from wildvision.screening.config import PARTS, SCORES
+    from wildvision.screening.sources import read_file_list
 
     folder = demo_subset(tmp_path, {"captive": 12, "wild": 12})
-    settings = slurm.SlurmSettings(cpus_per_task=1, time_limit="10:00", job_name=screen_jobs.JOB_NAME)
-    screen_dir = screen_jobs.submit_screen([str(folder)], "default", tmp_path / "screens", 2, settings, part_batches=1)  # 3 parts of 8
+    settings = slurm.SlurmSettings(cpus_per_task=1, time_limit="10:00", job_name=background.JOB_NAME)
+    screen_dir = background.submit_screen([str(folder)], "default", tmp_path / "screens", 2, settings, part_batches=1)  # 3 parts of 8
     job_id = slurm.read_task(screen_dir)["job_id"]
     wait_for(lambda: all_ended(job_id, 2), 240, "both shards to finish", job_id)
     print(sacct(job_id))
     assert {state for state, _ in slurm.task_states([job_id]).values()} == {"COMPLETED"}
-    summary = screen_jobs.read_screen(screen_dir)
+    summary = background.read_screen(screen_dir)
     assert summary.state == "completed" and summary.slurm == f"SLURM job {job_id}, 2 tasks", summary
-    rows = list(csv.DictReader(open(screen_dir / screening.SCORES, newline="")))
-    assert [row["path"] for row in rows] == [row.path for row in screening.read_file_list(screen_dir)] and len(rows) == 24
-    assert all(row["probability"] for row in rows) and not (screen_dir / screening.PARTS).exists()
+    rows = list(csv.DictReader(open(screen_dir / SCORES, newline="")))
+    assert [row["path"] for row in rows] == [row.path for row in read_file_list(screen_dir)] and len(rows) == 24
+    assert all(row["probability"] for row in rows) and not (screen_dir / PARTS).exists()
     submission = Path(slurm.read_task(screen_dir)["submission"])
     assert sorted(p.name for p in submission.glob("slurm-*.out")) == [f"slurm-{job_id}_{i}.out" for i in range(2)]
     log = (screen_dir / "console.log").read_text()

@@ -1,10 +1,11 @@
 """Screening jobs started, followed, cancelled and resumed: in the background on this machine, or on a SLURM cluster.
 
-screening.py scores; this module runs its jobs as the dashboard and `screen --slurm-tasks` need them.
+job.py scores; this module runs its jobs as the dashboard and `screen --slurm-tasks` need them. Every process it
+starts runs the one command, `python -m wildvision screen --resume SCREEN_DIR ...`.
 
 In the background (launch_screen): the job folder is made at once, with config.json naming the model's checkpoint
 (found, not loaded) and no file list yet (files: null), and status queued. One detached process in its own session
-(jobs.spawn), `python -m wildvision.screening --resume SCREEN_DIR`, then loads the model, lists the files
+(jobs.spawn), `python -m wildvision screen --resume SCREEN_DIR`, then loads the model, lists the files
 and scores them, appending its output to the job's console.log. So the dashboard's script run never waits for a
 model to load or for 100,000 files to be listed, and closing the tab or restarting Streamlit never stops a job.
 
@@ -13,10 +14,10 @@ so a resume (resume_screen_in_background: the same command again) scores only th
 A job whose process has not started yet is marked cancelled here.
 
 On SLURM (submit_screen, `python -m wildvision screen SOURCE... --slurm-tasks N`): the folder and its file list are
-made first, where the command runs; then one job array of N tasks, task I running `python -m wildvision.screening
+made first, where the command runs; then one job array of N tasks, task I running `python -m wildvision screen
 --resume SCREEN_DIR --shard I/N`, which scores the parts whose number modulo N is I. Parts are fixed ranges of list
 rows, each written whole by an atomic rename, so shards never overlap. A task that has written its parts merges
-scores.csv if it finds every part there (screening.merge_when_complete, under a lock, so two finishing together
+scores.csv if it finds every part there (merge.merge_when_complete, under a lock, so two finishing together
 merge one after the other): the last task to finish completes the job, and no dependent job is needed. A
 resubmission of a job whose tasks died (resume_screen_in_background) scores only the missing parts. status.json's
 `done` counts the rows of every part on disk, whoever wrote it, and `images_per_second` is the joint rate.
@@ -30,20 +31,21 @@ folder cannot tell from another machine whether a task's process is still alive.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import socket
-import sys
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
-from wildvision import jobs, runs, screening, slurm
+from wildvision import jobs, runs, slurm
 from wildvision.jobs import format_duration
 from wildvision.predict import default_batch_size, load_model
+from wildvision.screening import job
+from wildvision.screening.config import PART_BATCHES, SCORES, ScreenConfig, from_json, is_screen_config, read_config
+from wildvision.screening.merge import counts_line
 
 JOB_NAME = "wildvision-screen"  # SLURM's name for screening arrays (SlurmSettings.job_name)
 UNREADABLE = "unreadable"  # ScreenSummary.state of a folder whose config.json or status.json cannot be read
@@ -78,7 +80,7 @@ class ScreenSummary:
     distinct_photos: int | None = None  # duplicate groups of readable files, once completed
     slurm: str | None = None  # e.g. "SLURM job 12: 3 RUNNING, 1 PENDING", or why Slurm could not be asked
     problem: str | None = None
-    config: dict = field(default_factory=dict)
+    config: ScreenConfig | None = None
     status: dict = field(default_factory=dict)
 
 
@@ -86,32 +88,32 @@ def _summary(screen_dir: Path) -> ScreenSummary | None:
     """The job as its folder tells it; None for a folder with a config.json that is not a screening job's."""
     name = screen_dir.name
     try:
-        config = runs.read_json(screen_dir / runs.CONFIG)
-        if not isinstance(config, dict) or "sources_as_given" not in config:
+        data = runs.read_json(screen_dir / runs.CONFIG)
+        if not is_screen_config(data):
             return None
+        config = from_json(data, screen_dir / runs.CONFIG)
         status = runs.read_json(screen_dir / runs.STATUS) if (screen_dir / runs.STATUS).exists() else {"state": "queued"}
         if not isinstance(status, dict):
             raise runs.RunError(f"{screen_dir / runs.STATUS} holds no status")
         counts = status.get("counts") or {}
-        classes = config.get("class_names") or []
         state = runs.effective_state(status)
         return ScreenSummary(
             path=screen_dir,
             name=name,
             state=state,
             done=int(status.get("done") or 0),
-            total=None if config.get("files") is None else int(config["files"]),
+            total=config.files,
             images_per_second=status.get("images_per_second") if state == "running" else None,
             seconds_left=status.get("seconds_left") if state == "running" else None,
             message=str(status.get("message") or ""),
-            model=str(config.get("model", "")),
-            architecture=config.get("architecture"),
-            threshold=config.get("threshold"),
-            positive_class=classes[1] if len(classes) > 1 else None,
-            sources=tuple(map(str, config["sources_as_given"])),
-            created_at=str(config.get("created_at") or status.get("created_at") or ""),
+            model=config.model,
+            architecture=config.architecture,
+            threshold=config.threshold,
+            positive_class=config.positive if config.class_names else None,
+            sources=config.sources_as_given,
+            created_at=str(config.created_at or status.get("created_at") or ""),
             finished_at=status.get("finished_at"),
-            scores=screen_dir / screening.SCORES if state == "completed" and (screen_dir / screening.SCORES).is_file() else None,
+            scores=screen_dir / SCORES if state == "completed" and (screen_dir / SCORES).is_file() else None,
             flagged=counts.get("flagged"),
             flagged_photos=counts.get("flagged_photos"),
             unreadable=counts.get("unreadable"),
@@ -189,7 +191,7 @@ def list_screens(screens_dir: Path) -> list[ScreenSummary]:
 
 def screen_progress_line(summary: ScreenSummary) -> str:
     """Where a job stands, in plain words: "412 of 1,250 files, about 2 min 05 s left" (every listed file, the
-    unreadable ones too); a completed job's counts as its log says them (screening.counts_line)."""
+    unreadable ones too); a completed job's counts as its log says them (merge.counts_line)."""
     if summary.problem:
         return f"cannot be read: {summary.problem}"
     files = f"{summary.done:,} of {summary.total:,} files" if summary.total is not None else f"{summary.done:,} files"
@@ -203,7 +205,7 @@ def screen_progress_line(summary: ScreenSummary) -> str:
         return f"{files}; the time left is known once the first files are scored"
     if summary.state == "completed":
         try:
-            return f"screened {screening.counts_line(summary.status['counts'], summary.positive_class or 'positive')}"
+            return f"screened {counts_line(summary.status['counts'], summary.positive_class or 'positive')}"
         except (KeyError, TypeError):  # completed by a wildvision that did not count
             return f"{summary.total or 0:,} files screened"
     if summary.state == "cancelled":
@@ -222,15 +224,15 @@ def _start(screen_dir: Path) -> None:
     """One detached process that loads the model, lists the files if need be, and scores what is missing, on this
     machine's GPU when it has one."""
     screen_dir = Path(screen_dir).resolve()
-    pid = jobs.spawn("wildvision.screening", ["--resume", str(screen_dir), "--device", "auto"], screen_dir / jobs.CONSOLE)
+    pid = jobs.spawn("wildvision", ["screen", "--resume", str(screen_dir), "--device", "auto"], screen_dir / jobs.CONSOLE)
     runs.write_status(screen_dir, "queued", message="waiting to start", pid=pid, host=socket.gethostname())
 
 
-def launch_screen(sources: list[str], model: str, screens_dir: Path, name: str | None = None, *, part_batches: int = screening.PART_BATCHES) -> Path:
+def launch_screen(sources: list[str], model: str, screens_dir: Path, name: str | None = None, *, part_batches: int = PART_BATCHES) -> Path:
     """Check the sources and the model's checkpoint, create the job folder and start screening it in the background;
     returns the folder at once. A missing source is a ValueError, a model that cannot be found a CheckpointError
     (a ValueError too), each with a plain message. `part_batches`: batches per part file (tests make it small)."""
-    screen_dir = screening.new_screen(list(sources), model, Path(screens_dir), name, part_batches=part_batches)
+    screen_dir = job.new_screen(list(sources), model, Path(screens_dir), name, part_batches=part_batches)
     _start(screen_dir)
     return screen_dir
 
@@ -279,7 +281,7 @@ def cancel_screen(screen_dir: Path) -> None:
         except ProcessLookupError:
             pass  # it has just ended: its status says how
     if status.get("state") == "queued":  # not started, or starting: it may end before it can record anything
-        runs.write_status(summary.path, "cancelled", message=screening.CANCELLED_MESSAGE)
+        runs.write_status(summary.path, "cancelled", message=job.CANCELLED_MESSAGE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,7 +290,7 @@ def cancel_screen(screen_dir: Path) -> None:
 
 
 def shard_task(tasks: int, device: str = "cpu") -> slurm.ArrayTask:
-    """What array task I of a screening job runs: `python -m wildvision.screening --resume SCREEN_DIR --shard I/N`."""
+    """What array task I of a screening job runs: `python -m wildvision screen --resume SCREEN_DIR --shard I/N`."""
     return slurm.ArrayTask(
         f"wildvision screen: array task I scores the parts whose number modulo {tasks} is I of the screening job two folders "
         "above this one (SCREEN_DIR/slurm/SUBMISSION/, where sbatch ran); the last task to finish merges scores.csv.",
@@ -296,7 +298,7 @@ def shard_task(tasks: int, device: str = "cpu") -> slurm.ArrayTask:
         (
             "# every task's console output goes to the job's console.log, as for a job started on this machine",
             (
-                f'exec {slurm.python_module("wildvision.screening")} --resume "$screen_dir" --shard "$SLURM_ARRAY_TASK_ID/{tasks}" '
+                f'exec {slurm.python_module("wildvision")} screen --resume "$screen_dir" --shard "$SLURM_ARRAY_TASK_ID/{tasks}" '
                 f'--device {shlex.quote(device)} >> "$screen_dir/console.log" 2>&1'
             ),
         ),
@@ -323,7 +325,7 @@ def submit_array(screen_dir: Path, tasks: int, settings: slurm.SlurmSettings) ->
 
     If it cannot be submitted, the job is marked failed with the reason (a SlurmError is raised), so none waits forever."""
     screen_dir = Path(screen_dir).resolve()
-    device = str(runs.read_json(screen_dir / runs.CONFIG).get("device") or "cpu")
+    device = read_config(screen_dir).device or "cpu"
     # Before sbatch: a task may start at once. No pid: no process here stands for the job, its tasks do.
     runs.write_status(screen_dir, "queued", message=f"submitted to SLURM: {tasks} tasks", pid=None, host=None)
     try:
@@ -343,47 +345,14 @@ def submit_screen(
     settings: slurm.SlurmSettings,
     name: str | None = None,
     device: str = "cpu",
-    part_batches: int = screening.PART_BATCHES,
+    part_batches: int = PART_BATCHES,
 ) -> Path:
     """Create a job folder, list its files here, and submit `tasks` array tasks that score its shards on `device`."""
     batch_size = default_batch_size(_check_device(device))
     screen_script(tasks, settings, device)  # refuse bad arguments before anything is created
     loaded = load_model(model, runs.default_runs_dir(), "cpu")  # recorded now: every task checks it loads the same weights
-    screen_dir = screening.new_screen(list(sources), model, Path(screens_dir), name, loaded, batch_size, part_batches)
-    config = runs.read_json(screen_dir / runs.CONFIG)
-    runs.write_json_atomic(screen_dir / runs.CONFIG, config | {"device": device})
+    screen_dir = job.new_screen(list(sources), model, Path(screens_dir), name, loaded, batch_size, part_batches, device)
     runs.write_status(screen_dir, "queued", message="listing files", pid=os.getpid(), host=socket.gethostname())
-    screening.list_files(screen_dir)
+    job.list_files(screen_dir)
     submit_array(screen_dir, tasks, settings)
     return screen_dir
-
-
-def run_slurm_screen(args: argparse.Namespace) -> int:
-    """`screen SOURCE... --slurm-tasks N [--dry-run]`: print the batch script, then (unless a dry run) submit it."""
-    settings = slurm.settings_from_arguments(args, JOB_NAME)
-    screening.check_sources(args.sources)
-    screening.model_file(args.model)
-    script = screen_script(args.slurm_tasks, settings, args.device)
-    print(script, end="", flush=True)
-    screens_dir = args.screens_dir or screening.default_screens_dir()
-    if args.dry_run:
-        name = runs.safe_name(args.name or Path(args.sources[0]).stem or "screen")
-        print(
-            f"dry run: the job folder would be {screens_dir}/{name}-TIME-xxxx, its files listed here, then {args.slurm_tasks} tasks "
-            "submitted from its slurm/ folder; nothing was created or submitted",
-            file=sys.stderr,
-        )
-        return 0
-    try:
-        screen_dir = submit_screen(args.sources, args.model, screens_dir, args.slurm_tasks, settings, args.name, args.device)
-    except slurm.SlurmError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    task = slurm.read_task(screen_dir)
-    files = runs.read_json(screen_dir / runs.CONFIG)["files"]
-    print(f"submitted SLURM job {task['job_id']}: {args.slurm_tasks} tasks scoring {files:,} files; batch script and task output in {task['submission']}")
-    print(f"screening folder: {screen_dir}")
-    print("follow it with `squeue` or the dashboard; scores.csv is written when the last task finishes")
-    if files and args.slurm_tasks > -(-files // int(runs.read_json(screen_dir / runs.CONFIG)["part_size"])):
-        print("note: there are fewer parts than tasks, so some tasks have nothing to score", file=sys.stderr)
-    return 0

@@ -4,7 +4,7 @@ scores, and the precision of the flags as people measured it.
 No Streamlit here, so the page only lays this out and the tests and the render benchmark read the same numbers.
 
 A review item is a distinct photo: the files of one duplicate group (byte-identical or near-identical reposts, see
-screening) are shown once, by the member the model scored highest, and a decision on it is a decision on every member.
+merge.duplicate_group_ids) are shown once, by the member the model scored highest, and a decision on it is a decision on every member.
 Measured precision counts each photo once too, so a photo reposted twenty times weighs no more than one posted once.
 
 A job that stopped before it finished (cancelled, failed, interrupted) can be reviewed as far as it was scored: its
@@ -30,9 +30,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from wildvision import catalog, decisions, model_card, novelty, runs, screening, wording
+from wildvision import catalog, model_card, novelty, runs, wording
 from wildvision.images import ImageError, open_image
-from wildvision.screening import FILES, PARTS, SCORES
+from wildvision.screening import decisions
+from wildvision.screening.config import FILES, PARTS, SCORES, read_config
+from wildvision.screening.merge import SCORES_COLUMNS, check_columns, duplicate_group_ids, part_rows
+from wildvision.screening.scoring import PART_COLUMNS, rows_done
 
 UNCERTAIN_WIDTH = 0.2  # the uncertain band: this far below the job's threshold
 FLAGGED, UNCERTAIN, BELOW, UNREADABLE = "flagged", "uncertain", "below", "unreadable"
@@ -113,27 +116,27 @@ def read_job(screen_dir: str | Path, unfinished: bool = False) -> Job:
     if not (screen_dir / runs.CONFIG).is_file() or not (screen_dir / FILES).is_file():
         raise ValueError(f"{screen_dir} is not a screening folder (it has no {runs.CONFIG} and {FILES})")
     state = runs.effective_state(runs.read_json(screen_dir / runs.STATUS)) if (screen_dir / runs.STATUS).is_file() else "unknown"
-    config = runs.read_json(screen_dir / runs.CONFIG)
+    config = read_config(screen_dir)
     scored = None
     if state != "completed" or not (screen_dir / SCORES).is_file():
         if not unfinished or state not in STOPPED:
             raise runs.RunError(f"screening job {screen_dir.name} is {state}, not completed: its photos can be reviewed and exported once it has finished")
-        scored = screening.rows_done(screen_dir, int(config["part_size"] or 0), int(config["files"] or 0)) if config.get("part_size") else 0
+        scored = rows_done(screen_dir, config.part_size, int(config.files or 0)) if config.part_size else 0
         if not scored:
             raise runs.RunError(f"screening job {screen_dir.name} is {state} and had not scored any photo yet: resume it to score them")
     return Job(
         path=screen_dir,
         name=screen_dir.name,
-        model=str(config["model"]),
-        model_file=str(config["model_file"]),
-        architecture=str(config.get("architecture") or ""),
-        created_at=config.get("created_at"),
-        model_threshold=float(config["threshold"]),
-        class_names=tuple(config.get("class_names") or decisions.DEFAULT_CLASSES),
+        model=config.model,
+        model_file=str(config.model_file),
+        architecture=config.architecture or "",
+        created_at=config.created_at,
+        model_threshold=float(config.threshold or 0),
+        class_names=config.class_names or decisions.DEFAULT_CLASSES,
         adopted=decisions.adopted_threshold(screen_dir),
-        unusual_level=_warning_level(str(config["model_file"])),
+        unusual_level=_warning_level(str(config.model_file)),
         scored=scored,
-        total=None if config.get("files") is None else int(config["files"]),
+        total=config.files,
     )
 
 
@@ -156,6 +159,7 @@ def read_items(screen_dir: str | Path) -> pd.DataFrame:
         files = [json.loads(line)[1] for line in handle]
     if (screen_dir / SCORES).is_file():
         items = pd.read_csv(screen_dir / SCORES, dtype=str, keep_default_na=False)
+        check_columns(items.columns, screen_dir / SCORES)
         if len(files) != len(items):
             raise runs.RunError(f"{screen_dir / FILES} lists {len(files):,} files but {SCORES} has {len(items):,} rows: the job's folder was changed")
         items["file"] = files
@@ -174,11 +178,11 @@ def _scored_so_far(screen_dir: Path) -> pd.DataFrame:
     """An unfinished job's part files as scores.csv's rows plus each row's list `index`: duplicate groups are found
     among the rows scored so far, each named by the list row number (from 1) of its first scored member, as scores.csv
     names them among all rows."""
-    rows = pd.DataFrame(list(screening.part_rows(screen_dir)), columns=screening.PART_COLUMNS, dtype=str)
+    rows = pd.DataFrame(list(part_rows(screen_dir)), columns=PART_COLUMNS, dtype=str)
     phashes = [int(phash, 16) if phash else None for phash in rows["phash"]]
-    first = screening.duplicate_group_ids(rows["sha256"].tolist(), phashes)
+    first = duplicate_group_ids(rows["sha256"].tolist(), phashes)
     rows["duplicate_group"] = [str(int(rows["index"].iloc[group - 1]) + 1) if group is not None else "" for group in first]
-    return rows[["index", *screening.COLUMNS]]
+    return rows[["index", *SCORES_COLUMNS]]
 
 
 def items_version(screen_dir: str | Path) -> int:

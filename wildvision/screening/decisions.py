@@ -21,14 +21,11 @@ refuses a newer store instead of misreading it.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
-import getpass
 import math
 import sqlite3
 import time
-from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +34,9 @@ from typing import NamedTuple
 from scipy.stats import binomtest
 
 from wildvision import runs
+from wildvision.screening.config import SCORES, read_config
 
-DATABASE, SCORES_CSV, CONFIG = "decisions.sqlite", "scores.csv", "config.json"
+DATABASE = "decisions.sqlite"
 SCHEMA_VERSION = 2
 UNSURE = "unsure"
 #: The shipped model's class names, negative first (a checkpoint's class_names order; the last is the positive class).
@@ -162,7 +160,7 @@ def _migrate(connection: sqlite3.Connection, database: Path) -> None:
 
 def scored_items(screen_dir: str | Path) -> dict[str, dict[str, str]] | None:
     """scores.csv's rows by path, or None when the folder has no scores.csv (decisions are then not checked against it)."""
-    path = Path(screen_dir) / SCORES_CSV
+    path = Path(screen_dir) / SCORES
     if not path.is_file():
         return None
     with open(path, newline="", encoding="utf-8") as handle:
@@ -171,9 +169,8 @@ def scored_items(screen_dir: str | Path) -> dict[str, dict[str, str]] | None:
 
 def screen_classes(screen_dir: str | Path) -> tuple[str, ...]:
     """The class names a screening job's model uses (its config.json's class_names), else the shipped model's."""
-    path = Path(screen_dir) / CONFIG
-    names = runs.read_json(path).get("class_names") if path.is_file() else None
-    return tuple(names) if names else DEFAULT_CLASSES
+    names = read_config(Path(screen_dir)).class_names if (Path(screen_dir) / runs.CONFIG).is_file() else None
+    return names or DEFAULT_CLASSES
 
 
 def _label_problem(label: str, allowed_labels: Sequence[str]) -> str | None:
@@ -192,7 +189,7 @@ def _checked(
         found = [
             _label_problem(label, allowed_labels),
             "no path" if not path else None,
-            f"{path} is not in this screening job's {SCORES_CSV}" if path and items is not None and path not in items else None,
+            f"{path} is not in this screening job's {SCORES}" if path and items is not None and path not in items else None,
             "no reviewer name" if not reviewer.strip() else None,
         ]
         problems += [prefix + problem for problem in found if problem]
@@ -248,6 +245,17 @@ def decide(
     """
     items = scored_items(screen_dir) if items is None else items
     _record(screen_dir, _checked((("", str(path), label, reviewer, note) for path in paths), items, allowed_labels), items)
+
+
+def decide_each(
+    screen_dir: str | Path, decided: Iterable[tuple[str, str, str]], reviewer: str, note: str | None = None, allowed_labels: Sequence[str] = DEFAULT_CLASSES
+) -> int:
+    """Give each (where it was asked, path, label) its own label in one transaction (the review command's --decide
+    options); every bad entry is named by where it was asked, and then none is saved. Returns how many were saved."""
+    items = scored_items(screen_dir)
+    rows = _checked(((where, path, label, reviewer, note) for where, path, label in decided), items, allowed_labels)
+    _record(screen_dir, rows, items)
+    return len(rows)
 
 
 def import_csv(screen_dir: str | Path, csv_path: str | Path, reviewer: str, allowed_labels: Sequence[str] = DEFAULT_CLASSES) -> int:
@@ -336,77 +344,3 @@ def adopted_threshold(screen_dir: str | Path) -> Adopted | None:
     with contextlib.closing(open_store(screen_dir)) as connection:
         row = connection.execute("SELECT threshold, reviewer, adopted_at, target_precision, reviewed FROM thresholds ORDER BY id DESC LIMIT 1").fetchone()
     return None if row is None else Adopted(*row)
-
-
-# ---------------------------------------------------------------------------------------------
-# python -m wildvision review
-# ---------------------------------------------------------------------------------------------
-
-
-def add_review_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `python -m wildvision review`."""
-    parser.add_argument("screen_dir", metavar="SCREEN_DIR", help="a screening folder (screens/<id>, the one holding scores.csv)")
-    parser.add_argument(
-        "--decide",
-        action="append",
-        default=[],
-        metavar="PATH=LABEL",
-        help=f"decide one item: PATH as written in scores.csv, LABEL a class name or {UNSURE}; repeat for more (all are saved together or none)",
-    )
-    parser.add_argument("--import", dest="import_csv", metavar="CSV", help="apply a CSV of decisions with the columns path,label and optionally note,reviewer")
-    parser.add_argument("--list", action="store_true", help="print the current decisions and the measured precision of the flags (the default)")
-    parser.add_argument("--reviewer", help="who decides (default: your user name)")
-    parser.add_argument("--note", help="a note kept with each --decide decision")
-
-
-def _user_name() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        raise ValueError("cannot tell your user name here: give --reviewer NAME") from None
-
-
-def _parse_decide(text: str) -> tuple[str, str]:
-    path, equals, label = text.rpartition("=")  # a path may hold '=', a label never does
-    if not equals or not path:
-        raise ValueError(f"--decide {text}: write PATH=LABEL, e.g. --decide photos/1.jpg=captive")
-    return path, label
-
-
-def run_review(args: argparse.Namespace) -> int:
-    """Save the decisions given, or list the current ones with the measured precision of the flags."""
-    classes = screen_classes(args.screen_dir)
-    items = scored_items(args.screen_dir)
-    reviewer = args.reviewer or _user_name()
-    if args.decide:
-        entries = [(f"--decide {text}", *_parse_decide(text), reviewer, args.note) for text in args.decide]
-        rows = _checked(entries, items, classes)
-        _record(args.screen_dir, rows, items)
-        print(f"saved {len(rows)} decision{'s' * (len(rows) != 1)} by {reviewer}")
-    if args.import_csv:
-        count = import_csv(args.screen_dir, args.import_csv, reviewer, classes)
-        print(f"imported {count} decision{'s' * (count != 1)} from {args.import_csv}")
-    if args.list or not (args.decide or args.import_csv):
-        _print_list(current(args.screen_dir), items, positive_label=classes[-1])
-    return 0
-
-
-def _print_list(decisions: dict[str, Decision], items: Mapping[str, Mapping[str, str]] | None, positive_label: str) -> None:
-    if not decisions:
-        print("no decisions yet")
-        return
-    for d in decisions.values():
-        print("\t".join([d.path, d.label, d.reviewer, d.decided_at] + ([d.note] if d.note else [])))
-    counts = Counter(d.label for d in decisions.values())
-    summary = f"{len(decisions)} decided ({', '.join(f'{label} {n}' for label, n in sorted(counts.items()))})"
-    flagged = None if items is None else {path for path, row in items.items() if row.get("label") == positive_label}
-    measured = measured_precision(decisions.values(), positive_label, flagged)
-    scope = "flagged items" if flagged is not None else "items"
-    if measured.n:
-        summary += (
-            f"; measured precision {measured.precision:.1%} (95% interval {measured.low:.1%} to {measured.high:.1%}), "
-            f"{measured.n} {scope} decided {positive_label} or not"
-        )
-    else:
-        summary += f"; no {scope} decided {positive_label} or not yet, so no measured precision"
-    print(summary)

@@ -7,16 +7,23 @@ images are rows to score; a zip, whether given directly or found inside a folder
 reason; any other file, a folder that cannot be opened or a link to a folder is a row saying why it was not scored.
 Only system files that hold no photos (uploads.is_metadata: .DS_Store, Thumbs.db, macOS ._ and __MACOSX files) are
 left out, and the caller says how many in the job's log (listing_note).
+
+The job's file list (files.jsonl) is written once, before any scoring, and never changes: one JSON
+[path as given or listed, file on disk, error] a line. Zip members that pass uploads' checks are unpacked into the
+job's unpacked/ under numbered names (member names are never used as paths).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from wildvision import runs
 from wildvision.images import IMAGE_EXTENSIONS, is_image_file
+from wildvision.screening.config import FILES, UNPACKED
 from wildvision.uploads import ZIP_EXTENSION, UploadLimits, ZipRefused, is_metadata, member_suffix, open_zip, zip_members
 
 # as `predict`'s zips: the user's own archive, but its members may come from anyone
@@ -116,3 +123,37 @@ def listing_note(files: int, left_out: list[str], shown: int = 3) -> str:
     return (
         f"{note}; left out {len(left_out):,} system file{plural} that hold no photos (.DS_Store, Thumbs.db, desktop.ini, macOS ._ and __MACOSX files): {named}"
     )
+
+
+def write_file_list(screen_dir: Path, sources: list[str], left_out: list[str]) -> int:
+    """Write files.jsonl (streamed, then renamed into place) and return how many rows it has; the system files
+    left out are added to `left_out`."""
+    count = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal count
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as handle:
+            for row in iter_sources(sources, screen_dir / UNPACKED, left_out):
+                handle.write(json.dumps([row.path, row.file, row.error]) + "\n")
+                count += 1
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    runs.write_atomic(screen_dir / FILES, write)
+    return count
+
+
+def read_file_list(screen_dir: Path) -> Iterator[Listed]:
+    """files.jsonl's rows, in list order."""
+    with open(screen_dir / FILES, encoding="utf-8", errors="surrogateescape") as handle:
+        for line in handle:
+            yield Listed(*json.loads(line))
+
+
+def check_sources(sources: list[str]) -> None:
+    """A ValueError naming every source that does not exist."""
+    if not sources:
+        raise ValueError("give at least one folder, zip or list file to screen")
+    missing = [source for source in sources if not Path(source).exists()]
+    if missing:
+        raise ValueError(f"no such file or folder: {', '.join(missing)}")

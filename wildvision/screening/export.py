@@ -1,0 +1,362 @@
+"""What people confirmed in a screening job, taken out of it: a CSV of cases and an evidence pack.
+
+`python -m wildvision export SCREEN_DIR` (the Review page calls the same functions; training_export.py writes a
+training folder from the same decided cases):
+
+- `--csv OUT` (export_csv): the confirmed cases, the items people decided the positive class (config.json's
+  class_names[-1], "captive" for the shipped model), in scores.csv's order: path, sha256, probability, decision,
+  reviewer, decided_at (UTC), note. The model's probability and the people's decision sit side by side.
+- `--zip OUT` (export_evidence_pack): an evidence pack to hand on: each confirmed photo byte for byte as it was
+  screened (images/<row>-<name>), a Grad-CAM overlay of it (saliency/<row>-<name>.png), that CSV with the names of
+  both files inside the pack (cases.csv), and README.txt saying what the pack is and what a saliency map is not.
+
+Why each rule:
+
+- Only the bytes that were screened are exported: each file is read again and its SHA-256 compared with
+  scores.csv's; a file deleted or changed since screening is skipped with its reason (evidence must be what the
+  model scored and people saw). Photos from zips are read from the job's unpacked/ copies (files.jsonl).
+- Names inside a pack or folder are `<scores.csv row, 6 digits>-<the file's own name, reduced to safe
+  characters>`: unique (two posts may both be "1.jpg"), readable, and never a path taken from a scraped name.
+- Nothing half-written is ever left under an output's name: CSVs and the pack are written to a temporary name
+  and renamed into place (runs.write_atomic).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import re
+import textwrap
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+
+from PIL import Image
+
+from wildvision import runs
+from wildvision.images import IMAGE_EXTENSIONS
+from wildvision.predict import LoadedModel
+from wildvision.screening import decisions
+from wildvision.screening.config import FILES, SCORES
+from wildvision.screening.job import load_screen_model
+from wildvision.screening.merge import check_columns
+from wildvision.screening.review import Job, read_job
+from wildvision.screening.sources import read_file_list
+
+CASE_COLUMNS = ["path", "sha256", "probability", "decision", "reviewer", "decided_at", "note"]
+PACK_COLUMNS = [*CASE_COLUMNS, "image", "saliency"]  # the photo and its map inside the pack ("" when skipped)
+PACK_CSV, README = "cases.csv", "README.txt"
+IMAGES, SALIENCY = "images", "saliency"
+SALIENCY_METHOD = "gradcam"  # the map a non-expert reads best (wording.MAP_DESCRIPTIONS)
+SALIENCY_SIZE = 640  # longest side of a map, as the Predict page shows it
+CHUNK = 16  # photos read and explained at a time: memory stays bounded for a pack of thousands
+NAME_CHARACTERS = 60
+# What Pillow calls a format, as a file suffix training recognises (a listed file may have no image suffix)
+FORMAT_SUFFIXES = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
+
+Progress = Callable[[float], None]
+
+
+class CaseFileError(ValueError):
+    """A case's photo cannot be exported as it was screened; the message says why."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One decided item: where it is in scores.csv (row, from 1), its file on disk, the model's score and the people's decision."""
+
+    row: int
+    path: str  # as scores.csv spells it (a zip member is "archive.zip/member")
+    file: str | None  # the file on disk (files.jsonl); None when there was nothing to read
+    sha256: str
+    probability: str  # as scores.csv has it; "" when the model could not read the file
+    error: str  # scores.csv's reason the model could not read it; "" when it could
+    decision: str
+    reviewer: str
+    decided_at: str  # UTC, ISO 8601
+    note: str
+
+    def csv_row(self) -> list[str]:
+        """The case as a CASE_COLUMNS row."""
+        return [self.path, self.sha256, self.probability, self.decision, self.reviewer, self.decided_at, self.note]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A case whose photo was left out, and why (gone, changed since screening, never readable)."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CsvExport:
+    """The confirmed cases' CSV as written: where, and how many rows."""
+
+    path: Path
+    cases: int
+
+
+@dataclass(frozen=True)
+class EvidencePack:
+    """What an evidence pack holds: cases.csv rows, the members written, and the cases whose photo was left out."""
+
+    path: Path
+    cases: int
+    images: tuple[str, ...]
+    saliency_maps: tuple[str, ...]
+    skipped: tuple[Skipped, ...]
+    members: tuple[str, ...]
+
+
+# ---------------------------------------------------------------------------------------------
+# The job and its decided cases
+# ---------------------------------------------------------------------------------------------
+
+
+def decided_cases(screen_dir: str | Path, labels: Iterable[str] | None = None) -> list[Case]:
+    """The items people decided (one of `labels`; None: any label, unsure too), in scores.csv's order.
+
+    Reads the decision store only when it exists: exporting never creates one."""
+    job = read_job(screen_dir)
+    if not (job.path / decisions.DATABASE).is_file():
+        return []
+    decided = decisions.current(job.path)
+    wanted = None if labels is None else set(labels)
+    cases = []
+    with open(job.path / SCORES, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        check_columns(reader.fieldnames, job.path / SCORES)
+        for row_number, (row, listed) in enumerate(zip(reader, read_file_list(job.path), strict=False), 1):
+            if row["path"] != listed.path:
+                raise runs.RunError(f"{job.path}: row {row_number} of {SCORES} ({row['path']}) is not {FILES}'s ({listed.path})")
+            decision = decided.get(row["path"])
+            if decision is None or (wanted is not None and decision.label not in wanted):
+                continue
+            cases.append(
+                Case(
+                    row=row_number,
+                    path=row["path"],
+                    file=listed.file,
+                    sha256=row["sha256"],
+                    probability=row["probability"],
+                    error=row["error"],
+                    decision=decision.label,
+                    reviewer=decision.reviewer,
+                    decided_at=decision.decided_at,
+                    note=decision.note or "",
+                )
+            )
+    return cases
+
+
+def confirmed_cases(screen_dir: str | Path) -> list[Case]:
+    """The items people decided the positive class, refused when there are none (an empty export would look like a finding)."""
+    job = read_job(screen_dir)
+    cases = decided_cases(job.path, [job.positive])
+    if not cases:
+        raise ValueError(f"no confirmed cases in {job.path}: nobody has decided any item {job.positive!r} yet (record decisions with `review`)")
+    return cases
+
+
+def case_bytes(case: Case) -> bytes:
+    """The photo's bytes exactly as the model scored them; CaseFileError when it cannot be read or is no longer the same file."""
+    if case.error or not case.sha256:
+        raise CaseFileError(f"the model could not read it when screening ({case.error or 'no file'})")
+    if case.file is None:
+        raise CaseFileError("there was no file to read")
+    try:
+        data = Path(case.file).read_bytes()
+    except FileNotFoundError:
+        raise CaseFileError(f"{case.file} is gone (moved or deleted since screening)") from None
+    except OSError as error:
+        raise CaseFileError(f"{case.file} cannot be read ({error.strerror or error})") from None
+    if hashlib.sha256(data).hexdigest() != case.sha256:
+        raise CaseFileError(f"{case.file} changed since screening (its SHA-256 is not the one scored)")
+    return data
+
+
+def export_name(case: Case, data: bytes | None = None) -> str:
+    """`<row>-<name>`: the scores.csv row makes it unique, the file's own name (safe characters only) keeps it readable.
+
+    A name without an image suffix gets the one its bytes call for (`data`), since training lists files by suffix."""
+    base = PurePosixPath(case.path.replace("\\", "/")).name
+    stem, suffix = os.path.splitext(base)
+    if suffix.lower() not in IMAGE_EXTENSIONS:
+        stem, suffix = base, _sniffed_suffix(data)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip(".-")[:NAME_CHARACTERS].strip(".-") or "image"
+    return f"{case.row:06d}-{stem}{suffix.lower()}"
+
+
+def _sniffed_suffix(data: bytes | None) -> str:
+    try:
+        with Image.open(io.BytesIO(data or b"")) as image:
+            return FORMAT_SUFFIXES.get(image.format or "", ".png")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return ".png"  # it was decoded when screened; wildvision opens an image by its content, whatever its suffix
+
+
+# Writing
+# ---------------------------------------------------------------------------------------------
+
+
+def check_output_file(out: str | Path) -> Path:
+    """`out` as a file that can be written (its folder exists and is writable), so a refusal comes before any work."""
+    out = Path(out)
+    if out.is_dir():
+        raise ValueError(f"{out} is a folder: give the name of the file to write")
+    return writable_parent(out, "write")
+
+
+def writable_parent(out: Path, verb: str) -> Path:
+    """`out`, refused when its folder is missing or not writable, so an export fails before any work (`verb`: write, create)."""
+    if not out.parent.is_dir():
+        raise ValueError(f"cannot {verb} {out}: the folder {out.parent} does not exist")
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot {verb} {out}: the folder {out.parent} is not writable")
+    return out
+
+
+def csv_text(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A CSV with its header, as text (written atomically by the caller)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def cases_csv(screen_dir: str | Path) -> tuple[str, int]:
+    """The confirmed cases as CSV text (CASE_COLUMNS) and how many there are (the Review page's download)."""
+    cases = confirmed_cases(screen_dir)
+    return csv_text(CASE_COLUMNS, (case.csv_row() for case in cases)), len(cases)
+
+
+def export_csv(screen_dir: str | Path, out: str | Path) -> CsvExport:
+    """Write the confirmed cases to `out` (CASE_COLUMNS), atomically; returns what was written."""
+    text, count = cases_csv(screen_dir)
+    out = check_output_file(out)
+    runs.write_text_atomic(out, text)
+    return CsvExport(out, count)
+
+
+def _member(name: str, when: datetime) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=when.timetuple()[:6])
+    info.external_attr = 0o644 << 16  # unzipped files readable by everyone, as files people save are
+    return info
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _pack_readme(job: Job, exported_at: str, cases: int, images: int, saliency: bool, skipped: Sequence[Skipped]) -> str:
+    """README.txt: what the pack is, from which job and model, and how far each part of it goes."""
+    positive = job.positive
+    described = {
+        PACK_CSV: f"One row per case: the photo's path as screened, its SHA-256, the model's probability of {positive!r}, "
+        "the people's decision, who decided, when (UTC) and their note; `image` and `saliency` name its files in this pack.",
+        f"{IMAGES}/": f"Each photo byte for byte as it was screened: its SHA-256 is the one in {PACK_CSV}.",
+        f"{SALIENCY}/": (
+            f"A Grad-CAM map of each photo, laid over it: the brighter an area, the more it pushed the model's score for {positive!r} up. "
+            "A map shows where the model looked. It is not proof of anything: the decision is the people's."
+        )
+        if saliency
+        else "Not made for this pack.",
+    }
+    lines = [
+        "wildvision evidence pack",
+        "",
+        f"Screening job: {job.name} ({job.path.resolve()}), started {job.created_at or 'at an unrecorded time'}",
+        f"Model: {job.model} ({job.architecture})" + ("" if job.model_file == job.model else f", checkpoint {job.model_file}"),
+        f"Threshold: {job.threshold:g} (photos scoring at or above it were flagged {positive!r})"
+        + (f"; adopted by {job.adopted.reviewer} on {job.adopted.adopted_at}, the model's own is {job.model_threshold:g}" if job.adopted else ""),
+        f"Exported: {exported_at} (UTC)",
+        f"Cases: {cases} photos people decided {positive!r}; {images} of them are in this pack",
+        "",
+    ]
+    for name, text in described.items():
+        lines += [name, *textwrap.wrap(text, 100, initial_indent="  ", subsequent_indent="  ")]
+    lines += ["", "The model's score is a pointer for a person to check, never proof of trade."]
+    if skipped:
+        lines += ["", f"Not in this pack ({len(skipped)}; their rows in {PACK_CSV} name no image):"]
+        lines += [f"  {s.path}: {s.reason}" for s in skipped]
+    return "\n".join(lines) + "\n"
+
+
+def export_evidence_pack(
+    screen_dir: str | Path,
+    out: str | Path,
+    saliency: bool = True,
+    device: str = "cpu",
+    progress: Progress | None = None,
+    loaded: LoadedModel | None = None,
+) -> EvidencePack:
+    """Write the evidence pack to `out` (a zip, renamed into place when whole) and return what it holds.
+
+    saliency: add a Grad-CAM overlay per photo from the job's own model (refused when that model changed since the
+    job: its maps would not be the model that flagged). A case whose photo cannot be exported as screened keeps
+    its cases.csv row without an image and is listed in README.txt and in `skipped`; when no photo can be, nothing
+    is written. loaded: the job's model (load_screen_model) when the caller holds it already; else it is
+    loaded on `device`. progress: called with the fraction of cases done."""
+    from wildvision.explain.saliency import examine, overlay  # captum and the network only when a pack is made
+
+    job = read_job(screen_dir)
+    cases = confirmed_cases(job.path)
+    out = check_output_file(out)
+    if saliency and loaded is None:
+        loaded = load_screen_model(job.path, device)
+    elif not saliency:
+        loaded = None
+    now = datetime.now().astimezone()
+    exported_at = runs.now()
+    images: dict[int, str] = {}
+    maps: dict[int, str] = {}
+    skipped: list[Skipped] = []
+    members: list[str] = []
+
+    def add(archive: zipfile.ZipFile, name: str, data: bytes | str, compress: int = zipfile.ZIP_STORED) -> None:
+        archive.writestr(_member(name, now), data, compress_type=compress)  # photos and PNGs are compressed already
+        members.append(name)
+
+    def pack(archive: zipfile.ZipFile) -> None:
+        for start in range(0, len(cases), CHUNK):
+            readable: list[tuple[Case, str]] = []
+            for case in cases[start : start + CHUNK]:
+                try:
+                    data = case_bytes(case)
+                except CaseFileError as error:
+                    skipped.append(Skipped(case.path, str(error)))
+                    continue
+                images[case.row] = f"{IMAGES}/{export_name(case, data)}"
+                add(archive, images[case.row], data)
+                readable.append((case, images[case.row]))
+            if loaded is not None and readable:
+                # the files were read and checked a moment ago; examine reads them again to decode them
+                for (case, name), examined in zip(readable, examine(loaded, [case.file for case, _ in readable], SALIENCY_METHOD, SALIENCY_SIZE)):
+                    if examined.explanation is not None:
+                        maps[case.row] = f"{SALIENCY}/{PurePosixPath(name).stem}.png"
+                        add(archive, maps[case.row], _png(overlay(examined.image, examined.explanation.heatmap)))
+            if progress is not None:
+                progress(min(1.0, (start + CHUNK) / len(cases)))
+        if not images:
+            raise ValueError(f"none of the {len(cases)} confirmed photos can be exported as screened, e.g. {skipped[0].path}: {skipped[0].reason}")
+        rows = (case.csv_row() + [images.get(case.row, ""), maps.get(case.row, "")] for case in cases)
+        add(archive, PACK_CSV, csv_text(PACK_COLUMNS, rows), zipfile.ZIP_DEFLATED)
+        add(archive, README, _pack_readme(job, exported_at, len(cases), len(images), saliency, skipped), zipfile.ZIP_DEFLATED)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            with zipfile.ZipFile(handle, "w") as archive:
+                pack(archive)
+            handle.flush()  # the zip's central directory is written when it closes, above
+            os.fsync(handle.fileno())
+
+    runs.write_atomic(out, write)
+    return EvidencePack(out, len(cases), tuple(images.values()), tuple(maps.values()), tuple(skipped), tuple(members))

@@ -1,0 +1,77 @@
+"""Exports the Review page starts: background processes writing into the job's exports/ folder, one log each.
+
+An evidence pack's saliency maps and a training folder's copies take minutes for thousands of photos, which the
+dashboard never waits for: each request is `python -m wildvision export SCREEN_DIR ...` in its own process, noted in
+exports/requests.jsonl, its output appended to exports/console.log. A failed request's message is the log's last
+`error:` line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from wildvision import jobs, runs
+from wildvision.screening.training_export import MANIFEST, training_folder_summary
+
+EXPORTS, REQUESTS = "exports", "requests.jsonl"
+
+
+def exports_folder(screen_dir: str | Path) -> Path:
+    """SCREEN_DIR/exports/: what the Review page exported, requests.jsonl and console.log, the exports' output."""
+    return Path(screen_dir) / EXPORTS
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """An export the Review page started: what it writes, and where it stands (written, running or failed)."""
+
+    kind: str  # "evidence pack" or "training folder"
+    output: Path
+    state: str
+    detail: str = ""  # why it failed; for a written training folder, what it holds
+
+
+def _utc_stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+
+
+def start_export(screen_dir: str | Path, kind: str, output: str | Path, arguments: Sequence[str]) -> Path:
+    """Run `python -m wildvision export SCREEN_DIR ARGUMENTS...` in the background and note it in
+    exports/requests.jsonl; returns its log. `output` is what the arguments write (a pack, or a
+    training folder)."""
+    folder = exports_folder(screen_dir)
+    folder.mkdir(exist_ok=True)
+    log = folder / jobs.CONSOLE
+    pid = jobs.spawn("wildvision", ["export", str(Path(screen_dir).resolve()), *map(str, arguments)], log)
+    request = {"kind": kind, "output": str(Path(output).resolve()), "pid": pid, "started_at": runs.now()}
+    with open(folder / REQUESTS, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(request) + "\n")
+    return log
+
+
+def export_requests(screen_dir: str | Path) -> list[ExportRequest]:
+    """The exports the Review page started for the job, newest first, each written, running or failed (with the
+    error the export printed)."""
+    folder = exports_folder(screen_dir)
+    if not (folder / REQUESTS).is_file():
+        return []
+    requests = []
+    for line in reversed((folder / REQUESTS).read_text(encoding="utf-8").splitlines()):
+        request = json.loads(line)
+        output = Path(request["output"])
+        if output.is_file() or (output / MANIFEST).is_file():
+            requests.append(ExportRequest(request["kind"], output, "written", training_folder_summary(output) if output.is_dir() else ""))
+        elif jobs.process_alive(int(request["pid"])):
+            requests.append(ExportRequest(request["kind"], output, "running"))
+        else:
+            requests.append(ExportRequest(request["kind"], output, "failed", jobs.last_error(folder / jobs.CONSOLE)))
+    return requests
+
+
+def new_pack_path(screen_dir: str | Path) -> Path:
+    """Where the next evidence pack of the job goes: exports/evidence-<UTC time>.zip."""
+    return exports_folder(screen_dir) / f"evidence-{_utc_stamp()}.zip"

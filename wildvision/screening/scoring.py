@@ -1,0 +1,189 @@
+"""Scoring a job's file list into part files: each part a fixed range of list rows, written whole by an atomic rename.
+
+Part k covers list rows [k * part_size, (k + 1) * part_size), so a resume scores only the parts that are missing, a
+kill loses at most one part's work, and no row is ever scored twice. `--shard I/N` scores only the parts whose number
+modulo N is I (SLURM array task I of N), so N processes share a job without overlapping.
+
+_score_rows and _phash are this package's own batch loop and photo hash for now; they are kept apart here so that
+the shared inference loop and photo-identity module replace them with a small edit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import imagehash
+import torch
+from PIL import Image
+
+from wildvision import runs
+from wildvision.data import eval_transform
+from wildvision.images import ImageError, open_image
+from wildvision.predict import LoadedModel, forward, prepared_batches, stack_inputs
+from wildvision.screening.config import PARTS, ScreenConfig
+from wildvision.screening.sources import Listed, read_file_list
+
+PART_COLUMNS = ["index", "path", "sha256", "phash", "probability", "label", "unlike_training", "error"]
+WINDOW_PARTS = 16  # parts handed to prepared_batches at once: its prefetch restarts only every 4,096 images
+Shard = tuple[int, int]  # (I, N): the parts whose number modulo N is I, what SLURM array task I of N scores
+PHASH_SIDE = 64  # pHash shrinks to 32 x 32; reducing to no less than 64 px first keeps its bits (datacheck.DRAFT_SIZE)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What one read of a file gives: the model's input, SHA-256 and pHash, or the reason it cannot be scored."""
+
+    tensor: torch.Tensor | None
+    sha256: str
+    phash: int | None
+    error: str | None
+
+
+def _phash(image: Image.Image) -> int:
+    """The image's pHash as an int, from a box-reduced copy no smaller than PHASH_SIDE (cheap on large photos)."""
+    factor = max(1, min(image.width, image.height) // PHASH_SIDE)
+    return int(str(imagehash.phash(image.reduce(factor) if factor > 1 else image)), 16)
+
+
+def decoder(loaded: LoadedModel):
+    """The per-file work of the loader threads: SHA-256 of the bytes, then one decode for both pHash and the model's input.
+
+    The hash reads the file once; the decode reads it again from the page cache (open_image takes a path, and
+    that is where every check on a hostile file lives)."""
+    transform = eval_transform(loaded.normalisation)
+
+    def decode(file: str) -> Decoded:
+        try:
+            with open(file, "rb") as handle:
+                sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+        except FileNotFoundError:
+            return Decoded(None, "", None, "file not found")
+        except OSError as error:
+            return Decoded(None, "", None, f"cannot be read ({error.strerror or error})")
+        try:
+            image = open_image(file)
+        except ImageError as error:
+            return Decoded(None, sha256, None, error.reason)
+        return Decoded(transform(image), sha256, _phash(image), None)
+
+    return decode
+
+
+def _part_path(screen_dir: Path, first: int) -> Path:
+    return screen_dir / PARTS / f"part-{first:09d}.csv"
+
+
+def _unread(index: int, row: Listed) -> list:
+    return [index, row.path, "", "", "", "", "", row.error or ""]
+
+
+def _score_rows(loaded: LoadedModel, rows: list[tuple[int, Listed]], batch_size: int, workers: int | None) -> Iterator[tuple[int, list]]:
+    """(list index, part row) for every row, in list order; prepared_batches' threads decode the files ahead of the forward pass."""
+    readable = [(index, row) for index, row in rows if row.file is not None and row.error is None]
+    scored: dict[int, list] = {}
+    batches = prepared_batches([row.file for _, row in readable], decoder(loaded), batch_size, workers)
+    pending = iter(rows)
+    with contextlib.closing(batches):
+        for batch in batches:
+            ready = []
+            for position, decoded in batch:  # decode catches every ImageError itself, so each is a Decoded
+                index, row = readable[position]
+                scored[index] = [index, row.path, decoded.sha256, "" if decoded.phash is None else f"{decoded.phash:016x}", "", "", "", decoded.error or ""]
+                if decoded.tensor is not None:
+                    ready.append((index, decoded.tensor))
+            if ready:
+                inputs = stack_inputs(loaded, [tensor for _, tensor in ready])
+                with torch.inference_mode():
+                    probabilities, unlike = forward(loaded, inputs)
+                for position, ((index, _), probability) in enumerate(zip(ready, probabilities)):
+                    unlike_training = "" if unlike is None else f"{unlike[position]:.4f}"
+                    scored[index][4:7] = [f"{probability:.6f}", loaded.label_for(probability), unlike_training]
+            last = readable[batch[-1][0]][0]
+            for index, row in pending:  # rows with nothing to read (unsafe zip members) keep their place
+                yield index, scored.pop(index) if index in scored else _unread(index, row)
+                if index == last:
+                    break
+    for index, row in pending:
+        yield index, _unread(index, row)
+
+
+def parse_shard(text: str) -> Shard:
+    """A shard written as I/N (0 <= I < N): the parts whose number modulo N is I."""
+    index, sep, count = text.partition("/")
+    try:
+        shard = (int(index), int(count))
+    except ValueError:
+        shard = (-1, 0)
+    if not sep or not 0 <= shard[0] < shard[1]:
+        raise ValueError(f"shard {text!r}: write I/N with 0 <= I < N, e.g. 0/4 for the first of 4")
+    return shard
+
+
+def _written_parts(screen_dir: Path) -> set[int]:
+    """The first list row of every part written so far."""
+    return {int(part.stem.split("-")[1]) for part in (screen_dir / PARTS).glob("part-*.csv")}
+
+
+def rows_done(screen_dir: Path, part_size: int, total: int) -> int:
+    """List rows whose part is written: whoever wrote them (several SLURM tasks write parts side by side)."""
+    return sum(min(part_size, total - first) for first in _written_parts(screen_dir))
+
+
+def _windows(screen_dir: Path, part_size: int, shard: Shard | None = None) -> Iterator[list[tuple[int, Listed]]]:
+    """The list rows of parts not yet written (of one shard's parts, given one), up to WINDOW_PARTS parts at a time (whole parts only)."""
+    written = _written_parts(screen_dir)
+    window: list[tuple[int, Listed]] = []
+    for index, row in enumerate(read_file_list(screen_dir)):
+        first = index - index % part_size
+        if first in written or (shard is not None and first // part_size % shard[1] != shard[0]):
+            continue
+        if len(window) >= WINDOW_PARTS * part_size and index % part_size == 0:
+            yield window
+            window = []
+        window.append((index, row))
+    if window:
+        yield window
+
+
+def _progress(screen_dir: Path, part_size: int, total: int, started: float, done_at_start: int) -> None:
+    """status.json's progress: rows in the parts on disk, and the rate at which they have grown since this process began
+    (with several tasks, their joint rate)."""
+    done = rows_done(screen_dir, part_size, total)
+    elapsed = time.perf_counter() - started
+    rate = (done - done_at_start) / elapsed if elapsed > 0 and done > done_at_start else None
+    left = round((total - done) / rate) if rate else None
+    runs.write_status(screen_dir, "running", message=None, done=done, total=total, images_per_second=round(rate, 1) if rate else None, seconds_left=left)
+    line = f"screened {done:,} / {total:,} files" + (f" ({rate:.1f} files/s, {left} s left)" if rate else "")
+    if sys.stderr.isatty():
+        print("\r" + line, end="" if done < total else "\n", file=sys.stderr, flush=True)
+    else:
+        print(line, file=sys.stderr, flush=True)
+
+
+def score_parts(screen_dir: Path, config: ScreenConfig, loaded: LoadedModel, workers: int | None = None, shard: Shard | None = None) -> None:
+    """Score every list row (of `shard`'s parts, given one) that has no part yet, writing each part atomically as soon
+    as its last row is scored. `config`: the job's, with its model and file list recorded."""
+    total, part_size, batch_size = int(config.files or 0), int(config.part_size or 0), int(config.batch_size or 1)
+    (screen_dir / PARTS).mkdir(exist_ok=True)
+    started, done_at_start = time.perf_counter(), rows_done(screen_dir, part_size, total)
+    _progress(screen_dir, part_size, total, started, done_at_start)
+    for window in _windows(screen_dir, part_size, shard):
+        part: list[list] = []
+        for index, row in _score_rows(loaded, window, batch_size, workers):
+            part.append(row)
+            if (index + 1) % part_size == 0 or index + 1 == total:
+                buffer = io.StringIO()
+                writer = csv.writer(buffer)
+                writer.writerow(PART_COLUMNS)
+                writer.writerows(part)
+                runs.write_text_atomic(_part_path(screen_dir, part[0][0]), buffer.getvalue())
+                part = []
+                _progress(screen_dir, part_size, total, started, done_at_start)
