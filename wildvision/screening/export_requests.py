@@ -2,13 +2,15 @@
 
 An evidence pack's saliency maps and a training folder's copies take minutes for thousands of photos, which the
 dashboard never waits for: each request is `python -m wildvision export SCREEN_DIR ...` in its own process, noted in
-exports/requests.jsonl, its output appended to exports/console.log. A failed request's message is the log's last
-`error:` line.
+exports/requests.jsonl with the log its output goes to (exports/export-<UTC time>-<suffix>.log). A failed request's
+message is the last `error:` line of its own log: two exports that fail together each report their own error.
+Requests from before each had a log share exports/console.log, and read their error from it as they always did.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +23,7 @@ EXPORTS, REQUESTS = "exports", "requests.jsonl"
 
 
 def exports_folder(screen_dir: str | Path) -> Path:
-    """SCREEN_DIR/exports/: what the Review page exported, requests.jsonl and console.log, the exports' output."""
+    """SCREEN_DIR/exports/: what the Review page exported, requests.jsonl and each request's log."""
     return Path(screen_dir) / EXPORTS
 
 
@@ -40,14 +42,14 @@ def _utc_stamp() -> str:
 
 
 def start_export(screen_dir: str | Path, kind: str, output: str | Path, arguments: Sequence[str]) -> Path:
-    """Run `python -m wildvision export SCREEN_DIR ARGUMENTS...` in the background and note it in
-    exports/requests.jsonl; returns its log. `output` is what the arguments write (a pack, or a
+    """Run `python -m wildvision export SCREEN_DIR ARGUMENTS...` in the background, its output in a log of its own,
+    and note both in exports/requests.jsonl; returns the log. `output` is what the arguments write (a pack, or a
     training folder)."""
     folder = exports_folder(screen_dir)
     folder.mkdir(exist_ok=True)
-    log = folder / jobs.CONSOLE
+    log = folder / f"export-{_utc_stamp()}-{secrets.token_hex(3)}.log"
     pid = jobs.spawn("wildvision", ["export", str(Path(screen_dir).resolve()), *map(str, arguments)], log)
-    request = {"kind": kind, "output": str(Path(output).resolve()), "pid": pid, "started_at": runs.now()}
+    request = {"kind": kind, "output": str(Path(output).resolve()), "pid": pid, "log": log.name, "started_at": runs.now()}
     with open(folder / REQUESTS, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(request) + "\n")
     return log
@@ -55,7 +57,7 @@ def start_export(screen_dir: str | Path, kind: str, output: str | Path, argument
 
 def export_requests(screen_dir: str | Path) -> list[ExportRequest]:
     """The exports the Review page started for the job, newest first, each written, running or failed (with the
-    error the export printed)."""
+    error the export printed in its own log)."""
     folder = exports_folder(screen_dir)
     if not (folder / REQUESTS).is_file():
         return []
@@ -68,7 +70,8 @@ def export_requests(screen_dir: str | Path) -> list[ExportRequest]:
         elif jobs.process_alive(int(request["pid"])):
             requests.append(ExportRequest(request["kind"], output, "running"))
         else:
-            requests.append(ExportRequest(request["kind"], output, "failed", jobs.last_error(folder / jobs.CONSOLE)))
+            log = folder / request.get("log", jobs.CONSOLE)  # requests from before each had its own log shared console.log
+            requests.append(ExportRequest(request["kind"], output, "failed", jobs.last_error(log)))
     return requests
 
 
