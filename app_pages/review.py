@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app_pages.widgets import code, md, model_label
+from app_pages.widgets import code, md, model_label, run_page
 from wildvision import catalog, runs, shared, wording
 from wildvision.explain import saliency
 from wildvision.predict import LoadedModel
@@ -25,19 +25,8 @@ GRID_PAGE = 12
 GRID_COLUMNS = 4
 THUMBNAIL_SIDE = 320
 LARGE_SIDE = 720
-LABEL_WORDS = {"unsure": "Unsure"}  # the class names speak for themselves; the shipped model's get friendlier words
-SHIPPED_WORDS = {"captive": "Captive or for sale", "not_captive": "Not captive"}
 SHORTCUTS = ("1", "2", "3", "4", "5", "6", "7", "8", "9")  # each label's key in the one-at-a-time view, in button order
 LIVE = ("running", "queued")  # job states followed live
-
-
-def line_words(threshold: float) -> str:
-    """A flagging line as a percentage, with the decimals a line high on the scale needs (99.95%, not 100%)."""
-    return wording.percent_text(round(threshold * 100, 2))
-
-
-def label_words(label: str) -> str:
-    return SHIPPED_WORDS.get(label) or LABEL_WORDS.get(label) or label.replace("_", " ").capitalize()
 
 
 # --- cached reads --------------------------------------------------------------------------------
@@ -85,7 +74,7 @@ def _decide(screen_dir: str, path: str, label: str, note_key: str) -> None:
     except (ValueError, runs.RunError) as error:
         st.session_state["review-problem"] = f"That decision was not saved: {error}"
         return
-    st.session_state["review-saved"] = f"Saved: {label_words(label)}" + (f" for all {count} copies of this photo." if count > 1 else ".")
+    st.session_state["review-saved"] = f"Saved: {wording.label_words(label)}" + (f" for all {count} copies of this photo." if count > 1 else ".")
     st.session_state.pop("note-current", None)
 
 
@@ -94,7 +83,7 @@ def decision_buttons(job: review.Job, path: str, key: str, note_key: str, shortc
     places = st.columns(len(job.labels)) if shortcuts else [st.container() for _ in job.labels]  # a grid card is narrow: one under another
     for index, (place, label) in enumerate(zip(places, job.labels)):
         place.button(
-            label_words(label),
+            wording.label_words(label),
             key=f"{key}-{label}",
             on_click=_decide,
             args=(str(job.path), path, label, note_key),
@@ -215,9 +204,9 @@ def summary_section(job: review.Job, items: pd.DataFrame) -> None:
     columns[2].metric("Distinct photos flagged", f"{counts['flagged_photos']:,}")
     columns[3].metric("Distinct photos decided", f"{counts['decided_photos']:,}")
     columns[4].metric("Files that could not be read", f"{counts['unreadable_files']:,}")
-    line = f"Flags are drawn at a score of **{line_words(job.threshold)}**"
+    line = f"Flags are drawn at a score of **{wording.line_text(job.threshold)}**"
     if job.adopted:
-        line += f", adopted by {md(job.adopted.reviewer)} on {job.adopted.adopted_at[:10]} (the model's own line is {line_words(job.model_threshold)})."
+        line += f", adopted by {md(job.adopted.reviewer)} on {job.adopted.adopted_at[:10]} (the model's own line is {wording.line_text(job.model_threshold)})."
     else:
         line += ", the model's own line."
     st.markdown(line)
@@ -271,11 +260,11 @@ def item_words(job: review.Job, row: pd.Series) -> str:
     if row["error"]:
         return f"**Could not be read:** {md(wording.problem_text(row['error']))}"
     score = wording.percent_text(wording.shown_percents(row["probability"], job.threshold)[0])  # never contradicts the band
-    words = f"**{score}** {label_words(job.positive).lower()} · {review.BANDS[row['band']].split(' (')[0].lower()}"
+    words = f"**{score}** {wording.label_words(job.positive).lower()} · {review.BANDS[row['band']].split(' (')[0].lower()}"
     if job.unusual_level is not None and not math.isnan(row["unlike_training"]) and row["unlike_training"] > job.unusual_level:
         words += f"  \n:orange[{wording.UNLIKE_TRAINING}]"
     if row["group_decision"]:
-        words += f"  \nDecided: **{label_words(row['group_decision'])}**" + (f" by {md(row['reviewer'])}" if row["reviewer"] else "")
+        words += f"  \nDecided: **{wording.label_words(row['group_decision'])}**" + (f" by {md(row['reviewer'])}" if row["reviewer"] else "")
     return words
 
 
@@ -297,7 +286,7 @@ def single_view(job: review.Job, shown: pd.DataFrame) -> None:
         card(job, row, key="single", side=LARGE_SIDE, shortcuts=True)
     with right:
         st.markdown(f"Photo {position + 1:,} of {len(shown):,} shown")
-        st.caption("Keys: " + ", ".join(f"**{key}** {label_words(label)}" for key, label in zip(SHORTCUTS, job.labels)) + ".")
+        st.caption("Keys: " + ", ".join(f"**{key}** {wording.label_words(label)}" for key, label in zip(SHORTCUTS, job.labels)) + ".")
         back, skip = st.columns(2)
         back.button("Previous", disabled=position == 0, on_click=st.session_state.__setitem__, args=("review-position", position - 1))
         skip.button("Skip", disabled=position + 1 >= len(shown), on_click=st.session_state.__setitem__, args=("review-position", position + 1))
@@ -329,10 +318,10 @@ def precision_section(job: review.Job, items: pd.DataFrame, record: catalog.Mode
     if line.threshold is None:
         st.markdown(md(line.reason))
     else:
-        positive = label_words(job.positive).lower()
+        positive = wording.label_words(job.positive).lower()
         st.markdown(
             f"Of the {line.reviewed} flagged photos reviewed, {line.right} were {positive} ({line.right / line.reviewed:.0%}), below the "
-            f"{target:.0%} you need. A line at **{line_words(line.threshold)}** reaches {line.precision:.0%} on the {line.kept} reviewed "
+            f"{target:.0%} you need. A line at **{wording.line_text(line.threshold)}** reaches {line.precision:.0%} on the {line.kept} reviewed "
             f"photos at or above it and keeps {line.right_kept} of the {line.right} confirmed {positive}; {view.flagged_at_suggestion:,} of the "
             f"{view.flagged:,} distinct photos flagged now would stay flagged."
         )
@@ -341,7 +330,7 @@ def precision_section(job: review.Job, items: pd.DataFrame, record: catalog.Mode
             "reviewed photos stay above it."
         )
         st.button(
-            f"Adopt {line_words(line.threshold)} for this job",
+            f"Adopt {wording.line_text(line.threshold)} for this job",
             on_click=_adopt,
             args=(str(job.path), line.threshold, target, line.reviewed),
             disabled=reviewer_missing,
@@ -361,7 +350,7 @@ def export_section(job: review.Job) -> None:
     """The confirmed cases as a CSV, an evidence pack and a training folder; the last two are made in the background."""
     st.subheader("Export")
     st.write(
-        f"Confirmed cases are the photos people decided **{label_words(job.positive).lower()}**. The evidence pack holds "
+        f"Confirmed cases are the photos people decided **{wording.label_words(job.positive).lower()}**. The evidence pack holds "
         "each of them as it was screened, a map of where the model looked and the list of cases; the training folder "
         "holds every decided photo, sorted by decision, ready to train a model on your own market's photos."
     )
@@ -482,7 +471,7 @@ def review_section(summary: background.ScreenSummary) -> None:
         export_section(job)
 
 
-def review_page() -> None:
+def page() -> None:
     st.title("Review")
     st.write(
         "Screen a folder of photos (for example, images saved from a marketplace) with a model, then check the photos it "
@@ -500,4 +489,4 @@ def review_page() -> None:
     review_section(summary)
 
 
-review_page()
+run_page(page, "Review")

@@ -79,11 +79,11 @@ def test_a_new_job_with_a_missing_folder_is_refused_in_plain_words(screens_dir, 
 def test_decisions_need_a_name_then_one_click_decides_a_photo_and_its_reposts(job):
     at = page()
     assert not at.exception
-    assert all(button.disabled for button in buttons(at, "Captive or for sale")), "no decision without a reviewer's name"
+    assert all(button.disabled for button in buttons(at, "Captive / for sale")), "no decision without a reviewer's name"
     at.text_input(key="reviewer").input("Ana").run()
     items = review.read_items(job)
     first = review.queue(review.with_decisions(items, {}), review.read_job(job).threshold).iloc[0]
-    buttons(at, "Captive or for sale")[0].click().run()
+    buttons(at, "Captive / for sale")[0].click().run()
     assert not at.exception
     decided = decisions.current(job)
     assert set(decided) == set(review.group_paths(items, first["path"])) and {d.reviewer for d in decided.values()} == {"Ana"}
@@ -109,7 +109,7 @@ def test_all_copies_of_a_photo_are_shown_side_by_side_in_the_grid(job):
     see.click().run()
     assert not at.exception, at.exception
     assert any("Showing the 2 copies of one photo" in info.value for info in at.info)
-    assert len(buttons(at, "Captive or for sale")) == 2 and len([toggle for toggle in at.toggle if toggle.label == "Where the model looked"]) == 2
+    assert len(buttons(at, "Captive / for sale")) == 2 and len([toggle for toggle in at.toggle if toggle.label == "Where the model looked"]) == 2
 
 
 def test_cards_word_an_unreadable_file_plainly_and_cut_long_names_in_the_middle(job):
@@ -194,7 +194,7 @@ def test_a_cancelled_job_is_reviewed_as_far_as_it_was_scored(partial_job, screen
     assert picker(at).value == job.name
     assert [metric.value for metric in at.metric if metric.label == "Files"] == ["8"]
     assert buttons(at, "Resume") and not buttons(at, "Make an evidence pack"), "exports wait for the finished job"
-    buttons(at, "Captive or for sale")[0].click().run()
+    buttons(at, "Captive / for sale")[0].click().run()
     assert not at.exception and len(decisions.current(job)) >= 1
     assert [metric.value for metric in at.metric if metric.label == "Distinct photos decided"] == ["1"]
 
@@ -208,7 +208,7 @@ def test_the_reviewers_name_and_the_job_are_kept_for_the_session_and_in_the_addr
     picker(at).set_value(running.name).run()
     assert not [field for field in at.text_input if field.key == "reviewer"]
     picker(at).set_value(job.name).run()
-    assert at.text_input(key="reviewer").value == "Ana" and not buttons(at, "Captive or for sale")[0].disabled
+    assert at.text_input(key="reviewer").value == "Ana" and not buttons(at, "Captive / for sale")[0].disabled
     reloaded = page(job=job.name, reviewer="Ana")  # a reload of the address the browser shows by then (the browser test checks it does)
     assert reloaded.text_input(key="reviewer").value == "Ana" and picker(reloaded).value == job.name
 

@@ -64,6 +64,11 @@ def positive_words(positive_class: str) -> str:
     return "captive / for sale" if positive_class == "captive" else positive_class.replace("_", " ")
 
 
+def label_words(label: str) -> str:
+    """A decision's label as a button or a message says it: "Captive / for sale", "Not captive", "Unsure"."""
+    return positive_words(label).capitalize()
+
+
 def percent_text(percent: float) -> str:
     """A percentage already rounded to the decimals wanted, without trailing zeros: 83.0 -> "83%", 50.71 -> "50.71%"."""
     text = f"{percent:.{MAX_DECIMALS}f}".rstrip("0").rstrip(".")
