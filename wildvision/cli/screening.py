@@ -30,36 +30,48 @@ from wildvision.training.launch import named_folder_argument
 
 def register(sub) -> None:
     """Add `screen`, `review` and `export` to the command line's subcommands."""
-    screen_parser = sub.add_parser(
-        "screen",
-        help="score folders, zips or lists of images with a model, as a resumable screening job",
-        description="Score every image of each SOURCE (a folder, searched recursively; a zip; or a text file listing image paths) "
-        "and write a screening folder under --screens-dir: config.json, status.json and scores.csv (path, sha256, probability, "
-        "label, unlike_training, duplicate_group, error). Files that cannot be read are listed with their reason. Killed at any "
-        "moment, --resume SCREEN_DIR finishes it with every file scored exactly once. --slurm-tasks N lists the files here and "
-        "scores them as a SLURM job array of N shards (--dry-run prints its batch script).",
+    commands = (
+        (
+            "screen",
+            "score folders, zips or lists of images with a model, as a resumable screening job",
+            (
+                "Score every image of each SOURCE (a folder, searched recursively; a zip; or a text file listing image paths) "
+                "and write a screening folder under --screens-dir: config.json, status.json and scores.csv (path, sha256, probability, "
+                "label, unlike_training, duplicate_group, error). Files that cannot be read are listed with their reason. Killed at any "
+                "moment, --resume SCREEN_DIR finishes it with every file scored exactly once. --slurm-tasks N lists the files here and "
+                "scores them as a SLURM job array of N shards (--dry-run prints its batch script)."
+            ),
+            add_screen_arguments,
+            run_screen,
+        ),
+        (
+            "review",
+            "record people's decisions on a screening job's images, or list them",
+            (
+                "Decisions (captive / not / unsure, with reviewer, note and time) are kept in the screening folder's "
+                "decisions.sqlite with their full history; the model's scores are never changed."
+            ),
+            add_review_arguments,
+            run_review,
+        ),
+        (
+            "export",
+            "export a screening job's confirmed cases: a CSV, an evidence pack, or a training folder",
+            (
+                "Take out what people decided in a completed screening job: --csv the confirmed cases (decided the positive class) with "
+                "score, reviewer, time and note; --zip an evidence pack (those photos byte for byte, a saliency map of each, the CSV and a "
+                "README); --training-folder every photo decided a class, copied into a training folder for `train --data` with a manifest, "
+                "reporting photos that are the same photo as a test-set image. Nothing is written when any check fails (exit code 2); "
+                "exit code 1 when some photos were gone or changed since screening and were left out."
+            ),
+            add_export_arguments,
+            run_export,
+        ),
     )
-    add_screen_arguments(screen_parser)
-    screen_parser.set_defaults(func=run_screen)
-    review_parser = sub.add_parser(
-        "review",
-        help="record people's decisions on a screening job's images, or list them",
-        description="Decisions (captive / not / unsure, with reviewer, note and time) are kept in the screening folder's "
-        "decisions.sqlite with their full history; the model's scores are never changed.",
-    )
-    add_review_arguments(review_parser)
-    review_parser.set_defaults(func=run_review)
-    export_parser = sub.add_parser(
-        "export",
-        help="export a screening job's confirmed cases: a CSV, an evidence pack, or a training folder",
-        description="Take out what people decided in a completed screening job: --csv the confirmed cases (decided the positive class) with "
-        "score, reviewer, time and note; --zip an evidence pack (those photos byte for byte, a saliency map of each, the CSV and a "
-        "README); --training-folder every photo decided a class, copied into a training folder for `train --data` with a manifest, "
-        "reporting photos that are the same photo as a test-set image. Nothing is written when any check fails (exit code 2); "
-        "exit code 1 when some photos were gone or changed since screening and were left out.",
-    )
-    add_export_arguments(export_parser)
-    export_parser.set_defaults(func=run_export)
+    for name, help_text, description, add_arguments, run in commands:
+        parser = sub.add_parser(name, help=help_text, description=description)
+        add_arguments(parser)
+        parser.set_defaults(func=run)
 
 
 # ---------------------------------------------------------------------------------------------
