@@ -4,14 +4,17 @@ On N demo photos and the default model, in one process, after a warm-up, each re
 
 - per-image loop: open, transform and forward one photo at a time (inference_mode, channels_last), as
   a script without batching would;
-- predict_paths: what the CLI and the Predict page run (threads decode the next batches meanwhile);
+- predict_paths: what the CLI and the Predict page run (inference.batches: threads decode the next batches
+  meanwhile), the novelty score of each photo included, as the default model keeps a summary of its training photos;
+- predict_paths without novelty: the same model without that summary, to show what the score costs;
 - bare forward: the same model on ready tensors, in batches of the same size: the ceiling;
 - DataLoader: the same batches from a torch DataLoader with worker processes, the alternative to threads;
 - predict_paths at batch 32, the old default, to show what batch size costs on the CPU.
 
 Each throughput is the best of the repeats: on a shared machine the fastest run is the one least
 disturbed by other work, and the repeats are interleaved so that no variant is spared a busy spell.
-The last line is `ratio: <predict_paths / per-image loop throughput>`.
+The last line is `ratio: <predict_paths / bare forward throughput>` (issue 21: target >= 0.80; the 2-core
+ceiling, where one core also decodes, is about 0.84).
 
     python experiments/bench_batch_predict.py [--images 300] [--batch-size 8] [--repeat 3] [--quick]
 """
@@ -19,6 +22,7 @@ The last line is `ratio: <predict_paths / per-image loop throughput>`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +33,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from wildvision.data import eval_transform
 from wildvision.images import open_image
-from wildvision.predict import LoadedModel, default_batch_size, load_model, loader_threads, predict_paths
+from wildvision.inference import default_batch_size, loader_threads, positive_probabilities
+from wildvision.predict import LoadedModel, load_model, predict_paths
 
 
 def per_image_loop(loaded: LoadedModel, paths: list[Path]) -> list[float]:
@@ -38,7 +43,7 @@ def per_image_loop(loaded: LoadedModel, paths: list[Path]) -> list[float]:
     with torch.inference_mode():
         for path in paths:
             batch = transform(open_image(path))[None].to(loaded.device, memory_format=torch.channels_last)
-            probabilities.append(torch.softmax(loaded.model(batch), dim=1)[0, 1].item())
+            probabilities.append(positive_probabilities(loaded.model(batch))[0].item())
     return probabilities
 
 
@@ -65,7 +70,7 @@ def dataloader_predict(loaded: LoadedModel, paths: list[Path], batch_size: int, 
     with torch.inference_mode():
         for batch in loader:
             logits = loaded.model(batch.to(loaded.device, memory_format=torch.channels_last))
-            probabilities += torch.softmax(logits, dim=1)[:, 1].tolist()
+            probabilities += positive_probabilities(logits).tolist()
     return probabilities
 
 
@@ -80,6 +85,9 @@ def main() -> None:
     count = 48 if args.quick else args.images
     paths = demo_photos(count)
     loaded = load_model("default", device="cpu")
+    if loaded.novelty is None:
+        raise SystemExit("the default model has no novelty summary: the benchmark measures predict_paths with it")
+    without_novelty = dataclasses.replace(loaded, novelty=None)
     batch_size = args.batch_size or default_batch_size(loaded.device)
     transform = eval_transform(loaded.normalisation)
     tensors = torch.stack([transform(open_image(p)) for p in paths]).contiguous(memory_format=torch.channels_last)
@@ -88,6 +96,7 @@ def main() -> None:
     variants: dict[str, Callable[[list[Path]], object]] = {
         "per-image loop": lambda photos: per_image_loop(loaded, photos),
         "predict_paths": lambda photos: predict_paths(loaded, photos, batch_size, args.workers),
+        "predict_paths without novelty": lambda photos: predict_paths(without_novelty, photos, batch_size, args.workers),
         "bare forward": lambda photos: bare_forward(loaded, tensors[: len(photos)], batch_size),
         f"DataLoader, {processes} worker process{'es' if processes > 1 else ''}": lambda photos: dataloader_predict(loaded, photos, batch_size, processes),
         "predict_paths, batch 32": lambda photos: predict_paths(loaded, photos, 32, args.workers),
@@ -108,7 +117,8 @@ def main() -> None:
     print(f"predict_paths / per-image loop: {batch_vs_loop:.2f}x (target >= 2)")
     print(f"predict_paths / bare forward: {batch_vs_bare:.0%} (target >= 80%)")
     print(f"largest probability difference, predict_paths vs per-image loop: {difference:.1e} (must be <= 1e-5)")
-    print(f"ratio: {batch_vs_loop:.2f}")
+    print(f"predict_paths without novelty / bare forward: {throughput['predict_paths without novelty'] / throughput['bare forward']:.0%}")
+    print(f"ratio: {batch_vs_bare:.2f}")
 
 
 if __name__ == "__main__":
