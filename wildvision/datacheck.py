@@ -5,13 +5,8 @@ copy, or filed under two classes. Each of these quietly changes what a model lea
 looks: a duplicate weighs one photo double, a test image that is also a training image makes its test
 set's scores optimistic, and a photo labelled both captive and wild teaches the model nothing but noise.
 
-Two images are the same photo when their bytes are identical (SHA-256) or their perceptual hashes (pHash,
-64 bits, `imagehash`) differ in at most `PHASH_THRESHOLD` bits. That threshold was measured on the demo
-data (5,034 photos): 3,000 resized (x0.35 to x1.5) and re-encoded (JPEG quality 40 to 90) copies of 500
-photos were at most 6 bits from their originals, and the closest two unrelated photos were 10 bits apart
-(3 such pairs; every pair at 8 bits or fewer was the same photo, shown side by side). pHash distances
-are even (each hash has as many bits set as clear around its median), so 8 sits between the two.
-Watermarked or cropped copies can be 10 bits or more away and are not caught.
+Two images are the same photo when `wildvision.photos` says so: identical bytes (SHA-256) or perceptual hashes
+(pHash) at most `photos.PHASH_THRESHOLD` bits apart (the measurements behind that threshold are in its docstring).
 
 Matches are joined into duplicate groups (connected components: a copy of a copy is the same photo). A
 group whose images carry different labels (the positive class and a negative one) is a label conflict.
@@ -19,42 +14,23 @@ group whose images carry different labels (the positive class and a negative one
 
 from __future__ import annotations
 
-import hashlib
 import os
 import statistics
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import imagehash
-import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
+from wildvision import photos
 from wildvision.data import DataFolderError, Sample, scan_folder
-from wildvision.images import ImageError, open_image
+from wildvision.images import open_image
 
-PHASH_THRESHOLD = 8  # bits of 64; see the module docstring for the measurements behind it
-# pHash shrinks to 32 x 32 first; a JPEG decoded at no less than twice that gives the same hash within the
-# measured noise (median 0 bits from a full decode) at about a third of the time (0.53 ms against 1.46 ms)
-DRAFT_SIZE = (64, 64)
-_ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
-
-
-@dataclass(frozen=True)
-class ImageFacts:
-    """One file as the check read it: its upright size, SHA-256, pHash (as an int), or why it cannot be read."""
-
-    size: tuple[int, int] | None
-    sha256: str
-    phash: int | None
-    error: str | None
+# near_pairs: kept importable from here until wildvision.screening.merge uses wildvision.photos (issue 21)
+from wildvision.photos import PHASH_THRESHOLD, ImageFacts, all_facts, near_pairs  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -139,77 +115,17 @@ class DataReport:
         return sum(len(c.unreadable) for c in self.classes)
 
 
-_facts_cache: dict[tuple[str, int, int], ImageFacts] = {}
-_facts_lock = threading.Lock()
-
-
-def image_facts(path: Path) -> ImageFacts:
-    """SHA-256, pHash and upright size of one file; cached in memory by (path, size, mtime), so checking again
-    after a fix (or training after a check) rereads only what changed."""
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    with _facts_lock:
-        cached = _facts_cache.get(key)
-    if cached is not None:
-        return cached
-    with open(path, "rb") as file:
-        sha256 = hashlib.file_digest(file, "sha256").hexdigest()
-    try:
-        image = open_image(path, draft=DRAFT_SIZE)
-        with Image.open(path) as header:  # the full size: `image` may be a reduced draft
-            width, height = header.size
-            if header.getexif().get(0x0112) in _ROTATED:
-                width, height = height, width
-        facts = ImageFacts((width, height), sha256, int(str(imagehash.phash(image)), 16), None)
-    except ImageError as error:
-        facts = ImageFacts(None, sha256, None, error.reason)
-    with _facts_lock:
-        _facts_cache[key] = facts
-    return facts
-
-
-def all_facts(paths: Sequence[Path], workers: int | None = None) -> list[ImageFacts]:
-    """`image_facts` of every path, in order, decoded in threads (Pillow and hashlib release the GIL)."""
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1, thread_name_prefix="wildvision-check") as pool:
-        return list(pool.map(image_facts, paths))
-
-
-NEAR_PAIRS_BLOCK = 8_000_000  # pHash pairs compared at once by near_pairs (8 bytes each while XORed)
-
-
-def near_pairs(hashes: Sequence[int | None], threshold: int = PHASH_THRESHOLD) -> list[tuple[int, int, int]]:
-    """(i, j, distance) for every i < j whose pHashes differ in at most `threshold` bits (None: no hash)."""
-    known = np.array([i for i, h in enumerate(hashes) if h is not None], dtype=np.int64)
-    values = np.array([hashes[i] for i in known], dtype=np.uint64)
-    pairs = []
-    step = max(1, NEAR_PAIRS_BLOCK // max(1, len(values)))  # rows per block, so a block's XOR stays near 64 MB at any size
-    for start in range(0, len(values), step):  # a block of rows against the hashes from its first on: bounded memory
-        distances = np.bitwise_count(values[start : start + step, None] ^ values[None, start:])
-        rows, columns = np.nonzero(distances <= threshold)
-        for row, column in zip(rows.tolist(), columns.tolist()):
-            if row < column:
-                pairs.append((int(known[start + row]), int(known[start + column]), int(distances[row, column])))
-    return pairs
-
-
 def duplicate_groups(entries: Sequence[Entry], facts: Sequence[ImageFacts], threshold: int = PHASH_THRESHOLD) -> list[DuplicateGroup]:
     """Entries joined by identical bytes or near pHashes into groups of two or more, largest first."""
-    edges = near_pairs([f.phash for f in facts], threshold)
-    first_with_hash: dict[str, int] = {}
-    for index, fact in enumerate(facts):  # identical bytes that could not be decoded still match
-        first = first_with_hash.setdefault(fact.sha256, index)
-        if first != index:
-            edges.append((first, index, 0))
-    n = len(entries)
+    edges = photos.matches([f.sha256 for f in facts], [f.phash for f in facts], threshold)
     if not edges:
         return []
-    rows, columns, distances = (np.array(column) for column in zip(*edges))
-    _, component = connected_components(coo_matrix((np.ones(len(edges)), (rows, columns)), shape=(n, n)), directed=False)
+    component = photos.components(len(entries), edges)
     largest: dict[int, int] = defaultdict(int)
-    for row, distance in zip(rows.tolist(), distances.tolist()):
+    for row, _, distance in edges:
         largest[component[row]] = max(largest[component[row]], distance)
     members: dict[int, list[int]] = defaultdict(list)
-    for index, label in enumerate(component.tolist()):
+    for index, label in enumerate(component):
         members[label].append(index)
     groups = [
         DuplicateGroup(
@@ -231,17 +147,8 @@ def sample_groups(samples: Sequence[Sample]) -> list[list[Sample]]:
 
 
 def test_duplicates(train: Sequence[Sample], tests: dict[str, Sequence[Sample]]) -> dict[str, list[tuple[Path, Path]]]:
-    """Per test set, its images that are one photo (identical or near) with a training image, as (test image,
-    training image) pairs: such a test set's scores overstate how well the model does on unseen photos."""
-    entries = [Entry(s.path, "", s.class_name, s.label == 1, False) for s in train]
-    entries += [Entry(s.path, name, s.class_name, s.label == 1, True) for name, samples in tests.items() for s in samples]
-    leaks: dict[str, list[tuple[Path, Path]]] = defaultdict(list)
-    for group in duplicate_groups(entries, all_facts([e.path for e in entries])):
-        training = [m.path for m in group.members if not m.test]
-        for member in group.members:
-            if training and member.test:
-                leaks[member.source].append((member.path, training[0]))
-    return {name: sorted(leaks[name]) for name in tests if name in leaks}
+    """photos.test_duplicates of training samples and named test sets' samples, as training records them."""
+    return photos.test_duplicates([s.path for s in train], {name: [s.path for s in samples] for name, samples in tests.items()})
 
 
 def _triple(values: list[int]) -> tuple[int, int, int] | None:
