@@ -44,7 +44,7 @@ from wildvision import jobs, runs, slurm
 from wildvision.jobs import format_duration
 from wildvision.predict import default_batch_size, load_model
 from wildvision.screening import job
-from wildvision.screening.config import PART_BATCHES, SCORES, ScreenConfig, from_json, is_screen_config, read_config
+from wildvision.screening.config import PART_BATCHES, SCORES, from_json, is_screen_config, read_config
 from wildvision.screening.merge import counts_line
 
 JOB_NAME = "wildvision-screen"  # SLURM's name for screening arrays (SlurmSettings.job_name)
@@ -80,7 +80,6 @@ class ScreenSummary:
     distinct_photos: int | None = None  # duplicate groups of readable files, once completed
     slurm: str | None = None  # e.g. "SLURM job 12: 3 RUNNING, 1 PENDING", or why Slurm could not be asked
     problem: str | None = None
-    config: ScreenConfig | None = None
     status: dict = field(default_factory=dict)
 
 
@@ -118,7 +117,6 @@ def _summary(screen_dir: Path) -> ScreenSummary | None:
             flagged_photos=counts.get("flagged_photos"),
             unreadable=counts.get("unreadable"),
             distinct_photos=counts.get("distinct_photos"),
-            config=config,
             status=status,
         )
     except (runs.RunError, OSError, TypeError, ValueError, KeyError, IndexError) as error:
