@@ -84,3 +84,11 @@ def test_near_pairs_in_small_blocks_finds_what_one_block_finds(monkeypatch):
 def test_test_duplicates_names_each_test_image_that_is_a_training_photo(files):
     leaks = photos.test_duplicates([files["original"], files["different"]], {"test_a": [files["smaller"], files["broken"]], "test_b": [files["broken_copy"]]})
     assert leaks == {"test_a": [(files["smaller"], files["original"])]}
+
+
+def test_overlaps_match_files_to_references_directly(files):
+    mine = photos.all_facts([files["copy"], files["different"], files["broken_copy"]])
+    theirs = photos.all_facts([files["smaller"], files["original"], files["broken"]])
+    found = photos.overlaps(mine, theirs)
+    assert found[:2] == [(0, 0, found[0][2]), (0, 1, 0)] and found[0][2] <= photos.PHASH_THRESHOLD
+    assert found[2:] == [(2, 2, 0)]

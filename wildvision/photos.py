@@ -9,8 +9,9 @@ are even (each hash has as many bits set as clear around its median), so 8 sits 
 Watermarked or cropped copies can be 10 bits or more away and are not caught.
 
 Matches are joined transitively (a copy of a copy is the same photo): `components` gives each file its group,
-`duplicate_group_ids` numbers the groups by their first file (as screening's scores.csv does), and
-`test_duplicates` names the test images that are one photo with a training image.
+`duplicate_group_ids` numbers the groups by their first file (as screening's scores.csv does),
+`test_duplicates` names the test images that are one photo with a training image, and `overlaps` the
+files that are directly the same photo as a reference (a test-set image) before they are exported.
 """
 
 from __future__ import annotations
@@ -141,6 +142,26 @@ def duplicate_group_ids(sha256s: Sequence[str], phashes: Sequence[int | None], t
     for index, label in enumerate(labels):
         smallest.setdefault(label, index)
     return [smallest[label] + 1 if sha256s[index] else None for index, label in enumerate(labels)]
+
+
+def overlaps(files: Sequence[ImageFacts], references: Sequence[ImageFacts], threshold: int = PHASH_THRESHOLD) -> list[tuple[int, int, int]]:
+    """(file index, reference index, distance) for each of `files` that is the same photo as a reference directly
+    (not through other files): identical bytes (distance 0) or pHashes at most `threshold` bits apart; in file, then
+    reference order. For asking whether files about to be exported for training are test-set photos."""
+    by_sha: dict[str, list[int]] = defaultdict(list)
+    for index, facts in enumerate(references):
+        by_sha[facts.sha256].append(index)
+    hashed = [index for index, facts in enumerate(references) if facts.phash is not None]
+    hashes = np.array([references[index].phash for index in hashed], dtype=np.uint64)
+    found = []
+    for number, facts in enumerate(files):
+        near = dict.fromkeys(by_sha.get(facts.sha256, []) if facts.sha256 else [], 0)
+        if facts.phash is not None and len(hashes):
+            distances = np.bitwise_count(hashes ^ np.uint64(facts.phash))
+            for position in np.nonzero(distances <= threshold)[0].tolist():
+                near.setdefault(hashed[position], int(distances[position]))
+        found += [(number, index, distance) for index, distance in sorted(near.items())]
+    return found
 
 
 def test_duplicates(train: Sequence[Path], tests: Mapping[str, Sequence[Path]], threshold: int = PHASH_THRESHOLD) -> dict[str, list[tuple[Path, Path]]]:
