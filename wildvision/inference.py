@@ -98,7 +98,10 @@ def decoded_batches(
     bounded on long path lists. Closing the iterator early stops them.
     """
     ranges = [range(start, min(start + batch_size, len(paths))) for start in range(0, len(paths), batch_size)]
-    with ThreadPoolExecutor(max_workers=workers or loader_threads(), thread_name_prefix="wildvision-load") as pool:
+    # One torch thread per loader thread: otherwise each starts its own OpenMP team for the transform's tensor ops,
+    # which competes with the forward pass for the same cores.
+    pool = ThreadPoolExecutor(workers or loader_threads(), "wildvision-load", initializer=torch.set_num_threads, initargs=(1,))
+    with pool:
         pending = deque([pool.submit(_attempt, prepare, paths[i]) for i in batch] for batch in ranges[:PREFETCH_BATCHES])
         for number, batch in enumerate(ranges):
             futures = pending.popleft()
