@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 from benchmarking import demo_photos, report_throughput, time_interleaved
 
-from wildvision.predict import LoadedModel, default_batch_size, load_model, loader_threads, predict_paths
+from wildvision.inference import default_batch_size, loader_threads
+from wildvision.predict import LoadedModel, load_model, predict_paths
 from wildvision.screening.job import create_screen, finish_screen
 
 

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from conftest import DEMO, SHARED, make_class_folder
-from wildvision import datacheck, runs
+from wildvision import datacheck, photos, runs
 from wildvision.cli import main
 from wildvision.data import scan_folder
 from wildvision.explain import saliency
@@ -192,7 +192,7 @@ def test_the_training_folder_is_training_data_with_its_manifest_links_and_test_o
         ("captive/reviewed/000001-post-0.jpg", "same.jpg", "identical"),
         ("not_captive/reviewed/000003-post-2.jpg", "resized.jpg", "near-duplicate"),
     ]
-    assert 0 < folder.overlaps[1].distance <= datacheck.PHASH_THRESHOLD
+    assert 0 < folder.overlaps[1].distance <= photos.PHASH_THRESHOLD
 
     samples = scan_folder(out, CAPTIVE, with_background=True)  # what `train --data` reads
     assert len(samples) == 5 + 4 + 4 + 3

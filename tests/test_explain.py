@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import DEMO
 from wildvision.data import eval_transform
-from wildvision.explain import saliency
+from wildvision.explain import saliency, session
 from wildvision.images import open_image
 from wildvision.models import ARCHITECTURES, architecture, build_model, head
 from wildvision.predict import LoadedModel, load_model, predict_paths
@@ -149,7 +149,7 @@ def test_gradcam_runs_on_random_init_models(arch):
     for method in FAST:
         result = saliency.explain(loaded, image, method)
         assert result.heatmap.shape == (48, 64) and 0 <= result.heatmap.min() and result.heatmap.max() <= 1
-    assert sum(saliency.hook_counts(loaded.model).values()) == 0
+    assert sum(session.hook_counts(loaded.model).values()) == 0
 
 
 def test_gradcam_equals_a_hand_computed_reference_through_an_in_place_relu():
@@ -191,10 +191,10 @@ def test_a_failure_mid_attribution_leaves_no_hooks_and_restores_flags_and_modes(
 
     failing = head(model, loaded.arch).register_forward_hook(fail_on_gradient_pass)
     try:
-        before = saliency.hook_counts(model)
+        before = session.hook_counts(model)
         with pytest.raises(RuntimeError, match="simulated failure"):
             saliency.explain(loaded, image, "gradcam")
-        assert saliency.hook_counts(model) == before
+        assert session.hook_counts(model) == before
         assert not layer._forward_hooks and not layer._forward_pre_hooks and not layer._backward_hooks
     finally:
         failing.remove()
@@ -205,7 +205,7 @@ def test_a_failure_mid_attribution_leaves_no_hooks_and_restores_flags_and_modes(
     with pytest.raises(ScriptStopped):
         saliency.explain(loaded, image, "integrated_gradients", n_steps=16, progress=stop)
     try:
-        assert sum(saliency.hook_counts(model).values()) == 0
+        assert sum(session.hook_counts(model).values()) == 0
         assert [p.requires_grad for p in model.parameters()] == flags
         assert [m.training for m in model.modules()] == modes
         assert loaded.lock.acquire(blocking=False), "the model's lock must be released after a failure"
@@ -232,7 +232,7 @@ def test_concurrent_explanations_equal_sequential_ones(loaded, demo_paths):
     for job, result in results:
         assert np.array_equal(result.heatmap, sequential[job].heatmap), job
         assert result.probability == sequential[job].probability
-    assert sum(saliency.hook_counts(loaded.model).values()) == 0
+    assert sum(session.hook_counts(loaded.model).values()) == 0
 
 
 def test_overlay_is_aligned_with_the_upright_image(tmp_path, loaded):
@@ -286,7 +286,7 @@ def test_batched_saliency_equals_one_at_a_time_and_restores_the_model(default_mo
             assert [p.requires_grad for p in model.parameters()] == flags
             assert [m.training for m in model.modules()] == modes
             assert not [m for m in model.modules() if "forward" in m.__dict__], "BatchNorm forwards must be put back"
-            assert sum(saliency.hook_counts(model).values()) == 0
+            assert sum(session.hook_counts(model).values()) == 0
 
         def stop(fraction: float) -> None:
             raise ScriptStopped()
@@ -372,7 +372,7 @@ def test_examine_gives_predict_paths_scores_explain_many_maps_and_display_photos
         assert e.explanation.heatmap.shape == (photo.height, photo.width)
         assert np.allclose(e.explanation.heatmap, expected.heatmap, atol=1e-5), e.path
         assert e.explanation.target == expected.target
-    assert sum(saliency.hook_counts(default_model.model).values()) == 0
+    assert sum(session.hook_counts(default_model.model).values()) == 0
     assert saliency.examine(default_model, [], method) == []
 
 
@@ -421,4 +421,4 @@ def test_one_loaded_model_explains_and_predicts_in_two_threads_as_one_at_a_time(
         assert all(np.allclose(got, expected, atol=1e-5) for got, expected in zip(round_maps, maps))
     for round_scores in predicted:
         assert round_scores == pytest.approx(scores, abs=1e-6)
-    assert sum(saliency.hook_counts(default_model.model).values()) == 0
+    assert sum(session.hook_counts(default_model.model).values()) == 0

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from wildvision.explain import checks, saliency
+from wildvision.explain import checks, saliency, session
 from wildvision.images import open_image
 from wildvision.predict import load_model
 
@@ -40,7 +40,7 @@ def test_randomisation_flags_guided_backprop_and_leaves_the_model_alone(loaded, 
     results = checks.randomisation_test(loaded, photos, stages=(0.0, 0.5, 1.0))
     assert state_digest(loaded.model) == before
     assert [p.requires_grad for p in loaded.model.parameters()] == flags
-    assert set(saliency.hook_counts(loaded.model).values()) == {0}
+    assert set(session.hook_counts(loaded.model).values()) == {0}
     assert not loaded.model.training
 
     assert set(results) == {"saliency", "gradcam", "guided_backprop"}

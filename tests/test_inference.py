@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import write_image
-from wildvision import inference, novelty
+from wildvision import classes, inference, novelty
 from wildvision.images import ImageError
 from wildvision.predict import load_model
 
@@ -35,7 +35,7 @@ def test_every_file_is_a_row_in_order_and_readable_rows_carry_probability_and_no
     assert rows[2].error == "file not found" and rows[1].probability is None and rows[1].unlike_training is None
     with torch.inference_mode():
         logits = default_model.model(batches[0].inputs)
-    assert rows[0].probability == pytest.approx(torch.softmax(logits, dim=1)[0, inference.POSITIVE].item(), abs=1e-6)
+    assert rows[0].probability == pytest.approx(torch.softmax(logits, dim=1)[0, classes.POSITIVE].item(), abs=1e-6)
     features = novelty.backbone_features(default_model, [paths[0], paths[3]])
     expected = novelty.score(default_model.novelty, features)
     assert [rows[0].unlike_training, rows[3].unlike_training] == pytest.approx(expected.tolist(), abs=1e-6)
@@ -68,6 +68,6 @@ def test_a_caller_with_its_own_pass_gets_the_inputs_and_what_prepare_made(defaul
 
 
 def test_the_positive_class_and_probability_are_read_in_one_place():
-    assert inference.positive_class(["wild", "captive"]) == "captive"
+    assert classes.positive_class(["wild", "captive"]) == "captive"
     logits = torch.tensor([[0.0, 0.0], [0.0, 2.0]])
     assert inference.positive_probabilities(logits).tolist() == pytest.approx([0.5, 1 / (1 + np.exp(-2))])

@@ -92,3 +92,34 @@ def test_overlaps_match_files_to_references_directly(files):
     found = photos.overlaps(mine, theirs)
     assert found[:2] == [(0, 0, found[0][2]), (0, 1, 0)] and found[0][2] <= photos.PHASH_THRESHOLD
     assert found[2:] == [(2, 2, 0)]
+
+
+BASE = 0x0123_4567_89AB_CDEF
+
+
+def flipped(bits: int) -> int:
+    """BASE with its lowest `bits` bits flipped: a pHash exactly `bits` bits away from BASE."""
+    return BASE ^ ((1 << bits) - 1)
+
+
+def test_identical_bytes_share_the_first_rows_number_whatever_their_phash():
+    assert photos.duplicate_group_ids(["aa", "bb", "aa"], [BASE, flipped(40), None]) == [1, 2, 1]
+
+
+def test_near_copies_join_at_the_threshold_and_not_one_bit_over():
+    at = photos.duplicate_group_ids(["a", "b"], [BASE, flipped(photos.PHASH_THRESHOLD)])
+    over = photos.duplicate_group_ids(["a", "b"], [BASE, flipped(photos.PHASH_THRESHOLD + 1)])
+    assert at == [1, 1] and over == [1, 2]
+
+
+def test_a_copy_of_a_copy_joins_the_group_of_the_first_one():
+    # row 3 is within the threshold of row 2 only; row 2 of row 1 only: one group, named after row 1
+    far = BASE ^ (((1 << photos.PHASH_THRESHOLD) - 1) << photos.PHASH_THRESHOLD)  # 8 other bits flipped: 8 from row 2, 16 from row 1
+    hashes = [BASE, flipped(photos.PHASH_THRESHOLD), far ^ ((1 << photos.PHASH_THRESHOLD) - 1)]
+    assert photos.duplicate_group_ids(["a", "b", "c"], hashes) == [1, 1, 1]
+
+
+def test_rows_with_nothing_to_compare_have_no_group_and_join_none():
+    # a missing file (no bytes) has no group; a corrupt one has bytes but no pHash: its own group unless its bytes repeat
+    groups = photos.duplicate_group_ids(["", "aa", "bb", "aa", ""], [None, None, BASE, None, None])
+    assert groups == [None, 2, 3, 2, None]

@@ -1,4 +1,4 @@
-"""The screening package's parts on their own, on small inputs made here: duplicate groups, merging parts into
+"""The screening package's parts on their own, on small inputs made here: merging parts into
 scores.csv, listing sources, and a job's config.json."""
 
 from __future__ import annotations
@@ -13,47 +13,13 @@ import pytest
 from conftest import write_image
 from helpers import read_scores
 from wildvision import runs
-from wildvision.datacheck import PHASH_THRESHOLD
 from wildvision.screening.config import FORMAT, PARTS, SCORES, ScreenConfig, read_config, write_config
-from wildvision.screening.merge import SCORES_COLUMNS, duplicate_group_ids, merge_when_complete
+from wildvision.screening.merge import SCORES_COLUMNS, merge_when_complete
 from wildvision.screening.review import read_items
 from wildvision.screening.scoring import PART_COLUMNS
 from wildvision.screening.sources import iter_sources, listing_note
 
 BASE = 0x0123_4567_89AB_CDEF
-
-
-def flipped(bits: int) -> int:
-    """BASE with its lowest `bits` bits flipped: a pHash exactly `bits` bits away from BASE."""
-    return BASE ^ ((1 << bits) - 1)
-
-
-# ---------------------------------------------------------------------------------------------
-# duplicate_group_ids
-# ---------------------------------------------------------------------------------------------
-
-
-def test_identical_bytes_share_the_first_rows_number_whatever_their_phash():
-    assert duplicate_group_ids(["aa", "bb", "aa"], [BASE, flipped(40), None]) == [1, 2, 1]
-
-
-def test_near_copies_join_at_the_threshold_and_not_one_bit_over():
-    at = duplicate_group_ids(["a", "b"], [BASE, flipped(PHASH_THRESHOLD)])
-    over = duplicate_group_ids(["a", "b"], [BASE, flipped(PHASH_THRESHOLD + 1)])
-    assert at == [1, 1] and over == [1, 2]
-
-
-def test_a_copy_of_a_copy_joins_the_group_of_the_first_one():
-    # row 3 is within the threshold of row 2 only; row 2 of row 1 only: one group, named after row 1
-    far = BASE ^ (((1 << PHASH_THRESHOLD) - 1) << PHASH_THRESHOLD)  # 8 other bits flipped: 8 from row 2, 16 from row 1
-    hashes = [BASE, flipped(PHASH_THRESHOLD), far ^ ((1 << PHASH_THRESHOLD) - 1)]
-    assert duplicate_group_ids(["a", "b", "c"], hashes) == [1, 1, 1]
-
-
-def test_rows_with_nothing_to_compare_have_no_group_and_join_none():
-    # a missing file (no bytes) has no group; a corrupt one has bytes but no pHash: its own group unless its bytes repeat
-    groups = duplicate_group_ids(["", "aa", "bb", "aa", ""], [None, None, BASE, None, None])
-    assert groups == [None, 2, 3, 2, None]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,8 +31,8 @@ CONFIG = ScreenConfig(
 )
 ROWS = [  # index, path, sha256, phash, probability, label, unlike_training, error
     [0, "a.jpg", "aa", f"{BASE:016x}", "0.900000", "captive", "", ""],
-    [1, "b.jpg", "bb", f"{flipped(3):016x}", "0.800000", "captive", "0.5000", ""],
-    [2, "c.jpg", "cc", f"{flipped(60):016x}", "0.100000", "wild", "", ""],
+    [1, "b.jpg", "bb", f"{BASE ^ 0b111:016x}", "0.800000", "captive", "0.5000", ""],
+    [2, "c.jpg", "cc", f"{BASE ^ ((1 << 60) - 1):016x}", "0.100000", "wild", "", ""],
     [3, "d.jpg", "aa", f"{BASE:016x}", "0.900000", "captive", "", ""],
     [4, "broken.jpg", "dd", "", "", "", "", "corrupt or truncated image"],
 ]

@@ -28,9 +28,7 @@ from PIL import Image, ImageOps
 from wildvision import photos
 from wildvision.data import DataFolderError, Sample, scan_folder
 from wildvision.images import open_image
-
-# near_pairs: kept importable from here until wildvision.screening.merge uses wildvision.photos (issue 21)
-from wildvision.photos import PHASH_THRESHOLD, ImageFacts, all_facts, near_pairs  # noqa: F401
+from wildvision.photos import PHASH_THRESHOLD, ImageFacts, all_facts
 
 
 @dataclass(frozen=True)

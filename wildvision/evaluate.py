@@ -22,6 +22,7 @@ from sklearn.metrics import (
 )
 from torch import nn
 
+from wildvision import inference
 from wildvision.data import Sample, make_loader
 from wildvision.models import IMAGENET, Normalisation
 
@@ -144,7 +145,7 @@ class Inference:
 
     @property
     def probabilities(self) -> torch.Tensor:
-        return torch.softmax(self.logits.float(), dim=1)[:, 1]
+        return inference.positive_probabilities(self.logits)
 
     def loss(self) -> float:
         return float(nn.functional.cross_entropy(self.logits.float(), self.labels)) if len(self.labels) else float("nan")

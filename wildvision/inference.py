@@ -6,9 +6,8 @@ batches the loop decoded) and screening. What it gives per file is a `Row`: the 
 what `prepare` made of the file, or the reason it could not be read (a failed image is a row, never an
 exception), and, when the loop ran the forward pass, the positive-class probability and novelty score.
 
-Which output is "positive" is said here once: `POSITIVE`, the index of the positive class in a model's
-`class_names` ([negative, positive]) and in its outputs. `positive_class` and `positive_probabilities` are
-the only places that read it.
+The softmax is taken here once: `positive_probabilities`, the probability of the positive class
+(wildvision.classes.POSITIVE), for every caller.
 
 Speed (experiments/bench_batch_predict.py, docs/performance.md): on 2 cores the forward pass is the work and
 everything else must stay out of its way. One loader thread decodes the next PREFETCH_BATCHES batches while
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 import torch
 
 from wildvision import novelty
+from wildvision.classes import POSITIVE
 from wildvision.data import eval_transform
 from wildvision.images import ImageError, open_image
 from wildvision.models import head
@@ -37,18 +37,12 @@ from wildvision.models import head
 if TYPE_CHECKING:
     from wildvision.predict import LoadedModel
 
-POSITIVE = 1  # index of the positive class in class_names ([negative, positive]) and in a model's outputs
 MAX_LOADER_THREADS = 8
 PREFETCH_BATCHES = 2  # batches decoded ahead of the forward pass: bounds memory on long path lists
 CPU_BATCH_SIZE = 8
 GPU_BATCH_SIZE = 32
 
 Prepared = TypeVar("Prepared")
-
-
-def positive_class(class_names: Sequence[str]) -> str:
-    """The class a flag means (e.g. captive): the one every probability and map is for."""
-    return class_names[POSITIVE]
 
 
 def positive_probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -98,10 +92,7 @@ def decoded_batches(
     bounded on long path lists. Closing the iterator early stops them.
     """
     ranges = [range(start, min(start + batch_size, len(paths))) for start in range(0, len(paths), batch_size)]
-    # One torch thread per loader thread: otherwise each starts its own OpenMP team for the transform's tensor ops,
-    # which competes with the forward pass for the same cores.
-    pool = ThreadPoolExecutor(workers or loader_threads(), "wildvision-load", initializer=torch.set_num_threads, initargs=(1,))
-    with pool:
+    with ThreadPoolExecutor(max_workers=workers or loader_threads(), thread_name_prefix="wildvision-load") as pool:
         pending = deque([pool.submit(_attempt, prepare, paths[i]) for i in batch] for batch in ranges[:PREFETCH_BATCHES])
         for number, batch in enumerate(ranges):
             futures = pending.popleft()

@@ -11,13 +11,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from wildvision import inference, model_card, novelty, runs
+from wildvision import classes, inference, model_card, novelty, runs
 from wildvision.evaluate import resolve_device
 from wildvision.images import is_image_file
 
 # Kept importable from here until wildvision.screening.scoring uses inference.batches (issue 21): it imports them from predict.
-from wildvision.inference import decoded_batches as prepared_batches  # noqa: F401
-from wildvision.inference import default_batch_size, loader_threads, stack_inputs  # noqa: F401
 from wildvision.models import IMAGENET, Normalisation, build_model, check_architecture, normalisation
 
 REQUIRED_KEYS = ("arch", "state_dict", "class_names", "threshold")
@@ -49,11 +47,11 @@ class LoadedModel:
 
     @property
     def positive_class(self) -> str:
-        return inference.positive_class(self.class_names)
+        return classes.positive_class(self.class_names)
 
     def label_for(self, probability: float) -> str:
         """The class at this model's decision threshold."""
-        return self.positive_class if probability >= self.threshold else self.class_names[0]
+        return self.positive_class if probability >= self.threshold else classes.negative_class(self.class_names)
 
 
 @dataclass(frozen=True)
@@ -64,13 +62,6 @@ class Prediction:
     error: str | None = None
     unlike_training: float | None = None  # novelty.score; None when the model has no summary of its training photos
     unusual: bool | None = None  # above the model's warning level: treat the probability with caution
-
-
-def forward(loaded: LoadedModel, inputs: torch.Tensor) -> tuple[list[float], list[float] | None]:
-    """inference.forward's probabilities and novelty scores (None without a summary); kept for wildvision.screening.scoring
-    until it uses inference.batches (issue 21)."""
-    probabilities, unlike, _ = inference.forward(loaded, inputs)
-    return probabilities, None if loaded.novelty is None else unlike
 
 
 def checkpoint_path(model: str | Path, runs_dir: str | Path = "runs") -> Path:

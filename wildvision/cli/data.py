@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from wildvision import datacheck, wordnet_filter
+from wildvision import datacheck, photos, wordnet_filter
 from wildvision.cli.options import test_folder
 
 
@@ -40,7 +40,7 @@ def register(sub) -> None:
         "check",
         help="find unreadable images, duplicates, near-duplicates and label conflicts",
         description="Per class folder: images, unreadable files, sizes and balance; exact duplicates (SHA-256) and near-duplicates "
-        f"(perceptual hash, pHash within {datacheck.PHASH_THRESHOLD} of 64 bits) within the data, across its class folders and "
+        f"(perceptual hash, pHash within {photos.PHASH_THRESHOLD} of 64 bits) within the data, across its class folders and "
         "across the test sets; label conflicts (one photo under two classes). Every finding names its files. "
         "Exit code 0: nothing found; 1: findings; 2: a folder cannot be used.",
     )

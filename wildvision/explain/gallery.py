@@ -42,7 +42,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from wildvision import inference, jobs, model_card, runs
+from wildvision import classes, jobs, model_card, runs
 from wildvision.data import DataFolderError, Sample, scan_folder
 from wildvision.explain import checks
 from wildvision.explain.saliency import FAST_METHODS, METHODS, Examined, examine, overlay
@@ -98,7 +98,7 @@ class Pick:
 
 def sections(class_names: Sequence[str]) -> list[Section]:
     """The gallery's four sections, in order, titled with the model's class names."""
-    negative, positive = class_names[0], inference.positive_class(class_names)
+    negative, positive = classes.negative_class(class_names), classes.positive_class(class_names)
     return [
         Section("true_positive", f"Highest {positive} score, {positive}"),
         Section("true_negative", f"Highest {negative} score, {negative}"),

@@ -49,7 +49,7 @@ finds every part written (under a lock), so whichever finishes last completes th
 the rows of all parts on disk, whoever wrote them.
 
 A reposted photo is one review item: files with identical bytes (SHA-256) or pHashes at most
-datacheck.PHASH_THRESHOLD bits apart share `duplicate_group`, the list row number (from 1) of the
+photos.PHASH_THRESHOLD bits apart share `duplicate_group`, the list row number (from 1) of the
 group's first file; a photo seen once is its own group. Groups are computed at the end, over all rows.
 
 A file that cannot be used (corrupt, truncated, a decompression bomb, not an image, missing, an unsafe

@@ -41,8 +41,9 @@ from pathlib import Path
 import torch
 
 from wildvision import jobs, runs, slurm
+from wildvision.inference import default_batch_size
 from wildvision.jobs import format_duration
-from wildvision.predict import default_batch_size, load_model
+from wildvision.predict import load_model
 from wildvision.screening import job
 from wildvision.screening.config import PART_BATCHES, SCORES, from_json, is_screen_config, read_config
 from wildvision.screening.merge import counts_line

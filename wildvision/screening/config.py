@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wildvision import runs
+from wildvision import classes, runs
 
 FORMAT = 2  # 2: config.json records `format`; scores.csv has merge.SCORES_COLUMNS
 SCREENS_DIR_ENV = "WILDVISION_SCREENS_DIR"
@@ -55,8 +55,8 @@ class ScreenConfig:
 
     @property
     def positive(self) -> str:
-        """What a flag means (e.g. captive): the last class name."""
-        return self.class_names[-1] if self.class_names else "positive"
+        """What a flag means (e.g. captive): the model's positive class."""
+        return classes.positive_class(self.class_names) if self.class_names else "positive"
 
 
 _FIELDS = {field.name for field in dataclasses.fields(ScreenConfig)}

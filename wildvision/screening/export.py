@@ -3,8 +3,8 @@
 `python -m wildvision export SCREEN_DIR` (the Review page calls the same functions; training_export.py writes a
 training folder from the same decided cases):
 
-- `--csv OUT` (export_csv): the confirmed cases, the items people decided the positive class (config.json's
-  class_names[-1], "captive" for the shipped model), in scores.csv's order: path, sha256, probability, decision,
+- `--csv OUT` (export_csv): the confirmed cases, the items people decided the positive class (the model's
+  positive class, wildvision.classes; "captive" for the shipped model), in scores.csv's order: path, sha256, probability, decision,
   reviewer, decided_at (UTC), note. The model's probability and the people's decision sit side by side.
 - `--zip OUT` (export_evidence_pack): an evidence pack to hand on: each confirmed photo byte for byte as it was
   screened (images/<row>-<name>), a Grad-CAM overlay of it (saliency/<row>-<name>.png), that CSV with the names of

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from wildvision import jobs, model_card, runs
 from wildvision.datacheck import PHASH_THRESHOLD
-from wildvision.predict import LoadedModel, checkpoint_path, default_batch_size, load_model
+from wildvision.inference import default_batch_size
+from wildvision.predict import LoadedModel, checkpoint_path, load_model
 from wildvision.screening.config import FILES, PART_BATCHES, ScreenConfig, default_screens_dir, read_config, write_config
 from wildvision.screening.merge import merge_when_complete
 from wildvision.screening.scoring import Shard, score_parts

@@ -7,9 +7,8 @@ the columns they use (check_columns), so a scores.csv from an older wildvision s
 truncated one is named plainly instead of failing on a missing key.
 
 A reposted photo is one review item: files with identical bytes (SHA-256) or pHashes at most
-datacheck.PHASH_THRESHOLD bits apart share `duplicate_group`, the list row number (from 1) of the group's first
-file; a photo seen once is its own group. Groups are computed at the end, over all rows. duplicate_group_ids is
-kept here as it is until the shared photo-identity module replaces it.
+photos.PHASH_THRESHOLD bits apart share `duplicate_group`, the list row number (from 1) of the group's first
+file (photos.duplicate_group_ids); a photo seen once is its own group. Groups are computed at the end, over all rows.
 """
 
 from __future__ import annotations
@@ -22,12 +21,7 @@ import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-
-from wildvision import runs
-from wildvision.datacheck import PHASH_THRESHOLD, near_pairs
+from wildvision import photos, runs
 from wildvision.screening.config import PARTS, SCORES, ScreenConfig
 from wildvision.screening.scoring import rows_done
 
@@ -49,23 +43,6 @@ def part_rows(screen_dir: Path) -> Iterator[dict]:
             yield from csv.DictReader(handle)
 
 
-def duplicate_group_ids(sha256s: list[str], phashes: list[int | None], threshold: int = PHASH_THRESHOLD) -> list[int | None]:
-    """Per row, the row number (from 1) of the first row that is the same photo: identical bytes or pHashes at most
-    `threshold` bits apart, joined transitively (a copy of a copy); None for a row with no bytes to compare."""
-    edges = [(i, j) for i, j, _ in near_pairs(phashes, threshold)]
-    first: dict[str, int] = {}
-    for index, sha256 in enumerate(sha256s):
-        if sha256:
-            edges.append((first.setdefault(sha256, index), index))
-    n = len(sha256s)
-    rows, columns = (np.array(c, dtype=np.int64) for c in zip(*edges)) if edges else (np.zeros(0, np.int64), np.zeros(0, np.int64))
-    _, component = connected_components(coo_matrix((np.ones(len(rows)), (rows, columns)), shape=(n, n)), directed=False)
-    smallest: dict[int, int] = {}
-    for index, label in enumerate(component.tolist()):
-        smallest.setdefault(label, index)
-    return [smallest[label] + 1 if sha256s[index] else None for index, label in enumerate(component.tolist())]
-
-
 def write_scores(screen_dir: Path, config: ScreenConfig) -> dict:
     """Merge the parts into scores.csv (in list order, streamed, renamed into place) with duplicate groups; returns
     what the job list and the log show of it (counts_line), each count in one unit: files (rows), distinct_photos
@@ -76,7 +53,7 @@ def write_scores(screen_dir: Path, config: ScreenConfig) -> dict:
         sha256s.append(row["sha256"])
         phashes.append(int(row["phash"], 16) if row["phash"] else None)
         readable.append(not row["error"])
-    groups = duplicate_group_ids(sha256s, phashes)
+    groups = photos.duplicate_group_ids(sha256s, phashes)
     positive = config.positive
     counts = {"files": len(groups), "distinct_photos": len({group for group, ok in zip(groups, readable) if ok}), "flagged": 0, "unreadable": 0}
     flagged_photos = set()

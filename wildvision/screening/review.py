@@ -4,7 +4,7 @@ scores, and the precision of the flags as people measured it.
 No Streamlit here, so the page only lays this out and the tests and the render benchmark read the same numbers.
 
 A review item is a distinct photo: the files of one duplicate group (byte-identical or near-identical reposts, see
-merge.duplicate_group_ids) are shown once, by the member the model scored highest, and a decision on it is a decision on every member.
+photos.duplicate_group_ids) are shown once, by the member the model scored highest, and a decision on it is a decision on every member.
 Measured precision counts each photo once too, so a photo reposted twenty times weighs no more than one posted once.
 
 A job that stopped before it finished (cancelled, failed, interrupted) can be reviewed as far as it was scored: its
@@ -30,11 +30,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from wildvision import catalog, model_card, novelty, runs, wording
+from wildvision import catalog, classes, model_card, novelty, photos, runs, wording
 from wildvision.images import ImageError, open_image
 from wildvision.screening import decisions
 from wildvision.screening.config import FILES, PARTS, SCORES, read_config
-from wildvision.screening.merge import SCORES_COLUMNS, check_columns, duplicate_group_ids, part_rows
+from wildvision.screening.merge import SCORES_COLUMNS, check_columns, part_rows
 from wildvision.screening.scoring import PART_COLUMNS, rows_done
 
 UNCERTAIN_WIDTH = 0.2  # the uncertain band: this far below the job's threshold
@@ -95,7 +95,7 @@ class Job:
 
     @property
     def positive(self) -> str:
-        return self.class_names[-1]
+        return classes.positive_class(self.class_names)
 
     @property
     def threshold(self) -> float:
@@ -105,7 +105,7 @@ class Job:
     @property
     def labels(self) -> tuple[str, ...]:
         """What a person may decide: the positive class, the negative one, or unsure."""
-        return (self.positive, *self.class_names[:-1], decisions.UNSURE)
+        return (self.positive, classes.negative_class(self.class_names), decisions.UNSURE)
 
 
 def read_job(screen_dir: str | Path, unfinished: bool = False) -> Job:
@@ -180,7 +180,7 @@ def _scored_so_far(screen_dir: Path) -> pd.DataFrame:
     names them among all rows."""
     rows = pd.DataFrame(list(part_rows(screen_dir)), columns=PART_COLUMNS, dtype=str)
     phashes = [int(phash, 16) if phash else None for phash in rows["phash"]]
-    first = duplicate_group_ids(rows["sha256"].tolist(), phashes)
+    first = photos.duplicate_group_ids(rows["sha256"].tolist(), phashes)
     rows["duplicate_group"] = [str(int(rows["index"].iloc[group - 1]) + 1) if group is not None else "" for group in first]
     return rows[["index", *SCORES_COLUMNS]]
 

@@ -4,15 +4,14 @@ Part k covers list rows [k * part_size, (k + 1) * part_size), so a resume scores
 kill loses at most one part's work, and no row is ever scored twice. `--shard I/N` scores only the parts whose number
 modulo N is I (SLURM array task I of N), so N processes share a job without overlapping.
 
-_score_rows and _phash are this package's own batch loop and photo hash for now; they are kept apart here so that
-the shared inference loop and photo-identity module replace them with a small edit.
+Files are read by the one inference loop (wildvision.inference) and hashed by the photo-identity module
+(wildvision.photos): one decode per file gives the model's input and the pHash.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import io
 import sys
 import time
@@ -20,21 +19,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import imagehash
 import torch
-from PIL import Image
 
-from wildvision import runs
+from wildvision import inference, photos, runs
 from wildvision.data import eval_transform
 from wildvision.images import ImageError, open_image
-from wildvision.predict import LoadedModel, forward, prepared_batches, stack_inputs
+from wildvision.predict import LoadedModel
 from wildvision.screening.config import PARTS, ScreenConfig
 from wildvision.screening.sources import Listed, read_file_list
 
 PART_COLUMNS = ["index", "path", "sha256", "phash", "probability", "label", "unlike_training", "error"]
-WINDOW_PARTS = 16  # parts handed to prepared_batches at once: its prefetch restarts only every 4,096 images
+WINDOW_PARTS = 16  # parts handed to the inference loop at once: its prefetch restarts only every 4,096 images
 Shard = tuple[int, int]  # (I, N): the parts whose number modulo N is I, what SLURM array task I of N scores
-PHASH_SIDE = 64  # pHash shrinks to 32 x 32; reducing to no less than 64 px first keeps its bits (datacheck.DRAFT_SIZE)
 
 
 @dataclass(frozen=True)
@@ -47,12 +43,6 @@ class Decoded:
     error: str | None
 
 
-def _phash(image: Image.Image) -> int:
-    """The image's pHash as an int, from a box-reduced copy no smaller than PHASH_SIDE (cheap on large photos)."""
-    factor = max(1, min(image.width, image.height) // PHASH_SIDE)
-    return int(str(imagehash.phash(image.reduce(factor) if factor > 1 else image)), 16)
-
-
 def decoder(loaded: LoadedModel):
     """The per-file work of the loader threads: SHA-256 of the bytes, then one decode for both pHash and the model's input.
 
@@ -62,8 +52,7 @@ def decoder(loaded: LoadedModel):
 
     def decode(file: str) -> Decoded:
         try:
-            with open(file, "rb") as handle:
-                sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+            digest = photos.sha256(file)
         except FileNotFoundError:
             return Decoded(None, "", None, "file not found")
         except OSError as error:
@@ -71,8 +60,8 @@ def decoder(loaded: LoadedModel):
         try:
             image = open_image(file)
         except ImageError as error:
-            return Decoded(None, sha256, None, error.reason)
-        return Decoded(transform(image), sha256, _phash(image), None)
+            return Decoded(None, digest, None, error.reason)
+        return Decoded(transform(image), digest, photos.phash(image), None)
 
     return decode
 
@@ -86,27 +75,24 @@ def _unread(index: int, row: Listed) -> list:
 
 
 def _score_rows(loaded: LoadedModel, rows: list[tuple[int, Listed]], batch_size: int, workers: int | None) -> Iterator[tuple[int, list]]:
-    """(list index, part row) for every row, in list order; prepared_batches' threads decode the files ahead of the forward pass."""
+    """(list index, part row) for every row, in list order, through the one inference loop (inference.batches)."""
     readable = [(index, row) for index, row in rows if row.file is not None and row.error is None]
+    batches = inference.batches(
+        loaded, [row.file for _, row in readable], decoder(loaded), tensor=lambda decoded: decoded.tensor, batch_size=batch_size, workers=workers
+    )
     scored: dict[int, list] = {}
-    batches = prepared_batches([row.file for _, row in readable], decoder(loaded), batch_size, workers)
     pending = iter(rows)
     with contextlib.closing(batches):
         for batch in batches:
-            ready = []
-            for position, decoded in batch:  # decode catches every ImageError itself, so each is a Decoded
-                index, row = readable[position]
-                scored[index] = [index, row.path, decoded.sha256, "" if decoded.phash is None else f"{decoded.phash:016x}", "", "", "", decoded.error or ""]
-                if decoded.tensor is not None:
-                    ready.append((index, decoded.tensor))
-            if ready:
-                inputs = stack_inputs(loaded, [tensor for _, tensor in ready])
-                with torch.inference_mode():
-                    probabilities, unlike = forward(loaded, inputs)
-                for position, ((index, _), probability) in enumerate(zip(ready, probabilities)):
-                    unlike_training = "" if unlike is None else f"{unlike[position]:.4f}"
-                    scored[index][4:7] = [f"{probability:.6f}", loaded.label_for(probability), unlike_training]
-            last = readable[batch[-1][0]][0]
+            for result in batch.rows:  # decode catches every ImageError itself, so each prepared is a Decoded
+                index, row = readable[result.position]
+                decoded = result.prepared
+                phash = "" if decoded.phash is None else f"{decoded.phash:016x}"
+                scored[index] = [index, row.path, decoded.sha256, phash, "", "", "", decoded.error or ""]
+                if result.probability is not None:
+                    unlike = "" if result.unlike_training is None else f"{result.unlike_training:.4f}"
+                    scored[index][4:7] = [f"{result.probability:.6f}", loaded.label_for(result.probability), unlike]
+            last = readable[batch.rows[-1].position][0]
             for index, row in pending:  # rows with nothing to read (unsafe zip members) keep their place
                 yield index, scored.pop(index) if index in scored else _unread(index, row)
                 if index == last:

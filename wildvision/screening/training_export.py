@@ -6,7 +6,7 @@ negative class names as the job's model has them (docs/data.md), with manifest.c
 sha256, reviewer, decided_at, screening job, note, test_overlap). `--include DATA_FOLDER` links an existing training
 folder's class folders beside them (DIR/<class>/<its name>), since a run trains on one data folder; wildvision.data
 follows linked folders. Photos that are the same photo as a test-set image (identical bytes, or pHashes within
-datacheck.PHASH_THRESHOLD bits) are listed in test_overlap.csv: training on them would make those test sets' scores
+photos.PHASH_THRESHOLD bits) are listed in test_overlap.csv: training on them would make those test sets' scores
 optimistic, unless the run leaves such test images out (TrainConfig.exclude_test_duplicates,
 `train --exclude-test-duplicates`).
 
@@ -21,8 +21,6 @@ Why each rule:
   one photo on one side (docs/data.md). The test sets compared by default are those the job's model was
   evaluated on, where their folders are on this machine: a run's `tests`, or the demo data's
   test_out_pet and test_out_nopet for the shipped model.
-
-find_test_overlaps is kept here as it is until the shared photo-identity module replaces it.
 """
 
 from __future__ import annotations
@@ -36,9 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from wildvision import catalog, datacheck, model_card, runs
+from wildvision import catalog, model_card, photos, runs
 from wildvision.data import scan_folder
 from wildvision.images import is_image_file
 from wildvision.screening.config import read_config
@@ -127,30 +123,18 @@ def _image_files(folder: Path) -> list[Path]:
     return files
 
 
-def find_test_overlaps(files: Mapping[str, Path], test_sets: Mapping[str, Path], threshold: int = datacheck.PHASH_THRESHOLD) -> list[Overlap]:
-    """Each of `files` (by key) that is the same photo as a test-set image: identical bytes, or pHashes at most
-    `threshold` bits apart, as datacheck and training judge it (datacheck.image_facts; its in-memory cache makes
-    a second look at the same test sets cheap)."""
+def find_test_overlaps(files: Mapping[str, Path], test_sets: Mapping[str, Path]) -> list[Overlap]:
+    """Each of `files` (by key) that is the same photo as a test-set image (photos.overlaps: identical bytes, or
+    pHashes at most photos.PHASH_THRESHOLD bits apart, as data check and training judge it)."""
     keys = list(files)
-    mine = datacheck.all_facts([files[key] for key in keys])
     tests = [(name, path) for name, folder in test_sets.items() for path in _image_files(Path(folder))]
-    theirs = datacheck.all_facts([path for _, path in tests])
-    by_sha: dict[str, list[int]] = defaultdict(list)
-    for index, facts in enumerate(theirs):
-        by_sha[facts.sha256].append(index)
-    hashed = [index for index, facts in enumerate(theirs) if facts.phash is not None]
-    hashes = np.array([theirs[index].phash for index in hashed], dtype=np.uint64)
-    overlaps = []
-    for key, facts in zip(keys, mine):
-        found = {index: 0 for index in by_sha.get(facts.sha256, [])}
-        if facts.phash is not None and len(hashes):
-            distances = np.bitwise_count(hashes ^ np.uint64(facts.phash))
-            for position in np.nonzero(distances <= threshold)[0].tolist():
-                found.setdefault(hashed[position], int(distances[position]))
-        for index, distance in sorted(found.items()):
-            identical = theirs[index].sha256 == facts.sha256
-            overlaps.append(Overlap(key, tests[index][0], tests[index][1], identical, 0 if identical else distance))
-    return overlaps
+    mine = photos.all_facts([files[key] for key in keys])
+    theirs = photos.all_facts([path for _, path in tests])
+    found = []
+    for number, index, distance in photos.overlaps(mine, theirs):
+        identical = theirs[index].sha256 == mine[number].sha256
+        found.append(Overlap(keys[number], tests[index][0], tests[index][1], identical, distance))
+    return found
 
 
 def check_training_target(out: str | Path) -> Path:
