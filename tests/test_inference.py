@@ -10,7 +10,8 @@ import torch
 
 from conftest import write_image
 from wildvision import classes, inference, novelty
-from wildvision.images import ImageError
+from wildvision.data import eval_pixels, eval_transform
+from wildvision.images import ImageError, open_image
 from wildvision.predict import load_model
 
 
@@ -71,3 +72,11 @@ def test_the_positive_class_and_probability_are_read_in_one_place():
     assert classes.positive_class(["wild", "captive"]) == "captive"
     logits = torch.tensor([[0.0, 0.0], [0.0, 2.0]])
     assert inference.positive_probabilities(logits).tolist() == pytest.approx([0.5, 1 / (1 + np.exp(-2))])
+
+
+def test_batches_normalised_at_once_equal_the_per_photo_eval_transform(default_model, paths):
+    images = [open_image(paths[0]), open_image(paths[3])]
+    per_photo = torch.stack([eval_transform(default_model.normalisation)(image) for image in images])
+    batched = inference.stack_inputs(default_model, [eval_pixels()(image) for image in images])
+    assert batched.dtype == torch.float32 and batched.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(batched, per_photo, rtol=0, atol=1e-6)

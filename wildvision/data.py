@@ -175,6 +175,18 @@ def eval_transform(normalisation: Normalisation = IMAGENET) -> v2.Compose:
     return v2.Compose([v2.Resize((INPUT_SIZE, INPUT_SIZE))] + _to_normalised_tensor(normalisation))
 
 
+def eval_pixels() -> v2.Compose:
+    """eval_transform's per-photo part: the resized photo as a uint8 tensor. Batch inference converts and normalises
+    a whole batch at once (`normalise_batch`): per photo on the CPU, those two steps cost as much as decoding."""
+    return v2.Compose([v2.Resize((INPUT_SIZE, INPUT_SIZE)), v2.ToImage()])
+
+
+def normalise_batch(images: torch.Tensor, normalisation: Normalisation = IMAGENET) -> torch.Tensor:
+    """eval_transform's last two steps on a batch of eval_pixels photos ([N, 3, H, W] uint8): the same numbers."""
+    mean, std = normalisation
+    return v2.functional.normalize(v2.functional.to_dtype(images, torch.float32, scale=True), list(mean), list(std))
+
+
 class ImageDataset(Dataset):
     """Samples as (tensor, label, index); an unreadable image yields None, is logged once and is skipped.
 

@@ -30,7 +30,7 @@ import torch
 
 from wildvision import novelty
 from wildvision.classes import POSITIVE
-from wildvision.data import eval_transform
+from wildvision.data import eval_pixels, normalise_batch
 from wildvision.images import ImageError, open_image
 from wildvision.models import head
 
@@ -125,14 +125,17 @@ class Batch(Generic[Prepared]):
 
 
 def image_input(loaded: LoadedModel) -> Callable[[str | Path], torch.Tensor]:
-    """The model's input tensor of an image file, as every prediction reads it (raises ImageError)."""
-    transform = eval_transform(loaded.normalisation)
-    return lambda path: transform(open_image(path))
+    """What a loader thread makes of an image file: the resized photo as uint8 (data.eval_pixels; raises ImageError).
+    `stack_inputs` turns a batch of them into the model's input."""
+    pixels = eval_pixels()
+    return lambda path: pixels(open_image(path))
 
 
-def stack_inputs(loaded: LoadedModel, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Transformed images as one input batch on the model's device, channels_last as the model is."""
-    return torch.stack(list(tensors)).to(loaded.device, memory_format=torch.channels_last)
+def stack_inputs(loaded: LoadedModel, pixels: Sequence[torch.Tensor]) -> torch.Tensor:
+    """eval_pixels photos as one input batch on the model's device: moved as uint8 (a quarter of the bytes), then
+    converted and normalised at once (data.normalise_batch), channels_last as the model is."""
+    batch = torch.stack(list(pixels)).to(loaded.device)
+    return normalise_batch(batch, loaded.normalisation).contiguous(memory_format=torch.channels_last)
 
 
 def pooled(outputs: torch.Tensor) -> torch.Tensor:

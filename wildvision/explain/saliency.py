@@ -23,7 +23,7 @@ Every map is for the positive class (output index 1), whatever the model predict
 always means "this part pushed the score for captive / for sale" (where SqueezeNet's final ReLU clamps
 that output at 0 its gradient vanishes, and the map uses the positive-minus-negative score instead). Maps come back in [0, 1] at the
 size of the image that was passed in (or a requested display size); the model sees the image squashed
-to 224x224 (`eval_transform`), so resizing the map back to the image's size keeps it aligned.
+to 224x224 (`data.eval_pixels`), so resizing the map back to the image's size keeps it aligned.
 
 Cost per image, photo to map, against an inference forward pass of the same batch on ready tensors
 (experiments/bench_saliency.py, EfficientNet-Lite0 on 2 CPU cores): Grad-CAM about 1.3x (the input
@@ -58,7 +58,7 @@ from torch import nn
 
 from wildvision import inference
 from wildvision.classes import NEGATIVE, POSITIVE
-from wildvision.data import eval_transform
+from wildvision.data import eval_pixels
 from wildvision.explain.session import attribution_session
 from wildvision.images import open_image
 from wildvision.models import architecture
@@ -129,8 +129,8 @@ def target_layer(model: nn.Module, arch: str) -> nn.Module:
 
 
 def _to_batch(loaded: LoadedModel, images: Sequence[Image.Image]) -> torch.Tensor:
-    transform = eval_transform(loaded.normalisation)
-    return inference.stack_inputs(loaded, [transform(image) for image in images])
+    pixels = eval_pixels()
+    return inference.stack_inputs(loaded, [pixels(image) for image in images])
 
 
 def _resize_maps(maps: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
@@ -380,7 +380,7 @@ def examine(
     `inference.default_batch_size(loaded.device)`; SLOW_METHODS run one photo at a time.
     """
     _check_method(loaded, method)
-    transform = eval_transform(loaded.normalisation)
+    transform = eval_pixels()
     step = 1 if method in SLOW_METHODS else batch_size or inference.default_batch_size(loaded.device)
     examined: list[Examined] = []
     batches = inference.batches(

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from wildvision import inference, photos, runs
-from wildvision.data import eval_transform
+from wildvision.data import eval_pixels
 from wildvision.images import ImageError, open_image
 from wildvision.predict import LoadedModel
 from wildvision.screening.config import PARTS, ScreenConfig
@@ -48,7 +48,7 @@ def decoder(loaded: LoadedModel):
 
     The hash reads the file once; the decode reads it again from the page cache (open_image takes a path, and
     that is where every check on a hostile file lives)."""
-    transform = eval_transform(loaded.normalisation)
+    transform = eval_pixels()
 
     def decode(file: str) -> Decoded:
         try:
