@@ -97,7 +97,9 @@ def fit_summary(train_features: np.ndarray, test_in_features: np.ndarray, *, arc
     train_features, test_in_features = (f[~np.isnan(f).any(axis=1)] for f in (np.asarray(train_features, np.float32), np.asarray(test_in_features, np.float32)))
     unit = _unit(torch.from_numpy(train_features))
     mean = unit.mean(dim=0)
-    dims = min(dims, unit.shape[0], unit.shape[1])
+    # centred on their mean, n photos span at most n - 1 directions: a further component would be whatever the SVD
+    # returns for a zero singular value, and would add noise to every new photo's score
+    dims = max(1, min(dims, unit.shape[0] - 1, unit.shape[1]))
     _, _, right = np.linalg.svd((unit - mean).numpy(), full_matrices=False)
     components = right[:dims].T.astype(np.float16)
     components32 = torch.from_numpy(components.astype(np.float32))
