@@ -6,10 +6,12 @@ Two caches live under one folder (`default_cache_dir`, or WILDVISION_CACHE_DIR):
   never re-decode large originals. Stored as raw uint8 arrays (lossless, and faster to read than
   any compressed format). Keyed by a hash of the file's bytes, so an edited image is decoded again.
   Images already no larger than that are not stored: decoding them is as cheap as reading a copy.
-- `features/`: backbone outputs for head-only training (`wildvision.features`).
+- `features/`: backbone outputs per photo, model and view (`wildvision.features`).
 
-Deleting the folder is always safe; everything in it is rebuilt on demand. Files are written to a
-temporary name and renamed, so runs sharing a cache never read a half-written entry.
+Both count toward one size bound, kept by evicting the least recently used files; its files, keys and
+clearing are in `wildvision.feature_store`. Deleting the folder is always safe; everything in it is
+rebuilt on demand. Files are written to a temporary name and renamed, so runs sharing a cache never
+read a half-written entry.
 """
 
 from __future__ import annotations
@@ -73,9 +75,15 @@ def open_reduced(path: str | Path, cache_dir: Path) -> Image.Image:
         return open_image(path)  # open_image turns the missing or unreadable file into an ImageError
     cached = cache_dir / f"images-{REDUCED_SHORT_SIDE}" / key[:2] / f"{key}.npy"
     try:
-        return Image.fromarray(np.load(cached))
-    except (OSError, ValueError, EOFError):  # not cached yet, or a damaged entry: decode again
+        image = Image.fromarray(np.load(cached))
+    except (OSError, ValueError, EOFError):  # not cached yet, evicted, or a damaged entry: decode again
         pass
+    else:
+        try:
+            os.utime(cached)  # recently used: the size bound evicts the least recently used first
+        except OSError:
+            pass
+        return image
     image = open_image(path)
     reduced = reduce(image)
     if reduced is not image:

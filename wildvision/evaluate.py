@@ -194,7 +194,12 @@ def evaluate_samples(
             yield batch
             progress(min(number * batch_size, len(samples)))
 
-    result = infer(model, loader if progress is None else reported(), device)
+    return summarise(infer(model, loader if progress is None else reported(), device), samples, started)
+
+
+def summarise(result: Inference, samples: Sequence[Sample], started: float) -> tuple[dict, dict]:
+    """evaluate_samples' metrics and scores from what a model said about `samples` (a full forward pass, or the
+    head on stored features: features.evaluate_stored); `started` is the perf_counter time the evaluation began."""
     if len(result.labels) == 0:
         raise ValueError("none of the images could be read, so nothing could be evaluated")
     labels, probabilities = result.labels.tolist(), result.probabilities.tolist()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from wildvision.cli import data, explain, models, screening, training
+from wildvision.cli import cache, data, explain, models, screening, training
 from wildvision.cli.options import USER_ERRORS
 from wildvision.wording import error_text
 from wildvision.worker import log_to_console
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.register(sub)
     screening.register(sub)
     explain.register(sub)
+    cache.register(sub)
 
     return parser
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from wildvision import features, jobs, novelty, runs
-from wildvision.data import Sample, eval_transform, file_list_hash, make_loader, train_transform
+from wildvision import feature_store, features, jobs, novelty, runs
+from wildvision.data import Sample, file_list_hash, make_loader, train_transform
 from wildvision.datacheck import test_duplicates
 from wildvision.evaluate import choose_threshold, compute_metrics, evaluate_samples, infer, resolve_device
 from wildvision.models import build_model, count_parameters, head, normalisation, split_at_head
@@ -344,32 +344,49 @@ def _train_and_evaluate(run_dir: Path, tracker: progress.Tracker) -> dict:
     best = torch.load(run_dir / runs.CHECKPOINT, map_location=device, weights_only=True)
     model.load_state_dict(best["state_dict"])
     tracker.start(progress.EVALUATION, "evaluating the best epoch on every test set", 0, tracker.photos[progress.EVALUATION])
-    results, scores, rule = evaluate_run_model(model, config, {"test_in": test_in} | tests, device, report=tracker.counted)
+    store = _stored_backbone(model, config, device)
+    results, scores, rule = evaluate_run_model(model, config, {"test_in": test_in} | tests, device, report=tracker.counted, store=store)
     runs.save_torch_atomic(run_dir / runs.CHECKPOINT, best | {"threshold": rule["threshold"], "threshold_rule": rule})
-    _save_novelty_summary(run_dir, config, train, test_in, tracker)
+    _save_novelty_summary(run_dir, config, train, test_in, tracker, store)
+    feature_store.enforce_bound(config.cache_folder)  # decoded images count too, and a plain loop stores no features
     runs.write_json_atomic(run_dir / runs.SCORES, scores)
     runs.write_json_atomic(run_dir / runs.RESULTS, {"best_epoch": best["epoch"], "epochs_run": state["epoch"], "threshold": rule, "test_sets": results})
     last_path.unlink(missing_ok=True)  # the best model is in checkpoint.pt; the resume state is no longer needed
     return results
 
 
-def _save_novelty_summary(run_dir: Path, config: TrainConfig, train: list[Sample], test_in: list[Sample], tracker: progress.Tracker) -> None:
+def _save_novelty_summary(
+    run_dir: Path, config: TrainConfig, train: list[Sample], test_in: list[Sample], tracker: progress.Tracker, store: features.StoredBackbone | None
+) -> None:
     """What the "unlike the training photos" score of this run's predictions needs (wildvision.novelty): the training
-    photos' backbone features, and a warning level from test_in's; one more forward pass over both with the best model.
-    The run's results do not depend on it, so a failure is logged and the run completes without the score."""
+    photos' pooled backbone features, and a warning level from test_in's: from the store when it holds the best model's
+    backbone (a transfer run), else a forward pass over both. A failure is logged and the run completes without it."""
     from wildvision.predict import load_model
 
     photos = len(train) + len(test_in)
-    tracker.start(progress.NOVELTY, f"{progress.NOVELTY_WORDS}: a forward pass over {photos:,} photos", 0, photos)
+    how = "from stored features" if store is not None else "a forward pass"
+    tracker.start(progress.NOVELTY, f"{progress.NOVELTY_WORDS}: {how} over {photos:,} photos", 0, photos)
     try:
-        loaded = load_model(run_dir / runs.CHECKPOINT, device=config.device)
-        train_features = novelty.backbone_features(loaded, [sample.path for sample in train])
-        tracker.report(f"{progress.NOVELTY_WORDS}: {len(train):,} of {photos:,} photos", len(train), photos, force=True)
-        test_in_features = novelty.backbone_features(loaded, [sample.path for sample in test_in])
+        if store is not None:
+            counted = lambda done, to_compute: tracker.counted(progress.NOVELTY_WORDS, len(train) - to_compute + done, photos)
+            train_features = features.pooled_eval_features(store, train, counted)
+            test_in_features = features.pooled_eval_features(store, test_in)
+        else:
+            loaded = load_model(run_dir / runs.CHECKPOINT, device=config.device)
+            train_features = novelty.backbone_features(loaded, [sample.path for sample in train])
+            tracker.report(f"{progress.NOVELTY_WORDS}: {len(train):,} of {photos:,} photos", len(train), photos, force=True)
+            test_in_features = novelty.backbone_features(loaded, [sample.path for sample in test_in])
         summary = novelty.fit_summary(train_features, test_in_features, arch=config.arch, k=min(novelty.DEFAULT_K, len(train)))
         novelty.save(summary, run_dir / novelty.FILE)
     except (ValueError, RuntimeError, OSError) as error:
         log.warning("no summary of the training photos, so predictions will not say how unlike them a photo is: %s", error)
+
+
+def _stored_backbone(model: nn.Module, config: TrainConfig, device: torch.device) -> features.StoredBackbone | None:
+    """features.stored_backbone of the model; None for a run that stores no features (feature_views 0: the plain loop)."""
+    if config.feature_views == 0:
+        return None
+    return features.stored_backbone(model, config.arch, normalisation(config.arch), config.cache_folder, device, config.num_workers)
 
 
 def _stored_features(model: nn.Module, config: TrainConfig, train: list[Sample], test_in: list[Sample], device: torch.device, tracker: progress.Tracker):
@@ -405,9 +422,7 @@ def _stored_features(model: nn.Module, config: TrainConfig, train: list[Sample],
         progress=part(0, train, config.feature_views),
         **common,
     )
-    val_features = features.backbone_features(
-        test_in, transform_for_label=lambda label: eval_transform(norm), views=1, seed=0, progress=part(len(train), test_in, 1), **common
-    )
+    val_features = features.eval_features(test_in, normalisation=norm, progress=part(len(train), test_in, 1), **common)
     tracker.measure_phase(work)
     log.info("head-only epochs train on %d stored views of %d images (cache: %s)", config.feature_views, len(train_features.labels), config.cache_folder)
     return tail, train_features, val_features
@@ -421,7 +436,8 @@ def add_test_sets(run_dir: Path, tests: Mapping[str, str], device: str = "auto")
     config = replace(load_config(run_dir), tests=dict(tests))
     loaded = load_model(run_dir / runs.CHECKPOINT, device=device)
     train = samples_in_split(config, runs.read_json(run_dir / runs.SPLIT), "this run's split")[0] if config.exclude_test_duplicates else None
-    results, scores, _ = evaluate_run_model(loaded.model, config, prepare_tests(config, train), loaded.device, loaded.threshold)
+    store = _stored_backbone(loaded.model, config, loaded.device)
+    results, scores, _ = evaluate_run_model(loaded.model, config, prepare_tests(config, train), loaded.device, loaded.threshold, store=store)
     stored = runs.read_json(run_dir / runs.RESULTS)
     stored["test_sets"].update(results)
     kept_scores = runs.read_json(run_dir / runs.SCORES) if (run_dir / runs.SCORES).is_file() else {}
@@ -437,23 +453,31 @@ def evaluate_run_model(
     device: torch.device,
     threshold: float | None = None,
     report: Callable[[str, int, int], None] | None = None,
+    store: features.StoredBackbone | None = None,
 ) -> tuple[dict, dict, dict]:
     """The paper's metrics for each named test set, plus precision and recall at the model's decision threshold.
 
     Without a `threshold`, it is chosen on test_in for the configured target precision. Returns
     (metrics per test set, scores per test set, the threshold and how it was chosen). `report(words, photos done,
-    photos to do)` follows the evaluation over all the sets.
+    photos to do)` follows the evaluation over all the sets. With a `store` (the model's backbone is in the feature
+    store: `_stored_backbone`) only the head runs on stored features, and the backbone only on photos not stored yet.
     """
     results, scores, done, total = {}, {}, 0, sum(map(len, test_sets.values()))
     for name, samples in test_sets.items():
         counted = None if report is None else (lambda photos, name=name, before=done: report(f"evaluating the test sets, now {name}", before + photos, total))
-        metrics, scores[name] = evaluate_samples(
-            model, samples, device, num_workers=config.num_workers, normalisation=normalisation(config.arch), progress=counted
-        )
+        if store is not None:
+            metrics, scores[name] = features.evaluate_stored(store, samples, progress=counted)
+        else:
+            metrics, scores[name] = evaluate_samples(
+                model, samples, device, num_workers=config.num_workers, normalisation=normalisation(config.arch), progress=counted
+            )
         done += len(samples)
         for path in metrics["skipped"]:
             log.warning("%s: skipped unreadable image %s", name, path)
-        log.info("%s: accuracy %.4f, F %.4f (%d images, %.1f s)", name, metrics["accuracy"], metrics["f_score"], metrics["n_images"], metrics["eval_time_s"])
+        how = "head on stored features" if store is not None else "full forward pass"
+        log.info(
+            "%s: accuracy %.4f, F %.4f (%d images, %.1f s, %s)", name, metrics["accuracy"], metrics["f_score"], metrics["n_images"], metrics["eval_time_s"], how
+        )
         results[name] = metrics
     if threshold is None:
         rule = choose_threshold(scores, config.target_precision, config.calibrate_on)
