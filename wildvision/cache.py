@@ -43,6 +43,15 @@ def content_hash(path: str | Path) -> str:
         return hashlib.file_digest(file, "blake2b").hexdigest()[:32]
 
 
+def mark_used(path: Path) -> None:
+    """Set a cache file's modification time to now: the size bound (wildvision.feature_store) evicts the least
+    recently used first."""
+    try:
+        os.utime(path)
+    except OSError:  # evicted since it was read: what was read is whole, so nothing is lost
+        pass
+
+
 def save_array_atomic(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
@@ -79,10 +88,7 @@ def open_reduced(path: str | Path, cache_dir: Path) -> Image.Image:
     except (OSError, ValueError, EOFError):  # not cached yet, evicted, or a damaged entry: decode again
         pass
     else:
-        try:
-            os.utime(cached)  # recently used: the size bound evicts the least recently used first
-        except OSError:
-            pass
+        mark_used(cached)
         return image
     image = open_image(path)
     reduced = reduce(image)

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from wildvision import runs
-from wildvision.cache import REDUCED_SHORT_SIDE, save_array_atomic
+from wildvision.cache import REDUCED_SHORT_SIDE, mark_used, save_array_atomic
 from wildvision.data import eval_transform
 from wildvision.models import Normalisation
 
@@ -126,14 +126,6 @@ def read_entry(path: Path) -> np.ndarray | None:
         return None
     mark_used(path)
     return array
-
-
-def mark_used(path: Path) -> None:
-    """Set the entry's modification time to now: eviction removes the least recently used first."""
-    try:
-        os.utime(path)
-    except OSError:  # evicted since it was read: what was read is whole, so nothing is lost
-        pass
 
 
 def write_entry(path: Path, array: np.ndarray) -> bool:
