@@ -7,6 +7,7 @@ from collections import Counter
 
 import streamlit as st
 
+from app_pages import team
 from app_pages.widgets import run_page
 from wildvision import catalog, model_card, runs
 from wildvision.training.launch import accelerator, list_runs_shown
@@ -76,4 +77,6 @@ def home() -> None:
     run_page(home_page, "Home")
 
 
+if not team.gate():
+    st.stop()
 st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True), *PAGES.values()]).run()
