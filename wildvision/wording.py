@@ -18,6 +18,7 @@ each turn into their own words, so that a page never tells anyone to pass a comm
 from __future__ import annotations
 
 import math
+import unicodedata
 
 MAX_DECIMALS = 4  # most percent decimals shown: scores are float32, so finer differences are noise
 
@@ -254,3 +255,14 @@ def with_hint(message: str | None, code: str | None, where: str) -> str:
 def error_text(error: BaseException, where: str) -> str:
     """An exception's message with the advice its `hint` code (if any) gives, in the words of `where`."""
     return with_hint(str(error), getattr(error, "hint", None), where)
+
+
+def plain_name(name: str) -> str:
+    """A file name (or any text from outside) as one safe line of plain text: bytes that were not UTF-8 (held as
+    surrogates, os.fsdecode) shown as \\xe9, and line breaks, other control characters and bidirectional overrides
+    (U+202E turns "gpj.exe" into "exe.jpg" on screen) shown as escapes, so a name can neither forge lines nor
+    disguise itself. Pages still show the result as plain text (or escaped Markdown), never as markup."""
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(
+        repr(character)[1:-1] if unicodedata.category(character) in ("Cc", "Cf", "Zl", "Zp") and character != " " else character for character in text
+    )
