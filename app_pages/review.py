@@ -13,11 +13,14 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app_pages.widgets import code, md, model_label, run_page
-from wildvision import catalog, runs, shared, wording
+from app_pages import team
+from app_pages.review_export import export_section
+from app_pages.review_jobs import LIVE, jobs_section
+from app_pages.widgets import code, md, run_page
+from wildvision import catalog, runs, wording
 from wildvision.explain import saliency
 from wildvision.predict import LoadedModel
-from wildvision.screening import background, decisions, export, export_requests, review, training_export
+from wildvision.screening import background, decisions, review
 from wildvision.screening.config import default_screens_dir
 from wildvision.screening.job import load_screen_model
 
@@ -26,7 +29,6 @@ GRID_COLUMNS = 4
 THUMBNAIL_SIDE = 320
 LARGE_SIDE = 720
 SHORTCUTS = ("1", "2", "3", "4", "5", "6", "7", "8", "9")  # each label's key in the one-at-a-time view, in button order
-LIVE = ("running", "queued")  # job states followed live
 
 
 # --- cached reads --------------------------------------------------------------------------------
@@ -62,8 +64,13 @@ def _saliency(screen_dir: str, file: str, side: int) -> tuple[bytes | None, str]
 
 
 def reviewer() -> str:
-    """The reviewer's name as typed ("" before one is: the field may not have been drawn yet in this session)."""
-    return (st.session_state.get("reviewer") or "").strip()
+    """Who decides: the signed-in person, or in single-user mode the name typed ("" before one is)."""
+    return team.person().identity
+
+
+def may_decide() -> bool:
+    who = team.person()
+    return who.may("decide") and bool(who.identity)
 
 
 def _decide(screen_dir: str, path: str, label: str, note_key: str) -> None:
@@ -79,7 +86,7 @@ def _decide(screen_dir: str, path: str, label: str, note_key: str) -> None:
 
 
 def decision_buttons(job: review.Job, path: str, key: str, note_key: str, shortcuts: bool = False) -> None:
-    reviewer_missing = not reviewer()
+    reviewer_missing = not may_decide()
     places = st.columns(len(job.labels)) if shortcuts else [st.container() for _ in job.labels]  # a grid card is narrow: one under another
     for index, (place, label) in enumerate(zip(places, job.labels)):
         place.button(
@@ -95,104 +102,6 @@ def decision_buttons(job: review.Job, path: str, key: str, note_key: str, shortc
 
 
 # --- page sections -------------------------------------------------------------------------------
-
-
-def jobs_section(screens_dir: Path) -> background.ScreenSummary | None:
-    """Start a job, follow the running ones, pick one to review."""
-    jobs = background.list_screens(screens_dir)
-    with st.expander("Screen a new folder of photos", expanded=not jobs):
-        if new_job_form(screens_dir):
-            jobs = background.list_screens(screens_dir)
-    if not jobs:
-        st.info(f"No screening jobs in {code(screens_dir)} yet: start one above.")
-        return None
-    if any(job.state in LIVE for job in jobs):
-        live_jobs(screens_dir)
-    for job in jobs:
-        if job.state not in (*LIVE, "completed"):
-            job_line(job)
-    names, labels = [job.name for job in jobs], {job.name: job_label(job) for job in jobs}
-    if st.session_state.get("review-job") not in names:  # a new session (the address may name the job), or a job deleted since
-        st.session_state["review-job"] = st.query_params.get("job") if st.query_params.get("job") in names else names[0]
-    chosen = st.selectbox(
-        "Screening job to review",
-        names,
-        index=names.index(st.session_state["review-job"]),
-        # a widget keyed by name alone keeps showing the labels of its first run ("not finished" for a job done since)
-        key=f"review-job-{hash(tuple(labels.values()))}",
-        format_func=labels.__getitem__,
-    )
-    st.session_state["review-job"] = st.query_params["job"] = chosen  # kept for the session, like the reviewer's name
-    return next(job for job in jobs if job.name == chosen)
-
-
-def job_label(job: background.ScreenSummary) -> str:
-    """The job as the picker lists it (progress of unfinished jobs is shown above the picker, live)."""
-    if job.state == "completed":
-        return f"{job.name} · {job.total or 0:,} files"
-    if job.state in review.STOPPED and job.total:
-        return f"{job.name} · partial: {job.done:,} of {job.total:,} files scored"
-    return f"{job.name} · not finished"
-
-
-def new_job_form(screens_dir: Path) -> bool:
-    """The form that starts a screening job; True when one was started."""
-    models = catalog.usable_models(runs.default_runs_dir())
-    if not models:
-        st.warning("There is no model to screen with: the default model is missing and no training run has finished.")
-        return False
-    with st.form("new-screen"):
-        sources = st.text_area(
-            "Folders, zip files or lists of photo paths on this computer, one per line",
-            placeholder="/data/marketplace/2026-11-28",
-            help="Folders are searched with all their sub-folders. A text file lists one photo path per line.",
-        )
-        model = st.selectbox("Model", models, format_func=model_label)
-        name = st.text_input("Name for this job (optional)", placeholder="marketplace-november")
-        started = st.form_submit_button("Start screening", type="primary")
-    if not started:
-        return False
-    lines = [line.strip() for line in sources.splitlines() if line.strip()]
-    if not lines:
-        st.error("Give at least one folder, zip file or list of photo paths.")
-        return False
-    try:
-        screen_dir = background.launch_screen(lines, model.model, screens_dir, name.strip() or None)
-    except (ValueError, runs.RunError, OSError) as error:
-        st.error(f"The job was not started: {error}")
-        return False
-    st.session_state["review-job"] = screen_dir.name  # the picker below shows the new job
-    st.success(f"Started screening job {md(screen_dir.name)}. It runs in the background; you can leave this page.")
-    return True
-
-
-def job_line(job: background.ScreenSummary) -> None:
-    """A job that has not finished: its progress in words, and Cancel or Resume."""
-    columns = st.columns([5, 1])
-    columns[0].markdown(f"**{md(job.name)}** · {md(background.screen_progress_line(job))}")
-    if job.state in LIVE:
-        columns[1].button("Cancel", key=f"cancel-{job.name}", on_click=_job_action, args=(background.cancel_screen, job.path))
-        if job.total:
-            st.progress(min(1.0, job.done / job.total))
-    elif job.state != background.UNREADABLE:
-        columns[1].button("Resume", key=f"resume-{job.name}", on_click=_job_action, args=(background.resume_screen_in_background, job.path))
-
-
-@st.fragment(run_every=3)
-def live_jobs(screens_dir: Path) -> None:
-    """The running jobs, refreshed every few seconds; when the last one ends the whole page is drawn again."""
-    running = [job for job in background.list_screens(screens_dir) if job.state in LIVE]
-    if not running:
-        st.rerun()
-    for job in running:
-        job_line(job)
-
-
-def _job_action(action, screen_dir: Path) -> None:
-    try:
-        action(screen_dir)
-    except (runs.RunError, OSError, ValueError) as error:
-        st.session_state["review-problem"] = str(error)
 
 
 def summary_section(job: review.Job, items: pd.DataFrame) -> None:
@@ -291,7 +200,7 @@ def single_view(job: review.Job, shown: pd.DataFrame) -> None:
         back.button("Previous", disabled=position == 0, on_click=st.session_state.__setitem__, args=("review-position", position - 1))
         skip.button("Skip", disabled=position + 1 >= len(shown), on_click=st.session_state.__setitem__, args=("review-position", position + 1))
         st.caption("Full path")
-        st.code(row["path"], language=None, wrap_lines=True)
+        st.code(wording.plain_name(row["path"]), language=None, wrap_lines=True)
 
 
 def precision_section(job: review.Job, items: pd.DataFrame, record: catalog.ModelRecord | None) -> None:
@@ -313,7 +222,7 @@ def precision_section(job: review.Job, items: pd.DataFrame, record: catalog.Mode
         table = pd.DataFrame({"Photos": list(view.test_sets), "Precision at the model's line": [f"{p:.0%}" for p in view.test_sets.values()]})
         columns[1].markdown("The model's precision on its test sets, for comparison:")
         columns[1].dataframe(table, hide_index=True, width="stretch")
-    reviewer_missing = not reviewer()
+    reviewer_missing = not (team.person().may("adopt a flagging line") and reviewer())
     line = view.suggestion
     if line.threshold is None:
         st.markdown(md(line.reason))
@@ -346,89 +255,6 @@ def _adopt(screen_dir: str, threshold: float, target: float | None, reviewed: in
         st.session_state["review-problem"] = f"The threshold was not changed: {error}"
 
 
-def export_section(job: review.Job) -> None:
-    """The confirmed cases as a CSV, an evidence pack and a training folder; the last two are made in the background."""
-    st.subheader("Export")
-    st.write(
-        f"Confirmed cases are the photos people decided **{wording.label_words(job.positive).lower()}**. The evidence pack holds "
-        "each of them as it was screened, a map of where the model looked and the list of cases; the training folder "
-        "holds every decided photo, sorted by decision, ready to train a model on your own market's photos."
-    )
-    columns = st.columns(3)
-    with columns[0]:
-        try:
-            text, count = export.cases_csv(job.path)
-        except ValueError:
-            st.caption("No confirmed cases yet.")
-        else:
-            st.download_button(f"Confirmed cases, CSV ({count})", text.encode("utf-8"), f"{job.name}-confirmed-cases.csv", "text/csv")
-    with columns[1]:
-        if st.button("Make an evidence pack", disabled=not (job.path / decisions.DATABASE).is_file()):
-            pack = export_requests.new_pack_path(job.path)
-            start(job, "evidence pack", pack, ["--zip", pack], "The evidence pack is being made in the background; it is listed below when ready.")
-    with columns[2]:
-        with st.form("training-folder"):
-            folder = st.text_input("New training folder (a path on this computer)", placeholder="/data/training/market-november")
-            demo = shared.demo_data("train")
-            include = st.text_input("Also include this training folder (optional)", value=str(demo) if demo else "")
-            chosen = st.form_submit_button("Write the training folder")
-        if chosen:
-            training_folder(job, folder.strip(), include.strip())
-    requests = export_requests.export_requests(job.path)[:6]
-    if any(request.state == "running" for request in requests):
-        live_exports(str(job.path))
-    else:
-        for request in requests:
-            export_line(request)
-
-
-@st.fragment(run_every=3)
-def live_exports(screen_dir: str) -> None:
-    """The exports while one is being made, checked every 3 s; once none is, the whole page is drawn again, without
-    this fragment, so the checking stops."""
-    requests = export_requests.export_requests(screen_dir)[:6]
-    if not any(request.state == "running" for request in requests):
-        st.rerun()
-    for request in requests:
-        export_line(request)
-
-
-def export_line(request: export_requests.ExportRequest) -> None:
-    """One export started here: ready (with a download for a pack), still being made, or why it failed."""
-    name = code(request.output.name if request.kind == "evidence pack" else request.output)
-    if request.state == "running":
-        st.caption(f"{request.kind.capitalize()} {name}: being made…")
-    elif request.state == "failed":
-        st.warning(f"{request.kind.capitalize()} {name} was not made: {md(request.detail)}")
-    elif request.kind == "evidence pack":
-        st.download_button(f"Download the evidence pack {request.output.name}", request.output.read_bytes(), request.output.name, "application/zip")
-    else:
-        overlap = " Train on it with 'Leave out test photos that copy a training photo' ticked." if "copy a test-set photo" in request.detail else ""
-        st.success(f"Training folder {name}: {md(request.detail)}.{overlap}")
-
-
-def training_folder(job: review.Job, folder: str, include: str) -> None:
-    if not folder:
-        st.error("Give the path of a new folder for the training photos.")
-        return
-    try:
-        training_export.plan_training_folder(job.path, folder, [include] if include else [])
-    except (ValueError, OSError) as error:
-        st.error(f"The training folder was not written: {error}")
-        return
-    arguments = ["--training-folder", folder, *(["--include", include] if include else [])]
-    start(job, "training folder", Path(folder), arguments, f"Writing {folder} in the background; it is listed below when ready.")
-
-
-def start(job: review.Job, kind: str, output: Path, arguments: list, message: str) -> None:
-    try:
-        export_requests.start_export(job.path, kind, output, arguments)
-    except OSError as error:
-        st.error(f"The export was not started: {error}")
-        return
-    st.success(message)
-
-
 def review_section(summary: background.ScreenSummary) -> None:
     try:
         job = review.read_job(summary.path, unfinished=True)
@@ -445,7 +271,7 @@ def review_section(summary: background.ScreenSummary) -> None:
         if message := st.session_state.pop(key, None):
             show(message)
     top = st.columns([2, 3], vertical_alignment="bottom")
-    top[0].text_input("Your name (kept with each decision)", key="reviewer", bind="query-params", persist_state="session", placeholder="e.g. Ana")
+    team.name_box(top[0])
     view = top[1].radio("View", ["Grid", "One at a time"], horizontal=True, key="review-view")
     if view == "Grid":
         summary_section(job, items)
@@ -458,7 +284,10 @@ def review_section(summary: background.ScreenSummary) -> None:
     if filters.group is not None:
         st.info(f"Showing the {len(shown)} copies of one photo. Deciding any of them decides them all.")
         st.button("Back to all photos", on_click=st.session_state.pop, args=("review-group", None))
-    if not reviewer():
+    who = team.person()
+    if not who.may("decide"):
+        st.info(who.refusal("decide"))
+    elif not reviewer():
         st.caption("Type your name above to decide.")
     if shown.empty:
         st.success("Nothing left to review with these filters.")

@@ -51,13 +51,15 @@ def own_runs_notice(frame: pd.DataFrame, folder: Path, none_yet: str, warning: s
 
 
 def md(text: str) -> str:
-    """Text (a file name, an error) shown literally inside Markdown: no accidental bold, links or HTML."""
-    return re.sub(r"([\\`*_{}\[\]()<>#+!|~$-])", r"\\\1", text)
+    """Text (a file name, an error) shown literally inside Markdown: no accidental bold, colour, links, LaTeX or HTML,
+    and as one line (wording.plain_name: line breaks, bidi overrides and undecodable bytes shown as escapes)."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+!|~$-]|:(?=\w))", r"\\\1", wording.plain_name(str(text)))  # ":red[": a colour
 
 
 def code(path) -> str:
     """A path as inline code in Markdown (where backslash escapes would show), or escaped text if it holds a backtick."""
-    return md(str(path)) if "`" in str(path) else f"`{path}`"
+    text = wording.plain_name(str(path))
+    return md(text) if "`" in text else f"`{text}`"
 
 
 def model_label(record: catalog.ModelRecord) -> str:

@@ -38,6 +38,22 @@ def cache_dir(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def default_settings(tmp_path_factory) -> Path:
+    """The settings' defaults (no settings file) unless a test writes one: a settings.toml in the clone never leaks in."""
+    path = tmp_path_factory.mktemp("settings") / "absent.toml"
+    os.environ["WILDVISION_SETTINGS"] = str(path)
+    return path
+
+
+def team_settings(monkeypatch, folder: Path, text: str) -> Path:
+    """Write `text` as the server's settings file in `folder` and make it the one read (wildvision.settings)."""
+    path = folder / "settings.toml"
+    path.write_text(text, encoding="utf-8")
+    monkeypatch.setenv("WILDVISION_SETTINGS", str(path))
+    return path
+
+
 @pytest.fixture
 def runs_dir(tmp_path, monkeypatch) -> Path:
     """An empty runs folder that the dashboard pages use (through WILDVISION_RUNS_DIR)."""

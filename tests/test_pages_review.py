@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import copy_job, demo_subset
+from app_pages.widgets import md
+from conftest import copy_job, demo_subset, team_settings
 from conftest import wait_until as poll
 from wildvision import runs
 from wildvision.screening import background, decisions, review
@@ -74,6 +75,31 @@ def test_a_new_job_with_a_missing_folder_is_refused_in_plain_words(screens_dir, 
     assert not at.exception
     assert any("The job was not started" in error.value and "nowhere" in error.value for error in at.error)
     assert not list(screens_dir.iterdir()), "nothing was created"
+
+
+def test_sources_outside_the_data_roots_are_refused_with_the_same_words_whether_or_not_they_exist(screens_dir):
+    refusals = []
+    for source in ("/etc/passwd", "/etc/no-such-file", "/usr/share"):
+        at = page()
+        at.text_area[0].input(source)
+        at.button[0].click().run()
+        assert not at.exception and not at.text_area[0].value.count("root:")
+        (error,) = at.error
+        refusals.append(error.value.replace(md(source), "PATH"))
+    assert len(set(refusals)) == 1 and "reads only under" in refusals[0], refusals
+    assert not list(screens_dir.iterdir()), "nothing was created"
+
+
+def test_a_training_folder_outside_the_write_roots_is_refused_and_not_created(job, tmp_path):
+    found = review.read_job(job)
+    items = review.with_decisions(review.read_items(job), {})
+    review.decide_photo(found, items, items["path"].iloc[0], "captive", "ana")
+    target = tmp_path / "anything"
+    at = page()
+    field(at, "New training folder").input(str(target))
+    field(at, "Also include").input("")
+    buttons(at, "Write the training folder")[0].click().run()
+    assert any("writes only under" in error.value for error in at.error) and not target.exists()
 
 
 def test_decisions_need_a_name_then_one_click_decides_a_photo_and_its_reposts(job):
@@ -213,7 +239,8 @@ def test_the_reviewers_name_and_the_job_are_kept_for_the_session_and_in_the_addr
     assert reloaded.text_input(key="reviewer").value == "Ana" and picker(reloaded).value == job.name
 
 
-def test_exports_a_csv_at_once_and_an_evidence_pack_and_a_training_folder_in_the_background(job, tmp_path):
+def test_exports_a_csv_at_once_and_an_evidence_pack_and_a_training_folder_in_the_background(job, tmp_path, monkeypatch):
+    team_settings(monkeypatch, tmp_path, f"[roots]\nwrite = [{str(tmp_path)!r}]\n")
     found = review.read_job(job)
     items = review.with_decisions(review.read_items(job), {})
     ranked = review.queue(items, found.threshold, review.Filters(bands=(), decided="any"))
@@ -250,7 +277,8 @@ def test_exports_a_csv_at_once_and_an_evidence_pack_and_a_training_folder_in_the
     assert any("The training folder was not written" in error.value and "not an empty folder" in error.value for error in at.error)
 
 
-def test_a_job_started_on_the_page_runs_in_the_background_and_is_then_offered_for_review(screens_dir, shared, tmp_path):
+def test_a_job_started_on_the_page_runs_in_the_background_and_is_then_offered_for_review(screens_dir, shared, tmp_path, monkeypatch):
+    team_settings(monkeypatch, tmp_path, f"[roots]\nread = [{str(tmp_path)!r}]\n")
     folder = demo_subset(tmp_path, {"captive": 3, "other": 3}, source="test_out_pet")
     at = page()
     at.text_area[0].input(str(folder))

@@ -1,0 +1,103 @@
+"""The Review page's exports: the confirmed cases as a CSV, an evidence pack and a training folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from app_pages import team
+from app_pages.widgets import code, md
+from wildvision import roots, shared, wording
+from wildvision.screening import decisions, export, export_requests, review, training_export
+
+
+def export_section(job: review.Job) -> None:
+    """The confirmed cases as a CSV, an evidence pack and a training folder; the last two are made in the background."""
+    st.subheader("Export")
+    if not team.allowed("export"):
+        return
+    st.write(
+        f"Confirmed cases are the photos people decided **{wording.label_words(job.positive).lower()}**. The evidence pack holds "
+        "each of them as it was screened, a map of where the model looked and the list of cases; the training folder "
+        "holds every decided photo, sorted by decision, ready to train a model on your own market's photos."
+    )
+    columns = st.columns(3)
+    with columns[0]:
+        try:
+            text, count = export.cases_csv(job.path)
+        except ValueError:
+            st.caption("No confirmed cases yet.")
+        else:
+            st.download_button(f"Confirmed cases, CSV ({count})", text.encode("utf-8"), f"{job.name}-confirmed-cases.csv", "text/csv")
+    with columns[1]:
+        if st.button("Make an evidence pack", disabled=not (job.path / decisions.DATABASE).is_file()):
+            pack = export_requests.new_pack_path(job.path)
+            start(job, "evidence pack", pack, ["--zip", pack], "The evidence pack is being made in the background; it is listed below when ready.")
+    with columns[2]:
+        with st.form("training-folder"):
+            folder = st.text_input("New training folder (a path on this computer)", placeholder="/data/training/market-november")
+            demo = shared.demo_data("train")
+            include = st.text_input("Also include this training folder (optional)", value=str(demo) if demo else "")
+            chosen = st.form_submit_button("Write the training folder")
+        if chosen:
+            training_folder(job, folder.strip(), include.strip())
+    requests = export_requests.export_requests(job.path)[:6]
+    if any(request.state == "running" for request in requests):
+        live_exports(str(job.path))
+    else:
+        for request in requests:
+            export_line(request)
+
+
+@st.fragment(run_every=3)
+def live_exports(screen_dir: str) -> None:
+    """The exports while one is being made, checked every 3 s; once none is, the whole page is drawn again, without
+    this fragment, so the checking stops."""
+    requests = export_requests.export_requests(screen_dir)[:6]
+    if not any(request.state == "running" for request in requests):
+        st.rerun()
+    for request in requests:
+        export_line(request)
+
+
+def export_line(request: export_requests.ExportRequest) -> None:
+    """One export started here: ready (with a download for a pack), still being made, or why it failed."""
+    name = code(request.output.name if request.kind == "evidence pack" else request.output)
+    if request.state == "running":
+        st.caption(f"{request.kind.capitalize()} {name}: being made…")
+    elif request.state == "failed":
+        st.warning(f"{request.kind.capitalize()} {name} was not made: {md(request.detail)}")
+    elif request.kind == "evidence pack":
+        st.download_button(f"Download the evidence pack {request.output.name}", request.output.read_bytes(), request.output.name, "application/zip")
+    else:
+        overlap = " Train on it with 'Leave out test photos that copy a training photo' ticked." if "copy a test-set photo" in request.detail else ""
+        st.success(f"Training folder {name}: {md(request.detail)}.{overlap}")
+
+
+def training_folder(job: review.Job, folder: str, include: str) -> None:
+    if not folder:
+        st.error("Give the path of a new folder for the training photos.")
+        return
+    try:
+        folder = str(roots.writable(folder))
+        include = str(roots.regular(roots.readable(include))) if include else ""
+    except roots.OutsideRoots as error:
+        st.error(f"The training folder was not written: {md(str(error))}")
+        return
+    try:
+        training_export.plan_training_folder(job.path, folder, [include] if include else [])
+    except (ValueError, OSError) as error:
+        st.error(f"The training folder was not written: {md(str(error))}")
+        return
+    arguments = ["--training-folder", folder, *(["--include", include] if include else [])]
+    start(job, "training folder", Path(folder), arguments, f"Writing {code(folder)} in the background; it is listed below when ready.")
+
+
+def start(job: review.Job, kind: str, output: Path, arguments: list, message: str) -> None:
+    try:
+        export_requests.start_export(job.path, kind, output, arguments)
+    except OSError as error:
+        st.error(f"The export was not started: {error}")
+        return
+    st.success(message)
