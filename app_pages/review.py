@@ -286,7 +286,7 @@ def review_section(summary: background.ScreenSummary) -> None:
         st.button("Back to all photos", on_click=st.session_state.pop, args=("review-group", None))
     who = team.person()
     if not who.may("decide"):
-        st.info(who.refusal("decide"))
+        st.info(md(who.refusal("decide")))
     elif not reviewer():
         st.caption("Type your name above to decide.")
     if shown.empty:

@@ -8,6 +8,7 @@ not on the team list. Pages then ask `person()` who is there and `allowed(action
 import streamlit as st
 from streamlit.errors import StreamlitSecretNotFoundError
 
+from app_pages.widgets import md
 from wildvision import access
 from wildvision.settings import SettingsError, load_settings
 
@@ -40,7 +41,7 @@ def allowed(action: str) -> bool:
     who = person()
     if who.may(action):
         return True
-    st.info(who.refusal(action))
+    st.info(md(who.refusal(action)))
     return False
 
 
@@ -48,7 +49,7 @@ def name_box(container=st) -> None:
     """In single-user mode, the box for the name kept with each decision; signed in, who is signed in."""
     who = person()
     if who.signed_in:
-        container.caption(f"Signed in as {who.identity} ({who.role}).")
+        container.caption(f"Signed in as {md(who.identity)} ({who.role}).")
     else:
         container.text_input("Your name (kept with each decision)", key=NAME_KEY, bind="query-params", persist_state="session", placeholder="e.g. Ana")
 
@@ -58,11 +59,13 @@ def gate() -> bool:
     try:
         settings = load_settings()
     except SettingsError as error:
+        st.title("wildvision")
         st.error(f"This dashboard's settings cannot be used: {error}. Whoever runs the server must fix them.")
         return False
     configured = sign_in_configured()
     problem = access.serving_problem(st.get_option("server.address"), configured, _forwarded(), settings)
     if problem:
+        st.title("wildvision")
         st.error(problem)
         return False
     if not configured:
@@ -74,9 +77,10 @@ def gate() -> bool:
         return False
     who = person()
     with st.sidebar:
-        st.caption(f"Signed in as {who.identity}" + (f" ({who.role})" if who.role else ""))
+        st.caption(f"Signed in as {md(who.identity)}" + (f" ({who.role})" if who.role else ""))
         st.button("Sign out", on_click=st.logout)
     if who.role is None:
-        st.warning(who.refusal("view"))
+        st.title("wildvision")
+        st.warning(md(who.refusal("view")))
         return False
     return True

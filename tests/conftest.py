@@ -7,6 +7,7 @@ which turns that skip into a failure so the integration tests always run there.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,16 @@ from wildvision.shared import shared_folder
 SHARED = shared_folder()
 SQUEEZENET_WEIGHTS = SHARED / "weights" / "squeezenet1_0-imagenet-deepcompression.pth"
 DEMO = SHARED / "demo-data"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="session")
@@ -221,3 +232,18 @@ def paper_frame(tmp_path_factory):
     from helpers import frame_of
 
     return frame_of(tmp_path_factory.mktemp("no-runs"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        message = "needs Debian's chromium (apt-get install chromium)"
+        if os.environ.get("WILDVISION_REQUIRE_SHARED") == "1":
+            pytest.fail(message + "; CI installs it")
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

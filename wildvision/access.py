@@ -116,7 +116,7 @@ def serving_problem(address: str | None, sign_in: bool, forwarded: bool, setting
     if sign_in or settings.serve_network_without_sign_in:
         return None
     if not is_loopback(address):
-        where = f"address {address}" if address else "every network address"
+        where = "every network address" if not address or address.strip("[] ") in ("0.0.0.0", "::") else f"address {address}"
         return (
             f"This dashboard is serving {where} without sign-in, so anyone who reaches it could use it. Configure sign-in "
             '(docs/team-server.md), or serve only this machine (server.address = "127.0.0.1" in .streamlit/config.toml).'
