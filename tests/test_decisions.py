@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from wildvision.cli.screening import add_review_arguments, run_review
-from wildvision.screening import decisions
+from wildvision.screening import decision_store, decisions
 from wildvision.screening.decisions import current, decide, history, import_csv, measured_precision
 
 SCORES = [  # path, probability, the model's label, duplicate group
@@ -57,14 +57,14 @@ def test_decide_and_change_keep_both_in_history(screen: Path) -> None:
 
 def test_store_has_a_schema_version_and_history_is_append_only(screen: Path) -> None:
     decide(screen, ["c.jpg"], "unsure", "ana")
-    with contextlib.closing(decisions.open_store(screen)) as connection:
-        assert connection.execute("PRAGMA user_version").fetchone()[0] == decisions.SCHEMA_VERSION
+    with contextlib.closing(decision_store.open_store(screen)) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == decision_store.SCHEMA_VERSION
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             connection.execute("DELETE FROM history")
         connection.execute("PRAGMA user_version = 99")
     with pytest.raises(ValueError, match="newer wildvision"):
-        decisions.open_store(screen)
+        decision_store.open_store(screen)
 
 
 def test_labels_and_paths_are_checked(screen: Path) -> None:
@@ -97,11 +97,11 @@ def test_import_applies_all_rows_or_none(screen: Path, tmp_path: Path) -> None:
     assert current(screen) == {} and history(screen) == []
 
     good = tmp_path / "good.csv"
-    good.write_text("\ufeffpath,label,note,reviewer\nb.jpg,captive,ok,\nc.jpg,not_captive,,cleo\n", encoding="utf-8")  # as a spreadsheet saves it
+    good.write_text("\ufeffpath,label,note\nb.jpg,captive,ok\nc.jpg,not_captive,\n", encoding="utf-8")  # as a spreadsheet saves it
     assert import_csv(screen, good, "ana") == 2
     assert {path: (d.label, d.reviewer, d.note) for path, d in current(screen).items()} == {
         "b.jpg": ("captive", "ana", "ok"),
-        "c.jpg": ("not_captive", "cleo", None),
+        "c.jpg": ("not_captive", "ana", None),
     }
 
     no_label = tmp_path / "no_label.csv"

@@ -16,7 +16,7 @@ from PIL import Image
 
 from conftest import copy_job
 from wildvision import runs
-from wildvision.screening import decisions, review
+from wildvision.screening import decision_store, decisions, review
 from wildvision.screening.config import FILES, SCORES
 from wildvision.screening.job import resume_screen
 
@@ -73,6 +73,24 @@ def test_deciding_a_photo_decides_its_reposts_and_leaves_the_undecided_queue(job
         review.decide_photo(found, items, repost, "maybe", "ana")
     with pytest.raises(ValueError, match="no reviewer"):
         review.decide_photo(found, items, repost, "captive", " ")
+
+
+def test_a_photo_decided_since_the_page_showed_it_is_offered_again_with_that_decision(job):
+    """Two reviewers see the same undecided repost group; the second to click is told, and nothing of theirs is saved."""
+    found, items = loaded(job)
+    repost = items[items["path"].str.endswith("repost.jpg")].iloc[0]["path"]
+    seen_by_ana, seen_by_ben = review.shown_decisions(items, repost), review.shown_decisions(items, repost)
+    assert len(seen_by_ana) == 2 and set(seen_by_ana.values()) == {None}
+    assert review.decide_photo(found, items, repost, "captive", "ana", shown=seen_by_ana) == 2
+    with pytest.raises(decisions.DecidedMeanwhile, match="^decided meanwhile by ana as Captive / for sale$") as refused:
+        review.decide_photo(found, items, repost, "not_captive", "ben", shown=seen_by_ben)
+    assert {d.reviewer for d in decisions.history(job)} == {"ana"}
+    _, items = loaded(job)  # the page draws the photo again, with ana's decision
+    shown = review.shown_decisions(items, repost)
+    theirs = refused.value.decision
+    assert {(d.label, d.reviewer, d.decided_at) for d in shown.values()} == {(theirs.label, theirs.reviewer, theirs.decided_at)}
+    assert review.decide_photo(found, items, repost, "not_captive", "ben", shown=shown) == 2
+    assert [d.reviewer for d in decisions.history(job)] == ["ana", "ana", "ben", "ben"]
 
 
 def test_measured_precision_counts_each_flagged_photo_once_beside_the_test_sets(job):
@@ -153,7 +171,7 @@ def test_a_store_from_before_thresholds_is_migrated_keeping_its_decisions(tmp_pa
     folder = tmp_path / "old-job"
     folder.mkdir()
     with contextlib.closing(sqlite3.connect(folder / decisions.DATABASE, isolation_level=None)) as connection:
-        for statement in decisions._MIGRATIONS[0]:
+        for statement in decision_store._MIGRATIONS[0]:
             connection.execute(statement)
         connection.execute("INSERT INTO decisions VALUES ('a.jpg', 'captive', 'ana', NULL, '2026-11-01T00:00:00+00:00', NULL, NULL)")
         connection.execute("PRAGMA user_version = 1")

@@ -199,7 +199,12 @@ def add_review_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH=LABEL",
         help=f"decide one item: PATH as written in scores.csv, LABEL a class name or {UNSURE}; repeat for more (all are saved together or none)",
     )
-    parser.add_argument("--import", dest="import_csv", metavar="CSV", help="apply a CSV of decisions with the columns path,label and optionally note,reviewer")
+    parser.add_argument(
+        "--import",
+        dest="import_csv",
+        metavar="CSV",
+        help="apply a CSV of decisions with the columns path,label and optionally note, all recorded as decided by --reviewer",
+    )
     parser.add_argument("--list", action="store_true", help="print the current decisions and the measured precision of the flags (the default)")
     parser.add_argument("--reviewer", help="who decides (default: your user name)")
     parser.add_argument("--note", help="a note kept with each --decide decision")

@@ -15,17 +15,14 @@ once, and a read-modify-write of a whole file would let the later writer drop th
 database runs in WAL mode (readers never wait for a writer and a writer never waits for readers), every change is one
 ``BEGIN IMMEDIATE`` transaction (it takes the write lock before reading the label it replaces, so two changes to one
 item are ordered and both land in history), and a busy timeout makes a second writer wait its turn instead of failing.
-``PRAGMA user_version`` holds the schema version, so a later wildvision can migrate an older store and an older one
-refuses a newer store instead of misreading it.
+How the file is created, versioned, opened read-only for viewing, and refused in words when damaged: decision_store.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import math
 import sqlite3
-import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,54 +30,17 @@ from typing import NamedTuple
 
 from scipy.stats import binomtest
 
-from wildvision import runs
+from wildvision import runs, wording
+from wildvision.screening import decision_store
 from wildvision.screening.config import SCORES, read_config
+from wildvision.screening.decision_store import key, path_of, reading, writing
 
-DATABASE = "decisions.sqlite"
-SCHEMA_VERSION = 2
+#: The store's file in a screening folder, and its refusals, as callers of this module name them (decision_store's).
+DATABASE = decision_store.DATABASE
+DecisionsUnreadable, DecisionsUnwritable = decision_store.DecisionsUnreadable, decision_store.DecisionsUnwritable
 UNSURE = "unsure"
 #: The shipped model's class names, negative first (a checkpoint's class_names order; the last is the positive class).
 DEFAULT_CLASSES = ("not_captive", "captive")
-#: How long a writer waits for another's transaction before giving up; a decision takes milliseconds.
-BUSY_TIMEOUT_S = 30.0
-
-_SCHEMA = (
-    """CREATE TABLE decisions (
-        path TEXT PRIMARY KEY,
-        label TEXT NOT NULL,
-        reviewer TEXT NOT NULL,
-        note TEXT,
-        decided_at TEXT NOT NULL,
-        sha256 TEXT,
-        duplicate_group TEXT
-    )""",
-    """CREATE TABLE history (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        path TEXT NOT NULL,
-        label TEXT NOT NULL,
-        reviewer TEXT NOT NULL,
-        note TEXT,
-        decided_at TEXT NOT NULL,
-        previous_label TEXT
-    )""",
-    "CREATE INDEX history_path ON history (path)",
-    "CREATE TRIGGER history_no_update BEFORE UPDATE ON history BEGIN SELECT RAISE(ABORT, 'history is append-only'); END",
-    "CREATE TRIGGER history_no_delete BEFORE DELETE ON history BEGIN SELECT RAISE(ABORT, 'history is append-only'); END",
-)
-_SCHEMA_2 = (
-    """CREATE TABLE thresholds (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        threshold REAL NOT NULL,
-        reviewer TEXT NOT NULL,
-        adopted_at TEXT NOT NULL,
-        target_precision REAL,
-        reviewed INTEGER
-    )""",
-    "CREATE TRIGGER thresholds_no_update BEFORE UPDATE ON thresholds BEGIN SELECT RAISE(ABORT, 'thresholds are append-only'); END",
-    "CREATE TRIGGER thresholds_no_delete BEFORE DELETE ON thresholds BEGIN SELECT RAISE(ABORT, 'thresholds are append-only'); END",
-)
-#: The statements that bring a store from version i to i + 1.
-_MIGRATIONS = (_SCHEMA, _SCHEMA_2)
 
 
 @dataclass(frozen=True)
@@ -107,55 +67,12 @@ class Precision(NamedTuple):
     n: int
 
 
-def open_store(screen_dir: str | Path) -> sqlite3.Connection:
-    """A connection to the screening folder's decision store, created (or migrated) on first use.
+class DecidedMeanwhile(ValueError):
+    """Someone else decided the photo after it was shown; nothing was saved. `decision` is theirs, to show again."""
 
-    The connection is in autocommit mode: writers open their own ``BEGIN IMMEDIATE`` transactions.
-    """
-    screen_dir = Path(screen_dir)
-    if not screen_dir.is_dir():
-        raise ValueError(f"{screen_dir} is not a screening folder")
-    connection = sqlite3.connect(screen_dir / DATABASE, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    try:
-        _use_wal(connection)
-        connection.execute("PRAGMA synchronous = FULL")  # a decision reported as saved survives a power cut
-        _migrate(connection, screen_dir / DATABASE)
-    except BaseException:
-        connection.close()
-        raise
-    return connection
-
-
-def _use_wal(connection: sqlite3.Connection) -> None:
-    """Switch the file to WAL once (it stays in the file). The switch needs the file to itself and SQLite answers
-    "database is locked" at once, without its busy timeout, while another process creates or writes the store: so
-    wait and try again, for as long as a writer would wait."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
-    while connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-        try:
-            connection.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
-
-def _migrate(connection: sqlite3.Connection, database: Path) -> None:
-    """Bring the store to SCHEMA_VERSION; the write lock is taken only when something has to change."""
-    if connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
-        return
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        version = connection.execute("PRAGMA user_version").fetchone()[0]  # another process may have created it meanwhile
-        if version > SCHEMA_VERSION:
-            raise ValueError(f"{database} was written by a newer wildvision (schema {version}, this one reads {SCHEMA_VERSION}): update wildvision")
-        for statement in (statement for step in _MIGRATIONS[version:] for statement in step):
-            connection.execute(statement)
-        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(f"decided meanwhile by {wording.plain_name(decision.reviewer)} as {wording.label_words(decision.label)}")
+        self.decision = decision
 
 
 def scored_items(screen_dir: str | Path) -> dict[str, dict[str, str]] | None:
@@ -163,7 +80,7 @@ def scored_items(screen_dir: str | Path) -> dict[str, dict[str, str]] | None:
     path = Path(screen_dir) / SCORES
     if not path.is_file():
         return None
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:  # a name that was not UTF-8 reads back as written
         return {row["path"]: row for row in csv.DictReader(handle)}
 
 
@@ -191,6 +108,7 @@ def _checked(
             "no path" if not path else None,
             f"{path} is not in this screening job's {SCORES}" if path and items is not None and path not in items else None,
             "no reviewer name" if not reviewer.strip() else None,
+            "the reviewer name or note is not UTF-8 text" if key(reviewer + (note or "")) != reviewer + (note or "") else None,
         ]
         problems += [prefix + problem for problem in found if problem]
         rows.append((path, label, reviewer.strip(), note or None))
@@ -202,14 +120,47 @@ def _checked(
     return rows
 
 
-def _record(screen_dir: str | Path, rows: Sequence[tuple[str, str, str, str | None]], items: Mapping[str, Mapping[str, str]] | None) -> None:
+class _Unchecked:
+    """decide()'s default for `shown`: the caller did not show the photo (a command, an import), so nothing is compared."""
+
+
+UNCHECKED = _Unchecked()
+
+
+def _same(a: Decision | None, b: Decision | None) -> bool:
+    """Whether two decisions are one (or both None): the same label, by the same person, at the same time."""
+    return (a is None) == (b is None) and (a is None or (a.label, a.reviewer, a.decided_at) == (b.label, b.reviewer, b.decided_at))
+
+
+def _check_shown(connection: sqlite3.Connection, paths: Sequence[str], shown: Mapping[str, Decision | None]) -> None:
+    """Refuse (DecidedMeanwhile) when any path's decision is no longer the one shown: inside the write transaction,
+    so no other decision can land between this check and the save."""
+    marks = ",".join("?" * len(paths))
+    query = f"SELECT path, label, reviewer, note, decided_at, sha256, duplicate_group FROM decisions WHERE path IN ({marks})"
+    now = {d.path: d for d in (Decision(path_of(row[0]), *row[1:]) for row in connection.execute(query, [key(p) for p in paths]))}
+    changed = [path for path in paths if not _same(now.get(path), shown.get(path))]
+    if changed:
+        made = [now[path] for path in changed if path in now]
+        if not made:
+            raise ValueError("the decision shown on this photo is gone meanwhile; look at the photo again")
+        raise DecidedMeanwhile(max(made, key=lambda d: d.decided_at))
+
+
+def _record(
+    screen_dir: str | Path,
+    rows: Sequence[tuple[str, str, str, str | None]],
+    items: Mapping[str, Mapping[str, str]] | None,
+    shown: Mapping[str, Decision | None] | _Unchecked = UNCHECKED,
+) -> None:
     """Write checked rows in one transaction: all of them or, on any failure, none."""
     decided_at = runs.now()
-    with contextlib.closing(open_store(screen_dir)) as connection:
+    with writing(screen_dir) as connection:
         connection.execute("BEGIN IMMEDIATE")
         try:
+            if not isinstance(shown, _Unchecked):
+                _check_shown(connection, [path for path, *_ in rows], shown)
             for path, label, reviewer, note in rows:
-                previous = connection.execute("SELECT label FROM decisions WHERE path = ?", (path,)).fetchone()
+                previous = connection.execute("SELECT label FROM decisions WHERE path = ?", (key(path),)).fetchone()
                 item = (items or {}).get(path, {})
                 connection.execute(
                     """INSERT INTO decisions (path, label, reviewer, note, decided_at, sha256, duplicate_group)
@@ -217,11 +168,11 @@ def _record(screen_dir: str | Path, rows: Sequence[tuple[str, str, str, str | No
                        ON CONFLICT (path) DO UPDATE SET label = excluded.label, reviewer = excluded.reviewer, note = excluded.note,
                            decided_at = excluded.decided_at, sha256 = coalesce(excluded.sha256, sha256),
                            duplicate_group = coalesce(excluded.duplicate_group, duplicate_group)""",
-                    (path, label, reviewer, note, decided_at, item.get("sha256") or None, item.get("duplicate_group") or None),
+                    (key(path), label, reviewer, note, decided_at, item.get("sha256") or None, item.get("duplicate_group") or None),
                 )
                 connection.execute(
                     "INSERT INTO history (path, label, reviewer, note, decided_at, previous_label) VALUES (?, ?, ?, ?, ?, ?)",
-                    (path, label, reviewer, note, decided_at, previous[0] if previous else None),
+                    (key(path), label, reviewer, note, decided_at, previous[0] if previous else None),
                 )
             connection.execute("COMMIT")
         except BaseException:
@@ -237,14 +188,17 @@ def decide(
     note: str | None = None,
     allowed_labels: Sequence[str] = DEFAULT_CLASSES,
     items: Mapping[str, Mapping[str, str]] | None = None,
+    shown: Mapping[str, Decision | None] | _Unchecked = UNCHECKED,
 ) -> None:
     """Give every path the same label in one transaction (the Review page decides a near-duplicate group at once).
 
     `items` are scores.csv's rows by path (scored_items); when not given they are read from the folder, and a path
-    that is not in them is refused, so a decision always names an item the model scored.
+    that is not in them is refused, so a decision always names an item the model scored. `shown`: each path's decision
+    as the person saw it (None, or left out: undecided); when any has changed since, nothing is saved and
+    DecidedMeanwhile says whose decision it is, so two reviewers never overwrite each other unseen.
     """
     items = scored_items(screen_dir) if items is None else items
-    _record(screen_dir, _checked((("", str(path), label, reviewer, note) for path in paths), items, allowed_labels), items)
+    _record(screen_dir, _checked((("", str(path), label, reviewer, note) for path in paths), items, allowed_labels), items, shown)
 
 
 def decide_each(
@@ -258,19 +212,50 @@ def decide_each(
     return len(rows)
 
 
+#: The longest field `review --import` reads: a path, a label or a note is never this long, and a larger field is a
+#: file that is not a list of decisions (Python's csv module stops at 131,072 characters with a traceback).
+MAX_IMPORT_FIELD = 10_000
+
+
+def _import_entries(csv_path: str | Path, reviewer: str) -> list[tuple[str, str, str, str, str | None]]:
+    """A decisions CSV's rows as _checked's entries, decided by `reviewer`: refused, by line, when a field is oversized,
+    and as a whole when it is not UTF-8, lacks path or label, names a column twice or has a reviewer column."""
+    name = Path(csv_path).name
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets save UTF-8 with a byte-order mark
+            reader = csv.reader(handle)
+            header = [column.strip() for column in next(reader, [])]
+            twice = sorted({column for column in header if header.count(column) > 1})
+            if twice:
+                raise ValueError(f"{name} names the column {', '.join(map(repr, twice))} twice: which one holds the decision is unclear")
+            if "reviewer" in header:
+                raise ValueError(
+                    f"{name} has a reviewer column, but imported decisions are recorded as the person importing them ({reviewer}): "
+                    "remove the column, or let each reviewer import their own decisions"
+                )
+            if {"path", "label"} - set(header):
+                raise ValueError(f"{name} needs the columns path and label (it has: {', '.join(header) or 'none'})")
+            entries = []
+            for cells in reader:
+                if any(len(cell) > MAX_IMPORT_FIELD for cell in cells):
+                    raise csv.Error("oversized")
+                row = dict(zip(header, cells))
+                entries.append((f"line {reader.line_num}", row.get("path", "").strip(), row.get("label", "").strip(), reviewer, row.get("note")))
+    except csv.Error:
+        raise ValueError(
+            f"{name}, line {reader.line_num}: a field of more than {MAX_IMPORT_FIELD:,} characters (or a broken quote); "
+            "a path, label or note is never that long, so this is not a list of decisions; nothing was imported"
+        ) from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{name} is not UTF-8 text (byte {error.start:,} is not): save it as CSV UTF-8 and import it again; nothing was imported") from None
+    return entries
+
+
 def import_csv(screen_dir: str | Path, csv_path: str | Path, reviewer: str, allowed_labels: Sequence[str] = DEFAULT_CLASSES) -> int:
-    """Apply a CSV of decisions (columns path,label and optionally note and reviewer, which overrides `reviewer` on its
-    row) in one transaction, and return how many rows it held. Every bad row is named by its line number, and then
-    nothing of the file is applied."""
-    with open(csv_path, newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets save UTF-8 with a byte-order mark
-        reader = csv.DictReader(handle)
-        missing = {"path", "label"} - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(f"{csv_path} needs the columns path and label (it has: {', '.join(reader.fieldnames or ()) or 'none'})")
-        entries = [
-            (f"line {reader.line_num}", (row["path"] or "").strip(), (row["label"] or "").strip(), row.get("reviewer") or reviewer, row.get("note"))
-            for row in reader
-        ]
+    """Apply a CSV of decisions (columns path, label and optionally note), all as decided by `reviewer` (who imports
+    them: a column cannot say who decided, or anyone could decide as anyone), in one transaction, and return how
+    many rows it held. Every bad row is named by its line number, and then nothing of the file is applied."""
+    entries = _import_entries(csv_path, reviewer)
     items = scored_items(screen_dir)
     rows = _checked(entries, items, allowed_labels)
     _record(screen_dir, rows, items)
@@ -278,18 +263,24 @@ def import_csv(screen_dir: str | Path, csv_path: str | Path, reviewer: str, allo
 
 
 def current(screen_dir: str | Path) -> dict[str, Decision]:
-    """The latest decision on each decided item, by path."""
-    with contextlib.closing(open_store(screen_dir)) as connection:
-        rows = connection.execute("SELECT path, label, reviewer, note, decided_at, sha256, duplicate_group FROM decisions ORDER BY path").fetchall()
-    return {row[0]: Decision(*row) for row in rows}
+    """The latest decision on each decided item, by path (empty when nobody decided yet; reading creates no store)."""
+    with reading(screen_dir) as connection:
+        rows = (
+            []
+            if connection is None
+            else connection.execute("SELECT path, label, reviewer, note, decided_at, sha256, duplicate_group FROM decisions").fetchall()
+        )
+    decided = (Decision(path_of(row[0]), *row[1:]) for row in rows)
+    return {d.path: d for d in sorted(decided, key=lambda d: d.path)}
 
 
 def history(screen_dir: str | Path, path: str | None = None) -> list[Decision]:
     """Every decision in the order it was made, on one item or on all."""
-    where, parameters = (" WHERE path = ?", (path,)) if path is not None else ("", ())
-    with contextlib.closing(open_store(screen_dir)) as connection:
-        rows = connection.execute(f"SELECT path, label, reviewer, note, decided_at, previous_label FROM history{where} ORDER BY id", parameters).fetchall()
-    return [Decision(*row[:5], previous_label=row[5]) for row in rows]
+    where, parameters = (" WHERE path = ?", (key(path),)) if path is not None else ("", ())
+    with reading(screen_dir) as connection:
+        query = f"SELECT path, label, reviewer, note, decided_at, previous_label FROM history{where} ORDER BY id"
+        rows = [] if connection is None else connection.execute(query, parameters).fetchall()
+    return [Decision(path_of(row[0]), *row[1:5], previous_label=row[5]) for row in rows]
 
 
 def _reviewed(decisions: Iterable[Decision], flagged: Collection[str] | None) -> list[Decision]:
@@ -330,7 +321,7 @@ def adopt_threshold(screen_dir: str | Path, threshold: float, reviewer: str, tar
         raise ValueError(f"a threshold is a probability between 0 and 1, not {threshold}")
     if not reviewer.strip():
         raise ValueError("no reviewer name: say who adopts the threshold")
-    with contextlib.closing(open_store(screen_dir)) as connection:
+    with writing(screen_dir) as connection:
         connection.execute(
             "INSERT INTO thresholds (threshold, reviewer, adopted_at, target_precision, reviewed) VALUES (?, ?, ?, ?, ?)",
             (float(threshold), reviewer.strip(), runs.now(), target_precision, reviewed),
@@ -339,8 +330,8 @@ def adopt_threshold(screen_dir: str | Path, threshold: float, reviewer: str, tar
 
 def adopted_threshold(screen_dir: str | Path) -> Adopted | None:
     """The threshold last adopted for the job, or None while it uses its model's own (reading creates no store)."""
-    if not (Path(screen_dir) / DATABASE).is_file():
-        return None
-    with contextlib.closing(open_store(screen_dir)) as connection:
+    with reading(screen_dir) as connection:
+        if connection is None or connection.execute("PRAGMA user_version").fetchone()[0] < 2:  # thresholds came with schema 2
+            return None
         row = connection.execute("SELECT threshold, reviewer, adopted_at, target_precision, reviewed FROM thresholds ORDER BY id DESC LIMIT 1").fetchone()
     return None if row is None else Adopted(*row)

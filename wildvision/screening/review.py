@@ -158,7 +158,7 @@ def read_items(screen_dir: str | Path) -> pd.DataFrame:
     with open(screen_dir / FILES, encoding="utf-8", errors="surrogateescape") as handle:
         files = [json.loads(line)[1] for line in handle]
     if (screen_dir / SCORES).is_file():
-        items = pd.read_csv(screen_dir / SCORES, dtype=str, keep_default_na=False)
+        items = pd.read_csv(screen_dir / SCORES, dtype=str, keep_default_na=False, encoding_errors="surrogateescape")  # names as listed
         check_columns(items.columns, screen_dir / SCORES)
         if len(files) != len(items):
             raise runs.RunError(f"{screen_dir / FILES} lists {len(files):,} files but {SCORES} has {len(items):,} rows: the job's folder was changed")
@@ -253,11 +253,34 @@ def group_paths(items: pd.DataFrame, path: str) -> list[str]:
     return members["path"].tolist() or [path]
 
 
-def decide_photo(job: Job, items: pd.DataFrame, path: str, label: str, reviewer: str, note: str | None = None) -> int:
-    """Decide a photo and every repost of it in one transaction; returns how many files that decided."""
+def shown_decisions(items: pd.DataFrame, path: str) -> dict[str, decisions.Decision | None]:
+    """Each file of `path`'s duplicate group with its decision as `items` (with_decisions, as the page drew it) holds
+    it, None where undecided: what decide_photo compares with the store, so a decision someone made since is not
+    overwritten unseen."""
+    members = items[items["group"] == items.loc[items["path"] == path, "group"].iloc[0]] if (items["path"] == path).any() else items[:0]
+    return {
+        row.path: decisions.Decision(row.path, row.decision, row.reviewer, row.note or None, row.decided_at) if row.decision else None
+        for row in members.itertuples()
+    }
+
+
+def decide_photo(
+    job: Job,
+    items: pd.DataFrame,
+    path: str,
+    label: str,
+    reviewer: str,
+    note: str | None = None,
+    shown: Mapping[str, decisions.Decision | None] | None = None,
+) -> int:
+    """Decide a photo and every repost of it in one transaction; returns how many files that decided.
+
+    shown: the group's decisions as the person saw them (shown_decisions); when any changed since, nothing is saved
+    and decisions.DecidedMeanwhile says who decided what, to show the photo again with it. None: not compared."""
     paths = group_paths(items, path)
     rows = items.set_index("path").loc[paths, ["sha256", "duplicate_group"]].to_dict("index")
-    decisions.decide(job.path, paths, label, reviewer, note, allowed_labels=job.class_names, items=rows)
+    checked = decisions.UNCHECKED if shown is None else shown
+    decisions.decide(job.path, paths, label, reviewer, note, allowed_labels=job.class_names, items=rows, shown=checked)
     return len(paths)
 
 
