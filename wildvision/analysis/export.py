@@ -9,6 +9,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from wildvision.spreadsheet import frame_csv
+
 
 def colour_scaled(table: pd.DataFrame, diverging: bool = False) -> pd.io.formats.style.Styler:
     """The table with its cells coloured on one scale over the whole table (matplotlib colour maps).
@@ -99,7 +101,8 @@ def to_csv(df: pd.DataFrame, significant: int = 6) -> str:
 
     Floats are rounded to ``significant`` significant digits (whole numbers keep all their digits),
     which removes the noise of binary arithmetic (0.75 - 0.64 is 0.10999999999999999 in floating
-    point; the CSV says 0.11) and keeps more digits than any table prints.
+    point; the CSV says 0.11) and keeps more digits than any table prints. Text a spreadsheet would run as
+    a formula (a run's name such as "=cmd|...") is written as text (wildvision.spreadsheet).
     """
     flat = df.copy()
     for column in flat.columns[[pd.api.types.is_float_dtype(t) for t in flat.dtypes]]:
@@ -107,7 +110,7 @@ def to_csv(df: pd.DataFrame, significant: int = 6) -> str:
     if isinstance(flat.columns, pd.MultiIndex):
         flat.columns = [_flat_label(c) for c in flat.columns]
     has_index = not (isinstance(flat.index, pd.RangeIndex) and flat.index.name is None)
-    return flat.to_csv(index=has_index)
+    return frame_csv(flat, index=has_index)
 
 
 #: Characters LaTeX treats specially, and non-ASCII ones the dashboard writes, as LaTeX text.

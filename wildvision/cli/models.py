@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from wildvision import catalog, paper
+from wildvision import catalog, paper, runs
 from wildvision.cli.options import add_runs_dir
 from wildvision.models import ARCHITECTURES, PAPER_ARCHITECTURES
+from wildvision.spreadsheet import csv_text
 from wildvision.training.config import REGIMES
 from wildvision.uploads import ZIP_EXTENSION, UploadLimits, unpack_uploads
+from wildvision.wording import plain_name
 
 # A zip given to `predict` is the user's own, but may come from anyone: member names and symlinks are
 # never trusted, and bombs are capped, with room for far more photos than a browser upload.
@@ -35,17 +36,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if not paths:
             raise ValueError(f"no image files in {', '.join(args.paths)}")
         predictions = [replace(p, path=shown.get(p.path, p.path)) for p in predict_paths(loaded, paths, args.batch_size)]
-    out = open(args.csv, "w", newline="", encoding="utf-8") if args.csv else sys.stdout
-    try:
-        writer = csv.writer(out)
-        writer.writerow(["path", "probability", "label", "unlike_training", "unusual"])  # the last two empty without a summary
-        for p in predictions:
-            if p.error is None:
-                unlike = "" if p.unlike_training is None else f"{p.unlike_training:.4f}"
-                writer.writerow([p.path, f"{p.probability:.6f}", p.label, unlike, "" if p.unusual is None else str(p.unusual).lower()])
-    finally:
-        if args.csv:
-            out.close()
+    rows = [
+        [
+            plain_name(str(p.path)),
+            f"{p.probability:.6f}",
+            p.label,
+            "" if p.unlike_training is None else f"{p.unlike_training:.4f}",
+            "" if p.unusual is None else str(p.unusual).lower(),
+        ]
+        for p in predictions
+        if p.error is None
+    ]
+    # the last two columns are empty without a novelty summary; names that would be formulas in a spreadsheet are text
+    text = csv_text(["path", "probability", "label", "unlike_training", "unusual"], rows)
+    if args.csv:
+        runs.write_text_atomic(Path(args.csv), text)
+    else:
+        sys.stdout.write(text)
     failed = [p for p in predictions if p.error is not None]
     for p in failed:
         print(f"could not predict {p.path}: {p.error}", file=sys.stderr)

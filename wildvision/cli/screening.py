@@ -26,6 +26,7 @@ from wildvision.screening.scoring import Shard, parse_shard
 from wildvision.screening.sources import check_sources
 from wildvision.screening.training_export import MANIFEST, OVERLAP_CSV, TrainingFolder, model_test_sets, plan_training_folder, write_training_folder
 from wildvision.training.launch import named_folder_argument
+from wildvision.wording import plain_name
 
 
 def register(sub) -> None:
@@ -244,7 +245,7 @@ def _print_list(decided: dict[str, Decision], items: Mapping[str, Mapping[str, s
         print("no decisions yet")
         return
     for d in decided.values():
-        print("\t".join([d.path, d.label, d.reviewer, d.decided_at] + ([d.note] if d.note else [])))
+        print("\t".join(map(plain_name, [d.path, d.label, d.reviewer, d.decided_at] + ([d.note] if d.note else []))))
     counts = Counter(d.label for d in decided.values())
     summary = f"{len(decided)} decided ({', '.join(f'{label} {n}' for label, n in sorted(counts.items()))})"
     flagged = None if items is None else {path for path, row in items.items() if row.get("label") == positive_label}
@@ -308,7 +309,7 @@ def _plural(count: int, word: str) -> str:
 
 def _print_skipped(skipped: Sequence[Skipped]) -> None:
     for item in skipped:
-        print(f"left out {item.path}: {item.reason}", file=sys.stderr)
+        print(f"left out {plain_name(item.path)}: {plain_name(item.reason)}", file=sys.stderr)
 
 
 def _print_training_folder(folder: TrainingFolder, job: Job) -> None:
@@ -317,7 +318,9 @@ def _print_training_folder(folder: TrainingFolder, job: Job) -> None:
     for included in folder.included:
         print(f"  linked {included.link.relative_to(folder.path)} -> {included.target} ({_plural(included.images, 'image')})")
     if folder.conflicts:
-        print(f"  {_plural(len(folder.conflicts), 'photo')} decided two different classes (training leaves them out): {', '.join(folder.conflicts)}")
+        print(
+            f"  {_plural(len(folder.conflicts), 'photo')} decided two different classes (training leaves them out): {', '.join(map(plain_name, folder.conflicts))}"
+        )
     compared = ", ".join(f"{name} ({path})" for name, path in folder.test_sets.items()) or "none (give --test-set NAME=DIR)"
     print(f"  compared with the test sets: {compared}")
     tests = " ".join(f"--test {name}={path}" for name, path in folder.test_sets.items())
@@ -327,7 +330,9 @@ def _print_training_folder(folder: TrainingFolder, job: Job) -> None:
         matching = len({o.file for o in folder.overlaps})
         print(f"  {_plural(matching, 'reviewed photo')} {'is' if matching == 1 else 'are'} the same photo as a test-set image (listed in {OVERLAP_CSV}):")
         for o in folder.overlaps:
-            print(f"    {o.file} = {o.test_set}: {o.test_image} ({'identical' if o.identical else f'near-duplicate, pHash {o.distance} bits apart'})")
+            print(
+                f"    {o.file} = {o.test_set}: {plain_name(str(o.test_image))} ({'identical' if o.identical else f'near-duplicate, pHash {o.distance} bits apart'})"
+            )
         print(
             "  train with --exclude-test-duplicates (the Train page: 'Leave out test photos that copy a training photo') so those test sets' scores stay honest:"
         )

@@ -18,7 +18,15 @@ Why each rule:
 - Names inside a pack or folder are `<scores.csv row, 6 digits>-<the file's own name, reduced to safe
   characters>`: unique (two posts may both be "1.jpg"), readable, and never a path taken from a scraped name.
 - Nothing half-written is ever left under an output's name: CSVs and the pack are written to a temporary name
-  and renamed into place (runs.write_atomic).
+  and renamed into place (runs.write_atomic). A temporary file of the same output left by an export that was killed
+  (its process is gone) is removed by the next export to that name (remove_stale_temporaries).
+- A job whose scores.csv does not match its file list (rows missing or extra, a malformed row, a SHA-256 that is not
+  64 hex digits, a probability that is not one) is refused with nothing written (DamagedScores): an export of part
+  of a job, or of a damaged hash, would look whole.
+- Every CSV goes through wildvision.spreadsheet, so a reviewer's name, a note or a file name that a spreadsheet would
+  run as a formula (=HYPERLINK(...), @SUM(...)) is written as text. File names are written with wording.plain_name:
+  a name that is not UTF-8 shows its bytes as \\xe9 (a UTF-8 CSV cannot hold them raw), and a line break cannot
+  forge a line of README.txt; scores.csv keeps the exact name.
 """
 
 from __future__ import annotations
@@ -26,8 +34,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import math
 import os
 import re
+import shutil
 import textwrap
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
@@ -37,7 +47,7 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
-from wildvision import runs
+from wildvision import jobs, runs
 from wildvision.images import IMAGE_EXTENSIONS
 from wildvision.predict import LoadedModel
 from wildvision.screening import decisions
@@ -46,6 +56,8 @@ from wildvision.screening.job import load_screen_model
 from wildvision.screening.merge import check_columns
 from wildvision.screening.review import Job, read_job
 from wildvision.screening.sources import read_file_list
+from wildvision.spreadsheet import csv_text
+from wildvision.wording import plain_name
 
 CASE_COLUMNS = ["path", "sha256", "probability", "decision", "reviewer", "decided_at", "note"]
 PACK_COLUMNS = [*CASE_COLUMNS, "image", "saliency"]  # the photo and its map inside the pack ("" when skipped)
@@ -65,6 +77,10 @@ class CaseFileError(ValueError):
     """A case's photo cannot be exported as it was screened; the message says why."""
 
 
+class DamagedScores(ValueError):
+    """A job's scores.csv does not match its file list; nothing was exported."""
+
+
 @dataclass(frozen=True)
 class Case:
     """One decided item: where it is in scores.csv (row, from 1), its file on disk, the model's score and the people's decision."""
@@ -81,8 +97,8 @@ class Case:
     note: str
 
     def csv_row(self) -> list[str]:
-        """The case as a CASE_COLUMNS row."""
-        return [self.path, self.sha256, self.probability, self.decision, self.reviewer, self.decided_at, self.note]
+        """The case as a CASE_COLUMNS row, its path as one plain line (wording.plain_name)."""
+        return [plain_name(self.path), self.sha256, self.probability, self.decision, self.reviewer, self.decided_at, self.note]
 
 
 @dataclass(frozen=True)
@@ -118,39 +134,79 @@ class EvidencePack:
 # ---------------------------------------------------------------------------------------------
 
 
-def decided_cases(screen_dir: str | Path, labels: Iterable[str] | None = None) -> list[Case]:
-    """The items people decided (one of `labels`; None: any label, unsure too), in scores.csv's order.
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
-    Reads the decision store only when it exists: exporting never creates one."""
+
+def _score_problem(row: dict, listed_path: str | None) -> str | None:
+    """What is wrong with one scores.csv row beside its files.jsonl entry, or None."""
+    if None in row or None in row.values():
+        return "it does not have the header's columns"
+    if listed_path is None:
+        return f"{FILES} lists fewer files"
+    if row["path"] != listed_path:
+        return f"its path is not {FILES}'s ({plain_name(listed_path)})"
+    if (row["sha256"] or not row["error"]) and not SHA256.fullmatch(row["sha256"]):
+        return "its SHA-256 is not 64 hexadecimal digits"
+    if row["error"]:
+        return None if not row["probability"] else "it has both a probability and an error"
+    try:
+        probability = float(row["probability"])
+    except ValueError:
+        return "its probability is not a number"
+    return None if 0 <= probability <= 1 and not math.isnan(probability) else "its probability is not between 0 and 1"
+
+
+def checked_scores(job: Job) -> list[tuple[int, dict, str | None]]:
+    """(row number from 1, scores.csv row, file on disk) for every listed file, refused as a whole (DamagedScores)
+    when scores.csv does not match files.jsonl: an export must never look whole while part of the job is missing."""
+    listed = list(read_file_list(job.path))
+    rows = []
+    with open(job.path / SCORES, newline="", encoding="utf-8", errors="surrogateescape") as handle:  # names as listed
+        reader = csv.DictReader(handle)
+        check_columns(reader.fieldnames, job.path / SCORES)
+        try:
+            for number, row in enumerate(reader, 1):
+                problem = _score_problem(row, listed[number - 1].path if number <= len(listed) else None)
+                if problem:
+                    raise DamagedScores(f"row {number:,} of {SCORES}: {problem}")
+                rows.append((number, row, listed[number - 1].file))
+        except (csv.Error, DamagedScores) as error:
+            raise DamagedScores(
+                f"screening job {job.name} cannot be exported: {error}; the job's folder was changed or damaged, and nothing was written"
+            ) from None
+    if len(rows) != len(listed):
+        raise DamagedScores(
+            f"screening job {job.name} cannot be exported: {FILES} lists {len(listed):,} files but {SCORES} has {len(rows):,} rows; "
+            "the job's folder was changed or damaged, and nothing was written"
+        )
+    return rows
+
+
+def decided_cases(screen_dir: str | Path, labels: Iterable[str] | None = None) -> list[Case]:
+    """The items people decided (one of `labels`; None: any label, unsure too), in scores.csv's order; refused when
+    scores.csv does not match the file list (checked_scores). Reading the decisions never creates their store."""
     job = read_job(screen_dir)
-    if not (job.path / decisions.DATABASE).is_file():
-        return []
     decided = decisions.current(job.path)
     wanted = None if labels is None else set(labels)
     cases = []
-    with open(job.path / SCORES, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        check_columns(reader.fieldnames, job.path / SCORES)
-        for row_number, (row, listed) in enumerate(zip(reader, read_file_list(job.path), strict=False), 1):
-            if row["path"] != listed.path:
-                raise runs.RunError(f"{job.path}: row {row_number} of {SCORES} ({row['path']}) is not {FILES}'s ({listed.path})")
-            decision = decided.get(row["path"])
-            if decision is None or (wanted is not None and decision.label not in wanted):
-                continue
-            cases.append(
-                Case(
-                    row=row_number,
-                    path=row["path"],
-                    file=listed.file,
-                    sha256=row["sha256"],
-                    probability=row["probability"],
-                    error=row["error"],
-                    decision=decision.label,
-                    reviewer=decision.reviewer,
-                    decided_at=decision.decided_at,
-                    note=decision.note or "",
-                )
+    for row_number, row, file in checked_scores(job):
+        decision = decided.get(row["path"])
+        if decision is None or (wanted is not None and decision.label not in wanted):
+            continue
+        cases.append(
+            Case(
+                row=row_number,
+                path=row["path"],
+                file=file,
+                sha256=row["sha256"],
+                probability=row["probability"],
+                error=row["error"],
+                decision=decision.label,
+                reviewer=decision.reviewer,
+                decided_at=decision.decided_at,
+                note=decision.note or "",
             )
+        )
     return cases
 
 
@@ -205,11 +261,12 @@ def _sniffed_suffix(data: bytes | None) -> str:
 
 
 def check_output_file(out: str | Path) -> Path:
-    """`out` as a file that can be written (its folder exists and is writable), so a refusal comes before any work."""
+    """`out` as a file that can be written (its folder exists and is writable), so a refusal comes before any work;
+    a killed export's temporary file of it is removed (remove_stale_temporaries)."""
     out = Path(out)
     if out.is_dir():
         raise ValueError(f"{out} is a folder: give the name of the file to write")
-    return writable_parent(out, "write")
+    return remove_stale_temporaries(writable_parent(out, "write"))
 
 
 def writable_parent(out: Path, verb: str) -> Path:
@@ -221,13 +278,20 @@ def writable_parent(out: Path, verb: str) -> Path:
     return out
 
 
-def csv_text(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """A CSV with its header, as text (written atomically by the caller)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(columns)
-    writer.writerows(rows)
-    return buffer.getvalue()
+def remove_stale_temporaries(out: Path) -> Path:
+    """Remove what exports of `out` killed before they finished left beside it: runs.write_atomic's and the training
+    export's `.<name>.<pid>.<8 hex>.tmp`, when process <pid> no longer runs on this machine (a running export keeps
+    its own). Returns `out`."""
+    pattern = re.compile(re.escape(f".{out.name}.") + r"(\d+)\.[0-9a-f]{8}\.tmp")
+    for leftover in out.parent.iterdir():
+        found = pattern.fullmatch(leftover.name)
+        if found is None or jobs.process_alive(int(found.group(1))):
+            continue
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+    return out
 
 
 def cases_csv(screen_dir: str | Path) -> tuple[str, int]:
@@ -273,10 +337,10 @@ def _pack_readme(job: Job, exported_at: str, cases: int, images: int, saliency: 
     lines = [
         "wildvision evidence pack",
         "",
-        f"Screening job: {job.name} ({job.path.resolve()}), started {job.created_at or 'at an unrecorded time'}",
-        f"Model: {job.model} ({job.architecture})" + ("" if job.model_file == job.model else f", checkpoint {job.model_file}"),
+        f"Screening job: {plain_name(job.name)} ({plain_name(str(job.path.resolve()))}), started {job.created_at or 'at an unrecorded time'}",
+        f"Model: {plain_name(job.model)} ({job.architecture})" + ("" if job.model_file == job.model else f", checkpoint {plain_name(job.model_file)}"),
         f"Threshold: {job.threshold:g} (photos scoring at or above it were flagged {positive!r})"
-        + (f"; adopted by {job.adopted.reviewer} on {job.adopted.adopted_at}, the model's own is {job.model_threshold:g}" if job.adopted else ""),
+        + (f"; adopted by {plain_name(job.adopted.reviewer)} on {job.adopted.adopted_at}, the model's own is {job.model_threshold:g}" if job.adopted else ""),
         f"Exported: {exported_at} (UTC)",
         f"Cases: {cases} photos people decided {positive!r}; {images} of them are in this pack",
         "",
@@ -286,7 +350,7 @@ def _pack_readme(job: Job, exported_at: str, cases: int, images: int, saliency: 
     lines += ["", "The model's score is a pointer for a person to check, never proof of trade."]
     if skipped:
         lines += ["", f"Not in this pack ({len(skipped)}; their rows in {PACK_CSV} name no image):"]
-        lines += [f"  {s.path}: {s.reason}" for s in skipped]
+        lines += [f"  {plain_name(s.path)}: {plain_name(s.reason)}" for s in skipped]
     return "\n".join(lines) + "\n"
 
 

@@ -3,7 +3,8 @@
 `python -m wildvision export SCREEN_DIR --training-folder DIR` (export_training_folder; the Review page too): every
 photo decided one of the job's classes (not `unsure`), copied into DIR/<class>/reviewed/<row>-<name>, positive and
 negative class names as the job's model has them (docs/data.md), with manifest.csv (file, class, source path,
-sha256, reviewer, decided_at, screening job, note, test_overlap). `--include DATA_FOLDER` links an existing training
+sha256, reviewer, decided_at, screening job, note, test_overlap; spreadsheet-safe, names as wording.plain_name writes
+them). `--include DATA_FOLDER` links an existing training
 folder's class folders beside them (DIR/<class>/<its name>), since a run trains on one data folder; wildvision.data
 follows linked folders. Photos that are the same photo as a test-set image (identical bytes, or pHashes within
 photos.PHASH_THRESHOLD bits) are listed in test_overlap.csv: training on them would make those test sets' scores
@@ -38,8 +39,10 @@ from wildvision import catalog, model_card, photos, runs
 from wildvision.data import scan_folder
 from wildvision.images import is_image_file
 from wildvision.screening.config import read_config
-from wildvision.screening.export import Case, CaseFileError, Skipped, case_bytes, csv_text, decided_cases, export_name, writable_parent
+from wildvision.screening.export import Case, CaseFileError, Skipped, case_bytes, decided_cases, export_name, remove_stale_temporaries, writable_parent
 from wildvision.screening.review import Job, read_job
+from wildvision.spreadsheet import csv_text
+from wildvision.wording import plain_name
 
 MANIFEST_COLUMNS = ["file", "class", "source_path", "sha256", "reviewer", "decided_at", "screening_job", "note", "test_overlap"]
 OVERLAP_COLUMNS = ["file", "source_path", "test_set", "test_image", "match", "phash_distance"]
@@ -138,11 +141,12 @@ def find_test_overlaps(files: Mapping[str, Path], test_sets: Mapping[str, Path])
 
 
 def check_training_target(out: str | Path) -> Path:
-    """`out` as a training folder to create: new, or an empty folder; never one holding anything (it may be someone's data)."""
+    """`out` as a training folder to create: new, or an empty folder; never one holding anything (it may be someone's
+    data). A killed export's half-built folder beside it is removed (export.remove_stale_temporaries)."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out} already exists and is not an empty folder: give a new folder for the training data (nothing was written)")
-    return writable_parent(out, "create")
+    return remove_stale_temporaries(writable_parent(out, "create"))
 
 
 def included_classes(data_folder: str | Path, positive: str) -> dict[str, tuple[Path, int]]:
@@ -302,12 +306,23 @@ def _write_training_folder(
         matched[overlap.file].append(f"{overlap.test_set}:{overlap.test_image}")
     source = {file: case.path for file, case in reversed(rows)}  # the first decided item written to each file
     manifest = [
-        [file, case.decision, case.path, case.sha256, case.reviewer, case.decided_at, job.name, case.note, " | ".join(matched.get(file, []))]
+        [
+            file,
+            case.decision,
+            plain_name(case.path),
+            case.sha256,
+            case.reviewer,
+            case.decided_at,
+            job.name,
+            case.note,
+            plain_name(" | ".join(matched.get(file, []))),
+        ]
         for file, case in rows
     ]
     runs.write_text_atomic(root / MANIFEST, csv_text(MANIFEST_COLUMNS, manifest))
     overlap_rows = [
-        [o.file, source[o.file], o.test_set, str(o.test_image), "identical" if o.identical else "near-duplicate", str(o.distance)] for o in overlaps
+        [o.file, plain_name(source[o.file]), o.test_set, plain_name(str(o.test_image)), "identical" if o.identical else "near-duplicate", o.distance]
+        for o in overlaps
     ]
     runs.write_text_atomic(root / OVERLAP_CSV, csv_text(OVERLAP_COLUMNS, overlap_rows))
     counts = Counter(file.split("/")[0] for file in files)
