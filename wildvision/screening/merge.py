@@ -9,6 +9,9 @@ truncated one is named plainly instead of failing on a missing key.
 A reposted photo is one review item: files with identical bytes (SHA-256) or pHashes at most
 photos.PHASH_THRESHOLD bits apart share `duplicate_group`, the list row number (from 1) of the group's first
 file (photos.duplicate_group_ids); a photo seen once is its own group. Groups are computed at the end, over all rows.
+
+A file name that is not UTF-8 (os.fsdecode holds its bytes as surrogates) is written as its own bytes
+(errors="surrogateescape"), so scores.csv names the exact file; every reader opens it the same way.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def check_columns(columns: Iterable[str] | None, path: Path) -> None:
 def part_rows(screen_dir: Path) -> Iterator[dict]:
     """The rows of every part written so far, in list order (scoring.PART_COLUMNS)."""
     for part in sorted((screen_dir / PARTS).glob("part-*.csv")):
-        with open(part, newline="", encoding="utf-8") as handle:
+        with open(part, newline="", encoding="utf-8", errors="surrogateescape") as handle:
             yield from csv.DictReader(handle)
 
 
@@ -59,7 +62,7 @@ def write_scores(screen_dir: Path, config: ScreenConfig) -> dict:
     flagged_photos = set()
 
     def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:  # names byte for byte
             writer = csv.writer(handle)
             writer.writerow(SCORES_COLUMNS)
             for row, group in zip(part_rows(screen_dir), groups):

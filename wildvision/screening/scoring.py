@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -21,12 +21,12 @@ from pathlib import Path
 
 import torch
 
-from wildvision import inference, photos, runs
+from wildvision import inference, photos, roots, runs
 from wildvision.data import eval_pixels
 from wildvision.images import ImageError, open_image
 from wildvision.predict import LoadedModel
 from wildvision.screening.config import PARTS, ScreenConfig
-from wildvision.screening.sources import Listed, read_file_list
+from wildvision.screening.sources import NOT_REGULAR, Listed, read_file_list
 
 PART_COLUMNS = ["index", "path", "sha256", "phash", "probability", "label", "unlike_training", "error"]
 WINDOW_PARTS = 16  # parts handed to the inference loop at once: its prefetch restarts only every 4,096 images
@@ -47,10 +47,15 @@ def decoder(loaded: LoadedModel):
     """The per-file work of the loader threads: SHA-256 of the bytes, then one decode for both pHash and the model's input.
 
     The hash reads the file once; the decode reads it again from the page cache (open_image takes a path, and
-    that is where every check on a hostile file lives)."""
+    that is where every check on a hostile file lives). A file that is not a regular one (a line of a list file
+    naming /dev/zero or a FIFO, a link to one) is never opened: reading it would never end or never start."""
     transform = eval_pixels()
 
     def decode(file: str) -> Decoded:
+        try:
+            roots.regular(file)
+        except roots.OutsideRoots:
+            return Decoded(None, "", None, NOT_REGULAR)
         try:
             digest = photos.sha256(file)
         except FileNotFoundError:
@@ -68,6 +73,22 @@ def decoder(loaded: LoadedModel):
 
 def _part_path(screen_dir: Path, first: int) -> Path:
     return screen_dir / PARTS / f"part-{first:09d}.csv"
+
+
+def _write_part(path: Path, rows: list[list]) -> None:
+    """One part file, atomically. Names are written with errors="surrogateescape" (and read back so by
+    merge.part_rows): a file name that is not UTF-8 (b'caf\\xe9.jpg', held by Python as a surrogate) keeps its
+    exact bytes instead of failing the job, and every resume of it."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(PART_COLUMNS)
+            writer.writerows(rows)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    runs.write_atomic(path, write)
 
 
 def _unread(index: int, row: Listed) -> list:
@@ -166,10 +187,6 @@ def score_parts(screen_dir: Path, config: ScreenConfig, loaded: LoadedModel, wor
         for index, row in _score_rows(loaded, window, batch_size, workers):
             part.append(row)
             if (index + 1) % part_size == 0 or index + 1 == total:
-                buffer = io.StringIO()
-                writer = csv.writer(buffer)
-                writer.writerow(PART_COLUMNS)
-                writer.writerows(part)
-                runs.write_text_atomic(_part_path(screen_dir, part[0][0]), buffer.getvalue())
+                _write_part(_part_path(screen_dir, part[0][0]), part)
                 part = []
                 _progress(screen_dir, part_size, total, started, done_at_start)

@@ -19,16 +19,22 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
-from wildvision import runs
+from wildvision import roots, runs
 from wildvision.images import IMAGE_EXTENSIONS, is_image_file
 from wildvision.screening.config import FILES, UNPACKED
 from wildvision.uploads import ZIP_EXTENSION, UploadLimits, ZipRefused, is_metadata, member_suffix, open_zip, zip_members
 
 # as `predict`'s zips: the user's own archive, but its members may come from anyone
 ZIP_LIMITS = UploadLimits(max_images=400_000, max_zip_members=400_000, max_total_bytes=8 * 2**30)
+MAX_LIST_BYTES = 50 * 2**20  # a list file's size at most: 50 MB holds about a million paths
+MAX_LINE_CHARS = 4096  # a list file's line at most (PATH_MAX on Linux)
+LINES_CHECKED = 1000  # a list file's first lines, checked for at least one photo path before a job starts
+NOT_REGULAR = "not a regular file (a device, a pipe or a socket): not read"
 NOT_AN_IMAGE = f"not an image or a zip (screening reads {', '.join(sorted(IMAGE_EXTENSIONS))} files and zips of them)"
+NOT_A_PHOTO_PATH = f"not a photo path (a list file's lines name {', '.join(sorted(IMAGE_EXTENSIONS))} files; screen folders and zips as sources)"
 
 
 @dataclass(frozen=True)
@@ -64,21 +70,34 @@ def _zip_members(archive_path: Path, target: Path, left_out: list[str]) -> Itera
             yield Listed(shown, str(path.resolve()))
 
 
+def _not_regular(path: str | Path) -> str | None:
+    """Why `path` (links followed) must not be read: a device file (/dev/zero never ends), a FIFO (blocks) or a
+    socket; None for a regular file or folder, and for a path that cannot be stat'ed (reading it then says why)."""
+    try:
+        roots.regular(path)
+    except roots.OutsideRoots:
+        return NOT_REGULAR
+    return None
+
+
 def _folder_files(folder: Path, unpack_dir: Path, left_out: list[str]) -> Iterator[Listed]:
     """Every file under `folder`, recursively, in a stable order, without holding the whole tree in memory: images,
-    the members of its zips (each unpacked under its own numbered folder of `unpack_dir`) and rows for the rest."""
+    the members of its zips (each unpacked under its own numbered folder of `unpack_dir`) and rows for the rest.
+    Links to folders are rows, not followed (roots.walk without following links); a link to a device file, a FIFO or
+    a socket is a row, never read."""
     unopened: list[OSError] = []
     zips = 0
-    for directory, subfolders, names in os.walk(folder, onerror=unopened.append):
+    for directory, subfolders, names in roots.walk(folder, follow_links=False, onerror=unopened.append):
         yield from (Listed(str(error.filename), None, f"folder cannot be opened ({error.strerror or error})") for error in unopened)
         unopened.clear()
-        subfolders.sort()
         for name in [name for name in subfolders if os.path.islink(os.path.join(directory, name))]:
             yield Listed(os.path.join(directory, name), None, "a link to a folder, not followed: screen that folder itself")
         for name in sorted(names):
             path = Path(directory) / name
             if is_metadata(os.path.relpath(path, folder)):
                 left_out.append(str(path))
+            elif (is_image_file(path) or path.suffix.lower() == ZIP_EXTENSION) and (why := _not_regular(path)):
+                yield Listed(str(path), None, why)
             elif is_image_file(path):
                 yield Listed(str(path), os.path.abspath(path))
             elif path.suffix.lower() == ZIP_EXTENSION:
@@ -89,13 +108,26 @@ def _folder_files(folder: Path, unpack_dir: Path, left_out: list[str]) -> Iterat
     yield from (Listed(str(error.filename), None, f"folder cannot be opened ({error.strerror or error})") for error in unopened)
 
 
+def _lines(listing: Path) -> Iterator[tuple[str, bool]]:
+    """A list file's lines without their line ends, each with whether it was cut at MAX_LINE_CHARS (the rest of a
+    longer line is read in bounded pieces and dropped, so one endless line never fills memory)."""
+    with open(listing, encoding="utf-8", errors="surrogateescape", newline="") as handle:
+        while line := handle.readline(MAX_LINE_CHARS + 1):
+            cut = len(line) > MAX_LINE_CHARS and not line.endswith("\n")
+            while cut and (rest := handle.readline(MAX_LINE_CHARS)) and not rest.endswith("\n"):
+                pass
+            yield line.rstrip("\r\n"), cut
+
+
 def _list_file(listing: Path) -> Iterator[Listed]:
-    """The paths in a text file, one a line (blank lines and # comments skipped); relative ones are relative to the file's folder."""
-    with open(listing, encoding="utf-8", errors="surrogateescape") as handle:
-        for line in handle:
-            path = line.rstrip("\r\n")
-            if path.strip() and not path.lstrip().startswith("#"):
-                yield Listed(path, os.path.abspath(listing.parent / path))
+    """The paths in a text file, one a line (blank lines and # comments skipped); relative ones are relative to the
+    file's folder. Only lines naming an image file are photos to read; any other line (a zip, a folder, /dev/zero,
+    a line of /etc/passwd) and a line over MAX_LINE_CHARS are rows saying why they were not read."""
+    for path, cut in _lines(listing):
+        if cut:
+            yield Listed(path[:80] + "…", None, f"line too long (over {MAX_LINE_CHARS:,} characters): not a path")
+        elif path.strip() and not path.lstrip().startswith("#"):
+            yield Listed(path, os.path.abspath(listing.parent / path)) if is_image_file(Path(path)) else Listed(path, None, NOT_A_PHOTO_PATH)
 
 
 def iter_sources(sources: list[str], unpack_dir: Path, left_out: list[str]) -> Iterator[Listed]:
@@ -103,7 +135,9 @@ def iter_sources(sources: list[str], unpack_dir: Path, left_out: list[str]) -> I
     line. The system files left out are added to `left_out` (their paths), for the job's log."""
     for number, source in enumerate(sources, 1):
         path = Path(source)
-        if path.is_dir():
+        if why := _not_regular(path):  # checked when the job began; a source may have been replaced since
+            yield Listed(source, None, why)
+        elif path.is_dir():
             yield from _folder_files(path, unpack_dir / f"{number:03d}", left_out)
         elif path.suffix.lower() == ZIP_EXTENSION:
             yield from _zip_members(path, unpack_dir / f"{number:03d}", left_out)
@@ -150,10 +184,32 @@ def read_file_list(screen_dir: Path) -> Iterator[Listed]:
             yield Listed(*json.loads(line))
 
 
+def _list_problem(source: str) -> str | None:
+    """Why a list file cannot be a source: over MAX_LIST_BYTES, or none of its first lines names a photo (a text file
+    that is not a list of photos, such as /etc/passwd, would otherwise become thousands of rows)."""
+    size = os.stat(source).st_size
+    if size > MAX_LIST_BYTES:
+        return f"{source} is {size / 2**20:,.1f} MB: a list of photo paths may be at most {MAX_LIST_BYTES // 2**20} MB (split it, or screen the folder itself)"
+    paths = (path for path, cut in islice(_lines(Path(source)), LINES_CHECKED) if not cut and path.strip() and not path.lstrip().startswith("#"))
+    if not any(is_image_file(Path(path)) for path in paths):
+        return f"{source} names no photo in its first {LINES_CHECKED:,} lines: a list file holds one photo path a line ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+    return None
+
+
 def check_sources(sources: list[str]) -> None:
-    """A ValueError naming every source that does not exist."""
+    """A ValueError naming every source that cannot be screened, before anything is read: missing, not a regular
+    file or folder (a device, a FIFO, a socket), or a list file too large or listing no photos."""
     if not sources:
         raise ValueError("give at least one folder, zip or list file to screen")
     missing = [source for source in sources if not Path(source).exists()]
     if missing:
         raise ValueError(f"no such file or folder: {', '.join(missing)}")
+    devices = [source for source in sources if _not_regular(source)]
+    if devices:
+        raise ValueError(
+            f"{', '.join(devices)}: not a regular file or folder (a device, a pipe or a socket); screening reads folders, zips, photos and lists of photo paths"
+        )
+    lists = [source for source in sources if Path(source).is_file() and Path(source).suffix.lower() != ZIP_EXTENSION and not is_image_file(Path(source))]
+    problems = [problem for source in lists if (problem := _list_problem(source))]
+    if problems:
+        raise ValueError("; ".join(problems))
