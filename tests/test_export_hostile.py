@@ -198,3 +198,16 @@ def test_a_job_whose_scores_do_not_match_its_files_is_refused_with_nothing_writt
         with pytest.raises(ValueError, match="cannot be exported"):
             attempt()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["job"]
+
+
+def test_a_damaged_decision_store_is_refused_by_every_export(job, tmp_path, capsys) -> None:
+    decide_hostile(job)
+    store = job / decisions.DATABASE
+    store.write_bytes(store.read_bytes()[:5000])
+    for option, out in (("--csv", "cases.csv"), ("--zip", "pack.zip"), ("--training-folder", "training")):
+        assert main(["export", str(job), option, str(tmp_path / out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("its decisions.sqlite is damaged") == 3 and "nothing was changed" in err and "Traceback" not in err, err
+    with pytest.raises(decisions.DecisionsUnreadable):
+        cases_csv(job)  # the Review page's download: a fault to show, not "no confirmed cases yet"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["job"]

@@ -81,6 +81,10 @@ class DamagedScores(ValueError):
     """A job's scores.csv does not match its file list; nothing was exported."""
 
 
+class NoConfirmedCases(ValueError):
+    """Nobody has decided any item of the job the positive class yet: there is nothing to export (not a fault)."""
+
+
 @dataclass(frozen=True)
 class Case:
     """One decided item: where it is in scores.csv (row, from 1), its file on disk, the model's score and the people's decision."""
@@ -215,7 +219,7 @@ def confirmed_cases(screen_dir: str | Path) -> list[Case]:
     job = read_job(screen_dir)
     cases = decided_cases(job.path, [job.positive])
     if not cases:
-        raise ValueError(f"no confirmed cases in {job.path}: nobody has decided any item {job.positive!r} yet (record decisions with `review`)")
+        raise NoConfirmedCases(f"no confirmed cases in {job.path}: nobody has decided any item {job.positive!r} yet (record decisions with `review`)")
     return cases
 
 
