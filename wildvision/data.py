@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from wildvision import roots
 from wildvision.cache import open_reduced
 from wildvision.images import ImageError, is_image_file, open_image
 from wildvision.models import IMAGENET, Normalisation
@@ -68,15 +69,12 @@ def scan_folder(root: str | Path, positive: str = "captive", with_background: bo
 def _image_files(folder: Path) -> list[Path]:
     """Image files under `folder`, following symbolic links to files and folders (people link their datasets).
 
-    A link that points nowhere raises: a dataset with holes should be fixed before training, not
-    silently trained on less.
+    The walk is roots.walk: each real folder once (a link back up the tree, `a -> ..`, ends) and at most
+    roots.WALK_LIMIT entries (roots.WalkTooLarge past it: a mistyped `/` is not walked through). A link that points
+    nowhere raises: a dataset with holes should be fixed before training, not silently trained on less.
     """
-    files, broken, visited = [], [], set()
-    for directory, subfolders, names in os.walk(folder, followlinks=True):
-        if os.path.realpath(directory) in visited:  # a link back up the tree: do not loop
-            subfolders.clear()
-            continue
-        visited.add(os.path.realpath(directory))
+    files, broken = [], []
+    for directory, _, names in roots.walk(folder, roots.WALK_LIMIT):
         for name in names:
             path = Path(directory) / name
             if not is_image_file(path):

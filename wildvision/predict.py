@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from wildvision import classes, inference, model_card, novelty, runs
+from wildvision import classes, inference, model_card, novelty, roots, runs
 from wildvision.evaluate import resolve_device
 from wildvision.images import is_image_file
 
@@ -130,11 +130,13 @@ def _load_default(device: str) -> LoadedModel:
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given, and the image files inside any folder (recursively), in a stable order."""
+    """Files as given, and the image files inside any folder (recursively, links to folders not followed, at most
+    roots.WALK_LIMIT entries: roots.walk), in a stable order."""
     expanded: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            expanded.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p)))
+            found = (Path(directory) / name for directory, _, names in roots.walk(path, roots.WALK_LIMIT, follow_links=False) for name in names)
+            expanded.extend(sorted(p for p in found if is_image_file(p) and p.is_file()))
         else:
             expanded.append(path)
     return expanded

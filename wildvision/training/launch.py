@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from wildvision import jobs, runs, slurm
+from wildvision import jobs, roots, runs, slurm
 from wildvision.models import ARCHITECTURES
 from wildvision.training.config import TrainConfig
 from wildvision.training.progress import EVALUATION, NOVELTY
@@ -37,12 +37,19 @@ def accelerator() -> str | None:
     return f"{torch.cuda.get_device_name(0)} (CUDA, mixed precision)"
 
 
-def parse_named_folder(text: str) -> tuple[str, str]:
-    """One test set written as NAME=DIR, the folder made absolute."""
+def page_path(text: str) -> str:
+    """A file or folder typed into a page, resolved, if it lies under the server's data roots and is a regular file or
+    folder: else roots.OutsideRoots (a ValueError), in the same words whether or not it exists. Pages check every
+    typed path with it before saying anything else about it (that it does not exist, what it holds)."""
+    return str(roots.regular(roots.readable(text.strip())))
+
+
+def parse_named_folder(text: str, within_roots: bool = False) -> tuple[str, str]:
+    """One test set written as NAME=DIR, the folder made absolute; `within_roots` (a page's input): through page_path."""
     name, sep, folder = text.partition("=")
     if not sep or not name.strip() or not folder.strip():
         raise ValueError(f"expected NAME=DIR (e.g. test_out_pet=data/test_out_pet), got {text!r}")
-    return name.strip(), str(Path(folder.strip()).expanduser().resolve())
+    return name.strip(), page_path(folder) if within_roots else str(Path(folder.strip()).expanduser().resolve())
 
 
 def named_folder_argument(text: str) -> tuple[str, str]:
@@ -53,16 +60,17 @@ def named_folder_argument(text: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def parse_named_folders(lines: str) -> dict[str, str]:
-    """Test sets written one per line as NAME=DIR (blank lines ignored), as the dashboard takes them."""
-    return dict(parse_named_folder(line) for line in lines.splitlines() if line.strip())
+def parse_named_folders(lines: str, within_roots: bool = False) -> dict[str, str]:
+    """Test sets written one per line as NAME=DIR (blank lines ignored), as the dashboard takes them (`within_roots`)."""
+    return dict(parse_named_folder(line, within_roots) for line in lines.splitlines() if line.strip())
 
 
-def parse_weights(lines: Iterable[str]) -> dict[str, str]:
+def parse_weights(lines: Iterable[str], within_roots: bool = False) -> dict[str, str]:
     """Pretrained weights per architecture, as `grid --weights` and the Train page's grid take them, one per line:
     ARCH=WEIGHTS for one architecture, *=WEIGHTS for every architecture not named, and a bare imagenet or none as
     short for *=imagenet or *=none. WEIGHTS is imagenet, none or a state dict file (made absolute). Blank lines
-    are ignored; a malformed line, an unknown architecture or one named twice is a ValueError quoting the line."""
+    are ignored; a malformed line, an unknown architecture or one named twice is a ValueError quoting the line.
+    `within_roots` (a page's input): each file through page_path."""
     weights: dict[str, str] = {}
     for line in (line.strip() for line in lines):
         if not line:
@@ -76,7 +84,7 @@ def parse_weights(lines: Iterable[str]) -> dict[str, str]:
             raise ValueError(f"weights {line!r}: unknown architecture {arch!r}; choose one of: {', '.join(ARCHITECTURES)}, or * for all")
         if arch in weights:
             raise ValueError(f"weights {line!r}: {'every architecture' if arch == '*' else arch} already has weights ({weights[arch]})")
-        weights[arch] = resolve_weights(value)
+        weights[arch] = page_path(value) if within_roots and value not in ("imagenet", "none") else resolve_weights(value)
     return weights
 
 
