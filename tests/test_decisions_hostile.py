@@ -79,6 +79,8 @@ def test_viewing_a_job_creates_no_store(screen: Path) -> None:
     assert not (screen / decisions.DATABASE).exists()
     decide(screen, ["a.jpg"], "captive", "ana")  # writing creates it
     assert set(current(screen)) == {"a.jpg"}
+    with pytest.raises(ValueError, match="is not a screening folder"):
+        current(screen.parent / "no-such-job")  # a mistyped folder is not a job without decisions
 
 
 FULL_DISK = """

@@ -178,6 +178,8 @@ def reading(screen_dir: str | Path) -> Iterator[sqlite3.Connection | None]:
     creates or changes the store. A store in a folder where SQLite cannot make its shared-memory file (full disk,
     read-only folder) and with nothing in its write-ahead log is read as immutable."""
     database = Path(screen_dir) / DATABASE
+    if not Path(screen_dir).is_dir():
+        raise ValueError(f"{screen_dir} is not a screening folder")
     if not database.is_file():
         yield None
         return

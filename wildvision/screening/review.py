@@ -257,7 +257,10 @@ def shown_decisions(items: pd.DataFrame, path: str) -> dict[str, decisions.Decis
     """Each file of `path`'s duplicate group with its decision as `items` (with_decisions, as the page drew it) holds
     it, None where undecided: what decide_photo compares with the store, so a decision someone made since is not
     overwritten unseen."""
-    members = items[items["group"] == items.loc[items["path"] == path, "group"].iloc[0]] if (items["path"] == path).any() else items[:0]
+    group = items.loc[items["path"] == path, "group"]
+    if group.empty:
+        raise ValueError(f"{path} is not in this screening job")
+    members = items[items["group"] == group.iloc[0]]
     return {
         row.path: decisions.Decision(row.path, row.decision, row.reviewer, row.note or None, row.decided_at) if row.decision else None
         for row in members.itertuples()
