@@ -24,8 +24,10 @@ from wildvision.datacheck import (
     thumbnail,
 )
 from wildvision.images import ImageError
+from wildvision.roots import OutsideRoots, WalkTooLarge
 from wildvision.shared import demo_data
-from wildvision.training.launch import parse_named_folders
+from wildvision.spreadsheet import frame_csv
+from wildvision.training.launch import page_path, parse_named_folders
 from wildvision.wording import CLASS_FOLDERS
 
 SAMPLES = 6  # thumbnails per class folder
@@ -64,7 +66,7 @@ def show_photo(cell, path: Path, caption: str) -> None:
     if image is None:
         cell.caption(f"{md(caption)}: cannot be opened")
     else:
-        cell.image(image, caption=caption, width="stretch")
+        cell.image(image, caption=md(caption), width="stretch")  # a caption renders Markdown: a name is shown as it is
 
 
 def show_group(group: DuplicateGroup) -> None:
@@ -73,6 +75,26 @@ def show_group(group: DuplicateGroup) -> None:
         show_photo(cell, member.path, f"{member.where}: {member.path.name}")
     if len(group.members) > SAMPLES:
         st.caption(f"and {len(group.members) - SAMPLES:,} more files (in the table above)")
+
+
+def checked(folder: str, tests: tuple[tuple[str, str], ...], positive: str) -> tuple[DataReport | None, dict]:
+    """The check of `folder` with `tests`, or (None, {}) with the reason shown. A tree too large to walk (a mistyped
+    folder high up the disk) is remembered for this session, so a rerun of the page does not walk it again."""
+    too_large = st.session_state.setdefault("data_too_large", {})
+    key = repr((folder, tests))
+    try:
+        if key in too_large:
+            raise WalkTooLarge(too_large[key])
+        with st.spinner("Checking every photo (a few seconds for thousands of photos; the next time is instant)..."):
+            return _check(folder, tests, positive, fingerprint([folder, *(path for _, path in tests)]))
+    except WalkTooLarge as error:
+        too_large[key] = str(error)
+        st.error(f"This folder is too large to check here: {md(str(error))}. Enter the training folder itself (one sub-folder per class).")
+    except DataFolderError as error:
+        st.error(f"This folder cannot be checked: {md(str(error))}.\n\n{LAYOUT}")
+    except OSError as error:
+        st.error(f"A folder could not be read: {md(str(error))}. Check that the path is right and that you may open it.")
+    return None, {}
 
 
 def is_demo(name: str, path: str) -> bool:
@@ -113,19 +135,14 @@ def page() -> None:
         st.info("Enter a training folder to check. " + LAYOUT)
     else:
         try:
-            tests = tuple(parse_named_folders(tests_text).items())
+            folder_path = page_path(folder)
+            tests = tuple(parse_named_folders(tests_text, within_roots=True).items())
+        except OutsideRoots as error:  # before anything is said of what the path holds, or whether it exists
+            st.error(f"This folder cannot be checked: {md(str(error))}")
         except ValueError as error:
-            st.error(f"The test sets could not be read: {error}. Write one per line as NAME=FOLDER.")
+            st.error(f"The test sets could not be read: {md(str(error))}. Write one per line as NAME=FOLDER.")
         else:
-            folder_path = str(Path(folder.strip()).expanduser())
-            try:
-                with st.spinner("Checking every photo (a few seconds for thousands of photos; the next time is instant)..."):
-                    report, samples = _check(folder_path, tests, positive.strip() or "captive", fingerprint([folder_path, *(path for _, path in tests)]))
-            except DataFolderError as error:
-                st.error(f"This folder cannot be checked: {md(str(error))}.\n\n{LAYOUT}")
-            except OSError as error:
-                st.error(f"A folder could not be read: {md(str(error))}. Check that the path is right and that you may open it.")
-
+            report, samples = checked(folder_path, tests, positive.strip() or "captive")
     if report is not None:
         # -----------------------------------------------------------------------------------------
         # Summary and classes
@@ -214,7 +231,7 @@ def page() -> None:
 
         st.download_button(
             "Download all findings as CSV",
-            findings.to_csv(index=False),
+            frame_csv(findings),
             file_name="wildvision-data-findings.csv",
             mime="text/csv",
             key="findings_csv",

@@ -10,6 +10,7 @@ from app_pages.widgets import code, md, model_label, models_and_results, run_pag
 from wildvision import catalog
 from wildvision.explain import gallery, gallery_jobs
 from wildvision.explain.saliency import METHODS
+from wildvision.training.launch import page_path
 
 
 def show(item: gallery_jobs.StoredGallery) -> None:
@@ -118,9 +119,10 @@ def page() -> None:
                 st.error("Give a test folder first.")
             else:
                 try:
+                    test_dir = test_dir if tests else page_path(test_dir)  # a typed folder: through the data roots first
                     started = gallery_jobs.start_gallery(model, test_name, test_dir, method, int(top), runs_dir=folder)
                 except (ValueError, OSError) as error:
-                    st.error(f"The gallery was not started: {error}")
+                    st.error(f"The gallery was not started: {md(str(error))}")
                 else:
                     st.success(f"Making the gallery in the background: {code(started)}")
 

@@ -21,6 +21,7 @@ from wildvision.training.launch import (
     launch_grid,
     launch_run,
     load_grid,
+    page_path,
     parse_named_folders,
     parse_weights,
     select_grid,
@@ -306,7 +307,12 @@ def page() -> None:
             options = hyperparameter_inputs("one", regime, lr, lr_reason)
             start = st.form_submit_button("Start training", type="primary")
         if start:
-            problem = (enter_data() + " " + NOTHING_STARTED) if not data.strip() else weights_problem_one(arch, weights, weights_path)
+            try:  # every typed path through the data roots first, before anything is said of what it holds
+                checked = (page_path(data), parse_named_folders(tests, within_roots=True)) if data.strip() else None
+                weights = page_path(weights_path) if weights_path and weights_path.strip() and weights not in (None, "imagenet") else weights
+                problem = (enter_data() + " " + NOTHING_STARTED) if checked is None else weights_problem_one(arch, weights, weights_path)
+            except ValueError as error:  # roots.OutsideRoots, or a malformed NAME=FOLDER line
+                problem = f"{md(str(error))}. {NOTHING_STARTED}"
             if problem:
                 st.error(problem)
             else:
@@ -316,10 +322,10 @@ def page() -> None:
                             TrainConfig(
                                 arch=arch,
                                 regime=regime,
-                                data=str(Path(data.strip()).expanduser().resolve()),
+                                data=checked[0],
                                 with_background=with_background,
                                 weights=weights,
-                                tests=parse_named_folders(tests),
+                                tests=checked[1],
                                 replaces=replaces,
                                 **options,
                             ),
@@ -367,7 +373,8 @@ def page() -> None:
                 """Why the grid cannot start, worded for this page; None if it can (weights checked before any run folder exists)."""
                 if not data.strip():
                     return enter_data() + " " + NOTHING_STARTED
-                weights = parse_weights(weights_lines.splitlines())
+                page_path(data), parse_named_folders(tests, within_roots=True)  # refused (ValueError) outside the data roots
+                weights = parse_weights(weights_lines.splitlines(), within_roots=True)
                 pretrained = {e["arch"]: grid_weights(weights, e["arch"], e["regime"]) for e in chosen if e["regime"] != "scratch"}
                 for arch, arch_weights in pretrained.items():
                     if arch_weights == "none":
@@ -386,11 +393,9 @@ def page() -> None:
                 )
 
             def start_grid() -> list[Path]:
-                weights = parse_weights(weights_lines.splitlines())
+                weights = parse_weights(weights_lines.splitlines(), within_roots=True)
                 configs = [
-                    TrainConfig.from_grid_entry(
-                        e, data=str(Path(data.strip()).expanduser().resolve()), weights=weights, tests=parse_named_folders(tests), **options
-                    )
+                    TrainConfig.from_grid_entry(e, data=page_path(data), weights=weights, tests=parse_named_folders(tests, within_roots=True), **options)
                     for e in chosen
                 ]
                 # An empty learning rate field: each configuration's suggested rate (0.0001 for SqueezeNet's deep-compression file)
@@ -411,8 +416,8 @@ def page() -> None:
             else:
                 try:
                     problem = grid_problem()
-                except ValueError as error:  # a malformed weights line
-                    problem = md(str(error))
+                except ValueError as error:  # a malformed weights line, or a path outside the data roots
+                    problem = f"{md(str(error))}. {NOTHING_STARTED}"
                 if problem:
                     st.error(problem)
                 else:

@@ -8,10 +8,16 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import demo_subset
+from conftest import demo_subset, team_settings
 
 PAGE = Path(__file__).resolve().parents[1] / "app_pages" / "data.py"
 TIMEOUT = 120  # the first script run imports torch; the demo data's first check takes seconds
+
+
+@pytest.fixture(autouse=True)
+def tmp_is_a_read_root(tmp_path, monkeypatch):
+    """The test's own folder is one of the server's data roots: the page refuses folders outside them (test_roots_pages)."""
+    team_settings(monkeypatch, tmp_path, f"[roots]\nread = [{str(tmp_path)!r}]\n")
 
 
 def run_page(**fields: str) -> AppTest:
@@ -85,7 +91,7 @@ def test_the_demo_data_shows_the_polecat_conflict_and_its_duplicate_groups(share
 @pytest.mark.parametrize(
     ("fields", "words"),
     [
-        ({"folder": "/no/such/folder", "tests": ""}, "does not exist"),
+        ({"folder": "/no/such/folder", "tests": ""}, "is not in a folder this server reads"),
         ({"tests": "just-a-name"}, "expected NAME=DIR"),
     ],
 )

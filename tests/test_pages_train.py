@@ -8,10 +8,16 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app_pages.widgets import md
-from conftest import make_class_folder
+from conftest import make_class_folder, team_settings
 from wildvision import runs
 from wildvision.training.config import TrainConfig
 from wildvision.training.train import start_run
+
+
+@pytest.fixture(autouse=True)
+def tmp_is_a_read_root(tmp_path, monkeypatch):
+    """The test's own folder is one of the server's data roots: the page refuses folders outside them (test_roots_pages)."""
+    team_settings(monkeypatch, tmp_path, f"[roots]\nread = [{str(tmp_path)!r}]\n")
 
 
 def train_page() -> AppTest:

@@ -19,7 +19,7 @@ import pytest
 from conftest import DEMO
 from wildvision import runs
 from wildvision.screening.config import FILES, SCORES
-from wildvision.screening.sources import MAX_LIST_BYTES, MAX_LINE_CHARS, check_sources, read_file_list
+from wildvision.screening.sources import MAX_LINE_CHARS, MAX_LIST_BYTES, check_sources, read_file_list
 
 JOB = """
 import sys
