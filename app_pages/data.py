@@ -244,7 +244,7 @@ def page() -> None:
         # -----------------------------------------------------------------------------------------
         st.subheader("Sample photos")
         st.caption(f"Up to {SAMPLES} photos of each class folder, spread over its files in name order: a quick look at what each class holds.")
-        tabs = st.tabs(list(samples))
+        tabs = st.tabs([md(source) for source in samples])  # a tab label renders Markdown: a folder's name is shown as it is
         for tab, (source, by_class) in zip(tabs, samples.items()):
             with tab:
                 for class_name, paths in by_class.items():

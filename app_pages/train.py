@@ -183,7 +183,7 @@ def launch(action) -> None:
         return
     st.success(
         f"Submitted SLURM job {task['job_id']}: {len(started)} task(s), one per run. Follow them below; "
-        f"the batch script and Slurm's output per task are in `{task['submission']}`."
+        f"the batch script and Slurm's output per task are in {code(task['submission'])}."
     )
     st.code((Path(task["submission"]) / SCRIPT).read_text(encoding="utf-8"), language="bash")
 
@@ -312,7 +312,7 @@ def page() -> None:
                 weights = page_path(weights_path) if weights_path and weights_path.strip() and weights not in (None, "imagenet") else weights
                 problem = (enter_data() + " " + NOTHING_STARTED) if checked is None else weights_problem_one(arch, weights, weights_path)
             except ValueError as error:  # roots.OutsideRoots, or a malformed NAME=FOLDER line
-                problem = f"{md(str(error))}. {NOTHING_STARTED}"
+                problem = f"{md(str(error).rstrip('.'))}. {NOTHING_STARTED}"
             if problem:
                 st.error(problem)
             else:
@@ -417,7 +417,7 @@ def page() -> None:
                 try:
                     problem = grid_problem()
                 except ValueError as error:  # a malformed weights line, or a path outside the data roots
-                    problem = f"{md(str(error))}. {NOTHING_STARTED}"
+                    problem = f"{md(str(error).rstrip('.'))}. {NOTHING_STARTED}"
                 if problem:
                     st.error(problem)
                 else:

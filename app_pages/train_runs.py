@@ -34,12 +34,12 @@ def run_details(run: runs.RunSummary, slurm_note: str | None) -> None:
     record = catalog.from_run(run)
     if slurm_note:
         task = read_task(run.path)
-        st.caption(f"{slurm_note}; batch script and Slurm's output in `{task['submission']}`")
+        st.caption(f"{md(slurm_note)}; batch script and Slurm's output in {code(task['submission'])}")
     if run.state in ACTIVE:
         p = progress(run)
         st.progress(p.fraction, text=progress_line(run, p))
     lr = f"learning rate {record.learning_rate:g}" if record.learning_rate else "Table S5's learning rate"
-    st.caption(f"{record.description}, {lr}; data: {record.data}")
+    st.caption(f"{md(record.description)}, {lr}; data: {code(record.data)}")  # a folder's name is data, never Markdown
     if status_words(run):
         (st.info if run.state in ACTIVE else st.warning)(md(status_words(run)))
     for warning in run.warnings:

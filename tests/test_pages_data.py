@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app_pages.widgets import md
 from conftest import demo_subset, team_settings
 
 PAGE = Path(__file__).resolve().parents[1] / "app_pages" / "data.py"
@@ -52,7 +53,7 @@ def test_a_photo_under_two_classes_is_named_and_duplicates_are_listed(copied):
     assert not at.error[1:] and len(at.error) == 1
     conflict = at.error[0].value
     assert "train/captive and train/wild" in conflict and conflicting.name in conflict and "misfiled.jpg" in conflict
-    assert [image.captions[0] for image in at.get("image")[:2]] == [f"train/captive: {conflicting.name}", "train/wild: misfiled.jpg"], "shown"
+    assert [image.captions[0] for image in at.get("image")[:2]] == [md(f"train/captive: {conflicting.name}"), md("train/wild: misfiled.jpg")], "shown"
     assert {m.label: m.value for m in at.metric} == {"Photos": "14", "Class folders": "2", "Duplicate groups": "2", "Label conflicts": "1", "Unreadable": "0"}
     classes = at.dataframe[0].value
     assert list(classes["class"]) == ["captive", "wild"] and list(classes["images"]) == [7, 7]
@@ -62,7 +63,7 @@ def test_a_photo_under_two_classes_is_named_and_duplicates_are_listed(copied):
     assert set(within["path"].map(lambda p: Path(p).name)) == {duplicated.name, "renamed.jpg"} and set(within["match"]) == {"identical files"}
     (look,) = expander.get("selectbox")
     assert look.options == ["group 2: 2 files, identical files"]
-    assert {image.captions[0] for image in expander.get("image")} == {f"train/captive: {duplicated.name}", "train/captive: renamed.jpg"}
+    assert {image.captions[0] for image in expander.get("image")} == {md(f"train/captive: {duplicated.name}"), md("train/captive: renamed.jpg")}
     assert [b.label for b in at.get("download_button")] == ["Download all findings as CSV"]
     assert [t.label for t in at.tabs] == ["train"]
     assert len(at.get("image")) == 2 + 2 + 12  # the conflict's two photos, the duplicate group's two, 6 sample photos per class
@@ -84,8 +85,8 @@ def test_the_demo_data_shows_the_polecat_conflict_and_its_duplicate_groups(share
     assert subset.replace("\\", "").startswith("Every one of the 690 photos of test_out_nopet is also in test_out_pet (test_out_nopet is a subset of")
     assert subset.endswith("The demo data is made that way (see its README.md).")
     (between,) = [e for e in at.expander if e.label.startswith("The same photo more than once in the test sets")]
-    assert [image.captions[0].split(": ")[0] for image in between.get("image")] == ["test_out_nopet/captive", "test_out_pet/captive"]
-    assert [t.label for t in at.tabs] == ["train", "test_out_pet", "test_out_nopet"]
+    assert [image.captions[0].split(": ")[0] for image in between.get("image")] == [md("test_out_nopet/captive"), md("test_out_pet/captive")]
+    assert [t.label for t in at.tabs] == [md("train"), md("test_out_pet"), md("test_out_nopet")]
 
 
 @pytest.mark.parametrize(

@@ -83,9 +83,10 @@ def parse_weights(lines: Iterable[str], within_roots: bool = False) -> dict[str,
         if arch != "*" and arch not in ARCHITECTURES:
             raise ValueError(f"weights {line!r}: unknown architecture {arch!r}; choose one of: {', '.join(ARCHITECTURES)}, or * for all")
         if arch in weights:
-            raise ValueError(f"weights {line!r}: {'every architecture' if arch == '*' else arch} already has weights ({weights[arch]})")
-        weights[arch] = page_path(value) if within_roots and value not in ("imagenet", "none") else resolve_weights(value)
-    return weights
+            raise ValueError(f"weights {line!r}: {'every architecture' if arch == '*' else arch} already has weights ({resolve_weights(weights[arch])})")
+        weights[arch] = value
+    # every line's form first, then the files: a malformed line is named before a path is judged
+    return {arch: page_path(value) if within_roots and value not in ("imagenet", "none") else resolve_weights(value) for arch, value in weights.items()}
 
 
 def resolve_weights(value: str) -> str:
