@@ -5,6 +5,9 @@ A user who screens a folder expects every file in it to be in the results, so no
 images are rows to score; a zip, whether given directly or found inside a folder, is opened with uploads' checks
 (path traversal, symbolic links, zip bombs...), its images rows to score and every other member a row with its
 reason; any other file, a folder that cannot be opened or a link to a folder is a row saying why it was not scored.
+Device files, FIFOs and sockets are never read: refused as sources (check_sources), a row "not a regular file" when
+met in a folder, and not opened when a list file names them (scoring checks again before reading). A list file is at
+most MAX_LIST_BYTES with lines of at most MAX_LINE_CHARS; only its lines naming image files are photos, the rest rows.
 Only system files that hold no photos (uploads.is_metadata: .DS_Store, Thumbs.db, macOS ._ and __MACOSX files) are
 left out, and the caller says how many in the job's log (listing_note).
 
