@@ -30,6 +30,11 @@ class Cancelled(Exception):
     limit), so that it records 'cancelled' itself before it exits."""
 
 
+class TooManyJobs(ValueError):
+    """A person who already has settings.max_jobs_per_person jobs waiting or running asked for another
+    (wildvision.job_queue.check_room); the message says so in a page's words."""
+
+
 def _raise_cancelled(signum, frame):
     raise Cancelled()
 

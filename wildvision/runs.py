@@ -218,6 +218,11 @@ class RunSummary:
         return self.status.get("message") or ""
 
     @property
+    def owner(self) -> str:
+        """Who started the run (access.Person.identity, in status.json); "" from the command line or before owners."""
+        return str(self.status.get("owner") or "")
+
+    @property
     def hint(self) -> str | None:
         """The reason code of the message's advice (wording.HINTS words it for each place), or None."""
         return self.status.get("hint")

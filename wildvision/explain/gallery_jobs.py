@@ -2,7 +2,8 @@
 
 A gallery (wildvision.explain.gallery) takes from seconds to minutes, so the Explanations page never makes one in
 its own script run: `start_gallery` launches `python -m wildvision explain ... --out FOLDER` as a detached
-process (jobs.spawn) and notes its pid in FOLDER/job.json; `stored_galleries` reads every
+process that waits for its turn in the background queue (wildvision.job_queue) and notes its pid and owner in
+FOLDER/job.json; `stored_galleries` reads every
 gallery folder of a model as ready, being made or failed. The tables the page shows (the sanity test, the
 deletion curves, the border-heavy maps) are built here from the gallery's files, so the page only lays
 them out.
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from wildvision import jobs, runs
+from wildvision import job_queue, jobs, runs
 from wildvision.explain import gallery
 from wildvision.explain.gallery import CONSOLE, FAITHFULNESS, JOB, JSON, PDF, PNG, PREVIEW, SANITY
 from wildvision.explain.saliency import CONTROL_METHODS, METHODS
@@ -35,6 +36,8 @@ class StoredGallery:
     pdf: Path | None = None
     preview: Path | None = None  # a smaller JPEG of the figure for the page; the PNG where there is none
     message: str = ""  # the last line of the background process's output, while being made or after it failed
+    waiting: str = ""  # while it waits for its turn in the background queue: "waiting: 2nd in line; at most 2 ..."
+    owner: str = ""  # who asked for it (access.Person.identity, in job.json); "" from the command line or before owners
     started_at: str = ""  # job.json's ISO time, while being made or after it failed
     images: int | None = None  # pictures in the gallery, when ready
     summary: dict = field(default_factory=dict)  # gallery.json's summary: counts per section, the border scan
@@ -65,12 +68,18 @@ def start_gallery(
     top: int = gallery.DEFAULT_TOP,
     runs_dir: str | Path | None = None,
     checks: bool = True,
+    *,
+    owner: str = "",
 ) -> Path:
-    """Start `python -m wildvision explain` for one test set as a detached process; returns the gallery's folder.
+    """Start `python -m wildvision explain` for one test set as a detached process that waits for its turn in the
+    background queue (wildvision.job_queue); returns the gallery's folder.
 
     model: a run folder or "default". The folder's old gallery is removed first, so a reader never shows a
-    gallery made for other settings while the new one is being made.
+    gallery made for other settings while the new one is being made. `owner`: the person asking (access.Person.identity;
+    "" from the command line), kept in job.json; one who already has settings.max_jobs_per_person jobs waiting or
+    running is refused with jobs.TooManyJobs before anything is removed or started.
     """
+    job_queue.check_room(owner)
     if not Path(test_dir).is_dir():
         raise ValueError(f"no test folder {test_dir}: give a folder with a sub-folder per class")
     folder = gallery.gallery_folder(model, test_name, method, runs_dir)
@@ -82,8 +91,9 @@ def start_gallery(
         arguments += ["--runs-dir", str(runs_dir)]
     if not checks:
         arguments.append("--no-checks")
-    pid = jobs.spawn("wildvision", arguments, folder / CONSOLE)
-    runs.write_json_atomic(folder / JOB, {"pid": pid, "started_at": runs.now(), "test_name": test_name, "method": method, "arguments": arguments})
+    pid = job_queue.start("wildvision", arguments, folder / CONSOLE, owner=owner, folder=folder)
+    record = {"pid": pid, "started_at": runs.now(), "test_name": test_name, "method": method, "arguments": arguments, "owner": owner}
+    runs.write_json_atomic(folder / JOB, record)
     return folder
 
 
@@ -120,17 +130,33 @@ def stored_galleries(model: str | Path, runs_dir: str | Path | None = None) -> l
                     summary=stored.get("summary", {}),
                     sanity=_optional_json(folder / SANITY).get("methods", {}),
                     faithfulness=_optional_json(folder / FAITHFULNESS),
+                    owner=str(job.get("owner") or ""),
                 )
             )
         elif job:
-            state = BEING_MADE if jobs.process_alive(int(job.get("pid", 0) or 0)) else FAILED
-            found.append(StoredGallery(test_name, method, folder, state, message=jobs.last_line(folder / CONSOLE), started_at=job.get("started_at", "")))
+            pid = int(job.get("pid", 0) or 0)
+            state = BEING_MADE if jobs.process_alive(pid) else FAILED
+            found.append(
+                StoredGallery(
+                    test_name,
+                    method,
+                    folder,
+                    state,
+                    message=jobs.last_line(folder / CONSOLE),
+                    waiting=(job_queue.waiting_line(pid) or "") if state == BEING_MADE else "",
+                    owner=str(job.get("owner") or ""),
+                    started_at=job.get("started_at", ""),
+                )
+            )
     return found
 
 
 def progress_text(item: StoredGallery, now: datetime | None = None) -> str:
     """How far a gallery being made has got, for a status line refreshed while it runs: "running for 1 min 05 s:
-    scored and explained 96 of 690 images" (the process's last line, without its "[test set]" prefix)."""
+    scored and explained 96 of 690 images" (the process's last line, without its "[test set]" prefix); while it
+    waits for its turn, where it stands in line ("waiting: 2nd in line; at most 2 background jobs run at once")."""
+    if item.waiting:
+        return item.waiting
     seconds = runs.seconds_since(item.started_at, now)
     elapsed = "" if seconds is None else format_duration(seconds)  # "": a job.json without a readable start time
     step = item.message.removeprefix(f"[{item.test_name}] ") or "starting"

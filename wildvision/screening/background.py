@@ -5,8 +5,9 @@ starts runs the one command, `python -m wildvision screen --resume SCREEN_DIR ..
 
 In the background (launch_screen): the job folder is made at once, with config.json naming the model's checkpoint
 (found, not loaded) and no file list yet (files: null), and status queued. One detached process in its own session
-(jobs.spawn), `python -m wildvision screen --resume SCREEN_DIR`, then loads the model, lists the files
-and scores them, appending its output to the job's console.log. So the dashboard's script run never waits for a
+(jobs.spawn), `python -m wildvision screen --resume SCREEN_DIR`, waits for its turn in the background queue
+(wildvision.job_queue: at most settings.max_background_jobs at once, the rest in the order started), then loads the
+model, lists the files and scores them, appending its output to the job's console.log. So the dashboard's script run never waits for a
 model to load or for 100,000 files to be listed, and closing the tab or restarting Streamlit never stops a job.
 
 Cancelling (cancel_screen) sends that process SIGTERM: it records 'cancelled' itself and keeps every part it wrote,
@@ -40,7 +41,7 @@ from pathlib import Path
 
 import torch
 
-from wildvision import jobs, runs, slurm
+from wildvision import job_queue, jobs, runs, slurm
 from wildvision.inference import default_batch_size
 from wildvision.jobs import format_duration
 from wildvision.predict import load_model
@@ -80,6 +81,7 @@ class ScreenSummary:
     unreadable: int | None = None  # files that could not be scored, once completed
     distinct_photos: int | None = None  # duplicate groups of readable files, once completed
     slurm: str | None = None  # e.g. "SLURM job 12: 3 RUNNING, 1 PENDING", or why Slurm could not be asked
+    owner: str = ""  # who started it (access.Person.identity); "" from the command line or before owners
     problem: str | None = None
     status: dict = field(default_factory=dict)
 
@@ -118,6 +120,7 @@ def _summary(screen_dir: Path) -> ScreenSummary | None:
             flagged_photos=counts.get("flagged_photos"),
             unreadable=counts.get("unreadable"),
             distinct_photos=counts.get("distinct_photos"),
+            owner=str(status.get("owner") or ""),
             status=status,
         )
     except (runs.RunError, OSError, TypeError, ValueError, KeyError, IndexError) as error:
@@ -195,6 +198,9 @@ def screen_progress_line(summary: ScreenSummary) -> str:
         return f"cannot be read: {summary.problem}"
     files = f"{summary.done:,} of {summary.total:,} files" if summary.total is not None else f"{summary.done:,} files"
     if summary.state == "queued":
+        waiting = job_queue.waiting_line(summary.status.get("pid")) if summary.slurm is None and jobs.alive_here(summary.status) else None
+        if waiting:
+            return waiting
         return "waiting to start" + (f": {summary.message}" if summary.message and summary.message != "waiting to start" else "")
     if summary.state == "running":
         if summary.total is None:
@@ -219,27 +225,35 @@ def screen_progress_line(summary: ScreenSummary) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _start(screen_dir: Path) -> None:
-    """One detached process that loads the model, lists the files if need be, and scores what is missing, on this
-    machine's GPU when it has one."""
+def _start(screen_dir: Path, owner: str) -> None:
+    """One detached process that, once the background queue lets it (wildvision.job_queue), loads the model, lists
+    the files if need be, and scores what is missing, on this machine's GPU when it has one."""
     screen_dir = Path(screen_dir).resolve()
-    pid = jobs.spawn("wildvision", ["screen", "--resume", str(screen_dir), "--device", "auto"], screen_dir / jobs.CONSOLE)
+    arguments = ["screen", "--resume", str(screen_dir), "--device", "auto"]
+    pid = job_queue.start("wildvision", arguments, screen_dir / jobs.CONSOLE, owner=owner, folder=screen_dir)
     runs.write_status(screen_dir, "queued", message="waiting to start", pid=pid, host=socket.gethostname())
 
 
-def launch_screen(sources: list[str], model: str, screens_dir: Path, name: str | None = None, *, part_batches: int = PART_BATCHES) -> Path:
+def launch_screen(sources: list[str], model: str, screens_dir: Path, name: str | None = None, *, part_batches: int = PART_BATCHES, owner: str = "") -> Path:
     """Check the sources and the model's checkpoint, create the job folder and start screening it in the background;
     returns the folder at once. A missing source is a ValueError, a model that cannot be found a CheckpointError
-    (a ValueError too), each with a plain message. `part_batches`: batches per part file (tests make it small)."""
+    (a ValueError too), each with a plain message. `part_batches`: batches per part file (tests make it small).
+
+    `owner`: the person starting it (access.Person.identity; "" from the command line), kept in status.json and shown
+    as ScreenSummary.owner; a person who already has settings.max_jobs_per_person jobs waiting or running is refused
+    with jobs.TooManyJobs before anything is made."""
+    job_queue.check_room(owner)
     screen_dir = job.new_screen(list(sources), model, Path(screens_dir), name, part_batches=part_batches)
-    _start(screen_dir)
+    runs.write_status(screen_dir, "queued", owner=owner)
+    _start(screen_dir, owner)
     return screen_dir
 
 
-def resume_screen_in_background(screen_dir: Path) -> None:
-    """Continue an interrupted, failed or cancelled job (each file still scored once): in the background here, or,
-    for a job submitted to SLURM, as a new job array with the same tasks and settings. Any other job, or a SLURM
-    that cannot be reached, is a RunError saying why."""
+def resume_screen_in_background(screen_dir: Path, *, owner: str = "") -> None:
+    """Continue an interrupted, failed or cancelled job (each file still scored once): in the background here (a job
+    of `owner`'s, the person resuming it, refused with jobs.TooManyJobs as launch_screen's; the job stays its
+    starter's), or, for a job submitted to SLURM, as a new job array with the same tasks and settings. Any other
+    job, or a SLURM that cannot be reached, is a RunError saying why."""
     summary = read_screen(screen_dir)
     if summary.problem:
         raise runs.RunError(f"screening job {summary.name} cannot be read: {summary.problem}")
@@ -253,7 +267,8 @@ def resume_screen_in_background(screen_dir: Path) -> None:
         except slurm.SlurmError as error:
             raise runs.RunError(f"screening job {summary.name} could not be submitted to SLURM again: {error}") from error
     else:
-        _start(summary.path)
+        job_queue.check_room(owner)
+        _start(summary.path, owner)
 
 
 def cancel_screen(screen_dir: Path) -> None:

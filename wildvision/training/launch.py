@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import re
+import socket
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from wildvision import jobs, roots, runs, slurm
+from wildvision import job_queue, jobs, roots, runs, slurm
 from wildvision.models import ARCHITECTURES
 from wildvision.training.config import TrainConfig
 from wildvision.training.progress import EVALUATION, NOVELTY
@@ -120,29 +121,48 @@ def select_grid(entries: list[dict], patterns: Sequence[str]) -> list[dict]:
     return chosen
 
 
-def spawn(run_dirs: Sequence[Path]) -> int:
-    """Start one detached process that trains the given runs one after another; returns its pid."""
+def spawn(run_dirs: Sequence[Path], owner: str = "") -> int:
+    """Start one detached process that trains the given runs one after another, once the background queue lets it
+    (wildvision.job_queue: at most settings.max_background_jobs at once); returns its pid. `owner`: whose job it is."""
     run_dirs = [Path(d).resolve() for d in run_dirs]
-    return jobs.spawn("wildvision.worker", [str(d) for d in run_dirs], run_dirs[0] / jobs.CONSOLE)
+    pid = job_queue.start("wildvision.worker", [str(d) for d in run_dirs], run_dirs[0] / jobs.CONSOLE, owner=owner, folder=run_dirs[0])
+    for run_dir in run_dirs:  # the pid of the process that will train it, while it waits for its turn
+        runs.write_status(run_dir, "queued", pid=pid, host=socket.gethostname())
+    return pid
 
 
-def launch_run(config: TrainConfig, runs_dir: str | Path, name: str | None = None) -> Path:
+def _record_owner(run_dirs: Sequence[Path], owner: str) -> None:
+    """Whose runs these are, in status.json (`owner`, kept by every later status update; RunSummary.owner reads it)."""
+    for run_dir in run_dirs:
+        runs.write_status(run_dir, "queued", owner=owner)
+
+
+def launch_run(config: TrainConfig, runs_dir: str | Path, name: str | None = None, *, owner: str = "") -> Path:
     """Check the folders, create the run folder and start training it in the background, without waiting: the
-    photos are split and checked for copies by the run's process (train.prepare_run), not here."""
+    photos are split and checked for copies by the run's process (train.prepare_run), not here.
+
+    `owner`: the person starting it (access.Person.identity; "" from the command line); a person who already has
+    settings.max_jobs_per_person jobs waiting or running is refused with jobs.TooManyJobs before anything is made."""
+    job_queue.check_room(owner)
     run_dir = start_run(config, runs_dir, name, prepare=False)
-    spawn([run_dir])
+    _record_owner([run_dir], owner)
+    spawn([run_dir], owner)
     return run_dir
 
 
-def launch_grid(configs: Sequence[TrainConfig], runs_dir: str | Path, cluster: slurm.SlurmSettings | None = None) -> list[Path]:
+def launch_grid(configs: Sequence[TrainConfig], runs_dir: str | Path, cluster: slurm.SlurmSettings | None = None, *, owner: str = "") -> list[Path]:
     """Create a run folder per configuration (the folders of all checked before any starts), then train them: in
-    turn in one background process here, or, given SLURM settings, as one job array with a task per run. The
-    photos are split and checked for copies by the process that trains each run."""
+    turn in one background process here (one job of `owner`'s, refused with jobs.TooManyJobs as launch_run's), or,
+    given SLURM settings, as one job array with a task per run (SLURM queues it). The photos are split and checked
+    for copies by the process that trains each run."""
+    if cluster is None:
+        job_queue.check_room(owner)
     for config in {(c.data, c.positive, c.with_background, c.split, tuple(c.tests.items())): c for c in configs}.values():
         check_folders(config)  # once per set of folders: the grid's 24 configurations share two
     run_dirs = [create_run(config, runs_dir) for config in configs]
+    _record_owner(run_dirs, owner)
     if cluster is None:
-        spawn(run_dirs)
+        spawn(run_dirs, owner)
     else:
         slurm.submit(run_dirs, cluster)
     return run_dirs
@@ -164,14 +184,16 @@ def read_state(run_dir: Path) -> runs.RunSummary:
     return slurm.with_task_states([runs.read_run(Path(run_dir))])[0][0]
 
 
-def resume_run(run_dir: Path) -> None:
-    """Continue an interrupted, failed or cancelled run in the background, or on SLURM as it was submitted."""
+def resume_run(run_dir: Path, *, owner: str = "") -> None:
+    """Continue an interrupted, failed or cancelled run in the background (a job of `owner`'s, the person resuming it,
+    refused with jobs.TooManyJobs as launch_run's; the run stays its starter's), or on SLURM as it was submitted."""
     run = read_state(run_dir)
-    if run.state in ("running", "completed"):
+    if run.state in ("running", "completed") or (run.state == "queued" and jobs.alive_here(run.status)):
         raise runs.RunError(f"run {run.name} is {run.state}; only interrupted, failed, cancelled or queued runs can be resumed")
     task = slurm.read_task(run.path)
     if task is None:
-        spawn([run.path])
+        job_queue.check_room(owner)
+        spawn([run.path], owner)
         return
     # The folder of a task killed on another node may still say running; the new task must be allowed to claim it.
     runs.write_status(run.path, "queued", message=f"resubmitted to SLURM after task {task['task_id']}")
@@ -186,6 +208,8 @@ def cancel_run(run_dir: Path) -> None:
     elif run.status.get("state") == "running" and run.state == "running":
         jobs.stop(int(run.status["pid"]))
     elif run.state in ("queued", runs.INTERRUPTED):
+        if run.state == "queued" and jobs.alive_here(run.status):  # waiting for its turn, or just starting: stop it
+            jobs.stop(int(run.status["pid"]))
         runs.write_status(run_dir, "cancelled", message="cancelled before it finished", hint="resume")
     else:
         raise runs.RunError(f"run {run_dir.name} is {run.state}; there is nothing to cancel")
@@ -230,7 +254,9 @@ def progress(run: runs.RunSummary) -> Progress:
 def progress_line(run: runs.RunSummary, p: Progress | None = None) -> str:
     """One line on where a queued or running run stands and how long it may still take, over all its phases."""
     if run.state == "queued":
-        return f"queued: waiting to start (at most {run.config['train']['epochs']} epochs)"
+        waiting = job_queue.waiting_line(run.status.get("pid")) if jobs.alive_here(run.status) else None
+        epochs = run.config["train"]["epochs"]
+        return f"queued: {waiting or 'waiting to start'} (at most {epochs} epoch{'s' if epochs != 1 else ''})"
     p = p or progress(run)
     step = f"step {p.step} of {p.steps}: " if p.step and p.steps else ""
     return f"{run.state}: {step}{p.words}; {time_left(p)}"
