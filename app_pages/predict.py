@@ -23,6 +23,8 @@ from app_pages.widgets import md, model_label, run_page, threshold_tradeoff
 from wildvision import catalog, model_card, runs, wording
 from wildvision.explain import saliency
 from wildvision.predict import CheckpointError, LoadedModel, load_model
+from wildvision.settings import load_settings
+from wildvision.spreadsheet import frame_csv
 from wildvision.uploads import UploadLimits, unpack_uploads
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "zip"]
@@ -31,7 +33,6 @@ THUMBNAIL_MAX = 96
 NOTE_WIDTH = 280  # pixels: the table's note column holds "the photo is damaged or cut short" whole
 GRID_PAGE = 12  # saliency maps shown at once when many photos are uploaded
 GRID_COLUMNS = 4
-LIMITS = UploadLimits()
 MAP_METHODS = ("gradcam", "saliency")  # saliency.FAST_METHODS, the readable map first; the paper's one click away
 CSV_DECIMALS = 4
 
@@ -201,12 +202,13 @@ def show_detail(loaded: LoadedModel, model_key: tuple, row: dict, method: str) -
 
 
 def predictions_csv(rows: list[dict], threshold: float) -> bytes:
-    """The table as a CSV file: scores rounded to CSV_DECIMALS (no float noise), and the line that labelled them."""
+    """The table as a CSV file: scores rounded to CSV_DECIMALS (no float noise), and the line that labelled them; every
+    cell made safe for a spreadsheet (spreadsheet.frame_csv: an upload named @SUM(1+1).jpg is not a formula)."""
     frame = pd.DataFrame(rows)[["file", "probability", "label", "unusual", "problem"]]
     frame["unusual"] = frame["unusual"].map({True: "unlike the training photos", False: ""})
     frame["probability"] = frame["probability"].astype(float).round(CSV_DECIMALS)
     frame.insert(2, "flagging_line", round(threshold, CSV_DECIMALS))
-    return frame.to_csv(index=False).encode("utf-8")
+    return frame_csv(frame).encode("utf-8")
 
 
 def show_table(loaded: LoadedModel, rows: list[dict]) -> None:
@@ -258,7 +260,7 @@ def show_grid(readable: list[dict], method: str) -> None:
         with columns[index % GRID_COLUMNS]:
             st.image(
                 saliency.overlay(_shown_photo(record), record["heatmap"] / 255.0),
-                caption=f"{row['file']}: {row['answer']}" + (f" ({wording.UNLIKE_TRAINING_SHORT.lower()})" if row["unusual"] else ""),
+                caption=f"{md(row['file'])}: {row['answer']}" + (f" ({wording.UNLIKE_TRAINING_SHORT.lower()})" if row["unusual"] else ""),
                 width="content",
             )
     st.caption(f"{wording.MAP_NAMES[method]}: {wording.MAP_READINGS[method]}.")
@@ -280,7 +282,7 @@ def show_results(loaded: LoadedModel, model_key: tuple, batch, method: str) -> N
         readable = error is None
         rows.append(
             {
-                "file": image.name,
+                "file": wording.plain_name(image.name),  # one plain line; Markdown only ever gets it through md()
                 "path": image.path,
                 "digest": image.digest,
                 "record": record,
@@ -338,18 +340,21 @@ def page() -> None:
         model_key = _model_key(choice)
         loaded = _load(*model_key)
     except (CheckpointError, OSError) as error:
-        st.error(f"This model cannot be used: {error}. Pick another one, or train it again.")
+        st.error(f"This model cannot be used: {md(error)}. Pick another one, or train it again.")
         return
     stored = catalog.stored_scores(choice)
     if stored:
         with st.expander("Flagging line: move it, and see what it costs on photos from elsewhere"):
             loaded = replace(loaded, threshold=threshold_tradeoff(stored, loaded.threshold, model=choice.model, key="predict_threshold", as_percent=True))
 
+    settings = load_settings()
+    limits = UploadLimits.from_settings(settings)
     uploads = st.file_uploader(
         "Photos (JPEG, PNG or WebP), or a zip of photos",
         type=UPLOAD_TYPES,
         accept_multiple_files=True,
-        help=f"Up to {LIMITS.max_images} photos at a time. Zips: folders inside are fine; other files are skipped.",
+        help=f"Up to {limits.max_images:,} photos, {settings.upload_max_megabytes:,} MB and {settings.upload_max_megapixels:,} megapixels in all "
+        "at a time. Zips: folders inside are fine; other files are skipped.",
     )
     method = st.radio(
         "Map of what the model looked at",
@@ -362,7 +367,7 @@ def page() -> None:
         st.info("Upload one or more photos, or a zip of photos, to begin.")
         return
     with tempfile.TemporaryDirectory(prefix="wildvision-upload-") as folder:
-        batch = unpack_uploads(((upload.name, upload.getvalue()) for upload in uploads), folder, LIMITS)
+        batch = unpack_uploads(((upload.name, upload.getvalue()) for upload in uploads), folder, limits)
         if not batch.images:
             show_problems(batch.notes)
             st.info("None of the uploaded files is a photo this page can read.")

@@ -16,11 +16,14 @@ import functools
 import hashlib
 import io
 import stat
+import warnings
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
+
+from PIL import Image
 
 from wildvision.images import IMAGE_EXTENSIONS
 
@@ -30,12 +33,25 @@ SYSTEM_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})  # what Find
 
 @dataclass(frozen=True)
 class UploadLimits:
-    """Caps on what one request may unpack; generous for a folder of photos, small for a server."""
+    """Caps on what one request may unpack; generous for a folder of photos, small for a server.
 
-    max_images: int = 500  # images kept in all (a bigger batch belongs to `python -m wildvision predict`)
+    The totals (images, bytes and pixels kept) are the Predict page's: a 70 KB zip of 60 PNGs of 49 megapixels each
+    once took 97 s of server CPU. Pixels are read from each image's header before anything decodes it."""
+
+    max_images: int = 500  # images kept in all (settings' upload_files)
     max_zip_members: int = 5_000  # entries listed in one zip, folders and non-images included
     max_member_bytes: int = 50 * 2**20  # one uncompressed image
-    max_total_bytes: int = 1 * 2**30  # everything uncompressed from all zips of one request
+    max_total_bytes: int = 1 * 2**30  # the bytes of every image kept, zip members uncompressed (settings' upload_megabytes)
+    max_total_pixels: int | None = None  # the pixels of every image kept, from their headers (settings' upload_megapixels)
+
+    @classmethod
+    def from_settings(cls, settings) -> UploadLimits:
+        """The Predict page's caps from the server's settings (wildvision.settings.Settings' upload_max_* values)."""
+        return cls(
+            max_images=settings.upload_max_files,
+            max_total_bytes=settings.upload_max_megabytes * 2**20,
+            max_total_pixels=settings.upload_max_megapixels * 1_000_000,
+        )
 
 
 @dataclass(frozen=True)
@@ -83,36 +99,84 @@ def _summarise(reason: str, names: list[str], shown: int = 3) -> str:
     return f"skipped {len(names)} file{'s' if len(names) != 1 else ''} ({reason}): {listed}"
 
 
+def megabytes(size: int) -> str:
+    """A size in MB as a cap is said: "200 MB", "0.24 MB"."""
+    value = size / 2**20
+    return f"{value:,.0f} MB" if value >= 10 else f"{value:.2g} MB"
+
+
+def header_pixels(data: bytes) -> int | None:
+    """An image's width x height from its header alone (nothing is decoded); 0 when no header can be read (the file
+    is kept and images.open_image says why it cannot be read), None when it is too large to decode safely."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+    except Image.DecompressionBombError:
+        return None
+    except (OSError, ValueError, SyntaxError):
+        return 0
+    return width * height
+
+
 class Unpacker:
-    """Writes accepted images into `folder` as 00001.jpg, 00002.png, ... and collects notes."""
+    """Writes accepted images into `folder` as 00001.jpg, 00002.png, ... and collects notes.
+
+    Once an image would take the upload over a total (images, bytes, pixels), it and every image after it are left
+    out, counted, and `finish` says how many were taken and why the rest were not."""
 
     def __init__(self, folder: Path, limits: UploadLimits):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.limits = limits
-        self.unzipped = 0  # bytes inflated from zips so far, against limits.max_total_bytes
-        self.full_noted = False
+        self.kept_bytes = 0  # of every image kept, against limits.max_total_bytes
+        self.kept_pixels = 0  # of every image kept, against limits.max_total_pixels
+        self.stopped: str | None = None  # the total the upload reached: why every later image is left out
+        self.left_out = 0  # images left out since
         self.batch = UploadBatch()
 
-    @property
-    def full(self) -> bool:
-        return len(self.batch.images) >= self.limits.max_images
-
-    def _note_full(self) -> None:
-        if not self.full_noted:
-            self.full_noted = True
-            self.batch.notes.append(
-                f"only the first {self.limits.max_images} images are used; for more, run "
-                f"`python -m wildvision predict --model RUN FOLDER` on a computer with the images"
-            )
+    def _total_reached(self, size: int, pixels: int) -> str | None:
+        """The total an image of `size` bytes and `pixels` would take the upload over ("500 images"), or None."""
+        limits = self.limits
+        if len(self.batch.images) >= limits.max_images:
+            return f"{limits.max_images:,} images"
+        if self.kept_bytes + size > limits.max_total_bytes:
+            return f"{megabytes(limits.max_total_bytes)} in all"
+        if limits.max_total_pixels is not None and self.kept_pixels + pixels > limits.max_total_pixels:
+            return f"{limits.max_total_pixels / 1e6:,.0f} megapixels in all"
+        return None
 
     def add_image(self, name: str, data: bytes) -> None:
-        if self.full:
-            self._note_full()
+        """Keep an image, unless it would take the upload over a total: then it and every later image are left out.
+        One that alone has more pixels than the upload may hold is skipped with its own note (the next may fit)."""
+        pixels = 0
+        if self.stopped is None and self.limits.max_total_pixels is not None:
+            pixels = header_pixels(data)
+            if pixels is None or pixels > self.limits.max_total_pixels:
+                cap = self.limits.max_total_pixels / 1e6
+                self.batch.notes.append(f"{name}: skipped, over {cap:,.0f} megapixels on its own (the most one upload may hold)")
+                return
+        if self.stopped is None:
+            self.stopped = self._total_reached(len(data), pixels)
+        if self.stopped is not None:
+            self.left_out += 1
             return
         path = self.folder / f"{len(self.batch.images) + 1:05d}{member_suffix(name)}"
         path.write_bytes(data)
+        self.kept_bytes += len(data)
+        self.kept_pixels += pixels
         self.batch.images.append(UploadedImage(name, path, hashlib.sha256(data).hexdigest()))
+
+    def finish(self) -> UploadBatch:
+        """The batch, with one note saying how many images were taken and why the rest were not, if any were left out."""
+        if self.left_out:
+            kept = len(self.batch.images)
+            self.batch.notes.append(
+                f"took {kept:,} of the {kept + self.left_out:,} images uploaded: the other {self.left_out:,} would have gone over "
+                f"{self.stopped}, the most one upload may hold; upload them separately"
+            )
+        return self.batch
 
     def add_upload(self, name: str, data: bytes | BinaryIO) -> None:
         """One uploaded file: an image is kept as it is (open_image judges it later); a zip is unpacked."""
@@ -132,20 +196,22 @@ class Unpacker:
             return
         with archive:
             skipped: dict[str, list[str]] = {}
-            for member in zip_members(archive, self.limits, self.unzipped):
-                if member.image and self.full:
-                    self._note_full()
-                    break
-                if member.over_total:
-                    self.batch.notes.append(f"{name}: stopped unpacking at {member.name}: {member.refused}")
+            for member in zip_members(archive, self.limits, self.kept_bytes):
+                if self.stopped is not None or member.over_total:  # nothing more is taken: count the rest unread
+                    self.stopped = self.stopped or f"{megabytes(self.limits.max_total_bytes)} in all"
+                    self.left_out += sum(1 for info in archive.infolist()[member.number - 1 :] if _listed_image(info))
                     break
                 if member.data is None:
                     skipped.setdefault(member.refused, []).append(member.name)
                     continue
-                self.unzipped += len(member.data)
                 self.add_image(f"{name}/{member.name}", member.data)
             for kind, names in skipped.items():
                 self.batch.notes.append(f"{name}: {_summarise(kind, names)}")
+
+
+def _listed_image(info: zipfile.ZipInfo) -> bool:
+    """A zip entry that zip_members would judge as an image (not a folder, not archivers' metadata)."""
+    return not info.is_dir() and not is_metadata(info.filename) and member_suffix(info.filename) in IMAGE_EXTENSIONS
 
 
 class TooBig(Exception):
@@ -241,9 +307,10 @@ def zip_members(archive: zipfile.ZipFile, limits: UploadLimits, unzipped: int = 
 def unpack_uploads(uploads: Iterable[tuple[str, bytes | BinaryIO]], folder: str | Path, limits: UploadLimits = UploadLimits()) -> UploadBatch:
     """Write every image among `uploads` (name, bytes or a binary file) to `folder`; zips are unpacked safely.
 
-    Returns the images in upload order (zip members in archive order) and one note per group of skipped files.
+    Returns the images in upload order (zip members in archive order) and one note per group of skipped files; once
+    an image would take the upload over limits' totals (images, bytes, pixels), the rest are counted, not read.
     """
     unpacker = Unpacker(Path(folder), limits)
     for name, data in uploads:
         unpacker.add_upload(name, data)
-    return unpacker.batch
+    return unpacker.finish()
