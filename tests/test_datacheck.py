@@ -7,7 +7,7 @@ from PIL import Image
 
 from conftest import DEMO, demo_subset, make_class_folder
 from wildvision.cli import main
-from wildvision.datacheck import PHASH_THRESHOLD, Subset, check_data, contained_test_sets, match_words, report_lines
+from wildvision.datacheck import PHASH_THRESHOLD, Subset, check_data, contained_test_sets, fingerprint, match_words, report_lines
 
 
 def _shrunk_copy(source, target):
@@ -139,3 +139,10 @@ def test_a_test_set_made_from_anothers_photos_is_named_a_subset(shared, tmp_path
     assert contained_test_sets(report) == [Subset("small", "large", 4, 4)]
     assert "Every one of the 4 photos of small is also in large (small is a subset of large)" in "\n".join(report_lines(report))
     assert contained_test_sets(check_data([demo_subset(tmp_path / "train", {"captive": 4, "wild": 4})], {"large": large, "some": some})) == []
+
+
+def test_the_fingerprint_walks_a_link_loop_once(tmp_path):
+    data = make_class_folder(tmp_path / "data", {"captive": 3, "wild": 3})
+    (data / "wild" / "up").symlink_to("..")  # wild/up/wild/up/... is the same folder again
+    ((folder, count, newest),) = fingerprint([data])
+    assert folder == str(data) and count == 6 and newest > 0, "each real folder's files counted once"

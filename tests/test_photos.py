@@ -47,11 +47,12 @@ def test_facts_and_matches_tell_copies_from_a_different_photo(files):
     assert by_name["broken"].phash is None and by_name["broken"].error and by_name["broken"].size is None
     distance = lambda a, b: (by_name[a].phash ^ by_name[b].phash).bit_count()
     assert distance("original", "smaller") <= photos.PHASH_THRESHOLD < distance("original", "different")
-    pairs = {(names[i], names[j]) for i, j, _ in photos.matches([f.sha256 for f in facts], [f.phash for f in facts])}
-    assert pairs == {("original", "copy"), ("original", "smaller"), ("copy", "smaller"), ("broken", "broken_copy")}
-    labels = photos.components(len(names), photos.matches([f.sha256 for f in facts], [f.phash for f in facts]))
+    grouping = photos.group([f.sha256 for f in facts], [f.phash for f in facts])
+    labels = grouping.labels
     groups = {frozenset(n for n, label in zip(names, labels) if label == group) for group in set(labels)}
     assert groups == {frozenset({"original", "copy", "smaller"}), frozenset({"different"}), frozenset({"broken", "broken_copy"})}
+    assert labels == [0, 0, 0, 1, 2, 2], "groups numbered in the order of their first file"
+    assert grouping.widest == [distance("original", "smaller"), 0, 0], "the copy of broken bytes matches by SHA-256 alone"
 
 
 def test_the_hash_of_a_full_decode_matches_the_draft_decode_within_the_threshold(files):
@@ -72,13 +73,14 @@ def test_duplicate_group_ids_join_copies_of_copies_and_skip_rows_without_bytes()
     assert photos.duplicate_group_ids([], []) == []
 
 
-def test_near_pairs_in_small_blocks_finds_what_one_block_finds(monkeypatch):
+def test_grouping_in_small_blocks_finds_what_one_block_finds(monkeypatch):
     hashes = [int(h) for h in np.random.default_rng(3).integers(0, 2**63, 200, dtype=np.int64)]
     hashes += [h ^ 0b101 for h in hashes[:20]] + [None]
-    whole = photos.near_pairs(hashes, 8)
+    sha256s = [f"sha{i}" for i in range(len(hashes))]
+    whole = photos.group(sha256s, hashes, 8)
     monkeypatch.setattr(photos, "NEAR_PAIRS_BLOCK", 50)
-    assert sorted(photos.near_pairs(hashes, 8)) == sorted(whole)
-    assert {(i, j, d) for i, j, d in whole if j >= 200} == {(i, 200 + i, 2) for i in range(20)}
+    assert photos.group(sha256s, hashes, 8) == whole
+    assert whole.labels[200:] == [*range(20), 200] and whole.widest[:20] == [2] * 20 and set(whole.widest[20:]) == {0}
 
 
 def test_test_duplicates_names_each_test_image_that_is_a_training_photo(files):

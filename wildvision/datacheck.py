@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, ImageOps
 
-from wildvision import photos
+from wildvision import photos, roots
 from wildvision.data import DataFolderError, Sample, scan_folder
 from wildvision.images import open_image
 from wildvision.photos import PHASH_THRESHOLD, ImageFacts, all_facts
@@ -114,22 +114,17 @@ class DataReport:
 
 
 def duplicate_groups(entries: Sequence[Entry], facts: Sequence[ImageFacts], threshold: int = PHASH_THRESHOLD) -> list[DuplicateGroup]:
-    """Entries joined by identical bytes or near pHashes into groups of two or more, largest first."""
-    edges = photos.matches([f.sha256 for f in facts], [f.phash for f in facts], threshold)
-    if not edges:
-        return []
-    component = photos.components(len(entries), edges)
-    largest: dict[int, int] = defaultdict(int)
-    for row, _, distance in edges:
-        largest[component[row]] = max(largest[component[row]], distance)
+    """Entries joined by identical bytes or near pHashes into groups of two or more, largest first (photos.group:
+    no pairs of files are listed, so thousands of copies of one placeholder cost memory in files, not pairs)."""
+    grouping = photos.group([f.sha256 for f in facts], [f.phash for f in facts], threshold)
     members: dict[int, list[int]] = defaultdict(list)
-    for index, label in enumerate(component):
+    for index, label in enumerate(grouping.labels):
         members[label].append(index)
     groups = [
         DuplicateGroup(
             tuple(sorted((entries[i] for i in indices), key=lambda e: (e.test, e.source, str(e.path)))),
             len({facts[i].sha256 for i in indices}) == 1,
-            largest[label],
+            grouping.widest[label],
         )
         for label, indices in members.items()
         if len(indices) > 1
@@ -353,11 +348,13 @@ def thumbnail(path: str | Path, size: int = 160) -> Image.Image:
 
 def fingerprint(folders: Sequence[str | Path]) -> tuple[tuple[str, int, int], ...]:
     """Per folder: its path, how many files it holds and the newest modification time (ns): cheap (no file is read),
-    and it changes when a file is added, removed or rewritten, so a cached check can be keyed by it."""
+    and it changes when a file is added, removed or rewritten, so a cached check can be keyed by it. The walk is
+    roots.walk (a link back up the tree is walked once; a tree over roots.WALK_LIMIT entries raises WalkTooLarge,
+    which the Data page shows as "too large to check here" and remembers for the session)."""
     result = []
     for folder in folders:
         count, newest = 0, 0
-        for directory, _, names in os.walk(folder, followlinks=True):
+        for directory, _, names in roots.walk(folder, roots.WALK_LIMIT):  # each real folder once: a link loop ends; WalkTooLarge past the limit
             for name in names:
                 try:
                     stat = os.stat(os.path.join(directory, name))

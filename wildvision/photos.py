@@ -8,7 +8,8 @@ photos were at most 6 bits from their originals, and the closest two unrelated p
 are even (each hash has as many bits set as clear around its median), so 8 sits between the two.
 Watermarked or cropped copies can be 10 bits or more away and are not caught.
 
-Matches are joined transitively (a copy of a copy is the same photo): `components` gives each file its group,
+Matches are joined transitively (a copy of a copy is the same photo): `group` gives each file its group without
+ever listing pairs of files (thousands of copies of one placeholder would be millions of pairs),
 `duplicate_group_ids` numbers the groups by their first file (as screening's scores.csv does),
 `test_duplicates` names the test images that are one photo with a training image, and `overlaps` the
 files that are directly the same photo as a reference (a test-set image) before they are exported.
@@ -20,7 +21,7 @@ import hashlib
 import os
 import threading
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ PHASH_THRESHOLD = 8  # bits of 64; see the module docstring for the measurements
 # measured noise (median 0 bits from a full decode) at about a third of the time (0.53 ms against 1.46 ms)
 DRAFT_SIZE = (64, 64)
 PHASH_SIDE = DRAFT_SIZE[0]  # a decoded photo is box-reduced to no less than this before hashing: cheap, same bits
-NEAR_PAIRS_BLOCK = 8_000_000  # pHash pairs compared at once by near_pairs (8 bytes each while XORed)
+NEAR_PAIRS_BLOCK = 2_000_000  # pHash pairs compared at once by _near_values (8 bytes each while XORed: 16 MB)
 _ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
@@ -99,45 +100,77 @@ def all_facts(paths: Sequence[Path], workers: int | None = None) -> list[ImageFa
         return list(pool.map(image_facts, paths))
 
 
-def near_pairs(hashes: Sequence[int | None], threshold: int = PHASH_THRESHOLD) -> list[tuple[int, int, int]]:
-    """(i, j, distance) for every i < j whose pHashes differ in at most `threshold` bits (None: no hash)."""
-    known = np.array([i for i, h in enumerate(hashes) if h is not None], dtype=np.int64)
-    values = np.array([hashes[i] for i in known], dtype=np.uint64)
-    pairs = []
-    step = max(1, NEAR_PAIRS_BLOCK // max(1, len(values)))  # rows per block, so a block's XOR stays near 64 MB at any size
-    for start in range(0, len(values), step):  # a block of rows against the hashes from its first on: bounded memory
+def _near_values(values: np.ndarray, threshold: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(i, j, distance) arrays of the pairs i < j of distinct pHash `values` at most `threshold` bits apart, a block
+    of rows at a time: a block's XOR holds about NEAR_PAIRS_BLOCK hashes, so memory is bounded at any size."""
+    step = max(1, NEAR_PAIRS_BLOCK // max(1, len(values)))
+    for start in range(0, len(values), step):  # a block of rows against the values from its first on
         distances = np.bitwise_count(values[start : start + step, None] ^ values[None, start:])
         rows, columns = np.nonzero(distances <= threshold)
-        for row, column in zip(rows.tolist(), columns.tolist()):
-            if row < column:
-                pairs.append((int(known[start + row]), int(known[start + column]), int(distances[row, column])))
-    return pairs
+        later = rows < columns
+        rows, columns = rows[later], columns[later]
+        yield start + rows, start + columns, distances[rows, columns]
 
 
-def matches(sha256s: Sequence[str], phashes: Sequence[int | None], threshold: int = PHASH_THRESHOLD) -> list[tuple[int, int, int]]:
-    """(i, j, distance) for files that are the same photo: near pHashes, and identical bytes at distance 0 (each file
-    joined to the first with its SHA-256; also files that could not be decoded). An empty SHA-256 (no bytes) never matches."""
-    pairs = near_pairs(phashes, threshold)
-    first: dict[str, int] = {}
-    for index, digest in enumerate(sha256s):
-        if digest and first.setdefault(digest, index) != index:
-            pairs.append((first[digest], index, 0))
-    return pairs
+def _merge(labels: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """`labels` (each node's group so far) with the groups of each (first, second) node pair joined: a graph of the
+    nodes and one node per label, each node tied to its label's and each pair's labels tied together."""
+    count = len(labels)
+    rows = np.concatenate([np.arange(count), count + labels[first]])
+    columns = np.concatenate([count + labels, count + labels[second]])
+    graph = coo_matrix((np.ones(len(rows), dtype=bool), (rows, columns)), shape=(2 * count, 2 * count))
+    return connected_components(graph, directed=False)[1][:count]  # the nodes come first: their labels are below count
 
 
-def components(count: int, pairs: Sequence[tuple[int, int, int]]) -> list[int]:
-    """The group label of each of `count` files joined by `pairs` (connected components: a copy of a copy is the
-    same photo); a file with no match is a group of its own."""
-    rows = np.array([i for i, _, _ in pairs], dtype=np.int64)
-    columns = np.array([j for _, j, _ in pairs], dtype=np.int64)
-    _, labels = connected_components(coo_matrix((np.ones(len(pairs)), (rows, columns)), shape=(count, count)), directed=False)
-    return labels.tolist()
+@dataclass(frozen=True)
+class Grouping:
+    """Which files are one photo. `labels`: per file, its group, numbered 0, 1, ... in the order of each group's first
+    file (a file with no match is a group of its own); `widest`: per group, the largest pHash distance of a near
+    match in it (0 when its files match by identical bytes or equal pHashes only)."""
+
+    labels: list[int]
+    widest: list[int]
+
+
+def group(sha256s: Sequence[str], phashes: Sequence[int | None], threshold: int = PHASH_THRESHOLD) -> Grouping:
+    """Files joined into groups by identical bytes (equal, non-empty SHA-256) or pHashes at most `threshold` bits
+    apart, transitively (a copy of a copy is the same photo).
+
+    Never all pairs of files: 20,000 copies of one placeholder are 2x10^8 pairs. Files with the same SHA-256 are one
+    node and files with the same pHash another; only the distinct pHash values are compared (_near_values, in bounded
+    blocks), and their near pairs are joined block by block, so memory grows with the number of files, not pairs.
+    """
+    count = len(sha256s)
+    known = np.array([index for index, value in enumerate(phashes) if value is not None], dtype=np.int64)
+    values, value_of = np.unique(np.array([phashes[index] for index in known], dtype=np.uint64), return_inverse=True)
+    value_group = np.arange(len(values))
+    value_widest = np.zeros(len(values), dtype=np.int64)
+    for first, second, distances in _near_values(values, threshold):
+        if len(first):
+            value_group = _merge(value_group, first, second)
+            np.maximum.at(value_widest, first, distances)
+    sha_node: dict[str, int] = {}
+    by_sha = [(index, sha_node.setdefault(digest, len(sha_node))) for index, digest in enumerate(sha256s) if digest]
+    # the graph: files (0 .. count-1), then SHA-256 nodes, then pHash groups; each file joined to its two nodes
+    rows = np.concatenate([np.array([index for index, _ in by_sha], dtype=np.int64), known])
+    columns = np.concatenate([count + np.array([node for _, node in by_sha], dtype=np.int64), count + len(sha_node) + value_group[value_of]])
+    size = count + len(sha_node) + len(values)
+    _, labels = connected_components(coo_matrix((np.ones(len(rows), dtype=bool), (rows, columns)), shape=(size, size)), directed=False)
+    _, first_file, numbered = np.unique(labels[:count], return_index=True, return_inverse=True)
+    rank = np.empty(len(first_file), dtype=np.int64)
+    rank[np.argsort(first_file)] = np.arange(len(first_file))
+    file_group = rank[numbered]
+    group_widest = np.zeros(len(first_file), dtype=np.int64)
+    component_widest = np.zeros(len(values), dtype=np.int64)
+    np.maximum.at(component_widest, value_group, value_widest)
+    np.maximum.at(group_widest, file_group[known], component_widest[value_group[value_of]])
+    return Grouping(file_group.tolist(), group_widest.tolist())
 
 
 def duplicate_group_ids(sha256s: Sequence[str], phashes: Sequence[int | None], threshold: int = PHASH_THRESHOLD) -> list[int | None]:
     """Per row, the row number (from 1) of the first row that is the same photo: identical bytes or pHashes at most
     `threshold` bits apart, joined transitively (a copy of a copy); None for a row with no bytes to compare."""
-    labels = components(len(sha256s), matches(sha256s, phashes, threshold))
+    labels = group(sha256s, phashes, threshold).labels
     smallest: dict[int, int] = {}
     for index, label in enumerate(labels):
         smallest.setdefault(label, index)
@@ -171,7 +204,7 @@ def test_duplicates(train: Sequence[Path], tests: Mapping[str, Sequence[Path]], 
     paths = list(train) + [path for name in tests for path in tests[name]]
     names = [None] * len(train) + [name for name in tests for _ in tests[name]]
     facts = all_facts(paths)
-    labels = components(len(paths), matches([f.sha256 for f in facts], [f.phash for f in facts], threshold))
+    labels = group([f.sha256 for f in facts], [f.phash for f in facts], threshold).labels
     first_training: dict[int, Path] = {}
     for index in range(len(train)):  # each group's training image with the smallest path
         first_training[labels[index]] = min(paths[index], first_training.get(labels[index], paths[index]), key=str)
