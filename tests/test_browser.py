@@ -6,6 +6,7 @@ download). Screenshots are saved under artifacts/screenshots/ for people to look
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -57,7 +58,9 @@ def dashboard(completed_run, screened_job, tmp_path_factory):
     screens_dir = tmp_path_factory.mktemp("dashboard_screens")
     copy_job(screened_job, screens_dir)
     port = _free_port()
-    env = dict(os.environ, WILDVISION_RUNS_DIR=str(runs_dir), WILDVISION_SCREENS_DIR=str(screens_dir))
+    settings = tmp_path_factory.mktemp("dashboard_settings") / "settings.toml"
+    settings.write_text(f"[roots]\nread = [{json.dumps(str(tmp_path_factory.getbasetemp()))}]\n", encoding="utf-8")  # the tests' photo folders
+    env = dict(os.environ, WILDVISION_RUNS_DIR=str(runs_dir), WILDVISION_SCREENS_DIR=str(screens_dir), WILDVISION_SETTINGS=str(settings))
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1"],
         cwd=ROOT,

@@ -109,12 +109,15 @@ def waiting_words(number: int, slots: int) -> str:
 
 
 def waiting_line(pid: int | None, folder: Path | None = None) -> str | None:
-    """waiting_words for process `pid`, or None when it is not waiting in the line."""
+    """waiting_words for process `pid`, or None when it is not waiting in the line. A job whose place is within the
+    free slots is not waiting for anyone (it takes its slot within POLL_SECONDS), so it gets None too: a job started
+    on an idle server never reads "waiting: 1st in line"."""
     if pid is None:
         return None
     for number, ticket in enumerate(waiting(folder), 1):
         if ticket["pid"] == int(pid):
-            return waiting_words(number, int(ticket.get("slots") or 1))
+            slots = int(ticket.get("slots") or 1)
+            return None if number <= slots - len(working(folder)) else waiting_words(number, slots)
     return None
 
 
