@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from app_pages import team
 from app_pages.widgets import code, md, model_label, models_and_results, run_page
 from wildvision import catalog
 from wildvision.explain import gallery, gallery_jobs
@@ -86,23 +87,8 @@ def follow(model: str, folder: Path, pending: list[gallery_jobs.StoredGallery]) 
         show(now[item.folder])
 
 
-def page() -> None:
-    st.title("Explanations")
-    st.caption(
-        "For a model and one of its test sets: the photos it was surest about, right and wrong (true positives, true "
-        "negatives, false positives, false negatives at its threshold), each beside a map of what raised its score, as in "
-        "the paper's Figs 4 and 5, and the flagged photos whose maps are drawn to the border (Fig S3). A gallery is made "
-        "once in the background and shown at once afterwards; download it as PNG (for a slide) or PDF."
-    )
-
-    records, _, folder = models_and_results()
-    usable = [record for record in records if record.usable]
-    if not usable:
-        st.info("No model can explain anything yet: the default model is missing and no run has completed.")
-        st.stop()
-    record = st.selectbox("Model", usable, format_func=model_label, key="explain_model")
-    model = gallery.model_argument(record)
-
+def gallery_form(record: catalog.ModelRecord, model: str | Path, folder: Path) -> None:
+    """Test set, method and size of a new gallery, made in the background as the person's job."""
     with st.form("make_gallery"):
         tests = catalog.test_folders(record)
         columns = st.columns([2, 2, 1])
@@ -120,11 +106,32 @@ def page() -> None:
             else:
                 try:
                     test_dir = test_dir if tests else page_path(test_dir)  # a typed folder: through the data roots first
-                    started = gallery_jobs.start_gallery(model, test_name, test_dir, method, int(top), runs_dir=folder)
+                    started = gallery_jobs.start_gallery(model, test_name, test_dir, method, int(top), runs_dir=folder, owner=team.person().identity)
                 except (ValueError, OSError) as error:
                     st.error(f"The gallery was not started: {md(str(error))}")
                 else:
                     st.success(f"Making the gallery in the background: {code(started)}")
+
+
+def page() -> None:
+    st.title("Explanations")
+    st.caption(
+        "For a model and one of its test sets: the photos it was surest about, right and wrong (true positives, true "
+        "negatives, false positives, false negatives at its threshold), each beside a map of what raised its score, as in "
+        "the paper's Figs 4 and 5, and the flagged photos whose maps are drawn to the border (Fig S3). A gallery is made "
+        "once in the background and shown at once afterwards; download it as PNG (for a slide) or PDF."
+    )
+
+    records, _, folder = models_and_results()
+    usable = [record for record in records if record.usable]
+    if not usable:
+        st.info("No model can explain anything yet: the default model is missing and no run has completed.")
+        st.stop()
+    record = st.selectbox("Model", usable, format_func=model_label, key="explain_model")
+    model = gallery.model_argument(record)
+
+    if team.allowed("gallery"):
+        gallery_form(record, model, folder)
 
     stored = gallery_jobs.stored_galleries(model, runs_dir=folder)
     if not stored:

@@ -73,11 +73,16 @@ def may_decide() -> bool:
     return who.may("decide") and bool(who.identity)
 
 
-def _decide(screen_dir: str, path: str, label: str, note_key: str) -> None:
+def _decide(screen_dir: str, path: str, label: str, note_key: str, shown: dict) -> None:
     note = st.session_state.get(note_key) or None
+    items = _items(screen_dir, review.items_version(screen_dir))
     try:
         job = review.read_job(screen_dir, unfinished=True)
-        count = review.decide_photo(job, _items(screen_dir, review.items_version(screen_dir)), path, label, reviewer(), note)
+        count = review.decide_photo(job, items, path, label, reviewer(), note, shown=shown)
+    except decisions.DecidedMeanwhile as error:
+        st.session_state["review-problem"] = f"That decision was not saved: this photo was {error}. Here it is again with their decision."
+        st.session_state["review-group"] = items.loc[items["path"] == path, "group"].iloc[0]  # shown whatever the filters
+        return
     except (ValueError, runs.RunError) as error:
         st.session_state["review-problem"] = f"That decision was not saved: {error}"
         return
@@ -85,15 +90,18 @@ def _decide(screen_dir: str, path: str, label: str, note_key: str) -> None:
     st.session_state.pop("note-current", None)
 
 
-def decision_buttons(job: review.Job, path: str, key: str, note_key: str, shortcuts: bool = False) -> None:
+def decision_buttons(job: review.Job, items: pd.DataFrame, path: str, key: str, note_key: str, shortcuts: bool = False) -> None:
+    """A button per label; each carries the decisions this run showed (review.shown_decisions), so a decision someone
+    made since is not overwritten unseen."""
     reviewer_missing = not may_decide()
+    shown = review.shown_decisions(items, path)
     places = st.columns(len(job.labels)) if shortcuts else [st.container() for _ in job.labels]  # a grid card is narrow: one under another
     for index, (place, label) in enumerate(zip(places, job.labels)):
         place.button(
             wording.label_words(label),
             key=f"{key}-{label}",
             on_click=_decide,
-            args=(str(job.path), path, label, note_key),
+            args=(str(job.path), path, label, note_key, shown),
             disabled=reviewer_missing,
             shortcut=SHORTCUTS[index] if shortcuts and index < len(SHORTCUTS) else None,
             type="primary" if index == 0 else "secondary",
@@ -144,7 +152,7 @@ def filters_section(job: review.Job, items: pd.DataFrame) -> review.Filters:
     return review.Filters(tuple(bands), None if folder in (None, "all folders") else folder, decided, unusual, group)
 
 
-def card(job: review.Job, row: pd.Series, key: str, side: int, shortcuts: bool = False) -> None:
+def card(job: review.Job, items: pd.DataFrame, row: pd.Series, key: str, side: int, shortcuts: bool = False) -> None:
     """One photo: the picture (or where the model looked), its score, its reposts, its decision and the buttons.
     `key` is the card's own (its row in the job): copies of one photo shown side by side are separate cards."""
     looked = st.toggle("Where the model looked", key=f"map-{key}", value=False) if row["error"] == "" else False
@@ -162,7 +170,7 @@ def card(job: review.Job, row: pd.Series, key: str, side: int, shortcuts: bool =
     if row["error"] == "":
         note_key = "note-current" if shortcuts else f"note-{key}"
         st.text_input("Note (optional)", key=note_key, label_visibility="collapsed", placeholder="Note (optional)")
-        decision_buttons(job, row["path"], key, note_key, shortcuts)
+        decision_buttons(job, items, row["path"], key, note_key, shortcuts)
 
 
 def item_words(job: review.Job, row: pd.Series) -> str:
@@ -177,22 +185,22 @@ def item_words(job: review.Job, row: pd.Series) -> str:
     return words
 
 
-def grid_view(job: review.Job, shown: pd.DataFrame) -> None:
+def grid_view(job: review.Job, items: pd.DataFrame, shown: pd.DataFrame) -> None:
     pages = max(1, math.ceil(len(shown) / GRID_PAGE))
     page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"page-{job.name}") if pages > 1 else 1
     rows = shown.iloc[(page - 1) * GRID_PAGE : page * GRID_PAGE]
     for start in range(0, len(rows), GRID_COLUMNS):
         for column, (index, row) in zip(st.columns(GRID_COLUMNS), rows.iloc[start : start + GRID_COLUMNS].iterrows()):
             with column.container(border=True):
-                card(job, row, key=f"g{index}", side=THUMBNAIL_SIDE)
+                card(job, items, row, key=f"g{index}", side=THUMBNAIL_SIDE)
 
 
-def single_view(job: review.Job, shown: pd.DataFrame) -> None:
+def single_view(job: review.Job, items: pd.DataFrame, shown: pd.DataFrame) -> None:
     position = min(st.session_state.get("review-position", 0), len(shown) - 1)
     row = shown.iloc[position]
     left, right = st.columns([3, 2])
     with left:
-        card(job, row, key="single", side=LARGE_SIDE, shortcuts=True)
+        card(job, items, row, key="single", side=LARGE_SIDE, shortcuts=True)
     with right:
         st.markdown(f"Photo {position + 1:,} of {len(shown):,} shown")
         st.caption("Keys: " + ", ".join(f"**{key}** {wording.label_words(label)}" for key, label in zip(SHORTCUTS, job.labels)) + ".")
@@ -292,9 +300,9 @@ def review_section(summary: background.ScreenSummary) -> None:
     if shown.empty:
         st.success("Nothing left to review with these filters.")
     elif view == "Grid":
-        grid_view(job, shown)
+        grid_view(job, items, shown)
     else:
-        single_view(job, shown)
+        single_view(job, items, shown)
     precision_section(job, items, review.model_record(job))
     if not job.partial:  # the note above says exports wait for the job to finish
         export_section(job)

@@ -26,8 +26,10 @@ def export_section(job: review.Job) -> None:
     with columns[0]:
         try:
             text, count = export.cases_csv(job.path)
-        except ValueError:
+        except export.NoConfirmedCases:
             st.caption("No confirmed cases yet.")
+        except ValueError as error:  # damaged scores or decisions: the export would not hold what the job holds
+            st.warning(f"The cases cannot be exported: {md(str(error))}")
         else:
             st.download_button(f"Confirmed cases, CSV ({count})", text.encode("utf-8"), f"{job.name}-confirmed-cases.csv", "text/csv")
     with columns[1]:

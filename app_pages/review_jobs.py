@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import streamlit as st
@@ -79,7 +80,7 @@ def new_job_form(screens_dir: Path) -> bool:
         st.error(f"The job was not started: {md(str(error))}")
         return False
     try:
-        screen_dir = background.launch_screen(lines, model.model, screens_dir, name.strip() or None)
+        screen_dir = background.launch_screen(lines, model.model, screens_dir, name.strip() or None, owner=team.person().identity)
     except (ValueError, runs.RunError, OSError) as error:
         st.error(f"The job was not started: {md(str(error))}")
         return False
@@ -89,15 +90,20 @@ def new_job_form(screens_dir: Path) -> bool:
 
 
 def job_line(job: background.ScreenSummary) -> None:
-    """A job that has not finished: its progress in words, and Cancel or Resume."""
+    """A job that has not finished: its progress in words, who started it, and Cancel or Resume for whoever may."""
+    who = team.person()
     columns = st.columns([5, 1])
-    columns[0].markdown(f"**{md(job.name)}** · {md(background.screen_progress_line(job))}")
+    started_by = f" · started by {md(job.owner)}" if job.owner else ""
+    columns[0].markdown(f"**{md(job.name)}** · {md(background.screen_progress_line(job))}{started_by}")
+    manage = who.may_manage(job.owner)
     if job.state in LIVE:
-        columns[1].button("Cancel", key=f"cancel-{job.name}", on_click=_job_action, args=(background.cancel_screen, job.path))
+        if manage:
+            columns[1].button("Cancel", key=f"cancel-{job.name}", on_click=_job_action, args=(background.cancel_screen, job.path))
         if job.total:
             st.progress(min(1.0, job.done / job.total))
-    elif job.state != background.UNREADABLE:
-        columns[1].button("Resume", key=f"resume-{job.name}", on_click=_job_action, args=(background.resume_screen_in_background, job.path))
+    elif job.state != background.UNREADABLE and manage:
+        resume = functools.partial(background.resume_screen_in_background, owner=who.identity)
+        columns[1].button("Resume", key=f"resume-{job.name}", on_click=_job_action, args=(resume, job.path))
 
 
 @st.fragment(run_every=3)

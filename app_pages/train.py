@@ -5,6 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from app_pages import team
 from app_pages.train_runs import follow_runs
 from app_pages.widgets import code, md, run_page
 from wildvision import catalog, model_card, runs
@@ -278,63 +279,54 @@ def weights_problem_one(arch: str, weights: str | None, path: str | None) -> str
     return f"{md(reason)}. Enter an ImageNet state dict of the stock {arch} under Local weights file. {NOTHING_STARTED}" if reason else None
 
 
-def page() -> None:
-    st.title("Train")
-    gpu = accelerator()
-    if gpu:
-        st.success(f"Training will use the GPU: {gpu}.")
-    else:
-        st.warning("No GPU on this machine: training runs on the CPU. Expect minutes per epoch for SqueezeNet and hours for VGG.")
-    st.caption(
-        "Runs start as separate processes: closing this tab or restarting the dashboard does not stop them. "
-        f"Each run writes a folder under `{runs.default_runs_dir()}`."
+def one_run_form() -> None:
+    """One run: architecture, regime, data and options, started in the background as the person's job."""
+    c = st.columns(3)
+    # The default model's architecture: what the Review page's export names, and the model a new run is compared with
+    arch = c[0].selectbox("Architecture", ARCHITECTURES, index=ARCHITECTURES.index(model_card.ARCH), key="one_arch")
+    regime = c[1].selectbox(
+        "Regime", REGIMES, key="one_regime", help="transfer: last layer only; scratch: all layers from random init; combi: last layer, then all layers"
     )
+    with_background = c[2].checkbox("With background images (data_bg)", value=True, key="one_background")
+    weights, weights_path = weights_inputs(arch, regime)
+    lr, lr_reason = suggested_lr(arch, regime, weights if weights not in (None, "imagenet") else None)
+    with st.form("one_run"):
+        data, tests = data_inputs("one")
+        replaces = replaced_input()
+        options = hyperparameter_inputs("one", regime, lr, lr_reason)
+        start = st.form_submit_button("Start training", type="primary")
+    if start:
+        try:  # every typed path through the data roots first, before anything is said of what it holds
+            checked = (page_path(data), parse_named_folders(tests, within_roots=True)) if data.strip() else None
+            weights = page_path(weights_path) if weights_path and weights_path.strip() and weights not in (None, "imagenet") else weights
+            problem = (enter_data() + " " + NOTHING_STARTED) if checked is None else weights_problem_one(arch, weights, weights_path)
+        except ValueError as error:  # roots.OutsideRoots, or a malformed NAME=FOLDER line
+            problem = f"{md(str(error).rstrip('.'))}. {NOTHING_STARTED}"
+        if problem:
+            st.error(problem)
+        else:
+            launch(
+                lambda: [
+                    launch_run(
+                        TrainConfig(
+                            arch=arch,
+                            regime=regime,
+                            data=checked[0],
+                            with_background=with_background,
+                            weights=weights,
+                            tests=checked[1],
+                            replaces=replaces,
+                            **options,
+                        ),
+                        runs.default_runs_dir(),
+                    )
+                ]
+            )
 
-    one_run, grid = st.tabs(["One run", "The paper's grid"])
-    with one_run:
-        c = st.columns(3)
-        # The default model's architecture: what the Review page's export names, and the model a new run is compared with
-        arch = c[0].selectbox("Architecture", ARCHITECTURES, index=ARCHITECTURES.index(model_card.ARCH), key="one_arch")
-        regime = c[1].selectbox(
-            "Regime", REGIMES, key="one_regime", help="transfer: last layer only; scratch: all layers from random init; combi: last layer, then all layers"
-        )
-        with_background = c[2].checkbox("With background images (data_bg)", value=True, key="one_background")
-        weights, weights_path = weights_inputs(arch, regime)
-        lr, lr_reason = suggested_lr(arch, regime, weights if weights not in (None, "imagenet") else None)
-        with st.form("one_run"):
-            data, tests = data_inputs("one")
-            replaces = replaced_input()
-            options = hyperparameter_inputs("one", regime, lr, lr_reason)
-            start = st.form_submit_button("Start training", type="primary")
-        if start:
-            try:  # every typed path through the data roots first, before anything is said of what it holds
-                checked = (page_path(data), parse_named_folders(tests, within_roots=True)) if data.strip() else None
-                weights = page_path(weights_path) if weights_path and weights_path.strip() and weights not in (None, "imagenet") else weights
-                problem = (enter_data() + " " + NOTHING_STARTED) if checked is None else weights_problem_one(arch, weights, weights_path)
-            except ValueError as error:  # roots.OutsideRoots, or a malformed NAME=FOLDER line
-                problem = f"{md(str(error).rstrip('.'))}. {NOTHING_STARTED}"
-            if problem:
-                st.error(problem)
-            else:
-                launch(
-                    lambda: [
-                        launch_run(
-                            TrainConfig(
-                                arch=arch,
-                                regime=regime,
-                                data=checked[0],
-                                with_background=with_background,
-                                weights=weights,
-                                tests=checked[1],
-                                replaces=replaces,
-                                **options,
-                            ),
-                            runs.default_runs_dir(),
-                        )
-                    ]
-                )
 
-    with grid, st.form("grid"):
+def grid_form() -> None:
+    """The paper's grid, in turn on this machine or as a SLURM job array, as the person's job."""
+    with st.form("grid"):
         entries = load_grid(PAPER_GRID)
         st.write(
             f"The paper's {len(entries)} configurations (Tables S1-S3), trained one after another in one background process "
@@ -400,7 +392,7 @@ def page() -> None:
                 ]
                 # An empty learning rate field: each configuration's suggested rate (0.0001 for SqueezeNet's deep-compression file)
                 configs = [c if c.lr else replace(c, lr=lr_override(c.arch, c.regime, c.weights)) for c in configs]
-                return launch_grid(configs, runs.default_runs_dir(), settings if on_slurm else None)
+                return launch_grid(configs, runs.default_runs_dir(), settings if on_slurm else None, owner=team.person().identity)
 
             if on_slurm and settings_error:
                 st.error(settings_error)
@@ -423,6 +415,25 @@ def page() -> None:
                 else:
                     launch(start_grid)
 
+
+def page() -> None:
+    st.title("Train")
+    gpu = accelerator()
+    if gpu:
+        st.success(f"Training will use the GPU: {gpu}.")
+    else:
+        st.warning("No GPU on this machine: training runs on the CPU. Expect minutes per epoch for SqueezeNet and hours for VGG.")
+    st.caption(
+        "Runs start as separate processes: closing this tab or restarting the dashboard does not stop them. "
+        f"Each run writes a folder under `{runs.default_runs_dir()}`."
+    )
+
+    if team.allowed("train"):
+        one_run, grid = st.tabs(["One run", "The paper's grid"])
+        with one_run:
+            one_run_form()
+        with grid:
+            grid_form()
     follow_runs()
 
 

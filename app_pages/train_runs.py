@@ -1,10 +1,12 @@
 """The Train page's list of runs, followed live: progress over every phase, the log, cancel and resume, and each
 finished run beside the default model (and the model it replaces) on the same test sets."""
 
+import functools
 from pathlib import Path
 
 import streamlit as st
 
+from app_pages import team
 from app_pages.widgets import code, learning_curves_chart, md
 from wildvision import catalog, runs
 from wildvision.analysis.export import chart_config
@@ -26,7 +28,7 @@ def action_button(label: str, run_dir: Path, action) -> None:
         try:
             action(run_dir)
             st.toast(f"{label}: {run_dir.name}")
-        except (runs.RunError, OSError, SlurmError) as error:
+        except (runs.RunError, OSError, SlurmError, ValueError) as error:  # ValueError: jobs.TooManyJobs
             st.error(md(error_text(error, "page")))
 
 
@@ -39,7 +41,8 @@ def run_details(run: runs.RunSummary, slurm_note: str | None) -> None:
         p = progress(run)
         st.progress(p.fraction, text=progress_line(run, p))
     lr = f"learning rate {record.learning_rate:g}" if record.learning_rate else "Table S5's learning rate"
-    st.caption(f"{md(record.description)}, {lr}; data: {code(record.data)}")  # a folder's name is data, never Markdown
+    started_by = f"; started by {md(run.owner)}" if run.owner else ""
+    st.caption(f"{md(record.description)}, {lr}; data: {code(record.data)}{started_by}")  # a folder's name is data, never Markdown
     if status_words(run):
         (st.info if run.state in ACTIVE else st.warning)(md(status_words(run)))
     for warning in run.warnings:
@@ -52,10 +55,13 @@ def run_details(run: runs.RunSummary, slurm_note: str | None) -> None:
     log = log_tail(run.path)
     st.caption(f"The end of the run's log ({code(run.path / runs.LOG)}; Python tracebacks are left out here, the file keeps them):")
     st.code(log or "(no log yet)", language=None, wrap_lines=True)
+    who = team.person()
+    if not who.may_manage(run.owner):
+        return
     if run.state in ACTIVE:
         action_button("Cancel", run.path, cancel_run)
     elif run.state in ("failed", "cancelled", runs.INTERRUPTED):
-        action_button("Resume", run.path, resume_run)
+        action_button("Resume", run.path, functools.partial(resume_run, owner=who.identity))
 
 
 def comparison(record: catalog.ModelRecord) -> None:

@@ -291,3 +291,21 @@ def test_a_job_started_on_the_page_runs_in_the_background_and_is_then_offered_fo
     assert not at.exception
     assert next(box for box in at.selectbox if box.label == "Screening job to review").value == job.name
     assert [metric.value for metric in at.metric if metric.label == "Files"] == ["6"]
+
+
+def test_a_photo_someone_decided_since_it_was_shown_is_refused_and_offered_again_with_their_decision(job):
+    at = page()
+    at.text_input(key="reviewer").input("Ana").run()
+    found, items = review.read_job(job), review.with_decisions(review.read_items(job), {})
+    first = review.queue(items, found.threshold).iloc[0]["path"]
+    review.decide_photo(found, items, first, "not_captive", "Ben")  # while Ana looks at the page
+    buttons(at, "Captive / for sale")[0].click().run()
+    assert not at.exception
+    assert [error.value for error in at.error] == [
+        "That decision was not saved: this photo was decided meanwhile by Ben as Not captive. Here it is again with their decision."
+    ]
+    assert {d.reviewer for d in decisions.current(job).values()} == {"Ben"}, "Ben's decision stands"
+    shown = [markdown.value for markdown in at.markdown if "Decided: **Not captive** by Ben" in markdown.value]
+    assert shown and buttons(at, "Captive / for sale"), "the photo is shown again, with Ben's decision, to decide again"
+    buttons(at, "Captive / for sale")[0].click().run()  # now Ana has seen it: her decision is saved
+    assert not at.error and {d.reviewer for d in decisions.current(job).values()} == {"Ana"}

@@ -73,6 +73,10 @@ class Person:
         """Whether a job recorded as started by `owner` is this person's (jobs from before owners were kept are anyone's)."""
         return not owner or owner == self.identity
 
+    def may_manage(self, owner: str | None) -> bool:
+        """Whether this person may cancel or resume a job started by `owner`: an admin anyone's, an operator their own."""
+        return self.may("cancel anyone's job") or (self.may("cancel own job") and self.owns(owner))
+
 
 def single_user(name: str) -> Person:
     """The person at a single-user dashboard: every right, known by the name they type."""
