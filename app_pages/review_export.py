@@ -67,7 +67,7 @@ def export_line(request: export_requests.ExportRequest) -> None:
     """One export started here: ready (with a download for a pack), still being made, or why it failed."""
     name = code(request.output.name if request.kind == "evidence pack" else request.output)
     if request.state == "running":
-        st.caption(f"{request.kind.capitalize()} {name}: being made…")
+        st.caption(f"{request.kind.capitalize()} {name}: {md(request.detail) if request.detail else 'being made…'}")
     elif request.state == "failed":
         st.warning(f"{request.kind.capitalize()} {name} was not made: {md(request.detail)}")
     elif request.kind == "evidence pack":
@@ -98,8 +98,8 @@ def training_folder(job: review.Job, folder: str, include: str) -> None:
 
 def start(job: review.Job, kind: str, output: Path, arguments: list, message: str) -> None:
     try:
-        export_requests.start_export(job.path, kind, output, arguments)
-    except OSError as error:
+        export_requests.start_export(job.path, kind, output, arguments, owner=team.person().identity)
+    except (OSError, ValueError) as error:  # ValueError: jobs.TooManyJobs
         st.error(f"The export was not started: {error}")
         return
     st.success(message)

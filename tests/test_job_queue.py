@@ -111,3 +111,20 @@ def test_a_waiting_training_run_and_gallery_say_their_place_and_owner(shared, qu
     assert launch.read_state(run_dir).state == "cancelled", "a run cancelled while it waited never trains"
     assert gallery_jobs.progress_text(gallery_jobs.stored_galleries("default", tmp_path / "runs")[0]).startswith("waiting: 1st in line")
     jobs.stop(runs.read_json(folder / "job.json")["pid"])
+
+
+def test_an_export_waits_its_turn_and_counts_as_its_owners_job(screened_job, queue, slot_taken, tmp_path):
+    from conftest import copy_job
+    from wildvision.screening import export_requests
+
+    job = copy_job(screened_job, tmp_path / "screens")
+    pack = export_requests.new_pack_path(job)
+    export_requests.start_export(job, "evidence pack", pack, ["--zip", pack], owner="ana@ngo.org")
+    (request,) = export_requests.export_requests(job)
+    assert (request.state, request.detail) == ("running", "waiting: 1st in line; at most 1 background job runs at once")
+    assert job_queue.jobs_of("ana@ngo.org") == 1
+    export_requests.start_export(job, "evidence pack", pack.with_name("second.zip"), ["--zip", pack.with_name("second.zip")], owner="ana@ngo.org")
+    with pytest.raises(jobs.TooManyJobs):
+        export_requests.start_export(job, "evidence pack", pack.with_name("third.zip"), ["--zip", pack.with_name("third.zip")], owner="ana@ngo.org")
+    for ticket in job_queue.waiting(queue):
+        jobs.stop(ticket["pid"])

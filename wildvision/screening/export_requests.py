@@ -5,6 +5,7 @@ dashboard never waits for: each request is `python -m wildvision export SCREEN_D
 exports/requests.jsonl with the log its output goes to (exports/export-<UTC time>-<suffix>.log). A failed request's
 message is the last `error:` line of its own log: two exports that fail together each report their own error.
 Requests from before each had a log share exports/console.log, and read their error from it as they always did.
+Exports wait their turn in the dashboard's queue (wildvision.job_queue) and count as their owner's jobs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from wildvision import jobs, runs
+from wildvision import job_queue, jobs, runs
 from wildvision.screening.training_export import MANIFEST, training_folder_summary
 
 EXPORTS, REQUESTS = "exports", "requests.jsonl"
@@ -34,21 +35,23 @@ class ExportRequest:
     kind: str  # "evidence pack" or "training folder"
     output: Path
     state: str
-    detail: str = ""  # why it failed; for a written training folder, what it holds
+    detail: str = ""  # why it failed; for a written training folder, what it holds; while it waits, its place in line
 
 
 def _utc_stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
-def start_export(screen_dir: str | Path, kind: str, output: str | Path, arguments: Sequence[str]) -> Path:
+def start_export(screen_dir: str | Path, kind: str, output: str | Path, arguments: Sequence[str], *, owner: str = "") -> Path:
     """Run `python -m wildvision export SCREEN_DIR ARGUMENTS...` in the background, its output in a log of its own,
     and note both in exports/requests.jsonl; returns the log. `output` is what the arguments write (a pack, or a
-    training folder)."""
+    training folder). `owner` (access.Person.identity): whose job it is, refused with jobs.TooManyJobs at their cap."""
+    job_queue.check_room(owner)
     folder = exports_folder(screen_dir)
     folder.mkdir(exist_ok=True)
     log = folder / f"export-{_utc_stamp()}-{secrets.token_hex(3)}.log"
-    pid = jobs.spawn("wildvision", ["export", str(Path(screen_dir).resolve()), *map(str, arguments)], log)
+    arguments = ["export", str(Path(screen_dir).resolve()), *map(str, arguments)]
+    pid = job_queue.start("wildvision", arguments, log, owner=owner, folder=output)
     request = {"kind": kind, "output": str(Path(output).resolve()), "pid": pid, "log": log.name, "started_at": runs.now()}
     with open(folder / REQUESTS, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(request) + "\n")
@@ -68,7 +71,7 @@ def export_requests(screen_dir: str | Path) -> list[ExportRequest]:
         if output.is_file() or (output / MANIFEST).is_file():
             requests.append(ExportRequest(request["kind"], output, "written", training_folder_summary(output) if output.is_dir() else ""))
         elif jobs.process_alive(int(request["pid"])):
-            requests.append(ExportRequest(request["kind"], output, "running"))
+            requests.append(ExportRequest(request["kind"], output, "running", job_queue.waiting_line(int(request["pid"])) or ""))
         else:
             log = folder / request.get("log", jobs.CONSOLE)  # requests from before each had its own log shared console.log
             requests.append(ExportRequest(request["kind"], output, "failed", jobs.last_error(log)))
