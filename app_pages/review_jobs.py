@@ -80,7 +80,9 @@ def new_job_form(screens_dir: Path) -> bool:
         st.error(f"The job was not started: {md(str(error))}")
         return False
     try:
-        screen_dir = background.launch_screen(lines, model.model, screens_dir, name.strip() or None, owner=team.person().identity)
+        screen_dir = background.launch_screen(
+            lines, model.model, screens_dir, name.strip() or None, owner=team.person().identity, read_roots=roots.read_roots()
+        )
     except (ValueError, runs.RunError, OSError) as error:
         st.error(f"The job was not started: {md(str(error))}")
         return False

@@ -144,3 +144,33 @@ def test_any_file_name_is_kept_exactly_in_the_file_list_and_the_scores_and_a_res
     assert [row["path"] for row in scores(resumed)] == expected
     assert [row["sha256"] for row in scores(resumed)] == [row["sha256"] for row in scores(job)]
     assert json.loads((resumed / FILES).read_text(encoding="ascii").splitlines()[0])[0] == expected[0]
+
+
+def test_a_job_from_a_page_reads_no_file_that_a_link_or_a_list_line_leads_outside_its_data_roots(tmp_path):
+    from PIL import Image
+
+    from wildvision.screening.job import list_files, new_screen
+    from wildvision.screening.sources import NOT_AN_IMAGE, OUTSIDE_ROOTS
+
+    data, outside = tmp_path / "data", tmp_path / "outside"
+    data.mkdir(), outside.mkdir()
+    for folder, name in ((data, "inside.jpg"), (outside, "secret.jpg")):
+        Image.new("RGB", (32, 32), "teal").save(folder / name)
+    (data / "link.jpg").symlink_to(outside / "secret.jpg")
+    (data / "list.txt").write_text(f"inside.jpg\n../outside/secret.jpg\n{outside / 'secret.jpg'}\n", encoding="utf-8")
+    sources = [str(data), str(data / "list.txt")]
+
+    from_page = new_screen(sources, "default", tmp_path / "screens", "page", read_roots=(str(data),))
+    list_files(from_page)
+    rows = {(Path(row.path).name, row.error) for row in read_file_list(from_page)}
+    assert rows == {
+        ("inside.jpg", None),
+        ("link.jpg", OUTSIDE_ROOTS),
+        ("secret.jpg", OUTSIDE_ROOTS),  # both lines of the list naming it
+        ("list.txt", NOT_AN_IMAGE),  # met in the folder: a file that is no photo is a row too
+    }
+    assert sum(row.file is not None for row in read_file_list(from_page)) == 2, "inside.jpg, from the folder and from the list"
+
+    from_command_line = new_screen(sources, "default", tmp_path / "screens", "cli")  # not limited: its user reads what they can
+    list_files(from_command_line)
+    assert all(row.error != OUTSIDE_ROOTS for row in read_file_list(from_command_line))

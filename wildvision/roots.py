@@ -40,6 +40,18 @@ def _refusal(text: str | Path, roots: Sequence[Path], verb: str) -> OutsideRoots
     return OutsideRoots(f"{os.fspath(text)!r} is not in a folder this server {verb}. It {verb} only under: {where}.")
 
 
+def read_roots(settings: Settings | None = None) -> tuple[str, ...]:
+    """Every folder a page may read under (read and write roots), links resolved: what a job started from a page
+    records, so that what it finds inside its sources (a link in a folder, a line of a list file) stays under them."""
+    settings = settings or load_settings()
+    return tuple(str(_real(root)) for root in (*settings.read_roots, *settings.write_roots))
+
+
+def inside(path: str | Path, folders: Sequence[str | Path]) -> bool:
+    """Whether `path`, links followed, lies under one of `folders` (read_roots' output)."""
+    return _under(_real(path), [Path(folder) for folder in folders])
+
+
 def readable(path: str | Path, settings: Settings | None = None) -> Path:
     """`path` resolved (links followed), if it lies under a read or write root; else OutsideRoots.
 

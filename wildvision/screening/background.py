@@ -234,16 +234,26 @@ def _start(screen_dir: Path, owner: str) -> None:
     runs.write_status(screen_dir, "queued", message="waiting to start", pid=pid, host=socket.gethostname())
 
 
-def launch_screen(sources: list[str], model: str, screens_dir: Path, name: str | None = None, *, part_batches: int = PART_BATCHES, owner: str = "") -> Path:
+def launch_screen(
+    sources: list[str],
+    model: str,
+    screens_dir: Path,
+    name: str | None = None,
+    *,
+    part_batches: int = PART_BATCHES,
+    owner: str = "",
+    read_roots: tuple[str, ...] | None = None,
+) -> Path:
     """Check the sources and the model's checkpoint, create the job folder and start screening it in the background;
     returns the folder at once. A missing source is a ValueError, a model that cannot be found a CheckpointError
     (a ValueError too), each with a plain message. `part_batches`: batches per part file (tests make it small).
 
     `owner`: the person starting it (access.Person.identity; "" from the command line), kept in status.json and shown
     as ScreenSummary.owner; a person who already has settings.max_jobs_per_person jobs waiting or running is refused
-    with jobs.TooManyJobs before anything is made."""
+    with jobs.TooManyJobs before anything is made. `read_roots`: the page's data roots (roots.read_roots), which the
+    files found in the sources (links in folders, lines of list files) must not lead out of."""
     job_queue.check_room(owner)
-    screen_dir = job.new_screen(list(sources), model, Path(screens_dir), name, part_batches=part_batches)
+    screen_dir = job.new_screen(list(sources), model, Path(screens_dir), name, part_batches=part_batches, read_roots=read_roots)
     runs.write_status(screen_dir, "queued", owner=owner)
     _start(screen_dir, owner)
     return screen_dir

@@ -51,6 +51,7 @@ class ScreenConfig:
     batch_size: int | None = None
     phash_threshold: int | None = None
     device: str | None = None  # what a SLURM job's tasks use; None for a job scored on this machine
+    read_roots: tuple[str, ...] | None = None  # a job started from a page: the data roots its files must lie under
     format: int = FORMAT
 
     @property
@@ -76,7 +77,7 @@ def from_json(data: dict, where: Path | str = "config.json") -> ScreenConfig:
     if version > FORMAT:
         raise runs.RunError(f"{where} is of screening format {version}, newer than this wildvision reads ({FORMAT}): update wildvision")
     known = {key: value for key, value in data.items() if key in _FIELDS}
-    for key in ("sources", "sources_as_given", "class_names"):
+    for key in ("sources", "sources_as_given", "class_names", "read_roots"):
         if known.get(key) is not None:
             known[key] = tuple(map(str, known[key]))
     try:
@@ -94,7 +95,7 @@ def read_config(screen_dir: Path) -> ScreenConfig:
 def write_config(screen_dir: Path, config: ScreenConfig) -> None:
     """config.json, written atomically; a record read from an older folder keeps that folder's format."""
     data = dataclasses.asdict(config)
-    for key in ("sources", "sources_as_given", "class_names"):
+    for key in ("sources", "sources_as_given", "class_names", "read_roots"):
         if data[key] is not None:
             data[key] = list(data[key])
     runs.write_json_atomic(Path(screen_dir) / runs.CONFIG, data)

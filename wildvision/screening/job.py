@@ -64,13 +64,15 @@ def new_screen(
     batch_size: int | None = None,
     part_batches: int = PART_BATCHES,
     device: str | None = None,
+    read_roots: tuple[str, ...] | None = None,
 ) -> Path:
     """A new job folder holding config.json, whose file list is not made yet (files: null), and status queued.
 
     With `loaded` (and `batch_size`), config.json records the model at once; without, only the checkpoint is found
     (quick) and the first process that scores the job loads the model and records it (load_screen_model), so the
     dashboard never waits for a model to load. `part_batches`: batches per part file (tests make it small);
-    `device`: what a SLURM job's tasks score on."""
+    `device`: what a SLURM job's tasks score on; `read_roots`: a page's data roots (roots.read_roots), which the files
+    found in the sources must not lead out of (None: the command line's job, not limited)."""
     check_sources(sources)
     file = model_file(model) if loaded is None else None
     screen_dir = runs.create_run_dir(screens_dir, name or Path(sources[0]).stem or "screen")
@@ -83,6 +85,7 @@ def new_screen(
         part_batches=part_batches,
         phash_threshold=PHASH_THRESHOLD,
         device=device,
+        read_roots=read_roots,
     )
     if loaded is not None:
         config = dataclasses.replace(config, **_model_fields(loaded, batch_size or default_batch_size(loaded.device), part_batches))
@@ -96,7 +99,7 @@ def list_files(screen_dir: Path, config: ScreenConfig | None = None) -> ScreenCo
     say both in the job's log; returns the config as recorded. `config`: the job's, when the caller has read it."""
     config = config or read_config(screen_dir)
     left_out: list[str] = []
-    files = write_file_list(screen_dir, list(config.sources_as_given), left_out)
+    files = write_file_list(screen_dir, list(config.sources_as_given), left_out, config.read_roots)
     config = dataclasses.replace(config, files=files, system_files_left_out=len(left_out))
     write_config(screen_dir, config)
     print(listing_note(files, left_out), file=sys.stderr, flush=True)

@@ -37,6 +37,7 @@ MAX_LINE_CHARS = 4096  # a list file's line at most (PATH_MAX on Linux)
 LINES_CHECKED = 1000  # a list file's first lines, checked for at least one photo path before a job starts
 NOT_REGULAR = "not a regular file (a device, a pipe or a socket): not read"
 NOT_AN_IMAGE = f"not an image or a zip (screening reads {', '.join(sorted(IMAGE_EXTENSIONS))} files and zips of them)"
+OUTSIDE_ROOTS = "outside the folders this server reads (a link or a listed path leading elsewhere): not read"
 NOT_A_PHOTO_PATH = f"not a photo path (a list file's lines name {', '.join(sorted(IMAGE_EXTENSIONS))} files; screen folders and zips as sources)"
 
 
@@ -83,7 +84,15 @@ def _not_regular(path: str | Path) -> str | None:
     return None
 
 
-def _folder_files(folder: Path, unpack_dir: Path, left_out: list[str]) -> Iterator[Listed]:
+def _why_not_read(path: Path, within: tuple[str, ...] | None) -> str | None:
+    """Why a file met in a folder or named by a list file is not read: not a regular file, or (for a job started from
+    a page, which records its data roots in `within`) leading outside them; None when it may be read."""
+    if why := _not_regular(path):
+        return why
+    return OUTSIDE_ROOTS if within is not None and not roots.inside(path, within) else None
+
+
+def _folder_files(folder: Path, unpack_dir: Path, left_out: list[str], within: tuple[str, ...] | None = None) -> Iterator[Listed]:
     """Every file under `folder`, recursively, in a stable order, without holding the whole tree in memory: images,
     the members of its zips (each unpacked under its own numbered folder of `unpack_dir`) and rows for the rest.
     Links to folders are rows, not followed (roots.walk without following links); a link to a device file, a FIFO or
@@ -99,7 +108,7 @@ def _folder_files(folder: Path, unpack_dir: Path, left_out: list[str]) -> Iterat
             path = Path(directory) / name
             if is_metadata(os.path.relpath(path, folder)):
                 left_out.append(str(path))
-            elif (is_image_file(path) or path.suffix.lower() == ZIP_EXTENSION) and (why := _not_regular(path)):
+            elif (is_image_file(path) or path.suffix.lower() == ZIP_EXTENSION) and (why := _why_not_read(path, within)):
                 yield Listed(str(path), None, why)
             elif is_image_file(path):
                 yield Listed(str(path), os.path.abspath(path))
@@ -122,32 +131,40 @@ def _lines(listing: Path) -> Iterator[tuple[str, bool]]:
             yield line.rstrip("\r\n"), cut
 
 
-def _list_file(listing: Path) -> Iterator[Listed]:
+def _list_file(listing: Path, within: tuple[str, ...] | None = None) -> Iterator[Listed]:
     """The paths in a text file, one a line (blank lines and # comments skipped); relative ones are relative to the
     file's folder. Only lines naming an image file are photos to read; any other line (a zip, a folder, /dev/zero,
     a line of /etc/passwd) and a line over MAX_LINE_CHARS are rows saying why they were not read."""
     for path, cut in _lines(listing):
         if cut:
             yield Listed(path[:80] + "…", None, f"line too long (over {MAX_LINE_CHARS:,} characters): not a path")
-        elif path.strip() and not path.lstrip().startswith("#"):
-            yield Listed(path, os.path.abspath(listing.parent / path)) if is_image_file(Path(path)) else Listed(path, None, NOT_A_PHOTO_PATH)
+        elif not path.strip() or path.lstrip().startswith("#"):
+            continue
+        elif not is_image_file(Path(path)):
+            yield Listed(path, None, NOT_A_PHOTO_PATH)
+        elif within is not None and not roots.inside(listing.parent / path, within):
+            yield Listed(path, None, OUTSIDE_ROOTS)
+        else:
+            yield Listed(path, os.path.abspath(listing.parent / path))
 
 
-def iter_sources(sources: list[str], unpack_dir: Path, left_out: list[str]) -> Iterator[Listed]:
+def iter_sources(sources: list[str], unpack_dir: Path, left_out: list[str], within: tuple[str, ...] | None = None) -> Iterator[Listed]:
     """Every file the sources name, in order: folders recursively, zips unpacked into `unpack_dir`, list files line by
-    line. The system files left out are added to `left_out` (their paths), for the job's log."""
+    line. The system files left out are added to `left_out` (their paths), for the job's log. `within`: the data roots
+    of a job started from a page (ScreenConfig.read_roots), which files found in the sources must not lead out of;
+    None for a job started from the command line, which reads what its user can."""
     for number, source in enumerate(sources, 1):
         path = Path(source)
         if why := _not_regular(path):  # checked when the job began; a source may have been replaced since
             yield Listed(source, None, why)
         elif path.is_dir():
-            yield from _folder_files(path, unpack_dir / f"{number:03d}", left_out)
+            yield from _folder_files(path, unpack_dir / f"{number:03d}", left_out, within)
         elif path.suffix.lower() == ZIP_EXTENSION:
             yield from _zip_members(path, unpack_dir / f"{number:03d}", left_out)
         elif is_image_file(path):
             yield Listed(source, os.path.abspath(path))
         else:
-            yield from _list_file(path)
+            yield from _list_file(path, within)
 
 
 def listing_note(files: int, left_out: list[str], shown: int = 3) -> str:
@@ -162,15 +179,15 @@ def listing_note(files: int, left_out: list[str], shown: int = 3) -> str:
     )
 
 
-def write_file_list(screen_dir: Path, sources: list[str], left_out: list[str]) -> int:
+def write_file_list(screen_dir: Path, sources: list[str], left_out: list[str], within: tuple[str, ...] | None = None) -> int:
     """Write files.jsonl (streamed, then renamed into place) and return how many rows it has; the system files
-    left out are added to `left_out`."""
+    left out are added to `left_out`; `within` as iter_sources'."""
     count = 0
 
     def write(tmp: Path) -> None:
         nonlocal count
         with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as handle:
-            for row in iter_sources(sources, screen_dir / UNPACKED, left_out):
+            for row in iter_sources(sources, screen_dir / UNPACKED, left_out, within):
                 handle.write(json.dumps([row.path, row.file, row.error]) + "\n")
                 count += 1
             handle.flush()
