@@ -188,3 +188,15 @@ def test_import_refuses_a_file_that_is_not_utf8(screen: Path, tmp_path: Path) ->
     with pytest.raises(ValueError, match="not UTF-8"):
         import_csv(screen, sheet, "ana")
     assert current(screen) == {}
+
+
+def test_a_store_creation_killed_before_it_finished_leaves_nothing_after_the_next_decision(screen: Path) -> None:
+    """kill -9 while the first decision built the store leaves its temporary files; the next creation removes them."""
+    killed = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    stale = [screen / f".{decisions.DATABASE}.{killed.stdout.strip()}.0a1b2c3d.tmp{suffix}" for suffix in ("", "-journal", "-wal")]
+    running = screen / f".{decisions.DATABASE}.{os.getpid()}.cafe0123.tmp"  # a creation still under way keeps its file
+    for leftover in (*stale, running):
+        leftover.write_bytes(b"half a database")
+    decide(screen, ["a.jpg"], "captive", "ana")
+    assert not [path.name for path in stale if path.exists()] and running.exists()
+    assert list(current(screen)) == ["a.jpg"]

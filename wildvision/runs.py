@@ -82,6 +82,22 @@ def write_atomic(path: Path, write) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def remove_stale_temporaries(out: Path) -> Path:
+    """Remove what writers of `out` killed before they finished left beside it: write_atomic's (and the training
+    export's, and the decision store's) `.<name>.<pid>.<8 hex>.tmp`, with SQLite's -journal, -wal and -shm files of
+    it, when process <pid> no longer runs on this machine (a running writer keeps its own). Returns `out`."""
+    pattern = re.compile(re.escape(f".{out.name}.") + r"(\d+)\.[0-9a-f]{8}\.tmp(-journal|-wal|-shm)?")
+    for leftover in out.parent.iterdir():
+        found = pattern.fullmatch(leftover.name)
+        if found is None or jobs.process_alive(int(found.group(1))):
+            continue
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+    return out
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     def write(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8") as handle:

@@ -24,6 +24,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from wildvision import runs
+
 DATABASE = "decisions.sqlite"
 SCHEMA_VERSION = 2
 #: How long a writer waits for another's transaction before giving up; a decision takes milliseconds.
@@ -152,6 +154,7 @@ def open_store(screen_dir: str | Path) -> sqlite3.Connection:
 def _create(database: Path) -> None:
     """Build a new store under a temporary name and link it into place whole: a full disk leaves no empty store (which
     later reads would take for a store), and of two processes creating it at once the later uses the earlier's."""
+    runs.remove_stale_temporaries(database)  # a creation killed before it finished
     tmp = database.with_name(f".{database.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         with contextlib.closing(sqlite3.connect(tmp, isolation_level=None)) as connection:

@@ -19,7 +19,7 @@ Why each rule:
   characters>`: unique (two posts may both be "1.jpg"), readable, and never a path taken from a scraped name.
 - Nothing half-written is ever left under an output's name: CSVs and the pack are written to a temporary name
   and renamed into place (runs.write_atomic). A temporary file of the same output left by an export that was killed
-  (its process is gone) is removed by the next export to that name (remove_stale_temporaries).
+  (its process is gone) is removed by the next export to that name (runs.remove_stale_temporaries).
 - A job whose scores.csv does not match its file list (rows missing or extra, a malformed row, a SHA-256 that is not
   64 hex digits, a probability that is not one) is refused with nothing written (DamagedScores): an export of part
   of a job, or of a damaged hash, would look whole.
@@ -37,7 +37,6 @@ import io
 import math
 import os
 import re
-import shutil
 import textwrap
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
@@ -47,7 +46,7 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
-from wildvision import jobs, runs
+from wildvision import runs
 from wildvision.images import IMAGE_EXTENSIONS
 from wildvision.predict import LoadedModel
 from wildvision.screening import decisions
@@ -266,11 +265,11 @@ def _sniffed_suffix(data: bytes | None) -> str:
 
 def check_output_file(out: str | Path) -> Path:
     """`out` as a file that can be written (its folder exists and is writable), so a refusal comes before any work;
-    a killed export's temporary file of it is removed (remove_stale_temporaries)."""
+    a killed export's temporary file of it is removed (runs.remove_stale_temporaries)."""
     out = Path(out)
     if out.is_dir():
         raise ValueError(f"{out} is a folder: give the name of the file to write")
-    return remove_stale_temporaries(writable_parent(out, "write"))
+    return runs.remove_stale_temporaries(writable_parent(out, "write"))
 
 
 def writable_parent(out: Path, verb: str) -> Path:
@@ -279,22 +278,6 @@ def writable_parent(out: Path, verb: str) -> Path:
         raise ValueError(f"cannot {verb} {out}: the folder {out.parent} does not exist")
     if not os.access(out.parent, os.W_OK | os.X_OK):
         raise ValueError(f"cannot {verb} {out}: the folder {out.parent} is not writable")
-    return out
-
-
-def remove_stale_temporaries(out: Path) -> Path:
-    """Remove what exports of `out` killed before they finished left beside it: runs.write_atomic's and the training
-    export's `.<name>.<pid>.<8 hex>.tmp`, when process <pid> no longer runs on this machine (a running export keeps
-    its own). Returns `out`."""
-    pattern = re.compile(re.escape(f".{out.name}.") + r"(\d+)\.[0-9a-f]{8}\.tmp")
-    for leftover in out.parent.iterdir():
-        found = pattern.fullmatch(leftover.name)
-        if found is None or jobs.process_alive(int(found.group(1))):
-            continue
-        if leftover.is_dir() and not leftover.is_symlink():
-            shutil.rmtree(leftover, ignore_errors=True)
-        else:
-            leftover.unlink(missing_ok=True)
     return out
 
 

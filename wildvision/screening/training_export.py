@@ -39,7 +39,7 @@ from wildvision import catalog, model_card, photos, runs
 from wildvision.data import scan_folder
 from wildvision.images import is_image_file
 from wildvision.screening.config import read_config
-from wildvision.screening.export import Case, CaseFileError, Skipped, case_bytes, decided_cases, export_name, remove_stale_temporaries, writable_parent
+from wildvision.screening.export import Case, CaseFileError, Skipped, case_bytes, decided_cases, export_name, writable_parent
 from wildvision.screening.review import Job, read_job
 from wildvision.spreadsheet import csv_text
 from wildvision.wording import plain_name
@@ -142,11 +142,11 @@ def find_test_overlaps(files: Mapping[str, Path], test_sets: Mapping[str, Path])
 
 def check_training_target(out: str | Path) -> Path:
     """`out` as a training folder to create: new, or an empty folder; never one holding anything (it may be someone's
-    data). A killed export's half-built folder beside it is removed (export.remove_stale_temporaries)."""
+    data). A killed export's half-built folder beside it is removed (runs.remove_stale_temporaries)."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out} already exists and is not an empty folder: give a new folder for the training data (nothing was written)")
-    return remove_stale_temporaries(writable_parent(out, "create"))
+    return runs.remove_stale_temporaries(writable_parent(out, "create"))
 
 
 def included_classes(data_folder: str | Path, positive: str) -> dict[str, tuple[Path, int]]:
