@@ -95,6 +95,7 @@ def test_filter_keeps_the_demo_datas_pet_free_flickr_photos(animal_words, shared
 def test_an_uncaptioned_photo_is_dropped_and_a_rerun_refreshes_its_own_links(animal_words, shared, tmp_path):
     images = demo_subset(tmp_path, {"other": 5}, source="test_out_pet") / "other"
     (images / "asirra-listing.jpg").symlink_to(next((DEMO / "test_out_pet" / "captive").iterdir()))
+    (images / "=HYPERLINK(1).jpg").symlink_to(next((DEMO / "test_out_pet" / "captive").iterdir()))  # a name a spreadsheet would run
     out = tmp_path / "nopet"
     args = filter_args("--captions", str(DEMO / "flickr8k_captions.csv"), str(images), "--out", str(out))
     run_filter(args)
@@ -102,6 +103,7 @@ def test_an_uncaptioned_photo_is_dropped_and_a_rerun_refreshes_its_own_links(ani
     with (out / DROPPED_CSV).open(newline="") as file:
         reasons = {row["image"]: row["reason"] for row in csv.DictReader(file)}
     assert reasons["asirra-listing.jpg"] == NO_CAPTION
+    assert reasons["'=HYPERLINK(1).jpg"] == NO_CAPTION, "shown as text in a spreadsheet"
     assert not (out / "asirra-listing.jpg").exists()
 
 

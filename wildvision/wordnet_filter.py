@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wildvision import runs
+from wildvision import runs, spreadsheet
 from wildvision.images import is_image_file
 
 if TYPE_CHECKING:
@@ -272,9 +272,6 @@ def write_output(decisions: list[Decision], out: str | Path) -> Path:
     runs.write_text_atomic(out / LINKS_MANIFEST, "".join(f"{image.name}\n" for image in kept))
     for image in kept:
         (out / image.name).symlink_to(image.absolute())
-    table = io.StringIO()
-    writer = csv.writer(table)
-    writer.writerow(["image", "reason", "words"])
-    writer.writerows([decision.image.name, decision.reason, " ".join(decision.words)] for decision in decisions if not decision.keep)
-    runs.write_text_atomic(out / DROPPED_CSV, table.getvalue())
+    dropped = ([decision.image.name, decision.reason, " ".join(decision.words)] for decision in decisions if not decision.keep)
+    runs.write_text_atomic(out / DROPPED_CSV, spreadsheet.csv_text(["image", "reason", "words"], dropped))
     return out / DROPPED_CSV
