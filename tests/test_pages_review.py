@@ -309,3 +309,20 @@ def test_a_photo_someone_decided_since_it_was_shown_is_refused_and_offered_again
     assert shown and buttons(at, "Captive / for sale"), "the photo is shown again, with Ben's decision, to decide again"
     buttons(at, "Captive / for sale")[0].click().run()  # now Ana has seen it: her decision is saved
     assert not at.error and {d.reviewer for d in decisions.current(job).values()} == {"Ana"}
+
+
+def test_file_names_are_shown_as_plain_text_on_the_cards(shared, screens_dir, tmp_path):
+    """Names from a scrape: Markdown, a colour directive, a right-to-left override and a line break stay literal text."""
+    names = ["x:red[red].jpg", "![b](http:⁄⁄host⁄beacon.png).jpg", "**bold**.jpg", "gpj.\u202eevil.jpg", "two\nlines.jpg"]
+    folder = tmp_path / "scrape"
+    folder.mkdir()
+    photos = sorted((shared / "demo-data" / "test_out_pet" / "captive").iterdir())  # distinct photos: a card each
+    for name, photo in zip(names, photos):
+        (folder / name).write_bytes(photo.read_bytes())
+    screen([str(folder)], screens_dir=screens_dir, name="scrape")
+    at = page()
+    at.pills[0].set_value(list(review.BANDS)).run()  # every band: each name is on a card
+    assert not at.exception
+    captions = [caption.value for caption in at.caption if caption.proto.help.startswith("Full path")]
+    assert sorted(captions) == sorted(md(review.short_name(str(folder / name), review.NAME_LENGTH)) for name in names)
+    assert not any(":red[" in caption or "](" in caption or "\u202e" in caption or "\n" in caption for caption in captions)
