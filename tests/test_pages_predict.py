@@ -14,7 +14,6 @@ import zipfile
 
 import pytest
 import streamlit as st
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from app_pages.widgets import md
@@ -67,21 +66,6 @@ def shown_numbers(verdict: str) -> tuple[float, float]:
     """The score and the flagging line, in percent, as a verdict sentence shows them."""
     score, line = re.search(r"score ([\d.]+)%, .* flagging line of ([\d.]+)%$", verdict).groups()
     return float(score), float(line)
-
-
-@pytest.fixture
-def downloads(monkeypatch) -> list[bytes]:
-    """The CSV files the page offers for download, as bytes (AppTest keeps only their URLs)."""
-    saved: list[bytes] = []
-    original = MemoryMediaFileStorage.load_and_get_id
-
-    def keep(self, path_or_data, mimetype, kind, filename=None):
-        if mimetype == "text/csv":
-            saved.append(path_or_data)
-        return original(self, path_or_data, mimetype, kind, filename)
-
-    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", keep)
-    return saved
 
 
 def zip_bytes(members: dict[str, bytes], symlinks: dict[str, str] | None = None) -> bytes:

@@ -8,9 +8,7 @@ import io
 import time
 import zipfile
 
-import pytest
 from PIL import Image
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from conftest import DEMO, team_settings
@@ -68,21 +66,6 @@ def test_too_many_files_or_bytes_are_refused_with_the_counts(tmp_path, monkeypat
     assert batch.notes == [
         "took 2 of the 4 images uploaded: the other 2 would have gone over 1 MB in all, the most one upload may hold; upload them separately"
     ]
-
-
-@pytest.fixture
-def downloads(monkeypatch) -> list[bytes]:
-    """The CSV files the page offers for download, as bytes (AppTest keeps only their URLs)."""
-    saved: list[bytes] = []
-    original = MemoryMediaFileStorage.load_and_get_id
-
-    def keep(self, path_or_data, mimetype, kind, filename=None):
-        if mimetype == "text/csv":
-            saved.append(path_or_data)
-        return original(self, path_or_data, mimetype, kind, filename)
-
-    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", keep)
-    return saved
 
 
 def test_the_predict_page_shows_markdown_names_literally_and_neutralises_csv_cells(shared, runs_dir, downloads):
