@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -109,3 +110,11 @@ def test_any_file_name_becomes_one_plain_line():
     assert wording.plain_name("one\nREADME line.jpg") == "one\\nREADME line.jpg"
     assert wording.plain_name("photo\u202egpj.exe") == "photo\\u202egpj.exe"
     assert wording.plain_name("café 猫 ![b](http://h/b.png).jpg") == "café 猫 ![b](http://h/b.png).jpg"
+
+
+def test_the_shipped_config_serves_only_this_machine_and_hides_error_details():
+    import tomllib
+
+    config = tomllib.loads((Path(__file__).parents[1] / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    assert access.is_loopback(config["server"]["address"])
+    assert config["client"]["showErrorDetails"] == "none"

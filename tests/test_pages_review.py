@@ -326,3 +326,11 @@ def test_file_names_are_shown_as_plain_text_on_the_cards(shared, screens_dir, tm
     captions = [caption.value for caption in at.caption if caption.proto.help.startswith("Full path")]
     assert sorted(captions) == sorted(md(review.short_name(str(folder / name), review.NAME_LENGTH)) for name in names)
     assert not any(":red[" in caption or "](" in caption or "\u202e" in caption or "\n" in caption for caption in captions)
+
+
+def test_a_damaged_decision_store_is_refused_in_words_on_the_page(job):
+    (job / decisions.DATABASE).write_bytes(b"this is not a database\n" * 100)
+    at = page()
+    assert not at.exception
+    (warning,) = [warning.value for warning in at.warning if "cannot be reviewed" in warning.value]
+    assert "damaged" in warning and "Traceback" not in warning and "sqlite3" not in warning, warning
