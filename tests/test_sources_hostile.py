@@ -61,10 +61,8 @@ def photos(shared) -> list[Path]:
 
 @pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
 def test_a_device_file_as_a_source_is_refused_at_once(device):
-    started = time.monotonic()
-    with pytest.raises(ValueError, match="not a regular file or folder"):
+    with pytest.raises(ValueError, match="not a regular file or folder"):  # a read of it would never return
         check_sources([device])
-    assert time.monotonic() - started < 1
 
 
 def test_a_fifo_or_a_socket_as_a_source_is_refused_at_once(tmp_path):
