@@ -190,7 +190,7 @@ def test_shards_scored_one_by_one_make_the_same_scores_as_one_process(shared, tm
 
     sharded = create_screen([str(folder)], "default", loaded, 8, tmp_path / "shards", part_batches=1)  # 21 files: 3 parts
     resume_screen(sharded, shard=(1, 2))
-    assert sorted(p.name for p in (sharded / PARTS).iterdir()) == ["part-000000008.csv"], "shard 1 of 2 scores part 1 only"
+    assert sorted(p.name for p in (sharded / PARTS).glob("part-*")) == ["part-000000008.csv"], "shard 1 of 2 scores part 1 only"
     status = runs.read_json(sharded / runs.STATUS)
     assert status["state"] == "running" and status["done"] == 8 and status["total"] == 21
     assert not (sharded / SCORES).exists()
@@ -198,6 +198,7 @@ def test_shards_scored_one_by_one_make_the_same_scores_as_one_process(shared, tm
     assert "21 files" in capsys.readouterr().out
 
     assert (sharded / SCORES).read_bytes() == (whole / SCORES).read_bytes()
+    assert (sharded / "features.npy").read_bytes() == (whole / "features.npy").read_bytes(), "the photos' stored features too"
     rows = read_scores(sharded)
     assert rows[0]["path"].endswith("repost.jpg") and rows[0]["duplicate_group"] == rows[11]["duplicate_group"] == "1"  # folders list their files first
     assert background.read_screen(sharded).state == "completed" and not (sharded / PARTS).exists()

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from wildvision import photos, runs
+from wildvision.screening import job_features
 from wildvision.screening.config import PARTS, SCORES, ScreenConfig
 from wildvision.screening.scoring import rows_done
 
@@ -119,6 +120,7 @@ def merge_when_complete(screen_dir: Path, config: ScreenConfig) -> bool:
         if rows_done(screen_dir, int(config.part_size or 0), total) < total:
             return False
         counts = write_scores(screen_dir, config)
+        job_features.merge_parts(screen_dir)
         runs.write_status(screen_dir, "completed", done=total, total=total, seconds_left=0, message=f"scores in {screen_dir / SCORES}", counts=counts)
         shutil.rmtree(screen_dir / PARTS, ignore_errors=True)
         return True

@@ -5,7 +5,11 @@ kill loses at most one part's work, and no row is ever scored twice. `--shard I/
 modulo N is I (SLURM array task I of N), so N processes share a job without overlapping.
 
 Files are read by the one inference loop (wildvision.inference) and hashed by the photo-identity module
-(wildvision.photos): one decode per file gives the model's input and the pHash.
+(wildvision.photos): one decode per file gives the model's input and the pHash. The same forward pass gives each
+photo's pooled head input (its backbone features), kept per part as features-<first index>.npy beside the part's CSV
+(float16, a NaN row for a file with no score) and merged into features.npy (wildvision.screening.features), so a
+retrained head can re-score the job without decoding a photo again. The features file is written before the CSV:
+a part whose CSV exists always has its features.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from wildvision import inference, photos, roots, runs
 from wildvision.data import eval_pixels
 from wildvision.images import ImageError, open_image
 from wildvision.predict import LoadedModel
+from wildvision.screening import job_features as features
 from wildvision.screening.config import PARTS, ScreenConfig
 from wildvision.screening.sources import NOT_REGULAR, Listed, read_file_list
 
@@ -91,20 +97,27 @@ def _write_part(path: Path, rows: list[list]) -> None:
     runs.write_atomic(path, write)
 
 
-def _unread(index: int, row: Listed) -> list:
-    return [index, row.path, "", "", "", "", "", row.error or ""]
+def _unread(index: int, row: Listed) -> tuple[list, None]:
+    return [index, row.path, "", "", "", "", "", row.error or ""], None
 
 
-def _score_rows(loaded: LoadedModel, rows: list[tuple[int, Listed]], batch_size: int, workers: int | None) -> Iterator[tuple[int, list]]:
-    """(list index, part row) for every row, in list order, through the one inference loop (inference.batches)."""
+def _score_rows(
+    loaded: LoadedModel, rows: list[tuple[int, Listed]], batch_size: int, workers: int | None
+) -> Iterator[tuple[int, tuple[list, np.ndarray | None]]]:
+    """(list index, (part row, pooled head input or None)) for every row, in list order, through the one inference
+    loop (inference.batches), whose forward pass gives the features beside the probabilities."""
     readable = [(index, row) for index, row in rows if row.file is not None and row.error is None]
     batches = inference.batches(
-        loaded, [row.file for _, row in readable], decoder(loaded), tensor=lambda decoded: decoded.tensor, batch_size=batch_size, workers=workers
+        loaded, [row.file for _, row in readable], decoder(loaded), tensor=lambda decoded: decoded.tensor, batch_size=batch_size, workers=workers, features=True
     )
     scored: dict[int, list] = {}
+    vectors: dict[int, np.ndarray] = {}
     pending = iter(rows)
     with contextlib.closing(batches):
         for batch in batches:
+            if batch.features is not None:
+                for result, vector in zip(batch.readable, batch.features.half().cpu().numpy()):
+                    vectors[readable[result.position][0]] = vector
             for result in batch.rows:  # decode catches every ImageError itself, so each prepared is a Decoded
                 index, row = readable[result.position]
                 decoded = result.prepared
@@ -115,7 +128,7 @@ def _score_rows(loaded: LoadedModel, rows: list[tuple[int, Listed]], batch_size:
                     scored[index][4:7] = [f"{result.probability:.6f}", loaded.label_for(result.probability), unlike]
             last = readable[batch.rows[-1].position][0]
             for index, row in pending:  # rows with nothing to read (unsafe zip members) keep their place
-                yield index, scored.pop(index) if index in scored else _unread(index, row)
+                yield index, (scored.pop(index), vectors.pop(index, None)) if index in scored else _unread(index, row)
                 if index == last:
                     break
     for index, row in pending:
@@ -180,13 +193,18 @@ def score_parts(screen_dir: Path, config: ScreenConfig, loaded: LoadedModel, wor
     as its last row is scored. `config`: the job's, with its model and file list recorded."""
     total, part_size, batch_size = int(config.files or 0), int(config.part_size or 0), int(config.batch_size or 1)
     (screen_dir / PARTS).mkdir(exist_ok=True)
+    describing = features.describe(loaded)
+    features.write_description(screen_dir / PARTS, describing)
     started, done_at_start = time.perf_counter(), rows_done(screen_dir, part_size, total)
     _progress(screen_dir, part_size, total, started, done_at_start)
     for window in _windows(screen_dir, part_size, shard):
         part: list[list] = []
-        for index, row in _score_rows(loaded, window, batch_size, workers):
+        vectors: list[np.ndarray | None] = []
+        for index, (row, vector) in _score_rows(loaded, window, batch_size, workers):
             part.append(row)
+            vectors.append(vector)
             if (index + 1) % part_size == 0 or index + 1 == total:
+                features.write_part(features.part_path(screen_dir, part[0][0]), vectors, describing.dim)
                 _write_part(_part_path(screen_dir, part[0][0]), part)
-                part = []
+                part, vectors = [], []
                 _progress(screen_dir, part_size, total, started, done_at_start)
