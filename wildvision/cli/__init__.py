@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from wildvision.cli import cache, data, explain, models, screening, training
+from wildvision.cli import cache, data, explain, models, retrain, screening, training
 from wildvision.cli.options import USER_ERRORS
 from wildvision.wording import error_text
 from wildvision.worker import log_to_console
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     screening.register(sub)
     explain.register(sub)
     cache.register(sub)
+    retrain.register(sub)
 
     return parser
 

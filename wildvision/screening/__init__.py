@@ -15,6 +15,9 @@ The package, a module per responsibility (the command line is wildvision/cli/scr
   decisions   people's decisions, in the job's decisions.sqlite
   export      the confirmed cases as CSV and evidence pack; exports started in the background
   training_export  the decided photos as a training folder, with its manifest and test-set overlaps
+  job_features  each photo's backbone features, stored while scoring, beside scores.csv
+  retrain     a new head for the job's model from its decisions and stored features, as an ordinary run folder
+  rescore     which scores and model are current; adopting another model re-scores the job as a new version
 
 screens/<name>-<UTC time>-<suffix>/   (under $WILDVISION_SCREENS_DIR, else screens/)
   config.json   (config.ScreenConfig) the folder's format version, the model as given, its architecture, threshold, class names and version (checkpoint
@@ -30,9 +33,17 @@ screens/<name>-<UTC time>-<suffix>/   (under $WILDVISION_SCREENS_DIR, else scree
   files.jsonl   the file list, fixed once: one JSON [path as given or listed, file on disk, error] a line
   unpacked/     zip members that passed uploads' checks, under numbered names (member names are never
                 used as paths: a `../` member is a row with its reason, not a file outside the folder)
-  parts/        part-<first index>.csv per PART_BATCHES batches, while the job runs (removed at the end)
+  parts/        part-<first index>.csv per PART_BATCHES batches, while the job runs (removed at the end), each with
+                features-<first index>.npy (its rows' features) beside it, and features.json
   scores.csv    when completed: one row per listed file, in list order: path, sha256, probability,
-                label (at the model's threshold), unlike_training, duplicate_group, error
+                label (at the model's threshold), unlike_training, duplicate_group, error; after another model
+                was adopted (rescore), the current version of the scores
+  features.npy  (job_features) [files, dim] float16, row i the pooled head input of scores.csv's row i, NaN for a
+                file with no score: what retrain and rescore need, so no photo is decoded again. 1280 x 2 bytes
+                a photo for the default model: 256 MB per 100,000 photos
+  features.json the architecture and a digest of the backbone that made them, and the features per photo
+  scores-versions/v<N>.csv, versions.json   (rescore) earlier versions of the scores, and which model made each
+                version, when, and who adopted it; config.json's model fields name the current version's model
   console.log   the output of its background process or SLURM tasks
   exports/      what the Review page exported, requests.jsonl and one log per export request
   slurm.json, slurm/   for a job submitted to SLURM: its job id and task count; each submission's folder

@@ -32,7 +32,7 @@ from PIL import Image
 
 from wildvision import catalog, classes, model_card, novelty, photos, runs, wording
 from wildvision.images import ImageError, open_image
-from wildvision.screening import decisions
+from wildvision.screening import decisions, rescore
 from wildvision.screening.config import FILES, PARTS, SCORES, read_config
 from wildvision.screening.merge import SCORES_COLUMNS, check_columns, part_rows
 from wildvision.screening.scoring import PART_COLUMNS, rows_done
@@ -133,7 +133,7 @@ def read_job(screen_dir: str | Path, unfinished: bool = False) -> Job:
         created_at=config.created_at,
         model_threshold=float(config.threshold or 0),
         class_names=config.class_names or decisions.DEFAULT_CLASSES,
-        adopted=decisions.adopted_threshold(screen_dir),
+        adopted=rescore.adopted_threshold(screen_dir),  # one adopted before another model re-scored the job no longer applies
         unusual_level=_warning_level(str(config.model_file)),
         scored=scored,
         total=config.files,
