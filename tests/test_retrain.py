@@ -151,3 +151,39 @@ def test_features_of_another_backbone_are_refused(screened_job, tmp_path):
     job_features.write_description(job, job_features.Description(description.arch, "0" * 32, description.dim))
     with pytest.raises(runs.RunError, match="retrain from the model that screened the job"):
         retrain.retrain(job, runs_dir=tmp_path / "runs", held_out=set())
+
+
+def test_a_completed_run_is_retrained_from_its_photos_features_computed_once(screened_job, tmp_path):
+    """A small EfficientNet-Lite0 transfer run: its backbone is the packaged ImageNet one, as the shipped model's, so
+    the job the shipped model screened fits it; its training photos' features come from the feature store."""
+    from wildvision.training.config import TrainConfig
+    from wildvision.training.train import execute_run, start_run
+
+    data = demo_subset(tmp_path, {"captive": 20, "wild": 20, "background": 6})
+    config = TrainConfig(
+        arch="efficientnet_lite0",
+        regime="transfer",
+        data=str(data),
+        with_background=True,
+        epochs=2,
+        feature_views=1,
+        num_workers=0,
+        device="cpu",
+        cache_dir=str(tmp_path / "cache"),
+    )
+    base = start_run(config, tmp_path / "runs", "small")
+    execute_run(base)
+    job = copy_job(screened_job, tmp_path / "screens")
+    decide_all(job)
+    result = retrain.retrain(job, str(base), runs_dir=tmp_path / "runs", held_out=set())
+    lineage = runs.read_json(result.run_dir / runs.CONFIG)["retrain"]
+    split = runs.read_json(base / runs.SPLIT)
+    assert lineage["base_model"] == str(base.resolve()) and lineage["base_training_photos"] == len(split["train"])
+    assert catalog.read_model(result.run_dir).results["test_in"].n_images == len(split["test_in"])
+    assert load_model(result.run_dir).arch == "efficientnet_lite0"
+    # a second retrain reads the photos' features from the store: no photo is decoded again
+    entries = lambda: {p: p.stat().st_ino for p in (tmp_path / "cache").rglob("*.npy")}  # reading an entry touches its time (LRU)
+    stored = entries()
+    assert len(stored) >= len(split["train"]) + len(split["test_in"])
+    again = retrain.retrain(job, str(base), runs_dir=tmp_path / "runs", held_out=set())
+    assert entries() == stored and again.threshold == result.threshold, "every entry read, none written again"
