@@ -90,6 +90,8 @@ def _check(screen_dir: Path, run_dir: Path) -> tuple[LoadedModel, np.ndarray]:
             f"run {run_dir.name} is a {loaded.arch} model, but the photos of {screen_dir.name} were screened by a {description.arch}: "
             "its stored features do not fit; screen the sources again with that model"
         )
+    if not isinstance(head(loaded.model, loaded.arch), torch.nn.Linear):  # SqueezeNet's head reads the unpooled map
+        raise runs.RunError(f"a {loaded.arch} model's head is not one linear layer, so it cannot score the job's stored (pooled) features")
     if job_features.backbone_digest(loaded.model, loaded.arch) != description.backbone:
         raise runs.RunError(
             f"run {run_dir.name}'s backbone is not the one that screened {screen_dir.name} (it was trained beyond its head): the stored "

@@ -257,7 +257,12 @@ def retrain(
         "code_version": code_version(),
         "seconds": None,
     }
-    run_dir = _write_run(runs_dir, name or f"retrained-{screen_dir.name}", loaded, data, decided, rule, evaluated, lineage, base_dir)
+    run_dir = runs.create_run_dir(runs_dir, name or f"retrained-{screen_dir.name}")
+    try:
+        _write_run(run_dir, loaded, data, decided, rule, evaluated, lineage, base_dir)
+    except Exception as error:
+        runs.write_status(run_dir, "failed", message=f"the retrained model could not be written: {error}")
+        raise
     lineage["seconds"] = round(time.perf_counter() - started, 1)
     config = runs.read_json(run_dir / runs.CONFIG)
     runs.write_json_atomic(run_dir / runs.CONFIG, config | {"retrain": lineage})
@@ -267,11 +272,10 @@ def retrain(
     return Retrained(run_dir, lineage, float(rule["threshold"]))
 
 
-def _write_run(runs_dir, name, loaded, data: BaseData, decided: Decided, rule: dict, evaluated: dict, lineage: dict, base_dir: Path | None) -> Path:
+def _write_run(run_dir: Path, loaded: LoadedModel, data: BaseData, decided: Decided, rule: dict, evaluated: dict, lineage: dict, base_dir: Path | None) -> None:
     """The run folder (runs.py's contract): config.json, split.json, checkpoint.pt, results.json, scores.json,
     metrics.jsonl, the base's novelty.npz (same backbone, so the same summary of the training photos); status last."""
     recipe = asdict(data.train_config) | {"epochs": 1}
-    run_dir = runs.create_run_dir(runs_dir, name)
     n_train = len(data.train_labels) + len(decided.labels)
     config = {
         "train": recipe,
@@ -316,4 +320,3 @@ def _write_run(runs_dir, name, loaded, data: BaseData, decided: Decided, rule: d
     runs.write_json_atomic(
         run_dir / runs.RESULTS, {"best_epoch": 1, "epochs_run": 1, "threshold": rule, "test_sets": {name: m for name, (m, _) in evaluated.items()}}
     )
-    return run_dir
