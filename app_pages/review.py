@@ -16,6 +16,7 @@ import streamlit as st
 from app_pages import team
 from app_pages.review_export import export_section
 from app_pages.review_jobs import LIVE, jobs_section
+from app_pages.review_listing import listing_banner, listing_card, listing_filters
 from app_pages.widgets import code, md, run_page
 from wildvision import catalog, runs, wording
 from wildvision.explain import saliency
@@ -149,7 +150,7 @@ def filters_section(job: review.Job, items: pd.DataFrame) -> review.Filters:
         help=wording.UNLIKE_TRAINING_HOW,
     )
     group = st.session_state.get("review-group")
-    return review.Filters(tuple(bands), None if folder in (None, "all folders") else folder, decided, unusual, group)
+    return review.Filters(tuple(bands), None if folder in (None, "all folders") else folder, decided, unusual, group, **listing_filters(items))
 
 
 def card(job: review.Job, items: pd.DataFrame, row: pd.Series, key: str, side: int, shortcuts: bool = False) -> None:
@@ -163,6 +164,7 @@ def card(job: review.Job, items: pd.DataFrame, row: pd.Series, key: str, side: i
     if picture is not None:
         st.image(picture, caption=caption or None, width="stretch")
     st.markdown(item_words(job, row))
+    listing_card(row, key)
     # a long name is cut in the middle rather than broken mid-word; the full path is in the tooltip
     st.caption(md(review.short_name(row["path"], review.NAME_LENGTH * (2 if shortcuts else 1))), help=f"Full path: {code(row['path'])}")
     if row["group_size"] > 1 and st.session_state.get("review-group") is None:
@@ -292,6 +294,7 @@ def review_section(summary: background.ScreenSummary) -> None:
     if filters.group is not None:
         st.info(f"Showing the {len(shown)} copies of one photo. Deciding any of them decides them all.")
         st.button("Back to all photos", on_click=st.session_state.pop, args=("review-group", None))
+    listing_banner(filters, shown)
     who = team.person()
     if not who.may("decide"):
         st.info(md(who.refusal("decide")))

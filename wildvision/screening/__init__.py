@@ -1,12 +1,13 @@
 """Screening jobs: score thousands of scraped images with one model, so NGO staff review the flagged ones.
 
-`python -m wildvision screen SOURCE...` turns folders (searched recursively), zips and list files (one
-image path per line) into a job folder that survives being killed: `--resume SCREEN_DIR` finishes it.
+`python -m wildvision screen SOURCE...` turns folders (searched recursively), zips, list files (one
+image path per line) and manifests of scraped listings (.csv or .jsonl, listings.py) into a job folder that survives being killed: `--resume SCREEN_DIR` finishes it.
 The dashboard runs the same jobs in the background, and `--slurm-tasks N` as a SLURM job array of N shards.
 
 The package, a module per responsibility (the command line is wildvision/cli/screening.py):
   config      ScreenConfig, config.json read and written in one place, with the folder's format version
   sources     what the sources hold, every file a row (zips inside folders too); the file list
+  listings    manifests of scraped listings: each photo's listing URL, post id, title, date, seller, platform
   scoring     scoring the list into part files, by shard
   merge       parts into scores.csv, duplicate groups, the counts
   job         a job's life: created, listed, scored, merged, resumed
@@ -31,6 +32,9 @@ screens/<name>-<UTC time>-<suffix>/   (under $WILDVISION_SCREENS_DIR, else scree
                 and once completed, counts (write_scores: files, distinct_photos, flagged files,
                 flagged_photos, unreadable files)
   files.jsonl   the file list, fixed once: one JSON [path as given or listed, file on disk, error] a line
+  listings.jsonl  (listings) for a job screened from a manifest, written with files.jsonl: one JSON object a
+                line, `row` (files.jsonl's row, from 0), listing_id, listing_url (http(s) only, else ""),
+                title, listing_date (ISO 8601, or as written), seller, platform, extra (other columns), notes
   unpacked/     zip members that passed uploads' checks, under numbered names (member names are never
                 used as paths: a `../` member is a row with its reason, not a file outside the folder)
   parts/        part-<first index>.csv per PART_BATCHES batches, while the job runs (removed at the end), each with

@@ -5,10 +5,13 @@ training folder from the same decided cases):
 
 - `--csv OUT` (export_csv): the confirmed cases, the items people decided the positive class (the model's
   positive class, wildvision.classes; "captive" for the shipped model), in scores.csv's order: path, sha256, probability, decision,
-  reviewer, decided_at (UTC), note. The model's probability and the people's decision sit side by side.
+  reviewer, decided_at (UTC), note. The model's probability and the people's decision sit side by side. A job
+  screened from a manifest of listings (listings.py) adds each photo's listing: listing_url, listing_id, title,
+  listing_date, seller, platform and listing_notes (what was changed on the way in, such as a URL that is no link).
 - `--zip OUT` (export_evidence_pack): an evidence pack to hand on: each confirmed photo byte for byte as it was
   screened (images/<row>-<name>), a Grad-CAM overlay of it (saliency/<row>-<name>.png), that CSV with the names of
-  both files inside the pack (cases.csv), and README.txt saying what the pack is and what a saliency map is not.
+  both files inside the pack (cases.csv), and README.txt saying what the pack is and what a saliency map is not
+  (and, for a job with listings, each case's listing on one plain line: id, platform, date, seller, URL, title).
 
 Why each rule:
 
@@ -49,7 +52,7 @@ from PIL import Image
 from wildvision import runs
 from wildvision.images import IMAGE_EXTENSIONS
 from wildvision.predict import LoadedModel
-from wildvision.screening import decisions
+from wildvision.screening import decisions, listings
 from wildvision.screening.config import FILES, SCORES
 from wildvision.screening.job import load_screen_model
 from wildvision.screening.merge import check_columns
@@ -98,10 +101,21 @@ class Case:
     reviewer: str
     decided_at: str  # UTC, ISO 8601
     note: str
+    listing: listings.Listing | None = None  # the scraped listing the photo came from (a manifest's row)
 
     def csv_row(self) -> list[str]:
         """The case as a CASE_COLUMNS row, its path as one plain line (wording.plain_name)."""
         return [plain_name(self.path), self.sha256, self.probability, self.decision, self.reviewer, self.decided_at, self.note]
+
+
+def case_columns(cases: Sequence[Case]) -> list[str]:
+    """CASE_COLUMNS, and the listing's columns when any case came from a manifest of listings."""
+    return [*CASE_COLUMNS, *listings.LISTING_COLUMNS] if any(case.listing for case in cases) else list(CASE_COLUMNS)
+
+
+def case_cells(case: Case, columns: Sequence[str]) -> list[str]:
+    """A case's row under `columns` (case_columns): csv_row, then its listing's cells where the columns have them."""
+    return case.csv_row() + (listings.listing_cells(case.listing) if len(columns) > len(CASE_COLUMNS) else [])
 
 
 @dataclass(frozen=True)
@@ -190,6 +204,7 @@ def decided_cases(screen_dir: str | Path, labels: Iterable[str] | None = None) -
     scores.csv does not match the file list (checked_scores). Reading the decisions never creates their store."""
     job = read_job(screen_dir)
     decided = decisions.current(job.path)
+    listed = listings.read_listings(job.path)
     wanted = None if labels is None else set(labels)
     cases = []
     for row_number, row, file in checked_scores(job):
@@ -208,6 +223,7 @@ def decided_cases(screen_dir: str | Path, labels: Iterable[str] | None = None) -
                 reviewer=decision.reviewer,
                 decided_at=decision.decided_at,
                 note=decision.note or "",
+                listing=listed.get(row_number - 1),
             )
         )
     return cases
@@ -284,7 +300,8 @@ def writable_parent(out: Path, verb: str) -> Path:
 def cases_csv(screen_dir: str | Path) -> tuple[str, int]:
     """The confirmed cases as CSV text (CASE_COLUMNS) and how many there are (the Review page's download)."""
     cases = confirmed_cases(screen_dir)
-    return csv_text(CASE_COLUMNS, (case.csv_row() for case in cases)), len(cases)
+    columns = case_columns(cases)
+    return csv_text(columns, (case_cells(case, columns) for case in cases)), len(cases)
 
 
 def export_csv(screen_dir: str | Path, out: str | Path) -> CsvExport:
@@ -307,7 +324,29 @@ def _png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def _pack_readme(job: Job, exported_at: str, cases: int, images: int, saliency: bool, skipped: Sequence[Skipped]) -> str:
+def _listing_lines(cases: Sequence[Case]) -> list[str]:
+    """README.txt's lines on the cases' listings: one plain line each (wording.plain_name, so a title's line break or
+    Markdown cannot forge a line), its title cut to a line's length; the full fields are in cases.csv."""
+    lines = []
+    for case in cases:
+        if (listing := case.listing) is not None:
+            said = ", ".join(
+                f"{name} {plain_name(value)}"
+                for name, value in (("on", listing.platform), ("dated", listing.listing_date), ("seller", listing.seller))
+                if value
+            )
+            lines.append(f"  row {case.row}: listing {plain_name(listing.listing_id) or '(no id)'}" + (f" {said}" if said else ""))
+            lines.append(f"    URL: {listing.listing_url or '(none that is an http(s) address)'}")
+            if listing.title:
+                lines.append(f"    title: {plain_name(listing.title)[:200]}")
+    return (
+        ["", f"Listings ({sum(case.listing is not None for case in cases)} cases came from scraped listings; all their fields are in {PACK_CSV}):", *lines]
+        if lines
+        else []
+    )
+
+
+def _pack_readme(job: Job, exported_at: str, cases: int, images: int, saliency: bool, skipped: Sequence[Skipped], listed: Sequence[Case] = ()) -> str:
     """README.txt: what the pack is, from which job and model, and how far each part of it goes."""
     positive = job.positive
     described = {
@@ -334,6 +373,7 @@ def _pack_readme(job: Job, exported_at: str, cases: int, images: int, saliency: 
     ]
     for name, text in described.items():
         lines += [name, *textwrap.wrap(text, 100, initial_indent="  ", subsequent_indent="  ")]
+    lines += _listing_lines(listed)
     lines += ["", "The model's score is a pointer for a person to check, never proof of trade."]
     if skipped:
         lines += ["", f"Not in this pack ({len(skipped)}; their rows in {PACK_CSV} name no image):"]
@@ -398,9 +438,10 @@ def export_evidence_pack(
                 progress(min(1.0, (start + CHUNK) / len(cases)))
         if not images:
             raise ValueError(f"none of the {len(cases)} confirmed photos can be exported as screened, e.g. {skipped[0].path}: {skipped[0].reason}")
-        rows = (case.csv_row() + [images.get(case.row, ""), maps.get(case.row, "")] for case in cases)
-        add(archive, PACK_CSV, csv_text(PACK_COLUMNS, rows), zipfile.ZIP_DEFLATED)
-        add(archive, README, _pack_readme(job, exported_at, len(cases), len(images), saliency, skipped), zipfile.ZIP_DEFLATED)
+        columns = case_columns(cases)
+        rows = (case_cells(case, columns) + [images.get(case.row, ""), maps.get(case.row, "")] for case in cases)
+        add(archive, PACK_CSV, csv_text([*columns, *PACK_COLUMNS[len(CASE_COLUMNS) :]], rows), zipfile.ZIP_DEFLATED)
+        add(archive, README, _pack_readme(job, exported_at, len(cases), len(images), saliency, skipped, cases), zipfile.ZIP_DEFLATED)
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as handle:

@@ -32,7 +32,7 @@ from PIL import Image
 
 from wildvision import catalog, classes, model_card, novelty, photos, runs, wording
 from wildvision.images import ImageError, open_image
-from wildvision.screening import decisions, rescore
+from wildvision.screening import decisions, listings, rescore
 from wildvision.screening.config import FILES, PARTS, SCORES, read_config
 from wildvision.screening.merge import SCORES_COLUMNS, check_columns, part_rows
 from wildvision.screening.scoring import PART_COLUMNS, rows_done
@@ -63,6 +63,10 @@ class Filters:
     decided: str = "undecided"
     unusual_only: bool = False
     group: str | None = None  # one duplicate group's members, each on its own
+    platform: str | None = None  # a job with listings (listings.py): one platform's photos
+    date_from: str | None = None  # ISO dates, inclusive: listings dated in this range (an undated one is left out)
+    date_to: str | None = None
+    listing: str | None = None  # one listing's photos (its listing_key)
 
     def __post_init__(self) -> None:
         if unknown := set(self.bands) - set(BANDS):
@@ -153,7 +157,8 @@ def _warning_level(model_file: str) -> float | None:
 def read_items(screen_dir: str | Path) -> pd.DataFrame:
     """scores.csv as a table, one row per listed file, with the file to show (`file`: zip members are read from the
     job's unpacked/ copy), its source `folder`, its `group` (its duplicate group, or the path of a photo seen once)
-    and `group_size`. A job with no scores.csv yet (one that stopped before it finished) gives the rows scored so far."""
+    and `group_size`. A job with no scores.csv yet (one that stopped before it finished) gives the rows scored so far.
+    A job screened from a manifest of listings has its listings' columns too (listings.with_listings)."""
     screen_dir = Path(screen_dir)
     with open(screen_dir / FILES, encoding="utf-8", errors="surrogateescape") as handle:
         files = [json.loads(line)[1] for line in handle]
@@ -163,15 +168,17 @@ def read_items(screen_dir: str | Path) -> pd.DataFrame:
         if len(files) != len(items):
             raise runs.RunError(f"{screen_dir / FILES} lists {len(files):,} files but {SCORES} has {len(items):,} rows: the job's folder was changed")
         items["file"] = files
+        rows = list(range(len(files)))
     else:
         items = _scored_so_far(screen_dir)
-        items["file"] = [files[index] for index in items.pop("index").astype(int)]
+        rows = items.pop("index").astype(int).tolist()
+        items["file"] = [files[index] for index in rows]
     items["probability"] = pd.to_numeric(items["probability"], errors="coerce")
     items["unlike_training"] = pd.to_numeric(items["unlike_training"], errors="coerce")
     items["folder"] = items["path"].map(lambda path: str(Path(path).parent))
     items["group"] = items["duplicate_group"].where(items["duplicate_group"] != "", items["path"])
     items["group_size"] = items.groupby("group")["path"].transform("size")
-    return items
+    return listings.with_listings(items, screen_dir, rows)
 
 
 def _scored_so_far(screen_dir: Path) -> pd.DataFrame:
@@ -217,6 +224,8 @@ def queue(items: pd.DataFrame, threshold: float, filters: Filters = Filters(), u
     if filters.group is not None:
         return frame[frame["group"] == filters.group]
     frame = frame.drop_duplicates("group")
+    if filters.listing is not None:
+        return frame[frame["listing_key"] == filters.listing] if "listing_key" in frame else frame.iloc[:0]
     keep = pd.Series(True, index=frame.index)
     if filters.bands:
         keep &= frame["band"].isin(filters.bands)
@@ -226,6 +235,8 @@ def queue(items: pd.DataFrame, threshold: float, filters: Filters = Filters(), u
         keep &= (frame["group_decision"] != "") == (filters.decided == "decided")
     if filters.unusual_only and unusual_level is not None:
         keep &= frame["unlike_training"] > unusual_level
+    if filters.platform is not None or filters.date_from is not None or filters.date_to is not None:
+        keep &= listings.listing_filter(frame, filters.platform, filters.date_from, filters.date_to)
     return frame[keep]
 
 

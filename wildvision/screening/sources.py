@@ -1,6 +1,7 @@
 """What a screening job's sources hold: every file accounted for, as a row to score or a row saying why it cannot be.
 
-A source is a folder (searched recursively), a zip, a single image, or a text file listing image paths one a line.
+A source is a folder (searched recursively), a zip, a single image, a text file listing image paths one a line, or a
+manifest of scraped listings (.csv or .jsonl: a photo a row with its listing's URL, id, date, seller..., listings.py).
 A user who screens a folder expects every file in it to be in the results, so nothing is passed over silently:
 images are rows to score; a zip, whether given directly or found inside a folder, is opened with uploads' checks
 (path traversal, symbolic links, zip bombs...), its images rows to score and every other member a row with its
@@ -12,7 +13,8 @@ Only system files that hold no photos (uploads.is_metadata: .DS_Store, Thumbs.db
 left out, and the caller says how many in the job's log (listing_note).
 
 The job's file list (files.jsonl) is written once, before any scoring, and never changes: one JSON
-[path as given or listed, file on disk, error] a line. Zip members that pass uploads' checks are unpacked into the
+[path as given or listed, file on disk, error] a line. The listings of rows that came from a manifest are written with
+it, into listings.jsonl (listings.LISTINGS), renamed into place just before files.jsonl. Zip members that pass uploads' checks are unpacked into the
 job's unpacked/ under numbered names (member names are never used as paths).
 """
 
@@ -27,6 +29,7 @@ from pathlib import Path
 
 from wildvision import roots, runs
 from wildvision.images import IMAGE_EXTENSIONS, is_image_file
+from wildvision.screening import listings
 from wildvision.screening.config import FILES, UNPACKED
 from wildvision.uploads import ZIP_EXTENSION, UploadLimits, ZipRefused, is_metadata, member_suffix, open_zip, zip_members
 
@@ -48,6 +51,7 @@ class Listed:
     path: str
     file: str | None
     error: str | None = None
+    listing: listings.Listing | None = None  # the scraped listing of a manifest's row
 
 
 def _zip_members(archive_path: Path, target: Path, left_out: list[str]) -> Iterator[Listed]:
@@ -148,6 +152,20 @@ def _list_file(listing: Path, within: tuple[str, ...] | None = None) -> Iterator
             yield Listed(path, os.path.abspath(listing.parent / path))
 
 
+def _manifest(manifest: Path, within: tuple[str, ...] | None = None) -> Iterator[Listed]:
+    """A manifest's rows (listings.manifest_rows) as a list file's lines: image paths relative to the manifest's
+    folder, only image files read, none outside `within`; every row keeps its listing, and a malformed one its reason."""
+    for row in listings.manifest_rows(manifest):
+        if row.error is not None:
+            yield Listed(row.image, None, row.error, row.listing)
+        elif not is_image_file(Path(row.image)):
+            yield Listed(row.image, None, NOT_A_PHOTO_PATH, row.listing)
+        elif within is not None and not roots.inside(manifest.parent / row.image, within):
+            yield Listed(row.image, None, OUTSIDE_ROOTS, row.listing)
+        else:
+            yield Listed(row.image, os.path.abspath(manifest.parent / row.image), None, row.listing)
+
+
 def iter_sources(sources: list[str], unpack_dir: Path, left_out: list[str], within: tuple[str, ...] | None = None) -> Iterator[Listed]:
     """Every file the sources name, in order: folders recursively, zips unpacked into `unpack_dir`, list files line by
     line. The system files left out are added to `left_out` (their paths), for the job's log. `within`: the data roots
@@ -163,6 +181,8 @@ def iter_sources(sources: list[str], unpack_dir: Path, left_out: list[str], with
             yield from _zip_members(path, unpack_dir / f"{number:03d}", left_out)
         elif is_image_file(path):
             yield Listed(source, os.path.abspath(path))
+        elif listings.is_manifest(path):
+            yield from _manifest(path, within)
         else:
             yield from _list_file(path, within)
 
@@ -181,19 +201,29 @@ def listing_note(files: int, left_out: list[str], shown: int = 3) -> str:
 
 def write_file_list(screen_dir: Path, sources: list[str], left_out: list[str], within: tuple[str, ...] | None = None) -> int:
     """Write files.jsonl (streamed, then renamed into place) and return how many rows it has; the system files
-    left out are added to `left_out`; `within` as iter_sources'."""
+    left out are added to `left_out`; `within` as iter_sources'. Rows from a manifest have their listings written to
+    listings.jsonl, renamed into place before files.jsonl (whose presence says the list is whole)."""
     count = 0
+    listed = screen_dir / f".{listings.LISTINGS}.{os.getpid()}.tmp"
 
     def write(tmp: Path) -> None:
         nonlocal count
-        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as handle:
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as handle, open(listed, "w", encoding="utf-8", errors="surrogateescape") as extra:
             for row in iter_sources(sources, screen_dir / UNPACKED, left_out, within):
                 handle.write(json.dumps([row.path, row.file, row.error]) + "\n")
+                if row.listing is not None:
+                    extra.write(listings.listing_json(count, row.listing))
                 count += 1
-            handle.flush()
-            os.fsync(handle.fileno())
+            for written in (handle, extra):
+                written.flush()
+                os.fsync(written.fileno())
+        if listed.stat().st_size:
+            os.replace(listed, screen_dir / listings.LISTINGS)
 
-    runs.write_atomic(screen_dir / FILES, write)
+    try:
+        runs.write_atomic(screen_dir / FILES, write)
+    finally:
+        listed.unlink(missing_ok=True)
     return count
 
 
@@ -230,6 +260,6 @@ def check_sources(sources: list[str]) -> None:
             f"{', '.join(devices)}: not a regular file or folder (a device, a pipe or a socket); screening reads folders, zips, photos and lists of photo paths"
         )
     lists = [source for source in sources if Path(source).is_file() and Path(source).suffix.lower() != ZIP_EXTENSION and not is_image_file(Path(source))]
-    problems = [problem for source in lists if (problem := _list_problem(source))]
+    problems = [problem for source in lists if (problem := listings.manifest_problem(source) if listings.is_manifest(source) else _list_problem(source))]
     if problems:
         raise ValueError("; ".join(problems))

@@ -3,8 +3,8 @@
 `python -m wildvision export SCREEN_DIR --training-folder DIR` (export_training_folder; the Review page too): every
 photo decided one of the job's classes (not `unsure`), copied into DIR/<class>/reviewed/<row>-<name>, positive and
 negative class names as the job's model has them (docs/data.md), with manifest.csv (file, class, source path,
-sha256, reviewer, decided_at, screening job, note, test_overlap; spreadsheet-safe, names as wording.plain_name writes
-them). `--include DATA_FOLDER` links an existing training
+sha256, reviewer, decided_at, screening job, note, test_overlap, and for a job screened from a manifest of listings
+listing_url, listing_id, listing_date, platform; spreadsheet-safe, names as wording.plain_name writes them). `--include DATA_FOLDER` links an existing training
 folder's class folders beside them (DIR/<class>/<its name>), since a run trains on one data folder; wildvision.data
 follows linked folders. Photos that are the same photo as a test-set image (identical bytes, or pHashes within
 photos.PHASH_THRESHOLD bits) are listed in test_overlap.csv: training on them would make those test sets' scores
@@ -46,6 +46,7 @@ from wildvision.wording import plain_name
 
 MANIFEST_COLUMNS = ["file", "class", "source_path", "sha256", "reviewer", "decided_at", "screening_job", "note", "test_overlap"]
 OVERLAP_COLUMNS = ["file", "source_path", "test_set", "test_image", "match", "phash_distance"]
+LISTING_MANIFEST_COLUMNS = ["listing_url", "listing_id", "listing_date", "platform"]  # added for a job with listings (listings.py)
 MANIFEST, OVERLAP_CSV = "manifest.csv", "test_overlap.csv"
 REVIEWED = "reviewed"  # DIR/<class>/reviewed/: the job's photos, beside linked data folders of the same class
 MIN_CLASS_IMAGES = 2  # training's stratified train/test_in split needs two photos of every class folder
@@ -305,6 +306,7 @@ def _write_training_folder(
     for overlap in overlaps:
         matched[overlap.file].append(f"{overlap.test_set}:{overlap.test_image}")
     source = {file: case.path for file, case in reversed(rows)}  # the first decided item written to each file
+    listed = any(case.listing for _, case in rows)  # a job screened from a manifest of listings: where each photo was posted
     manifest = [
         [
             file,
@@ -316,10 +318,11 @@ def _write_training_folder(
             job.name,
             case.note,
             plain_name(" | ".join(matched.get(file, []))),
+            *([getattr(case.listing, name, "") for name in LISTING_MANIFEST_COLUMNS] if listed else []),
         ]
         for file, case in rows
     ]
-    runs.write_text_atomic(root / MANIFEST, csv_text(MANIFEST_COLUMNS, manifest))
+    runs.write_text_atomic(root / MANIFEST, csv_text([*MANIFEST_COLUMNS, *(LISTING_MANIFEST_COLUMNS if listed else [])], manifest))
     overlap_rows = [
         [o.file, plain_name(source[o.file]), o.test_set, plain_name(str(o.test_image)), "identical" if o.identical else "near-duplicate", o.distance]
         for o in overlaps
