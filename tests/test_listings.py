@@ -120,6 +120,18 @@ def test_malformed_json_lines_and_non_objects_are_rows_with_reasons(tmp_path):
     assert rows[2].error == "a JSON line that is not an object of named fields; not read"
 
 
+def test_a_spreadsheets_csv_with_a_byte_order_mark_and_other_header_spellings_is_read(tmp_path):
+    write_image(tmp_path / "a.png", seed=4)
+    (tmp_path / "excel.csv").write_text(
+        "\ufeffImage,Link,Post,Caption,Posted_At,Account,Site\na.png,https://x.example/p/1,p1,hi,02/11/2026 13:45,amy,shopQ\n", encoding="utf-8"
+    )
+    (row,) = rows_of(tmp_path / "excel.csv")
+    assert row.error is None and row.file == str((tmp_path / "a.png").resolve())
+    listing = row.listing
+    assert (listing.listing_url, listing.listing_id, listing.title, listing.seller, listing.platform) == ("https://x.example/p/1", "p1", "hi", "amy", "shopQ")
+    assert listing.listing_date == "2026-02-11T13:45:00" and not listing.notes  # pandas reads month first, as it documents
+
+
 def test_a_manifest_is_told_from_a_list_file_and_refused_in_words_when_it_cannot_be_one(tmp_path):
     write_image(tmp_path / "a.png", seed=3)
     (tmp_path / "list.txt").write_text("a.png\n", encoding="utf-8")

@@ -28,6 +28,7 @@ import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -110,14 +111,16 @@ def iso_date(text: str) -> str | None:
     if not any(character.isdigit() for character in text):
         return None  # pandas reads "now" and "today" as the moment they are read
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pandas warns when it guesses a format per value
-            when = pd.to_datetime(text.strip())
-    except (ValueError, OverflowError, TypeError):
+        when = datetime.fromisoformat(text.strip())  # most scrapers' dates, ten times faster than pandas
+    except ValueError:
+        when = None
+    try:
+        if when is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pandas warns when it guesses a format per value
+                when = pd.to_datetime(text.strip()).to_pydatetime()
+    except (ValueError, OverflowError, TypeError, AttributeError):  # AttributeError: NaT, which has no to_pydatetime
         return None
-    if pd.isna(when):
-        return None
-    when = when.to_pydatetime()
     midnight = when.tzinfo is None and (when.hour, when.minute, when.second, when.microsecond) == (0, 0, 0, 0)
     return when.date().isoformat() if midnight else when.isoformat()
 
@@ -158,7 +161,7 @@ def _csv_rows(manifest: Path) -> Iterator[ManifestRow]:
     limit = csv.field_size_limit()
     csv.field_size_limit(MAX_MANIFEST_BYTES)  # a cell of megabytes is cut with a note, not a parsing error
     try:
-        with open(manifest, encoding="utf-8", errors="replace", newline="") as handle:
+        with open(manifest, encoding="utf-8-sig", errors="replace", newline="") as handle:  # -sig: Excel's CSVs start with a BOM
             reader = csv.reader(handle)
             header = next(reader, [])
             try:
@@ -178,7 +181,7 @@ def _csv_rows(manifest: Path) -> Iterator[ManifestRow]:
 
 
 def _jsonl_rows(manifest: Path) -> Iterator[ManifestRow]:
-    with open(manifest, encoding="utf-8", errors="replace") as handle:
+    with open(manifest, encoding="utf-8-sig", errors="replace") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
@@ -207,7 +210,7 @@ def manifest_rows(manifest: str | Path) -> Iterator[ManifestRow]:
 
 def _header(manifest: Path) -> list[str]:
     """The manifest's column names: a CSV's header, or the first JSON object's keys ([] when there is none)."""
-    with open(manifest, encoding="utf-8", errors="replace", newline="") as handle:
+    with open(manifest, encoding="utf-8-sig", errors="replace", newline="") as handle:
         if manifest.suffix.lower() == ".csv":
             return [str(name) for name in next(csv.reader(handle), [])]
         for line in handle:

@@ -250,14 +250,14 @@ def check_sources(sources: list[str]) -> None:
     """A ValueError naming every source that cannot be screened, before anything is read: missing, not a regular
     file or folder (a device, a FIFO, a socket), or a list file too large or listing no photos."""
     if not sources:
-        raise ValueError("give at least one folder, zip or list file to screen")
+        raise ValueError("give at least one folder, zip, list file or manifest of listings to screen")
     missing = [source for source in sources if not Path(source).exists()]
     if missing:
         raise ValueError(f"no such file or folder: {', '.join(missing)}")
     devices = [source for source in sources if _not_regular(source)]
     if devices:
         raise ValueError(
-            f"{', '.join(devices)}: not a regular file or folder (a device, a pipe or a socket); screening reads folders, zips, photos and lists of photo paths"
+            f"{', '.join(devices)}: not a regular file or folder (a device, a pipe or a socket); screening reads folders, zips, photos, lists of photo paths and manifests of listings"
         )
     lists = [source for source in sources if Path(source).is_file() and Path(source).suffix.lower() != ZIP_EXTENSION and not is_image_file(Path(source))]
     problems = [problem for source in lists if (problem := listings.manifest_problem(source) if listings.is_manifest(source) else _list_problem(source))]
