@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages.widgets import md
+from wildvision import wording
 from wildvision.screening import listings, review
 
 LISTING_KEY = "review-listing"  # session state: the listing whose photos are shown together
@@ -31,7 +32,7 @@ def listing_filters(items: pd.DataFrame) -> dict[str, str | None]:
     st.sidebar.subheader("Listings")
     platforms = sorted(platform for platform in items["platform"].unique() if platform)
     if platforms:
-        platform = st.sidebar.selectbox("Platform", ["all platforms", *platforms], format_func=lambda name: md(name))
+        platform = st.sidebar.selectbox("Platform", ["all platforms", *platforms], format_func=wording.plain_name)  # options are plain text
         chosen["platform"] = None if platform == "all platforms" else platform
     days = pd.to_datetime(items["listing_date"].str[:10], format="%Y-%m-%d", errors="coerce").dropna()
     if not days.empty and st.sidebar.checkbox("Only listings dated between", key="listing-dates"):
@@ -54,7 +55,7 @@ def listing_card(row: pd.Series, key: str) -> None:
     if listings.is_web_url(row["listing_url"]):
         st.link_button("Open the listing", row["listing_url"])
     if row["listing_photos"] > 1 and st.session_state.get(LISTING_KEY) is None:
-        label = f"{row['listing_photos']} photos of listing {row['listing_id'] or 'with this URL'}"
+        label = f"{row['listing_photos']} photos of listing {md(row['listing_id'] or 'with this URL')}"  # a label is Markdown
         st.button(label, key=f"listing-{key}", on_click=st.session_state.__setitem__, args=(LISTING_KEY, row["listing_key"]))
 
 

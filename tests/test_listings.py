@@ -182,6 +182,25 @@ def test_review_items_carry_the_listing_and_group_its_photos(job):
     assert len(review.queue(items, 0.5, everything)) == 8
 
 
+def test_a_job_stopped_part_way_keeps_each_scored_photos_listing(market, tmp_path):
+    from wildvision import runs
+    from wildvision.predict import load_model
+    from wildvision.screening.job import CANCELLED_MESSAGE, create_screen, finish_screen
+
+    loaded = load_model("default", device="cpu")
+    partial = create_screen([str(market / "listings.csv"), str(market / "posts.jsonl")], "default", loaded, 2, tmp_path, "partial", part_batches=1)
+    finish_screen(partial, loaded, shard=(1, 2))  # parts of 2 files: rows 2-3 and 6-7 scored
+    runs.write_status(partial, "cancelled", message=CANCELLED_MESSAGE)
+    items = review.read_items(partial)
+    assert list(zip(items["path"], items["listing_id"])) == [
+        ("photos/p2.png", "12345"),
+        ("photos/p3.png", "777"),
+        ("posts.jsonl line 2", ""),
+        ("photos/p5.png", "t6"),
+    ]
+    assert items.loc[items["path"] == "photos/p2.png", "listing_photos"].item() == 1  # the listing's photos scored so far
+
+
 def test_decided_listings_go_into_the_cases_csv_and_the_evidence_pack(job, tmp_path):
     screen_job = review.read_job(job)
     items = review.read_items(job)
