@@ -27,7 +27,7 @@ from pathlib import Path
 from wildvision import runs
 
 DATABASE = "decisions.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: How long a writer waits for another's transaction before giving up; a decision takes milliseconds.
 BUSY_TIMEOUT_S = 30.0
 #: SQLite's primary result codes for a file that is not a database or is damaged (SQLITE_NOTADB, SQLITE_CORRUPT)
@@ -69,8 +69,29 @@ _SCHEMA_2 = (
     "CREATE TRIGGER thresholds_no_update BEFORE UPDATE ON thresholds BEGIN SELECT RAISE(ABORT, 'thresholds are append-only'); END",
     "CREATE TRIGGER thresholds_no_delete BEFORE DELETE ON thresholds BEGIN SELECT RAISE(ABORT, 'thresholds are append-only'); END",
 )
+#: The job's audit sample (audit.py): one design row (seed, line and stratum sizes at first draw) and one row per
+#: sampled unit, in draw order.
+_SCHEMA_3 = (
+    """CREATE TABLE audit_design (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seed INTEGER NOT NULL,
+        line REAL NOT NULL,
+        unit TEXT NOT NULL,
+        flagged_size INTEGER NOT NULL,
+        uncertain_size INTEGER NOT NULL,
+        rest_size INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        reviewer TEXT NOT NULL
+    )""",
+    """CREATE TABLE audit (
+        path TEXT PRIMARY KEY,
+        stratum TEXT NOT NULL,
+        stratum_size INTEGER NOT NULL,
+        draw_order INTEGER NOT NULL UNIQUE
+    )""",
+)
 #: The statements that bring a store from version i to i + 1.
-_MIGRATIONS = (_SCHEMA, _SCHEMA_2)
+_MIGRATIONS = (_SCHEMA, _SCHEMA_2, _SCHEMA_3)
 
 
 class DecisionsUnreadable(ValueError):

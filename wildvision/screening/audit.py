@@ -1,0 +1,192 @@
+"""A screening job's audit sample: distinct photos chosen at random, so that their decisions measure the whole job.
+
+Photos people pick to review (the top of the queue, a folder that looked suspicious) say how good those photos were,
+not how good the flags are: 40 from the top of a queue may be 92% right while a random 60 of the other flags are 50%
+right. Photos chosen by a known random design can be weighted back to the whole job (estimates.py).
+
+The unit is a distinct photo: one per duplicate group (a repost is the same photo), shown by the member the Review
+page shows (the group's highest-scored file); unreadable files are no photo and are left out.
+
+Strata are the score bands at the job's line when the sample is first drawn: flagged (at or above the line),
+uncertain (up to review.UNCERTAIN_WIDTH below it) and rest. The line, the seed and each stratum's size are recorded
+then and reused by every later draw, so a line adopted later does not change the design (estimates.py handles a
+moved line by post-stratifying). Allocation: 40% of the sample from the flagged photos (precision), 35% from the
+uncertain band and 25% from the rest (recall: trade below the line is rare per photo but the rest is large, so
+without a fixed share there its trade, and so the recall, could not be estimated at all); a stratum that runs out
+passes its share on to the others. Units are allocated one at a time, each to the stratum furthest below its share,
+so the allocation of n + 1 units extends that of n.
+
+Growth: each stratum has its own seeded permutation of its photos; drawing more takes the next ones in each, so
+asking for 50 and then 50 more gives exactly the sample, in the same order, that asking for 100 once gives.
+
+Which photos were decided does not matter for fairness, only which were selected: a decision made anywhere on the
+Review page on a sampled photo counts, and decisions on photos outside the sample never enter the estimates.
+
+decisions.sqlite keeps the design (audit_design) and the sampled units (audit), beside the decisions themselves.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from wildvision import runs
+from wildvision.screening import decisions
+from wildvision.screening.decision_store import key, path_of, reading, writing
+from wildvision.screening.review import UNCERTAIN_WIDTH, Filters, queue, read_items, read_job, with_decisions
+
+FLAGGED, UNCERTAIN, REST = "flagged", "uncertain", "rest"
+STRATA = (FLAGGED, UNCERTAIN, REST)
+#: Each stratum's share of the sample (see the module's docstring for why).
+SHARES = {FLAGGED: 0.40, UNCERTAIN: 0.35, REST: 0.25}
+UNIT = "distinct photos"
+COLUMNS = ["path", "stratum", "stratum_size", "inclusion_probability", "draw_order", "score"]
+
+
+def units(screen_dir: str | Path) -> pd.DataFrame:
+    """The job's distinct photos: path (the group's shown member), group, score (its highest probability) and
+    group_decision (the latest decision on any member, empty where undecided), sorted by path."""
+    items = with_decisions(read_items(screen_dir), decisions.current(screen_dir))
+    photos = queue(items, 0.5, Filters(bands=(), decided="any"))
+    photos = photos[photos["probability"].notna()]
+    frame = photos[["path", "group", "probability", "group_decision"]].rename(columns={"probability": "score"})
+    return frame.sort_values("path", kind="stable").reset_index(drop=True)
+
+
+def strata(scores: pd.Series, line: float) -> pd.Series:
+    """Each score's stratum at `line`."""
+    conditions = [scores >= line, scores >= line - UNCERTAIN_WIDTH]
+    return pd.Series(np.select(conditions, [FLAGGED, UNCERTAIN], REST), index=scores.index, dtype=object)
+
+
+def allocation(total: int, sizes: Mapping[str, int]) -> list[str]:
+    """The stratum of each of the first `total` units drawn (fewer when the strata run out): each unit goes to the
+    stratum furthest below its share of the units so far, among those with photos left."""
+    taken = dict.fromkeys(STRATA, 0)
+    order = []
+    for k in range(1, min(total, sum(sizes.values())) + 1):
+        open_strata = [s for s in STRATA if taken[s] < sizes[s]]
+        weight = sum(SHARES[s] for s in open_strata)
+        chosen = max(open_strata, key=lambda s: SHARES[s] / weight * k - taken[s])
+        taken[chosen] += 1
+        order.append(chosen)
+    return order
+
+
+def _permutation(paths: list[str], seed: int, stratum: str) -> list[str]:
+    """The stratum's photos in their seeded random order."""
+    rng = np.random.default_rng([seed, STRATA.index(stratum)])
+    return [paths[i] for i in rng.permutation(len(paths))]
+
+
+def _design(connection) -> tuple | None:
+    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "audit_design" not in tables:
+        return None
+    return connection.execute("SELECT seed, line, flagged_size, uncertain_size, rest_size FROM audit_design").fetchone()
+
+
+def draw(screen_dir: str | Path, size: int, seed: int | None = None, person: str = "audit") -> list[str]:
+    """Add `size` distinct photos to the job's audit sample (fewer when the job runs out) and return the whole
+    sample's paths in draw order. The first draw fixes the design: `seed` (random when None), the job's line and the
+    strata's sizes; a later draw keeps them, and refuses a different `seed`."""
+    if size < 1:
+        raise ValueError(f"the sample grows by at least 1 distinct photo, not {size}")
+    job = read_job(screen_dir)
+    photos = units(screen_dir)
+    with writing(screen_dir) as connection:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            design = _design(connection)
+            if design is None:
+                seed = secrets.randbelow(2**31) if seed is None else seed
+                line = job.threshold
+                counts = strata(photos["score"], line).value_counts()
+                sizes = {s: int(counts.get(s, 0)) for s in STRATA}
+                connection.execute(
+                    "INSERT INTO audit_design VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (seed, line, "photo", sizes[FLAGGED], sizes[UNCERTAIN], sizes[REST], runs.now(), person),
+                )
+            else:
+                if seed is not None and seed != design[0]:
+                    raise ValueError(f"the audit sample of screening job {job.name} was drawn with seed {design[0]}, not {seed}: leave --seed out to grow it")
+                seed, line, sizes = design[0], design[1], dict(zip(STRATA, design[2:]))
+            have = connection.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
+            sampled = _grow(photos, seed, line, sizes, have + size)
+            connection.executemany(
+                "INSERT INTO audit VALUES (?, ?, ?, ?)",
+                [(key(path), stratum, sizes[stratum], order) for order, (path, stratum) in enumerate(sampled) if order >= have],
+            )
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+    return [path for path, _ in sampled]
+
+
+def _grow(photos: pd.DataFrame, seed: int, line: float, sizes: Mapping[str, int], total: int) -> list[tuple[str, str]]:
+    """The first `total` (path, stratum) of the design. The strata are recomputed at the recorded line; when the job's
+    photos no longer match the recorded sizes (the job was scored again) the sample cannot grow fairly."""
+    stratum_of = strata(photos["score"], line)
+    members = {s: photos.loc[stratum_of == s, "path"].tolist() for s in STRATA}
+    if {s: len(paths) for s, paths in members.items()} != dict(sizes):
+        raise ValueError("the job's photos or scores changed since its audit sample was drawn: its strata no longer match, so the sample cannot grow")
+    queues = {s: iter(_permutation(members[s], seed, s)) for s in STRATA}
+    return [(next(queues[s]), s) for s in allocation(total, sizes)]
+
+
+def sample(screen_dir: str | Path) -> pd.DataFrame | None:
+    """One row per sampled unit in draw order: path, stratum, stratum_size, inclusion_probability (the share of its
+    stratum sampled so far, n_h / N_h), draw_order and score (its highest probability); None when there is no sample."""
+    with reading(screen_dir) as connection:
+        if connection is None or _design(connection) is None:
+            return None
+        rows = connection.execute("SELECT path, stratum, stratum_size, draw_order FROM audit ORDER BY draw_order").fetchall()
+    if not rows:
+        return None
+    frame = pd.DataFrame([(path_of(r[0]), *r[1:]) for r in rows], columns=["path", "stratum", "stratum_size", "draw_order"])
+    frame["inclusion_probability"] = frame.groupby("stratum")["path"].transform("size") / frame["stratum_size"]
+    scores = units(screen_dir).set_index("path")["score"]
+    frame["score"] = frame["path"].map(scores)
+    return frame[COLUMNS]
+
+
+def design(screen_dir: str | Path) -> dict | None:
+    """The recorded design: seed, line, and each stratum's size in distinct photos; None when there is no sample."""
+    with reading(screen_dir) as connection:
+        found = None if connection is None else _design(connection)
+    return None if found is None else {"seed": found[0], "line": found[1], "sizes": dict(zip(STRATA, found[2:]))}
+
+
+def audit_paths(screen_dir: str | Path) -> set[str]:
+    """Every file of every sampled unit (all members of its duplicate group): what retraining holds out, so the
+    audit keeps measuring a retrained model honestly. Empty when the job has no sample."""
+    frame = sample(screen_dir)
+    if frame is None:
+        return set()
+    items = read_items(screen_dir)
+    groups = set(items.loc[items["path"].isin(frame["path"]), "group"])
+    return set(items.loc[items["group"].isin(groups), "path"])
+
+
+def to_decide(screen_dir: str | Path) -> list[str]:
+    """The sampled units nobody decided yet, in draw order. An unsure decision counts as decided (it was looked at)
+    though it tells nothing: the estimates leave it out, and deciding it again is up to the reviewer."""
+    frame = sample(screen_dir)
+    if frame is None:
+        return []
+    decided = units(screen_dir).set_index("path")["group_decision"]
+    return [path for path in frame["path"] if not decided.get(path, "")]
+
+
+def unit_decisions(screen_dir: str | Path) -> dict[str, str]:
+    """Each sampled unit's decision (its group's latest; empty where undecided), by path."""
+    frame = sample(screen_dir)
+    if frame is None:
+        return {}
+    decided = units(screen_dir).set_index("path")["group_decision"]
+    return {path: decided.get(path, "") for path in frame["path"]}
