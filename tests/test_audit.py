@@ -6,10 +6,12 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from conftest import copy_job
 from wildvision.screening import audit, decision_store, decisions, review
+from wildvision.screening.config import SCORES
 
 
 @pytest.fixture
@@ -28,6 +30,16 @@ def test_a_sample_grown_twice_equals_one_drawn_at_once_with_the_same_seed(job, t
     assert grown[:5] == first and len(grown) == 11
     assert audit.draw(twin, 11, seed=7) == grown
     assert audit.sample(job)["path"].tolist() == grown
+
+
+def test_a_job_rescored_after_the_first_draw_grows_the_sample_it_began(job, twin):
+    audit.draw(job, 4, seed=8)
+    scores = pd.read_csv(job / SCORES, dtype=str, keep_default_na=False)
+    readable = scores["probability"] != ""
+    scores.loc[readable, "probability"] = (1 - scores.loc[readable, "probability"].astype(float)).astype(str)  # another model's view
+    scores.to_csv(job / SCORES, index=False)
+    assert audit.draw(job, 6) == audit.draw(twin, 10, seed=8)
+    assert audit.sample(job)["score"].notna().all()
 
 
 def test_the_sample_is_distinct_readable_photos_with_the_strata_and_line_of_the_first_draw(job):
@@ -105,6 +117,7 @@ def test_a_store_of_schema_two_gains_the_audit_tables_and_keeps_its_decisions(jo
     with sqlite3.connect(job / decision_store.DATABASE) as connection:
         connection.execute("DROP TABLE audit")
         connection.execute("DROP TABLE audit_design")
+        connection.execute("DROP TABLE audit_frame")
         connection.execute("PRAGMA user_version = 2")
     assert audit.sample(job) is None
     audit.draw(job, 3, seed=1)

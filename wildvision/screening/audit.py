@@ -17,12 +17,14 @@ passes its share on to the others. Units are allocated one at a time, each to th
 so the allocation of n + 1 units extends that of n.
 
 Growth: each stratum has its own seeded permutation of its photos; drawing more takes the next ones in each, so
-asking for 50 and then 50 more gives exactly the sample, in the same order, that asking for 100 once gives.
+asking for 50 and then 50 more gives exactly the sample, in the same order, that asking for 100 once gives. Every
+photo's stratum is recorded at the first draw (audit_frame), so a job re-scored since by another model
+(rescore.py) still grows the sample it began.
 
 Which photos were decided does not matter for fairness, only which were selected: a decision made anywhere on the
 Review page on a sampled photo counts, and decisions on photos outside the sample never enter the estimates.
 
-decisions.sqlite keeps the design (audit_design) and the sampled units (audit), beside the decisions themselves.
+decisions.sqlite keeps the design (audit_design, audit_frame) and the sampled units (audit), beside the decisions.
 """
 
 from __future__ import annotations
@@ -55,6 +57,15 @@ def units(screen_dir: str | Path) -> pd.DataFrame:
     photos = photos[photos["probability"].notna()]
     frame = photos[["path", "group", "probability", "group_decision"]].rename(columns={"probability": "score"})
     return frame.sort_values("path", kind="stable").reset_index(drop=True)
+
+
+def _unit_of_file(screen_dir: str | Path) -> pd.DataFrame:
+    """Each file's unit as units() gives it (score, group_decision), by file path: a sampled unit is found by any of
+    its members, so a job re-scored since the draw (which may show another member) still finds it."""
+    items = read_items(screen_dir)
+    found = units(screen_dir).set_index("group")[["score", "group_decision"]]
+    files = items[items["group"].isin(found.index)]
+    return found.loc[files["group"]].set_axis(files["path"].tolist())
 
 
 def strata(scores: pd.Series, line: float) -> pd.Series:
@@ -97,26 +108,26 @@ def draw(screen_dir: str | Path, size: int, seed: int | None = None, person: str
     if size < 1:
         raise ValueError(f"the sample grows by at least 1 distinct photo, not {size}")
     job = read_job(screen_dir)
-    photos = units(screen_dir)
     with writing(screen_dir) as connection:
         connection.execute("BEGIN IMMEDIATE")
         try:
             design = _design(connection)
             if design is None:
                 seed = secrets.randbelow(2**31) if seed is None else seed
-                line = job.threshold
-                counts = strata(photos["score"], line).value_counts()
-                sizes = {s: int(counts.get(s, 0)) for s in STRATA}
+                photos = units(screen_dir)
+                photos["stratum"] = strata(photos["score"], job.threshold)
+                sizes = {s: int((photos["stratum"] == s).sum()) for s in STRATA}
+                connection.executemany("INSERT INTO audit_frame VALUES (?, ?)", [(key(p), s) for p, s in zip(photos["path"], photos["stratum"])])
                 connection.execute(
                     "INSERT INTO audit_design VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (seed, line, "photo", sizes[FLAGGED], sizes[UNCERTAIN], sizes[REST], runs.now(), person),
+                    (seed, job.threshold, "photo", sizes[FLAGGED], sizes[UNCERTAIN], sizes[REST], runs.now(), person),
                 )
             else:
                 if seed is not None and seed != design[0]:
                     raise ValueError(f"the audit sample of screening job {job.name} was drawn with seed {design[0]}, not {seed}: leave --seed out to grow it")
-                seed, line, sizes = design[0], design[1], dict(zip(STRATA, design[2:]))
+                seed, sizes = design[0], dict(zip(STRATA, design[2:]))
             have = connection.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
-            sampled = _grow(photos, seed, line, sizes, have + size)
+            sampled = _grow(connection, seed, sizes, have + size)
             connection.executemany(
                 "INSERT INTO audit VALUES (?, ?, ?, ?)",
                 [(key(path), stratum, sizes[stratum], order) for order, (path, stratum) in enumerate(sampled) if order >= have],
@@ -128,13 +139,10 @@ def draw(screen_dir: str | Path, size: int, seed: int | None = None, person: str
     return [path for path, _ in sampled]
 
 
-def _grow(photos: pd.DataFrame, seed: int, line: float, sizes: Mapping[str, int], total: int) -> list[tuple[str, str]]:
-    """The first `total` (path, stratum) of the design. The strata are recomputed at the recorded line; when the job's
-    photos no longer match the recorded sizes (the job was scored again) the sample cannot grow fairly."""
-    stratum_of = strata(photos["score"], line)
-    members = {s: photos.loc[stratum_of == s, "path"].tolist() for s in STRATA}
-    if {s: len(paths) for s, paths in members.items()} != dict(sizes):
-        raise ValueError("the job's photos or scores changed since its audit sample was drawn: its strata no longer match, so the sample cannot grow")
+def _grow(connection, seed: int, sizes: Mapping[str, int], total: int) -> list[tuple[str, str]]:
+    """The first `total` (path, stratum) of the design, from each unit's stratum recorded at the first draw."""
+    rows = connection.execute("SELECT path, stratum FROM audit_frame").fetchall()
+    members = {s: sorted(path_of(path) for path, stratum in rows if stratum == s) for s in STRATA}
     queues = {s: iter(_permutation(members[s], seed, s)) for s in STRATA}
     return [(next(queues[s]), s) for s in allocation(total, sizes)]
 
@@ -150,8 +158,7 @@ def sample(screen_dir: str | Path) -> pd.DataFrame | None:
         return None
     frame = pd.DataFrame([(path_of(r[0]), *r[1:]) for r in rows], columns=["path", "stratum", "stratum_size", "draw_order"])
     frame["inclusion_probability"] = frame.groupby("stratum")["path"].transform("size") / frame["stratum_size"]
-    scores = units(screen_dir).set_index("path")["score"]
-    frame["score"] = frame["path"].map(scores)
+    frame["score"] = frame["path"].map(_unit_of_file(screen_dir)["score"])
     return frame[COLUMNS]
 
 
@@ -179,7 +186,7 @@ def to_decide(screen_dir: str | Path) -> list[str]:
     frame = sample(screen_dir)
     if frame is None:
         return []
-    decided = units(screen_dir).set_index("path")["group_decision"]
+    decided = _unit_of_file(screen_dir)["group_decision"]
     return [path for path in frame["path"] if not decided.get(path, "")]
 
 
@@ -188,5 +195,5 @@ def unit_decisions(screen_dir: str | Path) -> dict[str, str]:
     frame = sample(screen_dir)
     if frame is None:
         return {}
-    decided = units(screen_dir).set_index("path")["group_decision"]
+    decided = _unit_of_file(screen_dir)["group_decision"]
     return {path: decided.get(path, "") for path in frame["path"]}

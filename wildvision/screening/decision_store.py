@@ -69,8 +69,8 @@ _SCHEMA_2 = (
     "CREATE TRIGGER thresholds_no_update BEFORE UPDATE ON thresholds BEGIN SELECT RAISE(ABORT, 'thresholds are append-only'); END",
     "CREATE TRIGGER thresholds_no_delete BEFORE DELETE ON thresholds BEGIN SELECT RAISE(ABORT, 'thresholds are append-only'); END",
 )
-#: The job's audit sample (audit.py): one design row (seed, line and stratum sizes at first draw) and one row per
-#: sampled unit, in draw order.
+#: The job's audit sample (audit.py): one design row (seed, line and stratum sizes at first draw), every unit's
+#: stratum at first draw (audit_frame, so a job re-scored since grows its sample as drawn) and one row per sampled unit.
 _SCHEMA_3 = (
     """CREATE TABLE audit_design (
         id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -89,6 +89,7 @@ _SCHEMA_3 = (
         stratum_size INTEGER NOT NULL,
         draw_order INTEGER NOT NULL UNIQUE
     )""",
+    "CREATE TABLE audit_frame (path TEXT PRIMARY KEY, stratum TEXT NOT NULL)",
 )
 #: The statements that bring a store from version i to i + 1.
 _MIGRATIONS = (_SCHEMA, _SCHEMA_2, _SCHEMA_3)
