@@ -76,6 +76,8 @@ def main() -> None:
             for name, interval in (("precision", found.precision), ("recall", found.recall), ("prevalence", found.prevalence_count)):
                 hits[name].append(interval.low <= truth[name] <= interval.high)
                 widths[name].append(interval.high - interval.low)
+            if seed == 0:
+                print("\n".join(estimates.in_words(found)))
             print(
                 f"seed {seed:2d}: n {found.n}, trade {found.n_trade}; precision {found.precision.low:.3f}-{found.precision.high:.3f}, "
                 f"recall {found.recall.low:.3f}-{found.recall.high:.3f}, trade photos {found.prevalence_count.low:.0f}-{found.prevalence_count.high:.0f}"

@@ -194,8 +194,9 @@ def job_line_for_target(screen_dir: str | Path, target_precision: float) -> Line
     return line_for_target(frame, is_trade, sum(audit.design(screen_dir)["sizes"].values()), target_precision)
 
 
-def _share(interval: Interval) -> str:
-    return f"{interval.estimate:.0%} ({interval.low:.0%} to {interval.high:.0%})"
+def _share(interval: Interval) -> tuple[str, str]:
+    """A share in words and its interval in brackets."""
+    return f"{interval.estimate:.0%}", f"({interval.low:.0%} to {interval.high:.0%})"
 
 
 def in_words(estimates: Estimates) -> list[str]:
@@ -209,9 +210,11 @@ def in_words(estimates: Estimates) -> list[str]:
     if e.n_trade == 0:
         words.append("No trade was found among the decided photos, so how much the line catches cannot be measured yet.")
     else:
-        words.append(f"The line catches about {_share(e.recall)} of them.")
+        share, bounds = _share(e.recall)
+        words.append(f"The line catches about {share} of them {bounds}.")
     if math.isnan(e.precision.estimate):
         words.append("The line flags none of the decided photos, so the precision of its flags cannot be measured.")
     else:
-        words.append(f"Of the {units} it flags, about {_share(e.precision)} show trade.")
+        share, bounds = _share(e.precision)
+        words.append(f"Of the {units} it flags, about {share} show trade {bounds}.")
     return [*words, source]
