@@ -5,7 +5,7 @@ default model, and the first --decisions review items in the Review page's order
 filters: flagged, then uncertain, highest score first) are decided with their true folder label (captive ->
 captive, other -> not_captive), every repost with its photo, as the page decides them. `retrain` is timed on the job
 (in this process, as wildvision.screening.retrain.retrain; no audit sample is drawn for the job, so nothing is held
-out). Then the base and the retrained model are evaluated on the other half, which was never screened, each at its
+out: audit.audit_paths is empty). Then the base and the retrained model are evaluated on the other half, which was never screened, each at its
 own threshold: precision, recall and F of the captive class. Both models share the backbone, so the other half's
 features are computed once by a forward pass (novelty.backbone_features, float32) and each head is applied to them:
 exactly what a forward pass of either model gives.
@@ -78,7 +78,7 @@ def main() -> None:
         decided = decide_in_review_order(screen_dir, args.decisions)
         print(f"decided {decided} review items in the Review page's order", flush=True)
         started = time.perf_counter()
-        result = retrain(screen_dir, "default", "bench", Path(scratch) / "runs", held_out=set())
+        result = retrain(screen_dir, "default", "bench", Path(scratch) / "runs")
         seconds = time.perf_counter() - started
         print(
             f"retrain: {seconds:.1f} s; decisions used {result.lineage['decisions_used']} (distinct photos), each weighing {result.lineage['decision_weight']}"

@@ -18,7 +18,7 @@ from conftest import copy_job, demo_subset
 from helpers import run_cli
 from wildvision import catalog, novelty, runs
 from wildvision.predict import load_model
-from wildvision.screening import decisions, job_features, retrain
+from wildvision.screening import audit, decisions, job_features, retrain
 from wildvision.screening.config import PARTS, SCORES
 from wildvision.screening.job import create_screen, finish_screen, resume_screen
 
@@ -187,3 +187,20 @@ def test_a_completed_run_is_retrained_from_its_photos_features_computed_once(scr
     assert len(stored) >= len(split["train"]) + len(split["test_in"])
     again = retrain.retrain(job, str(base), runs_dir=tmp_path / "runs", held_out=set())
     assert entries() == stored and again.threshold == result.threshold, "every entry read, none written again"
+
+
+def test_the_audit_sample_is_held_out_and_the_command_prints_the_new_run_last(screened_job, tmp_path):
+    job = copy_job(screened_job, tmp_path / "screens")
+    rows = decide_all(job)
+    sampled = audit.draw(job, 4, seed=1)
+    held = audit.audit_paths(job)
+    assert set(sampled) <= held
+    result = run_cli("retrain", str(job), "--name", "from-market", "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    assert run_dir.parent == tmp_path / "runs" and run_dir.name.startswith("from-market-")
+    lineage = runs.read_json(run_dir / runs.CONFIG)["retrain"]
+    groups = {row["duplicate_group"] for row in rows if row["path"] in held}
+    assert lineage["held_out_photos"] == len(groups) == 4, "each sampled photo held out once, with its reposts"
+    assert sum(lineage["decisions_used"].values()) == len({row["duplicate_group"] for row in rows}) - 4
+    assert catalog.read_model(run_dir).results["held_out_decisions"].n_images == 4

@@ -41,6 +41,7 @@ from wildvision.inference import pooled
 from wildvision.models import count_parameters, head, split_at_head
 from wildvision.predict import LoadedModel, load_model
 from wildvision.screening import decisions, job_features
+from wildvision.screening.audit import audit_paths
 from wildvision.screening.config import SCORES, read_config
 from wildvision.training.config import TrainConfig
 from wildvision.training.run_data import samples_in_split
@@ -225,8 +226,6 @@ def retrain(
             "retrain from the model that screened the job"
         )
     if held_out is None:
-        from wildvision.screening.audit import audit_paths
-
         held_out = audit_paths(screen_dir)
     decided = decided_photos(screen_dir, held_out)
     if not len(decided.labels):
