@@ -74,6 +74,9 @@ def test_no_trade_found_anywhere_gives_a_wide_honest_interval_and_words_that_say
     assert found.precision.high > 0.05
     words = " ".join(estimates.in_words(found))
     assert "No trade was found" in words and "From 35 distinct photos" in words
+    nothing_flagged = estimates.estimate(sample, trade, dict.fromkeys(flagged, False), 570).to_json()
+    assert nothing_flagged["precision"] == {"estimate": None, "low": None, "high": None}
+    assert json.loads(json.dumps(nothing_flagged, allow_nan=False)) == nothing_flagged
 
 
 def test_too_few_decisions_are_said_to_be_too_few_and_support_no_line():

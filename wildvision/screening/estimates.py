@@ -61,10 +61,15 @@ class Estimates:
 
     def to_json(self) -> dict:
         """precision, recall, prevalence (a count of units), prevalence_share and f_score, each {estimate, low,
-        high}; n, n_trade, units, total, line."""
-        out = {name: asdict(getattr(self, name)) for name in ("precision", "recall", "f_score")}
-        out["prevalence"] = asdict(self.prevalence_count)
-        out["prevalence_share"] = asdict(self.prevalence)
+        high} (null where it cannot be estimated: precision when the line flags no sampled unit, recall when no
+        trade was found); n, n_trade, units, total, line."""
+
+        def plain(interval: Interval) -> dict:  # an estimate that cannot be made is null, as JSON has no NaN
+            return {name: None if math.isnan(value) else value for name, value in asdict(interval).items()}
+
+        out = {name: plain(getattr(self, name)) for name in ("precision", "recall", "f_score")}
+        out["prevalence"] = plain(self.prevalence_count)
+        out["prevalence_share"] = plain(self.prevalence)
         return {**out, "n": self.n, "n_trade": self.n_trade, "units": self.units, "total": self.total, "line": self.line}
 
 
