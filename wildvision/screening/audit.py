@@ -46,13 +46,16 @@ STRATA = (FLAGGED, UNCERTAIN, REST)
 #: Each stratum's share of the sample (see the module's docstring for why).
 SHARES = {FLAGGED: 0.40, UNCERTAIN: 0.35, REST: 0.25}
 UNIT = "distinct photos"
-COLUMNS = ["path", "stratum", "stratum_size", "inclusion_probability", "draw_order", "score"]
+COLUMNS = ["path", "stratum", "stratum_size", "inclusion_probability", "draw_order", "score", "decision"]
 
 
 def units(screen_dir: str | Path) -> pd.DataFrame:
     """The job's distinct photos: path (the group's shown member), group, score (its highest probability) and
     group_decision (the latest decision on any member, empty where undecided), sorted by path."""
-    items = with_decisions(read_items(screen_dir), decisions.current(screen_dir))
+    return _units(with_decisions(read_items(screen_dir), decisions.current(screen_dir)))
+
+
+def _units(items: pd.DataFrame) -> pd.DataFrame:
     photos = queue(items, 0.5, Filters(bands=(), decided="any"))
     photos = photos[photos["probability"].notna()]
     frame = photos[["path", "group", "probability", "group_decision"]].rename(columns={"probability": "score"})
@@ -60,10 +63,10 @@ def units(screen_dir: str | Path) -> pd.DataFrame:
 
 
 def _unit_of_file(screen_dir: str | Path) -> pd.DataFrame:
-    """Each file's unit as units() gives it (score, group_decision), by file path: a sampled unit is found by any of
-    its members, so a job re-scored since the draw (which may show another member) still finds it."""
-    items = read_items(screen_dir)
-    found = units(screen_dir).set_index("group")[["score", "group_decision"]]
+    """Each file's unit (score, group_decision), by file path: a sampled unit is found by any of its members, so a job
+    re-scored since the draw (which may show another member) still finds it."""
+    items = with_decisions(read_items(screen_dir), decisions.current(screen_dir))
+    found = _units(items).set_index("group")[["score", "group_decision"]]
     files = items[items["group"].isin(found.index)]
     return found.loc[files["group"]].set_axis(files["path"].tolist())
 
@@ -149,7 +152,8 @@ def _grow(connection, seed: int, sizes: Mapping[str, int], total: int) -> list[t
 
 def sample(screen_dir: str | Path) -> pd.DataFrame | None:
     """One row per sampled unit in draw order: path, stratum, stratum_size, inclusion_probability (the share of its
-    stratum sampled so far, n_h / N_h), draw_order and score (its highest probability); None when there is no sample."""
+    stratum sampled so far, n_h / N_h), draw_order, score (its highest probability) and decision (its repost group's
+    latest label, empty where undecided); None when there is no sample."""
     with reading(screen_dir) as connection:
         if connection is None or _design(connection) is None:
             return None
@@ -158,7 +162,9 @@ def sample(screen_dir: str | Path) -> pd.DataFrame | None:
         return None
     frame = pd.DataFrame([(path_of(r[0]), *r[1:]) for r in rows], columns=["path", "stratum", "stratum_size", "draw_order"])
     frame["inclusion_probability"] = frame.groupby("stratum")["path"].transform("size") / frame["stratum_size"]
-    frame["score"] = frame["path"].map(_unit_of_file(screen_dir)["score"])
+    unit_of = _unit_of_file(screen_dir)
+    frame["score"] = frame["path"].map(unit_of["score"])
+    frame["decision"] = frame["path"].map(unit_of["group_decision"]).fillna("")
     return frame[COLUMNS]
 
 
@@ -184,16 +190,4 @@ def to_decide(screen_dir: str | Path) -> list[str]:
     """The sampled units nobody decided yet, in draw order. An unsure decision counts as decided (it was looked at)
     though it tells nothing: the estimates leave it out, and deciding it again is up to the reviewer."""
     frame = sample(screen_dir)
-    if frame is None:
-        return []
-    decided = _unit_of_file(screen_dir)["group_decision"]
-    return [path for path in frame["path"] if not decided.get(path, "")]
-
-
-def unit_decisions(screen_dir: str | Path) -> dict[str, str]:
-    """Each sampled unit's decision (its group's latest; empty where undecided), by path."""
-    frame = sample(screen_dir)
-    if frame is None:
-        return {}
-    decided = _unit_of_file(screen_dir)["group_decision"]
-    return {path: decided.get(path, "") for path in frame["path"]}
+    return [] if frame is None else frame.loc[frame["decision"] == "", "path"].tolist()

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from wildvision.screening import audit
+from wildvision.screening.decisions import UNSURE
 from wildvision.screening.review import read_job
 
 DRAWS = 20_000
@@ -142,15 +143,14 @@ def estimate(
     )
 
 
-def _job_inputs(screen_dir: str | Path) -> tuple[pd.DataFrame, dict[str, bool], str] | None:
-    """The job's audit sample, its units' decisions as trade or not (unsure and undecided left out), its positive class."""
+def _job_inputs(screen_dir: str | Path) -> tuple[pd.DataFrame, dict[str, bool]] | None:
+    """The job's audit sample and its units' decisions as trade or not (unsure and undecided left out)."""
     frame = audit.sample(screen_dir)
     if frame is None:
         return None
-    job = read_job(screen_dir)
-    labels = audit.unit_decisions(screen_dir)
-    is_trade = {path: label == job.positive for path, label in labels.items() if label and label != "unsure"}
-    return frame, is_trade, job.positive
+    positive = read_job(screen_dir).positive
+    decided = frame[(frame["decision"] != "") & (frame["decision"] != UNSURE)]
+    return frame, dict(zip(decided["path"], decided["decision"] == positive))
 
 
 def job_estimates(screen_dir: str | Path, line: float | None = None) -> Estimates | None:
@@ -159,7 +159,7 @@ def job_estimates(screen_dir: str | Path, line: float | None = None) -> Estimate
     found = _job_inputs(screen_dir)
     if found is None:
         return None
-    frame, is_trade, _ = found
+    frame, is_trade = found
     line = read_job(screen_dir).threshold if line is None else line
     flagged = dict(zip(frame["path"], frame["score"] >= line))
     return estimate(frame, is_trade, flagged, sum(audit.design(screen_dir)["sizes"].values()), line)
@@ -195,7 +195,7 @@ def job_line_for_target(screen_dir: str | Path, target_precision: float) -> Line
     found = _job_inputs(screen_dir)
     if found is None:
         return LineForTarget(None, "the job has no audit sample yet", None)
-    frame, is_trade, _ = found
+    frame, is_trade = found
     return line_for_target(frame, is_trade, sum(audit.design(screen_dir)["sizes"].values()), target_precision)
 
 
