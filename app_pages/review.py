@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import team
+from app_pages.review_audit import AUDIT_QUEUE, REVIEW_QUEUE, audit_queue, audit_section, retrain_section
 from app_pages.review_export import export_section
 from app_pages.review_jobs import LIVE, jobs_section
 from app_pages.review_listing import listing_banner, listing_card, listing_filters
@@ -283,6 +284,7 @@ def review_section(summary: background.ScreenSummary) -> None:
     top = st.columns([2, 3], vertical_alignment="bottom")
     team.name_box(top[0])
     view = top[1].radio("View", ["Grid", "One at a time"], horizontal=True, key="review-view")
+    which = st.radio("Photos to decide", [REVIEW_QUEUE, AUDIT_QUEUE], horizontal=True, key="review-queue")
     if view == "Grid":
         summary_section(job, items)
         filters = filters_section(job, items)
@@ -291,6 +293,9 @@ def review_section(summary: background.ScreenSummary) -> None:
             summary_section(job, items)
             filters = filters_section(job, items)
     shown = review.queue(items, job.threshold, filters, job.unusual_level)
+    if which == AUDIT_QUEUE and filters.group is None:
+        shown = audit_queue(job, items)
+        st.caption(f"{len(shown):,} photos of the audit sample still to decide, in the order they were drawn (the filters above do not apply).")
     if filters.group is not None:
         st.info(f"Showing the {len(shown)} copies of one photo. Deciding any of them decides them all.")
         st.button("Back to all photos", on_click=st.session_state.pop, args=("review-group", None))
@@ -307,6 +312,8 @@ def review_section(summary: background.ScreenSummary) -> None:
     else:
         single_view(job, items, shown)
     precision_section(job, items, review.model_record(job))
+    audit_section(job)
+    retrain_section(job)
     if not job.partial:  # the note above says exports wait for the job to finish
         export_section(job)
 

@@ -182,6 +182,16 @@ def screened_job(shared, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def audit_market(shared, tmp_path_factory) -> Path:
+    """A completed screening job over 24 captive and 24 other photos of test_out_pet with the shipped model: enough
+    for an audit of 40 distinct photos. Tests that decide anything take a copy_job."""
+    from wildvision.screening.job import screen
+
+    folder = demo_subset(tmp_path_factory.mktemp("audited"), {"captive": 24, "other": 24}, source="test_out_pet")
+    return screen([str(folder)], screens_dir=tmp_path_factory.mktemp("screens"), name="audited")
+
+
+@pytest.fixture(scope="session")
 def partial_job(shared, tmp_path_factory) -> Path:
     """A screening job cancelled part-way, with the shipped model: 6 captive and 6 other photos from test_out_pet, a
     repost of the first captive one listed first and another copy of it listed last, scored in parts of 4 files of

@@ -144,3 +144,18 @@ def read_scores(screen_dir: Path) -> list[dict]:
 
 
 PAPER_ROW = "paper (Tables S1, S2, S3)"  # the source column of the paper's rows in the results grid
+
+
+def truth(path: str) -> str:
+    """A demo photo's class by its class folder: what a careful reviewer decides on the demo proxy."""
+    return "captive" if "/captive/" in path else "not_captive"
+
+
+def decide_truly(job: Path, paths: list[str], reviewer: str = "Ana") -> None:
+    """Decide each photo of a screening job by its class folder, as the Review page would."""
+    from wildvision.screening import review
+
+    found = review.read_job(job)
+    items = review.with_decisions(review.read_items(job), {})
+    for path in paths:
+        review.decide_photo(found, items, path, truth(path), reviewer)

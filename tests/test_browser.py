@@ -150,7 +150,7 @@ def test_a_run_launched_from_the_train_page_completes_while_the_tab_is_closed(br
     page.set_viewport_size({"width": 1400, "height": 2600})
     try:
         # the run table is drawn on a canvas; its cells are also kept, hidden, in the DOM
-        page.wait_for_function(f"() => document.body.innerHTML.includes({new[0].name!r})", timeout=30_000)
+        page.wait_for_function("() => document.body.innerHTML.includes({new[0].name!r})", timeout=30_000)
         page.screenshot(path=SCREENSHOTS / "train-after-run.png", full_page=True)
     finally:
         page.close()
@@ -280,5 +280,54 @@ def test_a_gallery_is_made_from_the_explanations_page_and_shown_with_its_checks(
 
         with Image.open(saved) as figure:
             assert saved.name == "test_out_pet-saliency.png" and figure.format == "PNG" and figure.width == 3840, (saved.name, figure.size)
+    finally:
+        page.close()
+
+
+def test_an_audit_its_estimates_a_retrain_and_its_adoption_in_the_browser(browser, dashboard, audit_market):
+    """The loop of the paper's Fig S5 on the Review page: draw an audit, decide its first photo by click (the rest as
+    a reviewer would, through the library), read the estimates, retrain from the decisions, see both models on the
+    audit photos, and use the retrained one for the job. Runs last: it adds a job and a run to the dashboard's folders."""
+    from helpers import decide_truly, truth
+    from wildvision.screening import audit, candidates, rescore
+
+    job = copy_job(audit_market, dashboard.screens_dir)
+    page, _ = open_page(browser, f"{dashboard.url}/review?job={job.name}&reviewer=Ana")
+    page.set_viewport_size({"width": 1400, "height": 3600})  # the sections below the grid in the screenshots
+    try:
+        page.get_by_label("Photos to add").fill("40")
+        page.get_by_label("Photos to add").press("Enter")
+        settled(page)
+        page.get_by_role("button", name="Choose photos at random for an audit").click()
+        page.get_by_text("The audit sample holds").wait_for(timeout=30_000)
+        settled(page)
+        page.screenshot(path=SCREENSHOTS / "review-audit-queue.png", full_page=True)
+        first = audit.to_decide(job)[0]
+        label = "Captive / for sale" if truth(first) == "captive" else "Not captive"
+        page.get_by_role("button", name=label).first.click()
+        page.wait_for_function("() => document.body.innerText.includes('39 photos of the audit sample still to decide')", timeout=30_000)
+        assert audit.sample(job).set_index("path").loc[first, "decision"] == truth(first)
+
+        decide_truly(job, audit.to_decide(job))
+        outside = [path for path in audit.units(job)["path"] if path not in audit.audit_paths(job)]
+        decide_truly(job, outside[:10])  # decisions retraining learns from (the audit's are held out)
+        page.reload()
+        page.get_by_text("show trade").first.wait_for(timeout=60_000)
+        settled(page)
+        page.get_by_text("How much trade is here").scroll_into_view_if_needed()
+        page.screenshot(path=SCREENSHOTS / "review-audit-estimates.png", full_page=True)
+
+        page.get_by_role("button", name="Retrain from the decisions").click()
+        # the page redraws itself when the retrain is done; the comparison's table is drawn on a canvas
+        page.get_by_role("button", name="Use this model for the job").wait_for(timeout=300_000)
+        settled(page)
+        page.screenshot(path=SCREENSHOTS / "review-retrained-compared.png", full_page=True)
+        (record,) = candidates.candidates(job, dashboard.runs_dir)
+        page.get_by_role("button", name="Use this model for the job").click()
+        page.get_by_text("now scored by the retrained model").wait_for(timeout=60_000)
+        settled(page)
+        assert len(rescore.versions(job)) == 2 and rescore.current(job)["model"] == str(record.path.resolve())
+        assert page.locator("[data-testid='stException']").count() == 0 and "Traceback" not in page.content()
+        page.screenshot(path=SCREENSHOTS / "review-model-adopted.png", full_page=True)
     finally:
         page.close()

@@ -77,7 +77,9 @@ def adopted_threshold(screen_dir: str | Path) -> decisions.Adopted | None:
     return None if adopted is None or (replaced is not None and list(adopted) == replaced) else adopted
 
 
-def _check(screen_dir: Path, run_dir: Path) -> tuple[LoadedModel, np.ndarray]:
+def usable_model(screen_dir: Path, run_dir: Path) -> tuple[LoadedModel, np.ndarray]:
+    """The run's model and the job's stored features, when that model can score them: RunError in words for a job or
+    run not completed, another architecture or backbone, or a head that does not read pooled features."""
     if runs.read_json(screen_dir / runs.STATUS).get("state") != "completed" or not (screen_dir / SCORES).is_file():
         raise runs.RunError(f"screening job {screen_dir.name} is not completed: finish it before adopting another model")
     description, stored = job_features.read_features(screen_dir)
@@ -158,7 +160,7 @@ def use_model(screen_dir: str | Path, run_dir: str | Path, person: str) -> dict:
     screen_dir, run_dir = Path(screen_dir), runs.resolve_run(run_dir, runs.default_runs_dir())
     if not person.strip():
         raise ValueError("no name: say who adopts the model")
-    loaded, stored = _check(screen_dir, run_dir)
+    loaded, stored = usable_model(screen_dir, run_dir)
     probabilities, unlike = score_features(loaded, stored)
     rows, counts = _rescored(screen_dir, loaded, probabilities, unlike)
     history = versions(screen_dir)
