@@ -63,7 +63,7 @@ def new_job_form(screens_dir: Path) -> bool:
         sources = st.text_area(
             "Folders, zip files or lists of photo paths on this computer, one per line",
             placeholder="/data/marketplace/2026-11-28",
-            help="Folders are searched with all their sub-folders. A text file lists one photo path per line.",
+            help="Folders are searched with all their sub-folders. A text file lists one photo path per line. A .csv or .jsonl manifest of scraped listings names each photo with its listing (URL, post id, title, date, seller, platform): see docs/cli.md.",
         )
         model = st.selectbox("Model", models, format_func=model_label)
         name = st.text_input("Name for this job (optional)", placeholder="marketplace-november")
@@ -72,7 +72,7 @@ def new_job_form(screens_dir: Path) -> bool:
         return False
     lines = [line.strip() for line in sources.splitlines() if line.strip()]
     if not lines:
-        st.error("Give at least one folder, zip file or list of photo paths.")
+        st.error("Give at least one folder, zip file, list of photo paths or manifest of listings.")
         return False
     try:
         lines = [str(roots.regular(roots.readable(line))) for line in lines]

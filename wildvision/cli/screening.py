@@ -83,7 +83,10 @@ def register(sub) -> None:
 def add_screen_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `python -m wildvision screen`."""
     parser.add_argument(
-        "sources", nargs="*", metavar="SOURCE", help="folders of images (searched recursively), zips of images, or text files listing image paths"
+        "sources",
+        nargs="*",
+        metavar="SOURCE",
+        help="folders of images (searched recursively), zips of images, text files listing image paths, or .csv/.jsonl manifests of scraped listings (docs/cli.md)",
     )
     parser.add_argument("--resume", metavar="SCREEN_DIR", help="finish a killed, failed or cancelled screening job instead of starting one")
     parser.add_argument(
