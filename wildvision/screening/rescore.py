@@ -37,6 +37,7 @@ from wildvision.predict import LoadedModel, load_model
 from wildvision.screening import decisions, job_features
 from wildvision.screening.config import SCORES, read_config, write_config
 from wildvision.screening.merge import SCORES_COLUMNS
+from wildvision.screening.scoring import write_rows
 
 VERSIONS_DIR, VERSIONS = "scores-versions", "versions.json"
 CHUNK = 65_536  # rows of features through the head at once: 160 MB of float32 at 1280 features
@@ -140,18 +141,6 @@ def _rescored(screen_dir: Path, loaded: LoadedModel, probabilities: np.ndarray, 
     return out, {"flagged": flagged, "flagged_photos": len(flagged_photos)}
 
 
-def _write_scores(path: Path, rows: list[list]) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(SCORES_COLUMNS)
-            writer.writerows(rows)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    runs.write_atomic(path, write)
-
-
 def use_model(screen_dir: str | Path, run_dir: str | Path, person: str) -> dict:
     """Re-score the whole job with the run's model from its stored features, as a new version of its scores; returns
     the new version's entry of versions.json. `person`: who adopts it (on record)."""
@@ -180,7 +169,7 @@ def use_model(screen_dir: str | Path, run_dir: str | Path, person: str) -> dict:
         "adopted_by": person.strip(),
         "replaced_threshold": list(adopted) if (adopted := decisions.adopted_threshold(screen_dir)) else None,
     }
-    _write_scores(screen_dir / SCORES, rows)
+    write_rows(screen_dir / SCORES, SCORES_COLUMNS, rows)
     config = read_config(screen_dir)
     fields = {"model": entry["model"], "model_file": loaded.source, "model_version": model_version(loaded), "architecture": loaded.arch}
     write_config(screen_dir, dataclasses.replace(config, **fields, threshold=loaded.threshold, class_names=tuple(loaded.class_names)))

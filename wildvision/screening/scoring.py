@@ -81,15 +81,15 @@ def _part_path(screen_dir: Path, first: int) -> Path:
     return screen_dir / PARTS / f"part-{first:09d}.csv"
 
 
-def _write_part(path: Path, rows: list[list]) -> None:
-    """One part file, atomically. Names are written with errors="surrogateescape" (and read back so by
+def write_rows(path: Path, columns: list[str], rows: list[list]) -> None:
+    """A CSV of the job (a part file, or scores.csv re-scored), atomically. Names are written with errors="surrogateescape" (and read back so by
     merge.part_rows): a file name that is not UTF-8 (b'caf\\xe9.jpg', held by Python as a surrogate) keeps its
     exact bytes instead of failing the job, and every resume of it."""
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
             writer = csv.writer(handle)
-            writer.writerow(PART_COLUMNS)
+            writer.writerow(columns)
             writer.writerows(rows)
             handle.flush()
             os.fsync(handle.fileno())
@@ -205,6 +205,6 @@ def score_parts(screen_dir: Path, config: ScreenConfig, loaded: LoadedModel, wor
             vectors.append(vector)
             if (index + 1) % part_size == 0 or index + 1 == total:
                 features.write_part(features.part_path(screen_dir, part[0][0]), vectors, describing.dim)
-                _write_part(_part_path(screen_dir, part[0][0]), part)
+                write_rows(_part_path(screen_dir, part[0][0]), PART_COLUMNS, part)
                 part, vectors = [], []
                 _progress(screen_dir, part_size, total, started, done_at_start)
