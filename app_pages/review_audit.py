@@ -149,9 +149,9 @@ def retrain_section(job: review.Job) -> None:
         _live_requests(str(job.path))
     else:
         _request_lines(found)
-    for record in candidates.candidates(job.path, runs.default_runs_dir())[:3]:
+    for candidate in candidates.candidates(job.path, runs.default_runs_dir())[:3]:
+        record, used = candidate.record, candidate.decisions_used
         with st.container(border=True):
-            used = record.config["retrain"]["decisions_used"]
             st.markdown(
                 f"**{md(record.key)}**, retrained on " + ", ".join(f"{count:,} {md(wording.label_words(label)).lower()}" for label, count in used.items())
             )

@@ -150,7 +150,7 @@ def test_a_run_launched_from_the_train_page_completes_while_the_tab_is_closed(br
     page.set_viewport_size({"width": 1400, "height": 2600})
     try:
         # the run table is drawn on a canvas; its cells are also kept, hidden, in the DOM
-        page.wait_for_function("() => document.body.innerHTML.includes({new[0].name!r})", timeout=30_000)
+        page.wait_for_function(f"() => document.body.innerHTML.includes({new[0].name!r})", timeout=30_000)
         page.screenshot(path=SCREENSHOTS / "train-after-run.png", full_page=True)
     finally:
         page.close()
@@ -322,7 +322,7 @@ def test_an_audit_its_estimates_a_retrain_and_its_adoption_in_the_browser(browse
         page.get_by_role("button", name="Use this model for the job").wait_for(timeout=300_000)
         settled(page)
         page.screenshot(path=SCREENSHOTS / "review-retrained-compared.png", full_page=True)
-        (record,) = candidates.candidates(job, dashboard.runs_dir)
+        (record,) = [candidate.record for candidate in candidates.candidates(job, dashboard.runs_dir)]
         page.get_by_role("button", name="Use this model for the job").click()
         page.get_by_text("now scored by the retrained model").wait_for(timeout=60_000)
         settled(page)

@@ -77,7 +77,7 @@ def test_a_retrain_started_on_the_page_is_compared_on_the_audit_and_adopted(job,
     button(at, "Retrain from the decisions").click().run()
     assert not at.exception
     poll(lambda: candidates.candidates(job, runs_dir), bool, timeout_s=300, describe=lambda _: str(candidates.retrain_requests(job)))
-    (record,) = candidates.candidates(job, runs_dir)
+    (record,) = [candidate.record for candidate in candidates.candidates(job, runs_dir)]
     assert record.config["retrain"]["held_out_photos"] >= 30
 
     at = AppTest.from_file(PAGE, default_timeout=120).run()

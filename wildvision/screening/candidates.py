@@ -67,15 +67,23 @@ def retrain_requests(screen_dir: str | Path) -> list[RetrainRequest]:
     return found
 
 
-def candidates(screen_dir: str | Path, runs_dir: str | Path) -> list[catalog.ModelRecord]:
+@dataclass(frozen=True)
+class Candidate:
+    """A run retrained from the job's decisions: its catalog record, and how many decisions of each class it learnt from."""
+
+    record: catalog.ModelRecord
+    decisions_used: dict[str, int]
+
+
+def candidates(screen_dir: str | Path, runs_dir: str | Path) -> list[Candidate]:
     """Completed runs retrained from this job's decisions, newest first."""
     job = str(Path(screen_dir).resolve())
     found = [
-        record
+        Candidate(record, dict(lineage["decisions_used"]))
         for record in catalog.list_models(runs_dir, include_default=False)
-        if record.state == "completed" and record.config.get("retrain", {}).get("screening_job") == job
+        if record.state == "completed" and (lineage := record.config.get("retrain", {})).get("screening_job") == job
     ]
-    return sorted(found, key=lambda record: record.key, reverse=True)
+    return sorted(found, key=lambda candidate: candidate.record.key, reverse=True)
 
 
 @dataclass(frozen=True)
