@@ -312,7 +312,7 @@ def review_section(summary: background.ScreenSummary) -> None:
     else:
         single_view(job, items, shown)
     precision_section(job, items, review.model_record(job))
-    audit_section(job)
+    audit_section(job, items)
     retrain_section(job)
     if not job.partial:  # the note above says exports wait for the job to finish
         export_section(job)

@@ -28,11 +28,11 @@ def audit_queue(job: review.Job, items: pd.DataFrame) -> pd.DataFrame:
 
 def _draw(screen_dir: str, size: int) -> None:
     try:
-        drawn = audit.draw(screen_dir, size, person=team.person().identity)
+        drawn = audit.draw(screen_dir, size, person=team.person().identity, unit=st.session_state.get("audit-unit"))
     except (ValueError, DecisionsUnreadable, DecisionsUnwritable) as error:
         st.session_state["review-problem"] = f"No photos were added to the audit: {error}"
         return
-    st.session_state["review-saved"] = f"The audit sample now holds {len(drawn):,} distinct photos chosen at random."
+    st.session_state["review-saved"] = f"The audit sample now holds {len(drawn):,} {audit.UNIT_WORDS[audit.design(screen_dir)['unit']]} chosen at random."
     st.session_state["review-queue"] = AUDIT_QUEUE
 
 
@@ -44,7 +44,7 @@ def _interval(interval: estimates.Interval, count: bool = False) -> str:
     return f"{interval.estimate:.0%} ({interval.low:.0%} to {interval.high:.0%})"
 
 
-def audit_section(job: review.Job) -> None:
+def audit_section(job: review.Job, items: pd.DataFrame) -> None:
     """How much trade the job holds and how much the line misses, from photos chosen at random: the sample, its
     estimates in words, and the line a target precision needs."""
     st.subheader("How much trade is here, and how much do the flags miss?")
@@ -55,6 +55,15 @@ def audit_section(job: review.Job) -> None:
     )
     sample = audit.sample(job.path)
     may = team.person().may("decide") and bool(team.person().identity)
+    if sample is None and "listing_key" in items:  # a job screened from a manifest of listings
+        st.radio(
+            "Count",
+            [audit.PHOTO, audit.LISTING],
+            format_func=lambda unit: audit.UNIT_WORDS[unit],
+            horizontal=True,
+            key="audit-unit",
+            help="Listings: each listing is chosen as a whole, and shows trade when one of its photos does.",
+        )
     columns = st.columns([1, 3], vertical_alignment="bottom")
     size = columns[0].number_input("Photos to add", 10, 1000, DEFAULT_SIZE if sample is None else 50, 10, key="audit-size")
     label = "Choose photos at random for an audit" if sample is None else "Add photos to the audit"
@@ -65,7 +74,7 @@ def audit_section(job: review.Job) -> None:
         return
     decided = int((sample["decision"] != "").sum())
     st.markdown(
-        f"The audit sample holds **{len(sample):,} distinct photos** chosen at random; **{decided:,}** are decided and "
+        f"The audit sample holds **{len(sample):,} {audit.UNIT_WORDS[audit.design(job.path)['unit']]}** chosen at random; **{decided:,}** are decided and "
         f"{len(sample) - decided:,} are still to decide (choose the audit queue above to decide them)."
     )
     found = estimates.job_estimates(job.path)

@@ -21,7 +21,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise ValueError("say --size N to add N distinct photos to the audit sample, or --estimate to see the estimates")
     if args.json:
         raise ValueError("--json goes with --estimate")
-    audit.draw(args.screen_dir, args.size, args.seed, getpass.getuser())
+    audit.draw(args.screen_dir, args.size, args.seed, getpass.getuser(), args.unit)
     for path in audit.to_decide(args.screen_dir):
         print(path)
     return 0
@@ -43,5 +43,12 @@ def register(sub) -> None:
     action.add_argument("--size", type=int, default=None, metavar="N", help="add N distinct photos to the sample")
     action.add_argument("--estimate", action="store_true", help="print the estimates from the sample's decisions")
     p.add_argument("--seed", type=int, default=None, help="the first draw's random seed (default: a random one, recorded)")
+    p.add_argument(
+        "--unit",
+        choices=(audit.PHOTO, audit.LISTING),
+        default=None,
+        help="on the first draw: what the sample and its estimates count, distinct photos (default) or listings (a job screened "
+        "from a manifest of listings; a listing shows trade when one of its photos does)",
+    )
     p.add_argument("--json", action="store_true", help="with --estimate: print JSON (precision, recall, prevalence, each with estimate, low, high; n)")
     p.set_defaults(func=cmd_audit)

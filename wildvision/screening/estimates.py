@@ -162,7 +162,8 @@ def job_estimates(screen_dir: str | Path, line: float | None = None) -> Estimate
     frame, is_trade = found
     line = read_job(screen_dir).threshold if line is None else line
     flagged = dict(zip(frame["path"], frame["score"] >= line))
-    return estimate(frame, is_trade, flagged, sum(audit.design(screen_dir)["sizes"].values()), line)
+    design = audit.design(screen_dir)
+    return estimate(frame, is_trade, flagged, sum(design["sizes"].values()), line, units=audit.UNIT_WORDS[design["unit"]])
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ class LineForTarget:
     estimates: Estimates | None
 
 
-def line_for_target(sample: pd.DataFrame, is_trade: Mapping[str, bool], total_units: int, target_precision: float) -> LineForTarget:
+def line_for_target(sample: pd.DataFrame, is_trade: Mapping[str, bool], total_units: int, target_precision: float, units: str = audit.UNIT) -> LineForTarget:
     """The lowest line, among the decided units' scores (`sample`'s score column), at which the precision's 95%
     LOWER bound reaches `target_precision`: the honest choice, since a point estimate reaches a target by luck half
     the time."""
@@ -184,7 +185,7 @@ def line_for_target(sample: pd.DataFrame, is_trade: Mapping[str, bool], total_un
             None, f"only {len(decided)} sampled units are decided ({sum(is_trade.values())} as trade): decide at least {MIN_DECIDED}, some of them trade", None
         )
     for line in sorted(set(decided["score"])):
-        found = estimate(sample, is_trade, dict(zip(sample["path"], sample["score"] >= line)), total_units, line)
+        found = estimate(sample, is_trade, dict(zip(sample["path"], sample["score"] >= line)), total_units, line, units=units)
         if found.precision.low >= target_precision:
             return LineForTarget(line, f"the lowest line whose precision is at least {target_precision:.0%} with 95% confidence", found)
     return LineForTarget(None, f"no line reaches {target_precision:.0%} precision with 95% confidence on this audit: decide more sampled photos", None)
@@ -196,7 +197,8 @@ def job_line_for_target(screen_dir: str | Path, target_precision: float) -> Line
     if found is None:
         return LineForTarget(None, "the job has no audit sample yet", None)
     frame, is_trade = found
-    return line_for_target(frame, is_trade, sum(audit.design(screen_dir)["sizes"].values()), target_precision)
+    design = audit.design(screen_dir)
+    return line_for_target(frame, is_trade, sum(design["sizes"].values()), target_precision, units=audit.UNIT_WORDS[design["unit"]])
 
 
 def _share(interval: Interval) -> tuple[str, str]:
