@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from wildvision.cli import audit, cache, data, explain, models, retrain, screening, training
+from wildvision.cli import audit, cache, data, explain, models, report, retrain, screening, training
 from wildvision.cli.options import USER_ERRORS
 from wildvision.wording import error_text
 from wildvision.worker import log_to_console
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.register(sub)
     retrain.register(sub)
     audit.register(sub)
+    report.register(sub)
 
     return parser
 
