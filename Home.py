@@ -8,6 +8,7 @@ from collections import Counter
 import streamlit as st
 
 from app_pages import team
+from app_pages.study_deck import deck_section
 from app_pages.widgets import run_page
 from wildvision import catalog, model_card, runs
 from wildvision.training.launch import accelerator, list_runs_shown
@@ -57,6 +58,9 @@ def home_page() -> None:
         )
         with st.expander("Model card"):
             st.markdown(model_card.card_markdown(model_card.load_card()))
+
+    st.subheader("For a presentation")
+    deck_section()
 
     st.subheader("Where to go")
     links = {

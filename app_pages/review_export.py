@@ -22,7 +22,7 @@ def export_section(job: review.Job) -> None:
         "each of them as it was screened, a map of where the model looked and the list of cases; the training folder "
         "holds every decided photo, sorted by decision, ready to train a model on your own market's photos."
     )
-    columns = st.columns(3)
+    columns = st.columns(4)
     with columns[0]:
         try:
             text, count = export.cases_csv(job.path)
@@ -37,6 +37,13 @@ def export_section(job: review.Job) -> None:
             pack = export_requests.new_pack_path(job.path)
             start(job, "evidence pack", pack, ["--zip", pack], "The evidence pack is being made in the background; it is listed below when ready.")
     with columns[2]:
+        if st.button(
+            "Make a report (PDF and HTML)",
+            help="What was screened, the model and its line, the market estimates, the confirmed cases with their photos and maps, "
+            "who decided how many, and what the model cannot show: for the people who act on the results.",
+        ):
+            report(job)
+    with columns[3]:
         with st.form("training-folder"):
             folder = st.text_input("New training folder (a path on this computer)", placeholder="/data/training/market-november")
             demo = shared.demo_data("train")
@@ -65,16 +72,30 @@ def live_exports(screen_dir: str) -> None:
 
 def export_line(request: export_requests.ExportRequest) -> None:
     """One export started here: ready (with a download for a pack), still being made, or why it failed."""
-    name = code(request.output.name if request.kind == "evidence pack" else request.output)
+    name = code(request.output.name if request.kind in ("evidence pack", "report") else request.output)
     if request.state == "running":
         st.caption(f"{request.kind.capitalize()} {name}: {md(request.detail) if request.detail else 'being made…'}")
     elif request.state == "failed":
         st.warning(f"{request.kind.capitalize()} {name} was not made: {md(request.detail)}")
     elif request.kind == "evidence pack":
         st.download_button(f"Download the evidence pack {request.output.name}", request.output.read_bytes(), request.output.name, "application/zip")
+    elif request.kind == "report":
+        pdf, html = request.output, export_requests.html_beside(request.output)
+        cells = st.columns(2)
+        cells[0].download_button(f"Report {pdf.name}", pdf.read_bytes, pdf.name, "application/pdf", key=f"report-pdf-{pdf.name}")
+        if html.is_file():
+            cells[1].download_button(f"Report {html.name}", html.read_bytes, html.name, "text/html", key=f"report-html-{html.name}")
     else:
         overlap = " Train on it with 'Leave out test photos that copy a training photo' ticked." if "copy a test-set photo" in request.detail else ""
         st.success(f"Training folder {name}: {md(request.detail)}.{overlap}")
+
+
+def report(job: review.Job) -> None:
+    """The job's report, PDF and HTML, made in the background (its maps take about a second a photo)."""
+    pdf = export_requests.new_report_path(job.path)
+    who = team.person().identity
+    arguments = ["--out", export_requests.html_beside(pdf), "--out", pdf, *(["--by", who] if who else [])]
+    start(job, "report", pdf, arguments, "The report is being made in the background; it is listed below when ready.", command="report")
 
 
 def training_folder(job: review.Job, folder: str, include: str) -> None:
@@ -96,9 +117,9 @@ def training_folder(job: review.Job, folder: str, include: str) -> None:
     start(job, "training folder", Path(folder), arguments, f"Writing {code(folder)} in the background; it is listed below when ready.")
 
 
-def start(job: review.Job, kind: str, output: Path, arguments: list, message: str) -> None:
+def start(job: review.Job, kind: str, output: Path, arguments: list, message: str, command: str = "export") -> None:
     try:
-        export_requests.start_export(job.path, kind, output, arguments, owner=team.person().identity)
+        export_requests.start_export(job.path, kind, output, arguments, owner=team.person().identity, command=command)
     except (OSError, ValueError) as error:  # ValueError: jobs.TooManyJobs
         st.error(f"The export was not started: {error}")
         return

@@ -27,6 +27,7 @@ def test_every_page_file_is_covered():
         "app_pages/review_export.py",
         "app_pages/review_listing.py",
         "app_pages/review_audit.py",
+        "app_pages/study_deck.py",
     }
     assert on_disk == set(PAGES[1:])
 

@@ -10,8 +10,10 @@ demo data are called a proxy on the slide that lists the data.
 
 from __future__ import annotations
 
+import glob
 import io
 import re
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +30,9 @@ from wildvision.analysis.grid import results_grid
 from wildvision.analysis.tidy import PAPER, PAPER_DATA, RUN, combined_results, dataset_order
 from wildvision.explain import gallery_jobs
 from wildvision.reports import slides
+from wildvision.screening import export_requests
 
+DECKS = "reports"  # in the runs folder: the decks made from the dashboard, their slides and logs
 GRID_ROWS = 26  # rows of the results grid a slide holds, still readable at the back of a room
 GAIN_TEST_SET = "test_out_pet"  # as the Efficiency page: only the out-of-distribution sets reproduce the paper's Fig 3
 PREFERRED_METHODS = ("saliency", "gradcam", "smoothgrad", "integrated_gradients")  # the paper's maps first
@@ -231,3 +235,37 @@ def write_deck(figures: Sequence[Figure], out: str | Path) -> Deck:
         pngs.append(png)
     runs.write_atomic(out, lambda tmp: tmp.write_bytes(buffer.getvalue()))
     return Deck(out, tuple(pngs))
+
+
+def decks_folder(runs_dir: str | Path) -> Path:
+    """RUNS_DIR/reports/: the study decks made from the dashboard, each with its slides' PNGs and its log."""
+    return Path(runs_dir) / DECKS
+
+
+def start_deck(runs_dir: str | Path, owner: str = "") -> Path:
+    """Make the study deck of every completed run in the background (`report --study`); returns the PDF it will write.
+    Refused with jobs.TooManyJobs when `owner` is at their cap."""
+    folder = decks_folder(runs_dir)
+    pdf = folder / f"study-{export_requests.utc_stamp()}.pdf"
+    export_requests.start_request(folder, "study deck", pdf, ["report", "--study", "--runs-dir", Path(runs_dir).resolve(), "--out", pdf.resolve()], owner=owner)
+    return pdf
+
+
+def deck_requests(runs_dir: str | Path) -> list[export_requests.ExportRequest]:
+    """The study decks started from the dashboard, newest first: written, being made (or waiting), or failed and why."""
+    return export_requests.requests_in(decks_folder(runs_dir))
+
+
+def slide_pngs(pdf: Path) -> list[Path]:
+    """A written deck's slides as PNGs, in order."""
+    stem = re.sub(r"\.pdf$", "", pdf.name, flags=re.IGNORECASE)
+    return sorted(pdf.parent.glob(f"{glob.escape(stem)}-slide-*.png"))
+
+
+def slides_zip(pdf: Path) -> bytes:
+    """A written deck's slide PNGs in one zip, for dropping into a presentation."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for png in slide_pngs(pdf):
+            archive.write(png, png.name)
+    return buffer.getvalue()

@@ -1,10 +1,11 @@
 """Exports the Review page starts: background processes writing into the job's exports/ folder, one log each.
 
 An evidence pack's saliency maps and a training folder's copies take minutes for thousands of photos, which the
-dashboard never waits for: each request is `python -m wildvision export SCREEN_DIR ...` in its own process, noted in
-exports/requests.jsonl with the log its output goes to (exports/export-<UTC time>-<suffix>.log). A failed request's
+dashboard never waits for: each request is `python -m wildvision export SCREEN_DIR ...` (or `report SCREEN_DIR ...`,
+a report for the people who act on the job) in its own process, noted in exports/requests.jsonl with the log its output goes to (exports/export-<UTC time>-<suffix>.log). A failed request's
 message is the last `error:` line of its own log: two exports that fail together each report their own error.
 Requests from before each had a log share exports/console.log, and read their error from it as they always did.
+The study deck is a request of the same kind in the runs folder (reports.deck.start_deck).
 Exports wait their turn in the dashboard's queue (wildvision.job_queue) and count as their owner's jobs.
 """
 
@@ -32,36 +33,39 @@ def exports_folder(screen_dir: str | Path) -> Path:
 class ExportRequest:
     """An export the Review page started: what it writes, and where it stands (written, running or failed)."""
 
-    kind: str  # "evidence pack" or "training folder"
+    kind: str  # "evidence pack", "training folder", "report" or "study deck"
     output: Path
     state: str
     detail: str = ""  # why it failed; for a written training folder, what it holds; while it waits, its place in line
 
 
-def _utc_stamp() -> str:
+def utc_stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
-def start_export(screen_dir: str | Path, kind: str, output: str | Path, arguments: Sequence[str], *, owner: str = "") -> Path:
-    """Run `python -m wildvision export SCREEN_DIR ARGUMENTS...` in the background, its output in a log of its own,
-    and note both in exports/requests.jsonl; returns the log. `output` is what the arguments write (a pack, or a
-    training folder). `owner` (access.Person.identity): whose job it is, refused with jobs.TooManyJobs at their cap."""
+def start_request(folder: Path, kind: str, output: str | Path, arguments: Sequence[str], *, owner: str = "") -> Path:
+    """Run `python -m wildvision ARGUMENTS...` in the background, its output in a log of its own in `folder`, and note
+    both in folder/requests.jsonl; returns the log. `output` is what the arguments write (a file, or a training folder).
+    `owner` (access.Person.identity): whose job it is, refused with jobs.TooManyJobs at their cap."""
     job_queue.check_room(owner)
-    folder = exports_folder(screen_dir)
-    folder.mkdir(exist_ok=True)
-    log = folder / f"export-{_utc_stamp()}-{secrets.token_hex(3)}.log"
-    arguments = ["export", str(Path(screen_dir).resolve()), *map(str, arguments)]
-    pid = job_queue.start("wildvision", arguments, log, owner=owner, folder=output)
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / f"export-{utc_stamp()}-{secrets.token_hex(3)}.log"
+    pid = job_queue.start("wildvision", [str(a) for a in arguments], log, owner=owner, folder=output)
     request = {"kind": kind, "output": str(Path(output).resolve()), "pid": pid, "log": log.name, "started_at": runs.now()}
     with open(folder / REQUESTS, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(request) + "\n")
     return log
 
 
-def export_requests(screen_dir: str | Path) -> list[ExportRequest]:
-    """The exports the Review page started for the job, newest first, each written, running or failed (with the
-    error the export printed in its own log)."""
-    folder = exports_folder(screen_dir)
+def start_export(screen_dir: str | Path, kind: str, output: str | Path, arguments: Sequence[str], *, owner: str = "", command: str = "export") -> Path:
+    """`python -m wildvision COMMAND SCREEN_DIR ARGUMENTS...` (`export`, or `report`) as a request in the job's exports/
+    folder (start_request)."""
+    return start_request(exports_folder(screen_dir), kind, output, [command, str(Path(screen_dir).resolve()), *map(str, arguments)], owner=owner)
+
+
+def requests_in(folder: Path) -> list[ExportRequest]:
+    """The requests noted in folder/requests.jsonl, newest first, each written, running or failed (with the error it
+    printed in its own log)."""
     if not (folder / REQUESTS).is_file():
         return []
     requests = []
@@ -78,6 +82,21 @@ def export_requests(screen_dir: str | Path) -> list[ExportRequest]:
     return requests
 
 
+def export_requests(screen_dir: str | Path) -> list[ExportRequest]:
+    """The exports the Review page started for the job, newest first (requests_in its exports/ folder)."""
+    return requests_in(exports_folder(screen_dir))
+
+
 def new_pack_path(screen_dir: str | Path) -> Path:
     """Where the next evidence pack of the job goes: exports/evidence-<UTC time>.zip."""
-    return exports_folder(screen_dir) / f"evidence-{_utc_stamp()}.zip"
+    return exports_folder(screen_dir) / f"evidence-{utc_stamp()}.zip"
+
+
+def new_report_path(screen_dir: str | Path) -> Path:
+    """Where the next report of the job goes: exports/report-<UTC time>.pdf, its HTML beside it (html_beside)."""
+    return exports_folder(screen_dir) / f"report-{utc_stamp()}.pdf"
+
+
+def html_beside(pdf: Path) -> Path:
+    """A report's HTML, written before its PDF: the PDF's name ending .html."""
+    return pdf.with_suffix(".html")
