@@ -155,6 +155,35 @@ def gain_slide(frame: pd.DataFrame) -> Figure | None:
     return slides.gain_slide(gains, title, caption, [format_gain(g) for g in gains["gain_per_million"]])
 
 
+DEFAULT_MEASURES = {
+    "f_score": "F-score (weighted)",
+    "precision_at_threshold": "flags that are right (precision)",
+    "recall_at_threshold": "captive photos found (recall)",
+}
+
+
+def default_model_slide(record: catalog.ModelRecord) -> Figure | None:
+    """The shipped model on its own test sets (the demo proxy's): what someone checking photos with it can expect."""
+    found = {name: e for name, e in record.results.items() if e.precision_at_threshold is not None and e.recall_at_threshold is not None}
+    if not found:
+        return None
+    rows = pd.DataFrame(
+        [(words, name, evaluation.metric(measure), "default") for name, evaluation in found.items() for measure, words in DEFAULT_MEASURES.items()],
+        columns=["label", "test_set", "value", "origin"],
+    )
+    worst = min(found, key=lambda name: found[name].precision_at_threshold)
+    least_found = min(e.recall_at_threshold for e in found.values())
+    title = (
+        f"The default model finds at least {least_found * 100:.0f} of every 100 captive photos; on {worst} only "
+        f"{found[worst].precision_at_threshold * 100:.0f} of every 100 of its flags are right"
+    )
+    caption = (
+        f"{record.description}, measured on the demo PROXY's test sets (cats and dogs in listing photos stand in for captive wild "
+        "animals), not the paper's data. Precision and recall of 'captive' at the model's own line; F-score weighted as in the paper."
+    )
+    return slides.grouped_bars_slide([("", rows)], title, caption, "fraction (0 to 1)")
+
+
 def _gallery_choice(items: Sequence[gallery_jobs.StoredGallery]) -> list[gallery_jobs.StoredGallery]:
     """One ready gallery per test set: the paper's method where there is one."""
     ready = [item for item in items if item.state == gallery_jobs.READY and item.pages]
@@ -202,6 +231,9 @@ def study_slides(records: Sequence[catalog.ModelRecord], runs_dir: str | Path) -
     made = [*grid_slides(frame), background_slide(frame), regime_slide(frame)]
     gain = gain_slide(frame)
     made += [gain] if gain is not None else []
+    default = next((record for record in records if record.is_default), None)
+    shipped = default_model_slide(default) if default is not None else None
+    made += [shipped] if shipped is not None else []
     made += gallery_slides(records, Path(runs_dir))
     made += [data_slide(records), slides.text_slide("The words on these slides", GLOSSARY)]
     return made

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from wildvision.analysis.export import format_fixed, format_value, table_decimals
-from wildvision.analysis.tidy import PAPER, TEST_SET_COLOURS, short_run_name
+from wildvision.analysis.tidy import PAPER, RUN, TEST_SET_COLOURS, short_run_name
 
 logging.getLogger("fontTools").setLevel(logging.WARNING)  # it logs every glyph it keeps when matplotlib embeds a font
 rcParams["pdf.fonttype"] = 42  # TrueType in the PDF: its text can be searched and copied (pdftotext reads it)
@@ -109,7 +109,7 @@ def grouped_bars_slide(
         for offset, test_set in enumerate(test_sets):
             part = rows[rows["test_set"] == test_set].drop_duplicates("label").set_index("label").reindex(labels)
             x = np.arange(len(labels)) + (offset - (len(test_sets) - 1) / 2) * bar
-            hatches = ["//" if origin != PAPER else "" for origin in part["origin"].fillna(PAPER)]
+            hatches = ["//" if origin == RUN else "" for origin in part["origin"].fillna(PAPER)]
             bars = axes.bar(x, part["value"].fillna(0), bar, color=TEST_SET_COLOURS[test_set], hatch=None, edgecolor="white", linewidth=0.5, label=test_set)
             for drawn, hatch in zip(bars, hatches):
                 drawn.set_hatch(hatch)
@@ -118,7 +118,8 @@ def grouped_bars_slide(
                     axes.text(position, value - 0.01, format_value(value), rotation=90, ha="center", va="top", fontsize=6.5, color="white")
             if lines and test_set in lines:
                 axes.axhline(lines[test_set], color=TEST_SET_COLOURS[test_set], linestyle="--", linewidth=1.2)
-        axes.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=9)
+        crowded = len(labels) > 5
+        axes.set_xticks(range(len(labels)), labels, rotation=35 if crowded else 0, ha="right" if crowded else "center", fontsize=9 if crowded else 11)
         axes.set_ylim(0, 1.0)
         axes.set_title(name, fontsize=12)
         axes.spines[["top", "right"]].set_visible(False)
@@ -128,7 +129,7 @@ def grouped_bars_slide(
             axes.tick_params(labelleft=False)
     handles = [figure.axes[0].bar([0], [0], color=TEST_SET_COLOURS[t], label=t) for t in test_sets] if figure.axes else []
     figure.legend(
-        handles=[h[0] for h in handles], labels=test_sets, loc="upper right", bbox_to_anchor=(0.96, 0.86), ncols=len(test_sets), fontsize=10, frameon=False
+        handles=[h[0] for h in handles], labels=test_sets, loc="upper right", bbox_to_anchor=(0.96, 0.845), ncols=len(test_sets), fontsize=10, frameon=False
     )
     return figure
 
