@@ -5,7 +5,9 @@ pages' numbers. Job reports need ../shared (demo photos, the shipped model); the
 from __future__ import annotations
 
 import math
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +25,16 @@ from wildvision.reports.job_report import CaseRow, JobReport
 from wildvision.screening import audit, export_requests, review
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def poppler() -> None:
+    """pdftotext and pdfinfo read the reports back, or a skip saying how to install them (a failure in CI)."""
+    if not (shutil.which("pdftotext") and shutil.which("pdfinfo")):
+        message = "needs pdftotext and pdfinfo (Debian: apt-get install --no-install-recommends poppler-utils)"
+        if os.environ.get("WILDVISION_REQUIRE_SHARED") == "1":
+            pytest.fail(message + "; WILDVISION_REQUIRE_SHARED=1 forbids skipping")
+        pytest.skip(message)
 
 
 def wildvision(*arguments) -> subprocess.CompletedProcess:
