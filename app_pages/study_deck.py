@@ -9,7 +9,7 @@ import streamlit as st
 from app_pages import team
 from app_pages.widgets import code, md
 from wildvision import runs
-from wildvision.reports import deck
+from wildvision.reports import deck, slides
 
 SHOWN = 3  # the newest decks listed
 
@@ -64,3 +64,15 @@ def deck_line(request) -> None:
             "application/zip",
             key=f"deck-png-{pdf.name}",
         )
+
+
+def grid_chart_button(table, title: str, caption: str, difference: bool, file_stem: str) -> None:
+    """The grid as shown (filters, order, baseline, differences) as one 16:9 slide PNG, drawn only when asked for."""
+    st.download_button(
+        "Download the grid as a chart (PNG)",
+        lambda: slides.png_bytes(slides.grid_slide(table, title, caption, diverging=difference)),
+        f"{file_stem}.png",
+        "image/png",
+        key="grid-chart",
+        help="A 16:9 slide (1920 x 1080) of the table above, each cell printed as the table prints it.",
+    )

@@ -81,7 +81,7 @@ def pdf_bytes(report: JobReport) -> bytes:
     story += [_p("Sources: " + ", ".join(report.sources), body)]
     if report.listings:
         story.append(_p(f"Listings: {report.listings}.", body))
-    story += [_p(f"Model: {report.model}.", body), _p(report.line, body), _p(report.market_title, heading)]
+    story += [_p(f"Model: {report.model}", body), _p(report.line, body), _p(report.market_title, heading)]
     story += [_p(sentence, body) for sentence in report.market]
     if report.market_table:
         rows = [["Measure", "Estimate", "95% interval"], *[[_p(m, body), v, i] for m, v, i in report.market_table]]

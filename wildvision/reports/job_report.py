@@ -81,7 +81,7 @@ class JobReport:
     sources: tuple[str, ...]
     listings: str  # platforms and listing dates, or "" for a job with no manifest of listings
     counts: dict[str, int]
-    model: str
+    model: str  # a sentence, ending with its full stop
     line: str
     market_title: str
     market: tuple[str, ...]  # sentences: the audit's estimates, or the measured precision and its caveat
@@ -262,6 +262,7 @@ def gather(screen_dir: str | Path, made_by: str = "", maps: bool = True, progres
     model = f"{job.architecture or job.model} ({job.model})" if record is None else f"{record.description} ({job.model}). {record.trained_on}"
     if version.get("adopted_by"):
         model = f"{version.get('architecture') or ''} ({version.get('model')}), used for this job since {str(version.get('made_at'))[:10]} by {version['adopted_by']}".strip()
+    model = model if model.endswith(".") else model + "."
     line = f"Flags are drawn at a score of {wording.line_text(job.threshold)}"
     if job.adopted:
         evidence = ""
