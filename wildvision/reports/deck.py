@@ -87,7 +87,11 @@ def grid_slides(frame: pd.DataFrame) -> list[Figure]:
     caption = (
         "F-score (weighted) of each architecture and training regime (rows) by training data and test set (columns); darker is higher. "
         "Paper rows: Tables S1-S3 of Kulkarni & Di Minin (2022)."
-        + (f" {runs_shown} rows marked 'run' are own runs, measured on their own data (see the data slide), not the paper's." if runs_shown else "")
+        + (
+            f" {runs_shown} {'row' if runs_shown == 1 else 'rows'} marked 'run' {'is an own run' if runs_shown == 1 else 'are own runs'}, measured on their own data (see the data slide), not the paper's."
+            if runs_shown
+            else ""
+        )
     )
     parts = [grid.iloc[start : start + GRID_ROWS] for start in range(0, len(grid), GRID_ROWS)]
     return [slides.grid_slide(part, title if len(parts) == 1 else f"{title} ({n} of {len(parts)})", caption) for n, part in enumerate(parts, 1)]

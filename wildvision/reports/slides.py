@@ -62,7 +62,7 @@ def grid_slide(table: pd.DataFrame, title: str, caption: str, diverging: bool = 
     an annotated heat map, every cell printed with the table's own decimals (analysis.export.table_decimals) as the
     Results page prints it; differences to a baseline (``diverging``) signed, red below 0 and blue above."""
     figure = slide(title, caption)
-    axes = figure.add_axes((0.22, BODY[1], 0.74, BODY[3]))  # room on the left for the rows' names
+    axes = figure.add_axes((0.28, BODY[1], 0.68, BODY[3]))  # room on the left for the rows' names
     values = table.to_numpy(dtype="float64", na_value=np.nan)
     decimals = table_decimals(table)
     if diverging:
@@ -103,7 +103,7 @@ def grouped_bars_slide(
     share = (width - gap * (len(panels) - 1)) / max(len(panels), 1)
     test_sets = [t for t in TEST_SET_COLOURS if any(t in set(rows["test_set"]) for _, rows in panels)]
     for number, (name, rows) in enumerate(panels):
-        axes = figure.add_axes((left + number * (share + gap), bottom + 0.1, share, height - 0.1))
+        axes = figure.add_axes((left + number * (share + gap), bottom + 0.13, share, height - 0.18))  # room for slanted names and the legend
         labels = list(dict.fromkeys(rows["label"]))
         bar = 0.8 / max(len(test_sets), 1)
         for offset, test_set in enumerate(test_sets):
@@ -118,7 +118,7 @@ def grouped_bars_slide(
                     axes.text(position, value - 0.01, format_value(value), rotation=90, ha="center", va="top", fontsize=6.5, color="white")
             if lines and test_set in lines:
                 axes.axhline(lines[test_set], color=TEST_SET_COLOURS[test_set], linestyle="--", linewidth=1.2)
-        crowded = len(labels) > 5
+        crowded = sum(len(str(label)) + 2 for label in labels) * 7 > share * WIDTH * 72  # level names would touch: slant them
         axes.set_xticks(range(len(labels)), labels, rotation=35 if crowded else 0, ha="right" if crowded else "center", fontsize=9 if crowded else 11)
         axes.set_ylim(0, 1.0)
         axes.set_title(name, fontsize=12)
