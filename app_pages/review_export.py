@@ -20,7 +20,8 @@ def export_section(job: review.Job) -> None:
     st.write(
         f"Confirmed cases are the photos people decided **{wording.label_words(job.positive).lower()}**. The evidence pack holds "
         "each of them as it was screened, a map of where the model looked and the list of cases; the training folder "
-        "holds every decided photo, sorted by decision, ready to train a model on your own market's photos."
+        "holds every decided photo, sorted by decision, ready to train a model on your own market's photos. The report puts what was screened, the market estimates and the "
+        "confirmed cases on a few pages for the people who act on them."
     )
     columns = st.columns(4)
     with columns[0]:
@@ -82,9 +83,9 @@ def export_line(request: export_requests.ExportRequest) -> None:
     elif request.kind == "report":
         pdf, html = request.output, export_requests.html_beside(request.output)
         cells = st.columns(2)
-        cells[0].download_button(f"Report {pdf.name}", pdf.read_bytes, pdf.name, "application/pdf", key=f"report-pdf-{pdf.name}")
+        cells[0].download_button(f"Report as PDF: {pdf.name}", pdf.read_bytes, pdf.name, "application/pdf", key=f"report-pdf-{pdf.name}")
         if html.is_file():
-            cells[1].download_button(f"Report {html.name}", html.read_bytes, html.name, "text/html", key=f"report-html-{html.name}")
+            cells[1].download_button(f"Report as HTML: {html.name}", html.read_bytes, html.name, "text/html", key=f"report-html-{html.name}")
     else:
         overlap = " Train on it with 'Leave out test photos that copy a training photo' ticked." if "copy a test-set photo" in request.detail else ""
         st.success(f"Training folder {name}: {md(request.detail)}.{overlap}")

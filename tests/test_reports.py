@@ -138,7 +138,7 @@ def test_the_review_page_makes_the_report_in_the_background_and_offers_both_file
     assert export_requests.html_beside(request.output).is_file() and page_sizes(request.output)
     at = review_page()
     labels = [b.proto.label for b in at.get("download_button")]
-    assert f"Report {request.output.name}" in labels and f"Report {export_requests.html_beside(request.output).name}" in labels
+    assert f"Report as PDF: {request.output.name}" in labels and f"Report as HTML: {export_requests.html_beside(request.output).name}" in labels
 
 
 def hostile_report() -> JobReport:
