@@ -24,11 +24,27 @@ def show(item: gallery_jobs.StoredGallery) -> None:
     else:
         st.image(str(item.preview), caption=f"{item.images} photos, stored in {item.folder}")
         buttons = st.columns(4)
-        buttons[0].download_button("Download PNG", item.png.read_bytes, file_name=f"{item.folder.name}.png", mime="image/png", key=f"png:{item.folder}")
         if item.pdf is not None:
-            buttons[1].download_button(
-                "Download PDF", item.pdf.read_bytes, file_name=f"{item.folder.name}.pdf", mime="application/pdf", key=f"pdf:{item.folder}"
+            buttons[0].download_button(
+                "Slides (16:9 PDF)" if item.pages else "Download PDF",
+                item.pdf.read_bytes,
+                file_name=item.download_name(".pdf"),
+                mime="application/pdf",
+                key=f"pdf:{item.folder}",
             )
+        buttons[1].download_button("Whole figure (PNG)", item.png.read_bytes, file_name=item.download_name(".png"), mime="image/png", key=f"png:{item.folder}")
+        if item.pages:
+            pages = st.columns(min(len(item.pages), 6))
+            for number, page in enumerate(item.pages, 1):
+                pages[(number - 1) % len(pages)].download_button(
+                    f"Page {number} of {len(item.pages)} (PNG)",
+                    page.read_bytes,
+                    file_name=item.download_name(f"-page-{number}.png"),
+                    mime="image/png",
+                    key=f"page{number}:{item.folder}",
+                )
+        else:
+            st.caption("Made before galleries had 16:9 pages for slides: make it again to get them.")
         checks(item)
 
 
@@ -119,7 +135,7 @@ def page() -> None:
         "For a model and one of its test sets: the photos it was surest about, right and wrong (true positives, true "
         "negatives, false positives, false negatives at its threshold), each beside a map of what raised its score, as in "
         "the paper's Figs 4 and 5, and the flagged photos whose maps are drawn to the border (Fig S3). A gallery is made "
-        "once in the background and shown at once afterwards; download it as PNG (for a slide) or PDF."
+        "once in the background and shown at once afterwards; download it as 16:9 pages for a slide (PNG each, or one PDF) or as one figure."
     )
 
     records, _, folder = models_and_results()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -144,6 +146,41 @@ def test_cli_writes_gallery_and_rejects_bad_input(shared, test_folder, tmp_path,
     assert not (tmp_path / "x").exists()
 
 
+def pdf_page_sizes(pdf: Path) -> list[tuple[float, float]]:
+    info = subprocess.run(["pdfinfo", "-f", "1", "-l", "999", str(pdf)], capture_output=True, text=True, check=True).stdout
+    return [(float(w), float(h)) for w, h in re.findall(r"Page +\d+ size: +([\d.]+) x ([\d.]+) pts", info)]
+
+
+def test_the_gallery_is_laid_out_on_16_9_pages_for_a_slide_each_under_5_mb(made):
+    out, stored = made
+    pages = [out / name for name in stored["pages"]]
+    rows = gallery._rows(
+        gallery.sections(("not_captive", "captive")), [gallery.Pick(**{k: p[k] for k in gallery.Pick.__dataclass_fields__}) for p in stored["picks"]]
+    )
+    needed = gallery._paginate(rows, gallery._row_heights(gallery._pair_geometry()[1]), gallery.PAGE_HEIGHT - 2 * gallery.MARGIN - gallery.TITLE_HEIGHT)
+    assert len(pages) == len(needed) >= 2 and all(page.is_file() for page in pages)
+    for page in pages:
+        with Image.open(page) as opened:
+            assert opened.format == "PNG" and opened.width * 9 == opened.height * 16
+        assert page.stat().st_size < 5_000_000
+    if shutil.which("pdfinfo"):
+        sizes = pdf_page_sizes(out / gallery.PDF)
+        assert len(sizes) == len(pages) and all(width * 9 == pytest.approx(height * 16) for width, height in sizes)
+    assert (out / gallery.PDF).stat().st_size < 5_000_000 * len(pages)
+    shown = [p["path"] for p in stored["picks"]]
+    on_pages = [pick.path for chunk in needed for kind, _, chosen in chunk if kind == "pairs" for pick in chosen]
+    assert on_pages == shown  # every pick once, in order, rows whole
+    assert all(chunk[0][0] in ("title", "continued") for chunk in needed)  # every page starts with its section's title
+
+
+def test_download_names_say_model_test_set_and_method_so_two_models_never_collide(tmp_path):
+    first = gallery_jobs.StoredGallery("test_out_pet", "saliency", tmp_path / "a", gallery_jobs.READY, model="resnet18-transfer-bg-20261126-152103-05db")
+    second = gallery_jobs.StoredGallery("test_out_pet", "saliency", tmp_path / "b", gallery_jobs.READY, model="default model")
+    assert first.download_name("-page-1.png") == "wildvision-resnet18-transfer-bg-20261126-152103-05db-test_out_pet-saliency-page-1.png"
+    assert second.download_name(".pdf") == "wildvision-default-model-test_out_pet-saliency.pdf"
+    assert first.download_name(".pdf") != second.download_name(".pdf")
+
+
 def test_background_gallery_is_stored_where_the_dashboard_finds_it(shared, test_folder, tmp_path):
     runs_dir = tmp_path / "runs"
     folder = gallery_jobs.start_gallery("default", "small", test_folder, "gradcam", 1, runs_dir=runs_dir, checks=False)
@@ -181,7 +218,23 @@ def test_explain_stores_a_runs_gallery_in_the_run_folder(run_with_gallery):
     assert list(sanity["Method"]) == ["saliency", "gradcam", "guided_backprop"] and sanity.columns[1] == "head" and sanity.columns[-1] == "Verdict"
 
 
-def test_explanations_page_shows_a_runs_gallery_and_its_checks(runs_dir, run_with_gallery):
+@pytest.fixture
+def saved_names(monkeypatch) -> list[str]:
+    """The file names the page's download buttons give, each read when clicked (AppTest keeps only their ids)."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    names: list[str] = []
+    original = MediaFileManager.add_deferred
+
+    def keep(self, callable_, mimetype, coordinates, file_name=None, **rest):
+        names.append(file_name or "")
+        return original(self, callable_, mimetype, coordinates, file_name=file_name, **rest)
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", keep)
+    return names
+
+
+def test_explanations_page_shows_a_runs_gallery_and_its_checks(runs_dir, run_with_gallery, saved_names):
     shutil.copytree(run_with_gallery, runs_dir / run_with_gallery.name)
     at = AppTest.from_file("../app_pages/explanations.py", default_timeout=60).run()
     assert not at.exception
@@ -193,7 +246,12 @@ def test_explanations_page_shows_a_runs_gallery_and_its_checks(runs_dir, run_wit
     assert [s.value for s in at.subheader] == ["test_out_pet: Saliency"]
     assert len(at.image) == 1 and "photos, stored in" in at.image[0].captions[0]
     labels = [button.proto.label for button in at.get("download_button")]
-    assert labels == ["Download PNG", "Download PDF"]
+    (item,) = gallery_jobs.stored_galleries(run_with_gallery)
+    assert labels == ["Slides (16:9 PDF)", "Whole figure (PNG)", *[f"Page {n} of {len(item.pages)} (PNG)" for n in range(1, len(item.pages) + 1)]]
+    assert len(item.pages) >= 2
+    names = [name for name in saved_names if name.startswith("wildvision-")]
+    stem = f"wildvision-{run_with_gallery.name}-test_out_pet-saliency"
+    assert names == [f"{stem}.pdf", f"{stem}.png", *[f"{stem}-page-{n}.png" for n in range(1, len(item.pages) + 1)]]
     summary = json.loads((run_with_gallery / gallery.EXPLANATIONS / "test_out_pet-saliency" / gallery.JSON).read_text())["summary"]
     texts = " ".join(markdown.value for markdown in at.markdown)
     assert "Do the maps depend on the model?" in texts and "Do the maps point at what drives the score?" in texts

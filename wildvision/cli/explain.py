@@ -54,7 +54,7 @@ def register(sub) -> None:
         help="an explanation gallery of a model's surest right and wrong answers on test sets (the paper's Figs 4 and 5)",
         description="Score every image of each --test folder, pick per section the --top surest true positives, true negatives, false "
         "positives and false negatives at the model's threshold, explain only those (--method) and lay them out as "
-        "gallery.png (about twice a screen, for a slide), gallery.pdf and gallery.json (the picks), under "
+        "gallery.png (one tall figure), page-N.png and gallery.pdf (16:9 pages for a slide) and gallery.json (the picks), under "
         "RUN/explanations/NAME-METHOD/ or --out. Exit code 2 on bad input (unknown run, missing test folder, no positive class).",
     )
     p.add_argument("model", metavar="RUN|default", help="a run folder, a run name under --runs-dir, a checkpoint.pt, or default (the shipped model)")

@@ -16,9 +16,9 @@ the model's decision threshold:
   and the positive-class map of a photo scored near 0 is mostly noise, which lands anywhere.
 
 The picks are explained again at display size and laid out with Pillow as one figure: titled sections
-of (photo | map overlay) pairs, each captioned with file name, probability and label. It is saved as
-gallery.png (about twice a screen's size, for a slide) and gallery.pdf from the same image, with a
-smaller preview.jpg for the page. gallery.json lists the picks and every border-dominated image. Two
+of (photo | map overlay) pairs, each captioned with file name, probability and label: once as one tall
+gallery.png with a smaller preview.jpg for the page, and once on 16:9 pages for a slide (page-1.png ...,
+2560 x 1440 and under 5 MB each, and gallery.pdf of the same pages), whole rows to a page. gallery.json lists the picks and every border-dominated image. Two
 checks of the maps themselves run on CHECK_IMAGES picks, taken from the sections in turn
 (explain_checks): sanity.json, the weight-randomisation test (Adebayo et al.) of saliency, Grad-CAM,
 Guided Backprop (the control that should fail) and the gallery's method; and faithfulness.json,
@@ -68,8 +68,11 @@ BORDER_WIDTH = 0.1  # the outer tenth on each side: 36% of the area, a uniform m
 BORDER_THRESHOLD = 0.5  # a map with half its mass or more there is listed
 
 FIGURE_WIDTH = 3840  # about twice a 1920-pixel screen: sharp on a slide
+PAGE_HEIGHT = FIGURE_WIDTH * 9 // 16  # the 16:9 pages for a slide: 3840 x 2160
+PAGE_PNG_WIDTH = 2560  # a page's PNG: sharp on a 1920-pixel projector, under 5 MB of photos
 PAIRS_PER_ROW = 4
 MARGIN = 40
+TITLE_HEIGHT, SECTION_HEIGHT, CAPTION_HEIGHT = 170, 84, 86
 GAP = 12  # between a photo and its map
 PAIR_GAP = 48  # between pairs
 DISPLAY_MAX = 640  # examine's display size: enough for a cell of about 450 pixels
@@ -234,14 +237,9 @@ def _ellipsis(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
     return text + "…"
 
 
-def render(title: str, subtitle: str, section_list: Sequence[Section], picks: Sequence[Pick], examined: dict[str, Examined]) -> Image.Image:
-    """The gallery figure: a title, then per section its titled rows of (photo | map overlay) pairs with captions."""
-    positive = section_list[0].title.rsplit(", ", 1)[-1]
-    pair_width = (FIGURE_WIDTH - 2 * MARGIN - (PAIRS_PER_ROW - 1) * PAIR_GAP) // PAIRS_PER_ROW
-    side = (pair_width - GAP) // 2
-    title_font, subtitle_font, section_font, caption_font = _font(56, True), _font(32), _font(44, True), _font(28)
-    caption_height, title_height, section_height = 86, 170, 84
-    rows = []  # (section, picks in this row) or (section, None) for an empty section
+def _rows(section_list: Sequence[Section], picks: Sequence[Pick]) -> list[tuple[str, Section, list[Pick] | None]]:
+    """The figure's rows in order: a section's title, then its rows of pairs, or a line saying it is empty."""
+    rows = []
     for section in section_list:
         chosen = [p for p in picks if p.section == section.key]
         rows.append(("title", section, None))
@@ -249,18 +247,36 @@ def render(title: str, subtitle: str, section_list: Sequence[Section], picks: Se
             rows.append(("empty", section, None))
         for start in range(0, len(chosen), PAIRS_PER_ROW):
             rows.append(("pairs", section, chosen[start : start + PAIRS_PER_ROW]))
-    heights = {"title": section_height, "empty": 60, "pairs": side + caption_height + 20}
-    height = MARGIN + title_height + sum(heights[kind] for kind, _, _ in rows) + MARGIN
+    return rows
+
+
+def _row_heights(side: int) -> dict[str, int]:
+    return {"title": SECTION_HEIGHT, "empty": 60, "pairs": side + CAPTION_HEIGHT + 20}
+
+
+def _canvas(title: str, subtitle: str, height: int, corner: str = "") -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    """A white figure FIGURE_WIDTH wide with the gallery's title and subtitle on top (and `corner`, the page number)."""
     figure = Image.new("RGB", (FIGURE_WIDTH, height), "white")
     draw = ImageDraw.Draw(figure)
-    draw.text((MARGIN, MARGIN), _ellipsis(draw, title, title_font, FIGURE_WIDTH - 2 * MARGIN), fill="black", font=title_font)
+    title_font, subtitle_font = _font(56, True), _font(32)
+    corner_width = int(draw.textlength(corner, font=subtitle_font)) + 40 if corner else 0
+    draw.text((MARGIN, MARGIN), _ellipsis(draw, title, title_font, FIGURE_WIDTH - 2 * MARGIN - corner_width), fill="black", font=title_font)
+    if corner:
+        draw.text((FIGURE_WIDTH - MARGIN - corner_width + 40, MARGIN + 16), corner, fill=(70, 70, 70), font=subtitle_font)
     for number, line in enumerate(textwrap.wrap(subtitle, 170)[:2]):
         draw.text((MARGIN, MARGIN + 76 + number * 40), line, fill=(70, 70, 70), font=subtitle_font)
-    y = MARGIN + title_height
+    return figure, draw
+
+
+def _draw_rows(figure: Image.Image, draw: ImageDraw.ImageDraw, rows, y: int, positive: str, examined: dict[str, Examined]) -> None:
+    """Section titles and rows of (photo | map) pairs with their captions, from `y` down."""
+    pair_width, side = _pair_geometry()
+    section_font, caption_font = _font(44, True), _font(28)
+    heights = _row_heights(side)
     for kind, section, chosen in rows:
-        if kind == "title":
+        if kind in ("title", "continued"):
             draw.line((MARGIN, y + 8, FIGURE_WIDTH - MARGIN, y + 8), fill=(180, 180, 180), width=3)
-            draw.text((MARGIN, y + 20), section.title, fill="black", font=section_font)
+            draw.text((MARGIN, y + 20), section.title + (" (continued)" if kind == "continued" else ""), fill="black", font=section_font)
         elif kind == "empty":
             draw.text((MARGIN, y + 10), "none in this test set", fill=(110, 110, 110), font=caption_font)
         else:
@@ -280,8 +296,58 @@ def render(title: str, subtitle: str, section_list: Sequence[Section], picks: Se
                     second = f"border share {chosen_pick.border_share:.2f} · " + second
                 draw.text((x, y + side + 8), first, fill="black", font=caption_font)
                 draw.text((x, y + side + 44), _ellipsis(draw, second, caption_font, pair_width), fill=(60, 60, 60), font=caption_font)
-        y += heights[kind]
+        y += heights["title" if kind == "continued" else kind]
+
+
+def _pair_geometry() -> tuple[int, int]:
+    """A (photo | map) pair's width and a picture's side, in pixels."""
+    pair_width = (FIGURE_WIDTH - 2 * MARGIN - (PAIRS_PER_ROW - 1) * PAIR_GAP) // PAIRS_PER_ROW
+    return pair_width, (pair_width - GAP) // 2
+
+
+def _positive(section_list: Sequence[Section]) -> str:
+    return section_list[0].title.rsplit(", ", 1)[-1]
+
+
+def render(title: str, subtitle: str, section_list: Sequence[Section], picks: Sequence[Pick], examined: dict[str, Examined]) -> Image.Image:
+    """The whole gallery as one tall figure (the page's preview): a title, then per section its titled rows of pairs."""
+    rows = _rows(section_list, picks)
+    heights = _row_heights(_pair_geometry()[1])
+    figure, draw = _canvas(title, subtitle, MARGIN + TITLE_HEIGHT + sum(heights[kind] for kind, _, _ in rows) + MARGIN)
+    _draw_rows(figure, draw, rows, MARGIN + TITLE_HEIGHT, _positive(section_list), examined)
     return figure
+
+
+def _paginate(rows: list, heights: dict[str, int], room: int) -> list[list]:
+    """`rows` split into pages of at most `room` pixels: whole rows only, a section's title never last on a page, and
+    a section carried over to the next page titled again "(continued)"."""
+    pages, page, used = [], [], 0
+    for index, (kind, section, chosen) in enumerate(rows):
+        need = heights[kind] + (heights[rows[index + 1][0]] if kind == "title" and index + 1 < len(rows) else 0)
+        if page and used + need > room:
+            pages.append(page)
+            page, used = ([("continued", section, None)], heights["title"]) if kind != "title" else ([], 0)
+        page.append((kind, section, chosen))
+        used += heights[kind]
+    return [*pages, page] if page else pages
+
+
+def render_pages(title: str, subtitle: str, section_list: Sequence[Section], picks: Sequence[Pick], examined: dict[str, Examined]) -> list[Image.Image]:
+    """The gallery on 16:9 pages FIGURE_WIDTH x PAGE_HEIGHT for a slide: each with the title and "page i of n", whole
+    rows of pairs, a section continued from the page before titled again."""
+    heights = _row_heights(_pair_geometry()[1])
+    chunks = _paginate(_rows(section_list, picks), heights, PAGE_HEIGHT - MARGIN - TITLE_HEIGHT - MARGIN)
+    pages = []
+    for number, chunk in enumerate(chunks, 1):
+        figure, draw = _canvas(title, subtitle, PAGE_HEIGHT, corner=f"page {number} of {len(chunks)}")
+        _draw_rows(figure, draw, chunk, MARGIN + TITLE_HEIGHT, _positive(section_list), examined)
+        pages.append(figure)
+    return pages
+
+
+def page_file(number: int) -> str:
+    """A 16:9 page's PNG in the gallery's folder: page-1.png, page-2.png ..."""
+    return f"page-{number}.png"
 
 
 # --- making and storing a gallery -----------------------------------------------------------------
@@ -324,10 +390,15 @@ def make_gallery(
         f"{summary['border']} flagged with the map mostly in the border."
     )
     figure = render(title, subtitle, section_list, picks, examined)
+    pages = render_pages(title, subtitle, section_list, picks, examined)
     out_dir.mkdir(parents=True, exist_ok=True)
-    progress(f"writing {out_dir / PNG} and {PDF}")
+    progress(f"writing {out_dir / PNG}, {len(pages)} 16:9 pages and {PDF}")
     runs.write_atomic(out_dir / PNG, lambda tmp: figure.save(tmp, "PNG", optimize=False))
-    runs.write_atomic(out_dir / PDF, lambda tmp: figure.save(tmp, "PDF", resolution=200.0))
+    for number, page in enumerate(pages, 1):
+        small = page.resize((PAGE_PNG_WIDTH, PAGE_PNG_WIDTH * 9 // 16), Image.Resampling.LANCZOS)
+        runs.write_atomic(out_dir / page_file(number), lambda tmp, small=small: small.save(tmp, "PNG", optimize=True))
+    # Pillow stores each page as a JPEG inside the PDF: 16:9 pages of 19.2 x 10.8 inches, a few MB each
+    runs.write_atomic(out_dir / PDF, lambda tmp: pages[0].save(tmp, "PDF", resolution=200.0, save_all=True, append_images=pages[1:], quality=90))
     preview = figure.resize((PREVIEW_WIDTH, round(figure.height * PREVIEW_WIDTH / figure.width)), Image.Resampling.LANCZOS)
     runs.write_atomic(out_dir / PREVIEW, lambda tmp: preview.save(tmp, "JPEG", quality=85))
     if checks:
@@ -346,6 +417,7 @@ def make_gallery(
         "explain_s": round(explain_s, 3),
         "created_at": runs.now(),
         "sections": [asdict(s) for s in section_list],
+        "pages": [page_file(number) for number in range(1, len(pages) + 1)],
         "picks": [
             asdict(p)
             | {

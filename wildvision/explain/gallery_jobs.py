@@ -11,6 +11,7 @@ them out.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -43,6 +44,14 @@ class StoredGallery:
     summary: dict = field(default_factory=dict)  # gallery.json's summary: counts per section, the border scan
     sanity: dict = field(default_factory=dict)  # sanity.json's "methods", when the checks ran
     faithfulness: dict = field(default_factory=dict)  # faithfulness.json, when the checks ran
+    model: str = ""  # the model's name as the gallery's title gives it (gallery.json)
+    pages: tuple[Path, ...] = ()  # the 16:9 pages' PNGs, for a slide; none for a gallery made before there were pages
+
+    def download_name(self, suffix: str) -> str:
+        """A download's file name that says what it shows, so galleries of two models never collide in a Downloads
+        folder: wildvision-MODEL-TEST-METHOD plus `suffix` ("-page-1.png", ".pdf")."""
+        stem = f"wildvision-{self.model or self.folder.parent.parent.name}-{self.test_name}-{self.method}"
+        return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip(".-") + suffix
 
     @property
     def scanned(self) -> int:
@@ -131,6 +140,8 @@ def stored_galleries(model: str | Path, runs_dir: str | Path | None = None) -> l
                     sanity=_optional_json(folder / SANITY).get("methods", {}),
                     faithfulness=_optional_json(folder / FAITHFULNESS),
                     owner=str(job.get("owner") or ""),
+                    model=str(stored.get("model") or ""),
+                    pages=tuple(folder / name for name in stored.get("pages", []) if (folder / name).is_file()),
                 )
             )
         elif job:
