@@ -5,12 +5,14 @@ from __future__ import annotations
 import plotly.express as px
 import streamlit as st
 
+from app_pages.study_deck import deck_section, grid_chart_button
 from app_pages.widgets import learning_curves_chart, md, models_and_results, own_runs_notice, run_page
 from wildvision import catalog
 from wildvision.analysis.export import chart_config, colour_scaled, export_ready, fixed_formatter, to_csv, to_latex
 from wildvision.analysis.grid import difference_to, filter_grid, pin_row, results_grid, row_label, sort_grid, source_choices, with_short_run_names
 from wildvision.analysis.run_detail import confusion_matrices, results_table
 from wildvision.analysis.tidy import METRIC_LABELS, PAPER, has_own_runs, run_data_notes, short_run_name
+from wildvision.reports.deck import grid_caption
 from wildvision.wording import with_hint
 
 
@@ -111,7 +113,7 @@ def page() -> None:
             "Colour: darker blue = higher" + ("; red below the baseline, blue above." if difference else ".")
         )
         stem = f"wildvision-{metric}-{'difference' if difference else 'grid'}"
-        export = st.columns(2)
+        export = st.columns(3)
         export[0].download_button("Download table as CSV", to_csv(table), file_name=f"{stem}.csv", mime="text/csv", key="csv")
         export[1].download_button(
             "Download table as LaTeX",
@@ -124,6 +126,10 @@ def page() -> None:
             mime="text/x-tex",
             key="latex",
         )
+        with export[2]:
+            grid_chart_button(table, title, grid_caption(table, METRIC_LABELS[metric], baseline_choice if difference else None), difference, stem)
+        with st.expander("The study deck: these results and the paper's figures on 16:9 slides"):
+            deck_section()
 
     # ---------------------------------------------------------------------------------------------
     # One own run in detail

@@ -154,7 +154,7 @@ def test_results_page_without_runs_shows_the_paper_grid_and_what_to_do(empty_run
     assert grid.shape == (16, 6)
     assert int(grid.notna().sum().sum()) == 72  # 24 configurations x 3 test sets
     assert set(grid.index.get_level_values("origin")) == {"paper"}
-    assert [b.label for b in at.get("download_button")] == ["Download table as CSV", "Download table as LaTeX"]
+    assert [b.label for b in at.get("download_button")] == ["Download table as CSV", "Download table as LaTeX", "Download the grid as a chart (PNG)"]
 
 
 def test_results_page_baseline_difference_and_metric_switch(empty_runs):
@@ -236,7 +236,7 @@ def test_results_page_difference_exports_are_rounded_signed_and_escaped(empty_ru
     assert at.toggle(key="difference").label == "Difference to baseline"  # "Show difference to baseline" was cut off
     at.selectbox(key="baseline").select("squeezenet1_0 · transfer · paper (Tables S1, S2, S3)").run()
     at.toggle(key="difference").set_value(True).run()
-    csv, latex = (downloads(button) for button in at.get("download_button"))
+    csv, latex = (downloads(button) for button in at.get("download_button")[:2])  # the third, the chart, is drawn when clicked
     assert "9999999" not in csv and ",0.11," in csv.replace("\n", ",")
     assert "\\caption{F-score (weighted), difference to squeezenet1\\_0 \\textperiodcentered{} transfer" in latex
     densenet = next(line for line in latex.splitlines() if line.startswith("densenet121 & transfer"))

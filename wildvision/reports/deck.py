@@ -27,7 +27,7 @@ from wildvision.analysis.efficiency import EfficiencyUnavailable, efficiency_poi
 from wildvision.analysis.export import format_gain, format_value
 from wildvision.analysis.generalisation import figure_data, generalisation_drop, regime_comparison_models
 from wildvision.analysis.grid import results_grid
-from wildvision.analysis.tidy import PAPER, PAPER_DATA, RUN, combined_results, dataset_order
+from wildvision.analysis.tidy import METRIC_LABELS, PAPER, PAPER_DATA, RUN, combined_results, dataset_order, short_run_name
 from wildvision.explain import gallery_jobs
 from wildvision.reports import slides
 from wildvision.screening import export_requests
@@ -83,18 +83,25 @@ def grid_slides(frame: pd.DataFrame) -> list[Figure]:
         f"In distribution the paper's transfer models score alike (F {inside.min():.2f} to {inside.max():.2f}); "
         f"out of distribution they fall to {outside.min():.2f} to {outside.max():.2f}"
     )
-    runs_shown = int((grid.index.get_level_values("origin") == RUN).sum())
-    caption = (
-        "F-score (weighted) of each architecture and training regime (rows) by training data and test set (columns); darker is higher. "
-        "Paper rows: Tables S1-S3 of Kulkarni & Di Minin (2022)."
-        + (
-            f" {runs_shown} {'row' if runs_shown == 1 else 'rows'} marked 'run' {'is an own run' if runs_shown == 1 else 'are own runs'}, measured on their own data (see the data slide), not the paper's."
-            if runs_shown
-            else ""
-        )
-    )
+    caption = grid_caption(grid, METRIC_LABELS["f_score"])
     parts = [grid.iloc[start : start + GRID_ROWS] for start in range(0, len(grid), GRID_ROWS)]
     return [slides.grid_slide(part, title if len(parts) == 1 else f"{title} ({n} of {len(parts)})", caption) for n, part in enumerate(parts, 1)]
+
+
+def grid_caption(table: pd.DataFrame, metric_words: str, baseline: str | None = None) -> str:
+    """The caption of a results grid drawn as a chart: what the cells are, where the paper's come from, and that own
+    runs are not the paper's; with `baseline`, that each cell is a difference to that row."""
+    runs_shown = int((table.index.get_level_values("origin") == RUN).sum())
+    words = (
+        f"{metric_words} of each architecture and training regime (rows) by training data and test set (columns); darker is higher. "
+        "Paper rows: Tables S1-S3 of Kulkarni & Di Minin (2022)."
+    )
+    if baseline:
+        words = f"{metric_words}: each cell minus the row {baseline} in its column; blue above it, red below. Paper rows: Tables S1-S3 of Kulkarni & Di Minin (2022)."
+    if runs_shown:
+        own = "1 row marked 'run' is an own run" if runs_shown == 1 else f"{runs_shown} rows marked 'run' are own runs"
+        words += f" {own}, measured on its own data (runs on the demo data are a proxy), not the paper's."
+    return words
 
 
 def background_slide(frame: pd.DataFrame) -> Figure:
@@ -203,9 +210,9 @@ def gallery_slides(records: Sequence[catalog.ModelRecord], runs_dir: Path) -> li
     for record in records:
         model = "default" if record.is_default else record.path
         for item in _gallery_choice(gallery_jobs.stored_galleries(model, runs_dir)):
-            title = f"Where {record.arch} ({'the default model' if record.is_default else 'run ' + record.key}) looked on {item.test_name}"
+            title = f"Where {record.arch} ({'the default model' if record.is_default else 'run ' + short_run_name(record.key)}) looked on {item.test_name}"
             caption = (
-                f"{item.method} maps: the photo, then its map over it (bright: pushed the score towards 'captive or for sale'). "
+                f"{item.method.replace('_', ' ').capitalize()} maps: the photo, then its map over it (bright: pushed the score towards 'captive or for sale'). "
                 "Maps show where the model looked, not proof of what the photo shows."
                 + (f" Page 1 of {len(item.pages)} of the gallery; the rest are in its PDF." if len(item.pages) > 1 else "")
             )
