@@ -173,7 +173,11 @@ def page() -> None:
         balance = px.bar(bars, x="images", y="where", color="folder", orientation="h", text="images", title="Images per class folder")
         balance.update_yaxes(title_text="", autorange="reversed")
         balance.update_layout(height=120 + 32 * len(bars), legend_title_text="folder", margin={"t": 50, "l": 10, "r": 10, "b": 10})
-        st.plotly_chart(export_ready(balance), key="balance", config=chart_config("wildvision-class-balance"))
+        st.plotly_chart(
+            export_ready(balance, "Photos per class folder of the checked dataset; a class far smaller than the others is learnt less well."),
+            key="balance",
+            config=chart_config("wildvision-class-balance"),
+        )
         st.caption(f"Checked in {report.seconds:.1f} s. The chart shows each folder's classes; a class far smaller than the others is learnt less well.")
 
         # -----------------------------------------------------------------------------------------

@@ -117,7 +117,12 @@ def page() -> None:
         figure.update_layout(
             height=max(300, 170 + 45 * len(chart)), margin={"r": 90, "l": 90}, legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}
         )
-        st.plotly_chart(export_ready(figure), key="gain_chart", config=chart_config(f"{file_stem}-gain"))
+        numbers = "the paper's Tables S1-S4" if origin == PAPER else "own runs on their own data, not the paper's (parameters from the registry)"
+        caption = (
+            "Gain = (F-score - SqueezeNet's) / (parameters - SqueezeNet's), per million parameters; red: a bigger model that does not "
+            f"beat SqueezeNet. Numbers: {numbers}."
+        )
+        st.plotly_chart(export_ready(figure, caption), key="gain_chart", config=chart_config(f"{file_stem}-gain"))
         st.dataframe(
             gains.drop(columns="gain").assign(  # runs named as on the chart, so the table fits the window
                 gain_per_million=chart["shown"],
@@ -170,7 +175,9 @@ def page() -> None:
         figure.update_xaxes(dtick=1, range=[low - 0.35, high + 0.35])  # room for the labels at both ends
         figure.update_yaxes(range=f_axis_range(points["f_score"]))
         figure.update_layout(height=460, legend={"title": ""})
-        st.plotly_chart(export_ready(figure), key="size_chart", config=chart_config(f"{file_stem}-f-against-parameters"))
+        numbers = "the paper's Tables S1-S4" if origin == PAPER else "own runs on their own data, not the paper's"
+        caption = f"Each architecture's F-score against its parameter count (log scale); SqueezeNet, the baseline, in red. Numbers: {numbers}."
+        st.plotly_chart(export_ready(figure, caption), key="size_chart", config=chart_config(f"{file_stem}-f-against-parameters"))
 
     if origin == RUN:
         st.header("F-score against measured inference time")
@@ -205,7 +212,8 @@ def page() -> None:
             figure.update_xaxes(range=[max(0.0, low - pad), high + pad])
             figure.update_yaxes(range=f_axis_range(chosen["f_score"]))
             figure.update_layout(height=460)
-            st.plotly_chart(export_ready(figure), key="time_chart", config=chart_config(f"wildvision-runs-{test_set}-{dataset}-f-against-time"))
+            caption = "Own runs only, not the paper's: F-score against the measured time per image (decoding included) on the machine that evaluated them."
+            st.plotly_chart(export_ready(figure, caption), key="time_chart", config=chart_config(f"wildvision-runs-{test_set}-{dataset}-f-against-time"))
             st.caption(
                 "Time per image = a run's whole evaluation time on this test set (image loading and decoding included) "
                 "divided by its number of images, on the machine and device that ran it; compare runs measured on the same "

@@ -43,7 +43,21 @@ def mark_origin(figure, colour_title: str):
     return figure
 
 
-def grouped_bars(data: pd.DataFrame, metric: str, facet: str, facet_order: list[str], title: str, facet_labels: dict[str, str], colours: dict[str, str]):
+#: What the test sets are, for a caption inside a chart that leaves the page.
+TEST_SET_WORDS = "test_in: photos held out of the training data; test_out_pet and test_out_nopet: photos from elsewhere, with and without pets."
+
+
+def origin_words(frame: pd.DataFrame) -> str:
+    """Where a chart's bars come from, for its caption: the paper's tables, and own runs (never the paper's) if any."""
+    words = "Solid bars: the paper's numbers (Tables S1-S3)."
+    if has_own_runs(frame):
+        words += " Hatched bars, named (run …): own runs on their own data, not the paper's; runs on the demo data are a cats-and-dogs proxy."
+    return words
+
+
+def grouped_bars(
+    data: pd.DataFrame, metric: str, facet: str, facet_order: list[str], title: str, facet_labels: dict[str, str], colours: dict[str, str], caption: str = ""
+):
     """Bars per model, one per test set (`colours`: each test set's colour, in the tables' order), side by side; one panel per `facet` value, in `facet_order`."""
     part = data[data["metric"] == metric].copy()
     part["panel"] = part[facet].map(lambda v: facet_labels.get(v, v))
@@ -79,7 +93,7 @@ def grouped_bars(data: pd.DataFrame, metric: str, facet: str, facet_order: list[
         present.setdefault(trace.xaxis, set()).update(trace.x)
     for axis, labels in present.items():
         figure.layout["xaxis" + axis.removeprefix("x")].update(categoryorder="array", categoryarray=[x for x in order if x in labels])
-    return export_ready(mark_origin(figure, "test set"))
+    return export_ready(mark_origin(figure, "test set"), caption)
 
 
 def page() -> None:
@@ -125,6 +139,7 @@ def page() -> None:
                         f"{METRIC_AXIS[metric].split(' (')[0]} per architecture and test set, transfer regime (paper: Tables S1-S3)",
                         {"bg": "trained with background images (bg)", "no_bg": "trained without background images (no_bg)"},
                         colours,
+                        f"{origin_words(frame)} {TEST_SET_WORDS}",
                     ),
                     key=f"fig1-{metric}",
                     config=chart_config(f"wildvision-fig1-{metric}-transfer-bg-no_bg"),
@@ -153,6 +168,8 @@ def page() -> None:
                     f"{METRIC_AXIS[metric].split(' (')[0]} of the four top transfer models in each regime, trained with background images",
                     REGIME_LABELS,
                     colours,
+                    "Dashed lines: the paper's best transfer-regime value on each test set (Fig 1, bg), in the test set's colour, as in the "
+                    f"paper's Fig 2; the paper trained scratch and combi with background images only. {origin_words(frame)}",
                 )
                 for test_set in paper.TEST_SETS:
                     if (metric, test_set) in best_transfer.index:
@@ -162,7 +179,7 @@ def page() -> None:
                             line_color=colours[test_set],
                             line_width=1.5,
                         )
-                st.plotly_chart(export_ready(figure), key=f"fig2-{metric}", config=chart_config(f"wildvision-fig2-{metric}-regimes-bg"))
+                st.plotly_chart(figure, key=f"fig2-{metric}", config=chart_config(f"wildvision-fig2-{metric}-regimes-bg"))
         st.caption(
             "Dashed lines: the paper's best transfer-regime value on each test set (Fig 1, bg), in the test set's colour, "
             "as in the paper's Fig 2. The paper trained scratch and combi only with background images."
@@ -215,7 +232,8 @@ def page() -> None:
         figure.update_layout(height=480)
         mark_origin(figure, "out-of-distribution set")
         stem = f"wildvision-drop-{drop_metric}-{drop_regime}-{drop_dataset}"
-        st.plotly_chart(export_ready(figure), key="drop_chart", config=chart_config(stem))
+        caption = f"Drop = the test_in value minus the out-of-distribution value: higher means worse on photos from elsewhere. {origin_words(frame)}"
+        st.plotly_chart(export_ready(figure, caption), key="drop_chart", config=chart_config(stem))
         # regime and dataset are the selection above, a run is named as on the chart, and the values sit under two
         # short headers: narrow enough for a 1400 px window (five index columns and long headers pushed the last one out)
         shown = chosen.assign(source=[s if o == PAPER else f"run {short_run_name(s)}" for s, o in zip(chosen["source"], chosen["origin"])])

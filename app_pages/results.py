@@ -214,11 +214,13 @@ def page() -> None:
                         color_continuous_scale="Blues",
                         aspect="auto",
                         labels={"x": "predicted class", "y": "true class", "color": "images"},
-                        title=f"{test_set}<br><sup>{int(matrix.to_numpy().sum())} images, at {where}</sup>",  # two lines fit a third of the page
+                        title=f"{run.arch} (run {short_run_name(run.key)})<br>on {test_set}",  # two lines fit a third of the page
                     )
-                    heatmap.update_layout(height=340, coloraxis_showscale=False, margin={"l": 10, "r": 10, "t": 70, "b": 10})
+                    heatmap.update_xaxes(tickangle=-30)
+                    heatmap.update_layout(height=340, coloraxis_showscale=False, margin={"l": 10, "r": 10, "t": 80, "b": 10})
+                    caption = f"{int(matrix.to_numpy().sum())} images, counted at {where}. Rows: the true class; columns: what the model predicted."
                     cells[index % len(cells)].plotly_chart(
-                        export_ready(heatmap),
+                        export_ready(heatmap, caption, line=45),
                         key=f"cm-{test_set}",
                         config=chart_config(f"wildvision-{run.key}-confusion-{test_set}-{where.replace(' ', '-')}"),
                     )

@@ -148,7 +148,8 @@ def threshold_tradeoff(scores: dict[str, dict], threshold: float, model: str, ke
 
 
 def learning_curves_chart(run_dir: Path, title: str | None = None) -> go.Figure | None:
-    """A run's losses and validation F-score per epoch, side by side on their own axes; None before the first epoch."""
+    """A run's losses and validation F-score per epoch, side by side on their own axes, with a caption inside the
+    picture naming the run; None before the first epoch."""
     curves = learning_curves(run_dir)
     if curves.empty:
         return None
@@ -164,7 +165,11 @@ def learning_curves_chart(run_dir: Path, title: str | None = None) -> go.Figure 
         figure.update_layout(title={"text": title, "y": 0.98, "yanchor": "top"}, height=420, margin={"t": 125})
     else:
         figure.update_layout(height=380, margin={"t": 90})
-    return export_ready(figure)
+    caption = (
+        f"Run {Path(run_dir).name}: training and validation cross-entropy loss (left) and the validation F-score on test_in "
+        "(right) after each epoch; the run keeps its best epoch by that F-score."
+    )
+    return export_ready(figure, caption)
 
 
 @st.cache_data(show_spinner="Reading results...")

@@ -190,6 +190,21 @@ def test_export_ready_keeps_charts_off_the_pictures_edges_and_legends_off_the_pl
     assert (wide.layout.legend.borderwidth, wide.layout.legend.bordercolor) == (1, "grey"), "and so does a legend border it drew"
 
 
+def test_export_ready_writes_a_caption_inside_the_picture_below_the_axes_and_grows_the_chart_for_it():
+    import plotly.express as px
+
+    frame = pd.DataFrame({"x": ["a", "squeezenet1_0 (run 152103-05db)"], "y": [1, 2]})
+    caption = "Solid bars: the paper's numbers (Tables S1-S3). Hatched bars: own runs on their own data, not the paper's <b>."
+    plain = export_ready(px.bar(frame, x="x", y="y").update_layout(height=400), caption, line=50)
+    (note,) = plain.layout.annotations
+    assert note.text.split("<br>")[0] == "Solid bars: the paper's numbers (Tables S1-S3)." and "&lt;b&gt;" in note.text
+    assert note.yref == "paper" and note.y == 0 and note.yanchor == "top" and note.yshift < 0
+    assert plain.layout.margin.b >= -note.yshift + 17 * 3 and plain.layout.height > 400
+    slanted = export_ready(px.bar(frame, x="x", y="y").update_xaxes(tickangle=-35), caption, line=50)
+    assert slanted.layout.annotations[0].yshift < note.yshift, "slanted names reach further down: the caption goes below them"
+    assert not export_ready(px.bar(frame, x="x", y="y")).layout.annotations, "no caption, no annotation"
+
+
 def test_close_scatter_labels_go_one_above_one_below(paper_frame):
     points = efficiency_points(paper_frame, "paper", "test_out_pet", "bg", "transfer")
     where = dict(zip(points["model"], label_positions(points["params"].astype(float), points["f_score"])))

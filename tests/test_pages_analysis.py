@@ -128,6 +128,9 @@ def assert_png_export_on_every_chart(at: AppTest) -> list[str]:
     for figure in figures(at):  # a font the PNG export has too, or legends overflow in the PNG
         assert figure["layout"]["font"]["family"] == figure["layout"]["title"]["font"]["family"] == CHART_FONT
         assert all(note["font"]["family"] == CHART_FONT for note in figure["layout"].get("annotations", []))
+        assert figure["layout"]["title"]["text"], "a chart dropped into a deck says what it shows"
+        (caption,) = [note for note in figure["layout"]["annotations"] if note.get("yanchor") == "top" and note.get("yshift", 0) < 0]
+        assert len(caption["text"]) > 40 and figure["layout"]["margin"]["b"] > -caption["yshift"], "its caption sits inside the picture"
         margin, legend = figure["layout"]["margin"], figure["layout"]["legend"]
         assert min(margin["l"], margin["r"]) >= EDGE and legend["borderwidth"] > 0, "off the picture's edges; legends not flush"
     for config in configs:
@@ -194,26 +197,35 @@ def test_results_page_with_a_run_shows_it_labelled_and_in_detail(one_run):
     assert list(results.index) == ["test_in", "test_out_pet", "test_out_nopet"]
     assert results.loc["test_out_pet", "seconds_per_image"] == pytest.approx(0.1)
     assert len(at.get("plotly_chart")) == 1 + 3  # learning curves + one confusion matrix per test set
+    titles = [figure["layout"]["title"]["text"] for figure in figures(at)]
+    assert one_run.name in titles[0] and all(f"squeezenet1_0 (run {short_run_name(one_run.name)})" in title for title in titles[1:])
     assert at.multiselect(key="sources").options == ["the paper (Tables S1-S3, Table 1)", f"run {short_run_name(one_run.name)}"]
     at.multiselect(key="sources").set_value([one_run.name]).run()
     assert at.dataframe[0].value.shape[0] == 1
+
+
+def matrix_words(at: AppTest) -> dict[str, list]:
+    """Each confusion matrix by its test set (the second line of its title) and its caption's first sentence."""
+    words = {}
+    for figure in figures(at)[1:]:
+        caption = next(note["text"] for note in figure["layout"]["annotations"] if note.get("yshift", 0) < 0).replace("<br>", " ")
+        words[f"{figure['layout']['title']['text'].split('<br>')[1]}: {caption.split('.')[0]}.{caption.split('.')[1]}"] = plotly_array(figure["data"][0]["z"])
+    return words
 
 
 def test_results_page_counts_confusion_matrices_at_the_runs_own_threshold(threshold_run):
     at = run_page("results")
     assert at.selectbox(key="run").value == threshold_run.name
     assert at.radio(key="cm_at").value == "threshold" and "0.300" in at.radio(key="cm_at").options[0]
-    matrices = {f["layout"]["title"]["text"]: plotly_array(f["data"][0]["z"]) for f in figures(at)[1:]}
-    assert matrices == {
-        "test_in<br><sup>108 images, at threshold 0.300</sup>": [[56, 2], [2, 48]],
-        "test_out_pet<br><sup>80 images, at threshold 0.300</sup>": [[30, 10], [8, 32]],
+    assert matrix_words(at) == {
+        "on test_in: 108 images, counted at threshold 0.300": [[56, 2], [2, 48]],
+        "on test_out_pet: 80 images, counted at threshold 0.300": [[30, 10], [8, 32]],
     }
     assert "Counts of images at threshold 0.300" in texts(at.caption)
     at.radio(key="cm_at").set_value("0.5").run()
-    matrices = {f["layout"]["title"]["text"]: plotly_array(f["data"][0]["z"]) for f in figures(at)[1:]}
-    assert matrices == {
-        "test_in<br><sup>108 images, at threshold 0.5</sup>": [[56, 2], [7, 43]],
-        "test_out_pet<br><sup>80 images, at threshold 0.5</sup>": [[30, 10], [12, 28]],
+    assert matrix_words(at) == {
+        "on test_in: 108 images, counted at threshold 0.5": [[56, 2], [7, 43]],
+        "on test_out_pet: 80 images, counted at threshold 0.5": [[30, 10], [12, 28]],
     }
     names = assert_png_export_on_every_chart(at)
     assert names[0] == f"wildvision-{threshold_run.name}-learning-curves"
@@ -223,11 +235,10 @@ def test_results_page_without_a_recorded_threshold_says_its_matrices_are_at_one_
     at = run_page("results")
     assert not at.get("radio")
     assert "records no decision threshold" in texts(at.caption)
-    titles = [f["layout"]["title"]["text"] for f in figures(at)[1:]]
-    assert titles == [
-        "test_in<br><sup>64 images, at threshold 0.5</sup>",
-        "test_out_pet<br><sup>60 images, at threshold 0.5</sup>",
-        "test_out_nopet<br><sup>60 images, at threshold 0.5</sup>",
+    assert list(matrix_words(at)) == [
+        "on test_in: 64 images, counted at threshold 0.5",
+        "on test_out_pet: 60 images, counted at threshold 0.5",
+        "on test_out_nopet: 60 images, counted at threshold 0.5",
     ]
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import math
 import re
+import textwrap
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -218,16 +220,47 @@ EDGE = 24
 LEGEND_PAD = 10
 
 
-def export_ready(figure):
+#: Pixels between the plot area's bottom and a caption: below the tick labels and the axis title; for slanted tick
+#: labels, as many more per character of the longest as it reaches down.
+CAPTION_BELOW, SLANTED_CHARACTER = 62, 4
+#: Characters of a chart's caption on one line: what fits the narrowest chart a page draws (a third of a wide page).
+CAPTION_LINE = 110
+
+
+def export_ready(figure, caption: str = "", line: int = CAPTION_LINE):
     """The Plotly figure with ``CHART_FONT`` for all its text (layout, title, facet and subplot titles), so
     its PNG export (``chart_config``) lays out exactly as on screen, at least ``EDGE`` pixels of margin left and right,
-    and room around its legend (``LEGEND_PAD``); returns it."""
+    and room around its legend (``LEGEND_PAD``); returns it.
+
+    ``caption``: what the marks mean and where the numbers come from, in plain words, written inside the chart below
+    its axes so a PNG dropped into a deck carries it; wrapped to ``line`` characters (fewer for a narrow chart), with
+    the bottom margin and the height grown to hold it."""
     figure.update_layout(font_family=CHART_FONT, title_font_family=CHART_FONT)
     figure.update_annotations(font_family=CHART_FONT)
     margin = figure.layout.margin
     figure.update_layout(margin={"l": max(margin.l or 0, EDGE), "r": max(margin.r or 0, EDGE)})
     if not figure.layout.legend.borderwidth:
         figure.update_layout(legend={"borderwidth": LEGEND_PAD, "bordercolor": "rgba(0,0,0,0)"})
+    if caption:
+        lines = textwrap.wrap(caption, line)
+        slanted = any(axis.tickangle not in (None, 0) for axis in figure.select_xaxes())
+        longest = max((len(str(x)) for trace in figure.data if getattr(trace, "x", None) is not None for x in trace.x), default=10)
+        below = CAPTION_BELOW + (SLANTED_CHARACTER * longest if slanted else 0)  # clear of the tick labels and the axis title
+        figure.add_annotation(
+            text="<br>".join(html.escape(text, quote=False) for text in lines),  # a name is text; Plotly reads a little HTML
+            xref="paper",
+            yref="paper",
+            x=0,
+            y=0,
+            xanchor="left",
+            yanchor="top",
+            yshift=-below,
+            align="left",
+            showarrow=False,
+            font={"size": 12, "color": "#555555", "family": CHART_FONT},
+        )
+        bottom = below + 17 * len(lines) + 12
+        figure.update_layout(margin={"b": bottom}, height=(figure.layout.height or 450) + max(0, bottom - (margin.b or 80)))  # the plot keeps its size
     return figure
 
 
