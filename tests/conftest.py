@@ -216,6 +216,15 @@ def partial_job(shared, tmp_path_factory) -> Path:
     return job
 
 
+@pytest.fixture
+def market_job(audit_market, tmp_path, monkeypatch, runs_dir) -> Path:
+    """A copy of audit_market of this test's own, in the screens folder the Review page reads."""
+    screens = tmp_path / "screens"
+    screens.mkdir()
+    monkeypatch.setenv("WILDVISION_SCREENS_DIR", str(screens))
+    return copy_job(audit_market, screens)
+
+
 def copy_job(job: Path, screens_dir: Path) -> Path:
     """A copy of a screening job folder under `screens_dir`, so decisions made on it stay with one test."""
     import shutil

@@ -16,7 +16,6 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import copy_job
 from conftest import wait_until as poll
 from helpers import decide_truly
 from wildvision.analysis.export import fixed_formatter
@@ -64,14 +63,6 @@ def plain(markdown: str) -> str:
 # --- the screening job's report -------------------------------------------------------------------
 
 
-@pytest.fixture
-def job(audit_market, tmp_path, monkeypatch, runs_dir) -> Path:
-    screens = tmp_path / "screens"
-    screens.mkdir()
-    monkeypatch.setenv("WILDVISION_SCREENS_DIR", str(screens))
-    return copy_job(audit_market, screens)
-
-
 def review_page() -> AppTest:
     at = AppTest.from_file(str(ROOT / "app_pages/review.py"), default_timeout=120).run()
     at.text_input(key="reviewer").input("Ana").run()
@@ -84,17 +75,17 @@ def top_photos(job: Path, count: int) -> list[str]:
     return list(items.sort_values("probability", ascending=False)["path"][:count])
 
 
-def test_the_job_report_says_the_numbers_the_review_page_shows(job, tmp_path):
-    audit.draw(job, 40, seed=1)
-    decide_truly(job, audit.to_decide(job)[:34], "ana@ngo.test")
-    decide_truly(job, top_photos(job, 10), "ben@ngo.test")
+def test_the_job_report_says_the_numbers_the_review_page_shows(market_job, tmp_path):
+    audit.draw(market_job, 40, seed=1)
+    decide_truly(market_job, audit.to_decide(market_job)[:34], "ana@ngo.test")
+    decide_truly(market_job, top_photos(market_job, 10), "ben@ngo.test")
     at = review_page()
     metrics = {metric.label: metric.value for metric in at.metric}
     shown = flat("\n".join(plain(block.value) for block in at.markdown))
     (csv_button,) = [b for b in at.get("download_button") if "Confirmed cases, CSV" in b.proto.label]
     confirmed_files = re.search(r"\((\d+)\)", csv_button.proto.label).group(1)
 
-    result = wildvision("report", job, "--out", tmp_path / "report.pdf", "--out", tmp_path / "report.html", "--by", "Ana")
+    result = wildvision("report", market_job, "--out", tmp_path / "report.pdf", "--out", tmp_path / "report.html", "--by", "Ana")
     assert result.returncode == 0, result.stderr[-2000:]
     laid_out, text = pdf_text(tmp_path / "report.pdf", layout=True), flat(pdf_text(tmp_path / "report.pdf"))
     page = flat(re.sub(r"<[^>]+>", " ", (tmp_path / "report.html").read_text(encoding="utf-8")))
@@ -112,28 +103,28 @@ def test_the_job_report_says_the_numbers_the_review_page_shows(job, tmp_path):
     assert "where the model looked, not proof of what the photo shows" in text
 
 
-def test_without_an_audit_the_report_gives_the_measured_precision_and_says_what_it_cannot_tell(job, tmp_path):
-    decide_truly(job, top_photos(job, 12))
+def test_without_an_audit_the_report_gives_the_measured_precision_and_says_what_it_cannot_tell(market_job, tmp_path):
+    decide_truly(market_job, top_photos(market_job, 12))
     at = review_page()
     (precision,) = [m for m in at.metric if m.label == "Measured precision of the flags"]
     caption = next(plain(c.value) for c in at.caption if c.value.startswith("95% interval"))
     low, high, n, flagged = re.match(r"95% interval (\S+) to (\S+) \(Wilson\), from (\d+) of ([\d,]+) flagged", caption).groups()
 
-    result = wildvision("report", job, "--out", tmp_path / "report.pdf", "--no-maps")
+    result = wildvision("report", market_job, "--out", tmp_path / "report.pdf", "--no-maps")
     assert result.returncode == 0, result.stderr[-2000:]
     text = flat(pdf_text(tmp_path / "report.pdf"))
     assert f"Measured precision of the flags: {precision.value} (95% interval {low} to {high}, Wilson), from {n} of {flagged} flagged photos reviewed." in text
     assert "No audit sample has been drawn" in text and "says nothing of the trade photos below the line" in text
 
 
-def test_the_review_page_makes_the_report_in_the_background_and_offers_both_files(job):
-    decide_truly(job, top_photos(job, 6))
+def test_the_review_page_makes_the_report_in_the_background_and_offers_both_files(market_job):
+    decide_truly(market_job, top_photos(market_job, 6))
     at = review_page()
     (make,) = [b for b in at.button if b.label == "Make a report (PDF and HTML)"]
     make.click().run()
     assert not at.exception
     assert any("being made in the background" in s.value for s in at.success)
-    (request,) = poll(lambda: export_requests.export_requests(job), lambda found: found and found[0].state != "running", timeout_s=300)
+    (request,) = poll(lambda: export_requests.export_requests(market_job), lambda found: found and found[0].state != "running", timeout_s=300)
     assert request.state == "written", request.detail
     assert export_requests.html_beside(request.output).is_file() and page_sizes(request.output)
     at = review_page()
@@ -160,8 +151,8 @@ def test_names_notes_and_titles_are_text_in_both_renderings(tmp_path):
     assert "<img src=x onerror=alert(1)><b>bold</b>.jpg" in text and "<i>note</i>" in text and "<u>title</u>" in text
 
 
-def test_a_report_in_another_format_is_refused_in_words(job, tmp_path):
-    result = wildvision("report", job, "--out", tmp_path / "report.docx")
+def test_a_report_in_another_format_is_refused_in_words(market_job, tmp_path):
+    result = wildvision("report", market_job, "--out", tmp_path / "report.docx")
     assert result.returncode != 0 and "a report is written as .pdf or .html, not 'report.docx'" in result.stderr
     assert not (tmp_path / "report.docx").exists()
 
