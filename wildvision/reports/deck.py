@@ -224,13 +224,13 @@ def data_slide(records: Sequence[catalog.ModelRecord]) -> Figure:
     """What every number in the deck was measured on; the demo data called a proxy wherever it was used."""
     lines = [("the paper", f"{PAPER_DATA}: Tables S1-S4 as published; the deck redraws them, it did not re-measure them.")]
     for record in records:
-        name = "the default model" if record.is_default else f"run {record.key}"
+        name = "the default model" if record.is_default else f"run {short_run_name(record.key)}"
         proxy = (
             " This is the demo PROXY (cats and dogs in listing photos stand in for captive wild animals): its numbers are not the paper's."
             if record.demo
             else ""
         )
-        lines.append((name, f"{record.description}. {record.trained_on}{proxy}"))
+        lines.append((name, f"{record.description}. {record.trained_on.replace('`', '')}{proxy}"))  # the catalog's words are Markdown
     return slides.text_slide(
         "The data behind these numbers", lines[:10], "Own runs are measured on their own test sets; only the paper's rows are the paper's results."
     )

@@ -18,7 +18,7 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import cm
-from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import Image, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from wildvision import runs
 from wildvision.reports.job_report import JobReport
@@ -110,7 +110,7 @@ def pdf_bytes(report: JobReport) -> bytes:
         story.append(_table(rows, [6 * cm, 3 * cm, 2.6 * cm, 2.6 * cm, 2 * cm], 1))
     else:
         story.append(_p("Nobody has decided any photo yet.", body))
-    story.append(_p("What the model can and cannot show", heading))
+    story += [PageBreak(), _p("What the model can and cannot show", heading)]  # a page of its own, to hand over with any extract
     story += [item for limit in report.limits for item in (_p(limit, body), Spacer(1, 2))]
     buffer = io.BytesIO()
     document = SimpleDocTemplate(buffer, pagesize=A4, title=f"Screening report: {report.job}", author="wildvision", leftMargin=2 * cm, rightMargin=2 * cm)
