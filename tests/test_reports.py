@@ -16,9 +16,11 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from conftest import demo_subset
 from conftest import wait_until as poll
 from helpers import decide_truly
 from wildvision.analysis.export import fixed_formatter
+from wildvision.analysis.tidy import short_run_name
 from wildvision.reports import deck, job_render, slides
 from wildvision.reports.job_report import CaseRow, JobReport
 from wildvision.screening import audit, export_requests, review
@@ -182,6 +184,24 @@ def test_the_study_deck_of_a_fresh_install_is_16_9_and_prints_the_results_and_ef
     for value in gains[gain_column]:
         assert str(value) in gain_slide, (value, gain_slide)
     assert "densenet121 gains the most score per extra parameter over SqueezeNet" in gain_slide
+
+
+def test_a_deck_of_chosen_runs_names_them_as_runs_calls_demo_data_a_proxy_and_shows_their_galleries(completed_run, runs_dir, tmp_path):
+    photos = demo_subset(tmp_path, {"captive": 4, "other": 4}, source="test_out_pet")
+    explained = wildvision("explain", "default", "--test", f"small={photos}", "--top", "1", "--no-checks", "--runs-dir", runs_dir)
+    assert explained.returncode == 0, explained.stderr[-2000:]
+    result = wildvision("report", "--study", completed_run, "--runs-dir", runs_dir, "--out", tmp_path / "deck.pdf")
+    assert result.returncode == 0, result.stderr[-2000:]
+    slides_text = [flat(pdf_text(tmp_path / "deck.pdf", page=n)) for n in range(1, len(page_sizes(tmp_path / "deck.pdf")) + 1)]
+    short = f"run {short_run_name(completed_run.name)}"
+    assert short in slides_text[0] and "1 row marked 'run' is an own run" in slides_text[0]
+    (gallery_slide,) = [text for text in slides_text if text.startswith("Where efficientnet_lite0 (the default model) looked on small")]
+    assert "not proof of what the photo shows" in gallery_slide
+    (data_slide,) = [text for text in slides_text if text.startswith("The data behind these numbers")]
+    assert short in data_slide and data_slide.count("demo PROXY") == 2  # the default model and the run
+    assert slides_text[-1].startswith("The words on these slides") and "test_out_nopet" in slides_text[-1]
+    refused = wildvision("report", "--study", "no-such-run", "--runs-dir", runs_dir, "--out", tmp_path / "other.pdf")
+    assert refused.returncode == 2 and "no-such-run is not a run folder, nor the name of a run in" in refused.stderr
 
 
 def test_the_home_page_makes_the_deck_in_the_background_and_offers_its_pdf_and_slides(runs_dir):

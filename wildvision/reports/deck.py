@@ -251,13 +251,16 @@ def study_slides(records: Sequence[catalog.ModelRecord], runs_dir: str | Path) -
 
 
 def study_records(runs_dir: str | Path, run_dirs: Sequence[str | Path] = ()) -> list[catalog.ModelRecord]:
-    """The default model and the chosen runs (every completed run when none is chosen); a run that cannot be read
-    is refused by name."""
-    chosen = (
-        [catalog.read_model(run_dir) for run_dir in run_dirs]
-        if run_dirs
-        else [r for r in catalog.list_models(runs_dir, include_default=False) if r.state == "completed"]
-    )
+    """The default model and the chosen runs (folders, or names in `runs_dir`; every completed run when none is
+    chosen); a run that is not there is refused by name."""
+    chosen = []
+    for run_dir in run_dirs:
+        found = Path(run_dir) if Path(run_dir).is_dir() else Path(runs_dir) / str(run_dir)
+        if not (found / runs.CONFIG).is_file():
+            raise ValueError(f"{run_dir} is not a run folder, nor the name of a run in {runs_dir}")
+        chosen.append(catalog.read_model(found))
+    if not run_dirs:
+        chosen = [record for record in catalog.list_models(runs_dir, include_default=False) if record.state == "completed"]
     default = catalog.default_model()
     return ([default] if default is not None else []) + chosen
 

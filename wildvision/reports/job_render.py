@@ -114,7 +114,13 @@ def pdf_bytes(report: JobReport) -> bytes:
     story += [item for limit in report.limits for item in (_p(limit, body), Spacer(1, 2))]
     buffer = io.BytesIO()
     document = SimpleDocTemplate(buffer, pagesize=A4, title=f"Screening report: {report.job}", author="wildvision", leftMargin=2 * cm, rightMargin=2 * cm)
-    document.build(story)
+
+    def footer(canvas, doc) -> None:  # every page says what it is part of, for a page printed or forwarded on its own
+        canvas.setFont("Helvetica", 7.5)
+        canvas.setFillColor(colors.grey)
+        canvas.drawString(2 * cm, 1.2 * cm, f"Screening report: {report.job} · made {report.made_at} · page {doc.page}")
+
+    document.build(story, onFirstPage=footer, onLaterPages=footer)
     return buffer.getvalue()
 
 
