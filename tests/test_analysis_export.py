@@ -16,6 +16,7 @@ from wildvision.analysis.export import (
     CHART_FONT,
     EDGE,
     LEGEND_PAD,
+    TITLE_LINE_HEIGHT,
     chart_config,
     export_ready,
     f_axis_range,
@@ -23,9 +24,11 @@ from wildvision.analysis.export import (
     format_gain,
     label_positions,
     latex_escape,
+    own_runs_words,
     table_decimals,
     to_csv,
     to_latex,
+    trained_on_words,
 )
 from wildvision.analysis.grid import difference_to, pin_row, positive_precision_table, results_grid, row_label, with_short_run_names
 from wildvision.analysis.tidy import short_run_name
@@ -203,6 +206,48 @@ def test_export_ready_writes_a_caption_inside_the_picture_below_the_axes_and_gro
     slanted = export_ready(px.bar(frame, x="x", y="y").update_xaxes(tickangle=-35), caption, line=50)
     assert slanted.layout.annotations[0].yshift < note.yshift, "slanted names reach further down: the caption goes below them"
     assert not export_ready(px.bar(frame, x="x", y="y")).layout.annotations, "no caption, no annotation"
+
+
+def test_export_ready_puts_a_wrapped_escaped_title_at_the_top_and_keeps_the_plot_its_size():
+    import plotly.express as px
+
+    frame = pd.DataFrame({"x": ["a", "b"], "y": [1, 2]})
+    title = "Confusion matrix of resnet18 (run 152103-05db) on test_in (20% held out of the training data) <i>"
+    figure = export_ready(px.bar(frame, x="x", y="y").update_layout(height=300, margin={"t": 40}), title=title, line=60)
+    lines = figure.layout.title.text.split("<br>")
+    assert len(lines) == 3 and all(len(line) <= 45 for line in lines), "wrapped to three quarters of the caption's line"
+    assert " ".join(lines) == title.replace("<i>", "&lt;i&gt;"), "a run's name is data, never Plotly markup"
+    assert figure.layout.title.yref == "container" and figure.layout.title.y == 1 and figure.layout.title.yanchor == "top"
+    added = figure.layout.margin.t - 40
+    assert added >= TITLE_LINE_HEIGHT * 3 and figure.layout.height == 300 + added, "room above what the chart had; the plot keeps its height"
+    assert figure.layout.title.font.family == CHART_FONT
+    assert not export_ready(px.bar(frame, x="x", y="y")).layout.title.text, "no title asked for, none added"
+
+
+def test_export_ready_wraps_a_long_caption_to_the_charts_width():
+    import plotly.express as px
+
+    frame = pd.DataFrame({"x": ["a", "b"], "y": [1, 2]})
+    caption = " ".join(["Hatched bars: own runs on the demo proxy data, not the paper's results."] * 4)
+    wide = export_ready(px.bar(frame, x="x", y="y"), caption)
+    narrow = export_ready(px.bar(frame, x="x", y="y").update_layout(width=350), caption)
+    wide_lines, narrow_lines = (figure.layout.annotations[0].text.split("<br>") for figure in (wide, narrow))
+    assert max(map(len, wide_lines)) <= 110 and max(map(len, narrow_lines)) <= 50 < max(map(len, wide_lines))
+    assert " ".join(narrow_lines) == caption, "every word kept, in order"
+    assert narrow.layout.margin.b > wide.layout.margin.b and narrow.layout.margin.b >= -narrow.layout.annotations[0].yshift + 17 * len(narrow_lines)
+
+
+def test_captions_call_demo_trained_runs_a_proxy_and_never_the_papers(tmp_path, paper_frame):
+    assert own_runs_words(paper_frame, "Hatched bars") == "", "the paper's numbers alone: nothing to say of own runs"
+    make_run(tmp_path / "demo", arch="squeezenet1_0", data="../shared/demo-data/train")
+    demo = frame_of(tmp_path / "demo")
+    assert own_runs_words(demo, "Hatched bars") == "Hatched bars: own runs on the demo proxy data (photos of cats and dogs), not the paper's results."
+    make_run(tmp_path / "demo", arch="alexnet", data="/field/photos")
+    assert "some on the demo proxy data" in own_runs_words(frame_of(tmp_path / "demo"))
+    make_run(tmp_path / "field", arch="alexnet", data="/field/photos")
+    assert own_runs_words(frame_of(tmp_path / "field")) == "Own runs on their own data, not the paper's results."
+    assert trained_on_words(True) == "the demo proxy data (photos of cats and dogs), not the paper's"
+    assert trained_on_words(False) == "its own data, not the paper's"
 
 
 def test_close_scatter_labels_go_one_above_one_below(paper_frame):

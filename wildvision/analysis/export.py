@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from wildvision.catalog import RUN
 from wildvision.spreadsheet import frame_csv
 
 
@@ -225,29 +226,61 @@ LEGEND_PAD = 10
 CAPTION_BELOW, SLANTED_CHARACTER = 62, 4
 #: Characters of a chart's caption on one line: what fits the narrowest chart a page draws (a third of a wide page).
 CAPTION_LINE = 110
+#: Pixels a caption line and a title line take (12 and 16 px text), and the title's size.
+CAPTION_LINE_HEIGHT, TITLE_LINE_HEIGHT, TITLE_SIZE = 17, 22, 16
+#: Pixels of white above a title, and between it and what the chart had at its top (a legend, panel titles).
+TITLE_PAD, TITLE_GAP = 12, 14
 
 
-def export_ready(figure, caption: str = "", line: int = CAPTION_LINE):
+def wrapped(text: str, characters: int) -> list[str]:
+    """Plain text as lines of at most ``characters`` (a word longer than that gets a line of its own), each
+    HTML-escaped: a run's name in a title or caption is data, never Plotly markup."""
+    return [html.escape(line, quote=False) for line in textwrap.wrap(text, max(characters, 20), break_long_words=False, break_on_hyphens=False)]
+
+
+def export_ready(figure, caption: str = "", line: int = CAPTION_LINE, *, title: str = ""):
     """The Plotly figure with ``CHART_FONT`` for all its text (layout, title, facet and subplot titles), so
     its PNG export (``chart_config``) lays out exactly as on screen, at least ``EDGE`` pixels of margin left and right,
     and room around its legend (``LEGEND_PAD``); returns it.
 
-    ``caption``: what the marks mean and where the numbers come from, in plain words, written inside the chart below
-    its axes so a PNG dropped into a deck carries it; wrapped to ``line`` characters (fewer for a narrow chart), with
-    the bottom margin and the height grown to hold it."""
+    A PNG dropped into a deck has lost the page around it, so the picture says itself what it shows: ``title`` (what
+    the chart shows, naming the model where it is about one) goes at its top, above whatever the chart had there;
+    ``caption`` (what the marks mean and where the numbers come from, in plain words) goes below its axes. Both are
+    plain text, wrapped to ``line`` characters (fewer for a narrow chart; taken from the figure's width when it has
+    one), and the margins and the height grow to hold them, so the plot keeps its size."""
     figure.update_layout(font_family=CHART_FONT, title_font_family=CHART_FONT)
     figure.update_annotations(font_family=CHART_FONT)
     margin = figure.layout.margin
     figure.update_layout(margin={"l": max(margin.l or 0, EDGE), "r": max(margin.r or 0, EDGE)})
     if not figure.layout.legend.borderwidth:
         figure.update_layout(legend={"borderwidth": LEGEND_PAD, "bordercolor": "rgba(0,0,0,0)"})
+    if figure.layout.width:
+        line = min(line, int(figure.layout.width / 7))  # about 7 px a character of 12 px Arial
+    if title:
+        lines = wrapped(title, int(line * 0.75))  # 16 px text: three quarters as many characters as the caption
+        block = TITLE_PAD + TITLE_LINE_HEIGHT * len(lines) + TITLE_GAP
+        figure.update_layout(
+            title={
+                "text": "<br>".join(lines),
+                "x": 0,
+                "xref": "paper",
+                "xanchor": "left",
+                "y": 1,
+                "yref": "container",
+                "yanchor": "top",
+                "pad": {"t": TITLE_PAD},
+                "font": {"size": TITLE_SIZE, "family": CHART_FONT},
+            },
+            margin={"t": (margin.t if margin.t is not None else 30) + block},
+            height=(figure.layout.height or 450) + block,
+        )
     if caption:
-        lines = textwrap.wrap(caption, line)
+        lines = wrapped(caption, line)
         slanted = any(axis.tickangle not in (None, 0) for axis in figure.select_xaxes())
         longest = max((len(str(x)) for trace in figure.data if getattr(trace, "x", None) is not None for x in trace.x), default=10)
         below = CAPTION_BELOW + (SLANTED_CHARACTER * longest if slanted else 0)  # clear of the tick labels and the axis title
         figure.add_annotation(
-            text="<br>".join(html.escape(text, quote=False) for text in lines),  # a name is text; Plotly reads a little HTML
+            text="<br>".join(lines),
             xref="paper",
             yref="paper",
             x=0,
@@ -259,9 +292,35 @@ def export_ready(figure, caption: str = "", line: int = CAPTION_LINE):
             showarrow=False,
             font={"size": 12, "color": "#555555", "family": CHART_FONT},
         )
-        bottom = below + 17 * len(lines) + 12
+        bottom = below + CAPTION_LINE_HEIGHT * len(lines) + 12
         figure.update_layout(margin={"b": bottom}, height=(figure.layout.height or 450) + max(0, bottom - (margin.b or 80)))  # the plot keeps its size
     return figure
+
+
+#: How a chart's caption names the shipped demo data: a proxy, never the paper's data.
+DEMO_PROXY = "the demo proxy data (photos of cats and dogs)"
+
+
+def trained_on_words(demo: bool) -> str:
+    """What one own run was trained on, for a caption: the demo proxy data or its own data, never the paper's."""
+    return f"{DEMO_PROXY if demo else 'its own data'}, not the paper's"
+
+
+def own_runs_words(frame: pd.DataFrame, marks: str = "") -> str:
+    """What a chart's caption says of the own runs in a tidy frame (``origin``, ``demo``): that they are own runs,
+    on the demo proxy data whenever any was trained on it, and never the paper's; "" when there are none. ``marks``
+    says how the chart draws them ("hatched bars, named (run …)")."""
+    own = frame[frame["origin"] == RUN]
+    if own.empty:
+        return ""
+    demo = own.drop_duplicates("source")["demo"].astype(bool)
+    if demo.all():
+        data = f"own runs on {DEMO_PROXY}"
+    elif demo.any():
+        data = f"own runs, some on {DEMO_PROXY}"
+    else:
+        data = "own runs on their own data"
+    return f"{marks}: {data}, not the paper's results." if marks else f"{data[0].upper()}{data[1:]}, not the paper's results."
 
 
 def f_axis_range(values: Iterable[float], headroom: float = 0.05) -> list[float]:
