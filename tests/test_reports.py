@@ -199,7 +199,7 @@ def test_a_deck_of_chosen_runs_names_them_as_runs_calls_demo_data_a_proxy_and_sh
     assert "not proof of what the photo shows" in gallery_slide
     (data_slide,) = [text for text in slides_text if text.startswith("The data behind these numbers")]
     assert short in data_slide and data_slide.count("demo PROXY") == 2  # the default model and the run
-    assert slides_text[-1].startswith("The words on these slides") and "test_out_nopet" in slides_text[-1]
+    assert slides_text[-1] == data_slide and slides_text[-2].startswith("The words on these slides") and "test_out_nopet" in slides_text[-2]
     refused = wildvision("report", "--study", "no-such-run", "--runs-dir", runs_dir, "--out", tmp_path / "other.pdf")
     assert refused.returncode == 2 and "no-such-run is not a run folder, nor the name of a run in" in refused.stderr
 

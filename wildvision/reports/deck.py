@@ -246,7 +246,7 @@ def study_slides(records: Sequence[catalog.ModelRecord], runs_dir: str | Path) -
     shipped = default_model_slide(default) if default is not None else None
     made += [shipped] if shipped is not None else []
     made += gallery_slides(records, Path(runs_dir))
-    made += [data_slide(records), slides.text_slide("The words on these slides", GLOSSARY)]
+    made += [slides.text_slide("The words on these slides", GLOSSARY), data_slide(records)]  # the data used closes the deck
     return made
 
 
