@@ -10,7 +10,7 @@ import streamlit as st
 from app_pages.widgets import models_and_results, run_page
 from wildvision import paper
 from wildvision.analysis.efficiency import EfficiencyUnavailable, efficiency_points, efficiency_table, gain_headline, inference_times
-from wildvision.analysis.export import chart_config, export_ready, f_axis_range, format_gain, label_positions
+from wildvision.analysis.export import chart_config, export_ready, f_axis_range, format_gain, label_positions, own_runs_words
 from wildvision.analysis.tidy import DATASET_LABELS, PAPER, REGIME_LABELS, TEST_SET_LABELS, bar_label, dataset_order, has_own_runs, short_run_name
 from wildvision.catalog import RUN, test_set_order
 
@@ -58,6 +58,10 @@ def page() -> None:
     regimes = [r for r in paper.REGIMES if r in set(f_rows["regime"])] + sorted(set(f_rows["regime"]) - set(paper.REGIMES))
     regime = columns[2].selectbox("Training regime", regimes, key="regime", format_func=lambda r: REGIME_LABELS.get(r, r))
     selection = f"{'paper' if origin == PAPER else 'own runs'}, {test_set}, {dataset}, {regime}"
+    # the same choice in plain words, for a chart's title and caption: its PNG leaves the selectboxes behind
+    plain_selection = f"{TEST_SET_LABELS.get(test_set, test_set)}; training data: {DATASET_LABELS.get(dataset, dataset)}; {REGIME_LABELS.get(regime, regime)}"
+    chosen_rows = frame[(frame["origin"] == origin) & (frame["test_set"] == test_set) & (frame["dataset"] == dataset) & (frame["regime"] == regime)]
+    numbers = "the paper's Tables S1-S4." if origin == PAPER else own_runs_words(chosen_rows) + " Parameters: the architecture registry's."
 
     # ---------------------------------------------------------------------------------------------
     # Ranked gain
@@ -101,7 +105,6 @@ def page() -> None:
                 "verdict": "",
                 "shown": "gain per million",
             },
-            title=f"Efficiency gain over SqueezeNet, highest first ({selection})",
         )
         figure.update_traces(textposition="outside", cliponaxis=False)
         low, high = min(chart["gain_per_million"].min(), 0.0), max(chart["gain_per_million"].max(), 0.0)
@@ -115,14 +118,17 @@ def page() -> None:
         )
         figure.update_yaxes(categoryorder="array", categoryarray=list(chart["label"])[::-1])
         figure.update_layout(
-            height=max(300, 170 + 45 * len(chart)), margin={"r": 90, "l": 90}, legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}
+            height=max(300, 120 + 45 * len(chart)),
+            margin={"r": 90, "l": 90, "t": 50},
+            legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
         )
-        numbers = "the paper's Tables S1-S4" if origin == PAPER else "own runs on their own data, not the paper's (parameters from the registry)"
+        title = f"F-score each architecture gains per million extra parameters over SqueezeNet, highest first ({plain_selection})"
         caption = (
-            "Gain = (F-score - SqueezeNet's) / (parameters - SqueezeNet's), per million parameters; red: a bigger model that does not "
-            f"beat SqueezeNet. Numbers: {numbers}."
+            "Gain = (F-score - SqueezeNet's F-score) / (parameters - SqueezeNet's parameters), per million parameters: what a bigger "
+            "model buys for its size (the paper's Section 3.3). Red: a bigger model that does not beat SqueezeNet. F-score: precision and "
+            f"recall in one number (1 is perfect). Numbers: {numbers}"
         )
-        st.plotly_chart(export_ready(figure, caption), key="gain_chart", config=chart_config(f"{file_stem}-gain"))
+        st.plotly_chart(export_ready(figure, caption, title=title), key="gain_chart", config=chart_config(f"{file_stem}-gain"))
         st.dataframe(
             gains.drop(columns="gain").assign(  # runs named as on the chart, so the table fits the window
                 gain_per_million=chart["shown"],
@@ -166,7 +172,6 @@ def page() -> None:
             color_discrete_map={"baseline (SqueezeNet)": "#e45756", "architecture": "#4c78a8"},
             hover_data={"source": True, "params": ":,", "f_score": ":.3f", "role": False},
             labels={"params": "parameters (log scale)", "f_score": "F-score (weighted)", "source": "numbers from", "role": ""},
-            title=f"F-score against number of parameters ({selection})",
         )
         above_or_below = dict(zip(points["model"], label_positions(points["params"].astype(float), points["f_score"])))
         figure.update_traces(marker={"size": 11})
@@ -175,9 +180,12 @@ def page() -> None:
         figure.update_xaxes(dtick=1, range=[low - 0.35, high + 0.35])  # room for the labels at both ends
         figure.update_yaxes(range=f_axis_range(points["f_score"]))
         figure.update_layout(height=460, legend={"title": ""})
-        numbers = "the paper's Tables S1-S4" if origin == PAPER else "own runs on their own data, not the paper's"
-        caption = f"Each architecture's F-score against its parameter count (log scale); SqueezeNet, the baseline, in red. Numbers: {numbers}."
-        st.plotly_chart(export_ready(figure, caption), key="size_chart", config=chart_config(f"{file_stem}-f-against-parameters"))
+        title = f"F-score of each architecture against its size in parameters ({plain_selection})"
+        caption = (
+            "Each dot an architecture, named beside it; parameters on a log scale. SqueezeNet, the smallest and the baseline of the gain, "
+            f"in red. F-score: precision and recall in one number (1 is perfect). Numbers: {numbers}"
+        )
+        st.plotly_chart(export_ready(figure, caption, title=title), key="size_chart", config=chart_config(f"{file_stem}-f-against-parameters"))
 
     if origin == RUN:
         st.header("F-score against measured inference time")
@@ -186,13 +194,17 @@ def page() -> None:
         if chosen.empty:
             st.info(f"No completed own run was evaluated on {test_set} with dataset {dataset}.")
         else:
-            chosen = chosen.assign(ms_per_image=chosen["seconds_per_image"] * 1000, label=bar_label(chosen.assign(origin=RUN)))
+            chosen = chosen.assign(
+                ms_per_image=chosen["seconds_per_image"] * 1000,
+                label=bar_label(chosen.assign(origin=RUN)),
+                training=chosen["regime"].map(lambda r: REGIME_LABELS.get(r, r)),
+            )
             figure = px.scatter(
                 chosen,
                 x="ms_per_image",
                 y="f_score",
                 color="model",
-                symbol="regime",
+                symbol="training",
                 text="label",
                 hover_data={"source": True, "n_images": True, "eval_time_s": ":.1f", "label": False},
                 labels={
@@ -201,8 +213,9 @@ def page() -> None:
                     "source": "run",
                     "n_images": "images",
                     "eval_time_s": "evaluation time (s)",
+                    "model": "architecture",
+                    "training": "regime",
                 },
-                title=f"Own runs: F-score against time per image on {test_set} ({dataset})",
             )
             low, high = chosen["ms_per_image"].min(), chosen["ms_per_image"].max()
             pad = max((high - low) * 0.25, high * 0.1)
@@ -212,8 +225,17 @@ def page() -> None:
             figure.update_xaxes(range=[max(0.0, low - pad), high + pad])
             figure.update_yaxes(range=f_axis_range(chosen["f_score"]))
             figure.update_layout(height=460)
-            caption = "Own runs only, not the paper's: F-score against the measured time per image (decoding included) on the machine that evaluated them."
-            st.plotly_chart(export_ready(figure, caption), key="time_chart", config=chart_config(f"wildvision-runs-{test_set}-{dataset}-f-against-time"))
+            title = (
+                f"F-score of own runs against the time they took per photo, on {TEST_SET_LABELS.get(test_set, test_set)}; "
+                f"training data: {DATASET_LABELS.get(dataset, dataset)}"
+            )
+            caption = (
+                f"{own_runs_words(frame[frame['source'].isin(chosen['source'])])} Each dot a run, named beside it; time per photo = "
+                "its whole evaluation time (loading and decoding included) / its photos, on the machine that evaluated it."
+            )
+            st.plotly_chart(
+                export_ready(figure, caption, title=title), key="time_chart", config=chart_config(f"wildvision-runs-{test_set}-{dataset}-f-against-time")
+            )
             st.caption(
                 "Time per image = a run's whole evaluation time on this test set (image loading and decoding included) "
                 "divided by its number of images, on the machine and device that ran it; compare runs measured on the same "

@@ -8,7 +8,7 @@ import streamlit as st
 
 from app_pages.widgets import models_and_results, own_runs_notice, run_page, threshold_tradeoff
 from wildvision import catalog, paper
-from wildvision.analysis.export import chart_config, colour_scaled, export_ready, fixed_formatter, to_csv, to_latex
+from wildvision.analysis.export import chart_config, colour_scaled, export_ready, fixed_formatter, own_runs_words, to_csv, to_latex
 from wildvision.analysis.generalisation import drop_long, figure_data, generalisation_drop, regime_comparison_models
 from wildvision.analysis.grid import positive_precision_table, with_short_run_names
 from wildvision.analysis.tidy import (
@@ -17,6 +17,7 @@ from wildvision.analysis.tidy import (
     PAPER,
     REGIME_LABELS,
     TEST_SET_COLOURS,
+    TEST_SET_LABELS,
     bar_label,
     dataset_order,
     has_own_runs,
@@ -43,23 +44,35 @@ def mark_origin(figure, colour_title: str):
     return figure
 
 
-#: What the test sets are, for a caption inside a chart that leaves the page.
-TEST_SET_WORDS = "test_in: photos held out of the training data; test_out_pet and test_out_nopet: photos from elsewhere, with and without pets."
+#: What a chart's metric means, for its caption: the picture leaves the page that explains it.
+METRIC_WORDS = {
+    "f_score": "F-score: precision and recall in one number, averaged over both classes weighted by their photos (1 is perfect).",
+    "accuracy": "Accuracy: the share of photos classified right (1 is perfect).",
+    "precision": "Precision: of the photos put in a class, the share that belong there, averaged over both classes.",
+    "recall": "Recall: of the photos of a class, the share found, averaged over both classes.",
+}
 
 
 def origin_words(frame: pd.DataFrame) -> str:
     """Where a chart's bars come from, for its caption: the paper's tables, and own runs (never the paper's) if any."""
-    words = "Solid bars: the paper's numbers (Tables S1-S3)."
-    if has_own_runs(frame):
-        words += " Hatched bars, named (run …): own runs on their own data, not the paper's; runs on the demo data are a cats-and-dogs proxy."
-    return words
+    return " ".join(filter(None, ["Solid bars: the paper's numbers (Tables S1-S3).", own_runs_words(frame, "Hatched bars, named (run …)")]))
 
 
 def grouped_bars(
-    data: pd.DataFrame, metric: str, facet: str, facet_order: list[str], title: str, facet_labels: dict[str, str], colours: dict[str, str], caption: str = ""
+    data: pd.DataFrame,
+    metric: str,
+    facet: str,
+    facet_order: list[str],
+    title: str,
+    facet_labels: dict[str, str],
+    colours: dict[str, str],
+    caption: str = "",
 ):
-    """Bars per model, one per test set (`colours`: each test set's colour, in the tables' order), side by side; one panel per `facet` value, in `facet_order`."""
+    """Bars per model, one per test set (`colours`: each test set's colour, in the tables' order), side by side, the
+    test sets named in plain words; one panel per `facet` value, in `facet_order`."""
     part = data[data["metric"] == metric].copy()
+    part["test_set"] = part["test_set"].map(lambda t: TEST_SET_LABELS.get(t, t))
+    colours = {TEST_SET_LABELS.get(t, t): colour for t, colour in colours.items()}
     part["panel"] = part[facet].map(lambda v: facet_labels.get(v, v))
     part["numbers"] = part["origin"].map(ORIGIN_NAMES)
     present = set(part[facet])
@@ -81,7 +94,6 @@ def grouped_bars(
         color_discrete_map=colours,
         hover_data={"source": True, "model": True, "regime": True, "dataset": True, "value": ":.3f", "label": False, "panel": False, "numbers": False},
         labels={"label": "architecture", "value": METRIC_AXIS[metric], "test_set": "test set", "source": "numbers from"},
-        title=title,
     )
     figure.for_each_annotation(lambda a: a.update(text=f"<b>{a.text.split('=')[-1]}</b>"))
     figure.update_xaxes(matches=None, title_text="", tickangle=-35)
@@ -93,7 +105,7 @@ def grouped_bars(
         present.setdefault(trace.xaxis, set()).update(trace.x)
     for axis, labels in present.items():
         figure.layout["xaxis" + axis.removeprefix("x")].update(categoryorder="array", categoryarray=[x for x in order if x in labels])
-    return export_ready(mark_origin(figure, "test set"), caption)
+    return export_ready(mark_origin(figure, "test set"), caption, title=title)
 
 
 def page() -> None:
@@ -136,10 +148,11 @@ def page() -> None:
                         metric,
                         "dataset",
                         dataset_order(fig1["dataset"]),
-                        f"{METRIC_AXIS[metric].split(' (')[0]} per architecture and test set, transfer regime (paper: Tables S1-S3)",
-                        {"bg": "trained with background images (bg)", "no_bg": "trained without background images (no_bg)"},
+                        f"{METRIC_LABELS[metric].split(' (')[0]} of each architecture fine-tuned from ImageNet (transfer regime), "
+                        "trained with and without background photos, in and out of distribution",
+                        DATASET_LABELS,
                         colours,
-                        f"{origin_words(frame)} {TEST_SET_WORDS}",
+                        f"{origin_words(frame)} {METRIC_WORDS[metric]} As in the paper's Fig 1.",
                     ),
                     key=f"fig1-{metric}",
                     config=chart_config(f"wildvision-fig1-{metric}-transfer-bg-no_bg"),
@@ -165,11 +178,12 @@ def page() -> None:
                     metric,
                     "regime",
                     list(paper.REGIMES) + sorted(set(fig2["regime"]) - set(paper.REGIMES)),
-                    f"{METRIC_AXIS[metric].split(' (')[0]} of the four top transfer models in each regime, trained with background images",
+                    f"{METRIC_LABELS[metric].split(' (')[0]} of the four best transfer models in each training regime "
+                    "(fine-tuned, from scratch, or both), trained with background photos",
                     REGIME_LABELS,
                     colours,
-                    "Dashed lines: the paper's best transfer-regime value on each test set (Fig 1, bg), in the test set's colour, as in the "
-                    f"paper's Fig 2; the paper trained scratch and combi with background images only. {origin_words(frame)}",
+                    "Dashed lines: the paper's best value on each test set for a fine-tuned (transfer) model trained with background photos "
+                    f"(its Fig 1), in that test set's colour, as in the paper's Fig 2. {origin_words(frame)} {METRIC_WORDS[metric]}",
                 )
                 for test_set in paper.TEST_SETS:
                     if (metric, test_set) in best_transfer.index:
@@ -203,37 +217,43 @@ def page() -> None:
     if long.empty:
         st.info(f"No out-of-distribution results for {drop_regime} on {drop_dataset}: own runs need a test set besides test_in (e.g. --test test_out_pet=DIR).")
     else:
-        long = long.assign(label=bar_label(long), numbers=long["origin"].map(ORIGIN_NAMES))
+        long = long.assign(label=bar_label(long), numbers=long["origin"].map(ORIGIN_NAMES), ood_set=long["ood_set"].map(lambda t: TEST_SET_LABELS.get(t, t)))
         figure = px.bar(
             long,
             x="label",
             y="drop",
             color="ood_set",
             barmode="group",
-            color_discrete_map=colours,
+            color_discrete_map={TEST_SET_LABELS.get(t, t): colour for t, colour in colours.items()},
             pattern_shape="numbers",
             pattern_shape_map=ORIGIN_PATTERNS,
             category_orders={
                 "label": list(dict.fromkeys(long["label"])),
-                "ood_set": [t for t in test_sets if t in set(long["ood_set"])],
+                "ood_set": [TEST_SET_LABELS.get(t, t) for t in test_sets if TEST_SET_LABELS.get(t, t) in set(long["ood_set"])],
                 "numbers": [n for n in ORIGIN_PATTERNS if n in set(long["numbers"])],
             },
             hover_data={"source": True, "test_in": ":.3f", "ood_value": ":.3f", "drop": ":.3f", "label": False, "numbers": False},
             labels={
                 "label": "architecture",
-                "drop": f"drop in {METRIC_AXIS.get(drop_metric, drop_metric)} (test_in minus OOD)",
+                "drop": f"drop in {METRIC_LABELS[drop_metric].split(' (')[0]}",
                 "ood_set": "out-of-distribution set",
                 "source": "numbers from",
-                "ood_value": "OOD value",
+                "ood_value": "out-of-distribution value",
             },
-            title=f"How much {METRIC_LABELS[drop_metric]} falls out of distribution ({drop_regime}, {drop_dataset}); higher = worse",
         )
         figure.update_xaxes(tickangle=-35)
         figure.update_layout(height=480)
         mark_origin(figure, "out-of-distribution set")
         stem = f"wildvision-drop-{drop_metric}-{drop_regime}-{drop_dataset}"
-        caption = f"Drop = the test_in value minus the out-of-distribution value: higher means worse on photos from elsewhere. {origin_words(frame)}"
-        st.plotly_chart(export_ready(figure, caption), key="drop_chart", config=chart_config(stem))
+        title = (
+            f"How much {METRIC_LABELS[drop_metric].split(' (')[0]} falls on photos from elsewhere: "
+            f"{REGIME_LABELS.get(drop_regime, drop_regime)}; {DATASET_LABELS.get(drop_dataset, drop_dataset)}"
+        )
+        caption = (
+            "Drop = the value on test_in (photos held out of the training data) minus the value on a set of photos from elsewhere "
+            f"(out of distribution): higher means worse away from the training photos. {origin_words(frame)} {METRIC_WORDS[drop_metric]}"
+        )
+        st.plotly_chart(export_ready(figure, caption, title=title), key="drop_chart", config=chart_config(stem))
         # regime and dataset are the selection above, a run is named as on the chart, and the values sit under two
         # short headers: narrow enough for a 1400 px window (five index columns and long headers pushed the last one out)
         shown = chosen.assign(source=[s if o == PAPER else f"run {short_run_name(s)}" for s, o in zip(chosen["source"], chosen["origin"])])

@@ -8,10 +8,10 @@ import streamlit as st
 from app_pages.study_deck import deck_section, grid_chart_button
 from app_pages.widgets import learning_curves_chart, md, models_and_results, own_runs_notice, run_page
 from wildvision import catalog
-from wildvision.analysis.export import chart_config, colour_scaled, export_ready, fixed_formatter, to_csv, to_latex
+from wildvision.analysis.export import chart_config, colour_scaled, export_ready, fixed_formatter, to_csv, to_latex, trained_on_words
 from wildvision.analysis.grid import difference_to, filter_grid, pin_row, results_grid, row_label, sort_grid, source_choices, with_short_run_names
 from wildvision.analysis.run_detail import confusion_matrices, results_table
-from wildvision.analysis.tidy import METRIC_LABELS, PAPER, has_own_runs, run_data_notes, short_run_name
+from wildvision.analysis.tidy import METRIC_LABELS, PAPER, TEST_SET_LABELS, has_own_runs, run_data_notes, short_run_name
 from wildvision.reports.deck import grid_caption
 from wildvision.wording import with_hint
 
@@ -160,7 +160,7 @@ def page() -> None:
             st.warning(f"Run {run.key}: {run.problem}; its results are not shown.")
 
         try:
-            figure = learning_curves_chart(run.path, title=f"Learning curves of run {run.key}")
+            figure = learning_curves_chart(run.path, title=f"Learning curves of {run.arch} (run {run.key})", demo=run.demo)
         except (ValueError, KeyError, TypeError) as error:  # a damaged metrics.jsonl
             st.warning(f"The learning curves of run {run.key} cannot be read ({error}).")
             figure = None
@@ -205,6 +205,7 @@ def page() -> None:
                 at_threshold = st.radio("Count predictions at", list(counted_at), format_func=counted_at.get, horizontal=True, key="cm_at") == "threshold"
             matrices = confusion_matrices(run, at_threshold=at_threshold)
             where = f"threshold {threshold:.3f}" if at_threshold else "threshold 0.5"
+            data = trained_on_words(run.demo)
             if matrices:
                 cells = st.columns(min(len(matrices), 3))
                 for index, (test_set, matrix) in enumerate(matrices.items()):
@@ -214,13 +215,16 @@ def page() -> None:
                         color_continuous_scale="Blues",
                         aspect="auto",
                         labels={"x": "predicted class", "y": "true class", "color": "images"},
-                        title=f"{run.arch} (run {short_run_name(run.key)})<br>on {test_set}",  # two lines fit a third of the page
                     )
                     heatmap.update_xaxes(tickangle=-30)
-                    heatmap.update_layout(height=340, coloraxis_showscale=False, margin={"l": 10, "r": 10, "t": 80, "b": 10})
-                    caption = f"{int(matrix.to_numpy().sum())} images, counted at {where}. Rows: the true class; columns: what the model predicted."
+                    heatmap.update_layout(height=300, coloraxis_showscale=False, margin={"l": 10, "r": 10, "t": 10, "b": 10})
+                    title = f"Confusion matrix of {run.arch} (run {short_run_name(run.key)}) on {TEST_SET_LABELS.get(test_set, test_set)}"
+                    caption = (
+                        f"Photos counted by their true class (rows) and the class {run.arch} predicted (columns), {int(matrix.to_numpy().sum())} "
+                        f"in all, at {where}. Trained on {data}."
+                    )
                     cells[index % len(cells)].plotly_chart(
-                        export_ready(heatmap, caption, line=45),
+                        export_ready(heatmap, caption, line=45, title=title),  # 45 characters fit a third of the page
                         key=f"cm-{test_set}",
                         config=chart_config(f"wildvision-{run.key}-confusion-{test_set}-{where.replace(' ', '-')}"),
                     )

@@ -49,7 +49,7 @@ def run_details(run: runs.RunSummary, slurm_note: str | None) -> None:
         st.warning(md(warning))
     if run.state == "completed":
         comparison(record)
-    figure = learning_curves_chart(run.path)
+    figure = learning_curves_chart(run.path, title=f"Learning curves of {record.arch} (run {run.name})", demo=record.demo)
     if figure:
         st.plotly_chart(figure, key=f"curves_{run.name}", config=chart_config(f"wildvision-{run.name}-learning-curves"))
     log = log_tail(run.path)

@@ -12,7 +12,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from wildvision import catalog, runs, wording
-from wildvision.analysis.export import export_ready
+from wildvision.analysis.export import export_ready, trained_on_words
 from wildvision.analysis.run_detail import learning_curves
 from wildvision.analysis.tidy import combined_results, has_own_runs
 from wildvision.evaluate import tradeoff
@@ -147,9 +147,10 @@ def threshold_tradeoff(scores: dict[str, dict], threshold: float, model: str, ke
     return chosen
 
 
-def learning_curves_chart(run_dir: Path, title: str | None = None) -> go.Figure | None:
-    """A run's losses and validation F-score per epoch, side by side on their own axes, with a caption inside the
-    picture naming the run; None before the first epoch."""
+def learning_curves_chart(run_dir: Path, title: str = "", demo: bool = False) -> go.Figure | None:
+    """A run's losses and validation F-score per epoch, side by side on their own axes, with a title (``title``, or
+    one naming the run) and a caption inside the picture, so its PNG names the run and says when it trained on the
+    demo proxy data (``demo``); None before the first epoch."""
     curves = learning_curves(run_dir)
     if curves.empty:
         return None
@@ -160,16 +161,15 @@ def learning_curves_chart(run_dir: Path, title: str | None = None) -> go.Figure 
     figure.update_xaxes(title_text="epoch", dtick=1 if curves["epoch"].max() <= 20 else None)
     figure.update_yaxes(title_text="loss", row=1, col=1)
     figure.update_yaxes(title_text="F-score (weighted)", range=[0, 1.02], dtick=0.2, row=1, col=2)
-    figure.update_layout(legend={"orientation": "h", "yanchor": "bottom", "y": 1.12, "x": 0})
-    if title:  # the title goes to the very top, above the legend, so a long run name does not run into it
-        figure.update_layout(title={"text": title, "y": 0.98, "yanchor": "top"}, height=420, margin={"t": 125})
-    else:
-        figure.update_layout(height=380, margin={"t": 90})
+    figure.update_layout(legend={"orientation": "h", "yanchor": "bottom", "y": 1.12, "x": 0}, height=380, margin={"t": 90})
+    name = Path(run_dir).name
+    data = trained_on_words(demo)
     caption = (
-        f"Run {Path(run_dir).name}: training and validation cross-entropy loss (left) and the validation F-score on test_in "
-        "(right) after each epoch; the run keeps its best epoch by that F-score."
+        f"Run {name}, trained on {data}. Left: the cross-entropy loss (lower is better) on the training photos and on the validation "
+        "photos (test_in, held out of training) after each epoch; right: the F-score on test_in (precision and recall in one number, "
+        "1 is perfect). The run keeps its epoch with the best F-score."
     )
-    return export_ready(figure, caption)
+    return export_ready(figure, caption, title=title or f"Learning curves of run {name}")
 
 
 @st.cache_data(show_spinner="Reading results...")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,8 @@ from streamlit.testing.v1 import AppTest
 
 from helpers import make_run, scores_with
 from wildvision import model_card
-from wildvision.analysis.export import CHART_FONT, EDGE
-from wildvision.analysis.tidy import short_run_name
+from wildvision.analysis.export import CHART_FONT, EDGE, TITLE_LINE_HEIGHT
+from wildvision.analysis.tidy import TEST_SET_LABELS, short_run_name
 
 PAGES = Path(__file__).resolve().parents[1] / "app_pages"
 TIMEOUT = 90  # the first script run imports torch
@@ -120,6 +121,17 @@ def plotly_array(value) -> list:
     return value
 
 
+def plain(text: str) -> str:
+    """A chart's title or caption as one line of text: export_ready wraps them with <br> and escapes them."""
+    return text.replace("<br>", " ").replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+
+
+def chart_words(figure: dict) -> tuple[str, str]:
+    """A chart's title and its caption (the annotation below the plot), as plain text."""
+    caption = next(note["text"] for note in figure["layout"].get("annotations", []) if note.get("yanchor") == "top" and note.get("yshift", 0) < 0)
+    return plain(figure["layout"]["title"]["text"]), plain(caption)
+
+
 def assert_png_export_on_every_chart(at: AppTest) -> list[str]:
     """Each chart's camera button saves a 2x PNG under a file name of its own, without the Plotly logo, in a font the
     export has; returns the file names."""
@@ -129,6 +141,11 @@ def assert_png_export_on_every_chart(at: AppTest) -> list[str]:
         assert figure["layout"]["font"]["family"] == figure["layout"]["title"]["font"]["family"] == CHART_FONT
         assert all(note["font"]["family"] == CHART_FONT for note in figure["layout"].get("annotations", []))
         assert figure["layout"]["title"]["text"], "a chart dropped into a deck says what it shows"
+        title_lines = figure["layout"]["title"]["text"].count("<br>") + 1
+        assert figure["layout"]["margin"]["t"] >= TITLE_LINE_HEIGHT * title_lines, "the title has room above the plot"
+        assert figure["layout"]["title"]["yref"] == "container" and figure["layout"]["title"]["yanchor"] == "top"
+        words = re.sub(r"\(run [^)]*\)", "", plain(figure["layout"]["title"]["text"]))  # a run's name is data, whatever it holds
+        assert not re.search(r"\bOOD\b|\bbg\b|\bno_bg\b", words), "no bare jargon in a title"
         (caption,) = [note for note in figure["layout"]["annotations"] if note.get("yanchor") == "top" and note.get("yshift", 0) < 0]
         assert len(caption["text"]) > 40 and figure["layout"]["margin"]["b"] > -caption["yshift"], "its caption sits inside the picture"
         margin, legend = figure["layout"]["margin"], figure["layout"]["legend"]
@@ -197,19 +214,27 @@ def test_results_page_with_a_run_shows_it_labelled_and_in_detail(one_run):
     assert list(results.index) == ["test_in", "test_out_pet", "test_out_nopet"]
     assert results.loc["test_out_pet", "seconds_per_image"] == pytest.approx(0.1)
     assert len(at.get("plotly_chart")) == 1 + 3  # learning curves + one confusion matrix per test set
-    titles = [figure["layout"]["title"]["text"] for figure in figures(at)]
-    assert one_run.name in titles[0] and all(f"squeezenet1_0 (run {short_run_name(one_run.name)})" in title for title in titles[1:])
+    words = [chart_words(figure) for figure in figures(at)]
+    assert words[0][0] == f"Learning curves of squeezenet1_0 (run {one_run.name})"
+    assert [title for title, _ in words[1:]] == [
+        f"Confusion matrix of squeezenet1_0 (run {short_run_name(one_run.name)}) on {TEST_SET_LABELS[test_set]}"
+        for test_set in ("test_in", "test_out_pet", "test_out_nopet")
+    ], "a matrix's PNG names its model and its photos"
+    assert all("demo proxy data" in caption and "not the paper's" in caption for _, caption in words), "trained on the demo data: a proxy"
+    assert_png_export_on_every_chart(at)
     assert at.multiselect(key="sources").options == ["the paper (Tables S1-S3, Table 1)", f"run {short_run_name(one_run.name)}"]
     at.multiselect(key="sources").set_value([one_run.name]).run()
     assert at.dataframe[0].value.shape[0] == 1
 
 
 def matrix_words(at: AppTest) -> dict[str, list]:
-    """Each confusion matrix by its test set (the second line of its title) and its caption's first sentence."""
+    """Each confusion matrix by its test set (from its title) and its count and threshold (from its caption)."""
     words = {}
     for figure in figures(at)[1:]:
-        caption = next(note["text"] for note in figure["layout"]["annotations"] if note.get("yshift", 0) < 0).replace("<br>", " ")
-        words[f"{figure['layout']['title']['text'].split('<br>')[1]}: {caption.split('.')[0]}.{caption.split('.')[1]}"] = plotly_array(figure["data"][0]["z"])
+        title, caption = chart_words(figure)
+        images, where = re.search(r"(\d+) in all, at (threshold [\d.]+)\.", caption).groups()
+        test_set = re.search(r" on (test_\w+)", title).group(1)
+        words[f"on {test_set}: {images} images, counted at {where}"] = plotly_array(figure["data"][0]["z"])
     return words
 
 
@@ -357,6 +382,8 @@ def test_generalisation_page_without_runs(empty_runs):
     headers = [h.value for h in at.header]
     assert headers[:2] == ["With and without background images (Fig 1)", "Training regimes: transfer, scratch, combi (Fig 2)"]
     assert len(at.get("plotly_chart")) == 5  # Fig 1 F and accuracy, Fig 2 F and accuracy, drop chart
+    assert_png_export_on_every_chart(at)
+    assert not any("own runs" in caption for _, caption in map(chart_words, figures(at))), "no runs, none named in a caption"
     drops = at.dataframe[0].value
     densenet = drops.xs("densenet121", level="model").iloc[0]
     assert float(densenet[("drop from test_in", "test_out_pet")]) == pytest.approx(0.16)
@@ -412,10 +439,11 @@ def test_generalisation_page_hatches_own_runs_and_keeps_the_drop_table_narrow(on
     at = run_page("generalisation")
     fig1 = figures(at)[0]
     patterns = {trace["name"]: trace["marker"]["pattern"]["shape"] for trace in fig1["data"]}
-    assert patterns["test_in, own run (hatched)"] == "/" and patterns["test_in, the paper"] == ""
+    in_distribution = TEST_SET_LABELS["test_in"]  # the legend names test sets in words
+    assert patterns[f"{in_distribution}, own run (hatched)"] == "/" and patterns[f"{in_distribution}, the paper"] == ""
     assert fig1["layout"]["legend"]["title"]["text"] == "test set, numbers from"
     run_bars = [trace for trace in fig1["data"] if trace["name"].endswith("own run (hatched)")]
-    assert {trace["offsetgroup"] for trace in run_bars} == {"test_in", "test_out_pet", "test_out_nopet"}  # same slots as the paper's bars
+    assert {trace["offsetgroup"] for trace in run_bars} == set(TEST_SET_LABELS.values())  # same slots as the paper's bars
     assert all(label.startswith("squeezenet1_0 (run ") for trace in run_bars for label in plotly_array(trace["x"]))
     assert "Hatched bars" in texts(at.warning)
     drops = at.dataframe[0].value
@@ -437,6 +465,10 @@ def test_generalisation_page_hatches_own_runs_and_keeps_the_drop_table_narrow(on
     assert len(fig1["layout"]["xaxis2"]["categoryarray"]) == 8  # the no_bg panel: the paper's 8, no empty slot for the bg run
     names = assert_png_export_on_every_chart(at)
     assert "wildvision-drop-f_score-transfer-bg" in names
+    words = [chart_words(figure) for figure in figures(at)]  # Fig 1 F and accuracy, Fig 2 F and accuracy, the drop chart
+    assert all("Solid bars: the paper's numbers" in caption and "demo proxy data" in caption for _, caption in words), "a proxy is never the paper's"
+    assert all("Dashed lines: the paper's best value" in caption for _, caption in words[2:4]), "Fig 2's dashed lines explained in the picture"
+    assert words[4][0].startswith("How much F-score falls on photos from elsewhere: transfer (fine-tune head); with background images")
 
 
 def test_generalisation_threshold_slider_starts_at_each_models_own_threshold(threshold_run):
