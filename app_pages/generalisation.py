@@ -54,7 +54,7 @@ METRIC_WORDS = {
 
 
 def origin_words(frame: pd.DataFrame) -> str:
-    """Where a chart's bars come from, for its caption: the paper's tables, and own runs (never the paper's) if any."""
+    """Where the bars of a chart drawn from `frame` come from, for its caption: the paper's tables, and own runs (never the paper's) if it has any."""
     return " ".join(filter(None, ["Solid bars: the paper's numbers (Tables S1-S3).", own_runs_words(frame, "Hatched bars, named (run …)")]))
 
 
@@ -152,7 +152,7 @@ def page() -> None:
                         "trained with and without background photos, in and out of distribution",
                         DATASET_LABELS,
                         colours,
-                        f"{origin_words(frame)} {METRIC_WORDS[metric]} As in the paper's Fig 1.",
+                        f"{origin_words(fig1)} {METRIC_WORDS[metric]} As in the paper's Fig 1.",
                     ),
                     key=f"fig1-{metric}",
                     config=chart_config(f"wildvision-fig1-{metric}-transfer-bg-no_bg"),
@@ -183,7 +183,7 @@ def page() -> None:
                     REGIME_LABELS,
                     colours,
                     "Dashed lines: the paper's best value on each test set for a fine-tuned (transfer) model trained with background photos "
-                    f"(its Fig 1), in that test set's colour, as in the paper's Fig 2. {origin_words(frame)} {METRIC_WORDS[metric]}",
+                    f"(its Fig 1), in that test set's colour, as in the paper's Fig 2. {origin_words(fig2)} {METRIC_WORDS[metric]}",
                 )
                 for test_set in paper.TEST_SETS:
                     if (metric, test_set) in best_transfer.index:
@@ -249,9 +249,10 @@ def page() -> None:
             f"How much {METRIC_LABELS[drop_metric].split(' (')[0]} falls on photos from elsewhere: "
             f"{REGIME_LABELS.get(drop_regime, drop_regime)}; {DATASET_LABELS.get(drop_dataset, drop_dataset)}"
         )
+        drawn = frame[frame["source"].isin(chosen["source"])]  # the rows behind the bars, with whether a run trained on the demo data
         caption = (
             "Drop = the value on test_in (photos held out of the training data) minus the value on a set of photos from elsewhere "
-            f"(out of distribution): higher means worse away from the training photos. {origin_words(frame)} {METRIC_WORDS[drop_metric]}"
+            f"(out of distribution): higher means worse away from the training photos. {origin_words(drawn)} {METRIC_WORDS[drop_metric]}"
         )
         st.plotly_chart(export_ready(figure, caption, title=title), key="drop_chart", config=chart_config(stem))
         # regime and dataset are the selection above, a run is named as on the chart, and the values sit under two

@@ -17,6 +17,7 @@ from wildvision.analysis.export import (
     EDGE,
     LEGEND_PAD,
     TITLE_LINE_HEIGHT,
+    TITLE_PAD,
     chart_config,
     export_ready,
     f_axis_range,
@@ -187,6 +188,7 @@ def test_export_ready_keeps_charts_off_the_pictures_edges_and_legends_off_the_pl
     frame = pd.DataFrame({"x": ["a", "b"], "y": [1, 2], "kind": ["p", "q"]})
     figure = export_ready(px.bar(frame, x="x", y="y", color="kind").update_layout(margin={"l": 0, "r": 0}))
     assert figure.layout.margin.l == figure.layout.margin.r == EDGE > 0
+    assert figure.layout.xaxis.automargin and figure.layout.yaxis.automargin, "margins grow for long names: none cut at the edge"
     assert figure.layout.legend.borderwidth == LEGEND_PAD > 0 and figure.layout.legend.bordercolor == "rgba(0,0,0,0)", "a clear border is padding"
     wide = export_ready(px.bar(frame, x="x", y="y").update_layout(margin={"l": 90, "r": 120}, legend={"borderwidth": 1, "bordercolor": "grey"}))
     assert (wide.layout.margin.l, wide.layout.margin.r) == (90, 120), "a wider margin a page chose stays"
@@ -217,7 +219,8 @@ def test_export_ready_puts_a_wrapped_escaped_title_at_the_top_and_keeps_the_plot
     lines = figure.layout.title.text.split("<br>")
     assert len(lines) == 3 and all(len(line) <= 45 for line in lines), "wrapped to three quarters of the caption's line"
     assert " ".join(lines) == title.replace("<i>", "&lt;i&gt;"), "a run's name is data, never Plotly markup"
-    assert figure.layout.title.yref == "container" and figure.layout.title.y == 1 and figure.layout.title.yanchor == "top"
+    assert figure.layout.title.yref == "container" and figure.layout.title.yanchor == "top"
+    assert figure.layout.title.y * figure.layout.height == pytest.approx(figure.layout.height - TITLE_PAD), "white above the title"
     added = figure.layout.margin.t - 40
     assert added >= TITLE_LINE_HEIGHT * 3 and figure.layout.height == 300 + added, "room above what the chart had; the plot keeps its height"
     assert figure.layout.title.font.family == CHART_FONT

@@ -254,25 +254,28 @@ def export_ready(figure, caption: str = "", line: int = CAPTION_LINE, *, title: 
     figure.update_layout(margin={"l": max(margin.l or 0, EDGE), "r": max(margin.r or 0, EDGE)})
     if not figure.layout.legend.borderwidth:
         figure.update_layout(legend={"borderwidth": LEGEND_PAD, "bordercolor": "rgba(0,0,0,0)"})
+    # margins grow to hold the tick labels and axis titles: a class or model name cut at the picture's edge names nothing
+    figure.update_xaxes(automargin=True)
+    figure.update_yaxes(automargin=True)
     if figure.layout.width:
         line = min(line, int(figure.layout.width / 7))  # about 7 px a character of 12 px Arial
     if title:
         lines = wrapped(title, int(line * 0.75))  # 16 px text: three quarters as many characters as the caption
         block = TITLE_PAD + TITLE_LINE_HEIGHT * len(lines) + TITLE_GAP
+        height = (figure.layout.height or 450) + block
         figure.update_layout(
             title={
                 "text": "<br>".join(lines),
                 "x": 0,
                 "xref": "paper",
                 "xanchor": "left",
-                "y": 1,
+                "y": 1 - TITLE_PAD / height,  # the title's pad is not applied to a title placed in the container
                 "yref": "container",
                 "yanchor": "top",
-                "pad": {"t": TITLE_PAD},
                 "font": {"size": TITLE_SIZE, "family": CHART_FONT},
             },
             margin={"t": (margin.t if margin.t is not None else 30) + block},
-            height=(figure.layout.height or 450) + block,
+            height=height,
         )
     if caption:
         lines = wrapped(caption, line)
