@@ -122,7 +122,7 @@ def page() -> None:
             margin={"r": 90, "l": 90, "t": 50},
             legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
         )
-        title = f"F-score each architecture gains per million extra parameters over SqueezeNet, highest first ({plain_selection})"
+        title = f"F-score each architecture gains per million extra parameters over SqueezeNet, highest first: {plain_selection}"
         caption = (
             "Gain = (F-score - SqueezeNet's F-score) / (parameters - SqueezeNet's parameters), per million parameters: what a bigger "
             "model buys for its size (the paper's Section 3.3). Red: a bigger model that does not beat SqueezeNet. F-score: precision and "
@@ -180,7 +180,7 @@ def page() -> None:
         figure.update_xaxes(dtick=1, range=[low - 0.35, high + 0.35])  # room for the labels at both ends
         figure.update_yaxes(range=f_axis_range(points["f_score"]))
         figure.update_layout(height=460, legend={"title": ""})
-        title = f"F-score of each architecture against its size in parameters ({plain_selection})"
+        title = f"F-score of each architecture against its size in parameters: {plain_selection}"
         caption = (
             "Each dot an architecture, named beside it; parameters on a log scale. SqueezeNet, the smallest and the baseline of the gain, "
             f"in red. F-score: precision and recall in one number (1 is perfect). Numbers: {numbers}"

@@ -194,6 +194,9 @@ def test_a_chart_downloads_as_a_png_for_a_slide(browser, dashboard, tmp_path):
 
         with Image.open(saved) as image:
             assert image.format == "PNG" and image.width >= 1000, image.size  # twice the on-screen size: sharp on a slide
+            assert image.width > image.height, image.size  # a slide is landscape
+            darkest, lightest = image.convert("L").getextrema()
+            assert darkest < 100 < lightest, "title, bars and caption drawn, not a blank picture"
         shutil.copy(saved, SCREENSHOTS / f"export-{saved.name}")
     finally:
         page.close()
