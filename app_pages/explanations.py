@@ -21,31 +21,45 @@ def show(item: gallery_jobs.StoredGallery) -> None:
         status.caption(f"In the background: this page shows the gallery when it is done. Its files go to {code(item.folder)}.")
     elif item.state == gallery_jobs.FAILED:
         st.error(f"It stopped: {md(item.message or 'no output')} (see {code(item.folder / gallery.CONSOLE)})")
-    else:
-        st.image(str(item.preview), caption=f"{item.images} photos, stored in {item.folder}")
-        buttons = st.columns(4)
-        if item.pdf is not None:
-            buttons[0].download_button(
-                "Slides (16:9 PDF)" if item.pages else "Download PDF",
-                item.pdf.read_bytes,
-                file_name=item.download_name(".pdf"),
-                mime="application/pdf",
-                key=f"pdf:{item.folder}",
-            )
-        buttons[1].download_button("Whole figure (PNG)", item.png.read_bytes, file_name=item.download_name(".png"), mime="image/png", key=f"png:{item.folder}")
-        if item.pages:
-            pages = st.columns(min(len(item.pages), 6))
-            for number, page in enumerate(item.pages, 1):
-                pages[(number - 1) % len(pages)].download_button(
-                    f"Page {number} of {len(item.pages)} (PNG)",
-                    page.read_bytes,
-                    file_name=item.download_name(f"-page-{number}.png"),
-                    mime="image/png",
-                    key=f"page{number}:{item.folder}",
-                )
-        else:
-            st.caption("Made before galleries had 16:9 pages for slides: make it again to get them.")
+    elif item.pages:
+        pages(item)
         checks(item)
+    else:
+        old_gallery(item)
+        checks(item)
+
+
+def pages(item: gallery_jobs.StoredGallery) -> None:
+    """One 16:9 page at a time (a page's PNG is a few MB: the others are sent only when picked), the PDF of all pages
+    and each page's PNG, under names that say the model, the test set and the method."""
+    count = len(item.pages)
+    number = 1
+    if count > 1:
+        number = st.radio("Page", range(1, count + 1), horizontal=True, format_func=lambda n: f"{n} of {count}", key=f"shown:{item.folder}")
+    st.image(str(item.pages[number - 1]), caption=f"Page {number} of {count}: {item.images} photos, stored in {item.folder}")
+    buttons = st.columns(min(count + 1, 6))
+    if item.pdf is not None:
+        buttons[0].download_button(
+            "Slides (16:9 PDF)", item.pdf.read_bytes, file_name=item.download_name(".pdf"), mime="application/pdf", key=f"pdf:{item.folder}"
+        )
+    for index, page in enumerate(item.pages, 1):
+        buttons[index % len(buttons)].download_button(
+            f"Page {index} of {count} (PNG)",
+            page.read_bytes,
+            file_name=item.download_name(f"-page-{index}.png"),
+            mime="image/png",
+            key=f"page{index}:{item.folder}",
+        )
+
+
+def old_gallery(item: gallery_jobs.StoredGallery) -> None:
+    """A gallery made before the 16:9 pages: its one tall figure, as it was stored."""
+    st.image(str(item.preview), caption=f"{item.images} photos, stored in {item.folder}")
+    st.caption("Made before galleries had 16:9 pages for slides: make it again to get them.")
+    buttons = st.columns(4)
+    if item.pdf is not None:
+        buttons[0].download_button("Download PDF", item.pdf.read_bytes, file_name=item.download_name(".pdf"), mime="application/pdf", key=f"pdf:{item.folder}")
+    buttons[1].download_button("Whole figure (PNG)", item.png.read_bytes, file_name=item.download_name(".png"), mime="image/png", key=f"png:{item.folder}")
 
 
 def checks(item: gallery_jobs.StoredGallery) -> None:
@@ -135,7 +149,7 @@ def page() -> None:
         "For a model and one of its test sets: the photos it was surest about, right and wrong (true positives, true "
         "negatives, false positives, false negatives at its threshold), each beside a map of what raised its score, as in "
         "the paper's Figs 4 and 5, and the flagged photos whose maps are drawn to the border (Fig S3). A gallery is made "
-        "once in the background and shown at once afterwards; download it as 16:9 pages for a slide (PNG each, or one PDF) or as one figure."
+        "once in the background and shown at once afterwards; download it as 16:9 pages for a slide (PNG each, or one PDF)."
     )
 
     records, _, folder = models_and_results()

@@ -98,12 +98,9 @@ def test_border_heavy_maps_are_found_among_all_the_photos(loaded, test_folder, m
 def test_gallery_files_are_written_and_open(made):
     out, stored = made
     assert json.loads((out / gallery.JSON).read_text()) == stored
-    with Image.open(out / gallery.PNG) as figure:
-        assert figure.width == gallery.FIGURE_WIDTH and figure.height > 1000
     assert (out / gallery.PDF).read_bytes()[:5] == b"%PDF-"
-    with Image.open(out / gallery.PREVIEW) as preview, Image.open(out / gallery.PNG) as figure:
-        assert preview.format == "JPEG" and preview.width == gallery.PREVIEW_WIDTH
-        assert abs(preview.height / preview.width - figure.height / figure.width) < 0.01
+    assert stored["pages"] == [gallery.page_file(n) for n in range(1, len(stored["pages"]) + 1)]
+    assert not (out / gallery.PNG).exists() and not (out / gallery.PREVIEW).exists(), "the pages are the gallery: no tall figure"
     assert stored["sections"][0]["title"] == "Highest captive score, captive"
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
     assert all(0 <= p["border_share"] <= 1 for p in stored["picks"])
@@ -128,10 +125,14 @@ def test_score_text_never_rounds_to_certainty():
 
 def test_cli_writes_gallery_and_rejects_bad_input(shared, test_folder, tmp_path, capsys):
     out = tmp_path / "out"
+    out.mkdir()
+    for old in (gallery.PNG, gallery.PREVIEW, gallery.page_file(9)):  # an older gallery made into the same folder
+        (out / old).write_bytes(b"old")
     assert main(["explain", "default", "--test", f"small={test_folder}", "--method", "gradcam", "--top", "1", "--out", str(out), "--no-checks"]) == 0
     printed = capsys.readouterr().out
-    assert "scoring" in printed and "explaining" in printed and str(out / gallery.PNG) in printed
+    assert "scoring" in printed and "explaining" in printed and str(out / gallery.PDF) in printed and "16:9 pages" in printed
     stored = json.loads((out / gallery.JSON).read_text())
+    assert sorted(path.name for path in out.glob("*.png")) == sorted(stored["pages"]) and not (out / gallery.PREVIEW).exists()
     assert stored["summary"]["border_scan"]["method"] == "gradcam"
     assert len(stored["picks"]) == sum(min(1, stored["summary"][key]) for key in SECTIONS) >= 4
     assert not (out / gallery.SANITY).exists() and not (out / gallery.FAITHFULNESS).exists()
@@ -192,7 +193,8 @@ def test_background_gallery_is_stored_where_the_dashboard_finds_it(shared, test_
     assert item.state == gallery_jobs.READY, (folder / gallery.CONSOLE).read_text()
     assert (item.test_name, item.method) == ("small", "gradcam")
     assert item.images == len(json.loads((folder / gallery.JSON).read_text())["picks"]) >= 4
-    assert item.png.is_file() and item.pdf.is_file() and item.preview.is_file() and not item.sanity and not item.faithfulness
+    assert item.pages and all(page.is_file() for page in item.pages) and item.pdf.is_file() and not item.sanity and not item.faithfulness
+    assert item.png is None and item.preview is None
 
 
 @pytest.fixture(scope="module")
@@ -244,14 +246,18 @@ def test_explanations_page_shows_a_runs_gallery_and_its_checks(runs_dir, run_wit
     assert not at.exception
     assert at.selectbox(key="explain_test").value == "test_out_pet"
     assert [s.value for s in at.subheader] == ["test_out_pet: Saliency"]
-    assert len(at.image) == 1 and "photos, stored in" in at.image[0].captions[0]
-    labels = [button.proto.label for button in at.get("download_button")]
     (item,) = gallery_jobs.stored_galleries(run_with_gallery)
-    assert labels == ["Slides (16:9 PDF)", "Whole figure (PNG)", *[f"Page {n} of {len(item.pages)} (PNG)" for n in range(1, len(item.pages) + 1)]]
-    assert len(item.pages) >= 2
+    count = len(item.pages)
+    assert count >= 2
+    assert len(at.image) == 1 and at.image[0].captions[0].startswith(f"Page 1 of {count}: ") and "photos, stored in" in at.image[0].captions[0]
+    labels = [button.proto.label for button in at.get("download_button")]
+    assert labels == ["Slides (16:9 PDF)", *[f"Page {n} of {count} (PNG)" for n in range(1, count + 1)]]
     names = [name for name in saved_names if name.startswith("wildvision-")]
     stem = f"wildvision-{run_with_gallery.name}-test_out_pet-saliency"
-    assert names == [f"{stem}.pdf", f"{stem}.png", *[f"{stem}-page-{n}.png" for n in range(1, len(item.pages) + 1)]]
+    assert names == [f"{stem}.pdf", *[f"{stem}-page-{n}.png" for n in range(1, count + 1)]]
+    shown = runs_dir / run_with_gallery.name / gallery.EXPLANATIONS / "test_out_pet-saliency"
+    at.radio(key=f"shown:{shown}").set_value(2).run()
+    assert not at.exception and at.image[0].captions[0].startswith(f"Page 2 of {count}: ")
     summary = json.loads((run_with_gallery / gallery.EXPLANATIONS / "test_out_pet-saliency" / gallery.JSON).read_text())["summary"]
     texts = " ".join(markdown.value for markdown in at.markdown)
     assert "Do the maps depend on the model?" in texts and "Do the maps point at what drives the score?" in texts
@@ -259,6 +265,27 @@ def test_explanations_page_shows_a_runs_gallery_and_its_checks(runs_dir, run_wit
     tables = [frame.value for frame in at.dataframe]
     assert list(tables[0]["Method"]) == ["saliency", "gradcam", "guided_backprop"]
     assert "Deletion AUC" in tables[1].columns and len(tables[1]) == 3
+
+
+def test_a_gallery_made_before_the_pages_still_shows_its_figure_and_says_to_make_it_again(runs_dir, run_with_gallery, saved_names):
+    run = runs_dir / run_with_gallery.name
+    shutil.copytree(run_with_gallery, run)
+    folder = run / gallery.EXPLANATIONS / "test_out_pet-saliency"
+    stored = json.loads((folder / gallery.JSON).read_text())
+    shutil.copyfile(folder / stored["pages"][0], folder / gallery.PNG)  # an old gallery: one figure, no pages
+    for name in stored.pop("pages"):
+        (folder / name).unlink()
+    (folder / gallery.JSON).write_text(json.dumps(stored))
+    (item,) = gallery_jobs.stored_galleries(run)
+    assert item.state == gallery_jobs.READY and item.pages == () and item.png == item.preview == folder / gallery.PNG
+    at = AppTest.from_file("../app_pages/explanations.py", default_timeout=60).run()
+    model = at.selectbox(key="explain_model")
+    model.select_index(next(index for index, option in enumerate(model.options) if run.name in option)).run()
+    assert not at.exception and len(at.image) == 1
+    assert "make it again to get them" in " ".join(caption.value for caption in at.caption)
+    assert [button.proto.label for button in at.get("download_button")] == ["Download PDF", "Whole figure (PNG)"]
+    stem = f"wildvision-{run.name}-test_out_pet-saliency"
+    assert [name for name in saved_names if name.startswith("wildvision-")] == [f"{stem}.pdf", f"{stem}.png"]
 
 
 def test_making_a_gallery_shows_a_running_status_at_once_and_an_error_when_its_process_stops(runs_dir, shared):

@@ -43,7 +43,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
             checks=not args.no_checks,
             progress=lambda text, name=name: print(f"[{name}] {text}", flush=True),
         )
-        print(f"[{name}] wrote {target / gallery.PNG} ({len(stored['picks'])} images)", flush=True)
+        print(
+            f"[{name}] wrote {len(stored['pages'])} 16:9 pages ({gallery.page_file(1)} ...) and {target / gallery.PDF} ({len(stored['picks'])} images)",
+            flush=True,
+        )
     return 0
 
 
@@ -54,7 +57,7 @@ def register(sub) -> None:
         help="an explanation gallery of a model's surest right and wrong answers on test sets (the paper's Figs 4 and 5)",
         description="Score every image of each --test folder, pick per section the --top surest true positives, true negatives, false "
         "positives and false negatives at the model's threshold, explain only those (--method) and lay them out as "
-        "gallery.png (one tall figure), page-N.png and gallery.pdf (16:9 pages for a slide) and gallery.json (the picks), under "
+        "16:9 pages for a slide (page-N.png, and all of them as gallery.pdf) and gallery.json (the picks), under "
         "RUN/explanations/NAME-METHOD/ or --out. Exit code 2 on bad input (unknown run, missing test folder, no positive class).",
     )
     p.add_argument("model", metavar="RUN|default", help="a run folder, a run name under --runs-dir, a checkpoint.pt, or default (the shipped model)")

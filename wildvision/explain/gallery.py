@@ -15,10 +15,12 @@ the model's decision threshold:
   Fig S3, found among all the images. Only flagged ones: a shortcut matters where it raised the score,
   and the positive-class map of a photo scored near 0 is mostly noise, which lands anywhere.
 
-The picks are explained again at display size and laid out with Pillow as one figure: titled sections
-of (photo | map overlay) pairs, each captioned with file name, probability and label: once as one tall
-gallery.png with a smaller preview.jpg for the page, and once on 16:9 pages for a slide (page-1.png ...,
-2560 x 1440 and under 5 MB each, and gallery.pdf of the same pages), whole rows to a page. gallery.json lists the picks and every border-dominated image. Two
+The picks are explained again at display size and laid out with Pillow on 16:9 pages for a slide: titled sections
+of (photo | map overlay) pairs, each captioned with file name, probability and label, whole rows to a page, a
+section carried over titled again "(continued)", the gallery's title and "page i of n" on every page. Each page is
+written as page-N.png (2560 x 1440, under 5 MB) and all of them as gallery.pdf; the dashboard shows and offers these
+same pages, so there is no taller figure (galleries made before the pages hold gallery.png and preview.jpg instead,
+which the dashboard still shows). gallery.json lists the picks, the page files and every border-dominated image. Two
 checks of the maps themselves run on CHECK_IMAGES picks, taken from the sections in turn
 (explain_checks): sanity.json, the weight-randomisation test (Adebayo et al.) of saliency, Grad-CAM,
 Guided Backprop (the control that should fail) and the gallery's method; and faithfulness.json,
@@ -48,9 +50,8 @@ from wildvision.explain import checks
 from wildvision.explain.saliency import FAST_METHODS, METHODS, Examined, examine, overlay
 from wildvision.predict import LoadedModel
 
-PNG, PDF, JSON = "gallery.png", "gallery.pdf", "gallery.json"
-PREVIEW = "preview.jpg"  # what the page shows: the PNG is about 15 MB of photos, too much to send on every visit
-PREVIEW_WIDTH = 1600
+PDF, JSON = "gallery.pdf", "gallery.json"
+PNG, PREVIEW = "gallery.png", "preview.jpg"  # the one tall figure of a gallery made before the pages: read, never written
 SANITY = "sanity.json"  # checks.sanity_json of the randomisation test on CHECK_IMAGES of the picks
 FAITHFULNESS = "faithfulness.json"  # checks.deletion_summary on CHECK_IMAGES of the flagged picks
 CHECK_IMAGES = 8
@@ -67,9 +68,9 @@ SCAN_CHUNK = 256  # images per examine call while scanning, so memory stays flat
 BORDER_WIDTH = 0.1  # the outer tenth on each side: 36% of the area, a uniform map's share
 BORDER_THRESHOLD = 0.5  # a map with half its mass or more there is listed
 
-FIGURE_WIDTH = 3840  # about twice a 1920-pixel screen: sharp on a slide
-PAGE_HEIGHT = FIGURE_WIDTH * 9 // 16  # the 16:9 pages for a slide: 3840 x 2160
-PAGE_PNG_WIDTH = 2560  # a page's PNG: sharp on a 1920-pixel projector, under 5 MB of photos
+FIGURE_WIDTH = 3840  # pages are drawn at twice a 1920-pixel screen, so text and photos stay sharp when shrunk
+PAGE_HEIGHT = FIGURE_WIDTH * 9 // 16  # 16:9: 3840 x 2160
+PAGE_PNG_WIDTH = 2560  # a page's PNG: sharp on a 1920-pixel projector, under 5 MB of photos (3840 wide is about 8 MB)
 PAIRS_PER_ROW = 4
 MARGIN = 40
 TITLE_HEIGHT, SECTION_HEIGHT, CAPTION_HEIGHT = 170, 84, 86
@@ -254,15 +255,14 @@ def _row_heights(side: int) -> dict[str, int]:
     return {"title": SECTION_HEIGHT, "empty": 60, "pairs": side + CAPTION_HEIGHT + 20}
 
 
-def _canvas(title: str, subtitle: str, height: int, corner: str = "") -> tuple[Image.Image, ImageDraw.ImageDraw]:
-    """A white figure FIGURE_WIDTH wide with the gallery's title and subtitle on top (and `corner`, the page number)."""
-    figure = Image.new("RGB", (FIGURE_WIDTH, height), "white")
+def _canvas(title: str, subtitle: str, corner: str) -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    """A white 16:9 page with the gallery's title and subtitle on top and `corner` ("page 1 of 3") at the right."""
+    figure = Image.new("RGB", (FIGURE_WIDTH, PAGE_HEIGHT), "white")
     draw = ImageDraw.Draw(figure)
     title_font, subtitle_font = _font(56, True), _font(32)
-    corner_width = int(draw.textlength(corner, font=subtitle_font)) + 40 if corner else 0
+    corner_width = int(draw.textlength(corner, font=subtitle_font)) + 40
     draw.text((MARGIN, MARGIN), _ellipsis(draw, title, title_font, FIGURE_WIDTH - 2 * MARGIN - corner_width), fill="black", font=title_font)
-    if corner:
-        draw.text((FIGURE_WIDTH - MARGIN - corner_width + 40, MARGIN + 16), corner, fill=(70, 70, 70), font=subtitle_font)
+    draw.text((FIGURE_WIDTH - MARGIN - corner_width + 40, MARGIN + 16), corner, fill=(70, 70, 70), font=subtitle_font)
     for number, line in enumerate(textwrap.wrap(subtitle, 170)[:2]):
         draw.text((MARGIN, MARGIN + 76 + number * 40), line, fill=(70, 70, 70), font=subtitle_font)
     return figure, draw
@@ -309,15 +309,6 @@ def _positive(section_list: Sequence[Section]) -> str:
     return section_list[0].title.rsplit(", ", 1)[-1]
 
 
-def render(title: str, subtitle: str, section_list: Sequence[Section], picks: Sequence[Pick], examined: dict[str, Examined]) -> Image.Image:
-    """The whole gallery as one tall figure (the page's preview): a title, then per section its titled rows of pairs."""
-    rows = _rows(section_list, picks)
-    heights = _row_heights(_pair_geometry()[1])
-    figure, draw = _canvas(title, subtitle, MARGIN + TITLE_HEIGHT + sum(heights[kind] for kind, _, _ in rows) + MARGIN)
-    _draw_rows(figure, draw, rows, MARGIN + TITLE_HEIGHT, _positive(section_list), examined)
-    return figure
-
-
 def _paginate(rows: list, heights: dict[str, int], room: int) -> list[list]:
     """`rows` split into pages of at most `room` pixels: whole rows only, a section's title never last on a page, and
     a section carried over to the next page titled again "(continued)"."""
@@ -339,7 +330,7 @@ def render_pages(title: str, subtitle: str, section_list: Sequence[Section], pic
     chunks = _paginate(_rows(section_list, picks), heights, PAGE_HEIGHT - MARGIN - TITLE_HEIGHT - MARGIN)
     pages = []
     for number, chunk in enumerate(chunks, 1):
-        figure, draw = _canvas(title, subtitle, PAGE_HEIGHT, corner=f"page {number} of {len(chunks)}")
+        figure, draw = _canvas(title, subtitle, f"page {number} of {len(chunks)}")
         _draw_rows(figure, draw, chunk, MARGIN + TITLE_HEIGHT, _positive(section_list), examined)
         pages.append(figure)
     return pages
@@ -364,7 +355,10 @@ def make_gallery(
     progress=print,
     checks: bool = True,
 ) -> dict:
-    """Score, pick, explain and lay out one gallery into `out_dir` (gallery.png, gallery.pdf, gallery.json); returns gallery.json's content.
+    """Score, pick, explain and lay out one gallery into `out_dir` (page-N.png, gallery.pdf, gallery.json); returns gallery.json's content.
+
+    The folder then holds this gallery only: an older gallery's pages beyond the new count, tall gallery.png and
+    preview.jpg are removed, so no reader offers them beside the new one.
 
     checks: also write sanity.json and faithfulness.json (`run_checks`; about 20 s for 8 photos on 2 idle CPU cores).
     """
@@ -389,18 +383,17 @@ def make_gallery(
         f"{summary['false_positive']} false positives, {summary['false_negative']} false negatives, "
         f"{summary['border']} flagged with the map mostly in the border."
     )
-    figure = render(title, subtitle, section_list, picks, examined)
     pages = render_pages(title, subtitle, section_list, picks, examined)
     out_dir.mkdir(parents=True, exist_ok=True)
-    progress(f"writing {out_dir / PNG}, {len(pages)} 16:9 pages and {PDF}")
-    runs.write_atomic(out_dir / PNG, lambda tmp: figure.save(tmp, "PNG", optimize=False))
+    progress(f"writing {len(pages)} 16:9 pages and {PDF}")
     for number, page in enumerate(pages, 1):
         small = page.resize((PAGE_PNG_WIDTH, PAGE_PNG_WIDTH * 9 // 16), Image.Resampling.LANCZOS)
         runs.write_atomic(out_dir / page_file(number), lambda tmp, small=small: small.save(tmp, "PNG", optimize=True))
     # Pillow stores each page as a JPEG inside the PDF: 16:9 pages of 19.2 x 10.8 inches, a few MB each
     runs.write_atomic(out_dir / PDF, lambda tmp: pages[0].save(tmp, "PDF", resolution=200.0, save_all=True, append_images=pages[1:], quality=90))
-    preview = figure.resize((PREVIEW_WIDTH, round(figure.height * PREVIEW_WIDTH / figure.width)), Image.Resampling.LANCZOS)
-    runs.write_atomic(out_dir / PREVIEW, lambda tmp: preview.save(tmp, "JPEG", quality=85))
+    page_names = [page_file(number) for number in range(1, len(pages) + 1)]
+    for stale in [out_dir / PNG, out_dir / PREVIEW, *(path for path in out_dir.glob("page-*.png") if path.name not in page_names)]:
+        stale.unlink(missing_ok=True)
     if checks:
         run_checks(loaded, picks, examined, method, out_dir, progress)
     titles = {s.key: s.title for s in section_list}
@@ -417,7 +410,7 @@ def make_gallery(
         "explain_s": round(explain_s, 3),
         "created_at": runs.now(),
         "sections": [asdict(s) for s in section_list],
-        "pages": [page_file(number) for number in range(1, len(pages) + 1)],
+        "pages": page_names,
         "picks": [
             asdict(p)
             | {

@@ -33,9 +33,9 @@ class StoredGallery:
     method: str
     folder: Path
     state: str  # READY, BEING_MADE or FAILED
-    png: Path | None = None
-    pdf: Path | None = None
-    preview: Path | None = None  # a smaller JPEG of the figure for the page; the PNG where there is none
+    png: Path | None = None  # the one tall figure of a gallery made before the pages; None since
+    pdf: Path | None = None  # the 16:9 pages as one PDF (before the pages: the tall figure's)
+    preview: Path | None = None  # what the page shows of a gallery made before the pages: a smaller JPEG, else its PNG
     message: str = ""  # the last line of the background process's output, while being made or after it failed
     waiting: str = ""  # while it waits for its turn in the background queue: "waiting: 2nd in line; at most 2 ..."
     owner: str = ""  # who asked for it (access.Person.identity, in job.json); "" from the command line or before owners
@@ -93,8 +93,8 @@ def start_gallery(
         raise ValueError(f"no test folder {test_dir}: give a folder with a sub-folder per class")
     folder = gallery.gallery_folder(model, test_name, method, runs_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    for name in (JSON, PNG, PDF, PREVIEW, SANITY, FAITHFULNESS, CONSOLE):
-        (folder / name).unlink(missing_ok=True)
+    for path in [*(folder / name for name in (JSON, PNG, PDF, PREVIEW, SANITY, FAITHFULNESS, CONSOLE)), *folder.glob("page-*.png")]:
+        path.unlink(missing_ok=True)
     arguments = ["explain", str(model), "--test", f"{test_name}={Path(test_dir).resolve()}", "--method", method, "--top", str(top), "--out", str(folder)]
     if runs_dir is not None:
         arguments += ["--runs-dir", str(runs_dir)]
@@ -125,23 +125,25 @@ def stored_galleries(model: str | Path, runs_dir: str | Path | None = None) -> l
         job, stored = _optional_json(folder / JOB), _optional_json(folder / JSON)
         test_name = (stored or job).get("test_name") or folder.name.rsplit("-", 1)[0]
         method = (stored or job).get("method") or folder.name.rsplit("-", 1)[-1]
-        if stored and (folder / PNG).is_file():
+        pages = tuple(folder / name for name in stored.get("pages", []) if (folder / name).is_file())
+        png = folder / PNG if (folder / PNG).is_file() else None
+        if stored and (pages or png):
             found.append(
                 StoredGallery(
                     test_name,
                     method,
                     folder,
                     READY,
-                    png=folder / PNG,
+                    png=png,
                     pdf=folder / PDF if (folder / PDF).is_file() else None,
-                    preview=folder / PREVIEW if (folder / PREVIEW).is_file() else folder / PNG,
+                    preview=folder / PREVIEW if png and (folder / PREVIEW).is_file() else png,
                     images=len(stored.get("picks", [])),
                     summary=stored.get("summary", {}),
                     sanity=_optional_json(folder / SANITY).get("methods", {}),
                     faithfulness=_optional_json(folder / FAITHFULNESS),
                     owner=str(job.get("owner") or ""),
                     model=str(stored.get("model") or ""),
-                    pages=tuple(folder / name for name in stored.get("pages", []) if (folder / name).is_file()),
+                    pages=pages,
                 )
             )
         elif job:
