@@ -217,14 +217,16 @@ def page() -> None:
                         labels={"x": "predicted class", "y": "true class", "color": "images"},
                     )
                     heatmap.update_xaxes(tickangle=-30)
-                    heatmap.update_layout(height=300, coloraxis_showscale=False, margin={"l": 10, "r": 10, "t": 10, "b": 10})
+                    heatmap.update_layout(
+                        height=300, coloraxis_showscale=False, margin={"l": 140, "r": 10, "t": 10, "b": 10}
+                    )  # room for the class names: the caption is placed from it
                     title = f"Confusion matrix of {run.arch} (run {short_run_name(run.key)}) on {TEST_SET_LABELS.get(test_set, test_set)}"
                     caption = (
                         f"Photos counted by their true class (rows) and the class {run.arch} predicted (columns), {int(matrix.to_numpy().sum())} "
                         f"in all, at {where}. Trained on {data}."
                     )
                     cells[index % len(cells)].plotly_chart(
-                        export_ready(heatmap, caption, line=45, title=title),  # 45 characters fit a third of the page
+                        export_ready(heatmap, caption, line=40, title=title),  # 40 characters fit a third of the page
                         key=f"cm-{test_set}",
                         config=chart_config(f"wildvision-{run.key}-confusion-{test_set}-{where.replace(' ', '-')}"),
                     )

@@ -267,8 +267,9 @@ def export_ready(figure, caption: str = "", line: int = CAPTION_LINE, *, title: 
             title={
                 "text": "<br>".join(lines),
                 "x": 0,
-                "xref": "paper",
+                "xref": "container",  # from the picture's left edge, not the plot's: a narrow chart has room for it
                 "xanchor": "left",
+                "pad": {"l": EDGE},
                 "y": 1 - TITLE_PAD / height,  # the title's pad is not applied to a title placed in the container
                 "yref": "container",
                 "yanchor": "top",
@@ -290,6 +291,7 @@ def export_ready(figure, caption: str = "", line: int = CAPTION_LINE, *, title: 
             y=0,
             xanchor="left",
             yanchor="top",
+            xshift=EDGE - figure.layout.margin.l,  # from the picture's left edge, as the title
             yshift=-below,
             align="left",
             showarrow=False,
