@@ -4,8 +4,6 @@ file lays them out in plain words."""
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 import streamlit as st
 
@@ -37,11 +35,8 @@ def _draw(screen_dir: str, size: int) -> None:
 
 
 def _interval(interval: estimates.Interval, count: bool = False) -> str:
-    if math.isnan(interval.estimate):
-        return "cannot be measured yet"
-    if count:
-        return f"{interval.estimate:,.0f} ({interval.low:,.0f} to {interval.high:,.0f})"
-    return f"{interval.estimate:.0%} ({interval.low:.0%} to {interval.high:.0%})"
+    estimate, bounds = estimates.interval_words(interval, count=count)
+    return f"{estimate} ({bounds})" if bounds else estimate
 
 
 def audit_section(job: review.Job, items: pd.DataFrame) -> None:

@@ -96,20 +96,10 @@ class JobReport:
     notes: tuple[str, ...] = field(default_factory=tuple)  # what the report had to leave out, and why
 
 
-def _interval_text(interval: estimates.Interval, count: bool = False, decimals: bool = False) -> tuple[str, str]:
-    if interval.estimate != interval.estimate:  # NaN: cannot be measured
-        return "cannot be measured yet", ""
-    if decimals:
-        return f"{interval.estimate:.2f}", f"{interval.low:.2f} to {interval.high:.2f}"
-    if count:
-        return f"{interval.estimate:,.0f}", f"{interval.low:,.0f} to {interval.high:,.0f}"
-    return f"{interval.estimate:.0%}", f"{interval.low:.0%} to {interval.high:.0%}"
-
-
 def market_words(job: review.Job, items: pd.DataFrame) -> tuple[str, tuple[str, ...], tuple[tuple[str, str, str], ...]]:
     """The report's market section: the audit sample's estimates where the job has enough decided, else the precision
     people measured on what they reviewed, with what it cannot say."""
-    found = estimates.job_estimates(job.path) if audit.sample(job.path) is not None else None
+    found = estimates.job_estimates(job.path)  # None without an audit sample
     if found is not None:
         sample = audit.sample(job.path)
         decided = int((sample["decision"] != "").sum())
@@ -122,11 +112,11 @@ def market_words(job: review.Job, items: pd.DataFrame) -> tuple[str, tuple[str, 
         table = ()
         if found.n >= estimates.MIN_DECIDED:
             table = (
-                (f"{units.capitalize()} that show trade", *_interval_text(found.prevalence_count, count=True)),
-                ("Share that show trade", *_interval_text(found.prevalence)),
-                ("Precision: share of flags that show trade", *_interval_text(found.precision)),
-                ("Recall: share of trade the line flags", *_interval_text(found.recall)),
-                ("F-score of the flags (0 to 1)", *_interval_text(found.f_score, decimals=True)),
+                (f"{units.capitalize()} that show trade", *estimates.interval_words(found.prevalence_count, count=True)),
+                ("Share that show trade", *estimates.interval_words(found.prevalence)),
+                ("Precision: share of flags that show trade", *estimates.interval_words(found.precision)),
+                ("Recall: share of trade the line flags", *estimates.interval_words(found.recall)),
+                ("F-score of the flags (0 to 1)", *estimates.interval_words(found.f_score, decimals=True)),
             )
         return "How much trade is here, and how much the flags miss", sentences, table
     view = review.precision_view(job, items, 0.9, None)

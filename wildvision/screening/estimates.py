@@ -201,6 +201,18 @@ def job_line_for_target(screen_dir: str | Path, target_precision: float) -> Line
     return line_for_target(frame, is_trade, sum(design["sizes"].values()), target_precision, units=audit.UNIT_WORDS[design["unit"]])
 
 
+def interval_words(interval: Interval, count: bool = False, decimals: bool = False) -> tuple[str, str]:
+    """An estimate and its 95% interval as the pages and reports print them: a share in percent, a `count` of units,
+    or a number with two `decimals` (an F-score); ("cannot be measured yet", "") where there is no estimate."""
+    if math.isnan(interval.estimate):
+        return "cannot be measured yet", ""
+    if decimals:
+        return f"{interval.estimate:.2f}", f"{interval.low:.2f} to {interval.high:.2f}"
+    if count:
+        return f"{interval.estimate:,.0f}", f"{interval.low:,.0f} to {interval.high:,.0f}"
+    return f"{interval.estimate:.0%}", f"{interval.low:.0%} to {interval.high:.0%}"
+
+
 def _share(interval: Interval) -> tuple[str, str]:
     """A share in words and its interval in brackets."""
     return f"{interval.estimate:.0%}", f"({interval.low:.0%} to {interval.high:.0%})"
