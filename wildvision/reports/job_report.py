@@ -10,7 +10,6 @@ the report and the page cannot disagree; both renderings (job_render.py) lay out
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -149,12 +148,6 @@ def _taken(file: str | None) -> str:
     return text[:10].replace(":", "-") if len(text) >= 10 and text[:4].isdigit() else ""
 
 
-def _jpeg(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, "JPEG", quality=82)
-    return buffer.getvalue()
-
-
 def _listing_text(row: pd.Series) -> tuple[str, str]:
     if "listing_key" not in row or not row.get("listing_key"):
         return "", ""
@@ -183,13 +176,12 @@ def _maps(screen_dir: Path, files: list[str]) -> tuple[dict[str, bytes], str]:
     for start in range(0, len(files), export.CHUNK):
         for examined in examine(loaded, files[start : start + export.CHUNK], MAP_METHOD, PICTURE_SIDE):
             if examined.explanation is not None:
-                maps[examined.path] = _jpeg(overlay(examined.image, examined.explanation.heatmap))
+                maps[examined.path] = review.jpeg_bytes(overlay(examined.image, examined.explanation.heatmap), quality=82)
     return maps, ""
 
 
-def _deciders(items: pd.DataFrame, job: review.Job) -> tuple[tuple[str, int, int, int, int], ...]:
-    """Who decided how many distinct photos (the latest decision on each photo), and how."""
-    decided = items[items["decision"] != ""].sort_values("decided_at").groupby("group").last()
+def _deciders(decided: pd.DataFrame, job: review.Job) -> tuple[tuple[str, int, int, int, int], ...]:
+    """Who decided how many distinct photos, and how; `decided`: the latest decision on each photo, by its group."""
     rows = []
     for who, part in decided.groupby("reviewer"):
         labels = part["decision"]
@@ -276,7 +268,7 @@ def gather(screen_dir: str | Path, made_by: str = "", maps: bool = True, progres
         confirmed_photos=len(confirmed),
         confirmed_files=confirmed_files,
         cases=tuple(cases),
-        deciders=_deciders(items, job),
+        deciders=_deciders(latest, job),
         positive_words=wording.label_words(job.positive),
         negative_words=wording.label_words(job.labels[1]),
         notes=tuple(notes),
