@@ -6,6 +6,7 @@ Fixtures live in conftest.py; plain helpers live here, so test modules never imp
 from __future__ import annotations
 
 import csv
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -159,3 +160,9 @@ def decide_truly(job: Path, paths: list[str], reviewer: str = "Ana") -> None:
     items = review.with_decisions(review.read_items(job), {})
     for path in paths:
         review.decide_photo(found, items, path, truth(path), reviewer)
+
+
+def pdf_page_sizes(pdf: Path) -> list[tuple[float, float]]:
+    """Each page's width and height in points, as poppler's pdfinfo reads the PDF."""
+    info = subprocess.run(["pdfinfo", "-f", "1", "-l", "999", str(pdf)], capture_output=True, text=True, check=True).stdout
+    return [(float(w), float(h)) for w, h in re.findall(r"Page +\d+ size: +([\d.]+) x ([\d.]+) pts", info)]

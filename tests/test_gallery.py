@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import DEMO, wait_until
+from helpers import pdf_page_sizes
 from wildvision import catalog
 from wildvision.cli import main
 from wildvision.explain import checks, gallery, gallery_jobs, saliency
@@ -145,11 +144,6 @@ def test_cli_writes_gallery_and_rejects_bad_input(shared, test_folder, tmp_path,
     err = capsys.readouterr().err
     assert "no captive/ folder" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
-
-
-def pdf_page_sizes(pdf: Path) -> list[tuple[float, float]]:
-    info = subprocess.run(["pdfinfo", "-f", "1", "-l", "999", str(pdf)], capture_output=True, text=True, check=True).stdout
-    return [(float(w), float(h)) for w, h in re.findall(r"Page +\d+ size: +([\d.]+) x ([\d.]+) pts", info)]
 
 
 def test_the_gallery_is_laid_out_on_16_9_pages_for_a_slide_each_under_5_mb(made):

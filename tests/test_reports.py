@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import demo_subset
 from conftest import wait_until as poll
-from helpers import decide_truly
+from helpers import decide_truly, pdf_page_sizes
 from wildvision.analysis.export import fixed_formatter
 from wildvision.analysis.tidy import short_run_name
 from wildvision.reports import deck, job_render, slides
@@ -50,11 +50,6 @@ def pdf_text(pdf: Path, layout: bool = False, page: int | None = None) -> str:
 def flat(text: str) -> str:
     """Text with every run of white space one space: a sentence wrapped over two lines reads as one."""
     return " ".join(text.split())
-
-
-def page_sizes(pdf: Path) -> list[tuple[float, float]]:
-    info = subprocess.run(["pdfinfo", "-f", "1", "-l", "999", str(pdf)], capture_output=True, text=True, check=True).stdout
-    return [(float(w), float(h)) for w, h in re.findall(r"Page +\d+ size: +([\d.]+) x ([\d.]+) pts", info)]
 
 
 def plain(markdown: str) -> str:
@@ -128,7 +123,7 @@ def test_the_review_page_makes_the_report_in_the_background_and_offers_both_file
     assert any("being made in the background" in s.value for s in at.success)
     (request,) = poll(lambda: export_requests.export_requests(market_job), lambda found: found and found[0].state != "running", timeout_s=300)
     assert request.state == "written", request.detail
-    assert export_requests.html_beside(request.output).is_file() and page_sizes(request.output)
+    assert export_requests.html_beside(request.output).is_file() and pdf_page_sizes(request.output)
     at = review_page()
     labels = [b.proto.label for b in at.get("download_button")]
     assert f"Report as PDF: {request.output.name}" in labels and f"Report as HTML: {export_requests.html_beside(request.output).name}" in labels
@@ -165,7 +160,7 @@ def test_a_report_in_another_format_is_refused_in_words(market_job, tmp_path):
 def test_the_study_deck_of_a_fresh_install_is_16_9_and_prints_the_results_and_efficiency_pages_numbers(runs_dir, tmp_path):
     result = wildvision("report", "--study", "--runs-dir", runs_dir, "--out", tmp_path / "deck.pdf")
     assert result.returncode == 0, result.stderr[-2000:]
-    sizes = page_sizes(tmp_path / "deck.pdf")
+    sizes = pdf_page_sizes(tmp_path / "deck.pdf")
     assert len(sizes) >= 6 and all(width * 9 == pytest.approx(height * 16) for width, height in sizes)
     pngs = deck.slide_pngs(tmp_path / "deck.pdf")
     assert len(pngs) == len(sizes) and all(Image.open(png).size == (1920, 1080) for png in pngs)
@@ -192,7 +187,7 @@ def test_a_deck_of_chosen_runs_names_them_as_runs_calls_demo_data_a_proxy_and_sh
     assert explained.returncode == 0, explained.stderr[-2000:]
     result = wildvision("report", "--study", completed_run, "--runs-dir", runs_dir, "--out", tmp_path / "deck.pdf")
     assert result.returncode == 0, result.stderr[-2000:]
-    slides_text = [flat(pdf_text(tmp_path / "deck.pdf", page=n)) for n in range(1, len(page_sizes(tmp_path / "deck.pdf")) + 1)]
+    slides_text = [flat(pdf_text(tmp_path / "deck.pdf", page=n)) for n in range(1, len(pdf_page_sizes(tmp_path / "deck.pdf")) + 1)]
     short = f"run {short_run_name(completed_run.name)}"
     assert short in slides_text[0] and "1 row marked 'run' is an own run" in slides_text[0]
     (gallery_slide,) = [text for text in slides_text if text.startswith("Where efficientnet_lite0 (the default model) looked on small")]
