@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import streamlit as st
 
 from app_pages import team
-from app_pages.widgets import code, md
+from app_pages.widgets import code, md, request_lines
 from wildvision import roots, shared, wording
 from wildvision.screening import decisions, export, export_requests, review, training_export
 
@@ -52,23 +53,11 @@ def export_section(job: review.Job) -> None:
             chosen = st.form_submit_button("Write the training folder")
         if chosen:
             training_folder(job, folder.strip(), include.strip())
-    requests = export_requests.export_requests(job.path)[:6]
-    if any(request.state == "running" for request in requests):
-        live_exports(str(job.path))
-    else:
-        for request in requests:
-            export_line(request)
+    request_lines(partial(newest_exports, str(job.path)), export_line)
 
 
-@st.fragment(run_every=3)
-def live_exports(screen_dir: str) -> None:
-    """The exports while one is being made, checked every 3 s; once none is, the whole page is drawn again, without
-    this fragment, so the checking stops."""
-    requests = export_requests.export_requests(screen_dir)[:6]
-    if not any(request.state == "running" for request in requests):
-        st.rerun()
-    for request in requests:
-        export_line(request)
+def newest_exports(screen_dir: str) -> list[export_requests.ExportRequest]:
+    return export_requests.export_requests(screen_dir)[:6]
 
 
 def export_line(request: export_requests.ExportRequest) -> None:

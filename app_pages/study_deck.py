@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import streamlit as st
 
 from app_pages import team
-from app_pages.widgets import code, md
+from app_pages.widgets import code, md, request_lines
 from wildvision import runs
 from wildvision.reports import deck, slides
 
@@ -30,22 +31,11 @@ def deck_section() -> None:
             st.error(f"The deck was not started: {error}")
         else:
             st.success("The deck is being made in the background (about half a minute); it is listed below when ready.")
-    requests = deck.deck_requests(folder)[:SHOWN]
-    if any(request.state == "running" for request in requests):
-        live_decks(str(folder))
-    else:
-        for request in requests:
-            deck_line(request)
+    request_lines(partial(newest_decks, str(folder)), deck_line)
 
 
-@st.fragment(run_every=3)
-def live_decks(folder: str) -> None:
-    """The decks while one is being made, checked every 3 s; the whole page is drawn again once none is."""
-    requests = deck.deck_requests(folder)[:SHOWN]
-    if not any(request.state == "running" for request in requests):
-        st.rerun()
-    for request in requests:
-        deck_line(request)
+def newest_decks(folder: str) -> list:
+    return deck.deck_requests(folder)[:SHOWN]
 
 
 def deck_line(request) -> None:

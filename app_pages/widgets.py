@@ -187,3 +187,23 @@ def models_and_results() -> tuple[list[catalog.ModelRecord], pd.DataFrame, Path]
     for problem in catalog.problems(records):
         st.warning(problem)
     return records, frame, folder
+
+
+def request_lines(read: Callable[[], list], show: Callable) -> None:
+    """Requests made in the background (exports, reports, decks), each drawn by `show`; while one is being made they
+    are read again every 3 s (live_requests), and once none is the page is drawn without the checking."""
+    requests = read()
+    if any(request.state == "running" for request in requests):
+        live_requests(read, show)
+    else:
+        for request in requests:
+            show(request)
+
+
+@st.fragment(run_every=3)
+def live_requests(read: Callable[[], list], show: Callable) -> None:
+    requests = read()
+    if not any(request.state == "running" for request in requests):
+        st.rerun()  # the whole page, without this fragment, so the checking stops
+    for request in requests:
+        show(request)
