@@ -241,6 +241,7 @@ def page() -> None:
             key="findings_csv",
             help="One row per file in a duplicate group (group, kind, folder, class, path, how it matched), then one per unreadable file.",
             disabled=findings.empty,
+            on_click="ignore",
         )
 
         # -----------------------------------------------------------------------------------------

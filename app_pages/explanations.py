@@ -40,7 +40,12 @@ def pages(item: gallery_jobs.StoredGallery) -> None:
     buttons = st.columns(min(count + 1, 6))
     if item.pdf is not None:
         buttons[0].download_button(
-            "Slides (16:9 PDF)", item.pdf.read_bytes, file_name=item.download_name(".pdf"), mime="application/pdf", key=f"pdf:{item.folder}"
+            "Slides (16:9 PDF)",
+            item.pdf.read_bytes,
+            file_name=item.download_name(".pdf"),
+            mime="application/pdf",
+            key=f"pdf:{item.folder}",
+            on_click="ignore",
         )
     for index, page in enumerate(item.pages, 1):
         buttons[index % len(buttons)].download_button(
@@ -49,6 +54,7 @@ def pages(item: gallery_jobs.StoredGallery) -> None:
             file_name=item.download_name(f"-page-{index}.png"),
             mime="image/png",
             key=f"page{index}:{item.folder}",
+            on_click="ignore",
         )
 
 
@@ -58,8 +64,12 @@ def old_gallery(item: gallery_jobs.StoredGallery) -> None:
     st.caption("Made before galleries had 16:9 pages for slides: make it again to get them.")
     buttons = st.columns(4)
     if item.pdf is not None:
-        buttons[0].download_button("Download PDF", item.pdf.read_bytes, file_name=item.download_name(".pdf"), mime="application/pdf", key=f"pdf:{item.folder}")
-    buttons[1].download_button("Whole figure (PNG)", item.png.read_bytes, file_name=item.download_name(".png"), mime="image/png", key=f"png:{item.folder}")
+        buttons[0].download_button(
+            "Download PDF", item.pdf.read_bytes, file_name=item.download_name(".pdf"), mime="application/pdf", key=f"pdf:{item.folder}", on_click="ignore"
+        )
+    buttons[1].download_button(
+        "Whole figure (PNG)", item.png.read_bytes, file_name=item.download_name(".png"), mime="image/png", key=f"png:{item.folder}", on_click="ignore"
+    )
 
 
 def checks(item: gallery_jobs.StoredGallery) -> None:

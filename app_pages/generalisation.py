@@ -280,6 +280,7 @@ def page() -> None:
             file_name=f"{stem}.csv",
             mime="text/csv",
             key="drop_csv",
+            on_click="ignore",
         )
 
     # ---------------------------------------------------------------------------------------------
@@ -305,7 +306,12 @@ def page() -> None:
         own = has_own_runs(frame)
         caption = "Positive-class precision " + ("(the paper's Table 1 and own runs, which are not the paper's)" if own else "(the paper's Table 1)")
         st.download_button(
-            "Download Table 1 as LaTeX", to_latex(table1, caption=caption), file_name="wildvision-table1.tex", mime="text/x-tex", key="table1_latex"
+            "Download Table 1 as LaTeX",
+            to_latex(table1, caption=caption),
+            file_name="wildvision-table1.tex",
+            mime="text/x-tex",
+            key="table1_latex",
+            on_click="ignore",
         )
 
     # ---------------------------------------------------------------------------------------------

@@ -242,7 +242,7 @@ def show_table(loaded: LoadedModel, rows: list[dict]) -> None:
         },
     )
     csv = predictions_csv(rows, loaded.threshold)
-    st.download_button("Download the table (CSV)", csv, file_name="wildvision-predictions.csv", mime="text/csv")
+    st.download_button("Download the table (CSV)", csv, file_name="wildvision-predictions.csv", mime="text/csv", on_click="ignore")
 
 
 def show_grid(readable: list[dict], method: str) -> None:

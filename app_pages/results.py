@@ -114,7 +114,7 @@ def page() -> None:
         )
         stem = f"wildvision-{metric}-{'difference' if difference else 'grid'}"
         export = st.columns(3)
-        export[0].download_button("Download table as CSV", to_csv(table), file_name=f"{stem}.csv", mime="text/csv", key="csv")
+        export[0].download_button("Download table as CSV", to_csv(table), file_name=f"{stem}.csv", mime="text/csv", key="csv", on_click="ignore")
         export[1].download_button(
             "Download table as LaTeX",
             to_latex(
@@ -125,6 +125,7 @@ def page() -> None:
             file_name=f"{stem}.tex",
             mime="text/x-tex",
             key="latex",
+            on_click="ignore",
         )
         with export[2]:
             grid_chart_button(table, title, grid_caption(table, METRIC_LABELS[metric], baseline_choice if difference else None), difference, stem)

@@ -33,7 +33,7 @@ def export_section(job: review.Job) -> None:
         except ValueError as error:  # damaged scores or decisions: the export would not hold what the job holds
             st.warning(f"The cases cannot be exported: {md(str(error))}")
         else:
-            st.download_button(f"Confirmed cases, CSV ({count})", text.encode("utf-8"), f"{job.name}-confirmed-cases.csv", "text/csv")
+            st.download_button(f"Confirmed cases, CSV ({count})", text.encode("utf-8"), f"{job.name}-confirmed-cases.csv", "text/csv", on_click="ignore")
     with columns[1]:
         if st.button("Make an evidence pack", disabled=not (job.path / decisions.DATABASE).is_file()):
             pack = export_requests.new_pack_path(job.path)
@@ -68,13 +68,15 @@ def export_line(request: export_requests.ExportRequest) -> None:
     elif request.state == "failed":
         st.warning(f"{request.kind.capitalize()} {name} was not made: {md(request.detail)}")
     elif request.kind == "evidence pack":
-        st.download_button(f"Download the evidence pack {request.output.name}", request.output.read_bytes(), request.output.name, "application/zip")
+        st.download_button(
+            f"Download the evidence pack {request.output.name}", request.output.read_bytes(), request.output.name, "application/zip", on_click="ignore"
+        )
     elif request.kind == "report":
         pdf, html = request.output, export_requests.html_beside(request.output)
         cells = st.columns(2)
-        cells[0].download_button(f"Report as PDF: {pdf.name}", pdf.read_bytes, pdf.name, "application/pdf", key=f"report-pdf-{pdf.name}")
+        cells[0].download_button(f"Report as PDF: {pdf.name}", pdf.read_bytes, pdf.name, "application/pdf", key=f"report-pdf-{pdf.name}", on_click="ignore")
         if html.is_file():
-            cells[1].download_button(f"Report as HTML: {html.name}", html.read_bytes, html.name, "text/html", key=f"report-html-{html.name}")
+            cells[1].download_button(f"Report as HTML: {html.name}", html.read_bytes, html.name, "text/html", key=f"report-html-{html.name}", on_click="ignore")
     else:
         overlap = " Train on it with 'Leave out test photos that copy a training photo' ticked." if "copy a test-set photo" in request.detail else ""
         st.success(f"Training folder {name}: {md(request.detail)}.{overlap}")

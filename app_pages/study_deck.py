@@ -46,13 +46,14 @@ def deck_line(request) -> None:
         st.warning(f"Study deck {code(pdf.name)} was not made: {md(request.detail)}")
     else:
         cells = st.columns(2)
-        cells[0].download_button(f"Study deck {pdf.name}", pdf.read_bytes, pdf.name, "application/pdf", key=f"deck-pdf-{pdf.name}")
+        cells[0].download_button(f"Study deck {pdf.name}", pdf.read_bytes, pdf.name, "application/pdf", key=f"deck-pdf-{pdf.name}", on_click="ignore")
         cells[1].download_button(
             f"Its {len(deck.slide_pngs(pdf))} slides as PNGs (zip)",
             lambda: deck.slides_zip(pdf),
             pdf.with_suffix(".zip").name,
             "application/zip",
             key=f"deck-png-{pdf.name}",
+            on_click="ignore",
         )
 
 
@@ -65,4 +66,5 @@ def grid_chart_button(table, title: str, caption: str, difference: bool, file_st
         "image/png",
         key="grid-chart",
         help="A 16:9 slide (1920 x 1080) of the table above, each cell printed as the table prints it.",
+        on_click="ignore",
     )

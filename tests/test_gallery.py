@@ -245,6 +245,7 @@ def test_explanations_page_shows_a_runs_gallery_and_its_checks(runs_dir, run_wit
     assert count >= 2
     assert len(at.image) == 1 and at.image[0].captions[0].startswith(f"Page 1 of {count}: ") and "photos, stored in" in at.image[0].captions[0]
     labels = [button.proto.label for button in at.get("download_button")]
+    assert all(button.proto.ignore_rerun for button in at.get("download_button"))  # a click only downloads
     assert labels == ["Slides (16:9 PDF)", *[f"Page {n} of {count} (PNG)" for n in range(1, count + 1)]]
     names = [name for name in saved_names if name.startswith("wildvision-")]
     stem = f"wildvision-{run_with_gallery.name}-test_out_pet-saliency"

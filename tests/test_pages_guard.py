@@ -3,6 +3,7 @@ file that keeps its traceback, never a traceback on the page."""
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,17 @@ def test_an_unexpected_error_is_one_line_naming_the_log_that_keeps_its_traceback
     assert error.value.startswith("Something went wrong on this page (Broken: the disk went away)")
     assert str(log.resolve()) in error.value and "second line" not in error.value
     assert "Traceback (most recent call last)" in log.read_text() and "second line of details" in log.read_text()
+
+
+def test_no_download_button_reruns_its_page():
+    """A download button's click reruns the page by default, at the same moment the browser asks for the file; the
+    rerun replaces the button's file (a deferred one is dropped), so on a busy server the click downloads nothing
+    (Streamlit's own docs call it a race). Nothing on a page changes on a download, so none reruns."""
+    rerunning = []
+    for path in [ROOT / "Home.py", *sorted((ROOT / "app_pages").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "download_button":
+                on_click = next((keyword.value for keyword in node.keywords if keyword.arg == "on_click"), None)
+                if not (isinstance(on_click, ast.Constant) and on_click.value == "ignore"):
+                    rerunning.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not rerunning, rerunning
