@@ -62,14 +62,15 @@ def dashboard(completed_run, screened_job, tmp_path_factory):
     settings = tmp_path_factory.mktemp("dashboard_settings") / "settings.toml"
     settings.write_text(f"[roots]\nread = [{json.dumps(str(tmp_path_factory.getbasetemp()))}]\n", encoding="utf-8")  # the tests' photo folders
     env = dict(os.environ, WILDVISION_RUNS_DIR=str(runs_dir), WILDVISION_SCREENS_DIR=str(screens_dir), WILDVISION_SETTINGS=str(settings))
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log = tmp_path_factory.mktemp("dashboard_log") / "streamlit.log"  # a file: a pipe no one reads fills up and stalls the server
+    with open(log, "wb") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1"],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -80,6 +81,7 @@ def dashboard(completed_run, screened_job, tmp_path_factory):
     yield Dashboard(f"http://127.0.0.1:{port}", runs_dir, server.pid, screens_dir)
     server.terminate()
     server.wait(timeout=20)
+    print(f"streamlit server log: {log} ({log.stat().st_size:,} bytes)")
 
 
 def open_page(browser, url: str):
