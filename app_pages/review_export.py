@@ -69,7 +69,7 @@ def export_line(request: export_requests.ExportRequest) -> None:
         st.warning(f"{request.kind.capitalize()} {name} was not made: {md(request.detail)}")
     elif request.kind == "evidence pack":
         st.download_button(
-            f"Download the evidence pack {request.output.name}", request.output.read_bytes(), request.output.name, "application/zip", on_click="ignore"
+            f"Download the evidence pack {request.output.name}", request.output.read_bytes, request.output.name, "application/zip", on_click="ignore"
         )
     elif request.kind == "report":
         pdf, html = request.output, export_requests.html_beside(request.output)

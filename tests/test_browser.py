@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,7 +22,7 @@ import pytest
 
 from conftest import copy_job
 from wildvision import runs
-from wildvision.screening import decisions
+from wildvision.screening import decisions, export_requests
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -204,10 +205,10 @@ def test_a_chart_downloads_as_a_png_for_a_slide(browser, dashboard, tmp_path):
         page.close()
 
 
-def test_twenty_photos_are_reviewed_in_the_browser_by_key_and_by_click(browser, dashboard):
+def test_twenty_photos_are_reviewed_in_the_browser_by_key_and_by_click(browser, dashboard, tmp_path):
     """A reviewer types their name, decides 12 photos one at a time with the keyboard, then 8 in the grid by clicking
     (after adding the lowest score band: the job has 24 photos, and fewer than 20 are flagged or uncertain); an
-    evidence pack of the confirmed cases is then offered for download without another click."""
+    evidence pack of the confirmed cases is then offered for download without another click, and downloads whole."""
     from playwright.sync_api import expect
 
     (job,) = [folder for folder in dashboard.screens_dir.iterdir() if folder.is_dir()]
@@ -257,6 +258,14 @@ def test_twenty_photos_are_reviewed_in_the_browser_by_key_and_by_click(browser, 
         page.get_by_role("button", name="Make an evidence pack").click()
         page.get_by_text("being made…").wait_for(timeout=30_000)
         page.get_by_role("button", name="Download the evidence pack").wait_for(timeout=180_000)  # the list refreshes by itself
+        settled(page)
+        with page.expect_download(timeout=60_000) as download_info:
+            page.get_by_role("button", name="Download the evidence pack").click()
+        saved = tmp_path / download_info.value.suggested_filename
+        download_info.value.save_as(saved)
+        with zipfile.ZipFile(saved) as pack:
+            assert saved.suffix == ".zip" and pack.testzip() is None and pack.namelist()
+        assert saved.read_bytes() == (export_requests.exports_folder(job) / saved.name).read_bytes()
     finally:
         page.close()
 
